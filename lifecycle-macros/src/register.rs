@@ -1,0 +1,314 @@
+//! `#[liveness]`, `#[readiness]`, `#[startup]`, `#[preflight]`,
+//! `#[on_startup]` and `#[on_shutdown]`: keep the user's function as written
+//! and submit a registration for it to `inventory`.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{ItemFn, LitStr, ReturnType};
+
+use crate::args::{parse_args, runtime_path, Errors};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Liveness,
+    Readiness,
+    Startup,
+    Preflight,
+    OnStartup,
+    OnShutdown,
+}
+
+/// Names of the runtime's own checks; a user check may not take them.
+const RESERVED_NAMES: &[&str] = &["lifecycle", "runtime", "tasks"];
+
+impl Kind {
+    fn attribute(self) -> &'static str {
+        match self {
+            Kind::Liveness => "liveness",
+            Kind::Readiness => "readiness",
+            Kind::Startup => "startup",
+            Kind::Preflight => "preflight",
+            Kind::OnStartup => "on_startup",
+            Kind::OnShutdown => "on_shutdown",
+        }
+    }
+
+    fn valid_args(self) -> &'static [&'static str] {
+        match self {
+            Kind::Liveness => &["name", "timeout_ms", "critical", "crate"],
+            Kind::Readiness | Kind::Startup => {
+                &["name", "timeout_ms", "critical", "interval_ms", "crate"]
+            }
+            Kind::Preflight => &["name", "timeout_ms", "crate"],
+            Kind::OnStartup | Kind::OnShutdown => &["name", "order", "timeout_ms", "crate"],
+        }
+    }
+
+    fn is_hook(self) -> bool {
+        matches!(self, Kind::OnStartup | Kind::OnShutdown)
+    }
+}
+
+/// What the attribute's arguments say, after validation.
+struct Config {
+    name: Option<LitStr>,
+    timeout_ms: Option<u64>,
+    critical: Option<bool>,
+    interval_ms: Option<u64>,
+    order: Option<i32>,
+    krate: Option<syn::Path>,
+}
+
+pub(crate) fn expand(kind: Kind, args: TokenStream, item: TokenStream) -> TokenStream {
+    // On any error the user's item is still emitted, unchanged, so the rest
+    // of the crate (and the IDE) keeps working; only the registration is
+    // left out.
+    let mut errors = Errors::default();
+    let config = parse_config(kind, args, &mut errors);
+    let function = match syn::parse2::<ItemFn>(item.clone()) {
+        Ok(function) => function,
+        Err(_) => {
+            errors.push_at(
+                item_span(&item),
+                format!(
+                    "#[{}] can only be applied to a free `fn` or `async fn` with no parameters",
+                    kind.attribute()
+                ),
+            );
+            return with_errors(item, errors);
+        }
+    };
+    check_signature(kind, &function, &mut errors);
+    let name = registered_name(kind, &config, &function, &mut errors);
+    match (config, errors.into_result()) {
+        (Some(config), Ok(())) => {
+            let registration = registration(kind, &config, &function, &name);
+            quote!(#function #registration)
+        }
+        (_, result) => {
+            let errors = result.err().map(|e| e.into_compile_error());
+            quote!(#item #errors)
+        }
+    }
+}
+
+fn with_errors(item: TokenStream, errors: Errors) -> TokenStream {
+    let errors = errors.into_result().err().map(|e| e.into_compile_error());
+    quote!(#item #errors)
+}
+
+fn item_span(item: &TokenStream) -> Span {
+    item.clone()
+        .into_iter()
+        .find(|token| !matches!(token, proc_macro2::TokenTree::Punct(_)))
+        .map(|token| token.span())
+        .unwrap_or_else(Span::call_site)
+}
+
+fn parse_config(kind: Kind, args: TokenStream, errors: &mut Errors) -> Option<Config> {
+    let parsed = match parse_args(kind.attribute(), args, kind.valid_args(), errors) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            errors.push(e);
+            return None;
+        }
+    };
+    let mut config = Config {
+        name: None,
+        timeout_ms: None,
+        critical: None,
+        interval_ms: None,
+        order: None,
+        krate: None,
+    };
+    for arg in &parsed {
+        match arg.key.as_str() {
+            "name" => config.name = arg.string(errors, "name = \"database\""),
+            "timeout_ms" => config.timeout_ms = arg.unsigned(errors, 1),
+            "critical" => config.critical = arg.boolean(errors),
+            "interval_ms" => config.interval_ms = arg.unsigned(errors, 1),
+            "order" => config.order = arg.signed(errors),
+            "crate" => config.krate = arg.crate_path(errors),
+            other => unreachable!("argument `{other}` passed validation"),
+        }
+    }
+    Some(config)
+}
+
+fn check_signature(kind: Kind, function: &ItemFn, errors: &mut Errors) {
+    let sig = &function.sig;
+    let what = if kind.is_hook() { "hooks" } else { "checks" };
+    if !sig.inputs.is_empty() {
+        errors.push_at(
+            sig.inputs.span(),
+            format!(
+                "lifecycle {what} take no parameters; reach shared state through a static (e.g. once_cell::sync::OnceCell)"
+            ),
+        );
+    }
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        errors.push_at(
+            sig.generics.span(),
+            format!("lifecycle {what} cannot be generic"),
+        );
+    }
+    if let Some(unsafety) = &sig.unsafety {
+        errors.push_at(
+            unsafety.span,
+            format!("lifecycle {what} cannot be `unsafe fn`"),
+        );
+    }
+    if let Some(variadic) = &sig.variadic {
+        errors.push_at(
+            variadic.span(),
+            format!("lifecycle {what} take no parameters"),
+        );
+    }
+}
+
+fn registered_name(
+    kind: Kind,
+    config: &Option<Config>,
+    function: &ItemFn,
+    errors: &mut Errors,
+) -> String {
+    let (name, span) = match config.as_ref().and_then(|c| c.name.as_ref()) {
+        Some(lit) => (lit.value(), lit.span()),
+        None => {
+            let ident = &function.sig.ident;
+            let text = ident.to_string();
+            (
+                text.strip_prefix("r#").unwrap_or(&text).to_owned(),
+                ident.span(),
+            )
+        }
+    };
+    if kind.is_hook() {
+        if name.is_empty() {
+            errors.push_at(span, "a hook name cannot be empty");
+        }
+        return name;
+    }
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        errors.push_at(
+            span,
+            format!(
+                "check name {name:?} cannot be used in a probe path; use ASCII letters, digits, `-`, `_` or `.`"
+            ),
+        );
+    } else if RESERVED_NAMES.contains(&name.as_str()) {
+        errors.push_at(
+            span,
+            format!(
+                "the check name `{name}` is reserved for a built-in check; choose another with `name = \"...\"`"
+            ),
+        );
+    }
+    name
+}
+
+fn registration(kind: Kind, config: &Config, function: &ItemFn, name: &str) -> TokenStream {
+    let krate = runtime_path(config.krate.clone());
+    let private = quote!(#krate::__private);
+    let ident = &function.sig.ident;
+    let option = |value: Option<u64>| match value {
+        Some(n) => quote!(::core::option::Option::Some(#n)),
+        None => quote!(::core::option::Option::None),
+    };
+    let timeout_ms = option(config.timeout_ms);
+    let (output_ty, output_span) = match &function.sig.output {
+        ReturnType::Default => (quote!(()), function.sig.ident.span()),
+        ReturnType::Type(_, ty) => (quote!(#ty), ty.span()),
+    };
+    let (convert_trait, convert_fn, result_ty) = if kind.is_hook() {
+        (
+            quote!(IntoHookOutcome),
+            quote!(into_hook_outcome),
+            quote!(#private::HookOutcome),
+        )
+    } else {
+        (
+            quote!(IntoHealth),
+            quote!(into_health),
+            quote!(#krate::Health),
+        )
+    };
+    // The conversion is spanned on the return type, so an unsupported type
+    // is reported there, with the trait's `on_unimplemented` message.
+    let convert = quote_spanned! {output_span=>
+        <#output_ty as #private::#convert_trait>::#convert_fn
+    };
+    let call = if function.sig.asyncness.is_some() {
+        quote! {
+            #private::Call::Async({
+                fn __lifecycle_call() -> #private::BoxFuture<#result_ty> {
+                    ::std::boxed::Box::pin(async { #convert(#ident().await) })
+                }
+                __lifecycle_call
+            })
+        }
+    } else {
+        quote! {
+            #private::Call::Blocking({
+                fn __lifecycle_call() -> #result_ty {
+                    #convert(#ident())
+                }
+                __lifecycle_call
+            })
+        }
+    };
+    let site = quote_spanned! {ident.span()=>
+        #private::Site {
+            module: ::core::module_path!(),
+            file: ::core::file!(),
+            line: ::core::line!(),
+        }
+    };
+    let value = if kind.is_hook() {
+        let hook_kind = match kind {
+            Kind::OnStartup => quote!(OnStartup),
+            _ => quote!(OnShutdown),
+        };
+        let order = config.order.unwrap_or(0);
+        quote! {
+            #private::HookRegistration {
+                kind: #private::HookKind::#hook_kind,
+                name: #name,
+                order: #order,
+                timeout_ms: #timeout_ms,
+                call: #call,
+                site: #site,
+            }
+        }
+    } else {
+        let check_kind = match kind {
+            Kind::Liveness => quote!(Liveness),
+            Kind::Readiness => quote!(Readiness),
+            Kind::Startup => quote!(Startup),
+            _ => quote!(Preflight),
+        };
+        let critical = config.critical.unwrap_or(true);
+        let interval_ms = option(config.interval_ms);
+        quote! {
+            #private::CheckRegistration {
+                kind: #private::CheckKind::#check_kind,
+                name: #name,
+                timeout_ms: #timeout_ms,
+                critical: #critical,
+                interval_ms: #interval_ms,
+                call: #call,
+                site: #site,
+            }
+        }
+    };
+    quote! {
+        const _: () = {
+            #private::inventory::submit! { #value }
+        };
+    }
+}

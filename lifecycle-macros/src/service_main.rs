@@ -1,0 +1,240 @@
+//! `#[service_main]`: turns `async fn main` into a plain `fn main` that hands
+//! the user's body, unchanged, to `lifecycle_runtime`'s service driver.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{ItemFn, ReturnType};
+
+use crate::args::{parse_args, runtime_path, Errors};
+
+const VALID_ARGS: &[&str] = &[
+    "probe_addr",
+    "shutdown_timeout_ms",
+    "drain_delay_ms",
+    "stall_threshold_ms",
+    "max_tasks",
+    "panic",
+    "flavor",
+    "worker_threads",
+    "tracing",
+    "crate",
+];
+
+#[derive(Default)]
+struct Config {
+    probe_addr: Option<String>,
+    shutdown_timeout_ms: Option<u64>,
+    drain_delay_ms: Option<u64>,
+    stall_threshold_ms: Option<u64>,
+    max_tasks: Option<u64>,
+    panic_log: bool,
+    current_thread: bool,
+    worker_threads: Option<u64>,
+    tracing: Option<bool>,
+    krate: Option<syn::Path>,
+}
+
+pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
+    let mut errors = Errors::default();
+    let config = parse_config(args, &mut errors);
+    let function = match syn::parse2::<ItemFn>(item.clone()) {
+        Ok(function) => function,
+        Err(_) => {
+            errors.push_at(
+                item.clone()
+                    .into_iter()
+                    .next()
+                    .map(|t| t.span())
+                    .unwrap_or_else(proc_macro2::Span::call_site),
+                "#[service_main] can only be applied to `async fn main()`",
+            );
+            let errors = errors.into_result().err().map(|e| e.into_compile_error());
+            return quote!(#item #errors);
+        }
+    };
+    check_signature(&function, &mut errors);
+    match errors.into_result() {
+        Ok(()) => generate(config.unwrap_or_default(), function),
+        Err(error) => fallback(function, error),
+    }
+}
+
+fn parse_config(args: TokenStream, errors: &mut Errors) -> Option<Config> {
+    let parsed = match parse_args("service_main", args, VALID_ARGS, errors) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            errors.push(e);
+            return None;
+        }
+    };
+    let mut config = Config::default();
+    for arg in &parsed {
+        match arg.key.as_str() {
+            "probe_addr" => {
+                if let Some(lit) = arg.string(errors, "probe_addr = \"0.0.0.0:8081\"") {
+                    if lit.value().parse::<std::net::SocketAddr>().is_err() {
+                        errors.push_at(
+                            lit.span(),
+                            "`probe_addr` expects an IP address and port, e.g. `probe_addr = \"0.0.0.0:8081\"`",
+                        );
+                    } else {
+                        config.probe_addr = Some(lit.value());
+                    }
+                }
+            }
+            "shutdown_timeout_ms" => config.shutdown_timeout_ms = arg.unsigned(errors, 1),
+            "drain_delay_ms" => config.drain_delay_ms = arg.unsigned(errors, 0),
+            "stall_threshold_ms" => config.stall_threshold_ms = arg.unsigned(errors, 1),
+            "max_tasks" => config.max_tasks = arg.unsigned(errors, 1),
+            "worker_threads" => config.worker_threads = arg.unsigned(errors, 1),
+            "tracing" => config.tracing = arg.boolean(errors),
+            "crate" => config.krate = arg.crate_path(errors),
+            "panic" => {
+                if let Some(lit) = arg.string(errors, "panic = \"crash\"") {
+                    match lit.value().as_str() {
+                        "crash" => config.panic_log = false,
+                        "log" => config.panic_log = true,
+                        other => errors.push_at(
+                            lit.span(),
+                            format!(
+                                "unknown panic policy {other:?}; expected \"crash\" or \"log\""
+                            ),
+                        ),
+                    }
+                }
+            }
+            "flavor" => {
+                if let Some(lit) = arg.string(errors, "flavor = \"multi_thread\"") {
+                    match lit.value().as_str() {
+                        "multi_thread" => config.current_thread = false,
+                        "current_thread" => config.current_thread = true,
+                        other => errors.push_at(
+                            lit.span(),
+                            format!(
+                                "unknown runtime flavor {other:?}; expected \"multi_thread\" or \"current_thread\""
+                            ),
+                        ),
+                    }
+                }
+            }
+            other => unreachable!("argument `{other}` passed validation"),
+        }
+    }
+    if config.current_thread && config.worker_threads.is_some() {
+        if let Some(arg) = parsed.iter().find(|a| a.key == "worker_threads") {
+            errors.push_at(
+                arg.key_span,
+                "`worker_threads` only applies to `flavor = \"multi_thread\"`",
+            );
+        }
+    }
+    Some(config)
+}
+
+fn check_signature(function: &ItemFn, errors: &mut Errors) {
+    let sig = &function.sig;
+    if sig.asyncness.is_none() {
+        errors.push_at(
+            sig.fn_token.span,
+            "#[service_main] requires an `async fn`: write `async fn main()`",
+        );
+    }
+    if !sig.inputs.is_empty() {
+        errors.push_at(
+            sig.inputs.span(),
+            "`main` takes no parameters; read arguments with std::env::args()",
+        );
+    }
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        errors.push_at(sig.generics.span(), "`main` cannot be generic");
+    }
+}
+
+fn generate(config: Config, function: ItemFn) -> TokenStream {
+    let krate = runtime_path(config.krate.clone());
+    let private = quote!(#krate::__private);
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = function;
+    let outer_ident = &sig.ident;
+    let inner_ident = format_ident!("__lifecycle_service_main");
+    let mut inner_sig = sig.clone();
+    inner_sig.ident = inner_ident.clone();
+
+    let some_u64 = |value: Option<u64>| match value {
+        Some(n) => quote!(::core::option::Option::Some(#n)),
+        None => quote!(::core::option::Option::None),
+    };
+    let probe_addr = match &config.probe_addr {
+        Some(addr) => quote!(::core::option::Option::Some(#addr)),
+        None => quote!(::core::option::Option::None),
+    };
+    let shutdown_timeout_ms = some_u64(config.shutdown_timeout_ms);
+    let drain_delay_ms = some_u64(config.drain_delay_ms);
+    let stall_threshold_ms = some_u64(config.stall_threshold_ms);
+    let max_tasks = some_u64(config.max_tasks);
+    let worker_threads = some_u64(config.worker_threads);
+    let panic = if config.panic_log {
+        quote!(#private::PanicPolicy::Log)
+    } else {
+        quote!(#private::PanicPolicy::Crash)
+    };
+    let flavor = if config.current_thread {
+        quote!(#private::Flavor::CurrentThread)
+    } else {
+        quote!(#private::Flavor::MultiThread)
+    };
+    let tracing = config.tracing.unwrap_or(true);
+    let output_span = match &sig.output {
+        ReturnType::Default => sig.ident.span(),
+        ReturnType::Type(_, ty) => ty.span(),
+    };
+    let run = quote_spanned! {output_span=>
+        #private::run_service(__lifecycle_config, #inner_ident)
+    };
+    quote! {
+        #(#attrs)*
+        #vis fn #outer_ident() {
+            #inner_sig #block
+            let __lifecycle_config = #private::ServiceConfig {
+                probe_addr: #probe_addr,
+                shutdown_timeout_ms: #shutdown_timeout_ms,
+                drain_delay_ms: #drain_delay_ms,
+                stall_threshold_ms: #stall_threshold_ms,
+                max_tasks: #max_tasks,
+                panic: #panic,
+                flavor: #flavor,
+                worker_threads: #worker_threads,
+                tracing: #tracing,
+            };
+            #run
+        }
+    }
+}
+
+/// On error: a plain `fn main` that still contains the user's body (so names
+/// resolve and the IDE keeps working) next to the errors.
+fn fallback(function: ItemFn, error: syn::Error) -> TokenStream {
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = function;
+    let outer_ident = &sig.ident;
+    let mut inner_sig = sig.clone();
+    inner_sig.ident = format_ident!("__lifecycle_service_main");
+    let error = error.into_compile_error();
+    quote! {
+        #(#attrs)*
+        #vis fn #outer_ident() {
+            #[allow(dead_code, unused_variables)]
+            #inner_sig #block
+        }
+        #error
+    }
+}

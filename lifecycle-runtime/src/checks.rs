@@ -1,0 +1,110 @@
+//! Running a user's check or hook: on the application runtime (it may use
+//! the application's pools and clients), bounded by its timeout, with a
+//! panic turned into that call's failure.
+
+use std::any::Any;
+use std::time::{Duration, Instant};
+
+use tokio::runtime::Handle;
+
+use crate::health::Health;
+use crate::registry::{Call, CheckRegistration};
+
+/// How a bounded call ended.
+pub(crate) enum Outcome<T> {
+    Finished(T),
+    TimedOut(Duration),
+    Panicked(String),
+    /// The application runtime is shutting down and dropped the task.
+    Cancelled,
+}
+
+impl<T> Outcome<T> {
+    /// The failure reason of anything but `Finished`.
+    pub(crate) fn failure(&self) -> Option<String> {
+        match self {
+            Outcome::Finished(_) => None,
+            Outcome::TimedOut(after) => Some(format!("timed out after {} ms", after.as_millis())),
+            Outcome::Panicked(message) => Some(format!("panicked: {message}")),
+            Outcome::Cancelled => {
+                Some("cancelled: the application runtime is shutting down".into())
+            }
+        }
+    }
+}
+
+/// Runs `call` on the application runtime `app` and waits at most `timeout`
+/// for it, on whichever runtime awaits this (the probe server's own, for
+/// probes), so a stalled application still gets a timely answer.
+///
+/// A plain `fn` runs on the blocking pool so that it cannot stall a worker.
+/// An `async fn` that overruns is aborted at its next `.await`; a blocking
+/// one cannot be stopped and is left to finish on its own.
+pub(crate) async fn run_bounded<T: Send + 'static>(
+    app: &Handle,
+    call: &Call<T>,
+    timeout: Duration,
+) -> Outcome<T> {
+    let task = match call {
+        Call::Blocking(function) => app.spawn_blocking(*function),
+        Call::Async(function) => app.spawn(function()),
+    };
+    let abort = task.abort_handle();
+    match tokio::time::timeout(timeout, task).await {
+        Ok(Ok(value)) => Outcome::Finished(value),
+        Ok(Err(error)) if error.is_panic() => Outcome::Panicked(panic_message(error.into_panic())),
+        Ok(Err(_)) => Outcome::Cancelled,
+        Err(_) => {
+            abort.abort();
+            Outcome::TimedOut(timeout)
+        }
+    }
+}
+
+/// The text of a panic payload, as `std` prints it.
+pub(crate) fn panic_message(payload: Box<dyn Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(message) => *message,
+        Err(payload) => match payload.downcast::<&'static str>() {
+            Ok(message) => (*message).to_owned(),
+            Err(_) => "Box<dyn Any>".to_owned(),
+        },
+    }
+}
+
+/// One check's answer, as probes report it.
+#[derive(Debug, Clone)]
+pub(crate) struct CheckResult {
+    pub(crate) name: String,
+    pub(crate) critical: bool,
+    pub(crate) health: Health,
+    pub(crate) duration: Duration,
+}
+
+impl CheckResult {
+    /// A built-in check (no registration), computed without I/O.
+    pub(crate) fn builtin(name: &str, health: Health) -> CheckResult {
+        CheckResult {
+            name: name.to_owned(),
+            critical: true,
+            health,
+            duration: Duration::ZERO,
+        }
+    }
+}
+
+/// Runs one registered check to a result.
+pub(crate) async fn run_check(app: &Handle, check: &'static CheckRegistration) -> CheckResult {
+    let started = Instant::now();
+    let outcome = run_bounded(app, &check.call, check.timeout()).await;
+    let health = match outcome {
+        Outcome::Finished(health) => health,
+        other => Health::down(other.failure().unwrap_or_default()),
+    };
+    CheckResult {
+        name: check.name.to_owned(),
+        critical: check.critical,
+        health,
+        duration: started.elapsed(),
+    }
+}

@@ -1,0 +1,245 @@
+//! Configuration: a `LIFECYCLE_*` environment variable wins over the
+//! `#[service_main]` argument, which wins over the default. A bad value is
+//! an error that names the variable and the accepted form (exit 2).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// What `#[service_main]`'s arguments say; generated code builds it.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub probe_addr: Option<&'static str>,
+    pub shutdown_timeout_ms: Option<u64>,
+    pub drain_delay_ms: Option<u64>,
+    pub stall_threshold_ms: Option<u64>,
+    pub max_tasks: Option<u64>,
+    pub panic: PanicPolicy,
+    pub flavor: Flavor,
+    pub worker_threads: Option<u64>,
+    pub tracing: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PanicPolicy {
+    Crash,
+    Log,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    MultiThread,
+    CurrentThread,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The settings in force, after the environment has had its say.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) probe_addr: SocketAddr,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) drain_delay: Duration,
+    pub(crate) stall_threshold: Duration,
+    pub(crate) max_tasks: Option<u64>,
+}
+
+pub(crate) const PROBE_ADDR: &str = "LIFECYCLE_PROBE_ADDR";
+pub(crate) const SHUTDOWN_TIMEOUT: &str = "LIFECYCLE_SHUTDOWN_TIMEOUT_MS";
+pub(crate) const DRAIN_DELAY: &str = "LIFECYCLE_DRAIN_DELAY_MS";
+pub(crate) const STALL_THRESHOLD: &str = "LIFECYCLE_STALL_THRESHOLD_MS";
+pub(crate) const LOG_FORMAT: &str = "LIFECYCLE_LOG_FORMAT";
+pub(crate) const TERMINATION_LOG: &str = "LIFECYCLE_TERMINATION_LOG";
+
+const DEFAULT_PROBE_ADDR: &str = "0.0.0.0:8081";
+const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 25_000;
+const DEFAULT_STALL_THRESHOLD_MS: u64 = 10_000;
+/// On Kubernetes, endpoints are removed from load balancers asynchronously
+/// after the pod is marked terminating; keep serving a while.
+const KUBERNETES_DRAIN_DELAY_MS: u64 = 5_000;
+
+/// A bad value in a `LIFECYCLE_*` variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ConfigError {
+    pub(crate) variable: &'static str,
+    pub(crate) value: String,
+    pub(crate) expected: &'static str,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid configuration: {}={:?}: expected {}",
+            self.variable, self.value, self.expected
+        )
+    }
+}
+
+/// Reads one variable; unset and empty both mean "not given".
+fn var(env: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+    env(name).filter(|v| !v.trim().is_empty())
+}
+
+fn millis(
+    env: &dyn Fn(&str) -> Option<String>,
+    variable: &'static str,
+    from_attribute: Option<u64>,
+    default: u64,
+    min: u64,
+) -> Result<Duration, ConfigError> {
+    let expected = if min == 0 {
+        "a whole number of milliseconds, 0 or more (e.g. 5000)"
+    } else {
+        "a whole number of milliseconds, 1 or more (e.g. 5000)"
+    };
+    let ms = match var(env, variable) {
+        Some(value) => match value.trim().parse::<u64>() {
+            Ok(ms) if ms >= min => ms,
+            _ => {
+                return Err(ConfigError {
+                    variable,
+                    value,
+                    expected,
+                })
+            }
+        },
+        None => from_attribute.unwrap_or(default),
+    };
+    Ok(Duration::from_millis(ms))
+}
+
+pub(crate) fn log_format(env: &dyn Fn(&str) -> Option<String>) -> Result<LogFormat, ConfigError> {
+    match var(env, LOG_FORMAT) {
+        None => Ok(LogFormat::Text),
+        Some(value) => match value.trim().to_ascii_lowercase().as_str() {
+            "json" => Ok(LogFormat::Json),
+            "text" | "plain" => Ok(LogFormat::Text),
+            _ => Err(ConfigError {
+                variable: LOG_FORMAT,
+                value,
+                expected: "\"json\" or \"text\"",
+            }),
+        },
+    }
+}
+
+impl Settings {
+    pub(crate) fn resolve(
+        config: &ServiceConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Settings, ConfigError> {
+        let probe_addr = match var(env, PROBE_ADDR) {
+            Some(value) => value.trim().parse().map_err(|_| ConfigError {
+                variable: PROBE_ADDR,
+                value,
+                expected: "an IP address and port, e.g. 0.0.0.0:8081 (port 0 picks a free port)",
+            })?,
+            None => config
+                .probe_addr
+                .unwrap_or(DEFAULT_PROBE_ADDR)
+                .parse()
+                .expect("#[service_main] validated probe_addr at compile time"),
+        };
+        let default_drain = if var(env, "KUBERNETES_SERVICE_HOST").is_some() {
+            KUBERNETES_DRAIN_DELAY_MS
+        } else {
+            0
+        };
+        Ok(Settings {
+            probe_addr,
+            shutdown_timeout: millis(
+                env,
+                SHUTDOWN_TIMEOUT,
+                config.shutdown_timeout_ms,
+                DEFAULT_SHUTDOWN_TIMEOUT_MS,
+                1,
+            )?,
+            drain_delay: millis(env, DRAIN_DELAY, config.drain_delay_ms, default_drain, 0)?,
+            stall_threshold: millis(
+                env,
+                STALL_THRESHOLD,
+                config.stall_threshold_ms,
+                DEFAULT_STALL_THRESHOLD_MS,
+                1,
+            )?,
+            max_tasks: config.max_tasks,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config() -> ServiceConfig {
+        ServiceConfig {
+            probe_addr: Some("127.0.0.1:9000"),
+            shutdown_timeout_ms: None,
+            drain_delay_ms: Some(100),
+            stall_threshold_ms: None,
+            max_tasks: None,
+            panic: PanicPolicy::Crash,
+            flavor: Flavor::MultiThread,
+            worker_threads: None,
+            tracing: true,
+        }
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn environment_beats_attribute_beats_default() {
+        let settings = Settings::resolve(&config(), &env(&[(DRAIN_DELAY, "300")])).unwrap();
+        assert_eq!(settings.drain_delay, Duration::from_millis(300));
+        assert_eq!(settings.probe_addr, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(settings.shutdown_timeout, Duration::from_millis(25_000));
+        let settings = Settings::resolve(&config(), &env(&[])).unwrap();
+        assert_eq!(settings.drain_delay, Duration::from_millis(100));
+    }
+
+    #[test]
+    fn kubernetes_changes_the_default_drain_delay_only() {
+        let mut cfg = config();
+        cfg.drain_delay_ms = None;
+        let on_k8s = env(&[("KUBERNETES_SERVICE_HOST", "10.0.0.1")]);
+        assert_eq!(
+            Settings::resolve(&cfg, &on_k8s).unwrap().drain_delay,
+            Duration::from_millis(5_000)
+        );
+        assert_eq!(
+            Settings::resolve(&cfg, &env(&[])).unwrap().drain_delay,
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let err = Settings::resolve(&config(), &env(&[(SHUTDOWN_TIMEOUT, "soon")])).unwrap_err();
+        assert_eq!(err.variable, SHUTDOWN_TIMEOUT);
+        assert!(err
+            .to_string()
+            .contains("LIFECYCLE_SHUTDOWN_TIMEOUT_MS=\"soon\""));
+        let err = Settings::resolve(&config(), &env(&[(PROBE_ADDR, "8081")])).unwrap_err();
+        assert_eq!(err.variable, PROBE_ADDR);
+        let err = Settings::resolve(&config(), &env(&[(STALL_THRESHOLD, "0")])).unwrap_err();
+        assert_eq!(err.variable, STALL_THRESHOLD);
+        assert_eq!(
+            log_format(&env(&[(LOG_FORMAT, "xml")]))
+                .unwrap_err()
+                .variable,
+            LOG_FORMAT
+        );
+    }
+}

@@ -1,0 +1,91 @@
+//! Exit codes and the termination message: every non-zero exit says why,
+//! in the log and where `kubectl describe pod` shows it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::config::TERMINATION_LOG;
+
+/// `main` returned `Err`, start-up or shutdown failed, or the deadline passed.
+pub(crate) const FAILURE: i32 = 1;
+/// A bad configuration value or duplicate check names.
+pub(crate) const BAD_CONFIG: i32 = 2;
+
+/// Kubernetes reads at most 4096 bytes of a termination message.
+const TERMINATION_MESSAGE_MAX: usize = 4096;
+const KUBERNETES_TERMINATION_LOG: &str = "/dev/termination-log";
+
+/// Logs `reason` as the last line, writes it as the termination message,
+/// and exits with `code`.
+pub(crate) fn terminate(code: i32, reason: &str) -> ! {
+    if tracing::dispatcher::has_been_set() {
+        tracing::error!(exit_code = code, "{reason}");
+    } else {
+        eprintln!("error: {reason} (exit code {code})");
+    }
+    if code != 0 {
+        if let Some(path) = termination_log_path() {
+            write_termination_message(&path, reason);
+        }
+    }
+    std::process::exit(code)
+}
+
+/// `LIFECYCLE_TERMINATION_LOG` if set, else Kubernetes' default file when
+/// it exists and is writable.
+fn termination_log_path() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(TERMINATION_LOG).filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(path));
+    }
+    let default = Path::new(KUBERNETES_TERMINATION_LOG);
+    let writable = std::fs::OpenOptions::new()
+        .write(true)
+        .open(default)
+        .is_ok();
+    writable.then(|| default.to_path_buf())
+}
+
+fn write_termination_message(path: &Path, reason: &str) {
+    let message = truncate_on_char_boundary(reason, TERMINATION_MESSAGE_MAX);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .and_then(|mut file| file.write_all(message.as_bytes()));
+    if let Err(e) = written {
+        eprintln!(
+            "lifecycle: could not write the termination message to {}: {e}",
+            path.display()
+        );
+    }
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a
+/// character boundary.
+pub(crate) fn truncate_on_char_boundary(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncate_on_char_boundary;
+
+    #[test]
+    fn cuts_on_a_character_boundary() {
+        let text = "é".repeat(3000); // 6000 bytes, 2 bytes a character
+        let cut = truncate_on_char_boundary(&text, 4096);
+        assert_eq!(cut.len(), 4096);
+        let text = "€".repeat(2000); // 3 bytes a character
+        let cut = truncate_on_char_boundary(&text, 4096);
+        assert_eq!(cut.len(), 4095);
+        assert_eq!(truncate_on_char_boundary("short", 4096), "short");
+    }
+}

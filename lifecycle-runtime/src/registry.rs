@@ -1,0 +1,177 @@
+//! What the attributes register, collected through `inventory` from every
+//! crate linked into the binary, and the start-up validation of it.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use crate::health::{Health, HookOutcome};
+
+/// A boxed future as the generated code produces it.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// How to call a registered function: a plain `fn` runs on the blocking
+/// pool (it may block), an `async fn` is spawned as a task.
+pub enum Call<T: 'static> {
+    Blocking(fn() -> T),
+    Async(fn() -> BoxFuture<T>),
+}
+
+/// Where a registration was written, for messages that name it.
+#[derive(Debug, Clone, Copy)]
+pub struct Site {
+    pub module: &'static str,
+    pub file: &'static str,
+    pub line: u32,
+}
+
+impl fmt::Display for Site {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CheckKind {
+    Liveness,
+    Readiness,
+    Startup,
+    Preflight,
+}
+
+impl CheckKind {
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            CheckKind::Liveness => "liveness",
+            CheckKind::Readiness => "readiness",
+            CheckKind::Startup => "startup",
+            CheckKind::Preflight => "preflight",
+        }
+    }
+
+    /// Under the kubelet's default 1 s probe timeout, so that it reads our
+    /// reason rather than its own time-out; preflight checks get longer.
+    fn default_timeout(self) -> Duration {
+        match self {
+            CheckKind::Preflight => Duration::from_millis(10_000),
+            _ => Duration::from_millis(500),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HookKind {
+    OnStartup,
+    OnShutdown,
+}
+
+impl HookKind {
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            HookKind::OnStartup => "on_startup",
+            HookKind::OnShutdown => "on_shutdown",
+        }
+    }
+
+    fn default_timeout(self) -> Duration {
+        match self {
+            HookKind::OnStartup => Duration::from_millis(60_000),
+            HookKind::OnShutdown => Duration::from_millis(10_000),
+        }
+    }
+}
+
+/// A check registered by `#[liveness]`, `#[readiness]`, `#[startup]` or
+/// `#[preflight]`.
+pub struct CheckRegistration {
+    pub kind: CheckKind,
+    pub name: &'static str,
+    pub timeout_ms: Option<u64>,
+    pub critical: bool,
+    pub interval_ms: Option<u64>,
+    pub call: Call<Health>,
+    pub site: Site,
+}
+
+impl CheckRegistration {
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or_else(|| self.kind.default_timeout())
+    }
+}
+
+/// A hook registered by `#[on_startup]` or `#[on_shutdown]`.
+pub struct HookRegistration {
+    pub kind: HookKind,
+    pub name: &'static str,
+    pub order: i32,
+    pub timeout_ms: Option<u64>,
+    pub call: Call<HookOutcome>,
+    pub site: Site,
+}
+
+impl HookRegistration {
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or_else(|| self.kind.default_timeout())
+    }
+}
+
+inventory::collect!(CheckRegistration);
+inventory::collect!(HookRegistration);
+
+/// Every registered check of one kind, in a stable order (by name), so
+/// probe answers list them the same way each time.
+pub(crate) fn checks(kind: CheckKind) -> Vec<&'static CheckRegistration> {
+    let mut checks: Vec<_> = inventory::iter::<CheckRegistration>
+        .into_iter()
+        .filter(|c| c.kind == kind)
+        .collect();
+    checks.sort_by_key(|c| c.name);
+    checks
+}
+
+/// The hooks of one kind grouped by ascending `order`; hooks within a group
+/// run concurrently. `inventory` has no order of its own.
+pub(crate) fn hook_groups(kind: HookKind) -> Vec<(i32, Vec<&'static HookRegistration>)> {
+    let mut hooks: Vec<_> = inventory::iter::<HookRegistration>
+        .into_iter()
+        .filter(|h| h.kind == kind)
+        .collect();
+    hooks.sort_by_key(|h| (h.order, h.name));
+    let mut groups: Vec<(i32, Vec<&'static HookRegistration>)> = Vec::new();
+    for hook in hooks {
+        match groups.last_mut() {
+            Some((order, group)) if *order == hook.order => group.push(hook),
+            _ => groups.push((hook.order, vec![hook])),
+        }
+    }
+    groups
+}
+
+/// Names must be unique per kind: probes address checks by name. Returns
+/// one message per clash, naming both places.
+pub(crate) fn duplicate_names() -> Vec<String> {
+    let checks = inventory::iter::<CheckRegistration>
+        .into_iter()
+        .map(|c| (c.kind.label(), "check", c.name, c.site));
+    let hooks = inventory::iter::<HookRegistration>
+        .into_iter()
+        .map(|h| (h.kind.label(), "hook", h.name, h.site));
+    let entries: Vec<_> = checks.chain(hooks).collect();
+    let mut problems = Vec::new();
+    for (i, (kind, what, name, site)) in entries.iter().enumerate() {
+        if let Some((_, _, _, first)) = entries[..i]
+            .iter()
+            .find(|(k, w, n, _)| k == kind && w == what && n == name)
+        {
+            problems.push(format!(
+                "duplicate {kind} {what} name \"{name}\": registered at {first} and at {site}; give one of them `name = \"...\"`"
+            ));
+        }
+    }
+    problems
+}

@@ -1,0 +1,163 @@
+//! The driver behind `#[service_main]`: configuration, the application
+//! runtime, the probe server, start-up in order, the body of `main`, and
+//! the exit code.
+
+use std::future::Future;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use tokio::runtime::{Handle, Runtime};
+
+use crate::checks::{run_bounded, run_check, Outcome};
+use crate::config::{self, Flavor, LogFormat, ServiceConfig, Settings};
+use crate::exit::{self, terminate};
+use crate::health::MainOutcome;
+use crate::probe::{ProbeServer, Prober};
+use crate::registry::{self, CheckKind, HookKind};
+use crate::state::{Phase, STATE};
+
+/// Runs a service: what `#[service_main]` expands to. Never returns: the
+/// process exits with the code the contract gives.
+pub fn run_service<F, Fut>(config: ServiceConfig, main: F) -> !
+where
+    F: FnOnce() -> Fut,
+    Fut: Future,
+    Fut::Output: MainOutcome,
+{
+    let env = |name: &str| std::env::var(name).ok();
+    // Logging first, so that every later failure is logged.
+    let log_format = config::log_format(&env);
+    if config.tracing {
+        crate::logging::install(*log_format.as_ref().unwrap_or(&LogFormat::Text));
+    }
+    if let Err(error) = log_format {
+        terminate(exit::BAD_CONFIG, &error.to_string());
+    }
+    let settings = Settings::resolve(&config, &env)
+        .unwrap_or_else(|error| terminate(exit::BAD_CONFIG, &error.to_string()));
+    let duplicates = registry::duplicate_names();
+    if !duplicates.is_empty() {
+        terminate(exit::BAD_CONFIG, &duplicates.join("; "));
+    }
+
+    let runtime = build_runtime(&config).unwrap_or_else(|error| {
+        terminate(
+            exit::FAILURE,
+            &format!("cannot build the application runtime: {error}"),
+        )
+    });
+    start_heartbeat(&runtime, settings.stall_threshold);
+    let prober = Prober::new(
+        runtime.handle().clone(),
+        settings.stall_threshold,
+        settings.max_tasks,
+    );
+    let probes = ProbeServer::start(settings.probe_addr, prober).unwrap_or_else(|error| {
+        terminate(
+            exit::FAILURE,
+            &format!(
+                "cannot bind the probe server to {} (set LIFECYCLE_PROBE_ADDR to another address): {error}",
+                settings.probe_addr
+            ),
+        )
+    });
+    tracing::info!("probe server listening on http://{}", probes.local_addr);
+    tracing::info!(
+        drain_delay_ms = settings.drain_delay.as_millis() as u64,
+        shutdown_timeout_ms = settings.shutdown_timeout.as_millis() as u64,
+        stall_threshold_ms = settings.stall_threshold.as_millis() as u64,
+        "starting"
+    );
+
+    let handle = runtime.handle().clone();
+    let result = runtime.block_on(async move {
+        start_up(&handle).await?;
+        STATE.set_phase(Phase::Running);
+        tracing::info!("start-up finished; running");
+        main()
+            .await
+            .into_main_outcome()
+            .map_err(|error| format!("main returned an error: {error}"))
+    });
+
+    probes.stop();
+    // Tasks still running are abandoned: the process is about to exit.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    match result {
+        Ok(()) => {
+            tracing::info!("exiting with code 0");
+            std::process::exit(0)
+        }
+        Err(reason) => terminate(exit::FAILURE, &reason),
+    }
+}
+
+fn build_runtime(config: &ServiceConfig) -> std::io::Result<Runtime> {
+    let mut builder = match config.flavor {
+        Flavor::MultiThread => tokio::runtime::Builder::new_multi_thread(),
+        Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+    };
+    if let Some(threads) = config.worker_threads {
+        builder.worker_threads(threads as usize);
+    }
+    builder.enable_all().build()
+}
+
+/// A task on the application runtime that records each tick: when every
+/// worker is blocked it stops, and the `runtime` liveness check sees it.
+fn start_heartbeat(runtime: &Runtime, stall_threshold: Duration) {
+    let period = (stall_threshold / 4).clamp(Duration::from_millis(1), Duration::from_millis(100));
+    STATE.beat();
+    runtime.spawn(async move {
+        let mut ticks = tokio::time::interval(period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            STATE.beat();
+        }
+    });
+}
+
+/// Preflight checks, then the `on_startup` hooks by ascending order, equal
+/// orders together. The first failing stage stops start-up.
+async fn start_up(app: &Handle) -> Result<(), String> {
+    let preflight = registry::checks(CheckKind::Preflight);
+    let results = join_all(preflight.iter().map(|check| run_check(app, *check))).await;
+    let failures: Vec<String> = results
+        .iter()
+        .filter(|r| !r.health.is_up())
+        .map(|r| {
+            format!(
+                "preflight check \"{}\" failed: {}",
+                r.name,
+                r.health.reason().unwrap_or("no reason given")
+            )
+        })
+        .collect();
+    if !failures.is_empty() {
+        return Err(failures.join("; "));
+    }
+    for (order, group) in registry::hook_groups(HookKind::OnStartup) {
+        tracing::debug!(order, hooks = group.len(), "running on_startup hooks");
+        let outcomes = join_all(group.iter().map(|hook| async move {
+            let outcome = run_bounded(app, &hook.call, hook.timeout()).await;
+            (hook, outcome)
+        }))
+        .await;
+        let failures: Vec<String> = outcomes
+            .iter()
+            .filter_map(|(hook, outcome)| {
+                let reason = match outcome {
+                    Outcome::Finished(Ok(())) => return None,
+                    Outcome::Finished(Err(error)) => format!("failed: {error}"),
+                    other => other.failure().unwrap_or_default(),
+                };
+                Some(format!("on_startup hook \"{}\" {reason}", hook.name))
+            })
+            .collect();
+        if !failures.is_empty() {
+            return Err(failures.join("; "));
+        }
+    }
+    Ok(())
+}
