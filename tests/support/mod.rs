@@ -1,0 +1,244 @@
+//! Starts example services as real child processes and talks to them the
+//! way the kubelet does: over TCP, with a real HTTP client.
+#![allow(dead_code)] // each test binary uses its own part of this
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a debug build on a loaded 2-core machine may take to start.
+pub const START_DEADLINE: Duration = Duration::from_secs(30);
+
+pub fn binary(name: &str) -> &'static str {
+    match name {
+        "testbed" => env!("CARGO_BIN_EXE_testbed"),
+        "testbed-duplicates" => env!("CARGO_BIN_EXE_testbed-duplicates"),
+        "quickstart" => env!("CARGO_BIN_EXE_quickstart"),
+        other => panic!("no example binary {other}"),
+    }
+}
+
+/// A running example process.
+pub struct Service {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Receiver<String>,
+    stderr: Arc<Mutex<Vec<String>>>,
+    /// `http://127.0.0.1:PORT` of the probe server, once it is listening.
+    pub probes: Option<String>,
+    client: reqwest::blocking::Client,
+}
+
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+    pub headers: reqwest::header::HeaderMap,
+    pub elapsed: Duration,
+}
+
+impl Service {
+    /// Spawns `bin` with `env` added to a clean `LIFECYCLE_*`-free
+    /// environment, without waiting for anything.
+    pub fn spawn(bin: &str, env: &[(&str, &str)]) -> Service {
+        let mut command = Command::new(binary(bin));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("LIFECYCLE_")
+                || key.starts_with("TESTBED_")
+                || key == "KUBERNETES_SERVICE_HOST"
+            {
+                command.env_remove(key);
+            }
+        }
+        command
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("spawn example");
+        let stdin = child.stdin.take();
+        let (out_tx, stdout) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if out_tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let err = child.stderr.take().unwrap();
+        let lines = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                eprintln!("[child] {line}");
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let client = reqwest::blocking::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        Service {
+            child,
+            stdin,
+            stdout,
+            stderr,
+            probes: None,
+            client,
+        }
+    }
+
+    /// Spawns `bin` and waits until its probe server listens.
+    pub fn start(bin: &str, env: &[(&str, &str)]) -> Service {
+        let mut service = Service::spawn(bin, env);
+        let line = service
+            .wait_for_log("probe server listening on http://", START_DEADLINE)
+            .unwrap_or_else(|| {
+                panic!(
+                    "{bin} never logged its probe address:\n{}",
+                    service.stderr_text()
+                )
+            });
+        let start = line.find("http://").unwrap();
+        let addr: String = line[start..]
+            .chars()
+            .take_while(|c| !c.is_whitespace() && *c != '"')
+            .collect();
+        service.probes = Some(addr);
+        service
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn stderr_text(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    /// Waits for a stderr line containing `needle`.
+    pub fn wait_for_log(&self, needle: &str, deadline: Duration) -> Option<String> {
+        let until = Instant::now() + deadline;
+        loop {
+            if let Some(line) = self
+                .stderr
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains(needle))
+            {
+                return Some(line.clone());
+            }
+            if Instant::now() > until {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits for a stdout line equal to `expected`.
+    pub fn wait_for_stdout(&self, expected: &str, deadline: Duration) {
+        let until = Instant::now() + deadline;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.stdout.recv_timeout(left) {
+                Ok(line) if line == expected => return,
+                Ok(_) => continue,
+                Err(_) => panic!(
+                    "no stdout line {expected:?} within {deadline:?}:\n{}",
+                    self.stderr_text()
+                ),
+            }
+        }
+    }
+
+    /// Sends a control command and waits until the service applied it.
+    pub fn command(&mut self, command: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{command}").unwrap();
+        stdin.flush().unwrap();
+        self.wait_for_stdout(&format!("ack {command}"), Duration::from_secs(10));
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!(
+            "{}{}",
+            self.probes.as_ref().expect("probe server started"),
+            path
+        )
+    }
+
+    pub fn request(&self, method: reqwest::Method, path: &str, accept: Option<&str>) -> Answer {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(accept) = accept {
+            request = request.header("Accept", accept);
+        }
+        let started = Instant::now();
+        let response = request.send().unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.text().unwrap();
+        Answer {
+            status,
+            body,
+            headers,
+            elapsed: started.elapsed(),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Answer {
+        self.request(reqwest::Method::GET, path, None)
+    }
+
+    /// Probes `path` until it answers `status`, or panics at the deadline.
+    pub fn wait_for_status(&self, path: &str, status: u16, deadline: Duration) -> Answer {
+        let until = Instant::now() + deadline;
+        loop {
+            let answer = self.get(path);
+            if answer.status == status {
+                return answer;
+            }
+            if Instant::now() > until {
+                panic!(
+                    "{path} still {} after {deadline:?}: {}",
+                    answer.status, answer.body
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for the process to exit, or panics at the deadline.
+    pub fn wait_exit(&mut self, deadline: Duration) -> ExitStatus {
+        let until = Instant::now() + deadline;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Let the reader thread drain the last lines.
+                std::thread::sleep(Duration::from_millis(50));
+                return status;
+            }
+            if Instant::now() > until {
+                panic!(
+                    "process still running after {deadline:?}:\n{}",
+                    self.stderr_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
