@@ -141,3 +141,14 @@ fn json_logs_with_lifecycle_log_format() {
         .unwrap()
         .starts_with("probe server listening on http://127.0.0.1:"));
 }
+
+#[test]
+fn a_current_thread_service_runs_its_checks_on_its_own_thread() {
+    let service = Service::start("single-thread", &[]);
+    let ready = service.wait_for_status("/readyz?verbose", 200, DEADLINE);
+    assert_eq!(
+        ready.body,
+        "[+]lifecycle ok\n[+]ticking ok\nreadyz check passed\n"
+    );
+    assert_eq!(service.get("/livez").status, 200);
+}

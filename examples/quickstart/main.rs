@@ -1,1 +1,83 @@
-fn main() {}
+//! A small HTTP service made Kubernetes-ready by lifecycle: copy this file
+//! to start your own.
+//!
+//! ```text
+//! cargo run --bin quickstart
+//! curl localhost:8080/                    # the application
+//! curl 'localhost:8081/readyz?verbose'    # what the kubelet asks
+//! ```
+//!
+//! `APP_ADDR` moves the application (default 127.0.0.1:8080);
+//! `LIFECYCLE_PROBE_ADDR` moves the probes (default 0.0.0.0:8081).
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use lifecycle_runtime::{liveness, on_startup, readiness, service_main, Health};
+use once_cell::sync::OnceCell;
+use tokio::net::TcpListener;
+
+static GREETING: OnceCell<String> = OnceCell::new();
+static ACCEPTING: AtomicBool = AtomicBool::new(false);
+static SERVED: AtomicU64 = AtomicU64::new(0);
+
+/// Start-up work: `/startupz` and `/readyz` fail until it is done, and the
+/// body of `main` runs only after it succeeded.
+#[on_startup(timeout_ms = 5000)]
+async fn load_greeting() -> Result<(), String> {
+    let greeting = std::env::var("GREETING").unwrap_or_else(|_| "hello from lifecycle".into());
+    GREETING
+        .set(greeting)
+        .map_err(|_| "greeting loaded twice".to_string())
+}
+
+/// Ready once the listener accepts connections. Readiness is where
+/// dependencies belong (a database ping, say): failing it takes this
+/// instance out of rotation without restarting it.
+#[readiness(timeout_ms = 100)]
+fn accepting_connections() -> Result<(), &'static str> {
+    if ACCEPTING.load(Ordering::SeqCst) {
+        Ok(())
+    } else {
+        Err("the listener is not accepting yet")
+    }
+}
+
+/// Liveness answers only "is this process beyond repair?": never check a
+/// dependency here, or an outage restarts every pod.
+#[liveness]
+fn serving() -> Health {
+    Health::up().with_detail("requests_served", SERVED.load(Ordering::Relaxed))
+}
+
+async fn hello(_request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    SERVED.fetch_add(1, Ordering::Relaxed);
+    let greeting = GREETING.get().map(String::as_str).unwrap_or_default();
+    Ok(Response::new(Full::new(Bytes::from(format!(
+        "{greeting}\n"
+    )))))
+}
+
+#[service_main]
+async fn main() -> std::io::Result<()> {
+    let addr = std::env::var("APP_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into());
+    let listener = TcpListener::bind(&addr).await?;
+    tracing::info!("serving on http://{}", listener.local_addr()?);
+    ACCEPTING.store(true, Ordering::SeqCst);
+    loop {
+        let (stream, _) = listener.accept().await?;
+        tokio::spawn(async move {
+            let connection =
+                http1::Builder::new().serve_connection(TokioIo::new(stream), service_fn(hello));
+            if let Err(error) = connection.await {
+                tracing::debug!("connection ended: {error}");
+            }
+        });
+    }
+}

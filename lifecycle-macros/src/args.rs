@@ -144,8 +144,8 @@ impl Arg {
     }
 
     /// A whole number no smaller than `min`.
-    pub(crate) fn unsigned(&self, errors: &mut Errors, min: u64) -> Option<u64> {
-        let example = format!("`{} = {}`", self.key, min.max(100));
+    pub(crate) fn unsigned(&self, errors: &mut Errors, min: u64, example: u64) -> Option<u64> {
+        let example = format!("`{} = {example}`", self.key);
         let Some(Lit::Int(int)) = self.literal() else {
             errors.push_at(
                 self.value.span(),

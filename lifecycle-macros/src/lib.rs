@@ -27,7 +27,7 @@ use register::Kind;
 ///
 /// #[service_main(probe_addr = "127.0.0.1:8081")]
 /// async fn main() -> Result<(), std::io::Error> {
-///     let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+///     let listener = std::net::TcpListener::bind("127.0.0.1:8080")?;
 ///     # drop(listener);
 ///     Ok(())
 /// }
@@ -38,10 +38,13 @@ use register::Kind;
 /// ```ignore
 /// fn main() {
 ///     async fn __lifecycle_service_main() -> Result<(), std::io::Error> { /* body */ }
-///     ::lifecycle_runtime::__private::run_service(
-///         ::lifecycle_runtime::__private::ServiceConfig { probe_addr: Some("127.0.0.1:8081"), /* … */ },
-///         __lifecycle_service_main,
-///     )
+///     let __lifecycle_config = ::lifecycle_runtime::__private::ServiceConfig {
+///         probe_addr: Some("127.0.0.1:8081"), /* … */
+///     };
+///     ::lifecycle_runtime::__private::run_service(__lifecycle_config, || async {
+///         <Result<(), std::io::Error> as ::lifecycle_runtime::__private::MainOutcome>
+///             ::into_main_outcome(__lifecycle_service_main().await)
+///     })
 /// }
 /// ```
 #[proc_macro_attribute]

@@ -83,11 +83,11 @@ fn parse_config(args: TokenStream, errors: &mut Errors) -> Option<Config> {
                     }
                 }
             }
-            "shutdown_timeout_ms" => config.shutdown_timeout_ms = arg.unsigned(errors, 1),
-            "drain_delay_ms" => config.drain_delay_ms = arg.unsigned(errors, 0),
-            "stall_threshold_ms" => config.stall_threshold_ms = arg.unsigned(errors, 1),
-            "max_tasks" => config.max_tasks = arg.unsigned(errors, 1),
-            "worker_threads" => config.worker_threads = arg.unsigned(errors, 1),
+            "shutdown_timeout_ms" => config.shutdown_timeout_ms = arg.unsigned(errors, 1, 25000),
+            "drain_delay_ms" => config.drain_delay_ms = arg.unsigned(errors, 0, 5000),
+            "stall_threshold_ms" => config.stall_threshold_ms = arg.unsigned(errors, 1, 10000),
+            "max_tasks" => config.max_tasks = arg.unsigned(errors, 1, 10000),
+            "worker_threads" => config.worker_threads = arg.unsigned(errors, 1, 4),
             "tracing" => config.tracing = arg.boolean(errors),
             "crate" => config.krate = arg.crate_path(errors),
             "panic" => {
@@ -189,12 +189,14 @@ fn generate(config: Config, function: ItemFn) -> TokenStream {
         quote!(#private::Flavor::MultiThread)
     };
     let tracing = config.tracing.unwrap_or(true);
-    let output_span = match &sig.output {
-        ReturnType::Default => sig.ident.span(),
-        ReturnType::Type(_, ty) => ty.span(),
+    // The conversion is spanned on the return type, so an unsupported type
+    // is reported there, with the trait's `on_unimplemented` message.
+    let (output_ty, output_span) = match &sig.output {
+        ReturnType::Default => (quote!(()), sig.ident.span()),
+        ReturnType::Type(_, ty) => (quote!(#ty), ty.span()),
     };
-    let run = quote_spanned! {output_span=>
-        #private::run_service(__lifecycle_config, #inner_ident)
+    let convert = quote_spanned! {output_span=>
+        <#output_ty as #private::MainOutcome>::into_main_outcome
     };
     quote! {
         #(#attrs)*
@@ -211,7 +213,9 @@ fn generate(config: Config, function: ItemFn) -> TokenStream {
                 worker_threads: #worker_threads,
                 tracing: #tracing,
             };
-            #run
+            #private::run_service(__lifecycle_config, || async {
+                #convert(#inner_ident().await)
+            })
         }
     }
 }

@@ -204,7 +204,7 @@ impl Prober {
         let to_run: Vec<_> = checks
             .iter()
             .filter(|c| !excluded(c.name) && !latched)
-            .map(|c| run_check(&self.app, *c))
+            .map(|c| run_check(&self.app, c))
             .collect();
         let mut results = futures_util::future::join_all(to_run).await.into_iter();
 
@@ -234,10 +234,9 @@ impl Prober {
             unmatched_excludes,
             single: only.is_some(),
         };
-        if endpoint == Endpoint::Startupz && only.is_none() && excludes.is_empty() {
-            if evaluation.passed() {
-                STATE.latch_startup_passed();
-            }
+        let whole_endpoint = only.is_none() && excludes.is_empty();
+        if endpoint == Endpoint::Startupz && whole_endpoint && evaluation.passed() {
+            STATE.latch_startup_passed();
         }
         Some(evaluation)
     }

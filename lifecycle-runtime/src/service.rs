@@ -11,18 +11,18 @@ use tokio::runtime::{Handle, Runtime};
 use crate::checks::{run_bounded, run_check, Outcome};
 use crate::config::{self, Flavor, LogFormat, ServiceConfig, Settings};
 use crate::exit::{self, terminate};
-use crate::health::MainOutcome;
 use crate::probe::{ProbeServer, Prober};
 use crate::registry::{self, CheckKind, HookKind};
 use crate::state::{Phase, STATE};
 
 /// Runs a service: what `#[service_main]` expands to. Never returns: the
 /// process exits with the code the contract gives.
+/// `main` is the user's body with its result already converted by
+/// [`MainOutcome`](crate::health::MainOutcome).
 pub fn run_service<F, Fut>(config: ServiceConfig, main: F) -> !
 where
     F: FnOnce() -> Fut,
-    Fut: Future,
-    Fut::Output: MainOutcome,
+    Fut: Future<Output = Result<(), String>>,
 {
     let env = |name: &str| std::env::var(name).ok();
     // Logging first, so that every later failure is logged.
@@ -76,7 +76,6 @@ where
         tracing::info!("start-up finished; running");
         main()
             .await
-            .into_main_outcome()
             .map_err(|error| format!("main returned an error: {error}"))
     });
 
@@ -122,7 +121,7 @@ fn start_heartbeat(runtime: &Runtime, stall_threshold: Duration) {
 /// orders together. The first failing stage stops start-up.
 async fn start_up(app: &Handle) -> Result<(), String> {
     let preflight = registry::checks(CheckKind::Preflight);
-    let results = join_all(preflight.iter().map(|check| run_check(app, *check))).await;
+    let results = join_all(preflight.iter().map(|check| run_check(app, check))).await;
     let failures: Vec<String> = results
         .iter()
         .filter(|r| !r.health.is_up())

@@ -16,6 +16,7 @@ pub fn binary(name: &str) -> &'static str {
         "testbed" => env!("CARGO_BIN_EXE_testbed"),
         "testbed-duplicates" => env!("CARGO_BIN_EXE_testbed-duplicates"),
         "quickstart" => env!("CARGO_BIN_EXE_quickstart"),
+        "single-thread" => env!("CARGO_BIN_EXE_single-thread"),
         other => panic!("no example binary {other}"),
     }
 }

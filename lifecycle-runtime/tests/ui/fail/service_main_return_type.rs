@@ -1,0 +1,4 @@
+#[lifecycle_runtime::service_main]
+async fn main() -> i32 {
+    0
+}

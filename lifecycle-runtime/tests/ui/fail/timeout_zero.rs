@@ -1,0 +1,6 @@
+#[lifecycle_runtime::readiness(timeout_ms = 0)]
+fn database() -> bool {
+    true
+}
+
+fn main() {}

@@ -1,0 +1,47 @@
+//! The quick-start example serves its application and its probes.
+
+mod support;
+
+use std::time::Duration;
+
+use support::Service;
+
+#[test]
+fn quickstart_serves_the_application_and_the_probes() {
+    let service = Service::start(
+        "quickstart",
+        &[
+            ("LIFECYCLE_PROBE_ADDR", "127.0.0.1:0"),
+            ("APP_ADDR", "127.0.0.1:0"),
+            ("GREETING", "hi there"),
+        ],
+    );
+    let line = service
+        .wait_for_log("serving on http://", Duration::from_secs(10))
+        .expect("the application logs its address");
+    let app = &line[line.find("http://").unwrap()..];
+    let body = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(app.trim())
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert_eq!(body, "hi there\n");
+
+    let ready = service.wait_for_status("/readyz?verbose", 200, Duration::from_secs(10));
+    assert!(
+        ready.body.contains("[+]accepting_connections ok\n"),
+        "{}",
+        ready.body
+    );
+    let live = service.get("/livez/serving?verbose");
+    assert_eq!(live.status, 200);
+    assert!(
+        live.body.starts_with("[+]serving ok (requests_served="),
+        "{}",
+        live.body
+    );
+}
