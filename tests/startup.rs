@@ -60,13 +60,13 @@ fn main_returning_err_exits_1_and_ok_exits_0() {
     failing.wait_for_status("/startupz", 200, DEADLINE);
     passing.wait_for_status("/startupz", 200, DEADLINE);
 
-    failing.command("set fail");
+    failing.send("set fail");
     assert_eq!(failing.wait_exit(DEADLINE).code(), Some(1));
     assert!(failing
         .stderr_text()
         .contains("main returned an error: \"the test asked main to fail\""));
 
-    passing.command("set quit");
+    passing.send("set quit");
     assert_eq!(passing.wait_exit(DEADLINE).code(), Some(0));
 }
 

@@ -1,6 +1,7 @@
 //! Commands from the test driving this process, one per line on stdin:
 //! `set FLAG`, `clear FLAG`. Each is acknowledged on stdout with
 //! `ack <line>` once applied, so the test knows when it is in force.
+//! The flags `unready` and `broken` call the runtime API directly.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, Write};
@@ -21,11 +22,19 @@ pub fn start() {
                 let line = line.trim().to_owned();
                 match line.split_once(' ') {
                     Some(("set", flag)) => {
+                        match flag {
+                            "unready" => lifecycle_runtime::set_ready(false),
+                            "broken" => lifecycle_runtime::mark_broken("database pool poisoned"),
+                            _ => {}
+                        }
                         FLAGS.send_modify(|flags| {
                             flags.insert(flag.to_owned());
                         });
                     }
                     Some(("clear", flag)) => {
+                        if flag == "unready" {
+                            lifecycle_runtime::set_ready(true);
+                        }
                         FLAGS.send_modify(|flags| {
                             flags.remove(flag);
                         });

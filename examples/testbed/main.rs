@@ -1,15 +1,28 @@
-//! The service the end-to-end tests drive: one check or hook per behaviour
-//! under test, switched by `TESTBED_*` variables at start and by commands on
-//! stdin at run time (see `control.rs`). Logs go to stderr, acks to stdout.
+//! The service the end-to-end tests drive: an HTTP application (`/`,
+//! `/slow?ms=N`, `/phase`) with one check or hook per behaviour under test,
+//! switched by `TESTBED_*` variables at start and by commands on stdin at
+//! run time (see `control.rs`). Logs go to stderr; acks and the record of
+//! what ran (`hook NAME start`, …) to stdout.
 //!
 //! Run it by hand: `cargo run --bin testbed`, then
 //! `curl -s 'localhost:PORT/readyz?verbose'` with the port it logs.
 
 mod control;
 
+use std::convert::Infallible;
 use std::time::Duration;
 
-use lifecycle_runtime::{liveness, on_startup, readiness, service_main, startup, Health};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use lifecycle_runtime::{
+    liveness, on_shutdown, on_startup, readiness, service_main, startup, Health,
+};
+use tokio::net::TcpListener;
 
 // Linked for its checks and hooks alone.
 use checks_lib as _;
@@ -31,6 +44,7 @@ async fn warm_up() -> Result<(), String> {
         return Err("cache warm-up failed (TESTBED_STARTUP_FAIL is set)".into());
     }
     if env_flag("TESTBED_HOLD_STARTUP") {
+        println!("warm_up holding");
         control::wait_for("release").await;
     }
     Ok(())
@@ -90,11 +104,143 @@ async fn migrations() -> bool {
     true
 }
 
+// Shutdown hooks, recording what runs when on stdout.
+
+async fn recorded(name: &str, work: Duration) {
+    println!("hook {name} start");
+    tokio::time::sleep(work).await;
+    println!("hook {name} end");
+}
+
+fn env_millis(name: &str) -> Option<Duration> {
+    let value = std::env::var(name).ok()?;
+    Some(Duration::from_millis(value.parse().expect("milliseconds")))
+}
+
+#[on_shutdown(order = 0)]
+async fn stop_intake() {
+    recorded("stop_intake", Duration::ZERO).await;
+}
+
+#[on_shutdown(order = 1, name = "close-a")]
+async fn close_a() {
+    recorded("close-a", Duration::from_millis(200)).await;
+}
+
+#[on_shutdown(order = 1, name = "close-b")]
+async fn close_b() {
+    recorded("close-b", Duration::from_millis(200)).await;
+}
+
+/// Fails when TESTBED_HOOK_FAIL is set.
+#[on_shutdown(order = 1)]
+async fn faulty() -> Result<(), String> {
+    recorded("faulty", Duration::ZERO).await;
+    if env_flag("TESTBED_HOOK_FAIL") {
+        return Err("flush failed: disk full".into());
+    }
+    Ok(())
+}
+
+/// Panics when TESTBED_HOOK_PANIC is set.
+#[on_shutdown(order = 1)]
+fn explosive() {
+    println!("hook explosive start");
+    if env_flag("TESTBED_HOOK_PANIC") {
+        panic!("hook exploded");
+    }
+    println!("hook explosive end");
+}
+
+/// Takes TESTBED_HOOK_SLOW_MS when set.
+#[on_shutdown(order = 1, name = "slow-flush", timeout_ms = 60000)]
+async fn slow_flush() {
+    recorded(
+        "slow-flush",
+        env_millis("TESTBED_HOOK_SLOW_MS").unwrap_or_default(),
+    )
+    .await;
+}
+
+#[on_shutdown(order = 2)]
+fn last() {
+    println!("hook last start");
+    println!("hook last end");
+}
+
+// The application.
+
+async fn app(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let body = match request.uri().path() {
+        "/slow" => {
+            println!("slow request started");
+            let ms = request
+                .uri()
+                .query()
+                .and_then(|q| q.strip_prefix("ms="))
+                .and_then(|ms| ms.parse().ok())
+                .unwrap_or(500);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            "slow done".to_owned()
+        }
+        "/phase" => format!("{:?}", lifecycle_runtime::phase()),
+        _ => "ok".to_owned(),
+    };
+    Ok(Response::new(Full::new(Bytes::from(body))))
+}
+
+/// Reacts to the commands that need the application runtime.
+fn spawn_command_handlers() {
+    tokio::spawn(async {
+        control::wait_for("spawn-panic").await;
+        tokio::spawn(async { panic!("task exploded") });
+    });
+    tokio::spawn(async {
+        control::wait_for("thread-panic").await;
+        std::thread::spawn(|| panic!("thread exploded"));
+    });
+    tokio::spawn(async {
+        control::wait_for("tracked-work").await;
+        let token = lifecycle_runtime::shutdown_token();
+        lifecycle_runtime::spawn(async move {
+            token.cancelled().await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            println!("tracked task finished");
+        });
+        println!("tracked task started");
+    });
+}
+
 #[service_main(probe_addr = "127.0.0.1:0")]
 async fn main() -> Result<(), String> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("app listening on http://{addr}");
+    spawn_command_handlers();
     println!("main running");
-    tokio::select! {
-        _ = control::wait_for("quit") => Ok(()),
-        _ = control::wait_for("fail") => Err("the test asked main to fail".into()),
+    let graceful = GracefulShutdown::new();
+    let shutdown = lifecycle_runtime::shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let connection = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service_fn(app));
+                tokio::spawn(graceful.watch(connection));
+            }
+            _ = &mut shutdown => break,
+            _ = control::wait_for("quit") => break,
+            _ = control::wait_for("fail") => return Err("the test asked main to fail".into()),
+            // 'é' is two bytes: the message is cut mid-character at 4096.
+            _ = control::wait_for("fail-long") => return Err("é".repeat(3000)),
+        }
     }
+    drop(listener);
+    println!("main finishing in-flight requests");
+    graceful.shutdown().await;
+    println!("main returning");
+    Ok(())
 }

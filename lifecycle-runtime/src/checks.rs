@@ -6,8 +6,10 @@ use std::any::Any;
 use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::health::Health;
+use crate::panics::{contain, Contained};
 use crate::registry::{Call, CheckRegistration};
 
 /// How a bounded call ended.
@@ -46,18 +48,20 @@ pub(crate) async fn run_bounded<T: Send + 'static>(
     timeout: Duration,
 ) -> Outcome<T> {
     let task = match call {
-        Call::Blocking(function) => app.spawn_blocking(*function),
-        Call::Async(function) => app.spawn(function()),
+        Call::Blocking(function) => {
+            let function = *function;
+            app.spawn_blocking(move || contain(function))
+        }
+        Call::Async(function) => app.spawn(Contained(function())),
     };
-    let abort = task.abort_handle();
+    // Dropping the handle aborts the task: a probe that gives up, or a
+    // start-up abandoned on SIGTERM, leaves nothing running behind.
+    let task = AbortOnDropHandle::new(task);
     match tokio::time::timeout(timeout, task).await {
         Ok(Ok(value)) => Outcome::Finished(value),
         Ok(Err(error)) if error.is_panic() => Outcome::Panicked(panic_message(error.into_panic())),
         Ok(Err(_)) => Outcome::Cancelled,
-        Err(_) => {
-            abort.abort();
-            Outcome::TimedOut(timeout)
-        }
+        Err(_) => Outcome::TimedOut(timeout),
     }
 }
 

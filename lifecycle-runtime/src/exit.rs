@@ -11,6 +11,9 @@ pub(crate) const FAILURE: i32 = 1;
 /// A bad configuration value or duplicate check names.
 pub(crate) const BAD_CONFIG: i32 = 2;
 
+/// A panic under `panic = "crash"`.
+pub(crate) const PANIC: i32 = 101;
+
 /// Kubernetes reads at most 4096 bytes of a termination message.
 const TERMINATION_MESSAGE_MAX: usize = 4096;
 const KUBERNETES_TERMINATION_LOG: &str = "/dev/termination-log";
@@ -18,17 +21,24 @@ const KUBERNETES_TERMINATION_LOG: &str = "/dev/termination-log";
 /// Logs `reason` as the last line, writes it as the termination message,
 /// and exits with `code`.
 pub(crate) fn terminate(code: i32, reason: &str) -> ! {
-    if tracing::dispatcher::has_been_set() {
-        tracing::error!(exit_code = code, "{reason}");
-    } else {
-        eprintln!("error: {reason} (exit code {code})");
-    }
+    log_error(&format!("exiting with code {code}: {reason}"));
     if code != 0 {
         if let Some(path) = termination_log_path() {
             write_termination_message(&path, reason);
         }
     }
     std::process::exit(code)
+}
+
+/// Logs through `tracing`, or to stderr when no subscriber is installed
+/// (`tracing = false` and none of the application's own yet), so that an
+/// error is never silent.
+pub(crate) fn log_error(message: &str) {
+    if tracing::dispatcher::has_been_set() {
+        tracing::error!("{message}");
+    } else {
+        eprintln!("error: {message}");
+    }
 }
 
 /// `LIFECYCLE_TERMINATION_LOG` if set, else Kubernetes' default file when

@@ -28,10 +28,13 @@ mod config;
 mod exit;
 mod health;
 mod logging;
+mod panics;
 mod probe;
 mod registry;
 mod report;
 mod service;
+mod shutdown;
+mod signals;
 mod state;
 
 pub use health::Health;
@@ -39,6 +42,43 @@ pub use lifecycle_macros::{
     liveness, on_shutdown, on_startup, preflight, readiness, service_main, startup,
 };
 pub use state::Phase;
+pub use tokio_util::sync::CancellationToken;
+
+use std::future::Future;
+
+/// Completes when the application must stop serving: after SIGTERM or
+/// SIGINT and the drain delay. Made to be passed to hyper's or axum's
+/// `with_graceful_shutdown`.
+///
+/// ```no_run
+/// # async fn serve() {
+/// let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await.unwrap();
+/// tokio::select! {
+///     _ = async { loop { let _ = listener.accept().await; } } => {}
+///     _ = lifecycle_runtime::shutdown_signal() => {} // stop accepting, finish in-flight work
+/// }
+/// # }
+/// ```
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    shutdown::SHUTDOWN.serving_ends.clone().cancelled_owned()
+}
+
+/// A token cancelled at the same moment [`shutdown_signal`] completes.
+/// Cancelling it yourself affects only its own children.
+pub fn shutdown_token() -> CancellationToken {
+    shutdown::SHUTDOWN.serving_ends.child_token()
+}
+
+/// Spawns a tracked task on the application runtime: shutdown waits for
+/// every tracked task to end before it runs the `on_shutdown` hooks.
+/// Must be called from within the application runtime.
+pub fn spawn<F>(future: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    shutdown::SHUTDOWN.tracker.spawn(future)
+}
 
 /// The phase the service is in.
 pub fn phase() -> Phase {

@@ -8,11 +8,12 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use tokio::runtime::{Handle, Runtime};
 
-use crate::checks::{run_bounded, run_check, Outcome};
+use crate::checks::run_check;
 use crate::config::{self, Flavor, LogFormat, ServiceConfig, Settings};
 use crate::exit::{self, terminate};
 use crate::probe::{ProbeServer, Prober};
 use crate::registry::{self, CheckKind, HookKind};
+use crate::shutdown::{self, SHUTDOWN};
 use crate::state::{Phase, STATE};
 
 /// Runs a service: what `#[service_main]` expands to. Never returns: the
@@ -38,6 +39,14 @@ where
     let duplicates = registry::duplicate_names();
     if !duplicates.is_empty() {
         terminate(exit::BAD_CONFIG, &duplicates.join("; "));
+    }
+
+    crate::panics::install(config.panic);
+    if let Err(error) = crate::signals::start(settings.shutdown_timeout) {
+        terminate(
+            exit::FAILURE,
+            &format!("cannot install the SIGTERM and SIGINT handlers: {error}"),
+        );
     }
 
     let runtime = build_runtime(&config).unwrap_or_else(|error| {
@@ -70,25 +79,54 @@ where
     );
 
     let handle = runtime.handle().clone();
-    let result = runtime.block_on(async move {
-        start_up(&handle).await?;
-        STATE.set_phase(Phase::Running);
-        tracing::info!("start-up finished; running");
-        main()
-            .await
-            .map_err(|error| format!("main returned an error: {error}"))
+    let drain_delay = settings.drain_delay;
+    let failures = runtime.block_on(async move {
+        // A signal during start-up abandons it: what is running is
+        // cancelled (dropped, which aborts it) and main never runs.
+        let started = tokio::select! {
+            biased;
+            _ = SHUTDOWN.requested.cancelled() => {
+                tracing::info!("start-up abandoned: stopping before main runs");
+                Ok(false)
+            }
+            result = start_up(&handle) => result.map(|()| true),
+        };
+        let mut failures = Vec::new();
+        match started {
+            Ok(true) => {
+                STATE.set_phase(Phase::Running);
+                tracing::info!("start-up finished; running");
+                let body = async {
+                    main()
+                        .await
+                        .map_err(|e| format!("main returned an error: {e}"))
+                };
+                if let Err(error) = shutdown::serve(body, drain_delay).await {
+                    tracing::error!("{error}");
+                    failures.push(error);
+                }
+                shutdown::wait_for_tracked_tasks().await;
+            }
+            Ok(false) => {}
+            Err(error) => {
+                tracing::error!("{error}");
+                failures.push(error);
+                // What start-up acquired, the shutdown hooks may release.
+                SHUTDOWN.requested.cancel();
+            }
+        }
+        failures.extend(shutdown::run_shutdown_hooks(&handle).await);
+        failures
     });
 
     probes.stop();
     // Tasks still running are abandoned: the process is about to exit.
     runtime.shutdown_timeout(Duration::from_millis(100));
-    match result {
-        Ok(()) => {
-            tracing::info!("exiting with code 0");
-            std::process::exit(0)
-        }
-        Err(reason) => terminate(exit::FAILURE, &reason),
+    if failures.is_empty() {
+        tracing::info!("stopped cleanly; exiting with code 0");
+        std::process::exit(0)
     }
+    terminate(exit::FAILURE, &failures.join("; "))
 }
 
 fn build_runtime(config: &ServiceConfig) -> std::io::Result<Runtime> {
@@ -138,22 +176,7 @@ async fn start_up(app: &Handle) -> Result<(), String> {
     }
     for (order, group) in registry::hook_groups(HookKind::OnStartup) {
         tracing::debug!(order, hooks = group.len(), "running on_startup hooks");
-        let outcomes = join_all(group.iter().map(|hook| async move {
-            let outcome = run_bounded(app, &hook.call, hook.timeout()).await;
-            (hook, outcome)
-        }))
-        .await;
-        let failures: Vec<String> = outcomes
-            .iter()
-            .filter_map(|(hook, outcome)| {
-                let reason = match outcome {
-                    Outcome::Finished(Ok(())) => return None,
-                    Outcome::Finished(Err(error)) => format!("failed: {error}"),
-                    other => other.failure().unwrap_or_default(),
-                };
-                Some(format!("on_startup hook \"{}\" {reason}", hook.name))
-            })
-            .collect();
+        let failures = shutdown::run_hook_group(app, &group).await;
         if !failures.is_empty() {
             return Err(failures.join("; "));
         }

@@ -4,7 +4,6 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,15 +16,29 @@ pub fn binary(name: &str) -> &'static str {
         "testbed-duplicates" => env!("CARGO_BIN_EXE_testbed-duplicates"),
         "quickstart" => env!("CARGO_BIN_EXE_quickstart"),
         "single-thread" => env!("CARGO_BIN_EXE_single-thread"),
+        "panic-log" => env!("CARGO_BIN_EXE_panic-log"),
         other => panic!("no example binary {other}"),
     }
+}
+
+/// A fresh path for `LIFECYCLE_TERMINATION_LOG`, not yet created.
+pub fn termination_log_path() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "lifecycle-termination-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_file(&path);
+    path
 }
 
 /// A running example process.
 pub struct Service {
     child: Child,
     stdin: Option<ChildStdin>,
-    stdout: Receiver<String>,
+    stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
     /// `http://127.0.0.1:PORT` of the probe server, once it is listening.
     pub probes: Option<String>,
@@ -60,13 +73,12 @@ impl Service {
             .stderr(Stdio::piped());
         let mut child = command.spawn().expect("spawn example");
         let stdin = child.stdin.take();
-        let (out_tx, stdout) = mpsc::channel();
+        let stdout = Arc::new(Mutex::new(Vec::new()));
         let out = child.stdout.take().unwrap();
+        let lines = stdout.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if out_tx.send(line).is_err() {
-                    return;
-                }
+                lines.lock().unwrap().push(line);
             }
         });
         let stderr = Arc::new(Mutex::new(Vec::new()));
@@ -141,28 +153,54 @@ impl Service {
         }
     }
 
-    /// Waits for a stdout line equal to `expected`.
-    pub fn wait_for_stdout(&self, expected: &str, deadline: Duration) {
+    /// Every stdout line so far.
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// Waits for a stdout line equal to `expected`, at index `from` or later.
+    pub fn wait_for_stdout_from(&self, from: usize, expected: &str, deadline: Duration) {
         let until = Instant::now() + deadline;
         loop {
-            let left = until.saturating_duration_since(Instant::now());
-            match self.stdout.recv_timeout(left) {
-                Ok(line) if line == expected => return,
-                Ok(_) => continue,
-                Err(_) => panic!(
-                    "no stdout line {expected:?} within {deadline:?}:\n{}",
-                    self.stderr_text()
-                ),
+            if self
+                .stdout
+                .lock()
+                .unwrap()
+                .iter()
+                .skip(from)
+                .any(|l| l == expected)
+            {
+                return;
             }
+            if Instant::now() > until {
+                panic!(
+                    "no stdout line {expected:?} within {deadline:?}; stdout: {:?}\nstderr:\n{}",
+                    self.stdout_lines(),
+                    self.stderr_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// Waits for a stdout line equal to `expected`.
+    pub fn wait_for_stdout(&self, expected: &str, deadline: Duration) {
+        self.wait_for_stdout_from(0, expected, deadline);
+    }
+
+    /// Sends a control command without waiting for its ack: for commands
+    /// that end the process, which may exit before it acknowledges.
+    pub fn send(&mut self, command: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{command}").unwrap();
+        stdin.flush().unwrap();
     }
 
     /// Sends a control command and waits until the service applied it.
     pub fn command(&mut self, command: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        writeln!(stdin, "{command}").unwrap();
-        stdin.flush().unwrap();
-        self.wait_for_stdout(&format!("ack {command}"), Duration::from_secs(10));
+        let from = self.stdout.lock().unwrap().len();
+        self.send(command);
+        self.wait_for_stdout_from(from, &format!("ack {command}"), Duration::from_secs(10));
     }
 
     fn url(&self, path: &str) -> String {
@@ -230,6 +268,14 @@ impl Service {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGTERM`) to the process.
+    pub fn signal(&self, signal: i32) {
+        let pid = i32::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) with a valid signal number has no memory effects.
+        let result = unsafe { libc::kill(pid, signal) };
+        assert_eq!(result, 0, "kill({pid}, {signal})");
     }
 
     pub fn is_running(&mut self) -> bool {

@@ -1,0 +1,14 @@
+//! `panic = "log"`: a panicking task is logged (with its location) and the
+//! service keeps serving, as plain Rust would. The default, `"crash"`,
+//! would have exited 101.
+
+use lifecycle_runtime::service_main;
+
+#[service_main(panic = "log", probe_addr = "127.0.0.1:0")]
+async fn main() {
+    let task = tokio::spawn(async { panic!("task exploded under panic = log") });
+    if task.await.is_err() {
+        println!("task panic observed");
+    }
+    lifecycle_runtime::shutdown_signal().await;
+}

@@ -1,0 +1,90 @@
+//! The panic policy. Under `panic = "crash"` a panic anywhere outside the
+//! framework's own calls ends the process at once with 101 and says where:
+//! a panic swallowed by a task otherwise leaves a half-dead service behind.
+//! Checks and hooks are "contained": their panics are their failures.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::panic::PanicHookInfo;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use crate::config::PanicPolicy;
+use crate::exit::{self, terminate};
+
+thread_local! {
+    /// How many contained calls are running on this thread right now.
+    static CONTAINED: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Marks the current thread as inside a contained call until dropped
+/// (unwinding included).
+struct ContainedScope;
+
+impl ContainedScope {
+    fn enter() -> ContainedScope {
+        CONTAINED.with(|c| c.set(c.get() + 1));
+        ContainedScope
+    }
+}
+
+impl Drop for ContainedScope {
+    fn drop(&mut self) {
+        CONTAINED.with(|c| c.set(c.get() - 1));
+    }
+}
+
+fn is_contained() -> bool {
+    CONTAINED.with(|c| c.get() > 0)
+}
+
+/// Runs a check's or hook's plain `fn` as a contained call.
+pub(crate) fn contain<T>(function: impl FnOnce() -> T) -> T {
+    let _scope = ContainedScope::enter();
+    function()
+}
+
+/// A check's or hook's future, contained while it is polled (a task may
+/// move between threads, so the mark is set around each poll).
+pub(crate) struct Contained<F: ?Sized>(pub(crate) Pin<Box<F>>);
+
+impl<F: Future + ?Sized> Future for Contained<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let _scope = ContainedScope::enter();
+        self.0.as_mut().poll(cx)
+    }
+}
+
+/// `panicked at FILE:LINE:COL: MESSAGE`, as `std` words it.
+fn describe(info: &PanicHookInfo<'_>) -> String {
+    let payload = info.payload();
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("Box<dyn Any>");
+    let thread = std::thread::current();
+    let thread = thread.name().unwrap_or("<unnamed>");
+    match info.location() {
+        Some(location) => format!("thread '{thread}' panicked at {location}: {message}"),
+        None => format!("thread '{thread}' panicked: {message}"),
+    }
+}
+
+/// Replaces the panic hook for the life of the process.
+pub(crate) fn install(policy: PanicPolicy) {
+    std::panic::set_hook(Box::new(move |info| {
+        let description = describe(info);
+        if is_contained() {
+            // Reported as the check's or hook's failure by its caller.
+            tracing::debug!("contained: {description}");
+            return;
+        }
+        match policy {
+            PanicPolicy::Crash => terminate(exit::PANIC, &description),
+            PanicPolicy::Log => exit::log_error(&description),
+        }
+    }));
+}

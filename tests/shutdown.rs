@@ -1,0 +1,217 @@
+//! Signals, the ordered shutdown, the panic policy, exit codes and the
+//! termination message, on real processes with real signals.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{termination_log_path, Service};
+
+const DEADLINE: Duration = Duration::from_secs(15);
+
+fn running_testbed(env: &[(&str, &str)]) -> Service {
+    let service = Service::start("testbed", env);
+    service.wait_for_status("/startupz", 200, DEADLINE);
+    service.wait_for_stdout("main running", DEADLINE);
+    service
+}
+
+fn position(lines: &[String], line: &str) -> usize {
+    lines
+        .iter()
+        .position(|l| l == line)
+        .unwrap_or_else(|| panic!("no line {line:?} in {lines:#?}"))
+}
+
+#[test]
+fn a_second_sigterm_during_a_slow_hook_exits_143_at_once() {
+    let log = termination_log_path();
+    let mut service = running_testbed(&[
+        ("TESTBED_HOOK_SLOW_MS", "60000"),
+        ("LIFECYCLE_TERMINATION_LOG", log.to_str().unwrap()),
+    ]);
+    service.signal(libc::SIGTERM);
+    service.wait_for_stdout("hook slow-flush start", DEADLINE);
+    service.signal(libc::SIGTERM);
+    // "At once": long before the 60 s hook or the 25 s deadline.
+    let status = service.wait_exit(Duration::from_secs(3));
+    assert_eq!(status.code(), Some(143));
+    let message = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        message,
+        "SIGTERM received again during shutdown: exiting at once"
+    );
+}
+
+#[test]
+fn sigint_twice_exits_130() {
+    let mut service = running_testbed(&[("TESTBED_HOOK_SLOW_MS", "60000")]);
+    service.signal(libc::SIGINT);
+    service.wait_for_stdout("hook slow-flush start", DEADLINE);
+    service.signal(libc::SIGINT);
+    assert_eq!(service.wait_exit(Duration::from_secs(3)).code(), Some(130));
+}
+
+#[test]
+fn a_failing_and_a_panicking_hook_do_not_stop_the_later_ones() {
+    let log = termination_log_path();
+    let mut service = running_testbed(&[
+        ("TESTBED_HOOK_FAIL", "1"),
+        ("TESTBED_HOOK_PANIC", "1"),
+        ("LIFECYCLE_TERMINATION_LOG", log.to_str().unwrap()),
+    ]);
+    service.signal(libc::SIGTERM);
+    assert_eq!(service.wait_exit(DEADLINE).code(), Some(1));
+    let lines = service.stdout_lines();
+    assert!(position(&lines, "hook explosive start") < position(&lines, "hook last start"));
+    assert!(position(&lines, "hook faulty end") < position(&lines, "hook last start"));
+    position(&lines, "hook last end");
+    assert!(!lines.contains(&"hook explosive end".to_string()));
+    let message = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        message.contains("on_shutdown hook \"faulty\" failed: flush failed: disk full"),
+        "{message}"
+    );
+    assert!(
+        message.contains("on_shutdown hook \"explosive\" panicked: hook exploded"),
+        "{message}"
+    );
+    let stderr = service.stderr_text();
+    assert!(
+        stderr
+            .lines()
+            .last()
+            .unwrap()
+            .contains("exiting with code 1"),
+        "the reason is the last line logged:\n{stderr}"
+    );
+}
+
+#[test]
+fn main_returning_err_writes_the_termination_log() {
+    let log = termination_log_path();
+    let mut service = running_testbed(&[("LIFECYCLE_TERMINATION_LOG", log.to_str().unwrap())]);
+    service.send("set fail");
+    assert_eq!(service.wait_exit(DEADLINE).code(), Some(1));
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "main returned an error: \"the test asked main to fail\""
+    );
+    // The shutdown hooks ran all the same.
+    service.wait_for_stdout("hook last end", DEADLINE);
+}
+
+#[test]
+fn a_long_termination_message_is_cut_on_a_character_boundary() {
+    let log = termination_log_path();
+    let mut service = running_testbed(&[("LIFECYCLE_TERMINATION_LOG", log.to_str().unwrap())]);
+    service.send("set fail-long");
+    assert_eq!(service.wait_exit(DEADLINE).code(), Some(1));
+    let full = format!("main returned an error: \"{}\"", "é".repeat(3000));
+    assert!(full.len() > 4096 && !full.is_char_boundary(4096));
+    let bytes = std::fs::read(&log).unwrap();
+    let message = String::from_utf8(bytes).expect("cut on a character boundary");
+    assert_eq!(message.len(), 4095);
+    assert!(full.starts_with(&message));
+}
+
+#[test]
+fn a_panic_in_a_spawned_task_exits_101_with_its_location() {
+    let log = termination_log_path();
+    let mut service = running_testbed(&[("LIFECYCLE_TERMINATION_LOG", log.to_str().unwrap())]);
+    service.send("set spawn-panic");
+    assert_eq!(service.wait_exit(DEADLINE).code(), Some(101));
+    let message = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        message.contains("panicked at examples/testbed/main.rs:"),
+        "{message}"
+    );
+    assert!(message.ends_with(": task exploded"), "{message}");
+    assert!(service.stderr_text().contains("task exploded"));
+}
+
+#[test]
+fn a_panic_in_another_thread_exits_101() {
+    let log = termination_log_path();
+    let mut service = running_testbed(&[("LIFECYCLE_TERMINATION_LOG", log.to_str().unwrap())]);
+    service.send("set thread-panic");
+    assert_eq!(service.wait_exit(DEADLINE).code(), Some(101));
+    let message = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        message.contains("panicked at examples/testbed/main.rs:"),
+        "{message}"
+    );
+    assert!(message.ends_with(": thread exploded"), "{message}");
+}
+
+#[test]
+fn under_panic_log_a_panicking_task_is_logged_and_the_service_keeps_serving() {
+    let mut service = Service::start("panic-log", &[]);
+    service.wait_for_stdout("task panic observed", DEADLINE);
+    assert!(service
+        .wait_for_log("panicked at examples/panic-log/main.rs:", DEADLINE)
+        .unwrap()
+        .contains("task exploded under panic = log"));
+    assert!(service.is_running());
+    assert_eq!(service.get("/livez").status, 200);
+    assert_eq!(service.get("/readyz").status, 200);
+    service.signal(libc::SIGTERM);
+    assert_eq!(service.wait_exit(DEADLINE).code(), Some(0));
+}
+
+#[test]
+fn sigterm_during_start_up_abandons_it_and_runs_the_shutdown_hooks() {
+    let log = termination_log_path();
+    let mut service = Service::start(
+        "testbed",
+        &[
+            ("TESTBED_HOLD_STARTUP", "1"),
+            ("LIFECYCLE_TERMINATION_LOG", log.to_str().unwrap()),
+        ],
+    );
+    service.wait_for_stdout("warm_up holding", DEADLINE);
+    assert_eq!(service.get("/startupz").status, 503);
+    service.signal(libc::SIGTERM);
+    assert_eq!(service.wait_exit(DEADLINE).code(), Some(0));
+    let lines = service.stdout_lines();
+    assert!(!lines.contains(&"main running".to_string()), "{lines:?}");
+    position(&lines, "hook stop_intake start");
+    position(&lines, "hook last end");
+    assert!(!log.exists(), "no termination message on exit 0");
+    assert!(service.stderr_text().contains("start-up abandoned"));
+}
+
+#[test]
+fn mark_broken_fails_livez_with_its_reason() {
+    let mut service = running_testbed(&[]);
+    service.command("set broken");
+    let live = service.get("/livez");
+    assert_eq!(live.status, 503);
+    assert_eq!(
+        live.body,
+        "[-]lifecycle failed: marked broken: database pool poisoned\n"
+    );
+    assert_eq!(
+        service.get("/readyz").status,
+        200,
+        "readiness is another matter"
+    );
+    assert_eq!(service.get("/healthz").status, 503);
+}
+
+#[test]
+fn set_ready_false_fails_readyz_until_set_ready_true() {
+    let mut service = running_testbed(&[]);
+    service.command("set unready");
+    let ready = service.get("/readyz");
+    assert_eq!(
+        (ready.status, ready.body.as_str()),
+        (
+            503,
+            "[-]lifecycle failed: taken out of rotation by set_ready(false)\n"
+        )
+    );
+    assert_eq!(service.get("/livez").status, 200);
+    service.command("clear unready");
+    assert_eq!(service.get("/readyz").status, 200);
+}
