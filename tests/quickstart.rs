@@ -8,7 +8,7 @@ use support::Service;
 
 #[test]
 fn quickstart_serves_the_application_and_the_probes() {
-    let service = Service::start(
+    let mut service = Service::start(
         "quickstart",
         &[
             ("LIFECYCLE_PROBE_ADDR", "127.0.0.1:0"),

@@ -9,6 +9,10 @@
 //!
 //! `APP_ADDR` moves the application (default 127.0.0.1:8080);
 //! `LIFECYCLE_PROBE_ADDR` moves the probes (default 0.0.0.0:8081).
+//!
+//! On SIGTERM (or Ctrl-C) `/readyz` fails at once, the service keeps
+//! serving for the drain delay, then stops accepting, finishes the requests
+//! in flight, runs its `on_shutdown` hook and exits 0.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,7 +23,8 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use lifecycle_runtime::{liveness, on_startup, readiness, service_main, Health};
+use hyper_util::server::graceful::GracefulShutdown;
+use lifecycle_runtime::{liveness, on_shutdown, on_startup, readiness, service_main, Health};
 use once_cell::sync::OnceCell;
 use tokio::net::TcpListener;
 
@@ -56,6 +61,13 @@ fn serving() -> Health {
     Health::up().with_detail("requests_served", SERVED.load(Ordering::Relaxed))
 }
 
+/// Runs after `main` returned: the place to flush buffers and close pools.
+#[on_shutdown(timeout_ms = 2000)]
+async fn report_requests_served() {
+    let served = SERVED.load(Ordering::Relaxed);
+    tracing::info!("shutdown hook: {served} request(s) served in all");
+}
+
 async fn hello(_request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     SERVED.fetch_add(1, Ordering::Relaxed);
     let greeting = GREETING.get().map(String::as_str).unwrap_or_default();
@@ -70,14 +82,29 @@ async fn main() -> std::io::Result<()> {
     let listener = TcpListener::bind(&addr).await?;
     tracing::info!("serving on http://{}", listener.local_addr()?);
     ACCEPTING.store(true, Ordering::SeqCst);
+
+    let connections = GracefulShutdown::new();
+    let stop = lifecycle_runtime::shutdown_signal();
+    tokio::pin!(stop);
     loop {
-        let (stream, _) = listener.accept().await?;
-        tokio::spawn(async move {
-            let connection =
-                http1::Builder::new().serve_connection(TokioIo::new(stream), service_fn(hello));
-            if let Err(error) = connection.await {
-                tracing::debug!("connection ended: {error}");
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = accepted?;
+                let connection = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service_fn(hello));
+                let connection = connections.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!("connection ended: {error}");
+                    }
+                });
             }
-        });
+            // After SIGTERM and the drain delay: stop accepting.
+            _ = &mut stop => break,
+        }
     }
+    drop(listener);
+    tracing::info!("finishing the requests in flight");
+    connections.shutdown().await;
+    Ok(())
 }
