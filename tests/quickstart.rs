@@ -40,8 +40,14 @@ fn quickstart_serves_the_application_and_the_probes() {
     let live = service.get("/livez/serving?verbose");
     assert_eq!(live.status, 200);
     assert!(
-        live.body.starts_with("[+]serving ok (requests_served="),
+        live.body.starts_with("[+]serving ok (requests_served=1)"),
         "{}",
         live.body
     );
+
+    service.signal(libc::SIGTERM);
+    assert_eq!(service.wait_exit(Duration::from_secs(15)).code(), Some(0));
+    assert!(service
+        .stderr_text()
+        .contains("shutdown hook: 1 request(s) served in all"));
 }
