@@ -43,8 +43,10 @@ fn verbose_answers_list_every_check_in_kube_style() {
     assert_eq!(
         ready.body,
         "[+]lifecycle ok\n\
+         [+]background ok\n\
          [+]blocking-io ok\n\
          [+]boom ok\n\
+         [+]coalesced ok\n\
          [+]hang ok\n\
          [-]optional-cache failed: cache unreachable\n\
          [+]toggle ok\n\
@@ -55,10 +57,20 @@ fn verbose_answers_list_every_check_in_kube_style() {
 
     let live = service.get("/livez?verbose");
     assert_eq!(live.status, 200);
+    // The task count varies: check its shape, then compare the rest.
+    let alive = live
+        .body
+        .split("[+]tasks ok (alive=")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .expect("a tasks line");
+    assert!(alive.parse::<u64>().unwrap() <= 50);
     assert_eq!(
-        live.body,
+        live.body
+            .replacen(&format!("alive={alive},"), "alive=ALIVE,", 1),
         "[+]lifecycle ok\n\
          [+]runtime ok\n\
+         [+]tasks ok (alive=ALIVE, max=50)\n\
          [+]event_loop ok (workers=2, mode=test)\n\
          [+]library_worker ok (connected=true)\n\
          livez check passed\n"
@@ -143,9 +155,16 @@ fn json_answers_are_microprofile_health_documents() {
         let names: Vec<&str> = checks.iter().map(|c| c["name"].as_str().unwrap()).collect();
         assert_eq!(
             names,
-            ["lifecycle", "runtime", "event_loop", "library_worker"]
+            [
+                "lifecycle",
+                "runtime",
+                "tasks",
+                "event_loop",
+                "library_worker"
+            ]
         );
-        let event_loop = &checks[2];
+        assert_eq!(checks[2]["data"]["max"], 50);
+        let event_loop = &checks[3];
         assert_eq!(event_loop["status"], "UP");
         assert_eq!(event_loop["data"]["workers"], 2);
         assert_eq!(event_loop["data"]["mode"], "test");

@@ -61,3 +61,9 @@ pub async fn wait_for(flag: &str) {
     let mut flags = FLAGS.subscribe();
     let _ = flags.wait_for(|flags| flags.contains(flag)).await;
 }
+
+/// Waits until `flag` is not set.
+pub async fn wait_until_clear(flag: &str) {
+    let mut flags = FLAGS.subscribe();
+    let _ = flags.wait_for(|flags| !flags.contains(flag)).await;
+}

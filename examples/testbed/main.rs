@@ -10,7 +10,8 @@
 mod control;
 
 use std::convert::Infallible;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -90,6 +91,30 @@ fn boom() -> bool {
 #[readiness(name = "optional-cache", critical = false)]
 fn optional_cache() -> Result<(), &'static str> {
     Err("cache unreachable")
+}
+
+static COALESCED_RUNS: AtomicU64 = AtomicU64::new(0);
+static BACKGROUND_RUNS: AtomicU64 = AtomicU64::new(0);
+
+/// On demand; takes TESTBED_SLOW_CHECK_MS. Counts its runs (`/runs`).
+#[readiness(timeout_ms = 3000)]
+async fn coalesced() {
+    COALESCED_RUNS.fetch_add(1, Ordering::SeqCst);
+    if let Some(work) = env_millis("TESTBED_SLOW_CHECK_MS") {
+        tokio::time::sleep(work).await;
+    }
+}
+
+/// In the background every 200 ms; follows the `background-down` flag.
+/// Counts its runs (`/runs`).
+#[readiness(interval_ms = 200)]
+fn background() -> Result<(), &'static str> {
+    BACKGROUND_RUNS.fetch_add(1, Ordering::SeqCst);
+    if control::is_set("background-down") {
+        Err("background flag down")
+    } else {
+        Ok(())
+    }
 }
 
 #[liveness(timeout_ms = 100)]
@@ -184,6 +209,11 @@ async fn app(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infall
             "slow done".to_owned()
         }
         "/phase" => format!("{:?}", lifecycle_runtime::phase()),
+        "/runs" => format!(
+            "coalesced={} background={}",
+            COALESCED_RUNS.load(Ordering::SeqCst),
+            BACKGROUND_RUNS.load(Ordering::SeqCst)
+        ),
         _ => "ok".to_owned(),
     };
     Ok(Response::new(Full::new(Bytes::from(body))))
@@ -209,9 +239,40 @@ fn spawn_command_handlers() {
         });
         println!("tracked task started");
     });
+    tokio::spawn(async {
+        control::wait_for("spawn-many").await;
+        for _ in 0..100 {
+            tokio::spawn(control::wait_until_clear("spawn-many"));
+        }
+        println!("spawned many");
+    });
+    tokio::spawn(async {
+        control::wait_for("block-workers").await;
+        // More blocking tasks than workers: every worker ends up in one.
+        for _ in 0..16 {
+            tokio::spawn(async { std::thread::sleep(Duration::from_secs(20)) });
+        }
+    });
+    tokio::spawn(async {
+        control::wait_for("busy-cpu").await;
+        // Busy but progressing: CPU-heavy tasks that yield every millisecond.
+        for _ in 0..8 {
+            tokio::spawn(async {
+                let until = Instant::now() + Duration::from_secs(3);
+                while Instant::now() < until {
+                    let slice = Instant::now() + Duration::from_millis(1);
+                    while Instant::now() < slice {
+                        std::hint::spin_loop();
+                    }
+                    tokio::task::yield_now().await;
+                }
+            });
+        }
+        println!("busy-cpu started");
+    });
 }
 
-#[service_main(probe_addr = "127.0.0.1:0")]
+#[service_main(probe_addr = "127.0.0.1:0", max_tasks = 50)]
 async fn main() -> Result<(), String> {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await

@@ -3,9 +3,12 @@
 //! panic turned into that call's failure.
 
 use std::any::Any;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::future::{BoxFuture, FutureExt, WeakShared};
 use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::health::Health;
@@ -110,5 +113,101 @@ pub(crate) async fn run_check(app: &Handle, check: &'static CheckRegistration) -
         critical: check.critical,
         health,
         duration: started.elapsed(),
+    }
+}
+
+/// A registered check as the probe server runs it: on demand with
+/// concurrent probes sharing one run, or in the background every
+/// `interval_ms` with probes reading the latest result.
+pub(crate) struct Check {
+    pub(crate) registration: &'static CheckRegistration,
+    /// On demand: the run in flight. Weak, so that a run every prober gave
+    /// up on is dropped (and its task aborted) rather than resumed later
+    /// with a stale clock.
+    in_flight: Mutex<Option<WeakShared<BoxFuture<'static, CheckResult>>>>,
+    /// In the background: the latest result, if a run has ended.
+    latest: Mutex<Option<CheckResult>>,
+}
+
+impl Check {
+    pub(crate) fn new(registration: &'static CheckRegistration) -> Arc<Check> {
+        Arc::new(Check {
+            registration,
+            in_flight: Mutex::new(None),
+            latest: Mutex::new(None),
+        })
+    }
+
+    pub(crate) fn name(&self) -> &'static str {
+        self.registration.name
+    }
+
+    fn interval(&self) -> Option<Duration> {
+        self.registration.interval_ms.map(Duration::from_millis)
+    }
+
+    /// The check's current answer. A background check never runs here.
+    pub(crate) async fn result(self: &Arc<Self>, app: &Handle) -> CheckResult {
+        if self.interval().is_some() {
+            return self
+                .latest
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .unwrap_or_else(|| CheckResult {
+                    critical: self.registration.critical,
+                    ..CheckResult::builtin(self.name(), Health::down("not yet run"))
+                });
+        }
+        let run = {
+            let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            match in_flight.as_ref().and_then(WeakShared::upgrade) {
+                Some(run) => run,
+                None => {
+                    let this = self.clone();
+                    let app = app.clone();
+                    let run = async move {
+                        let result = run_check(&app, this.registration).await;
+                        // The next probe starts a fresh run.
+                        *this.in_flight.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                        result
+                    }
+                    .boxed()
+                    .shared();
+                    *in_flight = run.downgrade();
+                    run
+                }
+            }
+        };
+        run.await
+    }
+
+    /// For a check with `interval_ms`: runs it now and every interval on
+    /// the application runtime, until `stop` is cancelled. Returns whether
+    /// a runner was started.
+    pub(crate) fn start_background(
+        self: &Arc<Self>,
+        app: &Handle,
+        stop: CancellationToken,
+    ) -> bool {
+        let Some(interval) = self.interval() else {
+            return false;
+        };
+        let this = self.clone();
+        let handle = app.clone();
+        app.spawn(async move {
+            loop {
+                let result = tokio::select! {
+                    result = run_check(&handle, this.registration) => result,
+                    _ = stop.cancelled() => return,
+                };
+                *this.latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
+                tokio::select! {
+                    _ = tokio::time::sleep(interval) => {}
+                    _ = stop.cancelled() => return,
+                }
+            }
+        });
+        true
     }
 }

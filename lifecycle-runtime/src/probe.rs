@@ -2,10 +2,12 @@
 //! saturated or stalled application runtime still gets a precise answer in
 //! time. Checks themselves run on the application runtime.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -18,13 +20,13 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::runtime::Handle;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::checks::{run_check, CheckResult};
+use crate::checks::{Check, CheckResult};
 use crate::health::Health;
-use crate::registry::{self, CheckKind, CheckRegistration};
+use crate::registry::{self, CheckKind};
 use crate::report::{self, Entry, Evaluation};
+use crate::shutdown::SHUTDOWN;
 use crate::state::{Phase, STATE};
 
 /// A probe's request line and headers fit well inside this; anything larger
@@ -70,20 +72,40 @@ pub(crate) struct Prober {
     app: Handle,
     stall_threshold: Duration,
     max_tasks: Option<u64>,
-    liveness: Vec<&'static CheckRegistration>,
-    readiness: Vec<&'static CheckRegistration>,
-    startup: Vec<&'static CheckRegistration>,
+    /// Tasks of lifecycle's own on the application runtime (the heartbeat
+    /// and the background check runners), not counted against `max_tasks`.
+    own_tasks: u64,
+    liveness: Vec<Arc<Check>>,
+    readiness: Vec<Arc<Check>>,
+    startup: Vec<Arc<Check>>,
 }
 
 impl Prober {
+    /// Also starts the background runners of the checks with `interval_ms`;
+    /// they stop when a shutdown is requested.
     pub(crate) fn new(app: Handle, stall_threshold: Duration, max_tasks: Option<u64>) -> Prober {
+        let load = |kind| -> Vec<Arc<Check>> {
+            registry::checks(kind).into_iter().map(Check::new).collect()
+        };
+        let (liveness, readiness, startup) = (
+            load(CheckKind::Liveness),
+            load(CheckKind::Readiness),
+            load(CheckKind::Startup),
+        );
+        let background = liveness
+            .iter()
+            .chain(&readiness)
+            .chain(&startup)
+            .filter(|check| check.start_background(&app, SHUTDOWN.requested.clone()))
+            .count() as u64;
         Prober {
             app,
             stall_threshold,
             max_tasks,
-            liveness: registry::checks(CheckKind::Liveness),
-            readiness: registry::checks(CheckKind::Readiness),
-            startup: registry::checks(CheckKind::Startup),
+            own_tasks: 1 + background,
+            liveness,
+            readiness,
+            startup,
         }
     }
 
@@ -149,7 +171,7 @@ impl Prober {
     }
 
     fn tasks_health(&self, max: u64) -> Health {
-        let alive = self.app.metrics().num_alive_tasks() as u64;
+        let alive = (self.app.metrics().num_alive_tasks() as u64).saturating_sub(self.own_tasks);
         let health = if alive > max {
             Health::down(format!("{alive} tasks alive, more than max_tasks = {max}"))
         } else {
@@ -158,17 +180,12 @@ impl Prober {
         health.with_detail("alive", alive).with_detail("max", max)
     }
 
-    fn user_checks(&self, endpoint: Endpoint) -> Vec<&'static CheckRegistration> {
+    fn user_checks(&self, endpoint: Endpoint) -> Vec<&Arc<Check>> {
         match endpoint {
-            Endpoint::Livez => self.liveness.clone(),
-            Endpoint::Readyz => self.readiness.clone(),
-            Endpoint::Startupz => self.startup.clone(),
-            Endpoint::Healthz => self
-                .liveness
-                .iter()
-                .chain(self.readiness.iter())
-                .copied()
-                .collect(),
+            Endpoint::Livez => self.liveness.iter().collect(),
+            Endpoint::Readyz => self.readiness.iter().collect(),
+            Endpoint::Startupz => self.startup.iter().collect(),
+            Endpoint::Healthz => self.liveness.iter().chain(&self.readiness).collect(),
         }
     }
 
@@ -184,7 +201,7 @@ impl Prober {
         let mut checks = self.user_checks(endpoint);
         if let Some(name) = only {
             builtins.retain(|b| b.name == name);
-            checks.retain(|c| c.name == name);
+            checks.retain(|c| c.name() == name);
             if builtins.is_empty() && checks.is_empty() {
                 return None;
             }
@@ -193,7 +210,7 @@ impl Prober {
         let unmatched_excludes = excludes
             .iter()
             .filter(|e| {
-                !builtins.iter().any(|b| &b.name == *e) && !checks.iter().any(|c| c.name == *e)
+                !builtins.iter().any(|b| &b.name == *e) && !checks.iter().any(|c| c.name() == *e)
             })
             .cloned()
             .collect();
@@ -203,8 +220,8 @@ impl Prober {
         let latched = endpoint == Endpoint::Startupz && STATE.startup_passed();
         let to_run: Vec<_> = checks
             .iter()
-            .filter(|c| !excluded(c.name) && !latched)
-            .map(|c| run_check(&self.app, c))
+            .filter(|c| !excluded(c.name()) && !latched)
+            .map(|c| c.result(&self.app))
             .collect();
         let mut results = futures_util::future::join_all(to_run).await.into_iter();
 
@@ -217,12 +234,12 @@ impl Prober {
             });
         }
         for check in checks {
-            entries.push(if excluded(check.name) {
-                Entry::Excluded(check.name.to_owned())
+            entries.push(if excluded(check.name()) {
+                Entry::Excluded(check.name().to_owned())
             } else if latched {
                 Entry::Ran(CheckResult {
-                    critical: check.critical,
-                    ..CheckResult::builtin(check.name, Health::up())
+                    critical: check.registration.critical,
+                    ..CheckResult::builtin(check.name(), Health::up())
                 })
             } else {
                 Entry::Ran(results.next().expect("one result per check run"))
@@ -380,14 +397,84 @@ impl ProbeServer {
     }
 }
 
+/// The open connections, oldest first. At the cap, the oldest connection
+/// that is not answering a probe right now (idle, or still sending its
+/// headers) is closed to make room: slow or idle clients cannot lock the
+/// kubelet out, and the count of sockets stays bounded.
+struct Connections {
+    open: Mutex<VecDeque<Slot>>,
+    next_id: AtomicU64,
+}
+
+struct Slot {
+    id: u64,
+    busy: Arc<AtomicBool>,
+    close: CancellationToken,
+}
+
+impl Connections {
+    fn new() -> Connections {
+        Connections {
+            open: Mutex::new(VecDeque::new()),
+            next_id: AtomicU64::new(0),
+        }
+    }
+
+    /// A slot for a new connection, or `None` when every open connection
+    /// is busy answering (then the new one is refused).
+    fn admit(&self) -> Option<(u64, Arc<AtomicBool>, CancellationToken)> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if open.len() >= MAX_CONNECTIONS {
+            let idle = open
+                .iter()
+                .position(|slot| !slot.busy.load(Ordering::SeqCst))?;
+            if let Some(evicted) = open.remove(idle) {
+                evicted.close.cancel();
+            }
+        }
+        let slot = Slot {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            busy: Arc::new(AtomicBool::new(false)),
+            close: CancellationToken::new(),
+        };
+        let admitted = (slot.id, slot.busy.clone(), slot.close.clone());
+        open.push_back(slot);
+        Some(admitted)
+    }
+
+    fn release(&self, id: u64) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(index) = open.iter().position(|slot| slot.id == id) {
+            open.remove(index);
+        }
+    }
+}
+
+/// Marks a connection busy while it answers a request.
+struct Busy(Arc<AtomicBool>);
+
+impl Busy {
+    fn enter(flag: &Arc<AtomicBool>) -> Busy {
+        flag.store(true, Ordering::SeqCst);
+        Busy(flag.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
 async fn serve(listener: tokio::net::TcpListener, prober: Arc<Prober>, stop: CancellationToken) {
     let mut http = http1::Builder::new();
+    // The header timeout also closes keep-alive connections left idle.
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_headers(MAX_HEADERS)
         .max_buf_size(MAX_HEADER_BYTES)
         .keep_alive(true);
-    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let connections = Arc::new(Connections::new());
     loop {
         let (stream, _peer) = tokio::select! {
             _ = stop.cancelled() => return,
@@ -401,9 +488,9 @@ async fn serve(listener: tokio::net::TcpListener, prober: Arc<Prober>, stop: Can
                 }
             },
         };
-        // Over the cap the connection is closed unread: cheap, and the
-        // kubelet retries on its next period.
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
+        // Every connection busy: close the new one unread, which is cheap;
+        // the kubelet retries on its next period.
+        let Some((id, busy, close)) = connections.admit() else {
             drop(stream);
             continue;
         };
@@ -413,16 +500,23 @@ async fn serve(listener: tokio::net::TcpListener, prober: Arc<Prober>, stop: Can
             TokioIo::new(stream),
             service_fn(move |request| {
                 let prober = prober.clone();
-                async move { Ok::<_, Infallible>(prober.answer(request).await) }
+                let busy = Busy::enter(&busy);
+                async move {
+                    let response = prober.answer(request).await;
+                    drop(busy);
+                    Ok::<_, Infallible>(response)
+                }
             }),
         );
         let stop = stop.clone();
+        let connections = connections.clone();
         tokio::spawn(async move {
             tokio::select! {
                 _ = connection => {}
+                _ = close.cancelled() => {}
                 _ = stop.cancelled() => {}
             }
-            drop(permit);
+            connections.release(id);
         });
     }
 }
