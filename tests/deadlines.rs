@@ -86,17 +86,6 @@ fn a_panicking_check_is_that_checks_failure_and_the_process_lives_on() {
     assert_eq!(service.get("/readyz/toggle").status, 200);
 }
 
-/// Sends a GET to the application (not the probes) at `url`.
-fn app_get(url: &str) -> reqwest::Result<(u16, String)> {
-    let response = reqwest::blocking::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()?
-        .get(url)
-        .send()?;
-    Ok((response.status().as_u16(), response.text()?))
-}
-
 #[test]
 fn sigterm_drains_then_stops_in_order_and_exits_0() {
     let _serial = serial();
@@ -109,17 +98,13 @@ fn sigterm_drains_then_stops_in_order_and_exits_0() {
         ],
     );
     service.wait_for_status("/readyz", 200, DEADLINE);
-    let app = service
-        .stdout_lines()
-        .iter()
-        .find_map(|l| l.strip_prefix("app listening on ").map(str::to_owned))
-        .expect("the application's address");
+    let app = service.app_url();
     service.command("set tracked-work");
     service.wait_for_stdout("tracked task started", DEADLINE);
 
     // A request in flight when SIGTERM arrives.
     let slow_url = format!("{app}/slow?ms=800");
-    let in_flight = std::thread::spawn(move || app_get(&slow_url));
+    let in_flight = std::thread::spawn(move || support::http_get(&slow_url));
     service.wait_for_stdout("slow request started", DEADLINE);
 
     let signalled = std::time::Instant::now();
@@ -139,7 +124,7 @@ fn sigterm_drains_then_stops_in_order_and_exits_0() {
     assert_eq!(ready.body, "[-]lifecycle failed: shutting down\n");
     // Still serving during the drain delay, and still alive.
     assert_eq!(
-        app_get(&format!("{app}/phase")).unwrap(),
+        support::http_get(&format!("{app}/phase")).unwrap(),
         (200, "Draining".into())
     );
     assert_eq!(service.get("/livez").status, 200);
@@ -203,4 +188,236 @@ fn a_hook_past_the_shutdown_deadline_exits_1_naming_it() {
         message.starts_with("shutdown did not finish within 1000 ms of SIGTERM; still running: on_shutdown hook \"slow-flush\""),
         "{message}"
     );
+}
+
+/// Probes `path` every 20 ms until `done` says so or `deadline` passes,
+/// asserting that every answer came in under `max_latency`.
+fn probe_until(
+    service: &Service,
+    path: &str,
+    max_latency: Duration,
+    deadline: Duration,
+    done: impl Fn(&support::Answer) -> bool,
+) -> (support::Answer, Duration) {
+    let started = std::time::Instant::now();
+    loop {
+        let answer = service.get(path);
+        assert!(
+            answer.elapsed < max_latency,
+            "{path} took {:?} to answer",
+            answer.elapsed
+        );
+        if done(&answer) {
+            return (answer, started.elapsed());
+        }
+        assert!(
+            started.elapsed() < deadline,
+            "{path} did not change within {deadline:?}: {}",
+            answer.body
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The bound for a probe during a stall; the margin covers a
+/// debug build on a loaded machine.
+const PROBE_LATENCY: Duration = Duration::from_millis(100);
+
+#[test]
+fn every_worker_blocked_fails_the_runtime_check_and_probes_still_answer() {
+    let _serial = serial();
+    let mut service = Service::start("testbed", &[("LIFECYCLE_STALL_THRESHOLD_MS", "1000")]);
+    service.wait_for_status("/readyz", 200, DEADLINE);
+    service.command("set block-workers");
+    let blocked = std::time::Instant::now();
+    let (live, _) = probe_until(
+        &service,
+        "/livez?verbose",
+        PROBE_LATENCY,
+        Duration::from_secs(5),
+        |answer| answer.status == 503,
+    );
+    let detected = blocked.elapsed();
+    assert!(
+        detected < Duration::from_millis(1000 + 1000),
+        "stall seen after {detected:?}"
+    );
+    assert!(
+        live.body.contains("[-]runtime failed: no progress for "),
+        "{}",
+        live.body
+    );
+    // Readiness runs async checks on the stalled runtime: they time out.
+    let ready = service.get("/readyz");
+    assert_eq!(ready.status, 503);
+    assert!(
+        ready.elapsed < Duration::from_millis(3000 + 50) + MARGIN,
+        "took {:?}",
+        ready.elapsed
+    );
+    assert!(service.is_running());
+}
+
+#[test]
+fn a_blocked_current_thread_runtime_fails_the_runtime_check() {
+    let _serial = serial();
+    let service = Service::start(
+        "single-thread",
+        &[
+            ("LIFECYCLE_STALL_THRESHOLD_MS", "1000"),
+            ("SINGLE_THREAD_BLOCK", "1"),
+        ],
+    );
+    service.wait_for_stdout("blocking the runtime thread", DEADLINE);
+    let blocked = std::time::Instant::now();
+    let (live, _) = probe_until(
+        &service,
+        "/livez?verbose",
+        PROBE_LATENCY,
+        Duration::from_secs(5),
+        |answer| answer.status == 503,
+    );
+    assert!(blocked.elapsed() < Duration::from_millis(1000 + 1000));
+    assert!(
+        live.body.contains("[-]runtime failed: no progress for "),
+        "{}",
+        live.body
+    );
+}
+
+#[test]
+fn a_busy_but_progressing_runtime_stays_live() {
+    let _serial = serial();
+    let mut service = Service::start("testbed", &[("LIFECYCLE_STALL_THRESHOLD_MS", "1000")]);
+    service.wait_for_status("/readyz", 200, DEADLINE);
+    service.command("set busy-cpu");
+    service.wait_for_stdout("busy-cpu started", DEADLINE);
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_millis(2500) {
+        let live = service.get("/livez/runtime");
+        assert_eq!(live.status, 200, "{}", live.body);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_hundred_concurrent_probes_share_one_run() {
+    let _serial = serial();
+    let service = Service::start("testbed", &[("TESTBED_SLOW_CHECK_MS", "1500")]);
+    service.wait_for_status("/startupz", 200, DEADLINE);
+    service.wait_for_stdout("main running", DEADLINE);
+    let runs = || {
+        let (_, body) = support::http_get(&format!("{}/runs", service.app_url())).unwrap();
+        body.split(' ').next().unwrap()["coalesced=".len()..]
+            .parse::<u64>()
+            .unwrap()
+    };
+    let before = runs();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(100));
+    let threads: Vec<_> = (0..100)
+        .map(|_| {
+            let url = format!("{}/readyz/coalesced", service.probes.as_ref().unwrap());
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let client = reqwest::blocking::Client::builder()
+                    .no_proxy()
+                    .build()
+                    .unwrap();
+                barrier.wait();
+                client.get(url).send().unwrap().status().as_u16()
+            })
+        })
+        .collect();
+    for thread in threads {
+        assert_eq!(thread.join().unwrap(), 200);
+    }
+    assert_eq!(runs() - before, 1, "100 concurrent probes, one run");
+}
+
+#[test]
+fn a_background_result_change_shows_within_one_interval() {
+    let _serial = serial();
+    let mut service = Service::start("testbed", &[]);
+    service.wait_for_status("/readyz/background", 200, DEADLINE);
+    service.command("set background-down");
+    let (answer, took) = probe_until(
+        &service,
+        "/readyz/background",
+        Duration::from_secs(1),
+        Duration::from_secs(5),
+        |answer| answer.status == 503,
+    );
+    assert_eq!(answer.body, "[-]background failed: background flag down\n");
+    // One 200 ms interval, plus the margin.
+    assert!(took < Duration::from_millis(200) + MARGIN, "took {took:?}");
+    service.command("clear background-down");
+    service.wait_for_status("/readyz/background", 200, Duration::from_secs(1));
+}
+
+/// Raises this process's open-file limit to its hard limit: the test holds
+/// a thousand sockets.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit write to and read from a valid rlimit.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        limit.rlim_cur = limit.rlim_max;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+    }
+}
+
+#[test]
+fn a_thousand_slow_connections_do_not_delay_probes() {
+    use std::io::{Read, Write};
+    let _serial = serial();
+    raise_open_file_limit();
+    let service = Service::start("testbed", &[]);
+    service.wait_for_status("/readyz", 200, DEADLINE);
+    let rss_before = service.rss_kib();
+
+    // Each sends half a request and then nothing.
+    let held: Vec<std::net::TcpStream> = (0..1000)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(service.probe_addr()).unwrap();
+            stream
+                .write_all(b"GET /livez HTTP/1.1\r\nHost: probe\r\nX-Slow: ")
+                .unwrap();
+            stream
+        })
+        .collect();
+    let opened = std::time::Instant::now();
+    for _ in 0..20 {
+        let live = service.get("/livez");
+        assert_eq!(live.status, 200);
+        assert!(
+            live.elapsed < PROBE_LATENCY,
+            "probe took {:?}",
+            live.elapsed
+        );
+    }
+    let rss_during = service.rss_kib();
+    assert!(
+        rss_during < rss_before + 64 * 1024,
+        "RSS grew from {rss_before} KiB to {rss_during} KiB"
+    );
+
+    // Every held connection is closed by the server: evicted to make room,
+    // or by the 2 s header timeout.
+    for mut stream in held {
+        let left = (opened + Duration::from_secs(2) + Duration::from_secs(3))
+            .saturating_duration_since(std::time::Instant::now());
+        stream
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        let mut buffer = [0u8; 256];
+        match stream.read(&mut buffer) {
+            // 0: closed; otherwise hyper's 408 before closing.
+            Ok(n) => assert!(n == 0 || buffer.starts_with(b"HTTP/1.1 408"), "{n} bytes"),
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+        }
+    }
+    assert_eq!(service.get("/livez").status, 200);
 }

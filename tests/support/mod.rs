@@ -90,8 +90,10 @@ impl Service {
                 lines.lock().unwrap().push(line);
             }
         });
+        // Like the kubelet: a new connection for every probe.
         let client = reqwest::blocking::Client::builder()
             .no_proxy()
+            .pool_max_idle_per_host(0)
             .timeout(Duration::from_secs(10))
             .build()
             .unwrap();
@@ -203,6 +205,30 @@ impl Service {
         self.wait_for_stdout_from(from, &format!("ack {command}"), Duration::from_secs(10));
     }
 
+    /// `127.0.0.1:PORT` of the probe server.
+    pub fn probe_addr(&self) -> String {
+        self.probes.as_ref().expect("probe server started")["http://".len()..].to_owned()
+    }
+
+    /// The application's address, from its `app listening on` line.
+    pub fn app_url(&self) -> String {
+        self.stdout_lines()
+            .iter()
+            .find_map(|l| l.strip_prefix("app listening on ").map(str::to_owned))
+            .expect("the application's address")
+    }
+
+    /// The process's resident set size in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmRSS in /proc/PID/status")
+    }
+
     fn url(&self, path: &str) -> String {
         format!(
             "{}{}",
@@ -288,4 +314,34 @@ impl Drop for Service {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A plain GET with a fresh client (so a fresh connection), for the
+/// application rather than the probes.
+pub fn http_get(url: &str) -> reqwest::Result<(u16, String)> {
+    let response = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()?
+        .get(url)
+        .send()?;
+    Ok((response.status().as_u16(), response.text()?))
+}
+
+/// Writes `request` to a new connection and reads until the server closes
+/// it or `wait` passes: what a misbehaving client would see.
+pub fn raw_exchange(addr: &str, request: &[u8], wait: Duration) -> String {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(wait)).unwrap();
+    // The server may answer and close before it has read everything.
+    let _ = stream.write_all(request);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The first line of an HTTP answer, e.g. `HTTP/1.1 200 OK`.
+pub fn status_line(answer: &str) -> &str {
+    answer.lines().next().unwrap_or("")
 }
