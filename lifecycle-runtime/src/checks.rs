@@ -55,7 +55,7 @@ pub(crate) async fn run_bounded<T: Send + 'static>(
             let function = *function;
             app.spawn_blocking(move || contain(function))
         }
-        Call::Async(function) => app.spawn(Contained(function())),
+        Call::Async(function) => app.spawn(Contained::new(function())),
     };
     // Dropping the handle aborts the task: a probe that gives up, or a
     // start-up abandoned on SIGTERM, leaves nothing running behind.

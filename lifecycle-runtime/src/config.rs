@@ -44,6 +44,11 @@ pub(crate) struct Settings {
     pub(crate) probe_addr: SocketAddr,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) drain_delay: Duration,
+    /// Where the drain delay came from, for the start-up log.
+    pub(crate) drain_delay_source: &'static str,
+    /// The drain delay in force on Kubernetes: the configured one, or the
+    /// Kubernetes default. What the generated manifest plans for.
+    pub(crate) cluster_drain_delay: Duration,
     pub(crate) stall_threshold: Duration,
     pub(crate) max_tasks: Option<u64>,
 }
@@ -145,10 +150,27 @@ impl Settings {
                 .parse()
                 .expect("#[service_main] validated probe_addr at compile time"),
         };
-        let default_drain = if var(env, "KUBERNETES_SERVICE_HOST").is_some() {
+        let on_kubernetes = var(env, "KUBERNETES_SERVICE_HOST").is_some();
+        let default_drain = if on_kubernetes {
             KUBERNETES_DRAIN_DELAY_MS
         } else {
             0
+        };
+        let drain_delay = millis(env, DRAIN_DELAY, config.drain_delay_ms, default_drain, 0)?;
+        let drain_delay_source = if var(env, DRAIN_DELAY).is_some() {
+            "from LIFECYCLE_DRAIN_DELAY_MS"
+        } else if config.drain_delay_ms.is_some() {
+            "from #[service_main(drain_delay_ms)]"
+        } else if on_kubernetes {
+            "the default on Kubernetes: KUBERNETES_SERVICE_HOST is set"
+        } else {
+            "the default off Kubernetes: KUBERNETES_SERVICE_HOST is not set"
+        };
+        let explicit = var(env, DRAIN_DELAY).is_some() || config.drain_delay_ms.is_some();
+        let cluster_drain_delay = if explicit {
+            drain_delay
+        } else {
+            Duration::from_millis(KUBERNETES_DRAIN_DELAY_MS)
         };
         Ok(Settings {
             probe_addr,
@@ -159,7 +181,9 @@ impl Settings {
                 DEFAULT_SHUTDOWN_TIMEOUT_MS,
                 1,
             )?,
-            drain_delay: millis(env, DRAIN_DELAY, config.drain_delay_ms, default_drain, 0)?,
+            drain_delay,
+            drain_delay_source,
+            cluster_drain_delay,
             stall_threshold: millis(
                 env,
                 STALL_THRESHOLD,

@@ -26,8 +26,10 @@
 mod checks;
 mod config;
 mod exit;
+mod flags;
 mod health;
 mod logging;
+mod manifest;
 mod panics;
 mod probe;
 mod registry;

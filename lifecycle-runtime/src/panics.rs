@@ -44,16 +44,33 @@ pub(crate) fn contain<T>(function: impl FnOnce() -> T) -> T {
     function()
 }
 
-/// A check's or hook's future, contained while it is polled (a task may
-/// move between threads, so the mark is set around each poll).
-pub(crate) struct Contained<F: ?Sized>(pub(crate) Pin<Box<F>>);
+/// A check's or hook's future, contained while it is polled and when it is
+/// dropped (a time-out drops it; a task may move between threads, so the
+/// mark is set around each poll).
+pub(crate) struct Contained<F: ?Sized>(Option<Pin<Box<F>>>);
+
+impl<F: ?Sized> Contained<F> {
+    pub(crate) fn new(future: Pin<Box<F>>) -> Self {
+        Contained(Some(future))
+    }
+}
 
 impl<F: Future + ?Sized> Future for Contained<F> {
     type Output = F::Output;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let _scope = ContainedScope::enter();
-        self.0.as_mut().poll(cx)
+        match self.0.as_mut() {
+            Some(future) => future.as_mut().poll(cx),
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl<F: ?Sized> Drop for Contained<F> {
+    fn drop(&mut self) {
+        let _scope = ContainedScope::enter();
+        self.0.take();
     }
 }
 

@@ -120,6 +120,9 @@ impl Prober {
         if STATE.withdrawn() {
             return Health::down("taken out of rotation by set_ready(false)");
         }
+        if SHUTDOWN.requested.is_cancelled() {
+            return Health::down("shutting down");
+        }
         match STATE.phase() {
             Phase::Running => Health::up(),
             Phase::Starting => Health::down("start-up has not finished"),
@@ -128,10 +131,10 @@ impl Prober {
     }
 
     fn lifecycle_startup(&self) -> Health {
-        if STATE.phase() == Phase::Starting {
-            Health::down("preflight checks and on_startup hooks have not finished")
-        } else {
+        if STATE.startup_finished() {
             Health::up()
+        } else {
+            Health::down("preflight checks and on_startup hooks have not finished")
         }
     }
 

@@ -175,3 +175,22 @@ pub(crate) fn duplicate_names() -> Vec<String> {
     }
     problems
 }
+
+/// The longest the hooks of one kind can take in all: the largest timeout
+/// within each order (equal orders run together), summed over the orders;
+/// with one `order N: T ms (name)` entry per order, naming the longest.
+pub(crate) fn hooks_budget(kind: HookKind) -> (Duration, Vec<String>) {
+    let mut total = Duration::ZERO;
+    let mut parts = Vec::new();
+    for (order, group) in hook_groups(kind) {
+        if let Some(longest) = group.iter().max_by_key(|hook| hook.timeout()) {
+            total += longest.timeout();
+            parts.push(format!(
+                "order {order}: {} ms ({})",
+                longest.timeout().as_millis(),
+                longest.name
+            ));
+        }
+    }
+    (total, parts)
+}

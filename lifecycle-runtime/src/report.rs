@@ -53,7 +53,8 @@ fn detail_text(value: &Value) -> String {
     }
 }
 
-fn line(result: &CheckResult) -> String {
+/// `[+]NAME ok` or `[-]NAME failed: REASON`, with details after.
+pub(crate) fn line(result: &CheckResult) -> String {
     let mut line = match result.health.reason() {
         None if result.health.is_up() => format!("[+]{} ok", result.name),
         reason => format!(

@@ -1,6 +1,6 @@
-//! The driver behind `#[service_main]`: configuration, the application
-//! runtime, the probe server, start-up in order, the body of `main`, and
-//! the exit code.
+//! The driver behind `#[service_main]`: configuration, the command-line
+//! flags, the application runtime, the probe server, start-up in order,
+//! the body of `main`, the graceful stop and the exit code.
 
 use std::future::Future;
 use std::time::Duration;
@@ -8,13 +8,18 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use tokio::runtime::{Handle, Runtime};
 
-use crate::checks::run_check;
+use crate::checks::{run_check, CheckResult};
 use crate::config::{self, Flavor, LogFormat, ServiceConfig, Settings};
 use crate::exit::{self, terminate};
+use crate::flags::{self, Mode};
 use crate::probe::{ProbeServer, Prober};
 use crate::registry::{self, CheckKind, HookKind};
-use crate::shutdown::{self, SHUTDOWN};
+use crate::report;
+use crate::shutdown::{self, MainEnded, SHUTDOWN};
 use crate::state::{Phase, STATE};
+
+/// How long `--lifecycle-probe` waits for an answer in all.
+const EXEC_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Runs a service: what `#[service_main]` expands to. Never returns: the
 /// process exits with the code the contract gives.
@@ -40,21 +45,29 @@ where
     if !duplicates.is_empty() {
         terminate(exit::BAD_CONFIG, &duplicates.join("; "));
     }
-
+    let mode = flags::mode(std::env::args_os())
+        .unwrap_or_else(|error| terminate(exit::BAD_CONFIG, &error));
     crate::panics::install(config.panic);
+    match mode {
+        Mode::Serve => serve(&config, &settings, main),
+        Mode::Preflight => preflight_only(&config),
+        Mode::Probe(endpoint) => exec_probe(&settings, endpoint),
+        Mode::Manifest => print_manifest(&settings),
+    }
+}
+
+fn serve<F, Fut>(config: &ServiceConfig, settings: &Settings, main: F) -> !
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
     if let Err(error) = crate::signals::start(settings.shutdown_timeout) {
         terminate(
             exit::FAILURE,
             &format!("cannot install the SIGTERM and SIGINT handlers: {error}"),
         );
     }
-
-    let runtime = build_runtime(&config).unwrap_or_else(|error| {
-        terminate(
-            exit::FAILURE,
-            &format!("cannot build the application runtime: {error}"),
-        )
-    });
+    let runtime = build_runtime(config);
     start_heartbeat(&runtime, settings.stall_threshold);
     let prober = Prober::new(
         runtime.handle().clone(),
@@ -72,15 +85,19 @@ where
     });
     tracing::info!("probe server listening on http://{}", probes.local_addr);
     tracing::info!(
-        drain_delay_ms = settings.drain_delay.as_millis() as u64,
-        shutdown_timeout_ms = settings.shutdown_timeout.as_millis() as u64,
-        stall_threshold_ms = settings.stall_threshold.as_millis() as u64,
-        "starting"
+        "drain delay {} ms ({}); shutdown timeout {} ms; stall threshold {} ms",
+        settings.drain_delay.as_millis(),
+        settings.drain_delay_source,
+        settings.shutdown_timeout.as_millis(),
+        settings.stall_threshold.as_millis(),
     );
+    if let Some(warning) = shutdown::budget_warning(settings) {
+        tracing::warn!("{warning}");
+    }
 
     let handle = runtime.handle().clone();
     let drain_delay = settings.drain_delay;
-    let failures = runtime.block_on(async move {
+    let (failures, panicked) = runtime.block_on(async move {
         // A signal during start-up abandons it: what is running is
         // cancelled (dropped, which aborts it) and main never runs.
         let started = tokio::select! {
@@ -92,31 +109,37 @@ where
             result = start_up(&handle) => result.map(|()| true),
         };
         let mut failures = Vec::new();
+        let mut panicked = false;
         match started {
             Ok(true) => {
+                STATE.finish_startup();
                 STATE.set_phase(Phase::Running);
                 tracing::info!("start-up finished; running");
-                let body = async {
-                    main()
-                        .await
-                        .map_err(|e| format!("main returned an error: {e}"))
-                };
-                if let Err(error) = shutdown::serve(body, drain_delay).await {
-                    tracing::error!("{error}");
-                    failures.push(error);
+                match shutdown::serve(main(), drain_delay).await {
+                    MainEnded::Ok => {}
+                    MainEnded::Err(error) => {
+                        let error = format!("main returned an error: {error}");
+                        tracing::error!("{error}");
+                        failures.push(error);
+                    }
+                    MainEnded::Panicked(message) => {
+                        failures.push(format!("main panicked: {message}"));
+                        panicked = true;
+                    }
                 }
-                shutdown::wait_for_tracked_tasks().await;
             }
-            Ok(false) => {}
+            Ok(false) => shutdown::stop_serving(),
             Err(error) => {
                 tracing::error!("{error}");
                 failures.push(error);
                 // What start-up acquired, the shutdown hooks may release.
                 SHUTDOWN.requested.cancel();
+                shutdown::stop_serving();
             }
         }
+        shutdown::wait_for_tracked_tasks().await;
         failures.extend(shutdown::run_shutdown_hooks(&handle).await);
-        failures
+        (failures, panicked)
     });
 
     probes.stop();
@@ -126,10 +149,11 @@ where
         tracing::info!("stopped cleanly; exiting with code 0");
         std::process::exit(0)
     }
-    terminate(exit::FAILURE, &failures.join("; "))
+    let code = if panicked { exit::PANIC } else { exit::FAILURE };
+    terminate(code, &failures.join("; "))
 }
 
-fn build_runtime(config: &ServiceConfig) -> std::io::Result<Runtime> {
+fn build_runtime(config: &ServiceConfig) -> Runtime {
     let mut builder = match config.flavor {
         Flavor::MultiThread => tokio::runtime::Builder::new_multi_thread(),
         Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
@@ -137,7 +161,12 @@ fn build_runtime(config: &ServiceConfig) -> std::io::Result<Runtime> {
     if let Some(threads) = config.worker_threads {
         builder.worker_threads(threads as usize);
     }
-    builder.enable_all().build()
+    builder.enable_all().build().unwrap_or_else(|error| {
+        terminate(
+            exit::FAILURE,
+            &format!("cannot build the application runtime: {error}"),
+        )
+    })
 }
 
 /// A task on the application runtime that records each tick: when every
@@ -155,12 +184,16 @@ fn start_heartbeat(runtime: &Runtime, stall_threshold: Duration) {
     });
 }
 
+async fn run_preflight(app: &Handle) -> Vec<CheckResult> {
+    let preflight = registry::checks(CheckKind::Preflight);
+    join_all(preflight.iter().map(|check| run_check(app, check))).await
+}
+
 /// Preflight checks, then the `on_startup` hooks by ascending order, equal
 /// orders together. The first failing stage stops start-up.
 async fn start_up(app: &Handle) -> Result<(), String> {
-    let preflight = registry::checks(CheckKind::Preflight);
-    let results = join_all(preflight.iter().map(|check| run_check(app, check))).await;
-    let failures: Vec<String> = results
+    let failures: Vec<String> = run_preflight(app)
+        .await
         .iter()
         .filter(|r| !r.health.is_up())
         .map(|r| {
@@ -182,4 +215,60 @@ async fn start_up(app: &Handle) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// `--lifecycle-preflight`: the preflight checks alone, one line each on
+/// stdout; no probe server, no hooks. The image's own initContainer.
+fn preflight_only(config: &ServiceConfig) -> ! {
+    let runtime = build_runtime(config);
+    let results = runtime.block_on(run_preflight(runtime.handle()));
+    for result in &results {
+        println!("{}", report::line(result));
+    }
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|r| !r.health.is_up())
+        .map(report::line)
+        .collect();
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    if failed.is_empty() {
+        println!("preflight check passed");
+        std::process::exit(0)
+    }
+    println!("preflight check failed");
+    terminate(
+        exit::FAILURE,
+        &format!("preflight failed: {}", failed.join("; ")),
+    )
+}
+
+/// `--lifecycle-probe ENDPOINT`: an exec probe for images without curl.
+fn exec_probe(settings: &Settings, endpoint: &str) -> ! {
+    match flags::probe(settings.probe_addr, endpoint, EXEC_PROBE_TIMEOUT) {
+        Ok((status, body)) => {
+            println!("{}", body.trim_end());
+            std::process::exit(if status == 200 { 0 } else { 1 })
+        }
+        Err(error) => {
+            // Not a failure of the service's: no termination message.
+            eprintln!("{endpoint}: {error}");
+            std::process::exit(1)
+        }
+    }
+}
+
+/// `--lifecycle-manifest`: the Kubernetes snippet for this binary.
+fn print_manifest(settings: &Settings) -> ! {
+    let name = std::env::args_os()
+        .next()
+        .map(std::path::PathBuf::from)
+        .and_then(|path| path.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "service".to_owned());
+    match crate::manifest::render(&name, settings) {
+        Ok(yaml) => {
+            print!("{yaml}");
+            std::process::exit(0)
+        }
+        Err(error) => terminate(exit::BAD_CONFIG, &error),
+    }
 }

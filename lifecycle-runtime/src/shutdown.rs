@@ -7,13 +7,17 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use std::panic::AssertUnwindSafe;
+
 use futures_util::future::join_all;
+use futures_util::FutureExt;
 use once_cell::sync::Lazy;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::checks::{run_bounded, Outcome};
+use crate::checks::{panic_message, run_bounded, Outcome};
+use crate::config::Settings;
 use crate::registry::{self, HookKind, HookRegistration};
 use crate::state::{Phase, STATE};
 
@@ -77,40 +81,63 @@ impl Shutdown {
     }
 }
 
+/// How the body of `main` ended.
+pub(crate) enum MainEnded {
+    Ok,
+    Err(String),
+    /// Under `panic = "log"` (under `"crash"` the process is gone already):
+    /// caught, so that the hooks still run and the exit code is 101.
+    Panicked(String),
+}
+
+/// From now on the application must stop serving: `shutdown_signal()`
+/// completes; out of rotation if it was not yet.
+pub(crate) fn stop_serving() {
+    STATE.transition(Phase::Running, Phase::Draining);
+    SHUTDOWN.serving_ends.cancel();
+}
+
 /// Runs the body of `main` until it returns. On a stop request it drains
 /// first: out of rotation (the signal thread already said so), still
 /// serving for `drain_delay`, then `shutdown_signal()` completes and the
 /// body gets to finish its in-flight work.
-pub(crate) async fn serve<Fut>(body: Fut, drain_delay: Duration) -> Result<(), String>
+pub(crate) async fn serve<Fut>(body: Fut, drain_delay: Duration) -> MainEnded
 where
     Fut: Future<Output = Result<(), String>>,
 {
     let _running = SHUTDOWN.enter("the body of main".into());
+    let body = AssertUnwindSafe(body).catch_unwind().map(|ended| match ended {
+        Ok(Ok(())) => MainEnded::Ok,
+        Ok(Err(error)) => MainEnded::Err(error),
+        Err(payload) => MainEnded::Panicked(panic_message(payload)),
+    });
     let mut body = std::pin::pin!(body);
     tokio::select! {
-        result = &mut body => {
+        ended = &mut body => {
             tracing::info!("main returned; stopping");
             SHUTDOWN.requested.cancel();
-            SHUTDOWN.serving_ends.cancel();
-            return result;
+            stop_serving();
+            return ended;
         }
         _ = SHUTDOWN.requested.cancelled() => {}
     }
+    // A signal that came before the phase was Running left it as it was.
+    STATE.transition(Phase::Running, Phase::Draining);
     if !drain_delay.is_zero() {
         tracing::info!(
             "draining: out of rotation, still serving for {} ms",
             drain_delay.as_millis()
         );
         tokio::select! {
-            result = &mut body => {
-                SHUTDOWN.serving_ends.cancel();
-                return result;
+            ended = &mut body => {
+                stop_serving();
+                return ended;
             }
             _ = tokio::time::sleep(drain_delay) => {}
         }
     }
     tracing::info!("drain over: shutdown_signal() completes; waiting for main to return");
-    SHUTDOWN.serving_ends.cancel();
+    stop_serving();
     body.await
 }
 
@@ -179,4 +206,23 @@ pub(crate) async fn run_shutdown_hooks(app: &Handle) -> Vec<String> {
         }
     }
     failures
+}
+
+/// The start-up budget check: when the drain delay and the `on_shutdown`
+/// hooks' timeouts cannot fit in the shutdown timeout, say so with each
+/// figure, before the first rollout rather than during it.
+pub(crate) fn budget_warning(settings: &Settings) -> Option<String> {
+    let (hooks, parts) = registry::hooks_budget(HookKind::OnShutdown);
+    let needed = settings.drain_delay + hooks;
+    if needed <= settings.shutdown_timeout {
+        return None;
+    }
+    Some(format!(
+        "the shutdown budget cannot hold: drain delay {} ms + on_shutdown hook timeouts {} ms [{}] = {} ms, more than the shutdown timeout of {} ms; raise LIFECYCLE_SHUTDOWN_TIMEOUT_MS (and terminationGracePeriodSeconds) or lower the hooks' timeout_ms",
+        settings.drain_delay.as_millis(),
+        hooks.as_millis(),
+        parts.join(", "),
+        needed.as_millis(),
+        settings.shutdown_timeout.as_millis(),
+    ))
 }

@@ -48,9 +48,7 @@ pub(crate) fn start(shutdown_timeout: Duration) -> io::Result<()> {
                 let cause = tokio::select! {
                     signo = next_signal(&mut term, &mut int) => {
                         tracing::info!("{} received: leaving rotation and shutting down", name(signo));
-                        if STATE.phase() == Phase::Running {
-                            STATE.set_phase(Phase::Draining);
-                        }
+                        STATE.transition(Phase::Running, Phase::Draining);
                         SHUTDOWN.requested.cancel();
                         Some(signo)
                     }

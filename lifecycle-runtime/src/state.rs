@@ -37,6 +37,8 @@ pub(crate) struct State {
     /// `set_ready(false)` in force.
     withdrawn: AtomicBool,
     broken: Mutex<Option<String>>,
+    /// Preflight checks and `on_startup` hooks all succeeded.
+    startup_finished: AtomicBool,
     /// `/startupz` has passed once, and so passes from now on.
     startup_passed: AtomicBool,
     origin: Instant,
@@ -48,6 +50,7 @@ pub(crate) static STATE: Lazy<State> = Lazy::new(|| State {
     phase: AtomicU8::new(Phase::Starting as u8),
     withdrawn: AtomicBool::new(false),
     broken: Mutex::new(None),
+    startup_finished: AtomicBool::new(false),
     startup_passed: AtomicBool::new(false),
     origin: Instant::now(),
     last_beat_ms: AtomicU64::new(0),
@@ -60,6 +63,21 @@ impl State {
 
     pub(crate) fn set_phase(&self, phase: Phase) {
         self.phase.store(phase as u8, Ordering::SeqCst);
+    }
+
+    /// Moves from `from` to `to`, only if the phase is still `from`.
+    pub(crate) fn transition(&self, from: Phase, to: Phase) -> bool {
+        self.phase
+            .compare_exchange(from as u8, to as u8, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    }
+
+    pub(crate) fn finish_startup(&self) {
+        self.startup_finished.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn startup_finished(&self) -> bool {
+        self.startup_finished.load(Ordering::SeqCst)
     }
 
     pub(crate) fn withdrawn(&self) -> bool {
