@@ -80,7 +80,7 @@ fn verbose_answers_list_every_check_in_kube_style() {
         (startup.status, startup.body.as_str()),
         (
             200,
-            "[+]lifecycle ok\n[+]migrations ok\nstartupz check passed\n"
+            "[+]lifecycle ok\n[+]drop-guard ok\n[+]migrations ok\nstartupz check passed\n"
         )
     );
     let health = service.get("/healthz?verbose");

@@ -215,3 +215,73 @@ fn set_ready_false_fails_readyz_until_set_ready_true() {
     service.command("clear unready");
     assert_eq!(service.get("/readyz").status, 200);
 }
+
+#[test]
+fn startupz_stays_failed_while_an_abandoned_start_up_shuts_down() {
+    let service = Service::start(
+        "testbed",
+        &[
+            ("TESTBED_HOLD_STARTUP", "1"),
+            ("TESTBED_HOOK_SLOW_MS", "3000"),
+        ],
+    );
+    service.wait_for_stdout("warm_up holding", DEADLINE);
+    service.signal(libc::SIGTERM);
+    service.wait_for_stdout("hook slow-flush start", DEADLINE);
+    assert_eq!(service.get("/startupz").status, 503);
+    assert_eq!(service.get("/readyz").status, 503);
+}
+
+#[test]
+fn readyz_fails_once_main_returns_while_tracked_tasks_finish() {
+    let mut service = running_testbed(&[]);
+    service.command("set tracked-work");
+    service.wait_for_stdout("tracked task started", DEADLINE);
+    service.send("set quit");
+    service.wait_for_stdout("main returning", DEADLINE);
+    let ready = service.get("/readyz");
+    assert!(
+        !service
+            .stdout_lines()
+            .contains(&"tracked task finished".to_string()),
+        "probed while the tracked task was still running"
+    );
+    assert_eq!(
+        (ready.status, ready.body.as_str()),
+        (503, "[-]lifecycle failed: shutting down\n")
+    );
+    assert_eq!(service.wait_exit(DEADLINE).code(), Some(0));
+}
+
+#[test]
+fn a_check_that_panics_when_its_time_out_drops_it_is_contained() {
+    let mut service = Service::start("testbed", &[("TESTBED_DROP_PANIC", "1")]);
+    service.wait_for_stdout("main running", DEADLINE);
+    let startup = service.get("/startupz/drop-guard");
+    assert_eq!(startup.status, 503);
+    assert_eq!(
+        startup.body,
+        "[-]drop-guard failed: timed out after 100 ms\n"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(service.is_running(), "{}", service.stderr_text());
+    assert_eq!(service.get("/livez").status, 200);
+}
+
+#[test]
+fn under_panic_log_a_panic_in_main_runs_the_hooks_and_exits_101() {
+    let log = termination_log_path();
+    let mut service = Service::start(
+        "panic-log",
+        &[
+            ("PANIC_LOG_MAIN", "1"),
+            ("LIFECYCLE_TERMINATION_LOG", log.to_str().unwrap()),
+        ],
+    );
+    assert_eq!(service.wait_exit(DEADLINE).code(), Some(101));
+    service.wait_for_stdout("hook goodbye ran", DEADLINE);
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "main panicked: main exploded under panic = log"
+    );
+}

@@ -2,13 +2,22 @@
 //! service keeps serving, as plain Rust would. The default, `"crash"`,
 //! would have exited 101.
 
-use lifecycle_runtime::service_main;
+use lifecycle_runtime::{on_shutdown, service_main};
+
+#[on_shutdown]
+fn goodbye() {
+    println!("hook goodbye ran");
+}
 
 #[service_main(panic = "log", probe_addr = "127.0.0.1:0")]
 async fn main() {
     let task = tokio::spawn(async { panic!("task exploded under panic = log") });
     if task.await.is_err() {
         println!("task panic observed");
+    }
+    // A panic in main itself still runs the shutdown hooks, then exits 101.
+    if std::env::var_os("PANIC_LOG_MAIN").is_some() {
+        panic!("main exploded under panic = log");
     }
     lifecycle_runtime::shutdown_signal().await;
 }

@@ -41,6 +41,7 @@ fn start_control() {
 /// or fails it (TESTBED_STARTUP_FAIL).
 #[on_startup(timeout_ms = 30000)]
 async fn warm_up() -> Result<(), String> {
+    println!("hook warm_up start");
     if env_flag("TESTBED_STARTUP_FAIL") {
         return Err("cache warm-up failed (TESTBED_STARTUP_FAIL is set)".into());
     }
@@ -126,6 +127,38 @@ fn event_loop() -> Health {
 
 #[startup]
 async fn migrations() -> bool {
+    true
+}
+
+/// Holds a guard whose drop panics (TESTBED_DROP_PANIC) past its timeout:
+/// the panic comes when the time-out drops the check.
+#[startup(name = "drop-guard", timeout_ms = 100)]
+async fn drop_guard() -> bool {
+    struct PanicsOnDrop;
+    impl Drop for PanicsOnDrop {
+        fn drop(&mut self) {
+            panic!("guard dropped on cancel");
+        }
+    }
+    if env_flag("TESTBED_DROP_PANIC") {
+        let _guard = PanicsOnDrop;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        std::mem::forget(_guard);
+    }
+    true
+}
+
+/// Preflight: TESTBED_PREFLIGHT_FAIL makes one fail.
+#[lifecycle_runtime::preflight]
+fn config_present() -> Result<(), String> {
+    if env_flag("TESTBED_PREFLIGHT_FAIL") {
+        return Err("TESTBED_PREFLIGHT_FAIL is set".into());
+    }
+    Ok(())
+}
+
+#[lifecycle_runtime::preflight(name = "disk-writable")]
+async fn disk_writable() -> bool {
     true
 }
 

@@ -93,7 +93,11 @@ pub(crate) fn reachable(bound: SocketAddr) -> SocketAddr {
 
 /// The exec probe: GET `/ENDPOINT` from the probe server at `addr`, within
 /// `timeout` in all. `Ok` with the status and body, or why it failed.
-pub(crate) fn probe(addr: SocketAddr, endpoint: &str, timeout: Duration) -> Result<(u16, String), String> {
+pub(crate) fn probe(
+    addr: SocketAddr,
+    endpoint: &str,
+    timeout: Duration,
+) -> Result<(u16, String), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -104,15 +108,19 @@ pub(crate) fn probe(addr: SocketAddr, endpoint: &str, timeout: Duration) -> Resu
             let stream = tokio::net::TcpStream::connect(target)
                 .await
                 .map_err(|e| format!("cannot connect to the probe server at {target}: {e}"))?;
-            let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .map_err(|e| e.to_string())?;
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(|e| e.to_string())?;
             tokio::spawn(connection);
             let request = hyper::Request::get(format!("/{endpoint}"))
                 .header(hyper::header::HOST, target.to_string())
                 .body(Empty::<Bytes>::new())
                 .map_err(|e| e.to_string())?;
-            let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(|e| e.to_string())?;
             let status = response.status().as_u16();
             let body = response
                 .into_body()
@@ -138,15 +146,28 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Mode, String> {
-        mode(std::iter::once("service").chain(args.iter().copied()).map(OsString::from))
+        mode(
+            std::iter::once("service")
+                .chain(args.iter().copied())
+                .map(OsString::from),
+        )
     }
 
     #[test]
     fn flags_pick_the_mode_and_leave_other_arguments_alone() {
         assert_eq!(parse(&["--port", "9000", "-v"]), Ok(Mode::Serve));
-        assert_eq!(parse(&["--lifecycle-preflight", "--port", "1"]), Ok(Mode::Preflight));
-        assert_eq!(parse(&["--lifecycle-probe", "readyz"]), Ok(Mode::Probe("readyz")));
-        assert_eq!(parse(&["--lifecycle-probe=livez"]), Ok(Mode::Probe("livez")));
+        assert_eq!(
+            parse(&["--lifecycle-preflight", "--port", "1"]),
+            Ok(Mode::Preflight)
+        );
+        assert_eq!(
+            parse(&["--lifecycle-probe", "readyz"]),
+            Ok(Mode::Probe("readyz"))
+        );
+        assert_eq!(
+            parse(&["--lifecycle-probe=livez"]),
+            Ok(Mode::Probe("livez"))
+        );
         assert_eq!(parse(&["--lifecycle-manifest"]), Ok(Mode::Manifest));
         assert_eq!(parse(&["--", "--lifecycle-manifest"]), Ok(Mode::Serve));
     }

@@ -60,7 +60,8 @@ pub(crate) fn render(container_name: &str, settings: &Settings) -> Result<String
     let (hooks, _) = registry::hooks_budget(HookKind::OnStartup);
     let startup_period = 2;
     let startup_failures = (ceil_seconds(preflight + hooks) / startup_period + 2).max(3);
-    let grace = ceil_seconds(settings.cluster_drain_delay + settings.shutdown_timeout + GRACE_SLACK);
+    let grace =
+        ceil_seconds(settings.cluster_drain_delay + settings.shutdown_timeout + GRACE_SLACK);
 
     let spec = json!({
         "terminationGracePeriodSeconds": grace,

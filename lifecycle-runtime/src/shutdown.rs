@@ -106,11 +106,13 @@ where
     Fut: Future<Output = Result<(), String>>,
 {
     let _running = SHUTDOWN.enter("the body of main".into());
-    let body = AssertUnwindSafe(body).catch_unwind().map(|ended| match ended {
-        Ok(Ok(())) => MainEnded::Ok,
-        Ok(Err(error)) => MainEnded::Err(error),
-        Err(payload) => MainEnded::Panicked(panic_message(payload)),
-    });
+    let body = AssertUnwindSafe(body)
+        .catch_unwind()
+        .map(|ended| match ended {
+            Ok(Ok(())) => MainEnded::Ok,
+            Ok(Err(error)) => MainEnded::Err(error),
+            Err(payload) => MainEnded::Panicked(panic_message(payload)),
+        });
     let mut body = std::pin::pin!(body);
     tokio::select! {
         ended = &mut body => {
