@@ -24,13 +24,30 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use lifecycle_runtime::{liveness, on_shutdown, on_startup, readiness, service_main, Health};
+use lifecycle_runtime::{
+    liveness, on_shutdown, on_startup, preflight, readiness, service_main, Health,
+};
 use once_cell::sync::OnceCell;
 use tokio::net::TcpListener;
 
 static GREETING: OnceCell<String> = OnceCell::new();
 static ACCEPTING: AtomicBool = AtomicBool::new(false);
 static SERVED: AtomicU64 = AtomicU64::new(0);
+
+/// Checked before anything else starts, and alone by
+/// `quickstart --lifecycle-preflight` (the Deployment's initContainer): a
+/// bad configuration stops the rollout before a pod takes traffic.
+#[preflight]
+fn greeting_is_valid() -> Result<(), String> {
+    match std::env::var("GREETING") {
+        Ok(greeting) if greeting.trim().is_empty() => Err("GREETING is set but empty".into()),
+        Ok(greeting) if greeting.len() > 200 => Err(format!(
+            "GREETING is {} bytes long; at most 200",
+            greeting.len()
+        )),
+        _ => Ok(()),
+    }
+}
 
 /// Start-up work: `/startupz` and `/readyz` fail until it is done, and the
 /// body of `main` runs only after it succeeded.

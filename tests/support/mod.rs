@@ -10,6 +10,15 @@ use std::time::{Duration, Instant};
 /// How long a debug build on a loaded 2-core machine may take to start.
 pub const START_DEADLINE: Duration = Duration::from_secs(30);
 
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn binary(name: &str) -> &'static str {
     match name {
         "testbed" => env!("CARGO_BIN_EXE_testbed"),
@@ -17,6 +26,7 @@ pub fn binary(name: &str) -> &'static str {
         "quickstart" => env!("CARGO_BIN_EXE_quickstart"),
         "single-thread" => env!("CARGO_BIN_EXE_single-thread"),
         "panic-log" => env!("CARGO_BIN_EXE_panic-log"),
+        "cli-args" => env!("CARGO_BIN_EXE_cli-args"),
         other => panic!("no example binary {other}"),
     }
 }
@@ -56,7 +66,13 @@ impl Service {
     /// Spawns `bin` with `env` added to a clean `LIFECYCLE_*`-free
     /// environment, without waiting for anything.
     pub fn spawn(bin: &str, env: &[(&str, &str)]) -> Service {
+        Service::spawn_with_args(bin, &[], env)
+    }
+
+    /// Spawns `bin` with command-line `args` as well.
+    pub fn spawn_with_args(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Service {
         let mut command = Command::new(binary(bin));
+        command.args(args);
         for (key, _) in std::env::vars() {
             if key.starts_with("LIFECYCLE_")
                 || key.starts_with("TESTBED_")
