@@ -374,3 +374,15 @@ fn the_application_keeps_its_own_arguments() {
         (Some(0), vec!["preflight check passed".to_string()])
     );
 }
+
+#[test]
+fn without_lifecycle_logging_errors_still_reach_stderr() {
+    // cli-args says `tracing = false`.
+    let (code, stdout, stderr) = run("cli-args", &["--lifecycle-manifest=yes"], &[]);
+    assert_eq!(code, Some(2));
+    assert!(stdout.is_empty());
+    assert_eq!(
+        stderr,
+        "error: exiting with code 2: invalid flag --lifecycle-manifest=yes: --lifecycle-manifest takes no value"
+    );
+}

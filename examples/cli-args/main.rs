@@ -1,6 +1,8 @@
 //! A service with its own command line (clap): lifecycle handles only its
 //! `--lifecycle-*` flags, before `main` runs, and leaves every other
-//! argument to the application.
+//! argument to the application. It also brings its own logging
+//! (`tracing = false`): lifecycle then installs no subscriber, and its
+//! errors still reach stderr.
 //!
 //! ```text
 //! cargo run --bin cli-args -- --message hi --repeat 2
@@ -27,7 +29,7 @@ fn always() -> bool {
     true
 }
 
-#[service_main(probe_addr = "127.0.0.1:0")]
+#[service_main(probe_addr = "127.0.0.1:0", tracing = false)]
 async fn main() {
     let args = Args::parse();
     for _ in 0..args.repeat {

@@ -159,6 +159,12 @@ fn check_signature(kind: Kind, function: &ItemFn, errors: &mut Errors) {
             format!("lifecycle {what} cannot be `unsafe fn`"),
         );
     }
+    if let Some(abi) = &sig.abi {
+        errors.push_at(
+            abi.span(),
+            format!("lifecycle {what} cannot have an `extern` ABI"),
+        );
+    }
     if let Some(variadic) = &sig.variadic {
         errors.push_at(
             variadic.span(),

@@ -149,6 +149,15 @@ fn check_signature(function: &ItemFn, errors: &mut Errors) {
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
         errors.push_at(sig.generics.span(), "`main` cannot be generic");
     }
+    if let Some(unsafety) = &sig.unsafety {
+        errors.push_at(unsafety.span, "`main` cannot be `unsafe fn`");
+    }
+    if let Some(constness) = &sig.constness {
+        errors.push_at(constness.span, "`main` cannot be `const fn`");
+    }
+    if let Some(abi) = &sig.abi {
+        errors.push_at(abi.span(), "`main` cannot have an `extern` ABI");
+    }
 }
 
 fn generate(config: Config, function: ItemFn) -> TokenStream {
