@@ -143,6 +143,31 @@ impl Arg {
         }
     }
 
+    /// A string literal that must be one of `choices`.
+    pub(crate) fn one_of(
+        &self,
+        errors: &mut Errors,
+        what: &str,
+        choices: &[&str],
+    ) -> Option<String> {
+        let example = format!("{} = {:?}", self.key, choices[0]);
+        let lit = self.string(errors, &example)?;
+        let value = lit.value();
+        if choices.contains(&value.as_str()) {
+            return Some(value);
+        }
+        let expected = choices
+            .iter()
+            .map(|c| format!("{c:?}"))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        errors.push_at(
+            lit.span(),
+            format!("unknown {what} {value:?}; expected {expected}"),
+        );
+        None
+    }
+
     /// A whole number no smaller than `min`.
     pub(crate) fn unsigned(&self, errors: &mut Errors, min: u64, example: u64) -> Option<u64> {
         let example = format!("`{} = {example}`", self.key);

@@ -91,31 +91,14 @@ fn parse_config(args: TokenStream, errors: &mut Errors) -> Option<Config> {
             "tracing" => config.tracing = arg.boolean(errors),
             "crate" => config.krate = arg.crate_path(errors),
             "panic" => {
-                if let Some(lit) = arg.string(errors, "panic = \"crash\"") {
-                    match lit.value().as_str() {
-                        "crash" => config.panic_log = false,
-                        "log" => config.panic_log = true,
-                        other => errors.push_at(
-                            lit.span(),
-                            format!(
-                                "unknown panic policy {other:?}; expected \"crash\" or \"log\""
-                            ),
-                        ),
-                    }
+                if let Some(policy) = arg.one_of(errors, "panic policy", &["crash", "log"]) {
+                    config.panic_log = policy == "log";
                 }
             }
             "flavor" => {
-                if let Some(lit) = arg.string(errors, "flavor = \"multi_thread\"") {
-                    match lit.value().as_str() {
-                        "multi_thread" => config.current_thread = false,
-                        "current_thread" => config.current_thread = true,
-                        other => errors.push_at(
-                            lit.span(),
-                            format!(
-                                "unknown runtime flavor {other:?}; expected \"multi_thread\" or \"current_thread\""
-                            ),
-                        ),
-                    }
+                let flavors = ["multi_thread", "current_thread"];
+                if let Some(flavor) = arg.one_of(errors, "runtime flavor", &flavors) {
+                    config.current_thread = flavor == "current_thread";
                 }
             }
             other => unreachable!("argument `{other}` passed validation"),
