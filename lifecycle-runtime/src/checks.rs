@@ -211,3 +211,53 @@ impl Check {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{CheckKind, Site};
+
+    static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+    fn counted() -> Health {
+        RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Health::up()
+    }
+
+    static BACKGROUND: CheckRegistration = CheckRegistration {
+        kind: CheckKind::Readiness,
+        name: "background",
+        timeout_ms: Some(100),
+        critical: true,
+        interval_ms: Some(60_000),
+        call: Call::Blocking(counted),
+        site: Site {
+            module: "tests",
+            file: file!(),
+            line: line!(),
+        },
+    };
+
+    #[tokio::test]
+    async fn a_background_check_is_not_yet_run_until_its_first_run_ends() {
+        let check = Check::new(&BACKGROUND);
+        let app = Handle::current();
+        let result = check.result(&app).await;
+        assert_eq!(result.health.reason(), Some("not yet run"));
+        assert_eq!(
+            RUNS.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "probes never run it"
+        );
+
+        let stop = CancellationToken::new();
+        assert!(check.start_background(&app, stop.clone()));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while check.result(&app).await.health.reason().is_some() {
+            assert!(Instant::now() < deadline, "the first run never ended");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        stop.cancel();
+        assert_eq!(RUNS.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+}
