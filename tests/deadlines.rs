@@ -66,6 +66,35 @@ fn a_blocking_check_fails_readyz_within_its_timeout() {
         ready.body
     );
     assert_answered_within(&ready, Duration::from_millis(300 + 50));
+
+    // The first call is still blocked: no second thread is started beside
+    // it, and the answer says why.
+    let threads = || {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", service.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .unwrap()
+            .trim()
+            .parse::<u32>()
+            .unwrap()
+    };
+    let before = threads();
+    for _ in 0..20 {
+        let one = service.get("/readyz/blocking-io");
+        assert_eq!(one.status, 503);
+        assert!(
+            one.body
+                .starts_with("[-]blocking-io failed: the previous run has not returned after "),
+            "{}",
+            one.body
+        );
+    }
+    assert!(
+        threads() <= before + 1,
+        "threads grew from {before} to {}",
+        threads()
+    );
     assert!(service.is_running());
 }
 
@@ -252,6 +281,22 @@ fn every_worker_blocked_fails_the_runtime_check_and_probes_still_answer() {
     let ready = service.get("/readyz");
     assert_eq!(ready.status, 503);
     assert_answered_within(&ready, Duration::from_millis(3000 + 50));
+    // The background check's runner is stalled too: its last result goes
+    // stale after interval 200 + timeout 500 + 1000 ms.
+    let (background, _) = probe_until(
+        &service,
+        "/readyz/background",
+        PROBE_LATENCY,
+        Duration::from_secs(5),
+        |answer| answer.status == 503,
+    );
+    assert!(
+        background
+            .body
+            .starts_with("[-]background failed: stale: the last result is "),
+        "{}",
+        background.body
+    );
     assert!(service.is_running());
 }
 
@@ -417,4 +462,34 @@ fn a_thousand_slow_connections_do_not_delay_probes() {
         }
     }
     assert_eq!(service.get("/livez").status, 200);
+}
+
+#[test]
+fn connections_busy_on_a_slow_check_do_not_lock_out_new_probes() {
+    use std::io::Write;
+    let _serial = serial();
+    raise_open_file_limit();
+    let service = Service::start("testbed", &[("TESTBED_SLOW_CHECK_MS", "2500")]);
+    service.wait_for_status("/livez", 200, DEADLINE);
+    service.wait_for_stdout("main running", DEADLINE);
+    // More than the cap of 512, each waiting on the same slow check.
+    let busy: Vec<std::net::TcpStream> = (0..600)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(service.probe_addr()).unwrap();
+            stream
+                .write_all(b"GET /readyz/coalesced HTTP/1.1\r\nHost: probe\r\n\r\n")
+                .unwrap();
+            stream
+        })
+        .collect();
+    for _ in 0..10 {
+        let live = service.get("/livez");
+        assert_eq!(live.status, 200);
+        assert!(
+            live.elapsed < PROBE_LATENCY,
+            "probe took {:?}",
+            live.elapsed
+        );
+    }
+    drop(busy);
 }

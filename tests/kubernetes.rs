@@ -23,14 +23,7 @@ fn run(bin: &str, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, Vec<Stri
 fn preflight_mode_runs_only_the_preflight_checks() {
     let (code, stdout, stderr) = run("testbed", &["--lifecycle-preflight"], &[]);
     assert_eq!(code, Some(0), "{stderr}");
-    assert_eq!(
-        stdout,
-        [
-            "[+]config_present ok",
-            "[+]disk-writable ok",
-            "preflight check passed"
-        ]
-    );
+    assert_eq!(stdout, ["[+]config_present ok", "[+]disk-writable ok",]);
     assert!(
         !stderr.contains("probe server listening"),
         "no probe server: {stderr}"
@@ -51,7 +44,6 @@ fn preflight_mode_runs_only_the_preflight_checks() {
         [
             "[-]config_present failed: TESTBED_PREFLIGHT_FAIL is set",
             "[+]disk-writable ok",
-            "preflight check failed"
         ],
         "no on_startup hook ran (warm_up prints when it does)"
     );
@@ -133,7 +125,7 @@ fn bad_lifecycle_flags_exit_2_naming_them() {
     for args in [
         &["--lifecycle-probe", "healthz"][..],
         &["--lifecycle-probe"][..],
-        &["--lifecycle-prefligth"][..],
+        &["--lifecycle-manifest=yes"][..],
     ] {
         let (code, _, stderr) = run("testbed", args, &[]);
         assert_eq!(code, Some(2), "{args:?}");
@@ -228,11 +220,58 @@ fn the_manifest_is_a_pod_spec_derived_from_the_configuration() {
 }
 
 #[test]
-fn a_probe_port_of_0_cannot_go_in_a_manifest() {
-    let (code, _, stderr) = run("testbed", &["--lifecycle-manifest"], &[]);
+fn a_manifest_needs_an_address_the_kubelet_can_reach() {
+    let (code, _, stderr) = run(
+        "testbed",
+        &["--lifecycle-manifest"],
+        &[("LIFECYCLE_PROBE_ADDR", "0.0.0.0:0")],
+    );
     assert_eq!(code, Some(2));
     assert!(
         stderr.contains("has port 0, which the kubelet cannot probe"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run(
+        "testbed",
+        &["--lifecycle-manifest"],
+        &[("LIFECYCLE_PROBE_ADDR", "127.0.0.1:9100")],
+    );
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("is a loopback address"), "{stderr}");
+}
+
+#[test]
+fn the_manifest_warns_when_the_shutdown_budget_cannot_hold_in_the_cluster() {
+    let env = [("LIFECYCLE_PROBE_ADDR", "0.0.0.0:9100")];
+    let (code, stdout, _) = run("testbed", &["--lifecycle-manifest"], &env);
+    assert_eq!(code, Some(0));
+    // testbed's hooks: 10 s + 60 s + 10 s, and 5 s of drain on Kubernetes.
+    assert!(
+        stdout[0].starts_with(
+            "# WARNING: the shutdown budget cannot hold: drain delay 5000 ms + on_shutdown hook timeouts 80000 ms"
+        ),
+        "{stdout:?}"
+    );
+    let (code, stdout, _) = run("quickstart", &["--lifecycle-manifest"], &[]);
+    assert_eq!(code, Some(0));
+    assert!(!stdout.iter().any(|l| l.contains("WARNING")), "{stdout:?}");
+}
+
+#[test]
+fn the_exec_probe_waits_as_long_as_the_checks_may_take() {
+    // coalesced takes 1.5 s here, within its 3 s timeout.
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let env = [
+        ("LIFECYCLE_PROBE_ADDR", addr.as_str()),
+        ("TESTBED_SLOW_CHECK_MS", "1500"),
+    ];
+    let service = Service::start("testbed", &env);
+    service.wait_for_status("/readyz", 200, DEADLINE);
+    let (code, stdout, stderr) = run("testbed", &["--lifecycle-probe", "readyz"], &env);
+    assert_eq!(
+        (code, stdout),
+        (Some(0), vec!["ok".to_string()]),
         "{stderr}"
     );
 }
@@ -363,15 +402,26 @@ fn the_application_keeps_its_own_arguments() {
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(stdout, ["message=hi", "message=hi"]);
 
-    // lifecycle's flags are handled before main (and clap) run.
+    // lifecycle's flags are handled before main (and clap) run; cli-args
+    // has no preflight checks, so nothing to print.
     let (code, stdout, _) = run(
         "cli-args",
         &["--message", "hi", "--lifecycle-preflight"],
         &[],
     );
+    assert_eq!((code, stdout.len()), (Some(0), 0));
+
+    // Any other argument is the application's, `--lifecycle-…` or not.
+    let (code, stdout, _) = run("cli-args", &["--message=--lifecycle-v2"], &[]);
     assert_eq!(
         (code, stdout),
-        (Some(0), vec!["preflight check passed".to_string()])
+        (Some(0), vec!["message=--lifecycle-v2".to_string()])
+    );
+    let (code, _, stderr) = run("cli-args", &["--lifecycle-v2"], &[]);
+    assert_eq!(code, Some(2), "clap's own exit code for a bad argument");
+    assert!(
+        stderr.contains("unexpected argument '--lifecycle-v2'"),
+        "{stderr}"
     );
 }
 

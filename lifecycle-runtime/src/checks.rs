@@ -3,6 +3,7 @@
 //! panic turned into that call's failure.
 
 use std::any::Any;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,9 @@ use tokio_util::task::AbortOnDropHandle;
 use crate::health::Health;
 use crate::panics::{contain, Contained};
 use crate::registry::{Call, CheckRegistration};
+
+/// How long past its interval and timeout a background result is trusted.
+const STALE_SLACK: Duration = Duration::from_secs(1);
 
 /// How a bounded call ended.
 pub(crate) enum Outcome<T> {
@@ -50,12 +54,33 @@ pub(crate) async fn run_bounded<T: Send + 'static>(
     call: &Call<T>,
     timeout: Duration,
 ) -> Outcome<T> {
+    run_bounded_until_return(app, call, timeout, None).await
+}
+
+/// [`run_bounded`], clearing `returned` (when given) once a plain `fn`
+/// has really returned, which may be long after its time-out.
+async fn run_bounded_until_return<T: Send + 'static>(
+    app: &Handle,
+    call: &Call<T>,
+    timeout: Duration,
+    returned: Option<BlockingMark>,
+) -> Outcome<T> {
     let task = match call {
         Call::Blocking(function) => {
             let function = *function;
-            app.spawn_blocking(move || contain(function))
+            app.spawn_blocking(move || {
+                let _returned = returned;
+                contain(function)
+            })
         }
-        Call::Async(function) => app.spawn(Contained::new(function())),
+        Call::Async(function) => {
+            let future = Contained::new(function());
+            let own = OwnTask::start();
+            app.spawn(async move {
+                let _own = own;
+                future.await
+            })
+        }
     };
     // Dropping the handle aborts the task: a probe that gives up, or a
     // start-up abandoned on SIGTERM, leaves nothing running behind.
@@ -100,19 +125,39 @@ impl CheckResult {
     }
 }
 
-/// Runs one registered check to a result.
-pub(crate) async fn run_check(app: &Handle, check: &'static CheckRegistration) -> CheckResult {
-    let started = Instant::now();
-    let outcome = run_bounded(app, &check.call, check.timeout()).await;
-    let health = match outcome {
-        Outcome::Finished(health) => health,
-        other => Health::down(other.failure().unwrap_or_default()),
-    };
-    CheckResult {
-        name: check.name.to_owned(),
-        critical: check.critical,
-        health,
-        duration: started.elapsed(),
+/// Tasks of lifecycle's own alive on the application runtime (heartbeat,
+/// background runners, async check and hook runs), which the `tasks`
+/// check leaves out of its count. tokio counts spawned tasks only, not
+/// blocking-pool calls, and so does this.
+static OWN_TASKS: AtomicU64 = AtomicU64::new(0);
+
+/// Counts one of lifecycle's own tasks while it is alive.
+pub(crate) struct OwnTask(());
+
+impl OwnTask {
+    pub(crate) fn start() -> OwnTask {
+        OWN_TASKS.fetch_add(1, Ordering::SeqCst);
+        OwnTask(())
+    }
+
+    pub(crate) fn alive() -> u64 {
+        OWN_TASKS.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for OwnTask {
+    fn drop(&mut self) {
+        OWN_TASKS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Set while a check's plain `fn` runs, cleared when it returns (or
+/// unwinds): a timed-out call that is still blocked keeps it set.
+struct BlockingMark(Arc<Mutex<Option<Instant>>>);
+
+impl Drop for BlockingMark {
+    fn drop(&mut self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }
 
@@ -125,8 +170,13 @@ pub(crate) struct Check {
     /// up on is dropped (and its task aborted) rather than resumed later
     /// with a stale clock.
     in_flight: Mutex<Option<WeakShared<BoxFuture<'static, CheckResult>>>>,
-    /// In the background: the latest result, if a run has ended.
-    latest: Mutex<Option<CheckResult>>,
+    /// In the background: the latest result and when it was taken, if a
+    /// run has ended.
+    latest: Mutex<Option<(CheckResult, Instant)>>,
+    /// Since when a plain `fn` call has been running: one that outlived
+    /// its timeout cannot be cancelled, so no second one is started
+    /// beside it (each would hold a blocking-pool thread).
+    blocking_since: Arc<Mutex<Option<Instant>>>,
 }
 
 impl Check {
@@ -135,6 +185,7 @@ impl Check {
             registration,
             in_flight: Mutex::new(None),
             latest: Mutex::new(None),
+            blocking_since: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -146,18 +197,75 @@ impl Check {
         self.registration.interval_ms.map(Duration::from_millis)
     }
 
-    /// The check's current answer. A background check never runs here.
+    fn failed(&self, reason: String) -> CheckResult {
+        CheckResult {
+            critical: self.registration.critical,
+            ..CheckResult::builtin(self.name(), Health::down(reason))
+        }
+    }
+
+    /// One run: bounded by the timeout; for a plain `fn`, refused while an
+    /// earlier call is still blocked.
+    pub(crate) async fn run(&self, app: &Handle) -> CheckResult {
+        let started = Instant::now();
+        let mark = match self.registration.call {
+            Call::Async(_) => None,
+            Call::Blocking(_) => {
+                let mut since = self
+                    .blocking_since
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                if let Some(since) = *since {
+                    return self.failed(format!(
+                        "the previous run has not returned after {} ms (a plain fn cannot be cancelled)",
+                        since.elapsed().as_millis()
+                    ));
+                }
+                *since = Some(started);
+                Some(BlockingMark(self.blocking_since.clone()))
+            }
+        };
+        let outcome = run_bounded_until_return(
+            app,
+            &self.registration.call,
+            self.registration.timeout(),
+            mark,
+        )
+        .await;
+        let health = match outcome {
+            Outcome::Finished(health) => health,
+            other => Health::down(other.failure().unwrap_or_default()),
+        };
+        CheckResult {
+            name: self.name().to_owned(),
+            critical: self.registration.critical,
+            health,
+            duration: started.elapsed(),
+        }
+    }
+
+    /// The check's current answer. A background check never runs here: it
+    /// answers its latest result, unless that is too old to trust (the
+    /// runner lives on the application runtime, which may be stalled).
     pub(crate) async fn result(self: &Arc<Self>, app: &Handle) -> CheckResult {
-        if self.interval().is_some() {
-            return self
+        if let Some(interval) = self.interval() {
+            let latest = self
                 .latest
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .clone()
-                .unwrap_or_else(|| CheckResult {
-                    critical: self.registration.critical,
-                    ..CheckResult::builtin(self.name(), Health::down("not yet run"))
-                });
+                .clone();
+            let Some((result, taken)) = latest else {
+                return self.failed("not yet run".into());
+            };
+            let fresh_for = interval + self.registration.timeout() + STALE_SLACK;
+            if taken.elapsed() > fresh_for {
+                return self.failed(format!(
+                    "stale: the last result is {} ms old (interval {} ms)",
+                    taken.elapsed().as_millis(),
+                    interval.as_millis()
+                ));
+            }
+            return result;
         }
         let run = {
             let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
@@ -167,7 +275,7 @@ impl Check {
                     let this = self.clone();
                     let app = app.clone();
                     let run = async move {
-                        let result = run_check(&app, this.registration).await;
+                        let result = this.run(&app).await;
                         // The next probe starts a fresh run.
                         *this.in_flight.lock().unwrap_or_else(|p| p.into_inner()) = None;
                         result
@@ -195,13 +303,16 @@ impl Check {
         };
         let this = self.clone();
         let handle = app.clone();
+        let own = OwnTask::start();
         app.spawn(async move {
+            let _own = own;
             loop {
                 let result = tokio::select! {
-                    result = run_check(&handle, this.registration) => result,
+                    result = this.run(&handle) => result,
                     _ = stop.cancelled() => return,
                 };
-                *this.latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
+                *this.latest.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((result, Instant::now()));
                 tokio::select! {
                     _ = tokio::time::sleep(interval) => {}
                     _ = stop.cancelled() => return,

@@ -32,9 +32,9 @@ fn usage() -> String {
 }
 
 /// Reads the mode from the arguments (the program name first, as from
-/// `std::env::args_os()`). Arguments that do not start with
-/// `--lifecycle-` are the application's, and ignored; so is everything
-/// after a `--`.
+/// `std::env::args_os()`). Only the three flags are lifecycle's; every
+/// other argument (another `--lifecycle-…` included, and everything after
+/// a `--`) is the application's, and left alone.
 pub(crate) fn mode(args: impl IntoIterator<Item = OsString>) -> Result<Mode, String> {
     let mut modes = Vec::new();
     let mut args = args.into_iter().skip(1);
@@ -42,9 +42,6 @@ pub(crate) fn mode(args: impl IntoIterator<Item = OsString>) -> Result<Mode, Str
         let Some(arg) = arg.to_str() else { continue };
         if arg == "--" {
             break;
-        }
-        if !arg.starts_with("--lifecycle-") {
-            continue;
         }
         let (flag, inline_value) = match arg.split_once('=') {
             Some((flag, value)) => (flag, Some(value.to_owned())),
@@ -69,7 +66,7 @@ pub(crate) fn mode(args: impl IntoIterator<Item = OsString>) -> Result<Mode, Str
                     }
                 }
             }
-            _ => return Err(format!("unknown flag {arg}: {}", usage())),
+            _ => continue,
         };
         modes.push(mode);
     }
@@ -170,6 +167,10 @@ mod tests {
         );
         assert_eq!(parse(&["--lifecycle-manifest"]), Ok(Mode::Manifest));
         assert_eq!(parse(&["--", "--lifecycle-manifest"]), Ok(Mode::Serve));
+        assert_eq!(
+            parse(&["--lifecycle-v2", "--message=--lifecycle-preflight"]),
+            Ok(Mode::Serve)
+        );
     }
 
     #[test]
@@ -178,9 +179,6 @@ mod tests {
             .unwrap_err()
             .contains("--lifecycle-probe \"healthz\""));
         assert!(parse(&["--lifecycle-probe"]).is_err());
-        assert!(parse(&["--lifecycle-prefligt"])
-            .unwrap_err()
-            .contains("unknown flag --lifecycle-prefligt"));
         assert!(parse(&["--lifecycle-preflight", "--lifecycle-manifest"]).is_err());
     }
 }

@@ -22,7 +22,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
-use crate::checks::{Check, CheckResult};
+use crate::checks::{Check, CheckResult, OwnTask};
 use crate::health::Health;
 use crate::registry::{self, CheckKind};
 use crate::report::{self, Entry, Evaluation};
@@ -72,9 +72,6 @@ pub(crate) struct Prober {
     app: Handle,
     stall_threshold: Duration,
     max_tasks: Option<u64>,
-    /// Tasks of lifecycle's own on the application runtime (the heartbeat
-    /// and the background check runners), not counted against `max_tasks`.
-    own_tasks: u64,
     liveness: Vec<Arc<Check>>,
     readiness: Vec<Arc<Check>>,
     startup: Vec<Arc<Check>>,
@@ -92,17 +89,13 @@ impl Prober {
             load(CheckKind::Readiness),
             load(CheckKind::Startup),
         );
-        let background = liveness
-            .iter()
-            .chain(&readiness)
-            .chain(&startup)
-            .filter(|check| check.start_background(&app, SHUTDOWN.requested.clone()))
-            .count() as u64;
+        for check in liveness.iter().chain(&readiness).chain(&startup) {
+            check.start_background(&app, SHUTDOWN.requested.clone());
+        }
         Prober {
             app,
             stall_threshold,
             max_tasks,
-            own_tasks: 1 + background,
             liveness,
             readiness,
             startup,
@@ -174,7 +167,8 @@ impl Prober {
     }
 
     fn tasks_health(&self, max: u64) -> Health {
-        let alive = (self.app.metrics().num_alive_tasks() as u64).saturating_sub(self.own_tasks);
+        // The application's tasks: lifecycle's own are left out.
+        let alive = (self.app.metrics().num_alive_tasks() as u64).saturating_sub(OwnTask::alive());
         let health = if alive > max {
             Health::down(format!("{alive} tasks alive, more than max_tasks = {max}"))
         } else {
@@ -402,8 +396,9 @@ impl ProbeServer {
 
 /// The open connections, oldest first. At the cap, the oldest connection
 /// that is not answering a probe right now (idle, or still sending its
-/// headers) is closed to make room: slow or idle clients cannot lock the
-/// kubelet out, and the count of sockets stays bounded.
+/// headers) is closed to make room, or failing that the oldest of all: a
+/// new connection, as the kubelet opens for each probe, always gets in,
+/// and the count of sockets stays bounded.
 struct Connections {
     open: Mutex<VecDeque<Slot>>,
     next_id: AtomicU64,
@@ -423,15 +418,15 @@ impl Connections {
         }
     }
 
-    /// A slot for a new connection, or `None` when every open connection
-    /// is busy answering (then the new one is refused).
-    fn admit(&self) -> Option<(u64, Arc<AtomicBool>, CancellationToken)> {
+    /// A slot for a new connection, closing an old one at the cap.
+    fn admit(&self) -> (u64, Arc<AtomicBool>, CancellationToken) {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         if open.len() >= MAX_CONNECTIONS {
-            let idle = open
+            let oldest_idle = open
                 .iter()
-                .position(|slot| !slot.busy.load(Ordering::SeqCst))?;
-            if let Some(evicted) = open.remove(idle) {
+                .position(|slot| !slot.busy.load(Ordering::SeqCst))
+                .unwrap_or(0);
+            if let Some(evicted) = open.remove(oldest_idle) {
                 evicted.close.cancel();
             }
         }
@@ -442,7 +437,7 @@ impl Connections {
         };
         let admitted = (slot.id, slot.busy.clone(), slot.close.clone());
         open.push_back(slot);
-        Some(admitted)
+        admitted
     }
 
     fn release(&self, id: u64) {
@@ -491,12 +486,7 @@ async fn serve(listener: tokio::net::TcpListener, prober: Arc<Prober>, stop: Can
                 }
             },
         };
-        // Every connection busy: close the new one unread, which is cheap;
-        // the kubelet retries on its next period.
-        let Some((id, busy, close)) = connections.admit() else {
-            drop(stream);
-            continue;
-        };
+        let (id, busy, close) = connections.admit();
         let _ = stream.set_nodelay(true);
         let prober = prober.clone();
         let connection = http.serve_connection(

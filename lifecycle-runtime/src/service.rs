@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use tokio::runtime::{Handle, Runtime};
 
-use crate::checks::{run_check, CheckResult};
+use crate::checks::{Check, CheckResult, OwnTask};
 use crate::config::{self, Flavor, LogFormat, ServiceConfig, Settings};
 use crate::exit::{self, terminate};
 use crate::flags::{self, Mode};
@@ -91,7 +91,8 @@ where
         settings.shutdown_timeout.as_millis(),
         settings.stall_threshold.as_millis(),
     );
-    if let Some(warning) = shutdown::budget_warning(settings) {
+    if let Some(warning) = shutdown::budget_warning(settings.drain_delay, settings.shutdown_timeout)
+    {
         tracing::warn!("{warning}");
     }
 
@@ -174,7 +175,9 @@ fn build_runtime(config: &ServiceConfig) -> Runtime {
 fn start_heartbeat(runtime: &Runtime, stall_threshold: Duration) {
     let period = (stall_threshold / 4).clamp(Duration::from_millis(1), Duration::from_millis(100));
     STATE.beat();
+    let own = OwnTask::start();
     runtime.spawn(async move {
+        let _own = own;
         let mut ticks = tokio::time::interval(period);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -186,7 +189,8 @@ fn start_heartbeat(runtime: &Runtime, stall_threshold: Duration) {
 
 async fn run_preflight(app: &Handle) -> Vec<CheckResult> {
     let preflight = registry::checks(CheckKind::Preflight);
-    join_all(preflight.iter().map(|check| run_check(app, check))).await
+    let checks: Vec<_> = preflight.into_iter().map(Check::new).collect();
+    join_all(checks.iter().map(|check| check.run(app))).await
 }
 
 /// Preflight checks, then the `on_startup` hooks by ascending order, equal
@@ -232,10 +236,8 @@ fn preflight_only(config: &ServiceConfig) -> ! {
         .collect();
     runtime.shutdown_timeout(Duration::from_millis(100));
     if failed.is_empty() {
-        println!("preflight check passed");
         std::process::exit(0)
     }
-    println!("preflight check failed");
     terminate(
         exit::FAILURE,
         &format!("preflight failed: {}", failed.join("; ")),
@@ -243,8 +245,18 @@ fn preflight_only(config: &ServiceConfig) -> ! {
 }
 
 /// `--lifecycle-probe ENDPOINT`: an exec probe for images without curl.
+/// It waits 1 s, or longer when the endpoint's checks may take longer: the
+/// same `timeoutSeconds` the manifest gives the kubelet.
 fn exec_probe(settings: &Settings, endpoint: &str) -> ! {
-    match flags::probe(settings.probe_addr, endpoint, EXEC_PROBE_TIMEOUT) {
+    let kind = match endpoint {
+        "livez" => CheckKind::Liveness,
+        "readyz" => CheckKind::Readiness,
+        _ => CheckKind::Startup,
+    };
+    let timeout = EXEC_PROBE_TIMEOUT.max(Duration::from_secs(
+        crate::manifest::probe_timeout_seconds(kind),
+    ));
+    match flags::probe(settings.probe_addr, endpoint, timeout) {
         Ok((status, body)) => {
             println!("{}", body.trim_end());
             std::process::exit(if status == 200 { 0 } else { 1 })

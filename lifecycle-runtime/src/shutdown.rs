@@ -17,7 +17,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::checks::{panic_message, run_bounded, Outcome};
-use crate::config::Settings;
 use crate::registry::{self, HookKind, HookRegistration};
 use crate::state::{Phase, STATE};
 
@@ -213,18 +212,18 @@ pub(crate) async fn run_shutdown_hooks(app: &Handle) -> Vec<String> {
 /// The start-up budget check: when the drain delay and the `on_shutdown`
 /// hooks' timeouts cannot fit in the shutdown timeout, say so with each
 /// figure, before the first rollout rather than during it.
-pub(crate) fn budget_warning(settings: &Settings) -> Option<String> {
+pub(crate) fn budget_warning(drain_delay: Duration, shutdown_timeout: Duration) -> Option<String> {
     let (hooks, parts) = registry::hooks_budget(HookKind::OnShutdown);
-    let needed = settings.drain_delay + hooks;
-    if needed <= settings.shutdown_timeout {
+    let needed = drain_delay + hooks;
+    if needed <= shutdown_timeout {
         return None;
     }
     Some(format!(
         "the shutdown budget cannot hold: drain delay {} ms + on_shutdown hook timeouts {} ms [{}] = {} ms, more than the shutdown timeout of {} ms; raise LIFECYCLE_SHUTDOWN_TIMEOUT_MS (and terminationGracePeriodSeconds) or lower the hooks' timeout_ms",
-        settings.drain_delay.as_millis(),
+        drain_delay.as_millis(),
         hooks.as_millis(),
         parts.join(", "),
         needed.as_millis(),
-        settings.shutdown_timeout.as_millis(),
+        shutdown_timeout.as_millis(),
     ))
 }
