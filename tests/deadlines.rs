@@ -34,8 +34,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 #[test]
 fn a_hanging_check_fails_readyz_within_its_timeout() {
     let _serial = serial();
-    let mut service = Service::start("testbed", &[("TESTBED_HANG", "1")]);
-    service.wait_for_status("/startupz", 200, DEADLINE);
+    let mut service = Service::started("testbed", &[("TESTBED_HANG", "1")]);
     for _ in 0..5 {
         let ready = service.get("/readyz");
         assert_eq!(ready.status, 503);
@@ -54,8 +53,7 @@ fn a_hanging_check_fails_readyz_within_its_timeout() {
 #[test]
 fn a_blocking_check_fails_readyz_within_its_timeout() {
     let _serial = serial();
-    let mut service = Service::start("testbed", &[("TESTBED_BLOCK", "1")]);
-    service.wait_for_status("/startupz", 200, DEADLINE);
+    let mut service = Service::started("testbed", &[("TESTBED_BLOCK", "1")]);
     let ready = service.get("/readyz?verbose");
     assert_eq!(ready.status, 503);
     assert!(
@@ -101,8 +99,7 @@ fn a_blocking_check_fails_readyz_within_its_timeout() {
 #[test]
 fn a_panicking_check_is_that_checks_failure_and_the_process_lives_on() {
     let _serial = serial();
-    let mut service = Service::start("testbed", &[("TESTBED_PANIC", "1")]);
-    service.wait_for_status("/startupz", 200, DEADLINE);
+    let mut service = Service::started("testbed", &[("TESTBED_PANIC", "1")]);
     for _ in 0..3 {
         let ready = service.get("/readyz");
         assert_eq!(ready.status, 503);
@@ -345,8 +342,7 @@ fn a_busy_but_progressing_runtime_stays_live() {
 #[test]
 fn a_hundred_concurrent_probes_share_one_run() {
     let _serial = serial();
-    let service = Service::start("testbed", &[("TESTBED_SLOW_CHECK_MS", "1500")]);
-    service.wait_for_status("/startupz", 200, DEADLINE);
+    let service = Service::started("testbed", &[("TESTBED_SLOW_CHECK_MS", "1500")]);
     service.wait_for_stdout("main running", DEADLINE);
     let runs = || {
         let (_, body) = support::http_get(&format!("{}/runs", service.app_url())).unwrap();

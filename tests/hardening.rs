@@ -10,13 +10,10 @@ use std::time::Duration;
 
 use support::{raw_exchange, status_line, Service};
 
-const DEADLINE: Duration = Duration::from_secs(10);
 const WAIT: Duration = Duration::from_secs(5);
 
 fn running_testbed() -> Service {
-    let service = Service::start("testbed", &[]);
-    service.wait_for_status("/startupz", 200, DEADLINE);
-    service
+    Service::started("testbed", &[])
 }
 
 #[test]

@@ -3,17 +3,11 @@
 
 mod support;
 
-use std::time::Duration;
-
 use reqwest::Method;
 use support::Service;
 
-const DEADLINE: Duration = Duration::from_secs(10);
-
 fn running_testbed(env: &[(&str, &str)]) -> Service {
-    let service = Service::start("testbed", env);
-    service.wait_for_status("/startupz", 200, DEADLINE);
-    service
+    Service::started("testbed", env)
 }
 
 #[test]

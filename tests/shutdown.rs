@@ -10,8 +10,7 @@ use support::{termination_log_path, Service};
 const DEADLINE: Duration = Duration::from_secs(15);
 
 fn running_testbed(env: &[(&str, &str)]) -> Service {
-    let service = Service::start("testbed", env);
-    service.wait_for_status("/startupz", 200, DEADLINE);
+    let service = Service::started("testbed", env);
     service.wait_for_stdout("main running", DEADLINE);
     service
 }

@@ -123,6 +123,13 @@ impl Service {
         }
     }
 
+    /// Spawns `bin` and waits until start-up has finished (`/startupz` 200).
+    pub fn started(bin: &str, env: &[(&str, &str)]) -> Service {
+        let service = Service::start(bin, env);
+        service.wait_for_status("/startupz", 200, START_DEADLINE);
+        service
+    }
+
     /// Spawns `bin` and waits until its probe server listens.
     pub fn start(bin: &str, env: &[(&str, &str)]) -> Service {
         let mut service = Service::spawn(bin, env);
