@@ -20,16 +20,8 @@ fn quickstart_serves_the_application_and_the_probes() {
         .wait_for_log("serving on http://", Duration::from_secs(10))
         .expect("the application logs its address");
     let app = &line[line.find("http://").unwrap()..];
-    let body = reqwest::blocking::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .get(app.trim())
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    assert_eq!(body, "hi there\n");
+    let answer = support::http_get(app.trim()).unwrap();
+    assert_eq!(answer, (200, "hi there\n".to_string()));
 
     let ready = service.wait_for_status("/readyz?verbose", 200, Duration::from_secs(10));
     assert!(
