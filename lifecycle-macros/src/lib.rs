@@ -9,6 +9,7 @@ use proc_macro::TokenStream;
 mod args;
 mod register;
 mod service_main;
+mod signature;
 
 use register::Kind;
 

@@ -8,6 +8,7 @@ use syn::spanned::Spanned;
 use syn::{ItemFn, LitStr, ReturnType};
 
 use crate::args::{parse_args, runtime_path, Errors};
+use crate::signature::{self, Subject};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -137,40 +138,18 @@ fn parse_config(kind: Kind, args: TokenStream, errors: &mut Errors) -> Option<Co
 }
 
 fn check_signature(kind: Kind, function: &ItemFn, errors: &mut Errors) {
-    let sig = &function.sig;
-    let what = if kind.is_hook() { "hooks" } else { "checks" };
-    if !sig.inputs.is_empty() {
-        errors.push_at(
-            sig.inputs.span(),
-            format!(
-                "lifecycle {what} take no parameters; reach shared state through a static (e.g. once_cell::sync::OnceCell)"
-            ),
-        );
-    }
-    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
-        errors.push_at(
-            sig.generics.span(),
-            format!("lifecycle {what} cannot be generic"),
-        );
-    }
-    if let Some(unsafety) = &sig.unsafety {
-        errors.push_at(
-            unsafety.span,
-            format!("lifecycle {what} cannot be `unsafe fn`"),
-        );
-    }
-    if let Some(abi) = &sig.abi {
-        errors.push_at(
-            abi.span(),
-            format!("lifecycle {what} cannot have an `extern` ABI"),
-        );
-    }
-    if let Some(variadic) = &sig.variadic {
-        errors.push_at(
-            variadic.span(),
-            format!("lifecycle {what} take no parameters"),
-        );
-    }
+    let subject = Subject {
+        name: if kind.is_hook() {
+            "lifecycle hooks"
+        } else {
+            "lifecycle checks"
+        },
+        singular: false,
+        instead_of_parameters:
+            "reach shared state through a static (e.g. once_cell::sync::OnceCell)",
+        must_be_async: false,
+    };
+    signature::validate(&function.sig, &subject, errors);
 }
 
 fn registered_name(

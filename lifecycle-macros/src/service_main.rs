@@ -1,12 +1,13 @@
 //! `#[service_main]`: turns `async fn main` into a plain `fn main` that hands
 //! the user's body, unchanged, to `lifecycle_runtime`'s service driver.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{ItemFn, ReturnType};
 
 use crate::args::{parse_args, runtime_path, Errors};
+use crate::signature::{self, Subject};
 
 const VALID_ARGS: &[&str] = &[
     "probe_addr",
@@ -32,6 +33,8 @@ struct Config {
     current_thread: bool,
     worker_threads: Option<u64>,
     tracing: Option<bool>,
+    /// The `tracing` argument, for the error when it needs a feature.
+    tracing_span: Option<Span>,
     krate: Option<syn::Path>,
 }
 
@@ -88,7 +91,10 @@ fn parse_config(args: TokenStream, errors: &mut Errors) -> Option<Config> {
             "stall_threshold_ms" => config.stall_threshold_ms = arg.unsigned(errors, 1, 10000),
             "max_tasks" => config.max_tasks = arg.unsigned(errors, 1, 10000),
             "worker_threads" => config.worker_threads = arg.unsigned(errors, 1, 4),
-            "tracing" => config.tracing = arg.boolean(errors),
+            "tracing" => {
+                config.tracing = arg.boolean(errors);
+                config.tracing_span = Some(arg.value.span());
+            }
             "crate" => config.krate = arg.crate_path(errors),
             "panic" => {
                 if let Some(policy) = arg.one_of(errors, "panic policy", &["crash", "log"]) {
@@ -116,31 +122,13 @@ fn parse_config(args: TokenStream, errors: &mut Errors) -> Option<Config> {
 }
 
 fn check_signature(function: &ItemFn, errors: &mut Errors) {
-    let sig = &function.sig;
-    if sig.asyncness.is_none() {
-        errors.push_at(
-            sig.fn_token.span,
-            "#[service_main] requires an `async fn`: write `async fn main()`",
-        );
-    }
-    if !sig.inputs.is_empty() {
-        errors.push_at(
-            sig.inputs.span(),
-            "`main` takes no parameters; read arguments with std::env::args()",
-        );
-    }
-    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
-        errors.push_at(sig.generics.span(), "`main` cannot be generic");
-    }
-    if let Some(unsafety) = &sig.unsafety {
-        errors.push_at(unsafety.span, "`main` cannot be `unsafe fn`");
-    }
-    if let Some(constness) = &sig.constness {
-        errors.push_at(constness.span, "`main` cannot be `const fn`");
-    }
-    if let Some(abi) = &sig.abi {
-        errors.push_at(abi.span(), "`main` cannot have an `extern` ABI");
-    }
+    let subject = Subject {
+        name: "`main`",
+        singular: true,
+        instead_of_parameters: "read arguments with std::env::args()",
+        must_be_async: true,
+    };
+    signature::validate(&function.sig, &subject, errors);
 }
 
 fn generate(config: Config, function: ItemFn) -> TokenStream {
@@ -181,6 +169,12 @@ fn generate(config: Config, function: ItemFn) -> TokenStream {
         quote!(#private::Flavor::MultiThread)
     };
     let tracing = config.tracing.unwrap_or(true);
+    // The default subscriber sits behind a cargo feature of the runtime:
+    // without it, this names the feature at compile time.
+    let require_subscriber = tracing.then(|| {
+        let span = config.tracing_span.unwrap_or_else(Span::call_site);
+        quote_spanned!(span=> #private::require_default_subscriber!();)
+    });
     // The conversion is spanned on the return type, so an unsupported type
     // is reported there, with the trait's `on_unimplemented` message.
     let (output_ty, output_span) = match &sig.output {
@@ -193,6 +187,7 @@ fn generate(config: Config, function: ItemFn) -> TokenStream {
     quote! {
         #(#attrs)*
         #vis fn #outer_ident() {
+            #require_subscriber
             #inner_sig #block
             let __lifecycle_config = #private::ServiceConfig {
                 probe_addr: #probe_addr,

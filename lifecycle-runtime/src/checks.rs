@@ -1,108 +1,20 @@
-//! Running a user's check or hook: on the application runtime (it may use
-//! the application's pools and clients), bounded by its timeout, with a
-//! panic turned into that call's failure.
+//! Running a registered check as probes need it: bounded by its timeout,
+//! on demand with concurrent probes sharing one run, or in the background
+//! every `interval_ms` with probes reading the latest result.
 
-use std::any::Any;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::future::{BoxFuture, FutureExt, WeakShared};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::AbortOnDropHandle;
 
+use crate::call::{run_bounded, Outcome, OwnTask};
 use crate::health::Health;
-use crate::panics::{contain, Contained};
 use crate::registry::{Call, CheckRegistration};
 
 /// How long past its interval and timeout a background result is trusted.
 const STALE_SLACK: Duration = Duration::from_secs(1);
-
-/// How a bounded call ended.
-pub(crate) enum Outcome<T> {
-    Finished(T),
-    TimedOut(Duration),
-    Panicked(String),
-    /// The application runtime is shutting down and dropped the task.
-    Cancelled,
-}
-
-impl<T> Outcome<T> {
-    /// The failure reason of anything but `Finished`.
-    pub(crate) fn failure(&self) -> Option<String> {
-        match self {
-            Outcome::Finished(_) => None,
-            Outcome::TimedOut(after) => Some(format!("timed out after {} ms", after.as_millis())),
-            Outcome::Panicked(message) => Some(format!("panicked: {message}")),
-            Outcome::Cancelled => {
-                Some("cancelled: the application runtime is shutting down".into())
-            }
-        }
-    }
-}
-
-/// Runs `call` on the application runtime `app` and waits at most `timeout`
-/// for it, on whichever runtime awaits this (the probe server's own, for
-/// probes), so a stalled application still gets a timely answer.
-///
-/// A plain `fn` runs on the blocking pool so that it cannot stall a worker.
-/// An `async fn` that overruns is aborted at its next `.await`; a blocking
-/// one cannot be stopped and is left to finish on its own.
-pub(crate) async fn run_bounded<T: Send + 'static>(
-    app: &Handle,
-    call: &Call<T>,
-    timeout: Duration,
-) -> Outcome<T> {
-    run_bounded_until_return(app, call, timeout, None).await
-}
-
-/// [`run_bounded`], clearing `returned` (when given) once a plain `fn`
-/// has really returned, which may be long after its time-out.
-async fn run_bounded_until_return<T: Send + 'static>(
-    app: &Handle,
-    call: &Call<T>,
-    timeout: Duration,
-    returned: Option<BlockingMark>,
-) -> Outcome<T> {
-    let task = match call {
-        Call::Blocking(function) => {
-            let function = *function;
-            app.spawn_blocking(move || {
-                let _returned = returned;
-                contain(function)
-            })
-        }
-        Call::Async(function) => {
-            let future = Contained::new(function());
-            let own = OwnTask::start();
-            app.spawn(async move {
-                let _own = own;
-                future.await
-            })
-        }
-    };
-    // Dropping the handle aborts the task: a probe that gives up, or a
-    // start-up abandoned on SIGTERM, leaves nothing running behind.
-    let task = AbortOnDropHandle::new(task);
-    match tokio::time::timeout(timeout, task).await {
-        Ok(Ok(value)) => Outcome::Finished(value),
-        Ok(Err(error)) if error.is_panic() => Outcome::Panicked(panic_message(error.into_panic())),
-        Ok(Err(_)) => Outcome::Cancelled,
-        Err(_) => Outcome::TimedOut(timeout),
-    }
-}
-
-/// The text of a panic payload, as `std` prints it.
-pub(crate) fn panic_message(payload: Box<dyn Any + Send>) -> String {
-    match payload.downcast::<String>() {
-        Ok(message) => *message,
-        Err(payload) => match payload.downcast::<&'static str>() {
-            Ok(message) => (*message).to_owned(),
-            Err(_) => "Box<dyn Any>".to_owned(),
-        },
-    }
-}
 
 /// One check's answer, as probes report it.
 #[derive(Debug, Clone)]
@@ -122,32 +34,6 @@ impl CheckResult {
             health,
             duration: Duration::ZERO,
         }
-    }
-}
-
-/// Tasks of lifecycle's own alive on the application runtime (heartbeat,
-/// background runners, async check and hook runs), which the `tasks`
-/// check leaves out of its count. tokio counts spawned tasks only, not
-/// blocking-pool calls, and so does this.
-static OWN_TASKS: AtomicU64 = AtomicU64::new(0);
-
-/// Counts one of lifecycle's own tasks while it is alive.
-pub(crate) struct OwnTask(());
-
-impl OwnTask {
-    pub(crate) fn start() -> OwnTask {
-        OWN_TASKS.fetch_add(1, Ordering::SeqCst);
-        OwnTask(())
-    }
-
-    pub(crate) fn alive() -> u64 {
-        OWN_TASKS.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for OwnTask {
-    fn drop(&mut self) {
-        OWN_TASKS.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -225,7 +111,7 @@ impl Check {
                 Some(BlockingMark(self.blocking_since.clone()))
             }
         };
-        let outcome = run_bounded_until_return(
+        let outcome = run_bounded(
             app,
             &self.registration.call,
             self.registration.timeout(),

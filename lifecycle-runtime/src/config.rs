@@ -6,34 +6,52 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// What `#[service_main]`'s arguments say; generated code builds it.
+/// What `#[service_main]`'s arguments say; generated code builds it, and
+/// the macro has validated every value. `None` leaves the variable or the
+/// default to decide.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
+    /// `probe_addr`, an `IP:PORT`.
     pub probe_addr: Option<&'static str>,
+    /// `shutdown_timeout_ms`.
     pub shutdown_timeout_ms: Option<u64>,
+    /// `drain_delay_ms`.
     pub drain_delay_ms: Option<u64>,
+    /// `stall_threshold_ms`.
     pub stall_threshold_ms: Option<u64>,
+    /// `max_tasks`: adds the built-in `tasks` liveness check.
     pub max_tasks: Option<u64>,
+    /// `panic`.
     pub panic: PanicPolicy,
+    /// `flavor`.
     pub flavor: Flavor,
+    /// `worker_threads` (multi-thread flavor only).
     pub worker_threads: Option<u64>,
+    /// `tracing`: install the default log subscriber.
     pub tracing: bool,
 }
 
+/// `#[service_main(panic = "…")]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PanicPolicy {
+    /// A panic outside a check or hook exits 101 at once.
     Crash,
+    /// Rust's own behaviour, logged; a panic in `main` still exits 101.
     Log,
 }
 
+/// `#[service_main(flavor = "…")]`: the application runtime's kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flavor {
+    /// tokio's multi-thread runtime.
     MultiThread,
+    /// tokio's current-thread runtime: everything on the thread of `main`.
     CurrentThread,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) enum LogFormat {
+    #[default]
     Text,
     Json,
 }

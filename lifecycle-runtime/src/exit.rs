@@ -18,6 +18,46 @@ pub(crate) const PANIC: i32 = 101;
 const TERMINATION_MESSAGE_MAX: usize = 4096;
 const KUBERNETES_TERMINATION_LOG: &str = "/dev/termination-log";
 
+/// How the process ends: its exit code and, for a failure of the
+/// service's, the reason that becomes the termination message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Exit {
+    code: i32,
+    reason: Option<String>,
+}
+
+impl Exit {
+    pub(crate) fn success() -> Exit {
+        Exit {
+            code: 0,
+            reason: None,
+        }
+    }
+
+    /// A failure of the service: logged last and written as the
+    /// termination message.
+    pub(crate) fn failure(code: i32, reason: impl Into<String>) -> Exit {
+        Exit {
+            code,
+            reason: Some(reason.into()),
+        }
+    }
+
+    /// A code without a termination message, for a run that is not the
+    /// container's main process (the exec probe).
+    pub(crate) fn quiet(code: i32) -> Exit {
+        Exit { code, reason: None }
+    }
+
+    /// Ends the process with this exit.
+    pub(crate) fn exit(self) -> ! {
+        match self.reason {
+            Some(reason) => terminate(self.code, &reason),
+            None => std::process::exit(self.code),
+        }
+    }
+}
+
 /// Logs `reason` as the last line, writes it as the termination message,
 /// and exits with `code`.
 pub(crate) fn terminate(code: i32, reason: &str) -> ! {

@@ -2,12 +2,8 @@
 //! `main` runs. Every other argument is left to the application.
 
 use std::ffi::OsString;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
+use crate::probe::Endpoint;
 
 /// What this run of the binary is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,7 +13,7 @@ pub(crate) enum Mode {
     /// `--lifecycle-preflight`: the preflight checks only (an initContainer).
     Preflight,
     /// `--lifecycle-probe ENDPOINT`: ask the running instance (an exec probe).
-    Probe(&'static str),
+    Probe(Endpoint),
     /// `--lifecycle-manifest`: print the Kubernetes snippet.
     Manifest,
 }
@@ -25,10 +21,16 @@ pub(crate) enum Mode {
 const PREFLIGHT: &str = "--lifecycle-preflight";
 const PROBE: &str = "--lifecycle-probe";
 const MANIFEST: &str = "--lifecycle-manifest";
-const PROBE_ENDPOINTS: [&str; 3] = ["livez", "readyz", "startupz"];
+/// `livez|readyz|startupz`.
+fn probe_choices(separator: &str) -> String {
+    Endpoint::PROBED.map(Endpoint::name).join(separator)
+}
 
 fn usage() -> String {
-    format!("the lifecycle flags are {PREFLIGHT}, {PROBE} livez|readyz|startupz and {MANIFEST}")
+    format!(
+        "the lifecycle flags are {PREFLIGHT}, {PROBE} {} and {MANIFEST}",
+        probe_choices("|")
+    )
 }
 
 /// Reads the mode from the arguments (the program name first, as from
@@ -57,11 +59,12 @@ pub(crate) fn mode(args: impl IntoIterator<Item = OsString>) -> Result<Mode, Str
                 let value = inline_value
                     .or_else(|| args.next().and_then(|v| v.into_string().ok()))
                     .unwrap_or_default();
-                match PROBE_ENDPOINTS.iter().find(|e| **e == value) {
+                match Endpoint::PROBED.into_iter().find(|e| e.name() == value) {
                     Some(endpoint) => Mode::Probe(endpoint),
                     None => {
                         return Err(format!(
-                            "invalid flag {PROBE} {value:?}: expected livez, readyz or startupz"
+                            "invalid flag {PROBE} {value:?}: expected one of {}",
+                            probe_choices(", ")
                         ))
                     }
                 }
@@ -75,67 +78,6 @@ pub(crate) fn mode(args: impl IntoIterator<Item = OsString>) -> Result<Mode, Str
         1 => Ok(modes.remove(0)),
         _ => Err(format!("give one lifecycle flag at a time: {}", usage())),
     }
-}
-
-/// Where a client on this host reaches a server bound to `bound`: an
-/// unspecified address (`0.0.0.0`, `[::]`) is reached on loopback.
-pub(crate) fn reachable(bound: SocketAddr) -> SocketAddr {
-    let ip = match bound.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    SocketAddr::new(ip, bound.port())
-}
-
-/// The exec probe: GET `/ENDPOINT` from the probe server at `addr`, within
-/// `timeout` in all. `Ok` with the status and body, or why it failed.
-pub(crate) fn probe(
-    addr: SocketAddr,
-    endpoint: &str,
-    timeout: Duration,
-) -> Result<(u16, String), String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start a runtime: {e}"))?;
-    let target = reachable(addr);
-    runtime.block_on(async move {
-        let exchange = async {
-            let stream = tokio::net::TcpStream::connect(target)
-                .await
-                .map_err(|e| format!("cannot connect to the probe server at {target}: {e}"))?;
-            let (mut sender, connection) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                    .await
-                    .map_err(|e| e.to_string())?;
-            tokio::spawn(connection);
-            let request = hyper::Request::get(format!("/{endpoint}"))
-                .header(hyper::header::HOST, target.to_string())
-                .body(Empty::<Bytes>::new())
-                .map_err(|e| e.to_string())?;
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(|e| e.to_string())?;
-            let status = response.status().as_u16();
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| e.to_string())?
-                .to_bytes();
-            Ok((status, String::from_utf8_lossy(&body).into_owned()))
-        };
-        tokio::time::timeout(timeout, exchange)
-            .await
-            .unwrap_or_else(|_| {
-                Err(format!(
-                    "no answer from the probe server at {target} within {} ms",
-                    timeout.as_millis()
-                ))
-            })
-    })
 }
 
 #[cfg(test)]
@@ -159,11 +101,11 @@ mod tests {
         );
         assert_eq!(
             parse(&["--lifecycle-probe", "readyz"]),
-            Ok(Mode::Probe("readyz"))
+            Ok(Mode::Probe(Endpoint::Readyz))
         );
         assert_eq!(
             parse(&["--lifecycle-probe=livez"]),
-            Ok(Mode::Probe("livez"))
+            Ok(Mode::Probe(Endpoint::Livez))
         );
         assert_eq!(parse(&["--lifecycle-manifest"]), Ok(Mode::Manifest));
         assert_eq!(parse(&["--", "--lifecycle-manifest"]), Ok(Mode::Serve));

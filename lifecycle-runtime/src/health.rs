@@ -22,6 +22,7 @@ pub struct Health {
 
 impl Health {
     /// A passing check.
+    #[must_use]
     pub fn up() -> Self {
         Health {
             up: true,
@@ -31,6 +32,7 @@ impl Health {
     }
 
     /// A failing check; `reason` is what probes report.
+    #[must_use]
     pub fn down(reason: impl Into<String>) -> Self {
         Health {
             up: false,
@@ -40,6 +42,7 @@ impl Health {
     }
 
     /// Adds a detail, shown in verbose (`key=value`) and JSON (`data`) output.
+    #[must_use]
     pub fn with_detail(
         mut self,
         key: impl Into<String>,

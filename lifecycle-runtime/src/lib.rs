@@ -1,105 +1,362 @@
-//! # lifecycle
-//!
-//! Makes a tokio service speak Kubernetes' language: liveness, readiness and
-//! startup probes, preflight checks, ordered start-up and shutdown hooks,
-//! and exit codes that tell the truth, each one attribute away.
+//! Makes a tokio service speak Kubernetes' language: liveness, readiness
+//! and startup probes, preflight checks, ordered start-up and shutdown
+//! hooks, a graceful stop on SIGTERM inside the grace period, and exit
+//! codes that tell the truth — each one attribute away.
 //!
 //! ```no_run
-//! use lifecycle_runtime::{on_startup, readiness, service_main};
+//! use lifecycle_runtime::{liveness, on_shutdown, on_startup, readiness, service_main};
 //!
+//! /// Readiness is where dependencies belong: failing it takes the pod out
+//! /// of rotation without restarting it.
 //! #[readiness(timeout_ms = 100)]
 //! async fn database() -> Result<(), std::io::Error> {
 //!     Ok(()) // ping the pool
 //! }
 //!
-//! #[on_startup]
-//! async fn warm_cache() {}
+//! /// Liveness answers only "is this process beyond repair?".
+//! #[liveness]
+//! fn event_loop() -> bool {
+//!     true
+//! }
 //!
-//! #[service_main]
+//! #[on_startup]
+//! async fn warm_cache() -> Result<(), String> {
+//!     Ok(())
+//! }
+//!
+//! #[on_shutdown(order = 1)]
+//! async fn flush_metrics() {}
+//!
+//! #[service_main] // instead of #[tokio::main]
 //! async fn main() {
-//!     // serve here; probes answer on 0.0.0.0:8081 (/livez, /readyz, /startupz)
+//!     // Serve until lifecycle_runtime::shutdown_signal() completes.
+//!     // Probes answer on 0.0.0.0:8081: /livez, /readyz, /startupz, /healthz.
+//!     lifecycle_runtime::shutdown_signal().await;
 //! }
 //! ```
 //!
-//! The contract (endpoints, variables, exit codes) is in the README.
+//! With axum, hand [`shutdown_signal`] to `with_graceful_shutdown`:
+//!
+//! ```no_run
+//! use axum::{routing::get, Router};
+//! use lifecycle_runtime::{service_main, shutdown_signal};
+//!
+//! #[service_main]
+//! async fn main() -> std::io::Result<()> {
+//!     let app = Router::new().route("/", get(|| async { "hello" }));
+//!     let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
+//!     axum::serve(listener, app)
+//!         .with_graceful_shutdown(shutdown_signal())
+//!         .await
+//! }
+//! ```
+//!
+//! # Attributes
+//!
+//! Each registration attribute works on a free `fn` or `async fn` with no
+//! parameters, in any crate linked into the binary (a library crate of
+//! yours included: a binary links a crate it names, `use my_checks as _;`
+//! is enough). A plain `fn` runs on the blocking pool; an `async fn` on the
+//! application runtime, so it may use your pools and clients. A mistake is
+//! a compile error on the offending token.
+//!
+//! | attribute | arguments (all optional) | returns |
+//! | --- | --- | --- |
+//! | `#[liveness]` | `name`, `timeout_ms` (500), `critical` (true) | `bool`, `()`, `Result<(), E: Display>`, `Health` |
+//! | `#[readiness]` | same, plus `interval_ms` | same |
+//! | `#[startup]` | same as `#[readiness]` | same |
+//! | `#[preflight]` | `name`, `timeout_ms` (10000) | same |
+//! | `#[on_startup]` | `name`, `order` (0), `timeout_ms` (60000) | `()`, `Result<(), E: Display>` |
+//! | `#[on_shutdown]` | `name`, `order` (0), `timeout_ms` (10000) | `()`, `Result<(), E: Display>` |
+//! | `#[service_main]` | `probe_addr`, `shutdown_timeout_ms`, `drain_delay_ms`, `stall_threshold_ms`, `max_tasks`, `panic`, `flavor`, `worker_threads`, `tracing` | `()`, `Result<(), E: Debug>` |
+//!
+//! Every attribute also takes `crate = "path"` for a renamed dependency.
+//!
+//! - `name`: the check's or hook's name, in probe paths (`/readyz/NAME`)
+//!   and answers; the function's name by default. Unique per kind (a
+//!   duplicate exits 2 at start-up); `lifecycle`, `runtime` and `tasks` are
+//!   the built-in checks'.
+//! - `timeout_ms`: a check that has not answered by then fails with
+//!   `timed out after N ms`; one that panics fails with
+//!   `panicked: MESSAGE`, and the process keeps running. A hook past its
+//!   timeout fails too.
+//! - `critical = false`: the check is run and reported, but never fails
+//!   its endpoint.
+//! - `interval_ms = N` (readiness, startup): the check runs in the
+//!   background every N ms and probes read the latest result, so probes
+//!   never cause I/O; until its first run ends it fails with `not yet run`.
+//!   Without it, a check runs when probed, and concurrent probes of the
+//!   same check share one run.
+//! - `order`: hooks run in ascending order; equal orders run concurrently.
+//! - [`macro@preflight`] checks run once before the `on_startup` hooks; any
+//!   failure exits 1. `--lifecycle-preflight` runs them alone.
+//!
+//! A registration attribute keeps your function as written and submits a
+//! registration for it to [`inventory`](https://docs.rs/inventory): no
+//! call from `main` is needed. [`macro@service_main`] turns `async fn main`
+//! into a plain `fn main` that builds the tokio runtime, starts the probe
+//! server, runs start-up, your body and the graceful stop, and exits with
+//! the code below. Its arguments:
+//!
+//! - `probe_addr = "0.0.0.0:8081"`: where the probe server listens.
+//! - `shutdown_timeout_ms = 25000`, `drain_delay_ms`, `stall_threshold_ms = 10000`:
+//!   see Configuration.
+//! - `max_tasks = N`: adds the built-in `tasks` liveness check.
+//! - `panic = "crash" | "log"`: see Panics.
+//! - `flavor = "multi_thread" | "current_thread"`, `worker_threads = N`:
+//!   the application runtime, as with `#[tokio::main]`.
+//! - `tracing = bool` (true): install the default log subscriber (cargo
+//!   feature `tracing-subscriber`, on by default; without the feature,
+//!   `tracing = true` is a compile error naming it).
+//!
+//! # Probe endpoints
+//!
+//! The probe server runs on its own OS thread with its own runtime, so a
+//! saturated or stalled application runtime still gets a precise failing
+//! answer in time. Checks run on the application runtime.
+//!
+//! | path | 200 when | otherwise |
+//! | --- | --- | --- |
+//! | `/livez` | every critical liveness check passes, the application runtime is not stalled, `mark_broken` was never called | 503 |
+//! | `/readyz` | start-up has finished, no shutdown has begun, `set_ready(false)` is not in force, every critical readiness check passes | 503 |
+//! | `/startupz` | preflight checks and `on_startup` hooks have finished and every critical startup check passes; once passed, it stays passed | 503 |
+//! | `/healthz` | `/livez` and `/readyz` both pass | 503 |
+//! | `/livez/NAME`, `/readyz/NAME`, `/startupz/NAME` | that one check passes | 503, or 404 for an unknown name |
+//!
+//! - `GET` and `HEAD`; other methods 405 with `Allow: GET, HEAD`; other
+//!   paths 404.
+//! - Body: `ok`, or one `[-]NAME failed: REASON` line per failing check.
+//! - `?verbose`: every check, `[+]NAME ok` or `[-]NAME failed: REASON`,
+//!   then `livez check passed` (or `failed`), as kube-apiserver does.
+//! - `?exclude=NAME` (repeatable) leaves a check out: `[+]NAME excluded: ok`.
+//! - `Accept: application/json` or `?format=json`: a MicroProfile Health
+//!   document, `{"status":"UP","checks":[{"name":…,"status":…,"data":{…}}]}`.
+//! - Every answer comes within the largest timeout of the checks it runs
+//!   plus 50 ms, whatever the checks do.
+//! - Built-in checks: `lifecycle` on every endpoint (the framework's own
+//!   state: start-up, shutdown, [`set_ready`], [`mark_broken`]); on
+//!   `/livez`, `runtime` (no progress of the application runtime for
+//!   `stall_threshold_ms`) and, with `max_tasks = N`, `tasks`.
+//!
+//! # Configuration
+//!
+//! An environment variable wins over the `#[service_main]` argument, which
+//! wins over the default. An empty variable counts as unset. A bad value
+//! exits 2 with a message naming the variable and the accepted form.
+//!
+//! | variable | argument | default |
+//! | --- | --- | --- |
+//! | `LIFECYCLE_PROBE_ADDR` | `probe_addr` | `0.0.0.0:8081` (port 0 picks a free port; the bound address is logged) |
+//! | `LIFECYCLE_SHUTDOWN_TIMEOUT_MS` | `shutdown_timeout_ms` | 25000 |
+//! | `LIFECYCLE_DRAIN_DELAY_MS` | `drain_delay_ms` | 0, or 5000 when `KUBERNETES_SERVICE_HOST` is set |
+//! | `LIFECYCLE_STALL_THRESHOLD_MS` | `stall_threshold_ms` | 10000 |
+//! | `LIFECYCLE_LOG_FORMAT` | | `text`; `json` for JSON lines |
+//! | `LIFECYCLE_TERMINATION_LOG` | | `/dev/termination-log` when it exists and is writable |
+//! | `RUST_LOG` | | `info` |
+//!
+//! # Start-up, shutdown and exit codes
+//!
+//! Start-up, in order: the probe server is up (`/startupz` and `/readyz`
+//! answer 503) → preflight checks → `on_startup` hooks by ascending
+//! `order` → [`Phase::Running`], `/startupz` passes → the body of `main`.
+//!
+//! On SIGTERM or SIGINT: [`Phase::Draining`], `/readyz` answers 503 at
+//! once (`/livez` stays 200) → the drain delay, while load balancers take
+//! the pod out → [`shutdown_signal`] completes; `main` finishes its
+//! in-flight work and returns; tracked tasks ([`spawn`]) are awaited →
+//! [`Phase::Stopping`]: `on_shutdown` hooks by ascending `order`, each
+//! bounded by its timeout, a failure logged and the later ones still run →
+//! exit. The whole stop is bounded by the shutdown timeout; a second
+//! signal exits at once. A signal during start-up abandons it: `main` never
+//! runs, the `on_shutdown` hooks do.
+//!
+//! | situation | exit code |
+//! | --- | --- |
+//! | `main` returned `()` or `Ok`, or graceful shutdown finished in time with every hook succeeding | 0 |
+//! | `main` returned `Err`; a preflight check or `on_startup` hook failed or timed out; the probe address could not be bound; an `on_shutdown` hook failed or timed out; the shutdown deadline passed | 1 |
+//! | a bad `LIFECYCLE_*` value, duplicate check names | 2 |
+//! | a panic under `panic = "crash"` | 101 |
+//! | a second SIGTERM / SIGINT during shutdown | 143 / 130 |
+//!
+//! On every non-zero exit the reason is the last line logged and is
+//! written (at most 4096 bytes) to `LIFECYCLE_TERMINATION_LOG`, else to
+//! `/dev/termination-log`, so that `kubectl describe pod` shows it.
+//!
+//! ## Panics
+//!
+//! With `panic = "crash"` (the default) a panic anywhere outside a check or
+//! hook (the body of `main`, a spawned task, another thread) is logged with
+//! its location, written to the termination log, and the process exits 101
+//! at once: a panic swallowed by a task would leave a half-dead service.
+//! `panic = "log"` keeps Rust's own behaviour and only logs, except that a
+//! panic in the body of `main` runs the hooks and exits 101. A panic in a
+//! check or hook is always that check's or hook's failure.
+//!
+//! # Command-line flags
+//!
+//! Handled before the body of `main` runs; every other argument is left to
+//! the application.
+//!
+//! | flag | what it does |
+//! | --- | --- |
+//! | `--lifecycle-preflight` | runs the preflight checks only, one line per check (`[+]NAME ok` / `[-]NAME failed: REASON`), exits 0 if all pass else 1 |
+//! | `--lifecycle-probe livez\|readyz\|startupz` | asks the running instance, exits 0 on 200 else 1 |
+//! | `--lifecycle-manifest` | prints the Kubernetes pod template derived from this binary and exits 0 |
+//!
+//! # Cargo features
+//!
+//! - `tracing-subscriber` (default): the log subscriber `#[service_main]`
+//!   installs unless `tracing = false`. Leave it out
+//!   (`default-features = false`) when you install your own.
+//!
+//! The minimum supported Rust version is the workspace's `rust-version`
+//! (that of the locked tokio and hyper).
 
+#![warn(missing_docs, unreachable_pub)]
+
+mod call;
 mod checks;
 mod config;
+mod exec_probe;
 mod exit;
 mod flags;
 mod health;
+mod hooks;
+mod lifecycle;
 mod logging;
 mod manifest;
 mod panics;
 mod probe;
 mod registry;
-mod report;
 mod service;
 mod shutdown;
 mod signals;
-mod state;
 
 pub use health::Health;
+pub use lifecycle::Phase;
 pub use lifecycle_macros::{
     liveness, on_shutdown, on_startup, preflight, readiness, service_main, startup,
 };
-pub use state::Phase;
 pub use tokio_util::sync::CancellationToken;
 
 use std::future::Future;
 
+use lifecycle::Lifecycle;
+
 /// Completes when the application must stop serving: after SIGTERM or
-/// SIGINT and the drain delay. Made to be passed to hyper's or axum's
-/// `with_graceful_shutdown`.
+/// SIGINT and the drain delay (or once `main` returned, or start-up
+/// failed). Made for axum's and hyper's `with_graceful_shutdown`.
 ///
 /// ```no_run
-/// # async fn serve() {
-/// let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await.unwrap();
-/// tokio::select! {
-///     _ = async { loop { let _ = listener.accept().await; } } => {}
-///     _ = lifecycle_runtime::shutdown_signal() => {} // stop accepting, finish in-flight work
+/// use axum::{routing::get, Router};
+/// use lifecycle_runtime::{service_main, shutdown_signal};
+///
+/// #[service_main]
+/// async fn main() -> std::io::Result<()> {
+///     let app = Router::new().route("/", get(|| async { "hello" }));
+///     let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
+///     axum::serve(listener, app)
+///         .with_graceful_shutdown(shutdown_signal()) // stop accepting, finish in-flight requests
+///         .await
 /// }
-/// # }
 /// ```
 pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
-    shutdown::SHUTDOWN.serving_ends.clone().cancelled_owned()
+    Lifecycle::global().serving_ends().clone().cancelled_owned()
 }
 
 /// A token cancelled at the same moment [`shutdown_signal`] completes.
 /// Cancelling it yourself affects only its own children.
+///
+/// ```no_run
+/// # async fn work() {}
+/// #[lifecycle_runtime::service_main]
+/// async fn main() {
+///     let stop = lifecycle_runtime::shutdown_token();
+///     while !stop.is_cancelled() {
+///         tokio::select! {
+///             _ = stop.cancelled() => break,
+///             _ = work() => {}
+///         }
+///     }
+/// }
+/// ```
 pub fn shutdown_token() -> CancellationToken {
-    shutdown::SHUTDOWN.serving_ends.child_token()
+    Lifecycle::global().serving_ends().child_token()
 }
 
 /// Spawns a tracked task on the application runtime: shutdown waits for
-/// every tracked task to end before it runs the `on_shutdown` hooks.
-/// Must be called from within the application runtime.
+/// every tracked task to end before it runs the `on_shutdown` hooks (and
+/// the shutdown timeout bounds that wait).
+///
+/// # Panics
+///
+/// When called outside a tokio runtime, like [`tokio::spawn`]: call it
+/// from the body of `main`, a task, or a check or hook.
+///
+/// ```no_run
+/// #[lifecycle_runtime::service_main]
+/// async fn main() {
+///     let stop = lifecycle_runtime::shutdown_token();
+///     lifecycle_runtime::spawn(async move {
+///         stop.cancelled().await;
+///         // flush what this worker holds; on_shutdown hooks run after this
+///     });
+///     lifecycle_runtime::shutdown_signal().await;
+/// }
+/// ```
 pub fn spawn<F>(future: F) -> tokio::task::JoinHandle<F::Output>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    shutdown::SHUTDOWN.tracker.spawn(future)
+    Lifecycle::global().tracker().spawn(future)
 }
 
 /// The phase the service is in.
+///
+/// ```
+/// use lifecycle_runtime::Phase;
+///
+/// // Before (and outside) #[service_main], the service is starting.
+/// assert_eq!(lifecycle_runtime::phase(), Phase::Starting);
+/// ```
 pub fn phase() -> Phase {
-    state::STATE.phase()
+    Lifecycle::global().phase()
 }
 
-/// Takes the instance out of rotation (`false`: `/readyz` fails) or puts it
-/// back (`true`), by hand, e.g. while a cache reloads.
+/// Takes the instance out of rotation (`false`: `/readyz` fails with
+/// `taken out of rotation by set_ready(false)`) or puts it back (`true`),
+/// by hand, e.g. while a cache reloads. It never brings back an instance
+/// that is starting or shutting down.
+///
+/// ```no_run
+/// # async fn reload_cache() {}
+/// # async fn example() {
+/// lifecycle_runtime::set_ready(false);
+/// reload_cache().await;
+/// lifecycle_runtime::set_ready(true);
+/// # }
+/// ```
 pub fn set_ready(ready: bool) {
-    state::STATE.set_withdrawn(!ready);
+    Lifecycle::global().set_withdrawn(!ready);
 }
 
 /// Fails `/livez` from now on with `reason`, so the kubelet restarts the
-/// container: the way to give up without `process::exit` skipping cleanup.
-/// The first reason given is kept.
+/// container: the way to give up without `process::exit` skipping
+/// cleanup. The first reason given is kept.
+///
+/// ```no_run
+/// # struct Pool;
+/// # impl Pool { fn is_poisoned(&self) -> bool { false } }
+/// # let pool = Pool;
+/// if pool.is_poisoned() {
+///     lifecycle_runtime::mark_broken("database pool poisoned: restart me");
+/// }
+/// ```
 pub fn mark_broken(reason: impl Into<String>) {
     let reason = reason.into();
     tracing::error!(%reason, "marked broken: /livez fails from now on");
-    state::STATE.mark_broken(reason);
+    Lifecycle::global().mark_broken(reason);
 }
 
 /// What generated code calls; not a public API.
@@ -110,6 +367,7 @@ pub mod __private {
     pub use crate::registry::{
         BoxFuture, Call, CheckKind, CheckRegistration, HookKind, HookRegistration, Site,
     };
+    pub use crate::require_default_subscriber;
     pub use crate::service::run_service;
     pub use inventory;
 }

@@ -7,6 +7,8 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::config::Settings;
+use crate::exit::{self, Exit};
+use crate::probe::Endpoint;
 use crate::registry::{self, CheckKind, HookKind};
 use crate::shutdown::budget_warning;
 
@@ -23,9 +25,11 @@ fn ceil_seconds(duration: Duration) -> u64 {
 /// `timeoutSeconds` for an endpoint: the largest timeout of the checks a
 /// probe of it runs (background checks answer from memory), plus the
 /// promised 50 ms, rounded up to a whole second.
-pub(crate) fn probe_timeout_seconds(kind: CheckKind) -> u64 {
-    let largest = registry::checks(kind)
+pub(crate) fn probe_timeout_seconds(endpoint: Endpoint) -> u64 {
+    let largest = endpoint
+        .check_kinds()
         .iter()
+        .flat_map(|kind| registry::checks(*kind))
         .filter(|check| check.interval_ms.is_none())
         .map(|check| check.timeout())
         .max()
@@ -33,8 +37,25 @@ pub(crate) fn probe_timeout_seconds(kind: CheckKind) -> u64 {
     ceil_seconds(largest + ANSWER_SLACK).max(1)
 }
 
-/// A PodSpec fragment (one container) in YAML, with a header comment.
-pub(crate) fn render(container_name: &str, settings: &Settings) -> Result<String, String> {
+/// `--lifecycle-manifest`: prints the pod template for this binary.
+pub(crate) fn print(settings: &Settings) -> Exit {
+    let name = std::env::args_os()
+        .next()
+        .map(std::path::PathBuf::from)
+        .and_then(|path| path.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "service".to_owned());
+    match render(&name, settings) {
+        Ok(yaml) => {
+            print!("{yaml}");
+            Exit::success()
+        }
+        Err(error) => Exit::failure(exit::BAD_CONFIG, error),
+    }
+}
+
+/// A PodTemplateSpec (pod metadata and a spec with one container) in
+/// YAML, with a header comment.
+fn render(container_name: &str, settings: &Settings) -> Result<String, String> {
     let port = settings.probe_addr.port();
     if settings.probe_addr.ip().is_loopback() {
         return Err(format!(
@@ -48,10 +69,10 @@ pub(crate) fn render(container_name: &str, settings: &Settings) -> Result<String
             settings.probe_addr
         ));
     }
-    let probe = |path: &str, timeout: u64, period: u64, failures: u64| {
+    let probe = |endpoint: Endpoint, period: u64, failures: u64| {
         json!({
-            "httpGet": { "path": path, "port": port },
-            "timeoutSeconds": timeout,
+            "httpGet": { "path": endpoint.path(), "port": port },
+            "timeoutSeconds": probe_timeout_seconds(endpoint),
             "periodSeconds": period,
             "failureThreshold": failures,
             "successThreshold": 1,
@@ -70,22 +91,25 @@ pub(crate) fn render(container_name: &str, settings: &Settings) -> Result<String
     let grace =
         ceil_seconds(settings.cluster_drain_delay + settings.shutdown_timeout + GRACE_SLACK);
 
-    let spec = json!({
-        "terminationGracePeriodSeconds": grace,
-        "containers": [{
-            "name": container_name,
-            "ports": [{ "name": "probes", "containerPort": port, "protocol": "TCP" }],
-            "startupProbe": probe(
-                "/startupz",
-                probe_timeout_seconds(CheckKind::Startup),
-                startup_period,
-                startup_failures,
-            ),
-            "livenessProbe": probe("/livez", probe_timeout_seconds(CheckKind::Liveness), 10, 3),
-            "readinessProbe": probe("/readyz", probe_timeout_seconds(CheckKind::Readiness), 5, 2),
-        }],
+    let template = json!({
+        "metadata": {
+            "labels": { "app.kubernetes.io/name": container_name },
+        },
+        "spec": {
+            "terminationGracePeriodSeconds": grace,
+            "containers": [{
+                "name": container_name,
+                "ports": [{ "name": "probes", "containerPort": port, "protocol": "TCP" }],
+                "startupProbe": probe(Endpoint::Startupz, startup_period, startup_failures),
+                "livenessProbe": probe(Endpoint::Livez, 10, 3),
+                "readinessProbe": probe(Endpoint::Readyz, 5, 2),
+                // `kubectl describe pod` shows the termination message, or
+                // the log's tail when a crash left none.
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+            }],
+        },
     });
-    let yaml = serde_yaml::to_string(&spec).map_err(|e| e.to_string())?;
+    let yaml = serde_norway::to_string(&template).map_err(|e| e.to_string())?;
     // The budget as it will be in the cluster, with its drain delay.
     let warning = match budget_warning(settings.cluster_drain_delay, settings.shutdown_timeout) {
         Some(warning) => {

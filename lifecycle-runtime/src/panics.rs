@@ -3,6 +3,7 @@
 //! a panic swallowed by a task otherwise leaves a half-dead service behind.
 //! Checks and hooks are "contained": their panics are their failures.
 
+use std::any::Any;
 use std::cell::Cell;
 use std::future::Future;
 use std::panic::PanicHookInfo;
@@ -74,14 +75,19 @@ impl<F: ?Sized> Drop for Contained<F> {
     }
 }
 
-/// `panicked at FILE:LINE:COL: MESSAGE`, as `std` words it.
-fn describe(info: &PanicHookInfo<'_>) -> String {
-    let payload = info.payload();
-    let message = payload
+/// The text of a panic payload, as `std` prints it: the one place that
+/// knows a payload is a `&str` or a `String`.
+pub(crate) fn payload_text(payload: &(dyn Any + Send)) -> &str {
+    payload
         .downcast_ref::<&str>()
         .copied()
         .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("Box<dyn Any>");
+        .unwrap_or("Box<dyn Any>")
+}
+
+/// `panicked at FILE:LINE:COL: MESSAGE`, as `std` words it.
+fn describe(info: &PanicHookInfo<'_>) -> String {
+    let message = payload_text(info.payload());
     let thread = std::thread::current();
     let thread = thread.name().unwrap_or("<unnamed>");
     match info.location() {
@@ -92,6 +98,15 @@ fn describe(info: &PanicHookInfo<'_>) -> String {
 
 /// Replaces the panic hook for the life of the process.
 pub(crate) fn install(policy: PanicPolicy) {
+    install_with(move |description| match policy {
+        PanicPolicy::Crash => terminate(exit::PANIC, description),
+        PanicPolicy::Log => exit::log_error(description),
+    });
+}
+
+/// Replaces the panic hook: a contained panic is left to its caller to
+/// report; any other goes to `uncontained`, with its description.
+pub(crate) fn install_with(uncontained: impl Fn(&str) + Send + Sync + 'static) {
     std::panic::set_hook(Box::new(move |info| {
         let description = describe(info);
         if is_contained() {
@@ -99,9 +114,6 @@ pub(crate) fn install(policy: PanicPolicy) {
             tracing::debug!("contained: {description}");
             return;
         }
-        match policy {
-            PanicPolicy::Crash => terminate(exit::PANIC, &description),
-            PanicPolicy::Log => exit::log_error(&description),
-        }
+        uncontained(&description);
     }));
 }

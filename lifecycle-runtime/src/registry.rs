@@ -14,15 +14,20 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 /// How to call a registered function: a plain `fn` runs on the blocking
 /// pool (it may block), an `async fn` is spawned as a task.
 pub enum Call<T: 'static> {
+    /// A plain `fn`.
     Blocking(fn() -> T),
+    /// An `async fn`.
     Async(fn() -> BoxFuture<T>),
 }
 
 /// Where a registration was written, for messages that name it.
 #[derive(Debug, Clone, Copy)]
 pub struct Site {
+    /// `module_path!()` of the function.
     pub module: &'static str,
+    /// `file!()`.
     pub file: &'static str,
+    /// `line!()` of the function's name.
     pub line: u32,
 }
 
@@ -32,11 +37,16 @@ impl fmt::Display for Site {
     }
 }
 
+/// Which attribute registered a check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CheckKind {
+    /// `#[liveness]`.
     Liveness,
+    /// `#[readiness]`.
     Readiness,
+    /// `#[startup]`.
     Startup,
+    /// `#[preflight]`.
     Preflight,
 }
 
@@ -60,9 +70,12 @@ impl CheckKind {
     }
 }
 
+/// Which attribute registered a hook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum HookKind {
+    /// `#[on_startup]`.
     OnStartup,
+    /// `#[on_shutdown]`.
     OnShutdown,
 }
 
@@ -85,12 +98,19 @@ impl HookKind {
 /// A check registered by `#[liveness]`, `#[readiness]`, `#[startup]` or
 /// `#[preflight]`.
 pub struct CheckRegistration {
+    /// The attribute.
     pub kind: CheckKind,
+    /// `name`, or the function's name.
     pub name: &'static str,
+    /// `timeout_ms`; `None` takes the kind's default.
     pub timeout_ms: Option<u64>,
+    /// `critical`.
     pub critical: bool,
+    /// `interval_ms`: run in the background.
     pub interval_ms: Option<u64>,
+    /// The function, its result converted.
     pub call: Call<Health>,
+    /// Where it was written.
     pub site: Site,
 }
 
@@ -104,11 +124,17 @@ impl CheckRegistration {
 
 /// A hook registered by `#[on_startup]` or `#[on_shutdown]`.
 pub struct HookRegistration {
+    /// The attribute.
     pub kind: HookKind,
+    /// `name`, or the function's name.
     pub name: &'static str,
+    /// `order`: ascending, equal orders together.
     pub order: i32,
+    /// `timeout_ms`; `None` takes the kind's default.
     pub timeout_ms: Option<u64>,
+    /// The function, its result converted.
     pub call: Call<HookOutcome>,
+    /// Where it was written.
     pub site: Site,
 }
 

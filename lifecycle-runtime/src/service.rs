@@ -3,23 +3,22 @@
 //! the body of `main`, the graceful stop and the exit code.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
 use tokio::runtime::{Handle, Runtime};
 
-use crate::checks::{Check, CheckResult, OwnTask};
-use crate::config::{self, Flavor, LogFormat, ServiceConfig, Settings};
-use crate::exit::{self, terminate};
+use crate::call::OwnTask;
+use crate::checks::{Check, CheckResult};
+use crate::config::{self, Flavor, ServiceConfig, Settings};
+use crate::exit::{self, Exit};
 use crate::flags::{self, Mode};
-use crate::probe::{ProbeServer, Prober};
-use crate::registry::{self, CheckKind, HookKind};
-use crate::report;
-use crate::shutdown::{self, MainEnded, SHUTDOWN};
-use crate::state::{Phase, STATE};
-
-/// How long `--lifecycle-probe` waits for an answer in all.
-const EXEC_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+use crate::hooks;
+use crate::lifecycle::Lifecycle;
+use crate::probe::{self, Evaluator, ProbeServer};
+use crate::registry::{self, CheckKind};
+use crate::shutdown::{self, MainEnded};
 
 /// Runs a service: what `#[service_main]` expands to. Never returns: the
 /// process exits with the code the contract gives.
@@ -30,59 +29,97 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
-    let env = |name: &str| std::env::var(name).ok();
-    // Logging first, so that every later failure is logged.
-    let log_format = config::log_format(&env);
-    if config.tracing {
-        crate::logging::install(*log_format.as_ref().unwrap_or(&LogFormat::Text));
-    }
-    if let Err(error) = log_format {
-        terminate(exit::BAD_CONFIG, &error.to_string());
-    }
-    let settings = Settings::resolve(&config, &env)
-        .unwrap_or_else(|error| terminate(exit::BAD_CONFIG, &error.to_string()));
-    let duplicates = registry::duplicate_names();
-    if !duplicates.is_empty() {
-        terminate(exit::BAD_CONFIG, &duplicates.join("; "));
-    }
-    let mode = flags::mode(std::env::args_os())
-        .unwrap_or_else(|error| terminate(exit::BAD_CONFIG, &error));
-    crate::panics::install(config.panic);
-    match mode {
-        Mode::Serve => serve(&config, &settings, main),
-        Mode::Preflight => preflight_only(&config),
-        Mode::Probe(endpoint) => exec_probe(&settings, endpoint),
-        Mode::Manifest => print_manifest(&settings),
-    }
+    run(&config, Lifecycle::global().clone(), main).exit()
 }
 
-fn serve<F, Fut>(config: &ServiceConfig, settings: &Settings, main: F) -> !
+/// The service's whole life, up to the exit it ends with. (The signal
+/// thread may end the process sooner: a second signal, a missed deadline.)
+fn run<F, Fut>(config: &ServiceConfig, lifecycle: Arc<Lifecycle>, main: F) -> Exit
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
-    if let Err(error) = crate::signals::start(settings.shutdown_timeout) {
-        terminate(
+    let env = |name: &str| std::env::var(name).ok();
+    // Logging first, so that every later failure is logged.
+    let log_format = config::log_format(&env);
+    if config.tracing {
+        crate::logging::install(log_format.clone().unwrap_or_default());
+    }
+    if let Err(error) = log_format {
+        return Exit::failure(exit::BAD_CONFIG, error.to_string());
+    }
+    let settings = match Settings::resolve(config, &env) {
+        Ok(settings) => settings,
+        Err(error) => return Exit::failure(exit::BAD_CONFIG, error.to_string()),
+    };
+    let duplicates = registry::duplicate_names();
+    if !duplicates.is_empty() {
+        return Exit::failure(exit::BAD_CONFIG, duplicates.join("; "));
+    }
+    let mode = match flags::mode(std::env::args_os()) {
+        Ok(mode) => mode,
+        Err(error) => return Exit::failure(exit::BAD_CONFIG, error),
+    };
+    crate::panics::install(config.panic);
+    match mode {
+        Mode::Serve => serve(config, &settings, lifecycle, main),
+        Mode::Preflight => preflight_only(config),
+        Mode::Probe(endpoint) => crate::exec_probe::run(&settings, endpoint),
+        Mode::Manifest => crate::manifest::print(&settings),
+    }
+}
+
+fn serve<F, Fut>(
+    config: &ServiceConfig,
+    settings: &Settings,
+    lifecycle: Arc<Lifecycle>,
+    main: F,
+) -> Exit
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    if let Err(error) = crate::signals::start(lifecycle.clone(), settings.shutdown_timeout) {
+        return Exit::failure(
             exit::FAILURE,
-            &format!("cannot install the SIGTERM and SIGINT handlers: {error}"),
+            format!("cannot install the SIGTERM and SIGINT handlers: {error}"),
         );
     }
-    let runtime = build_runtime(config);
-    start_heartbeat(&runtime, settings.stall_threshold);
-    let prober = Prober::new(
+    let runtime = match build_runtime(config) {
+        Ok(runtime) => runtime,
+        Err(exit) => return exit,
+    };
+    start_heartbeat(&runtime, &lifecycle, settings.stall_threshold);
+    let evaluator = Arc::new(Evaluator::new(
+        lifecycle.clone(),
         runtime.handle().clone(),
         settings.stall_threshold,
         settings.max_tasks,
-    );
-    let probes = ProbeServer::start(settings.probe_addr, prober).unwrap_or_else(|error| {
-        terminate(
-            exit::FAILURE,
-            &format!(
-                "cannot bind the probe server to {} (set LIFECYCLE_PROBE_ADDR to another address): {error}",
-                settings.probe_addr
-            ),
-        )
-    });
+        [
+            CheckKind::Liveness,
+            CheckKind::Readiness,
+            CheckKind::Startup,
+        ]
+        .into_iter()
+        .flat_map(registry::checks),
+    ));
+    evaluator.start_background_checks();
+    let answer = move |request| {
+        let evaluator = evaluator.clone();
+        async move { probe::http::answer(&evaluator, request).await }
+    };
+    let probes = match ProbeServer::start(settings.probe_addr, answer) {
+        Ok(probes) => probes,
+        Err(error) => {
+            return Exit::failure(
+                exit::FAILURE,
+                format!(
+                    "cannot bind the probe server to {} (set LIFECYCLE_PROBE_ADDR to another address): {error}",
+                    settings.probe_addr
+                ),
+            )
+        }
+    };
     tracing::info!("probe server listening on http://{}", probes.local_addr);
     tracing::info!(
         "drain delay {} ms ({}); shutdown timeout {} ms; stall threshold {} ms",
@@ -96,27 +133,25 @@ where
         tracing::warn!("{warning}");
     }
 
-    let handle = runtime.handle().clone();
+    let app = runtime.handle().clone();
     let drain_delay = settings.drain_delay;
-    let (failures, panicked) = runtime.block_on(async move {
+    let (failures, panicked) = runtime.block_on(async {
+        let mut failures = Vec::new();
+        let mut panicked = false;
         // A signal during start-up abandons it: what is running is
         // cancelled (dropped, which aborts it) and main never runs.
         let started = tokio::select! {
             biased;
-            _ = SHUTDOWN.requested.cancelled() => {
-                tracing::info!("start-up abandoned: stopping before main runs");
-                Ok(false)
-            }
-            result = start_up(&handle) => result.map(|()| true),
+            _ = lifecycle.stop_requested_token().cancelled() => Ok(false),
+            result = start_up(&lifecycle, &app) => result.map(|()| true),
         };
-        let mut failures = Vec::new();
-        let mut panicked = false;
+        // A signal may also come between the end of start-up and this:
+        // the phase machine refuses `Running` once it is `Draining`.
+        let started = started.map(|done| done && lifecycle.finish_startup().is_ok());
         match started {
             Ok(true) => {
-                STATE.finish_startup();
-                STATE.set_phase(Phase::Running);
                 tracing::info!("start-up finished; running");
-                match shutdown::serve(main(), drain_delay).await {
+                match shutdown::run_main(&lifecycle, main(), drain_delay).await {
                     MainEnded::Ok => {}
                     MainEnded::Err(error) => {
                         let error = format!("main returned an error: {error}");
@@ -129,17 +164,14 @@ where
                     }
                 }
             }
-            Ok(false) => shutdown::stop_serving(),
+            Ok(false) => tracing::info!("start-up abandoned: stopping before main runs"),
             Err(error) => {
+                // What start-up acquired, the shutdown hooks may release.
                 tracing::error!("{error}");
                 failures.push(error);
-                // What start-up acquired, the shutdown hooks may release.
-                SHUTDOWN.requested.cancel();
-                shutdown::stop_serving();
             }
         }
-        shutdown::wait_for_tracked_tasks().await;
-        failures.extend(shutdown::run_shutdown_hooks(&handle).await);
+        failures.extend(shutdown::stop(&lifecycle, &app).await);
         (failures, panicked)
     });
 
@@ -148,13 +180,13 @@ where
     runtime.shutdown_timeout(Duration::from_millis(100));
     if failures.is_empty() {
         tracing::info!("stopped cleanly; exiting with code 0");
-        std::process::exit(0)
+        return Exit::success();
     }
     let code = if panicked { exit::PANIC } else { exit::FAILURE };
-    terminate(code, &failures.join("; "))
+    Exit::failure(code, failures.join("; "))
 }
 
-fn build_runtime(config: &ServiceConfig) -> Runtime {
+fn build_runtime(config: &ServiceConfig) -> Result<Runtime, Exit> {
     let mut builder = match config.flavor {
         Flavor::MultiThread => tokio::runtime::Builder::new_multi_thread(),
         Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
@@ -162,40 +194,43 @@ fn build_runtime(config: &ServiceConfig) -> Runtime {
     if let Some(threads) = config.worker_threads {
         builder.worker_threads(threads as usize);
     }
-    builder.enable_all().build().unwrap_or_else(|error| {
-        terminate(
+    builder.enable_all().build().map_err(|error| {
+        Exit::failure(
             exit::FAILURE,
-            &format!("cannot build the application runtime: {error}"),
+            format!("cannot build the application runtime: {error}"),
         )
     })
 }
 
 /// A task on the application runtime that records each tick: when every
 /// worker is blocked it stops, and the `runtime` liveness check sees it.
-fn start_heartbeat(runtime: &Runtime, stall_threshold: Duration) {
+fn start_heartbeat(runtime: &Runtime, lifecycle: &Arc<Lifecycle>, stall_threshold: Duration) {
     let period = (stall_threshold / 4).clamp(Duration::from_millis(1), Duration::from_millis(100));
-    STATE.beat();
+    lifecycle.heartbeat().beat();
     let own = OwnTask::start();
+    let lifecycle = lifecycle.clone();
     runtime.spawn(async move {
         let _own = own;
         let mut ticks = tokio::time::interval(period);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            STATE.beat();
+            lifecycle.heartbeat().beat();
         }
     });
 }
 
 async fn run_preflight(app: &Handle) -> Vec<CheckResult> {
-    let preflight = registry::checks(CheckKind::Preflight);
-    let checks: Vec<_> = preflight.into_iter().map(Check::new).collect();
+    let checks: Vec<_> = registry::checks(CheckKind::Preflight)
+        .into_iter()
+        .map(Check::new)
+        .collect();
     join_all(checks.iter().map(|check| check.run(app))).await
 }
 
 /// Preflight checks, then the `on_startup` hooks by ascending order, equal
 /// orders together. The first failing stage stops start-up.
-async fn start_up(app: &Handle) -> Result<(), String> {
+async fn start_up(lifecycle: &Lifecycle, app: &Handle) -> Result<(), String> {
     let failures: Vec<String> = run_preflight(app)
         .await
         .iter()
@@ -211,76 +246,31 @@ async fn start_up(app: &Handle) -> Result<(), String> {
     if !failures.is_empty() {
         return Err(failures.join("; "));
     }
-    for (order, group) in registry::hook_groups(HookKind::OnStartup) {
-        tracing::debug!(order, hooks = group.len(), "running on_startup hooks");
-        let failures = shutdown::run_hook_group(app, &group).await;
-        if !failures.is_empty() {
-            return Err(failures.join("; "));
-        }
-    }
-    Ok(())
+    hooks::run_startup_hooks(lifecycle, app).await
 }
 
 /// `--lifecycle-preflight`: the preflight checks alone, one line each on
 /// stdout; no probe server, no hooks. The image's own initContainer.
-fn preflight_only(config: &ServiceConfig) -> ! {
-    let runtime = build_runtime(config);
+fn preflight_only(config: &ServiceConfig) -> Exit {
+    let runtime = match build_runtime(config) {
+        Ok(runtime) => runtime,
+        Err(exit) => return exit,
+    };
     let results = runtime.block_on(run_preflight(runtime.handle()));
     for result in &results {
-        println!("{}", report::line(result));
+        println!("{}", probe::report::line(result));
     }
     let failed: Vec<String> = results
         .iter()
         .filter(|r| !r.health.is_up())
-        .map(report::line)
+        .map(probe::report::line)
         .collect();
     runtime.shutdown_timeout(Duration::from_millis(100));
     if failed.is_empty() {
-        std::process::exit(0)
+        return Exit::success();
     }
-    terminate(
+    Exit::failure(
         exit::FAILURE,
-        &format!("preflight failed: {}", failed.join("; ")),
+        format!("preflight failed: {}", failed.join("; ")),
     )
-}
-
-/// `--lifecycle-probe ENDPOINT`: an exec probe for images without curl.
-/// It waits 1 s, or longer when the endpoint's checks may take longer: the
-/// same `timeoutSeconds` the manifest gives the kubelet.
-fn exec_probe(settings: &Settings, endpoint: &str) -> ! {
-    let kind = match endpoint {
-        "livez" => CheckKind::Liveness,
-        "readyz" => CheckKind::Readiness,
-        _ => CheckKind::Startup,
-    };
-    let timeout = EXEC_PROBE_TIMEOUT.max(Duration::from_secs(
-        crate::manifest::probe_timeout_seconds(kind),
-    ));
-    match flags::probe(settings.probe_addr, endpoint, timeout) {
-        Ok((status, body)) => {
-            println!("{}", body.trim_end());
-            std::process::exit(if status == 200 { 0 } else { 1 })
-        }
-        Err(error) => {
-            // Not a failure of the service's: no termination message.
-            eprintln!("{endpoint}: {error}");
-            std::process::exit(1)
-        }
-    }
-}
-
-/// `--lifecycle-manifest`: the Kubernetes snippet for this binary.
-fn print_manifest(settings: &Settings) -> ! {
-    let name = std::env::args_os()
-        .next()
-        .map(std::path::PathBuf::from)
-        .and_then(|path| path.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "service".to_owned());
-    match crate::manifest::render(&name, settings) {
-        Ok(yaml) => {
-            print!("{yaml}");
-            std::process::exit(0)
-        }
-        Err(error) => terminate(exit::BAD_CONFIG, &error),
-    }
 }

@@ -3,13 +3,13 @@
 //! still exits on a second signal and still cannot overrun its deadline.
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::exit::{self, terminate};
-use crate::shutdown::SHUTDOWN;
-use crate::state::{Phase, STATE};
+use crate::lifecycle::Lifecycle;
 
 const SIGINT: i32 = 2;
 const SIGTERM: i32 = 15;
@@ -30,8 +30,10 @@ async fn next_signal(term: &mut Signal, int: &mut Signal) -> i32 {
 }
 
 /// Installs the handlers (before returning, so that no early signal takes
-/// the default action) and starts the watching thread.
-pub(crate) fn start(shutdown_timeout: Duration) -> io::Result<()> {
+/// the default action) and starts the thread that requests the stop of
+/// `lifecycle` on the first signal, exits on the second, and enforces the
+/// shutdown deadline from the moment a stop is requested.
+pub(crate) fn start(lifecycle: Arc<Lifecycle>, shutdown_timeout: Duration) -> io::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -47,12 +49,11 @@ pub(crate) fn start(shutdown_timeout: Duration) -> io::Result<()> {
             runtime.block_on(async move {
                 let cause = tokio::select! {
                     signo = next_signal(&mut term, &mut int) => {
+                        lifecycle.request_stop();
                         tracing::info!("{} received: leaving rotation and shutting down", name(signo));
-                        STATE.transition(Phase::Running, Phase::Draining);
-                        SHUTDOWN.requested.cancel();
                         Some(signo)
                     }
-                    _ = SHUTDOWN.requested.cancelled() => None,
+                    _ = lifecycle.stop_requested_token().cancelled() => None,
                 };
                 let deadline = tokio::time::sleep(shutdown_timeout);
                 tokio::pin!(deadline);
@@ -80,7 +81,7 @@ pub(crate) fn start(shutdown_timeout: Duration) -> io::Result<()> {
                                 &format!(
                                     "shutdown did not finish within {} ms {since}; still running: {}",
                                     shutdown_timeout.as_millis(),
-                                    SHUTDOWN.still_running()
+                                    lifecycle.still_running()
                                 ),
                             );
                         }

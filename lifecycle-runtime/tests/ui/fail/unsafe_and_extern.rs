@@ -10,3 +10,8 @@ unsafe fn database() -> bool {
 extern "C" fn alive() -> bool {
     true
 }
+
+#[lifecycle_runtime::readiness]
+const fn constant() -> bool {
+    true
+}

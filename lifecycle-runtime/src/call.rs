@@ -1,0 +1,105 @@
+//! Calling a user's check or hook: on the application runtime (it may use
+//! the application's pools and clients), bounded by its timeout, with a
+//! panic turned into that call's failure.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::runtime::Handle;
+use tokio_util::task::AbortOnDropHandle;
+
+use crate::panics::{contain, payload_text, Contained};
+use crate::registry::Call;
+
+/// How a bounded call ended.
+pub(crate) enum Outcome<T> {
+    Finished(T),
+    TimedOut(Duration),
+    Panicked(String),
+    /// The application runtime is shutting down and dropped the task.
+    Cancelled,
+}
+
+impl<T> Outcome<T> {
+    /// The failure reason of anything but `Finished`.
+    pub(crate) fn failure(&self) -> Option<String> {
+        match self {
+            Outcome::Finished(_) => None,
+            Outcome::TimedOut(after) => Some(format!("timed out after {} ms", after.as_millis())),
+            Outcome::Panicked(message) => Some(format!("panicked: {message}")),
+            Outcome::Cancelled => {
+                Some("cancelled: the application runtime is shutting down".into())
+            }
+        }
+    }
+}
+
+/// Runs `call` on the application runtime `app` and waits at most `timeout`
+/// for it, on whichever runtime awaits this (the probe server's own, for
+/// probes), so a stalled application still gets a timely answer.
+///
+/// A plain `fn` runs on the blocking pool so that it cannot stall a worker;
+/// `on_return` is dropped when it has really returned, which may be long
+/// after its time-out. An `async fn` that overruns is aborted at its next
+/// `.await`; a blocking one cannot be stopped and is left to finish.
+pub(crate) async fn run_bounded<T: Send + 'static>(
+    app: &Handle,
+    call: &Call<T>,
+    timeout: Duration,
+    on_return: impl Send + 'static,
+) -> Outcome<T> {
+    let task = match call {
+        Call::Blocking(function) => {
+            let function = *function;
+            app.spawn_blocking(move || {
+                let _on_return = on_return;
+                contain(function)
+            })
+        }
+        Call::Async(function) => {
+            let future = Contained::new(function());
+            let own = OwnTask::start();
+            app.spawn(async move {
+                let _own = own;
+                future.await
+            })
+        }
+    };
+    // Dropping the handle aborts the task: a probe that gives up, or a
+    // start-up abandoned on SIGTERM, leaves nothing running behind.
+    let task = AbortOnDropHandle::new(task);
+    match tokio::time::timeout(timeout, task).await {
+        Ok(Ok(value)) => Outcome::Finished(value),
+        Ok(Err(error)) if error.is_panic() => {
+            Outcome::Panicked(payload_text(&*error.into_panic()).to_owned())
+        }
+        Ok(Err(_)) => Outcome::Cancelled,
+        Err(_) => Outcome::TimedOut(timeout),
+    }
+}
+
+/// Tasks of lifecycle's own alive on the application runtime (heartbeat,
+/// background runners, async check and hook runs), which the `tasks`
+/// check leaves out of its count. tokio counts spawned tasks only, not
+/// blocking-pool calls, and so does this.
+static OWN_TASKS: AtomicU64 = AtomicU64::new(0);
+
+/// Counts one of lifecycle's own tasks while it is alive.
+pub(crate) struct OwnTask(());
+
+impl OwnTask {
+    pub(crate) fn start() -> OwnTask {
+        OWN_TASKS.fetch_add(1, Ordering::SeqCst);
+        OwnTask(())
+    }
+
+    pub(crate) fn alive() -> u64 {
+        OWN_TASKS.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for OwnTask {
+    fn drop(&mut self) {
+        OWN_TASKS.fetch_sub(1, Ordering::SeqCst);
+    }
+}

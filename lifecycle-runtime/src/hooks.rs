@@ -1,0 +1,78 @@
+//! Running `on_startup` and `on_shutdown` hooks: by ascending `order`,
+//! equal orders concurrently, each bounded by its `timeout_ms`, each
+//! recorded while it runs so that a missed deadline names it.
+
+use futures_util::future::join_all;
+use tokio::runtime::Handle;
+
+use crate::call::{run_bounded, Outcome};
+use crate::lifecycle::Lifecycle;
+use crate::registry::{self, HookKind, HookRegistration};
+
+/// Runs one group of hooks (same `order`) concurrently; returns one
+/// message per hook that failed, timed out or panicked.
+async fn run_group(
+    lifecycle: &Lifecycle,
+    app: &Handle,
+    group: &[&'static HookRegistration],
+) -> Vec<String> {
+    let outcomes = join_all(group.iter().map(|hook| async move {
+        let _running = lifecycle.enter(format!(
+            "{} hook \"{}\" ({})",
+            hook.kind.label(),
+            hook.name,
+            hook.site
+        ));
+        tracing::debug!(
+            hook = hook.name,
+            order = hook.order,
+            "{} hook starting",
+            hook.kind.label()
+        );
+        let outcome = run_bounded(app, &hook.call, hook.timeout(), ()).await;
+        (hook, outcome)
+    }))
+    .await;
+    outcomes
+        .into_iter()
+        .filter_map(|(hook, outcome)| {
+            let reason = match outcome {
+                Outcome::Finished(Ok(())) => return None,
+                Outcome::Finished(Err(error)) => format!("failed: {error}"),
+                other => other.failure().unwrap_or_default(),
+            };
+            Some(format!(
+                "{} hook \"{}\" {reason}",
+                hook.kind.label(),
+                hook.name
+            ))
+        })
+        .collect()
+}
+
+/// Start-up: the `on_startup` hooks group by group; the first group with
+/// a failure stops start-up, and its failures are the error.
+pub(crate) async fn run_startup_hooks(lifecycle: &Lifecycle, app: &Handle) -> Result<(), String> {
+    for (order, group) in registry::hook_groups(HookKind::OnStartup) {
+        tracing::debug!(order, hooks = group.len(), "running on_startup hooks");
+        let failures = run_group(lifecycle, app, &group).await;
+        if !failures.is_empty() {
+            return Err(failures.join("; "));
+        }
+    }
+    Ok(())
+}
+
+/// The stop: every `on_shutdown` hook group by group; a failure is logged
+/// and the later hooks still run. Returns the failures.
+pub(crate) async fn run_shutdown_hooks(lifecycle: &Lifecycle, app: &Handle) -> Vec<String> {
+    let mut failures = Vec::new();
+    for (order, group) in registry::hook_groups(HookKind::OnShutdown) {
+        tracing::info!(order, hooks = group.len(), "running on_shutdown hooks");
+        for failure in run_group(lifecycle, app, &group).await {
+            tracing::error!("{failure}");
+            failures.push(failure);
+        }
+    }
+    failures
+}

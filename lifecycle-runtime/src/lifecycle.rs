@@ -1,0 +1,423 @@
+//! The one lifecycle state: the phase machine, readiness withdrawal, the
+//! broken reason, start-up completion, the shutdown tokens, the task
+//! tracker and the application runtime's heartbeat.
+//!
+//! The probe evaluator, the signal watcher and the shutdown sequence each
+//! receive a [`Lifecycle`] by reference; the public free functions of the
+//! crate are accessors of the one process-wide instance. Everything here is
+//! atomics or short critical sections: probes read it from their own
+//! runtime's thread and must never wait on the application.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use once_cell::sync::Lazy;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Where the service is in its life.
+///
+/// The phase only moves forward: `Starting → Running → Draining →
+/// Stopping`, or `Starting → Draining` when a stop is requested during
+/// start-up.
+///
+/// ```
+/// use lifecycle_runtime::Phase;
+///
+/// // What a handler of the application might report.
+/// fn describe(phase: Phase) -> &'static str {
+///     match phase {
+///         Phase::Running => "serving",
+///         Phase::Draining | Phase::Stopping => "on my way out",
+///         _ => "warming up",
+///     }
+/// }
+/// assert_eq!(describe(lifecycle_runtime::phase()), "warming up");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Phase {
+    /// Preflight checks and `on_startup` hooks are running.
+    Starting,
+    /// Start-up finished; the body of `main` is serving.
+    Running,
+    /// A stop was requested: out of rotation, waiting for traffic to drain
+    /// and for the body of `main` to return.
+    Draining,
+    /// `on_shutdown` hooks are running.
+    Stopping,
+}
+
+impl Phase {
+    const ALL: [Phase; 4] = [
+        Phase::Starting,
+        Phase::Running,
+        Phase::Draining,
+        Phase::Stopping,
+    ];
+
+    /// The phase's name in lower case: `starting`, `running`, `draining`,
+    /// `stopping`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Starting => "starting",
+            Phase::Running => "running",
+            Phase::Draining => "draining",
+            Phase::Stopping => "stopping",
+        }
+    }
+
+    /// Whether the machine may move from `self` to `next`.
+    fn may_become(self, next: Phase) -> bool {
+        matches!(
+            (self, next),
+            (Phase::Starting, Phase::Running)
+                | (Phase::Starting, Phase::Draining)
+                | (Phase::Running, Phase::Draining)
+                | (Phase::Draining, Phase::Stopping)
+        )
+    }
+
+    fn from_index(index: u8) -> Phase {
+        Phase::ALL[usize::from(index)]
+    }
+
+    fn index(self) -> u8 {
+        Phase::ALL
+            .iter()
+            .position(|p| *p == self)
+            .expect("every phase is in ALL") as u8
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A transition the phase machine refused: the phase was `from`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Refused {
+    pub(crate) from: Phase,
+    pub(crate) to: Phase,
+}
+
+/// The lifecycle of one service.
+pub(crate) struct Lifecycle {
+    phase: AtomicU8,
+    /// `set_ready(false)` in force.
+    withdrawn: AtomicBool,
+    /// The first reason given to `mark_broken`: the root cause.
+    broken: OnceLock<String>,
+    /// Preflight checks and `on_startup` hooks all succeeded and the phase
+    /// became `Running`.
+    started: AtomicBool,
+    /// `/startupz` has passed once, and so passes from now on.
+    startup_passed: AtomicBool,
+    /// A stop was requested: by a signal, because start-up failed, or
+    /// because `main` returned. Starts the shutdown deadline.
+    stop_requested: CancellationToken,
+    /// The application must stop serving (after the drain delay):
+    /// `shutdown_signal()` and `shutdown_token()`.
+    serving_ends: CancellationToken,
+    /// Tasks from `lifecycle_runtime::spawn`, awaited before the hooks.
+    tracker: TaskTracker,
+    heartbeat: Heartbeat,
+    /// What the stop is waiting for right now, for the deadline's message.
+    activities: Mutex<Vec<String>>,
+}
+
+static GLOBAL: Lazy<Arc<Lifecycle>> = Lazy::new(|| Arc::new(Lifecycle::new()));
+
+impl Lifecycle {
+    pub(crate) fn new() -> Lifecycle {
+        Lifecycle {
+            phase: AtomicU8::new(Phase::Starting.index()),
+            withdrawn: AtomicBool::new(false),
+            broken: OnceLock::new(),
+            started: AtomicBool::new(false),
+            startup_passed: AtomicBool::new(false),
+            stop_requested: CancellationToken::new(),
+            serving_ends: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            heartbeat: Heartbeat::new(),
+            activities: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The process-wide instance that `#[service_main]` runs and the
+    /// crate's free functions reach.
+    pub(crate) fn global() -> &'static Arc<Lifecycle> {
+        &GLOBAL
+    }
+
+    // The phase machine.
+
+    pub(crate) fn phase(&self) -> Phase {
+        Phase::from_index(self.phase.load(Ordering::SeqCst))
+    }
+
+    /// Moves to `to` if the machine allows it from the current phase.
+    pub(crate) fn advance(&self, to: Phase) -> Result<(), Refused> {
+        let mut current = self.phase.load(Ordering::SeqCst);
+        loop {
+            let from = Phase::from_index(current);
+            if !from.may_become(to) {
+                return Err(Refused { from, to });
+            }
+            match self.phase.compare_exchange(
+                current,
+                to.index(),
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => {
+                    tracing::debug!("phase {from} → {to}");
+                    return Ok(());
+                }
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Start-up succeeded: `Starting → Running`. Refused when a stop was
+    /// requested first (the phase is `Draining`): start-up is then
+    /// abandoned, and `/startupz` never passes.
+    pub(crate) fn finish_startup(&self) -> Result<(), Refused> {
+        self.advance(Phase::Running)?;
+        self.started.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Whether start-up finished and the service ran.
+    pub(crate) fn started(&self) -> bool {
+        self.started.load(Ordering::SeqCst)
+    }
+
+    /// Requests a stop: the phase becomes `Draining` at once (out of
+    /// rotation) if it was `Starting` or `Running`, and the shutdown
+    /// deadline starts. Returns whether this was the first request.
+    pub(crate) fn request_stop(&self) -> bool {
+        // Draining already (or Stopping) is what a stop asks for.
+        let _ = self.advance(Phase::Draining);
+        let first = !self.stop_requested.is_cancelled();
+        self.stop_requested.cancel();
+        first
+    }
+
+    /// Completes when a stop is requested.
+    pub(crate) fn stop_requested_token(&self) -> &CancellationToken {
+        &self.stop_requested
+    }
+
+    /// The drain is over: `shutdown_signal()` completes. Requests the stop
+    /// too, when nothing had.
+    pub(crate) fn end_serving(&self) {
+        self.request_stop();
+        self.serving_ends.cancel();
+    }
+
+    /// Cancelled when the application must stop serving.
+    pub(crate) fn serving_ends(&self) -> &CancellationToken {
+        &self.serving_ends
+    }
+
+    /// `Draining → Stopping`: the `on_shutdown` hooks run.
+    pub(crate) fn begin_stopping(&self) -> Result<(), Refused> {
+        self.advance(Phase::Stopping)
+    }
+
+    // Readiness and liveness by hand.
+
+    pub(crate) fn set_withdrawn(&self, withdrawn: bool) {
+        self.withdrawn.store(withdrawn, Ordering::SeqCst);
+    }
+
+    pub(crate) fn withdrawn(&self) -> bool {
+        self.withdrawn.load(Ordering::SeqCst)
+    }
+
+    /// Keeps the first reason: it is the root cause.
+    pub(crate) fn mark_broken(&self, reason: String) {
+        let _ = self.broken.set(reason);
+    }
+
+    pub(crate) fn broken(&self) -> Option<&str> {
+        self.broken.get().map(String::as_str)
+    }
+
+    // The /startupz latch.
+
+    pub(crate) fn startup_passed(&self) -> bool {
+        self.startup_passed.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn latch_startup_passed(&self) {
+        self.startup_passed.store(true, Ordering::SeqCst);
+    }
+
+    // Tracked tasks.
+
+    pub(crate) fn tracker(&self) -> &TaskTracker {
+        &self.tracker
+    }
+
+    pub(crate) fn heartbeat(&self) -> &Heartbeat {
+        &self.heartbeat
+    }
+
+    // What the stop is waiting for.
+
+    /// Records `what` as running until the guard is dropped.
+    pub(crate) fn enter(&self, what: String) -> Activity<'_> {
+        self.activities
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(what.clone());
+        Activity {
+            lifecycle: self,
+            what,
+        }
+    }
+
+    /// What is still running, for the message of a missed deadline.
+    pub(crate) fn still_running(&self) -> String {
+        let mut running = self
+            .activities
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let tasks = self.tracker.len();
+        if tasks > 0 && !running.iter().any(|r| r.starts_with("tracked tasks")) {
+            running.push(format!("{tasks} tracked task(s)"));
+        }
+        if running.is_empty() {
+            "nothing recorded (the process was exiting)".to_owned()
+        } else {
+            running.join(", ")
+        }
+    }
+}
+
+/// Removes its entry from the running list when dropped.
+pub(crate) struct Activity<'a> {
+    lifecycle: &'a Lifecycle,
+    what: String,
+}
+
+impl Drop for Activity<'_> {
+    fn drop(&mut self) {
+        let mut running = self
+            .lifecycle
+            .activities
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(index) = running.iter().position(|r| *r == self.what) {
+            running.remove(index);
+        }
+    }
+}
+
+/// The application runtime's heartbeat: a task there records each tick;
+/// when every worker is blocked it stops, and the `runtime` check sees it.
+pub(crate) struct Heartbeat {
+    origin: Instant,
+    /// Milliseconds since `origin` of the last beat.
+    last_beat_ms: AtomicU64,
+}
+
+impl Heartbeat {
+    fn new() -> Heartbeat {
+        Heartbeat {
+            origin: Instant::now(),
+            last_beat_ms: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn beat(&self) {
+        let now = self.origin.elapsed().as_millis() as u64;
+        self.last_beat_ms.store(now, Ordering::SeqCst);
+    }
+
+    /// How long the application runtime has gone without a beat.
+    pub(crate) fn silence(&self) -> Duration {
+        let now = self.origin.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.last_beat_ms.load(Ordering::SeqCst)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_phase_only_moves_forward() {
+        for from in Phase::ALL {
+            for to in Phase::ALL {
+                let forward = from.index() < to.index();
+                let skips_running = (from, to) == (Phase::Starting, Phase::Draining);
+                let skips_more = to.index() > from.index() + 1 && !skips_running;
+                assert_eq!(from.may_become(to), forward && !skips_more, "{from} → {to}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_stop_during_start_up_drains_at_once_and_start_up_cannot_finish() {
+        let lifecycle = Lifecycle::new();
+        assert!(lifecycle.request_stop());
+        assert_eq!(lifecycle.phase(), Phase::Draining);
+        assert!(!lifecycle.request_stop(), "only the first request counts");
+        assert_eq!(
+            lifecycle.finish_startup(),
+            Err(Refused {
+                from: Phase::Draining,
+                to: Phase::Running
+            })
+        );
+        assert!(!lifecycle.started());
+        lifecycle.begin_stopping().unwrap();
+        assert_eq!(lifecycle.phase(), Phase::Stopping);
+        assert!(
+            lifecycle.advance(Phase::Draining).is_err(),
+            "never backwards"
+        );
+    }
+
+    #[test]
+    fn a_stop_while_running_drains_then_stops() {
+        let lifecycle = Lifecycle::new();
+        assert!(lifecycle.begin_stopping().is_err(), "no skipping");
+        lifecycle.finish_startup().unwrap();
+        assert!(lifecycle.started());
+        assert_eq!(lifecycle.phase(), Phase::Running);
+        assert!(!lifecycle.serving_ends().is_cancelled());
+        lifecycle.end_serving();
+        assert_eq!(lifecycle.phase(), Phase::Draining);
+        assert!(lifecycle.stop_requested_token().is_cancelled());
+        assert!(lifecycle.serving_ends().is_cancelled());
+        lifecycle.begin_stopping().unwrap();
+        assert_eq!(lifecycle.phase(), Phase::Stopping);
+    }
+
+    #[test]
+    fn the_first_broken_reason_is_kept() {
+        let lifecycle = Lifecycle::new();
+        assert_eq!(lifecycle.broken(), None);
+        lifecycle.mark_broken("pool poisoned".into());
+        lifecycle.mark_broken("later symptom".into());
+        assert_eq!(lifecycle.broken(), Some("pool poisoned"));
+    }
+
+    #[test]
+    fn activities_name_what_the_stop_waits_for() {
+        let lifecycle = Lifecycle::new();
+        let hook = lifecycle.enter("on_shutdown hook \"flush\"".into());
+        assert_eq!(lifecycle.still_running(), "on_shutdown hook \"flush\"");
+        drop(hook);
+        assert!(lifecycle.still_running().starts_with("nothing recorded"));
+    }
+}

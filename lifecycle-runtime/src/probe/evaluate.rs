@@ -1,0 +1,500 @@
+//! Which checks a probe runs and what they say: the endpoint table of the
+//! contract, as a function of the lifecycle state and the registered
+//! checks. No socket here: the HTTP (and later gRPC) front ends ask this.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use tokio::runtime::Handle;
+
+use crate::call::OwnTask;
+use crate::checks::{Check, CheckResult};
+use crate::health::Health;
+use crate::lifecycle::{Lifecycle, Phase};
+use crate::probe::endpoint::Endpoint;
+use crate::probe::report::{Entry, Evaluation};
+use crate::registry::CheckRegistration;
+
+/// Evaluates probes for one service.
+pub(crate) struct Evaluator {
+    lifecycle: Arc<Lifecycle>,
+    app: Handle,
+    stall_threshold: Duration,
+    max_tasks: Option<u64>,
+    /// Liveness, readiness and startup checks, each kind by name.
+    checks: Vec<Arc<Check>>,
+}
+
+impl Evaluator {
+    /// `checks` are the registered liveness, readiness and startup checks
+    /// (others are ignored); `app` is the application runtime they run on.
+    pub(crate) fn new(
+        lifecycle: Arc<Lifecycle>,
+        app: Handle,
+        stall_threshold: Duration,
+        max_tasks: Option<u64>,
+        checks: impl IntoIterator<Item = &'static CheckRegistration>,
+    ) -> Evaluator {
+        Evaluator {
+            lifecycle,
+            app,
+            stall_threshold,
+            max_tasks,
+            checks: checks.into_iter().map(Check::new).collect(),
+        }
+    }
+
+    /// Starts the background runners of the checks with `interval_ms`;
+    /// they stop once a stop is requested.
+    pub(crate) fn start_background_checks(&self) {
+        for check in &self.checks {
+            check.start_background(&self.app, self.lifecycle.stop_requested_token().clone());
+        }
+    }
+
+    fn lifecycle_liveness(&self) -> Health {
+        match self.lifecycle.broken() {
+            Some(reason) => Health::down(format!("marked broken: {reason}")),
+            None => Health::up(),
+        }
+    }
+
+    /// Readiness follows the phase alone (and `set_ready`): every stop
+    /// moves the phase to `Draining` the moment it is requested.
+    fn lifecycle_readiness(&self) -> Health {
+        if self.lifecycle.withdrawn() {
+            return Health::down("taken out of rotation by set_ready(false)");
+        }
+        match self.lifecycle.phase() {
+            Phase::Running => Health::up(),
+            Phase::Starting => Health::down("start-up has not finished"),
+            Phase::Draining | Phase::Stopping => Health::down("shutting down"),
+        }
+    }
+
+    fn lifecycle_startup(&self) -> Health {
+        if self.lifecycle.started() {
+            Health::up()
+        } else {
+            Health::down("preflight checks and on_startup hooks have not finished")
+        }
+    }
+
+    /// The built-in checks of an endpoint: computed from memory, never
+    /// waiting on the application.
+    fn builtins(&self, endpoint: Endpoint) -> Vec<CheckResult> {
+        let lifecycle = match endpoint {
+            Endpoint::Livez => self.lifecycle_liveness(),
+            Endpoint::Readyz => self.lifecycle_readiness(),
+            Endpoint::Startupz => self.lifecycle_startup(),
+            Endpoint::Healthz => {
+                let live = self.lifecycle_liveness();
+                if live.is_up() {
+                    self.lifecycle_readiness()
+                } else {
+                    live
+                }
+            }
+        };
+        let mut builtins = vec![CheckResult::builtin("lifecycle", lifecycle)];
+        if matches!(endpoint, Endpoint::Livez | Endpoint::Healthz) {
+            builtins.push(CheckResult::builtin("runtime", self.runtime_health()));
+            if let Some(max) = self.max_tasks {
+                builtins.push(CheckResult::builtin("tasks", self.tasks_health(max)));
+            }
+        }
+        builtins
+    }
+
+    fn runtime_health(&self) -> Health {
+        let silent = self.lifecycle.heartbeat().silence();
+        if silent > self.stall_threshold {
+            Health::down(format!("no progress for {} ms", silent.as_millis()))
+        } else {
+            Health::up()
+        }
+    }
+
+    fn tasks_health(&self, max: u64) -> Health {
+        // The application's tasks: lifecycle's own are left out.
+        let alive = (self.app.metrics().num_alive_tasks() as u64).saturating_sub(OwnTask::alive());
+        let health = if alive > max {
+            Health::down(format!("{alive} tasks alive, more than max_tasks = {max}"))
+        } else {
+            Health::up()
+        };
+        health.with_detail("alive", alive).with_detail("max", max)
+    }
+
+    fn registered(&self, endpoint: Endpoint) -> Vec<&Arc<Check>> {
+        // Kind by kind, in the endpoint's order (liveness before readiness
+        // on /healthz).
+        endpoint
+            .check_kinds()
+            .iter()
+            .flat_map(|kind| {
+                self.checks
+                    .iter()
+                    .filter(move |c| c.registration.kind == *kind)
+            })
+            .collect()
+    }
+
+    /// Runs what `endpoint` (or only its check `only`) needs, leaving out
+    /// `excludes`. `None` when `only` names no check of this endpoint.
+    pub(crate) async fn evaluate(
+        &self,
+        endpoint: Endpoint,
+        only: Option<&str>,
+        excludes: &[String],
+    ) -> Option<Evaluation> {
+        let mut builtins = self.builtins(endpoint);
+        let mut checks = self.registered(endpoint);
+        if let Some(name) = only {
+            builtins.retain(|b| b.name == name);
+            checks.retain(|c| c.name() == name);
+            if builtins.is_empty() && checks.is_empty() {
+                return None;
+            }
+        }
+        let excluded = |name: &str| excludes.iter().any(|e| e == name);
+        let unmatched_excludes = excludes
+            .iter()
+            .filter(|e| {
+                !builtins.iter().any(|b| &b.name == *e) && !checks.iter().any(|c| c.name() == *e)
+            })
+            .cloned()
+            .collect();
+
+        // Once passed, /startupz stays passed: the kubelet has moved on to
+        // liveness and readiness, so its checks are not run again.
+        let latched = endpoint == Endpoint::Startupz && self.lifecycle.startup_passed();
+        let runs = checks
+            .iter()
+            .filter(|c| !excluded(c.name()) && !latched)
+            .map(|c| c.result(&self.app));
+        let mut results = join_all(runs).await.into_iter();
+
+        let mut entries = Vec::new();
+        for builtin in builtins {
+            entries.push(if excluded(&builtin.name) {
+                Entry::Excluded(builtin.name)
+            } else {
+                Entry::Ran(builtin)
+            });
+        }
+        for check in checks {
+            let entry = if excluded(check.name()) {
+                Entry::Excluded(check.name().to_owned())
+            } else if latched {
+                Entry::Ran(CheckResult {
+                    critical: check.registration.critical,
+                    ..CheckResult::builtin(check.name(), Health::up())
+                })
+            } else {
+                match results.next() {
+                    Some(result) => Entry::Ran(result),
+                    None => unreachable!("one result per check run"),
+                }
+            };
+            entries.push(entry);
+        }
+        let evaluation = Evaluation {
+            endpoint: endpoint.name(),
+            entries,
+            unmatched_excludes,
+            single: only.is_some(),
+        };
+        let whole_endpoint = only.is_none() && excludes.is_empty();
+        if endpoint == Endpoint::Startupz && whole_endpoint && evaluation.passed() {
+            self.lifecycle.latch_startup_passed();
+        }
+        Some(evaluation)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The endpoint table, row by row, on fresh instances: no process, no
+    //! socket.
+
+    use super::*;
+    use crate::registry::{Call, CheckKind, Site};
+
+    const SITE: Site = Site {
+        module: "tests",
+        file: file!(),
+        line: 0,
+    };
+
+    const fn check(
+        kind: CheckKind,
+        name: &'static str,
+        critical: bool,
+        call: fn() -> Health,
+    ) -> CheckRegistration {
+        CheckRegistration {
+            kind,
+            name,
+            timeout_ms: Some(100),
+            critical,
+            interval_ms: None,
+            call: Call::Blocking(call),
+            site: SITE,
+        }
+    }
+
+    fn up() -> Health {
+        Health::up()
+    }
+    fn refused() -> Health {
+        Health::down("connection refused")
+    }
+
+    static ENGINE: CheckRegistration = check(CheckKind::Liveness, "engine", true, up);
+    static ENGINE_STUCK: CheckRegistration = check(CheckKind::Liveness, "engine", true, refused);
+    static DB: CheckRegistration = check(CheckKind::Readiness, "db", true, up);
+    static QUEUE_DOWN: CheckRegistration = check(CheckKind::Readiness, "queue", true, refused);
+    static CACHE_OPTIONAL: CheckRegistration = check(CheckKind::Readiness, "cache", false, refused);
+    static MIGRATIONS: CheckRegistration = check(CheckKind::Startup, "migrations", true, up);
+    static WARM_DOWN: CheckRegistration = check(CheckKind::Startup, "warm", true, refused);
+
+    fn evaluator(checks: &[&'static CheckRegistration]) -> Evaluator {
+        evaluator_on(Arc::new(Lifecycle::new()), checks)
+    }
+
+    fn evaluator_on(lifecycle: Arc<Lifecycle>, checks: &[&'static CheckRegistration]) -> Evaluator {
+        Evaluator::new(
+            lifecycle,
+            Handle::current(),
+            Duration::from_secs(10),
+            None,
+            checks.iter().copied(),
+        )
+    }
+
+    fn running(evaluator: &Evaluator) {
+        evaluator.lifecycle.finish_startup().unwrap();
+    }
+
+    async fn passes(evaluator: &Evaluator, endpoint: Endpoint) -> bool {
+        evaluator
+            .evaluate(endpoint, None, &[])
+            .await
+            .unwrap()
+            .passed()
+    }
+
+    /// The `[+]`/`[-]` lines of a verbose answer.
+    async fn lines(evaluator: &Evaluator, endpoint: Endpoint) -> String {
+        let evaluation = evaluator.evaluate(endpoint, None, &[]).await.unwrap();
+        crate::probe::report::text(&evaluation, true)
+    }
+
+    #[tokio::test]
+    async fn livez_needs_every_critical_liveness_check_and_the_runtime() {
+        let ok = evaluator(&[&ENGINE, &QUEUE_DOWN]);
+        ok.lifecycle.heartbeat().beat();
+        assert!(
+            passes(&ok, Endpoint::Livez).await,
+            "readiness is not liveness"
+        );
+        assert_eq!(
+            lines(&ok, Endpoint::Livez).await,
+            "[+]lifecycle ok\n[+]runtime ok\n[+]engine ok\nlivez check passed\n"
+        );
+        let stuck = evaluator(&[&ENGINE_STUCK]);
+        assert!(!passes(&stuck, Endpoint::Livez).await);
+    }
+
+    #[tokio::test]
+    async fn livez_fails_when_the_runtime_stalls() {
+        let evaluator = Evaluator::new(
+            Arc::new(Lifecycle::new()),
+            Handle::current(),
+            Duration::from_millis(1),
+            None,
+            [],
+        );
+        std::thread::sleep(Duration::from_millis(5));
+        let text = lines(&evaluator, Endpoint::Livez).await;
+        assert!(
+            text.contains("[-]runtime failed: no progress for "),
+            "{text}"
+        );
+        assert!(!passes(&evaluator, Endpoint::Livez).await);
+    }
+
+    #[tokio::test]
+    async fn mark_broken_fails_livez_and_healthz_for_good() {
+        let evaluator = evaluator(&[&ENGINE, &DB]);
+        running(&evaluator);
+        assert!(passes(&evaluator, Endpoint::Healthz).await);
+        evaluator.lifecycle.mark_broken("pool poisoned".into());
+        assert!(lines(&evaluator, Endpoint::Livez)
+            .await
+            .contains("[-]lifecycle failed: marked broken: pool poisoned\n"));
+        assert!(!passes(&evaluator, Endpoint::Healthz).await);
+        assert!(
+            passes(&evaluator, Endpoint::Readyz).await,
+            "broken is liveness"
+        );
+    }
+
+    #[tokio::test]
+    async fn readyz_follows_the_phase() {
+        let evaluator = evaluator(&[&DB]);
+        let lifecycle = evaluator.lifecycle.clone();
+        assert_eq!(lifecycle.phase(), Phase::Starting);
+        assert!(lines(&evaluator, Endpoint::Readyz)
+            .await
+            .contains("[-]lifecycle failed: start-up has not finished\n"));
+        running(&evaluator);
+        assert!(passes(&evaluator, Endpoint::Readyz).await);
+        lifecycle.request_stop();
+        assert_eq!(lifecycle.phase(), Phase::Draining);
+        assert!(lines(&evaluator, Endpoint::Readyz)
+            .await
+            .contains("[-]lifecycle failed: shutting down\n"));
+        assert!(
+            passes(&evaluator, Endpoint::Livez).await,
+            "liveness stays passing while draining"
+        );
+        lifecycle.begin_stopping().unwrap();
+        assert!(!passes(&evaluator, Endpoint::Readyz).await);
+        assert!(passes(&evaluator, Endpoint::Livez).await);
+    }
+
+    #[tokio::test]
+    async fn a_stop_during_start_up_fails_readyz_and_startupz() {
+        let evaluator = evaluator(&[&DB, &MIGRATIONS]);
+        evaluator.lifecycle.request_stop();
+        assert!(evaluator.lifecycle.finish_startup().is_err());
+        assert!(!passes(&evaluator, Endpoint::Readyz).await);
+        assert!(!passes(&evaluator, Endpoint::Startupz).await);
+    }
+
+    #[tokio::test]
+    async fn set_ready_false_takes_the_instance_out_until_set_ready_true() {
+        let evaluator = evaluator(&[&DB]);
+        running(&evaluator);
+        evaluator.lifecycle.set_withdrawn(true);
+        assert!(lines(&evaluator, Endpoint::Readyz)
+            .await
+            .contains("[-]lifecycle failed: taken out of rotation by set_ready(false)\n"));
+        assert!(passes(&evaluator, Endpoint::Livez).await);
+        evaluator.lifecycle.set_withdrawn(false);
+        assert!(passes(&evaluator, Endpoint::Readyz).await);
+    }
+
+    #[tokio::test]
+    async fn critical_false_is_reported_but_never_fails_its_endpoint() {
+        let evaluator = evaluator(&[&DB, &CACHE_OPTIONAL]);
+        running(&evaluator);
+        assert!(passes(&evaluator, Endpoint::Readyz).await);
+        assert!(lines(&evaluator, Endpoint::Readyz)
+            .await
+            .contains("[-]cache failed: connection refused\n"));
+        // Its own path: that check decides alone.
+        let single = evaluator
+            .evaluate(Endpoint::Readyz, Some("cache"), &[])
+            .await
+            .unwrap();
+        assert!(!single.passed());
+    }
+
+    #[tokio::test]
+    async fn a_critical_readiness_failure_fails_readyz_and_healthz() {
+        let evaluator = evaluator(&[&ENGINE, &DB, &QUEUE_DOWN]);
+        running(&evaluator);
+        assert!(!passes(&evaluator, Endpoint::Readyz).await);
+        assert!(!passes(&evaluator, Endpoint::Healthz).await);
+        assert!(passes(&evaluator, Endpoint::Livez).await);
+        assert_eq!(
+            lines(&evaluator, Endpoint::Healthz).await,
+            "[+]lifecycle ok\n[+]runtime ok\n[+]engine ok\n[+]db ok\n\
+             [-]queue failed: connection refused\nhealthz check failed\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn startupz_passes_after_start_up_and_then_stays_passed() {
+        let lifecycle = Arc::new(Lifecycle::new());
+        let evaluator = evaluator_on(lifecycle.clone(), &[&MIGRATIONS]);
+        assert!(!passes(&evaluator, Endpoint::Startupz).await);
+        lifecycle.finish_startup().unwrap();
+        assert!(passes(&evaluator, Endpoint::Startupz).await);
+        // The same lifecycle with a failing startup check: latched.
+        let later = evaluator_on(lifecycle, &[&WARM_DOWN]);
+        assert!(passes(&later, Endpoint::Startupz).await);
+    }
+
+    #[tokio::test]
+    async fn a_failing_startup_check_holds_startupz() {
+        let evaluator = evaluator(&[&MIGRATIONS, &WARM_DOWN]);
+        running(&evaluator);
+        assert!(!passes(&evaluator, Endpoint::Startupz).await);
+        assert!(
+            passes(&evaluator, Endpoint::Readyz).await,
+            "startup checks are not readiness"
+        );
+    }
+
+    #[tokio::test]
+    async fn single_check_paths_answer_for_that_check_only() {
+        let evaluator = evaluator(&[&DB, &QUEUE_DOWN]);
+        running(&evaluator);
+        let db = evaluator
+            .evaluate(Endpoint::Readyz, Some("db"), &[])
+            .await
+            .unwrap();
+        assert!(db.passed());
+        assert_eq!(db.entries.len(), 1);
+        let builtin = evaluator
+            .evaluate(Endpoint::Readyz, Some("lifecycle"), &[])
+            .await
+            .unwrap();
+        assert!(builtin.passed());
+        assert!(evaluator
+            .evaluate(Endpoint::Readyz, Some("nope"), &[])
+            .await
+            .is_none());
+        assert!(
+            evaluator
+                .evaluate(Endpoint::Livez, Some("db"), &[])
+                .await
+                .is_none(),
+            "a readiness check is not under /livez"
+        );
+    }
+
+    #[tokio::test]
+    async fn exclude_leaves_checks_out_and_names_unmatched_ones() {
+        let evaluator = evaluator(&[&DB, &QUEUE_DOWN]);
+        running(&evaluator);
+        let excludes = ["queue".to_owned(), "nope".to_owned()];
+        let evaluation = evaluator
+            .evaluate(Endpoint::Readyz, None, &excludes)
+            .await
+            .unwrap();
+        assert!(evaluation.passed());
+        assert_eq!(
+            crate::probe::report::text(&evaluation, true),
+            "[+]lifecycle ok\n[+]db ok\n[+]queue excluded: ok\n\
+             warn: some health checks cannot be excluded: no matches for \"nope\"\n\
+             readyz check passed\n"
+        );
+        // An excluded builtin too.
+        let evaluator = evaluator_with_lifecycle_excluded().await;
+        assert!(evaluator.passed());
+    }
+
+    async fn evaluator_with_lifecycle_excluded() -> Evaluation {
+        let evaluator = evaluator(&[&DB]);
+        evaluator
+            .evaluate(Endpoint::Readyz, None, &["lifecycle".to_owned()])
+            .await
+            .unwrap()
+    }
+}

@@ -1,0 +1,104 @@
+//! The probe endpoints over HTTP: routing, query parameters, content
+//! negotiation and the answer's headers.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+
+use crate::probe::endpoint::Endpoint;
+use crate::probe::evaluate::Evaluator;
+use crate::probe::report;
+
+/// An answer of the probe server.
+pub(crate) type Answer = Response<Full<Bytes>>;
+
+/// Answers one probe request.
+pub(crate) async fn answer<B>(evaluator: &Evaluator, request: Request<B>) -> Answer {
+    let method = request.method();
+    if method != Method::GET && method != Method::HEAD {
+        let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    let path = request.uri().path();
+    let mut segments = path.strip_prefix('/').unwrap_or(path).splitn(2, '/');
+    let Some(endpoint) = segments.next().and_then(Endpoint::from_name) else {
+        return not_found();
+    };
+    let only = match segments.next() {
+        Some(name) if name.is_empty() || !endpoint.has_single_check_paths() => return not_found(),
+        other => other,
+    };
+    let query = Query::parse(request.uri().query().unwrap_or(""));
+    let wants_json = query.json
+        || request
+            .headers()
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.contains("application/json"));
+    let Some(evaluation) = evaluator.evaluate(endpoint, only, &query.excludes).await else {
+        return not_found();
+    };
+    let status = if evaluation.passed() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    if wants_json {
+        respond(status, "application/json", report::json(&evaluation))
+    } else {
+        respond(
+            status,
+            "text/plain; charset=utf-8",
+            report::text(&evaluation, query.verbose),
+        )
+    }
+}
+
+/// The query parameters probes understand.
+#[derive(Debug, Default)]
+struct Query {
+    verbose: bool,
+    json: bool,
+    excludes: Vec<String>,
+}
+
+impl Query {
+    fn parse(query: &str) -> Query {
+        let mut parsed = Query::default();
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            match &*key {
+                "verbose" => parsed.verbose = !matches!(&*value, "false" | "0"),
+                "format" => parsed.json = value == "json",
+                "exclude" => parsed.excludes.push(value.into_owned()),
+                _ => {}
+            }
+        }
+        parsed
+    }
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: String) -> Answer {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+pub(crate) fn plain(status: StatusCode, body: &'static str) -> Answer {
+    respond(status, "text/plain; charset=utf-8", body.to_owned())
+}
+
+fn not_found() -> Answer {
+    plain(StatusCode::NOT_FOUND, "not found\n")
+}

@@ -1,0 +1,14 @@
+//! The probe server and what it answers: hyper on its own OS thread and
+//! runtime ([`server`]), the endpoints ([`endpoint`]), which checks a probe
+//! runs ([`evaluate`]), the HTTP front end ([`http`]) and the answer
+//! formats ([`report`]).
+
+pub(crate) mod endpoint;
+pub(crate) mod evaluate;
+pub(crate) mod http;
+pub(crate) mod report;
+pub(crate) mod server;
+
+pub(crate) use endpoint::Endpoint;
+pub(crate) use evaluate::Evaluator;
+pub(crate) use server::ProbeServer;

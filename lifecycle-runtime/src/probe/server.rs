@@ -1,0 +1,312 @@
+//! The probe server: hyper on its own OS thread and its own runtime, so a
+//! saturated or stalled application runtime still gets a precise answer in
+//! time (checks themselves run on the application runtime). Hardened
+//! against slow, idle and oversized clients, and against its own panics:
+//! whatever the panic policy, a panic here is logged and the server keeps
+//! answering.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::panics::{payload_text, Contained};
+use crate::probe::http::{plain, Answer};
+
+/// A probe's request line and headers fit well inside this; anything larger
+/// is not a probe.
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+const MAX_HEADERS: usize = 64;
+/// The kubelet sends its whole request at once; a connection that has not
+/// by then is idle or hostile.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(2);
+const MAX_CONNECTIONS: usize = 512;
+
+/// A running probe server.
+pub(crate) struct ProbeServer {
+    pub(crate) local_addr: SocketAddr,
+    stop: CancellationToken,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ProbeServer {
+    /// Binds `addr` now (so a bad address fails start-up at once) and
+    /// serves on a new thread, answering each request with `answer`.
+    pub(crate) fn start<A, Fut>(addr: SocketAddr, answer: A) -> io::Result<ProbeServer>
+    where
+        A: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Answer> + Send + 'static,
+    {
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        let local_addr = listener.local_addr()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("lifecycle-probes".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    match TcpListener::from_std(listener) {
+                        Ok(listener) => accept_contained(listener, Arc::new(answer), stopped).await,
+                        Err(e) => tracing::error!("probe server cannot use its socket: {e}"),
+                    }
+                });
+                // Connections still open are dropped with the runtime.
+                runtime.shutdown_background();
+            })?;
+        Ok(ProbeServer {
+            local_addr,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops accepting and closes every connection.
+    pub(crate) fn stop(mut self) {
+        self.stop.cancel();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The open connections, oldest first. At the cap, the oldest connection
+/// that is not answering a probe right now (idle, or still sending its
+/// headers) is closed to make room, or failing that the oldest of all: a
+/// new connection, as the kubelet opens for each probe, always gets in,
+/// and the count of sockets stays bounded.
+struct Connections {
+    open: Mutex<VecDeque<Slot>>,
+    next_id: AtomicU64,
+}
+
+struct Slot {
+    id: u64,
+    busy: Arc<AtomicBool>,
+    close: CancellationToken,
+}
+
+impl Connections {
+    fn new() -> Connections {
+        Connections {
+            open: Mutex::new(VecDeque::new()),
+            next_id: AtomicU64::new(0),
+        }
+    }
+
+    /// A slot for a new connection, closing an old one at the cap.
+    fn admit(&self) -> (u64, Arc<AtomicBool>, CancellationToken) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if open.len() >= MAX_CONNECTIONS {
+            let oldest_idle = open
+                .iter()
+                .position(|slot| !slot.busy.load(Ordering::SeqCst))
+                .unwrap_or(0);
+            if let Some(evicted) = open.remove(oldest_idle) {
+                evicted.close.cancel();
+            }
+        }
+        let slot = Slot {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            busy: Arc::new(AtomicBool::new(false)),
+            close: CancellationToken::new(),
+        };
+        let admitted = (slot.id, slot.busy.clone(), slot.close.clone());
+        open.push_back(slot);
+        admitted
+    }
+
+    fn release(&self, id: u64) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(index) = open.iter().position(|slot| slot.id == id) {
+            open.remove(index);
+        }
+    }
+}
+
+/// Marks a connection busy while it answers a request.
+struct Busy(Arc<AtomicBool>);
+
+impl Busy {
+    fn enter(flag: &Arc<AtomicBool>) -> Busy {
+        flag.store(true, Ordering::SeqCst);
+        Busy(flag.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Runs `future`, marked contained for the panic policy; a panic is
+/// logged as the probe server's own and returned as `Err`.
+async fn contained<T>(what: &str, future: impl Future<Output = T> + Send) -> Result<T, ()> {
+    match AssertUnwindSafe(Contained::new(Box::pin(future)))
+        .catch_unwind()
+        .await
+    {
+        Ok(value) => Ok(value),
+        Err(payload) => {
+            tracing::error!(
+                "the probe server panicked in {what}, and goes on: {}",
+                payload_text(&*payload)
+            );
+            Err(())
+        }
+    }
+}
+
+/// The accept loop, started again should it ever panic.
+async fn accept_contained<A, Fut>(listener: TcpListener, answer: Arc<A>, stop: CancellationToken)
+where
+    A: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Answer> + Send + 'static,
+{
+    let listener = Arc::new(listener);
+    let connections = Arc::new(Connections::new());
+    while contained(
+        "its accept loop",
+        accept(&listener, &answer, &connections, &stop),
+    )
+    .await
+    .is_err()
+    {}
+}
+
+async fn accept<A, Fut>(
+    listener: &TcpListener,
+    answer: &Arc<A>,
+    connections: &Arc<Connections>,
+    stop: &CancellationToken,
+) where
+    A: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Answer> + Send + 'static,
+{
+    let mut http = http1::Builder::new();
+    // The header timeout also closes keep-alive connections left idle.
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_headers(MAX_HEADERS)
+        .max_buf_size(MAX_HEADER_BYTES)
+        .keep_alive(true);
+    loop {
+        let (stream, _peer) = tokio::select! {
+            _ = stop.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, retry.
+                    tracing::warn!("probe server accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let (id, busy, close) = connections.admit();
+        let _ = stream.set_nodelay(true);
+        let answer = answer.clone();
+        let connection = http.serve_connection(
+            TokioIo::new(stream),
+            service_fn(move |request| {
+                let busy = Busy::enter(&busy);
+                let answer = contained("a probe answer", answer(request));
+                async move {
+                    let response = answer.await.unwrap_or_else(|()| {
+                        plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
+                    });
+                    drop(busy);
+                    Ok::<_, Infallible>(response)
+                }
+            }),
+        );
+        let stop = stop.clone();
+        let connections = connections.clone();
+        tokio::spawn(async move {
+            let _ = contained("a connection", async {
+                tokio::select! {
+                    _ = connection => {}
+                    _ = close.cancelled() => {}
+                    _ = stop.cancelled() => {}
+                }
+            })
+            .await;
+            connections.release(id);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::sync::atomic::AtomicU32;
+
+    use super::*;
+
+    fn exchange(addr: SocketAddr, path: &str) -> String {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    }
+
+    #[test]
+    fn a_panic_in_the_probe_server_is_contained_and_it_keeps_answering() {
+        // Stands for either panic policy: counts what it would act on.
+        static UNCONTAINED: AtomicU32 = AtomicU32::new(0);
+        crate::panics::install_with(|description| {
+            eprintln!("uncontained: {description}");
+            UNCONTAINED.fetch_add(1, Ordering::SeqCst);
+        });
+        let answer = |request: Request<Incoming>| async move {
+            if request.uri().path() == "/explode" {
+                panic!("the probe server's own code exploded");
+            }
+            plain(StatusCode::OK, "ok\n")
+        };
+        let server = ProbeServer::start("127.0.0.1:0".parse().unwrap(), answer).unwrap();
+        let exploded = exchange(server.local_addr, "/explode");
+        assert!(
+            exploded.starts_with("HTTP/1.1 500 "),
+            "a panicking answer is a 500: {exploded:?}"
+        );
+        for _ in 0..3 {
+            let answer = exchange(server.local_addr, "/livez");
+            assert!(answer.starts_with("HTTP/1.1 200 "), "{answer:?}");
+        }
+        let _ = std::panic::take_hook();
+        assert_eq!(
+            UNCONTAINED.load(Ordering::SeqCst),
+            0,
+            "the panic reached the panic policy"
+        );
+        server.stop();
+    }
+}
