@@ -1,16 +1,17 @@
 //! Signals, the ordered shutdown, the panic policy, exit codes and the
 //! termination message, on real processes with real signals.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{termination_log_path, Service};
+use lifecycle_tests::{termination_log_path, Service};
 
+const TESTBED: &str = env!("CARGO_BIN_EXE_testbed");
+/// The panic-log example with a panic in main.
+const PANIC_LOG_MAIN: &str = env!("CARGO_BIN_EXE_panic-log-main");
 const DEADLINE: Duration = Duration::from_secs(15);
 
 fn running_testbed(env: &[(&str, &str)]) -> Service {
-    let service = Service::started("testbed", env);
+    let service = Service::started(TESTBED, env);
     service.wait_for_stdout("main running", DEADLINE);
     service
 }
@@ -122,7 +123,7 @@ fn a_panic_in_a_spawned_task_exits_101_with_its_location() {
     assert_eq!(service.wait_exit(DEADLINE).code(), Some(101));
     let message = std::fs::read_to_string(&log).unwrap();
     assert!(
-        message.contains("panicked at examples/testbed/main.rs:"),
+        message.contains("panicked at tests/src/bin/testbed/main.rs:"),
         "{message}"
     );
     assert!(message.ends_with(": task exploded"), "{message}");
@@ -137,32 +138,17 @@ fn a_panic_in_another_thread_exits_101() {
     assert_eq!(service.wait_exit(DEADLINE).code(), Some(101));
     let message = std::fs::read_to_string(&log).unwrap();
     assert!(
-        message.contains("panicked at examples/testbed/main.rs:"),
+        message.contains("panicked at tests/src/bin/testbed/main.rs:"),
         "{message}"
     );
     assert!(message.ends_with(": thread exploded"), "{message}");
 }
 
 #[test]
-fn under_panic_log_a_panicking_task_is_logged_and_the_service_keeps_serving() {
-    let mut service = Service::start("panic-log", &[]);
-    service.wait_for_stdout("task panic observed", DEADLINE);
-    assert!(service
-        .wait_for_log("panicked at examples/panic-log/main.rs:", DEADLINE)
-        .unwrap()
-        .contains("task exploded under panic = log"));
-    assert!(service.is_running());
-    assert_eq!(service.get("/livez").status, 200);
-    assert_eq!(service.get("/readyz").status, 200);
-    service.signal(libc::SIGTERM);
-    assert_eq!(service.wait_exit(DEADLINE).code(), Some(0));
-}
-
-#[test]
 fn sigterm_during_start_up_abandons_it_and_runs_the_shutdown_hooks() {
     let log = termination_log_path();
     let mut service = Service::start(
-        "testbed",
+        TESTBED,
         &[
             ("TESTBED_HOLD_STARTUP", "1"),
             ("LIFECYCLE_TERMINATION_LOG", log.to_str().unwrap()),
@@ -218,7 +204,7 @@ fn set_ready_false_fails_readyz_until_set_ready_true() {
 #[test]
 fn startupz_stays_failed_while_an_abandoned_start_up_shuts_down() {
     let service = Service::start(
-        "testbed",
+        TESTBED,
         &[
             ("TESTBED_HOLD_STARTUP", "1"),
             ("TESTBED_HOOK_SLOW_MS", "3000"),
@@ -254,7 +240,7 @@ fn readyz_fails_once_main_returns_while_tracked_tasks_finish() {
 
 #[test]
 fn a_check_that_panics_when_its_time_out_drops_it_is_contained() {
-    let mut service = Service::start("testbed", &[("TESTBED_DROP_PANIC", "1")]);
+    let mut service = Service::start(TESTBED, &[("TESTBED_DROP_PANIC", "1")]);
     service.wait_for_stdout("main running", DEADLINE);
     let startup = service.get("/startupz/drop-guard");
     assert_eq!(startup.status, 503);
@@ -271,11 +257,8 @@ fn a_check_that_panics_when_its_time_out_drops_it_is_contained() {
 fn under_panic_log_a_panic_in_main_runs_the_hooks_and_exits_101() {
     let log = termination_log_path();
     let mut service = Service::start(
-        "panic-log",
-        &[
-            ("PANIC_LOG_MAIN", "1"),
-            ("LIFECYCLE_TERMINATION_LOG", log.to_str().unwrap()),
-        ],
+        PANIC_LOG_MAIN,
+        &[("LIFECYCLE_TERMINATION_LOG", log.to_str().unwrap())],
     );
     assert_eq!(service.wait_exit(DEADLINE).code(), Some(101));
     service.wait_for_stdout("hook goodbye ran", DEADLINE);

@@ -5,8 +5,8 @@
 //! errors still reach stderr.
 //!
 //! ```text
-//! cargo run --bin cli-args -- --message hi --repeat 2
-//! cargo run --bin cli-args -- --lifecycle-manifest
+//! cargo run -p cli-args -- --message hi --repeat 2
+//! cargo run -p cli-args -- --lifecycle-manifest
 //! ```
 
 use clap::Parser;

@@ -1,6 +1,10 @@
 //! A service on tokio's `current_thread` runtime: checks still run on the
 //! application's own runtime (here, the one thread that runs `main`), and
 //! the probe server still answers from its own thread.
+//!
+//! ```text
+//! cargo run -p single-thread
+//! ```
 
 use std::time::Duration;
 
@@ -20,13 +24,6 @@ async fn ticking() -> Result<(), &'static str> {
 
 #[service_main(flavor = "current_thread", probe_addr = "127.0.0.1:0")]
 async fn main() {
-    // For the stall test: block the runtime's only thread, as a blocking
-    // call in async code would.
-    if std::env::var_os("SINGLE_THREAD_BLOCK").is_some() {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        println!("blocking the runtime thread");
-        std::thread::sleep(Duration::from_secs(30));
-    }
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -1,13 +1,12 @@
 //! The probe endpoints of a running service, over real TCP: paths, status
 //! codes, body formats, per-check paths, and checks that change at run time.
 
-mod support;
-
+use lifecycle_tests::Service;
 use reqwest::Method;
-use support::Service;
 
+const TESTBED: &str = env!("CARGO_BIN_EXE_testbed");
 fn running_testbed(env: &[(&str, &str)]) -> Service {
-    Service::started("testbed", env)
+    Service::started(TESTBED, env)
 }
 
 #[test]

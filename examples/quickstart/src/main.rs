@@ -2,7 +2,7 @@
 //! to start your own.
 //!
 //! ```text
-//! cargo run --bin quickstart
+//! cargo run -p quickstart
 //! curl localhost:8080/                    # the application
 //! curl 'localhost:8081/readyz?verbose'    # what the kubelet asks
 //! ```

@@ -1,7 +1,7 @@
 //! A library crate of the user's own: the checks and hooks it declares are
 //! registered in every binary that links it, with no call from `main`.
 //!
-//! A binary links a crate only if it names it; `use checks_lib as _;` is
+//! A binary links a crate only if it names it; `use library_checks as _;` is
 //! enough when nothing else of it is used.
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -2,18 +2,17 @@
 //! garbage requests, bodies, keep-alive and `Connection: close`, over raw
 //! TCP.
 
-mod support;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use support::{raw_exchange, status_line, Service};
+use lifecycle_tests::{raw_exchange, status_line, Service};
 
+const TESTBED: &str = env!("CARGO_BIN_EXE_testbed");
 const WAIT: Duration = Duration::from_secs(5);
 
 fn running_testbed() -> Service {
-    Service::started("testbed", &[])
+    Service::started(TESTBED, &[])
 }
 
 #[test]

@@ -1,15 +1,15 @@
 //! The quick-start example serves its application and its probes.
 
-mod support;
-
 use std::time::Duration;
 
-use support::Service;
+use lifecycle_tests::{http_get, Service};
+
+const QUICKSTART: &str = env!("CARGO_BIN_EXE_quickstart");
 
 #[test]
 fn quickstart_serves_the_application_and_the_probes() {
     let mut service = Service::start(
-        "quickstart",
+        QUICKSTART,
         &[
             ("LIFECYCLE_PROBE_ADDR", "127.0.0.1:0"),
             ("APP_ADDR", "127.0.0.1:0"),
@@ -20,7 +20,7 @@ fn quickstart_serves_the_application_and_the_probes() {
         .wait_for_log("serving on http://", Duration::from_secs(10))
         .expect("the application logs its address");
     let app = &line[line.find("http://").unwrap()..];
-    let answer = support::http_get(app.trim()).unwrap();
+    let answer = http_get(app.trim()).unwrap();
     assert_eq!(answer, (200, "hi there\n".to_string()));
 
     let ready = service.wait_for_status("/readyz?verbose", 200, Duration::from_secs(10));

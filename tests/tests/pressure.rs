@@ -1,12 +1,11 @@
 //! Probes under pressure that is not about timing: the task ceiling and
 //! background checks that probes never run.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::{http_get, Service};
+use lifecycle_tests::{http_get, Service};
 
+const TESTBED: &str = env!("CARGO_BIN_EXE_testbed");
 const DEADLINE: Duration = Duration::from_secs(10);
 
 fn runs(service: &Service) -> (u64, u64) {
@@ -20,7 +19,7 @@ fn runs(service: &Service) -> (u64, u64) {
 
 #[test]
 fn spawning_past_max_tasks_fails_livez_until_the_tasks_finish() {
-    let mut service = Service::start("testbed", &[]);
+    let mut service = Service::start(TESTBED, &[]);
     service.wait_for_status("/readyz", 200, DEADLINE);
     assert_eq!(service.get("/livez").status, 200);
 
@@ -47,7 +46,7 @@ fn spawning_past_max_tasks_fails_livez_until_the_tasks_finish() {
 
 #[test]
 fn a_burst_of_probes_never_runs_a_background_check() {
-    let mut service = Service::start("testbed", &[]);
+    let mut service = Service::start(TESTBED, &[]);
     service.wait_for_status("/readyz", 200, DEADLINE);
     service.wait_for_stdout("main running", DEADLINE);
     let (_, before) = runs(&service);
@@ -89,7 +88,7 @@ fn a_burst_of_probes_never_runs_a_background_check() {
 
 #[test]
 fn background_runners_stop_once_shutdown_begins() {
-    let service = Service::start("testbed", &[("LIFECYCLE_DRAIN_DELAY_MS", "3000")]);
+    let service = Service::start(TESTBED, &[("LIFECYCLE_DRAIN_DELAY_MS", "3000")]);
     service.wait_for_status("/readyz", 200, DEADLINE);
     service.wait_for_stdout("main running", DEADLINE);
     let (_, before) = runs(&service);

@@ -1,18 +1,18 @@
 //! Start-up order, configuration and exit codes of real processes.
 
-mod support;
-
 use std::net::TcpListener;
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
-use support::Service;
+use lifecycle_tests::Service;
 
+const TESTBED: &str = env!("CARGO_BIN_EXE_testbed");
+const TESTBED_DUPLICATES: &str = env!("CARGO_BIN_EXE_testbed-duplicates");
 const DEADLINE: Duration = Duration::from_secs(10);
 
 #[test]
 fn startupz_and_readyz_fail_until_the_on_startup_hooks_finish() {
-    let mut service = Service::start("testbed", &[("TESTBED_HOLD_STARTUP", "1")]);
+    let mut service = Service::start(TESTBED, &[("TESTBED_HOLD_STARTUP", "1")]);
     // The hook holds start-up until the test releases it.
     let startup = service.get("/startupz?verbose");
     assert_eq!(startup.status, 503);
@@ -42,7 +42,7 @@ fn startupz_and_readyz_fail_until_the_on_startup_hooks_finish() {
 
 #[test]
 fn a_failing_on_startup_hook_exits_1_and_main_never_runs() {
-    let mut service = Service::spawn("testbed", &[("TESTBED_STARTUP_FAIL", "1")]);
+    let mut service = Service::spawn(TESTBED, &[("TESTBED_STARTUP_FAIL", "1")]);
     let status = service.wait_exit(DEADLINE);
     assert_eq!(status.code(), Some(1));
     let log = service.stderr_text();
@@ -55,8 +55,8 @@ fn a_failing_on_startup_hook_exits_1_and_main_never_runs() {
 
 #[test]
 fn main_returning_err_exits_1_and_ok_exits_0() {
-    let mut failing = Service::start("testbed", &[]);
-    let mut passing = Service::start("testbed", &[]);
+    let mut failing = Service::start(TESTBED, &[]);
+    let mut passing = Service::start(TESTBED, &[]);
     failing.wait_for_status("/startupz", 200, DEADLINE);
     passing.wait_for_status("/startupz", 200, DEADLINE);
 
@@ -79,7 +79,7 @@ fn a_bad_lifecycle_variable_exits_2_naming_it() {
         ("LIFECYCLE_PROBE_ADDR", "localhost"),
         ("LIFECYCLE_LOG_FORMAT", "xml"),
     ] {
-        let mut service = Service::spawn("testbed", &[(variable, value)]);
+        let mut service = Service::spawn(TESTBED, &[(variable, value)]);
         let status = service.wait_exit(DEADLINE);
         assert_eq!(status.code(), Some(2), "{variable}={value}");
         let log = service.stderr_text();
@@ -91,11 +91,11 @@ fn a_bad_lifecycle_variable_exits_2_naming_it() {
 
 #[test]
 fn duplicate_check_names_exit_2_naming_both_places() {
-    let mut service = Service::spawn("testbed-duplicates", &[]);
+    let mut service = Service::spawn(TESTBED_DUPLICATES, &[]);
     assert_eq!(service.wait_exit(DEADLINE).code(), Some(2));
     let log = service.stderr_text();
     assert!(
-        log.contains("duplicate readiness check name \"database\": registered at examples/testbed-duplicates/main.rs:"),
+        log.contains("duplicate readiness check name \"database\": registered at tests/src/bin/testbed-duplicates.rs:"),
         "{log}"
     );
 }
@@ -107,7 +107,7 @@ fn the_probe_address_comes_from_the_environment_first() {
         listener.local_addr().unwrap().port()
     };
     let addr = format!("127.0.0.1:{port}");
-    let service = Service::start("testbed", &[("LIFECYCLE_PROBE_ADDR", &addr)]);
+    let service = Service::start(TESTBED, &[("LIFECYCLE_PROBE_ADDR", &addr)]);
     assert_eq!(
         service.probes.as_deref(),
         Some(format!("http://{addr}").as_str())
@@ -119,7 +119,7 @@ fn the_probe_address_comes_from_the_environment_first() {
 fn an_address_in_use_exits_1() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let mut service = Service::spawn("testbed", &[("LIFECYCLE_PROBE_ADDR", &addr)]);
+    let mut service = Service::spawn(TESTBED, &[("LIFECYCLE_PROBE_ADDR", &addr)]);
     let status = service.wait_exit(DEADLINE);
     assert_eq!(status.code(), Some(1));
     assert!(status.signal().is_none());
@@ -130,7 +130,7 @@ fn an_address_in_use_exits_1() {
 
 #[test]
 fn json_logs_with_lifecycle_log_format() {
-    let service = Service::start("testbed", &[("LIFECYCLE_LOG_FORMAT", "json")]);
+    let service = Service::start(TESTBED, &[("LIFECYCLE_LOG_FORMAT", "json")]);
     let line = service
         .wait_for_log("probe server listening", DEADLINE)
         .unwrap();
@@ -140,15 +140,4 @@ fn json_logs_with_lifecycle_log_format() {
         .as_str()
         .unwrap()
         .starts_with("probe server listening on http://127.0.0.1:"));
-}
-
-#[test]
-fn a_current_thread_service_runs_its_checks_on_its_own_thread() {
-    let service = Service::start("single-thread", &[]);
-    let ready = service.wait_for_status("/readyz?verbose", 200, DEADLINE);
-    assert_eq!(
-        ready.body,
-        "[+]lifecycle ok\n[+]ticking ok\nreadyz check passed\n"
-    );
-    assert_eq!(service.get("/livez").status, 200);
 }

@@ -2,13 +2,14 @@
 //! Timing-sensitive, so its own test binary, with its tests run one at a
 //! time (cargo runs test binaries one after another).
 
-mod support;
-
 use std::sync::Mutex;
 use std::time::Duration;
 
-use support::Service;
+use lifecycle_tests::Service;
 
+const TESTBED: &str = env!("CARGO_BIN_EXE_testbed");
+/// Blocks its current_thread runtime's only thread after 300 ms.
+const SINGLE_THREAD_BLOCK: &str = env!("CARGO_BIN_EXE_single-thread-block");
 const DEADLINE: Duration = Duration::from_secs(10);
 /// The contract's bound is the largest timeout + 50 ms; this margin keeps
 /// the assertion true on a loaded 2-core machine running a debug build.
@@ -17,7 +18,7 @@ const MARGIN: Duration = Duration::from_millis(250);
 static SERIAL: Mutex<()> = Mutex::new(());
 
 /// Asserts that `answer` came within `bound` plus the margin.
-fn assert_answered_within(answer: &support::Answer, bound: Duration) {
+fn assert_answered_within(answer: &lifecycle_tests::Answer, bound: Duration) {
     assert!(
         answer.elapsed < bound + MARGIN,
         "took {:?}, bound {bound:?} + margin {MARGIN:?}",
@@ -34,7 +35,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 #[test]
 fn a_hanging_check_fails_readyz_within_its_timeout() {
     let _serial = serial();
-    let mut service = Service::started("testbed", &[("TESTBED_HANG", "1")]);
+    let mut service = Service::started(TESTBED, &[("TESTBED_HANG", "1")]);
     for _ in 0..5 {
         let ready = service.get("/readyz");
         assert_eq!(ready.status, 503);
@@ -53,7 +54,7 @@ fn a_hanging_check_fails_readyz_within_its_timeout() {
 #[test]
 fn a_blocking_check_fails_readyz_within_its_timeout() {
     let _serial = serial();
-    let mut service = Service::started("testbed", &[("TESTBED_BLOCK", "1")]);
+    let mut service = Service::started(TESTBED, &[("TESTBED_BLOCK", "1")]);
     let ready = service.get("/readyz?verbose");
     assert_eq!(ready.status, 503);
     assert!(
@@ -99,7 +100,7 @@ fn a_blocking_check_fails_readyz_within_its_timeout() {
 #[test]
 fn a_panicking_check_is_that_checks_failure_and_the_process_lives_on() {
     let _serial = serial();
-    let mut service = Service::started("testbed", &[("TESTBED_PANIC", "1")]);
+    let mut service = Service::started(TESTBED, &[("TESTBED_PANIC", "1")]);
     for _ in 0..3 {
         let ready = service.get("/readyz");
         assert_eq!(ready.status, 503);
@@ -116,9 +117,9 @@ fn a_panicking_check_is_that_checks_failure_and_the_process_lives_on() {
 #[test]
 fn sigterm_drains_then_stops_in_order_and_exits_0() {
     let _serial = serial();
-    let log = support::termination_log_path();
+    let log = lifecycle_tests::termination_log_path();
     let mut service = Service::start(
-        "testbed",
+        TESTBED,
         &[
             ("LIFECYCLE_DRAIN_DELAY_MS", "300"),
             ("LIFECYCLE_TERMINATION_LOG", log.to_str().unwrap()),
@@ -131,7 +132,7 @@ fn sigterm_drains_then_stops_in_order_and_exits_0() {
 
     // A request in flight when SIGTERM arrives.
     let slow_url = format!("{app}/slow?ms=800");
-    let in_flight = std::thread::spawn(move || support::http_get(&slow_url));
+    let in_flight = std::thread::spawn(move || lifecycle_tests::http_get(&slow_url));
     service.wait_for_stdout("slow request started", DEADLINE);
 
     let signalled = std::time::Instant::now();
@@ -151,7 +152,7 @@ fn sigterm_drains_then_stops_in_order_and_exits_0() {
     assert_eq!(ready.body, "[-]lifecycle failed: shutting down\n");
     // Still serving during the drain delay, and still alive.
     assert_eq!(
-        support::http_get(&format!("{app}/phase")).unwrap(),
+        lifecycle_tests::http_get(&format!("{app}/phase")).unwrap(),
         (200, "Draining".into())
     );
     assert_eq!(service.get("/livez").status, 200);
@@ -187,9 +188,9 @@ fn sigterm_drains_then_stops_in_order_and_exits_0() {
 #[test]
 fn a_hook_past_the_shutdown_deadline_exits_1_naming_it() {
     let _serial = serial();
-    let log = support::termination_log_path();
+    let log = lifecycle_tests::termination_log_path();
     let mut service = Service::start(
-        "testbed",
+        TESTBED,
         &[
             ("TESTBED_HOOK_SLOW_MS", "60000"),
             ("LIFECYCLE_SHUTDOWN_TIMEOUT_MS", "1000"),
@@ -224,8 +225,8 @@ fn probe_until(
     path: &str,
     max_latency: Duration,
     deadline: Duration,
-    done: impl Fn(&support::Answer) -> bool,
-) -> (support::Answer, Duration) {
+    done: impl Fn(&lifecycle_tests::Answer) -> bool,
+) -> (lifecycle_tests::Answer, Duration) {
     let started = std::time::Instant::now();
     loop {
         let answer = service.get(path);
@@ -253,7 +254,7 @@ const PROBE_LATENCY: Duration = Duration::from_millis(100);
 #[test]
 fn every_worker_blocked_fails_the_runtime_check_and_probes_still_answer() {
     let _serial = serial();
-    let mut service = Service::start("testbed", &[("LIFECYCLE_STALL_THRESHOLD_MS", "1000")]);
+    let mut service = Service::start(TESTBED, &[("LIFECYCLE_STALL_THRESHOLD_MS", "1000")]);
     service.wait_for_status("/readyz", 200, DEADLINE);
     service.command("set block-workers");
     let blocked = std::time::Instant::now();
@@ -301,11 +302,8 @@ fn every_worker_blocked_fails_the_runtime_check_and_probes_still_answer() {
 fn a_blocked_current_thread_runtime_fails_the_runtime_check() {
     let _serial = serial();
     let service = Service::start(
-        "single-thread",
-        &[
-            ("LIFECYCLE_STALL_THRESHOLD_MS", "1000"),
-            ("SINGLE_THREAD_BLOCK", "1"),
-        ],
+        SINGLE_THREAD_BLOCK,
+        &[("LIFECYCLE_STALL_THRESHOLD_MS", "1000")],
     );
     service.wait_for_stdout("blocking the runtime thread", DEADLINE);
     let blocked = std::time::Instant::now();
@@ -327,7 +325,7 @@ fn a_blocked_current_thread_runtime_fails_the_runtime_check() {
 #[test]
 fn a_busy_but_progressing_runtime_stays_live() {
     let _serial = serial();
-    let mut service = Service::start("testbed", &[("LIFECYCLE_STALL_THRESHOLD_MS", "1000")]);
+    let mut service = Service::start(TESTBED, &[("LIFECYCLE_STALL_THRESHOLD_MS", "1000")]);
     service.wait_for_status("/readyz", 200, DEADLINE);
     service.command("set busy-cpu");
     service.wait_for_stdout("busy-cpu started", DEADLINE);
@@ -342,10 +340,10 @@ fn a_busy_but_progressing_runtime_stays_live() {
 #[test]
 fn a_hundred_concurrent_probes_share_one_run() {
     let _serial = serial();
-    let service = Service::started("testbed", &[("TESTBED_SLOW_CHECK_MS", "1500")]);
+    let service = Service::started(TESTBED, &[("TESTBED_SLOW_CHECK_MS", "1500")]);
     service.wait_for_stdout("main running", DEADLINE);
     let runs = || {
-        let (_, body) = support::http_get(&format!("{}/runs", service.app_url())).unwrap();
+        let (_, body) = lifecycle_tests::http_get(&format!("{}/runs", service.app_url())).unwrap();
         body.split(' ').next().unwrap()["coalesced=".len()..]
             .parse::<u64>()
             .unwrap()
@@ -375,7 +373,7 @@ fn a_hundred_concurrent_probes_share_one_run() {
 #[test]
 fn a_background_result_change_shows_within_one_interval() {
     let _serial = serial();
-    let mut service = Service::start("testbed", &[]);
+    let mut service = Service::start(TESTBED, &[]);
     service.wait_for_status("/readyz/background", 200, DEADLINE);
     service.command("set background-down");
     let (answer, took) = probe_until(
@@ -412,7 +410,7 @@ fn a_thousand_slow_connections_do_not_delay_probes() {
     use std::io::{Read, Write};
     let _serial = serial();
     raise_open_file_limit();
-    let service = Service::start("testbed", &[]);
+    let service = Service::start(TESTBED, &[]);
     service.wait_for_status("/readyz", 200, DEADLINE);
     let rss_before = service.rss_kib();
 
@@ -465,7 +463,7 @@ fn connections_busy_on_a_slow_check_do_not_lock_out_new_probes() {
     use std::io::Write;
     let _serial = serial();
     raise_open_file_limit();
-    let service = Service::start("testbed", &[("TESTBED_SLOW_CHECK_MS", "2500")]);
+    let service = Service::start(TESTBED, &[("TESTBED_SLOW_CHECK_MS", "2500")]);
     service.wait_for_status("/livez", 200, DEADLINE);
     service.wait_for_stdout("main running", DEADLINE);
     // More than the cap of 512, each waiting on the same slow check.

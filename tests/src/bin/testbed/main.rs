@@ -4,7 +4,7 @@
 //! run time (see `control.rs`). Logs go to stderr; acks and the record of
 //! what ran (`hook NAME start`, …) to stdout.
 //!
-//! Run it by hand: `cargo run --bin testbed`, then
+//! Run it by hand: `cargo run -p lifecycle-tests --bin testbed`, then
 //! `curl -s 'localhost:PORT/readyz?verbose'` with the port it logs.
 
 mod control;
@@ -26,7 +26,7 @@ use lifecycle_runtime::{
 use tokio::net::TcpListener;
 
 // Linked for its checks and hooks alone.
-use checks_lib as _;
+use library_checks as _;
 
 fn env_flag(name: &str) -> bool {
     std::env::var_os(name).is_some()

@@ -1,8 +1,24 @@
-//! Starts example services as real child processes and talks to them the
-//! way the kubelet does: over TCP, with a real HTTP client.
-#![allow(dead_code)] // each test binary uses its own part of this
+//! What the end-to-end tests share: start a service binary as a real child
+//! process and talk to it the way the kubelet does, over TCP with a real
+//! HTTP client, and with real signals.
+//!
+//! Every function takes the path of the binary to start. An integration
+//! test names one of its own package's binaries with `CARGO_BIN_EXE_NAME`,
+//! which cargo sets only for those: the fixtures in `tests/src/bin/` for
+//! this crate's tests, an example's own binary for that example's tests.
+//!
+//! ```ignore
+//! // tests/tests/probes.rs
+//! use lifecycle_tests::Service;
+//!
+//! let service = Service::started(env!("CARGO_BIN_EXE_testbed"), &[]);
+//! assert_eq!(service.get("/readyz").status, 200);
+//! ```
+
+pub mod kubernetes;
 
 use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,18 +35,6 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-pub fn binary(name: &str) -> &'static str {
-    match name {
-        "testbed" => env!("CARGO_BIN_EXE_testbed"),
-        "testbed-duplicates" => env!("CARGO_BIN_EXE_testbed-duplicates"),
-        "quickstart" => env!("CARGO_BIN_EXE_quickstart"),
-        "single-thread" => env!("CARGO_BIN_EXE_single-thread"),
-        "panic-log" => env!("CARGO_BIN_EXE_panic-log"),
-        "cli-args" => env!("CARGO_BIN_EXE_cli-args"),
-        other => panic!("no example binary {other}"),
-    }
-}
-
 /// A fresh path for `LIFECYCLE_TERMINATION_LOG`, not yet created.
 pub fn termination_log_path() -> std::path::PathBuf {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -44,7 +48,21 @@ pub fn termination_log_path() -> std::path::PathBuf {
     path
 }
 
-/// A running example process.
+/// How long [`run`] waits for the process to exit.
+pub const RUN_DEADLINE: Duration = Duration::from_secs(15);
+
+/// Runs `bin ARGS` to its exit: (exit code, stdout lines, stderr).
+pub fn run(
+    bin: impl AsRef<Path>,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Option<i32>, Vec<String>, String) {
+    let mut service = Service::spawn_with_args(bin, args, env);
+    let status = service.wait_exit(RUN_DEADLINE);
+    (status.code(), service.stdout_lines(), service.stderr_text())
+}
+
+/// A running service process.
 pub struct Service {
     child: Child,
     stdin: Option<ChildStdin>,
@@ -63,15 +81,16 @@ pub struct Answer {
 }
 
 impl Service {
-    /// Spawns `bin` with `env` added to a clean `LIFECYCLE_*`-free
-    /// environment, without waiting for anything.
-    pub fn spawn(bin: &str, env: &[(&str, &str)]) -> Service {
+    /// Spawns the binary at `bin` with `env` added to a clean
+    /// `LIFECYCLE_*`-free environment, without waiting for anything.
+    pub fn spawn(bin: impl AsRef<Path>, env: &[(&str, &str)]) -> Service {
         Service::spawn_with_args(bin, &[], env)
     }
 
     /// Spawns `bin` with command-line `args` as well.
-    pub fn spawn_with_args(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Service {
-        let mut command = Command::new(binary(bin));
+    pub fn spawn_with_args(bin: impl AsRef<Path>, args: &[&str], env: &[(&str, &str)]) -> Service {
+        let bin = bin.as_ref();
+        let mut command = Command::new(bin);
         command.args(args);
         for (key, _) in std::env::vars() {
             if key.starts_with("LIFECYCLE_")
@@ -87,7 +106,9 @@ impl Service {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("spawn example");
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
         let stdin = child.stdin.take();
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let out = child.stdout.take().unwrap();
@@ -124,20 +145,22 @@ impl Service {
     }
 
     /// Spawns `bin` and waits until start-up has finished (`/startupz` 200).
-    pub fn started(bin: &str, env: &[(&str, &str)]) -> Service {
+    pub fn started(bin: impl AsRef<Path>, env: &[(&str, &str)]) -> Service {
         let service = Service::start(bin, env);
         service.wait_for_status("/startupz", 200, START_DEADLINE);
         service
     }
 
     /// Spawns `bin` and waits until its probe server listens.
-    pub fn start(bin: &str, env: &[(&str, &str)]) -> Service {
+    pub fn start(bin: impl AsRef<Path>, env: &[(&str, &str)]) -> Service {
+        let bin = bin.as_ref();
         let mut service = Service::spawn(bin, env);
         let line = service
             .wait_for_log("probe server listening on http://", START_DEADLINE)
             .unwrap_or_else(|| {
                 panic!(
-                    "{bin} never logged its probe address:\n{}",
+                    "{} never logged its probe address:\n{}",
+                    bin.display(),
                     service.stderr_text()
                 )
             });
