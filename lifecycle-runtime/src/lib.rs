@@ -138,6 +138,17 @@
 //!   `/livez`, `runtime` (no progress of the application runtime for
 //!   `stall_threshold_ms`) and, with `max_tasks = N`, `tasks`.
 //!
+//! # Runtime API
+//!
+//! | item | what it does |
+//! | --- | --- |
+//! | `shutdown_signal()` | a future that completes when the application must stop serving (after the drain delay); pass it to `with_graceful_shutdown` |
+//! | `shutdown_token()` | a `CancellationToken` (tokio-util) cancelled at the same moment |
+//! | `spawn(fut)` | spawns a tracked task; shutdown waits for tracked tasks before running `on_shutdown` hooks |
+//! | `set_ready(bool)` | takes the instance out of (or back into) rotation by hand |
+//! | `mark_broken(reason)` | fails `/livez` from then on, so the kubelet restarts the container: the way to give up instead of `process::exit` |
+//! | `phase()` | `Starting`, `Running`, `Draining`, `Stopping` |
+//!
 //! # Configuration
 //!
 //! An environment variable wins over the `#[service_main]` argument, which
@@ -209,8 +220,12 @@
 //!   installs unless `tracing = false`. Leave it out
 //!   (`default-features = false`) when you install your own.
 //!
-//! The minimum supported Rust version is the workspace's `rust-version`
-//! (that of the locked tokio and hyper).
+//! # Minimum Rust version
+//!
+//! The workspace declares `rust-version = "1.88"`: the highest
+//! `rust-version` in its locked dependency tree, test tooling included
+//! (trybuild, and reqwest's URL parser). The runtime's own dependencies,
+//! every feature on, need 1.85 (tokio, hyper-util, tracing-subscriber).
 
 #![warn(missing_docs, unreachable_pub)]
 

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use lifecycle_tests::kubernetes::{container, http_probe, manifest};
+use lifecycle_tests::kubernetes::{container, http_probe, manifest, pod_template};
 use lifecycle_tests::{free_port, http_get, run, termination_log_path, Service};
 
 const TESTBED: &str = env!("CARGO_BIN_EXE_testbed");
@@ -126,10 +126,17 @@ fn bad_lifecycle_flags_exit_2_naming_them() {
 }
 
 #[test]
-fn the_manifest_is_a_pod_spec_derived_from_the_configuration() {
-    let spec = manifest(TESTBED, &[("LIFECYCLE_PROBE_ADDR", "0.0.0.0:9100")]);
+fn the_manifest_is_a_pod_template_derived_from_the_configuration() {
+    let template = pod_template(TESTBED, &[("LIFECYCLE_PROBE_ADDR", "0.0.0.0:9100")]);
+    let labels = template.metadata.unwrap().labels.unwrap();
+    assert_eq!(labels["app.kubernetes.io/name"], "testbed");
+    let spec = template.spec.unwrap();
     assert_eq!(spec.containers.len(), 1);
     let testbed = container(&spec, "testbed");
+    assert_eq!(
+        testbed.termination_message_policy.as_deref(),
+        Some("FallbackToLogsOnError")
+    );
     let ports = testbed.ports.as_ref().unwrap();
     assert_eq!(ports.len(), 1);
     assert_eq!(ports[0].container_port, 9100);

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use lifecycle_tests::kubernetes::{container, http_probe, manifest};
+use lifecycle_tests::kubernetes::{container, http_probe, manifest, parse_exactly};
 use lifecycle_tests::{run, Service};
 
 const QUICKSTART: &str = env!("CARGO_BIN_EXE_quickstart");
@@ -37,7 +37,7 @@ fn the_example_deployment_carries_the_generated_probes() {
     ))
     .unwrap();
     let first = text.split("\n---").next().unwrap();
-    let deployment: Deployment = serde_yaml::from_str(first).unwrap();
+    let deployment: Deployment = parse_exactly(first);
     let pod = deployment.spec.unwrap().template.spec.unwrap();
     let deployed = container(&pod, "quickstart");
     let hint = "examples/k8s/deployment.yaml is out of date: paste in `cargo run -p quickstart -- --lifecycle-manifest`";
@@ -45,6 +45,10 @@ fn the_example_deployment_carries_the_generated_probes() {
     assert_eq!(deployed.liveness_probe, generated.liveness_probe, "{hint}");
     assert_eq!(
         deployed.readiness_probe, generated.readiness_probe,
+        "{hint}"
+    );
+    assert_eq!(
+        deployed.termination_message_policy, generated.termination_message_policy,
         "{hint}"
     );
     assert_eq!(
