@@ -35,7 +35,7 @@ pub(crate) fn validate(sig: &Signature, subject: &Subject, errors: &mut Errors) 
     if subject.must_be_async && sig.asyncness.is_none() {
         errors.push_at(
             sig.fn_token.span,
-            format!("{name} must be an `async fn`: write `async fn main()`"),
+            "#[service_main] requires an `async fn`: write `async fn main()`",
         );
     }
     if !sig.inputs.is_empty() || sig.variadic.is_some() {

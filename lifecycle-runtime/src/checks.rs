@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::call::{run_bounded, Outcome, OwnTask};
 use crate::health::Health;
+use crate::panics::contained;
 use crate::registry::{Call, CheckRegistration};
 
 /// How long past its interval and timeout a background result is trusted.
@@ -190,7 +191,7 @@ impl Check {
         let this = self.clone();
         let handle = app.clone();
         let own = OwnTask::start();
-        app.spawn(async move {
+        app.spawn(contained("a background check runner", async move {
             let _own = own;
             loop {
                 let result = tokio::select! {
@@ -204,7 +205,7 @@ impl Check {
                     _ = stop.cancelled() => return,
                 }
             }
-        });
+        }));
         true
     }
 }

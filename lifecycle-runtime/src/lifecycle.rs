@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use once_cell::sync::Lazy;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tokio_util::task::TaskTracker;
 
 /// Where the service is in its life.
@@ -38,6 +38,7 @@ use tokio_util::task::TaskTracker;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
+#[repr(u8)]
 pub enum Phase {
     /// Preflight checks and `on_startup` hooks are running.
     Starting,
@@ -85,10 +86,7 @@ impl Phase {
     }
 
     fn index(self) -> u8 {
-        Phase::ALL
-            .iter()
-            .position(|p| *p == self)
-            .expect("every phase is in ALL") as u8
+        self as u8
     }
 }
 
@@ -160,8 +158,9 @@ impl Lifecycle {
         Phase::from_index(self.phase.load(Ordering::SeqCst))
     }
 
-    /// Moves to `to` if the machine allows it from the current phase.
-    pub(crate) fn advance(&self, to: Phase) -> Result<(), Refused> {
+    /// Moves to `to` if the machine allows it from the current phase. The
+    /// named transitions below are the ones the crate takes.
+    fn advance(&self, to: Phase) -> Result<(), Refused> {
         let mut current = self.phase.load(Ordering::SeqCst);
         loop {
             let from = Phase::from_index(current);
@@ -199,18 +198,23 @@ impl Lifecycle {
 
     /// Requests a stop: the phase becomes `Draining` at once (out of
     /// rotation) if it was `Starting` or `Running`, and the shutdown
-    /// deadline starts. Returns whether this was the first request.
-    pub(crate) fn request_stop(&self) -> bool {
+    /// deadline starts. The one way to cancel the stop token, so that the
+    /// phase and the token never disagree.
+    pub(crate) fn request_stop(&self) {
         // Draining already (or Stopping) is what a stop asks for.
         let _ = self.advance(Phase::Draining);
-        let first = !self.stop_requested.is_cancelled();
         self.stop_requested.cancel();
-        first
     }
 
     /// Completes when a stop is requested.
-    pub(crate) fn stop_requested_token(&self) -> &CancellationToken {
-        &self.stop_requested
+    pub(crate) fn stop_requested(&self) -> WaitForCancellationFuture<'_> {
+        self.stop_requested.cancelled()
+    }
+
+    /// A token cancelled when a stop is requested, for tasks that outlive
+    /// a borrow (cancelling it stops only its holder).
+    pub(crate) fn stop_watch(&self) -> CancellationToken {
+        self.stop_requested.child_token()
     }
 
     /// The drain is over: `shutdown_signal()` completes. Requests the stop
@@ -368,9 +372,9 @@ mod tests {
     #[test]
     fn a_stop_during_start_up_drains_at_once_and_start_up_cannot_finish() {
         let lifecycle = Lifecycle::new();
-        assert!(lifecycle.request_stop());
+        lifecycle.request_stop();
         assert_eq!(lifecycle.phase(), Phase::Draining);
-        assert!(!lifecycle.request_stop(), "only the first request counts");
+        assert!(lifecycle.stop_watch().is_cancelled());
         assert_eq!(
             lifecycle.finish_startup(),
             Err(Refused {
@@ -397,7 +401,7 @@ mod tests {
         assert!(!lifecycle.serving_ends().is_cancelled());
         lifecycle.end_serving();
         assert_eq!(lifecycle.phase(), Phase::Draining);
-        assert!(lifecycle.stop_requested_token().is_cancelled());
+        assert!(lifecycle.stop_watch().is_cancelled());
         assert!(lifecycle.serving_ends().is_cancelled());
         lifecycle.begin_stopping().unwrap();
         assert_eq!(lifecycle.phase(), Phase::Stopping);

@@ -4,11 +4,13 @@
 //! Checks and hooks are "contained": their panics are their failures.
 
 use std::any::Any;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
-use std::panic::PanicHookInfo;
+use std::panic::{AssertUnwindSafe, PanicHookInfo};
 use std::pin::Pin;
 use std::task::{Context, Poll};
+
+use futures_util::FutureExt;
 
 use crate::config::PanicPolicy;
 use crate::exit::{self, terminate};
@@ -16,6 +18,9 @@ use crate::exit::{self, terminate};
 thread_local! {
     /// How many contained calls are running on this thread right now.
     static CONTAINED: Cell<u32> = const { Cell::new(0) };
+    /// The description (with its location) of the last contained panic on
+    /// this thread, for [`contained`] to log: the payload alone has none.
+    static LAST_CONTAINED: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
 /// Marks the current thread as inside a contained call until dropped
@@ -85,6 +90,25 @@ pub(crate) fn payload_text(payload: &(dyn Any + Send)) -> &str {
         .unwrap_or("Box<dyn Any>")
 }
 
+/// Runs lifecycle's own `future` (the probe server, the heartbeat, a
+/// background runner) so that a panic in it, a bug of ours, never reaches
+/// the panic policy: it is logged with its location and returned as `Err`.
+pub(crate) async fn contained<T>(what: &str, future: impl Future<Output = T>) -> Result<T, ()> {
+    match AssertUnwindSafe(Contained::new(Box::pin(future)))
+        .catch_unwind()
+        .await
+    {
+        Ok(value) => Ok(value),
+        Err(payload) => {
+            let description = LAST_CONTAINED
+                .with(|last| last.borrow_mut().take())
+                .unwrap_or_else(|| payload_text(&*payload).to_owned());
+            tracing::error!("lifecycle's {what} panicked, and the service goes on: {description}");
+            Err(())
+        }
+    }
+}
+
 /// `panicked at FILE:LINE:COL: MESSAGE`, as `std` words it.
 fn describe(info: &PanicHookInfo<'_>) -> String {
     let message = payload_text(info.payload());
@@ -110,8 +134,10 @@ pub(crate) fn install_with(uncontained: impl Fn(&str) + Send + Sync + 'static) {
     std::panic::set_hook(Box::new(move |info| {
         let description = describe(info);
         if is_contained() {
-            // Reported as the check's or hook's failure by its caller.
+            // Reported by its caller: as the check's or hook's failure, or
+            // logged by `contained`.
             tracing::debug!("contained: {description}");
+            LAST_CONTAINED.with(|last| *last.borrow_mut() = Some(description));
             return;
         }
         uncontained(&description);

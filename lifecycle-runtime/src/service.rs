@@ -16,6 +16,7 @@ use crate::exit::{self, Exit};
 use crate::flags::{self, Mode};
 use crate::hooks;
 use crate::lifecycle::Lifecycle;
+use crate::panics::contained;
 use crate::probe::{self, Evaluator, ProbeServer};
 use crate::registry::{self, CheckKind};
 use crate::shutdown::{self, MainEnded};
@@ -29,12 +30,14 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
-    run(&config, Lifecycle::global().clone(), main).exit()
+    run(&config, main).exit()
 }
 
 /// The service's whole life, up to the exit it ends with. (The signal
 /// thread may end the process sooner: a second signal, a missed deadline.)
-fn run<F, Fut>(config: &ServiceConfig, lifecycle: Arc<Lifecycle>, main: F) -> Exit
+/// It runs the process-wide lifecycle, the one that `shutdown_signal()`
+/// and the other free functions reach.
+fn run<F, Fut>(config: &ServiceConfig, main: F) -> Exit
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<(), String>>,
@@ -62,7 +65,7 @@ where
     };
     crate::panics::install(config.panic);
     match mode {
-        Mode::Serve => serve(config, &settings, lifecycle, main),
+        Mode::Serve => serve(config, &settings, Lifecycle::global().clone(), main),
         Mode::Preflight => preflight_only(config),
         Mode::Probe(endpoint) => crate::exec_probe::run(&settings, endpoint),
         Mode::Manifest => crate::manifest::print(&settings),
@@ -142,7 +145,7 @@ where
         // cancelled (dropped, which aborts it) and main never runs.
         let started = tokio::select! {
             biased;
-            _ = lifecycle.stop_requested_token().cancelled() => Ok(false),
+            _ = lifecycle.stop_requested() => Ok(false),
             result = start_up(&lifecycle, &app) => result.map(|()| true),
         };
         // A signal may also come between the end of start-up and this:
@@ -166,7 +169,9 @@ where
             }
             Ok(false) => tracing::info!("start-up abandoned: stopping before main runs"),
             Err(error) => {
-                // What start-up acquired, the shutdown hooks may release.
+                // Out of rotation for good; what start-up acquired, the
+                // shutdown hooks may release.
+                lifecycle.request_stop();
                 tracing::error!("{error}");
                 failures.push(error);
             }
@@ -209,7 +214,7 @@ fn start_heartbeat(runtime: &Runtime, lifecycle: &Arc<Lifecycle>, stall_threshol
     lifecycle.heartbeat().beat();
     let own = OwnTask::start();
     let lifecycle = lifecycle.clone();
-    runtime.spawn(async move {
+    runtime.spawn(contained("the heartbeat", async move {
         let _own = own;
         let mut ticks = tokio::time::interval(period);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -217,7 +222,7 @@ fn start_heartbeat(runtime: &Runtime, lifecycle: &Arc<Lifecycle>, stall_threshol
             ticks.tick().await;
             lifecycle.heartbeat().beat();
         }
-    });
+    }));
 }
 
 async fn run_preflight(app: &Handle) -> Vec<CheckResult> {

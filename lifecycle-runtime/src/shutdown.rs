@@ -51,7 +51,7 @@ where
             lifecycle.end_serving();
             return ended;
         }
-        _ = lifecycle.stop_requested_token().cancelled() => {}
+        _ = lifecycle.stop_requested() => {}
     }
     if !drain_delay.is_zero() {
         tracing::info!(

@@ -53,7 +53,7 @@ pub(crate) fn start(lifecycle: Arc<Lifecycle>, shutdown_timeout: Duration) -> io
                         tracing::info!("{} received: leaving rotation and shutting down", name(signo));
                         Some(signo)
                     }
-                    _ = lifecycle.stop_requested_token().cancelled() => None,
+                    _ = lifecycle.stop_requested() => None,
                 };
                 let deadline = tokio::time::sleep(shutdown_timeout);
                 tokio::pin!(deadline);

@@ -49,7 +49,7 @@ impl Evaluator {
     /// they stop once a stop is requested.
     pub(crate) fn start_background_checks(&self) {
         for check in &self.checks {
-            check.start_background(&self.app, self.lifecycle.stop_requested_token().clone());
+            check.start_background(&self.app, self.lifecycle.stop_watch());
         }
     }
 
@@ -75,9 +75,13 @@ impl Evaluator {
 
     fn lifecycle_startup(&self) -> Health {
         if self.lifecycle.started() {
-            Health::up()
-        } else {
-            Health::down("preflight checks and on_startup hooks have not finished")
+            return Health::up();
+        }
+        match self.lifecycle.phase() {
+            Phase::Starting => {
+                Health::down("preflight checks and on_startup hooks have not finished")
+            }
+            _ => Health::down("start-up abandoned: shutting down"),
         }
     }
 
@@ -201,7 +205,7 @@ impl Evaluator {
             entries.push(entry);
         }
         let evaluation = Evaluation {
-            endpoint: endpoint.name(),
+            endpoint,
             entries,
             unmatched_excludes,
             single: only.is_some(),
@@ -372,7 +376,37 @@ mod tests {
         evaluator.lifecycle.request_stop();
         assert!(evaluator.lifecycle.finish_startup().is_err());
         assert!(!passes(&evaluator, Endpoint::Readyz).await);
-        assert!(!passes(&evaluator, Endpoint::Startupz).await);
+        assert!(lines(&evaluator, Endpoint::Startupz)
+            .await
+            .contains("[-]lifecycle failed: start-up abandoned: shutting down\n"));
+    }
+
+    #[tokio::test]
+    async fn max_tasks_adds_the_tasks_check_to_livez() {
+        let evaluator = Evaluator::new(
+            Arc::new(Lifecycle::new()),
+            Handle::current(),
+            Duration::from_secs(10),
+            Some(1),
+            [],
+        );
+        let text = lines(&evaluator, Endpoint::Livez).await;
+        assert!(text.contains("[+]tasks ok (alive="), "{text}");
+        // Well above the cap: lifecycle's own tasks in other tests of this
+        // binary are subtracted from the count.
+        let blockers: Vec<_> = (0..10)
+            .map(|_| tokio::spawn(std::future::pending::<()>()))
+            .collect();
+        let text = lines(&evaluator, Endpoint::Livez).await;
+        assert!(text.contains(", more than max_tasks = 1 (alive="), "{text}");
+        assert!(!passes(&evaluator, Endpoint::Livez).await);
+        assert!(
+            !lines(&evaluator, Endpoint::Readyz).await.contains("tasks"),
+            "tasks is a liveness check"
+        );
+        for blocker in blockers {
+            blocker.abort();
+        }
     }
 
     #[tokio::test]

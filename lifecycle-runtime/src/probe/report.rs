@@ -5,6 +5,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::checks::CheckResult;
+use crate::probe::Endpoint;
 
 /// One line of an answer, in the order the checks are listed.
 #[derive(Debug, Clone)]
@@ -16,8 +17,7 @@ pub(crate) enum Entry {
 /// What a probe found.
 #[derive(Debug, Clone)]
 pub(crate) struct Evaluation {
-    /// `livez`, `readyz`, `startupz` or `healthz`.
-    pub(crate) endpoint: &'static str,
+    pub(crate) endpoint: Endpoint,
     pub(crate) entries: Vec<Entry>,
     /// `?exclude=` names that matched no check.
     pub(crate) unmatched_excludes: Vec<String>,
@@ -154,7 +154,7 @@ mod tests {
 
     fn evaluation(entries: Vec<Entry>) -> Evaluation {
         Evaluation {
-            endpoint: "readyz",
+            endpoint: Endpoint::Readyz,
             entries,
             unmatched_excludes: vec!["nope".into()],
             single: false,

@@ -10,13 +10,11 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use futures_util::FutureExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -25,7 +23,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::panics::{payload_text, Contained};
+use crate::panics::contained;
 use crate::probe::http::{plain, Answer};
 
 /// A probe's request line and headers fit well inside this; anything larger
@@ -158,24 +156,6 @@ impl Drop for Busy {
     }
 }
 
-/// Runs `future`, marked contained for the panic policy; a panic is
-/// logged as the probe server's own and returned as `Err`.
-async fn contained<T>(what: &str, future: impl Future<Output = T> + Send) -> Result<T, ()> {
-    match AssertUnwindSafe(Contained::new(Box::pin(future)))
-        .catch_unwind()
-        .await
-    {
-        Ok(value) => Ok(value),
-        Err(payload) => {
-            tracing::error!(
-                "the probe server panicked in {what}, and goes on: {}",
-                payload_text(&*payload)
-            );
-            Err(())
-        }
-    }
-}
-
 /// The accept loop, started again should it ever panic.
 async fn accept_contained<A, Fut>(listener: TcpListener, answer: Arc<A>, stop: CancellationToken)
 where
@@ -185,12 +165,15 @@ where
     let listener = Arc::new(listener);
     let connections = Arc::new(Connections::new());
     while contained(
-        "its accept loop",
+        "probe server's accept loop",
         accept(&listener, &answer, &connections, &stop),
     )
     .await
     .is_err()
-    {}
+    {
+        // A panic that recurs at once must not spin this thread.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 async fn accept<A, Fut>(
@@ -229,7 +212,7 @@ async fn accept<A, Fut>(
             TokioIo::new(stream),
             service_fn(move |request| {
                 let busy = Busy::enter(&busy);
-                let answer = contained("a probe answer", answer(request));
+                let answer = contained("probe server's answer", answer(request));
                 async move {
                     let response = answer.await.unwrap_or_else(|()| {
                         plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
@@ -242,7 +225,7 @@ async fn accept<A, Fut>(
         let stop = stop.clone();
         let connections = connections.clone();
         tokio::spawn(async move {
-            let _ = contained("a connection", async {
+            let _ = contained("probe server's connection", async {
                 tokio::select! {
                     _ = connection => {}
                     _ = close.cancelled() => {}
