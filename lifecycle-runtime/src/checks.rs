@@ -17,13 +17,38 @@ use crate::registry::{Call, CheckRegistration};
 /// How long past its interval and timeout a background result is trusted.
 const STALE_SLACK: Duration = Duration::from_secs(1);
 
-/// One check's answer, as probes report it.
+/// One check's answer, as probes report it and [`run_checks`] returns it.
+///
+/// [`run_checks`]: crate::run_checks
 #[derive(Debug, Clone)]
-pub(crate) struct CheckResult {
+pub struct CheckResult {
     pub(crate) name: String,
     pub(crate) critical: bool,
     pub(crate) health: Health,
     pub(crate) duration: Duration,
+}
+
+impl CheckResult {
+    /// The check's name, as in probe paths.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether it fails its endpoint when down (`critical`, true unless
+    /// `critical = false`).
+    pub fn critical(&self) -> bool {
+        self.critical
+    }
+
+    /// What it said; a time-out or a panic is a `down` with its reason.
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// How long the run took.
+    pub fn duration(&self) -> Duration {
+        self.duration
+    }
 }
 
 impl CheckResult {

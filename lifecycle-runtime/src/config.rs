@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// What `#[service_main]`'s arguments say; generated code builds it, and
@@ -60,6 +61,8 @@ pub(crate) enum LogFormat {
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub(crate) probe_addr: SocketAddr,
+    /// Where to write the bound probe address, once listening.
+    pub(crate) probe_addr_file: Option<PathBuf>,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) drain_delay: Duration,
     /// Where the drain delay came from, for the start-up log.
@@ -72,6 +75,7 @@ pub(crate) struct Settings {
 }
 
 pub(crate) const PROBE_ADDR: &str = "LIFECYCLE_PROBE_ADDR";
+pub(crate) const PROBE_ADDR_FILE: &str = "LIFECYCLE_PROBE_ADDR_FILE";
 pub(crate) const SHUTDOWN_TIMEOUT: &str = "LIFECYCLE_SHUTDOWN_TIMEOUT_MS";
 pub(crate) const DRAIN_DELAY: &str = "LIFECYCLE_DRAIN_DELAY_MS";
 pub(crate) const STALL_THRESHOLD: &str = "LIFECYCLE_STALL_THRESHOLD_MS";
@@ -192,6 +196,7 @@ impl Settings {
         };
         Ok(Settings {
             probe_addr,
+            probe_addr_file: var(env, PROBE_ADDR_FILE).map(PathBuf::from),
             shutdown_timeout: millis(
                 env,
                 SHUTDOWN_TIMEOUT,

@@ -247,11 +247,13 @@ mod service;
 mod shutdown;
 mod signals;
 
+pub use checks::CheckResult;
 pub use health::Health;
 pub use lifecycle::Phase;
 pub use lifecycle_macros::{
     liveness, on_shutdown, on_startup, preflight, readiness, service_main, startup,
 };
+pub use registry::CheckKind;
 pub use tokio_util::sync::CancellationToken;
 
 use std::future::Future;
@@ -372,6 +374,40 @@ pub fn mark_broken(reason: impl Into<String>) {
     let reason = reason.into();
     tracing::error!(%reason, "marked broken: /livez fails from now on");
     Lifecycle::global().mark_broken(reason);
+}
+
+/// Runs every check of `kind` registered in this binary once, each bounded
+/// by its timeout, on the current tokio runtime, and returns their results
+/// by name: a unit test of a crate that defines checks can see what they
+/// say without starting the service. A background check (`interval_ms`)
+/// runs once here too; a time-out or a panic is that check's `down`.
+///
+/// # Panics
+///
+/// When called outside a tokio runtime.
+///
+/// ```
+/// use lifecycle_runtime::{readiness, run_checks, CheckKind, Health};
+///
+/// #[readiness(name = "disk")]
+/// fn disk_has_room() -> Health {
+///     Health::down("97% full").with_detail("free_mb", 120)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let results = run_checks(CheckKind::Readiness).await;
+/// let disk = results.iter().find(|r| r.name() == "disk").unwrap();
+/// assert_eq!(disk.health().reason(), Some("97% full"));
+/// # }
+/// ```
+pub async fn run_checks(kind: CheckKind) -> Vec<CheckResult> {
+    let app = tokio::runtime::Handle::current();
+    let checks: Vec<_> = registry::checks(kind)
+        .into_iter()
+        .map(checks::Check::new)
+        .collect();
+    futures_util::future::join_all(checks.iter().map(|check| check.run(&app))).await
 }
 
 /// What generated code calls; not a public API.

@@ -6,11 +6,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::join_all;
 use tokio::runtime::{Handle, Runtime};
 
 use crate::call::OwnTask;
-use crate::checks::{Check, CheckResult};
 use crate::config::{self, Flavor, ServiceConfig, Settings};
 use crate::exit::{self, Exit};
 use crate::flags::{self, Mode};
@@ -124,6 +122,19 @@ where
         }
     };
     tracing::info!("probe server listening on http://{}", probes.local_addr);
+    if let Some(path) = &settings.probe_addr_file {
+        // The listener is bound and listening: connections queue from now.
+        if let Err(error) = probe::server::publish_address(path, probes.local_addr) {
+            return Exit::failure(
+                exit::BAD_CONFIG,
+                format!(
+                    "invalid configuration: {}={:?}: cannot write the probe address there: {error}",
+                    config::PROBE_ADDR_FILE,
+                    path.display()
+                ),
+            );
+        }
+    }
     tracing::info!(
         "drain delay {} ms ({}); shutdown timeout {} ms; stall threshold {} ms",
         settings.drain_delay.as_millis(),
@@ -225,18 +236,10 @@ fn start_heartbeat(runtime: &Runtime, lifecycle: &Arc<Lifecycle>, stall_threshol
     }));
 }
 
-async fn run_preflight(app: &Handle) -> Vec<CheckResult> {
-    let checks: Vec<_> = registry::checks(CheckKind::Preflight)
-        .into_iter()
-        .map(Check::new)
-        .collect();
-    join_all(checks.iter().map(|check| check.run(app))).await
-}
-
 /// Preflight checks, then the `on_startup` hooks by ascending order, equal
 /// orders together. The first failing stage stops start-up.
 async fn start_up(lifecycle: &Lifecycle, app: &Handle) -> Result<(), String> {
-    let failures: Vec<String> = run_preflight(app)
+    let failures: Vec<String> = crate::run_checks(CheckKind::Preflight)
         .await
         .iter()
         .filter(|r| !r.health.is_up())
@@ -261,7 +264,7 @@ fn preflight_only(config: &ServiceConfig) -> Exit {
         Ok(runtime) => runtime,
         Err(exit) => return exit,
     };
-    let results = runtime.block_on(run_preflight(runtime.handle()));
+    let results = runtime.block_on(crate::run_checks(CheckKind::Preflight));
     for result in &results {
         println!("{}", probe::report::line(result));
     }

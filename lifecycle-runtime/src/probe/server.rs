@@ -10,6 +10,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -84,6 +85,17 @@ impl ProbeServer {
             let _ = thread.join();
         }
     }
+}
+
+/// Writes `addr` (`IP:PORT` and a newline) to `path`, for tools that start
+/// the service on port 0. Written beside and renamed into place, so that a
+/// reader polling for the file never sees half a line.
+pub(crate) fn publish_address(path: &Path, addr: SocketAddr) -> io::Result<()> {
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    std::fs::write(&partial, format!("{addr}\n"))?;
+    std::fs::rename(&partial, path)
 }
 
 /// The open connections, oldest first. At the cap, the oldest connection

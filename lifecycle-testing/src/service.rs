@@ -1,0 +1,623 @@
+//! A service binary run as the kubelet runs it: started on probe port 0,
+//! probed from outside, stopped with SIGTERM and a grace period.
+
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::io::{BufRead, BufReader};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::probe::{probe, Endpoint, ProbeAnswer, Verbose, DEFAULT_TIMEOUT};
+
+/// How long a service may take to bind its probe port, by default: a debug
+/// build on a loaded machine.
+const DEFAULT_START_DEADLINE: Duration = Duration::from_secs(30);
+/// How many log lines a failure shows.
+const LOG_TAIL: usize = 20;
+/// How often waits look again.
+const POLL: Duration = Duration::from_millis(10);
+
+/// Why a service could not be started or did not do what was waited for.
+/// Its `Debug` form, which `unwrap` prints, ends with the service's last
+/// log lines.
+pub struct Error {
+    message: String,
+    log_tail: Vec<String>,
+}
+
+impl Error {
+    fn new(message: impl Into<String>, log: &Lines) -> Error {
+        Error {
+            message: message.into(),
+            log_tail: log.tail(LOG_TAIL),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if !self.log_tail.is_empty() {
+            write!(f, "\nthe service's last log lines:")?;
+            for line in &self.log_tail {
+                write!(f, "\n  {line}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit {
+    /// The exit code, when it exited.
+    pub code: Option<i32>,
+    /// The signal that killed it, when one did.
+    pub signal: Option<i32>,
+}
+
+impl From<std::process::ExitStatus> for Exit {
+    fn from(status: std::process::ExitStatus) -> Exit {
+        use std::os::unix::process::ExitStatusExt;
+        Exit {
+            code: status.code(),
+            signal: status.signal(),
+        }
+    }
+}
+
+/// How to stop a service: a signal, a grace period, perhaps a second
+/// signal. At the end of the grace period the service is killed, as the
+/// kubelet does.
+#[derive(Debug, Clone, Copy)]
+pub struct Stop {
+    signal: i32,
+    grace: Duration,
+    second_signal_after: Option<Duration>,
+}
+
+impl Stop {
+    /// SIGTERM, then SIGKILL after `grace` (the pod's
+    /// `terminationGracePeriodSeconds`).
+    pub fn grace(grace: Duration) -> Stop {
+        Stop {
+            signal: libc::SIGTERM,
+            grace,
+            second_signal_after: None,
+        }
+    }
+
+    /// Another signal than SIGTERM (SIGINT, as Ctrl-C sends).
+    #[must_use]
+    pub fn signal(mut self, signal: i32) -> Stop {
+        self.signal = signal;
+        self
+    }
+
+    /// Sends the signal again `after` the first, as an impatient operator
+    /// would.
+    #[must_use]
+    pub fn second_signal_after(mut self, after: Duration) -> Stop {
+        self.second_signal_after = Some(after);
+        self
+    }
+}
+
+/// What a stop showed.
+#[derive(Debug, Clone)]
+pub struct Stopped {
+    /// How the process ended.
+    pub exit: Exit,
+    /// From the first signal to the exit.
+    pub signal_to_exit: Duration,
+    /// When `/readyz` first failed after the signal (at most one probe
+    /// round trip late); `None` if it never failed while the process ran.
+    pub unready_after: Option<Duration>,
+    /// The grace period ran out and the service was killed with SIGKILL.
+    pub killed: bool,
+    /// What the service wrote to its termination log, if anything.
+    pub termination_message: Option<String>,
+    /// Every log line (stderr) of the service.
+    pub log: Vec<String>,
+}
+
+/// Lines of one of the service's output streams, collected as they come.
+#[derive(Clone, Default)]
+struct Lines(Arc<Mutex<Vec<String>>>);
+
+impl Lines {
+    fn collect(stream: impl std::io::Read + Send + 'static) -> Lines {
+        let lines = Lines::default();
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                sink.0.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            }
+        });
+        lines
+    }
+
+    fn all(&self) -> Vec<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn tail(&self, count: usize) -> Vec<String> {
+        let lines = self.all();
+        lines[lines.len().saturating_sub(count)..].to_vec()
+    }
+
+    fn find(&self, needle: &str) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|l| l.contains(needle))
+            .cloned()
+    }
+}
+
+/// A folder of the service's own files, removed with it.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> std::io::Result<Scratch> {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "lifecycle-testing-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&path)?;
+        Ok(Scratch(path))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Sets up a service to start: its program, arguments and environment.
+#[derive(Debug, Clone)]
+pub struct ServiceBuilder {
+    program: PathBuf,
+    args: Vec<OsString>,
+    env: Vec<(OsString, Option<OsString>)>,
+    start_deadline: Duration,
+}
+
+impl ServiceBuilder {
+    /// Adds a command-line argument.
+    #[must_use]
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.args.push(arg.as_ref().to_owned());
+        self
+    }
+
+    /// Adds command-line arguments.
+    #[must_use]
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// Sets an environment variable (a `LIFECYCLE_*` one overrides what
+    /// the kit sets: `LIFECYCLE_PROBE_ADDR` to `127.0.0.1:0`, the address
+    /// and termination-log files to temporary paths).
+    #[must_use]
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        self.env
+            .push((key.as_ref().to_owned(), Some(value.as_ref().to_owned())));
+        self
+    }
+
+    /// Removes an environment variable the test process has.
+    #[must_use]
+    pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Self {
+        self.env.push((key.as_ref().to_owned(), None));
+        self
+    }
+
+    /// How long [`spawn`](Self::spawn) waits for the probe port (30 s by
+    /// default) and [`start`](Self::start) for `/startupz`.
+    #[must_use]
+    pub fn start_deadline(mut self, deadline: Duration) -> Self {
+        self.start_deadline = deadline;
+        self
+    }
+
+    /// Starts the service and waits until its probe server listens; it may
+    /// still be starting.
+    pub fn spawn(self) -> Result<Service, Error> {
+        let scratch = Scratch::new().map_err(|e| Error {
+            message: format!("cannot make a temporary folder: {e}"),
+            log_tail: Vec::new(),
+        })?;
+        let addr_file = scratch.0.join("probe-addr");
+        let termination_log = scratch.0.join("termination-log");
+        let mut command = Command::new(&self.program);
+        command.args(&self.args);
+        // The test process's own lifecycle settings are not the service's.
+        for (key, _) in std::env::vars_os() {
+            let key_text = key.to_string_lossy();
+            if key_text.starts_with("LIFECYCLE_") || key_text == "KUBERNETES_SERVICE_HOST" {
+                command.env_remove(&key);
+            }
+        }
+        command
+            .env("LIFECYCLE_PROBE_ADDR", "127.0.0.1:0")
+            .env("LIFECYCLE_PROBE_ADDR_FILE", &addr_file)
+            .env("LIFECYCLE_TERMINATION_LOG", &termination_log);
+        for (key, value) in &self.env {
+            match value {
+                Some(value) => command.env(key, value),
+                None => command.env_remove(key),
+            };
+        }
+        // The service may have been told to write elsewhere.
+        let termination_log = self
+            .env
+            .iter()
+            .rev()
+            .find(|(key, _)| key == "LIFECYCLE_TERMINATION_LOG")
+            .and_then(|(_, value)| value.clone().map(PathBuf::from))
+            .unwrap_or(termination_log);
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| Error {
+                message: format!("cannot start {}: {e}", self.program.display()),
+                log_tail: Vec::new(),
+            })?;
+        let stdin = child.stdin.take();
+        let stdout = Lines::collect(child.stdout.take().expect("piped stdout"));
+        let stderr = Lines::collect(child.stderr.take().expect("piped stderr"));
+        let mut service = Service {
+            program: self.program,
+            child,
+            stdin,
+            stdout,
+            stderr,
+            probe_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            termination_log,
+            exit: None,
+            _scratch: scratch,
+        };
+        let until = Instant::now() + self.start_deadline;
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&addr_file) {
+                if let Ok(addr) = text.trim().parse::<SocketAddr>() {
+                    service.probe_addr = reachable(addr);
+                    return Ok(service);
+                }
+            }
+            if let Some(exit) = service.try_exit() {
+                return Err(service.error(format!(
+                    "{} exited ({exit:?}) before its probe server listened",
+                    service.program.display()
+                )));
+            }
+            if Instant::now() > until {
+                return Err(service.error(format!(
+                    "{} did not bind its probe port within {} ms",
+                    service.program.display(),
+                    self.start_deadline.as_millis()
+                )));
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Starts the service and waits until `/startupz` passes.
+    pub fn start(self) -> Result<Service, Error> {
+        let deadline = self.start_deadline;
+        let service = self.spawn()?;
+        service.wait_started(deadline)?;
+        Ok(service)
+    }
+}
+
+/// Where a client on this host reaches a server bound to `bound`.
+fn reachable(bound: SocketAddr) -> SocketAddr {
+    let ip = match bound.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, bound.port())
+}
+
+/// A running service binary. Dropping it kills the process.
+pub struct Service {
+    program: PathBuf,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Lines,
+    stderr: Lines,
+    probe_addr: SocketAddr,
+    termination_log: PathBuf,
+    exit: Option<Exit>,
+    _scratch: Scratch,
+}
+
+impl Service {
+    /// Sets up `program` (usually `env!("CARGO_BIN_EXE_<name>")`) to start.
+    pub fn builder(program: impl AsRef<Path>) -> ServiceBuilder {
+        ServiceBuilder {
+            program: program.as_ref().to_owned(),
+            args: Vec::new(),
+            env: Vec::new(),
+            start_deadline: DEFAULT_START_DEADLINE,
+        }
+    }
+
+    /// Starts `program` with no arguments or variables of its own and
+    /// waits until `/startupz` passes.
+    pub fn start(program: impl AsRef<Path>) -> Result<Service, Error> {
+        Service::builder(program).start()
+    }
+
+    /// The probe server's address.
+    pub fn probe_addr(&self) -> SocketAddr {
+        self.probe_addr
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn error(&self, message: String) -> Error {
+        Error::new(message, &self.stderr)
+    }
+
+    /// Probes `endpoint` once, as the kubelet does, with its default 1 s
+    /// timeout.
+    pub fn probe(&self, endpoint: Endpoint) -> ProbeAnswer {
+        self.probe_path(endpoint.path(), DEFAULT_TIMEOUT)
+    }
+
+    /// Probes any path (`/readyz/db`, `/livez?exclude=x`), within `timeout`.
+    pub fn probe_path(&self, path: &str, timeout: Duration) -> ProbeAnswer {
+        probe(self.probe_addr, path, timeout)
+    }
+
+    /// Probes `endpoint` with `?verbose` and reads its per-check lines.
+    pub fn verbose(&self, endpoint: Endpoint) -> Verbose {
+        self.probe_path(&format!("{}?verbose", endpoint.path()), DEFAULT_TIMEOUT)
+            .verbose()
+    }
+
+    /// Why an assertion about `endpoint` failed: the verbose answer and the
+    /// last log lines.
+    fn explain(&self, endpoint: Endpoint, expectation: &str) -> String {
+        let verbose = self.probe_path(&format!("{}?verbose", endpoint.path()), DEFAULT_TIMEOUT);
+        Error::new(
+            format!("{endpoint} {expectation}\nits verbose answer: {verbose}"),
+            &self.stderr,
+        )
+        .to_string()
+    }
+
+    /// Panics, with the verbose answer and the last log lines, unless
+    /// `endpoint` passes now.
+    #[track_caller]
+    pub fn assert_passing(&self, endpoint: Endpoint) -> ProbeAnswer {
+        let answer = self.probe(endpoint);
+        if !answer.passed() {
+            panic!("{}", self.explain(endpoint, "should pass but failed"));
+        }
+        answer
+    }
+
+    /// Panics, with the verbose answer and the last log lines, unless
+    /// `endpoint` fails now.
+    #[track_caller]
+    pub fn assert_failing(&self, endpoint: Endpoint) -> ProbeAnswer {
+        let answer = self.probe(endpoint);
+        if answer.passed() {
+            panic!("{}", self.explain(endpoint, "should fail but passed"));
+        }
+        answer
+    }
+
+    /// Probes `endpoint` until it passes (or, with `passing = false`,
+    /// fails), up to `deadline`.
+    pub fn wait_for(
+        &self,
+        endpoint: Endpoint,
+        passing: bool,
+        deadline: Duration,
+    ) -> Result<ProbeAnswer, Error> {
+        let until = Instant::now() + deadline;
+        loop {
+            let answer = self.probe(endpoint);
+            if answer.passed() == passing {
+                return Ok(answer);
+            }
+            let state = if passing { "pass" } else { "fail" };
+            if Instant::now() > until {
+                return Err(Error::new(
+                    self.explain(
+                        endpoint,
+                        &format!("did not {state} within {} ms", deadline.as_millis()),
+                    ),
+                    &Lines::default(),
+                ));
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Waits until `/startupz` passes, as the kubelet's startup probe does.
+    pub fn wait_started(&self, deadline: Duration) -> Result<(), Error> {
+        self.wait_for(Endpoint::Startupz, true, deadline).map(drop)
+    }
+
+    /// Every log line (stderr) so far.
+    pub fn log(&self) -> Vec<String> {
+        self.stderr.all()
+    }
+
+    /// Every stdout line so far.
+    pub fn stdout(&self) -> Vec<String> {
+        self.stdout.all()
+    }
+
+    /// Waits for a log line containing `needle`.
+    pub fn wait_for_log(&self, needle: &str, deadline: Duration) -> Result<String, Error> {
+        let until = Instant::now() + deadline;
+        loop {
+            if let Some(line) = self.stderr.find(needle) {
+                return Ok(line);
+            }
+            if Instant::now() > until {
+                return Err(self.error(format!(
+                    "no log line with {needle:?} within {} ms",
+                    deadline.as_millis()
+                )));
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// The service's standard input, to drive a test fixture.
+    pub fn stdin(&mut self) -> &mut ChildStdin {
+        self.stdin.as_mut().expect("stdin is piped")
+    }
+
+    /// What the service wrote to its termination log, if anything.
+    pub fn termination_message(&self) -> Option<String> {
+        std::fs::read_to_string(&self.termination_log).ok()
+    }
+
+    /// Sends `signal` (`libc::SIGTERM`, …) to the process.
+    pub fn signal(&self, signal: i32) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid fits pid_t");
+        // SAFETY: kill(2) has no memory effects; the child is not reaped
+        // before `try_exit` sees it, so the pid is still ours.
+        unsafe { libc::kill(pid, signal) };
+    }
+
+    fn try_exit(&mut self) -> Option<Exit> {
+        if self.exit.is_none() {
+            self.exit = self.child.try_wait().ok().flatten().map(Exit::from);
+        }
+        self.exit
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.try_exit().is_none()
+    }
+
+    /// Waits for the process to end by itself, up to `deadline`.
+    pub fn wait_exit(&mut self, deadline: Duration) -> Result<Exit, Error> {
+        let until = Instant::now() + deadline;
+        loop {
+            if let Some(exit) = self.try_exit() {
+                return Ok(exit);
+            }
+            if Instant::now() > until {
+                return Err(self.error(format!("still running after {} ms", deadline.as_millis())));
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Stops the service as the kubelet does: SIGTERM, then SIGKILL once
+    /// `grace` has passed.
+    pub fn stop(&mut self, grace: Duration) -> Stopped {
+        self.stop_with(Stop::grace(grace))
+    }
+
+    /// Stops the service as `stop` says, watching `/readyz` meanwhile.
+    pub fn stop_with(&mut self, stop: Stop) -> Stopped {
+        let addr = self.probe_addr;
+        let signalled = Instant::now();
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // Watches for the moment readiness fails, as an endpoints
+        // controller would see it.
+        let watcher = {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                while !done.load(Ordering::SeqCst) {
+                    let answer = probe(addr, Endpoint::Readyz.path(), DEFAULT_TIMEOUT);
+                    if !answer.passed() {
+                        return Some(signalled.elapsed());
+                    }
+                    std::thread::sleep(POLL);
+                }
+                None
+            })
+        };
+        self.signal(stop.signal);
+        let mut second_sent = false;
+        let mut killed = false;
+        let exit = loop {
+            if let Some(exit) = self.try_exit() {
+                break exit;
+            }
+            let elapsed = signalled.elapsed();
+            if let Some(after) = stop.second_signal_after {
+                if !second_sent && elapsed >= after {
+                    self.signal(stop.signal);
+                    second_sent = true;
+                }
+            }
+            if elapsed >= stop.grace && !killed {
+                let _ = self.child.kill();
+                killed = true;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        let signal_to_exit = signalled.elapsed();
+        done.store(true, Ordering::SeqCst);
+        // A probe the watcher sent after the exit fails too: only a
+        // failure seen while the process still ran counts.
+        let unready_after = watcher
+            .join()
+            .ok()
+            .flatten()
+            .filter(|after| *after <= signal_to_exit);
+        // Let the readers take the last lines.
+        std::thread::sleep(Duration::from_millis(50));
+        Stopped {
+            exit,
+            signal_to_exit,
+            unready_after,
+            killed,
+            termination_message: self.termination_message(),
+            log: self.log(),
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if self.try_exit().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
