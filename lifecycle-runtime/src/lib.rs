@@ -148,6 +148,7 @@
 //! | `set_ready(bool)` | takes the instance out of (or back into) rotation by hand |
 //! | `mark_broken(reason)` | fails `/livez` from then on, so the kubelet restarts the container: the way to give up instead of `process::exit` |
 //! | `phase()` | `Starting`, `Running`, `Draining`, `Stopping` |
+//! | `run_checks(kind)` | runs the checks of one kind registered in this binary and returns their results, without a service: for a crate's own unit tests |
 //!
 //! # Configuration
 //!
@@ -158,6 +159,7 @@
 //! | variable | argument | default |
 //! | --- | --- | --- |
 //! | `LIFECYCLE_PROBE_ADDR` | `probe_addr` | `0.0.0.0:8081` (port 0 picks a free port; the bound address is logged) |
+//! | `LIFECYCLE_PROBE_ADDR_FILE` | | unset; when set, the bound address (`IP:PORT` and a newline) is written there once the probe server listens |
 //! | `LIFECYCLE_SHUTDOWN_TIMEOUT_MS` | `shutdown_timeout_ms` | 25000 |
 //! | `LIFECYCLE_DRAIN_DELAY_MS` | `drain_delay_ms` | 0, or 5000 when `KUBERNETES_SERVICE_HOST` is set |
 //! | `LIFECYCLE_STALL_THRESHOLD_MS` | `stall_threshold_ms` | 10000 |
