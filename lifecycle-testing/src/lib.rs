@@ -35,9 +35,11 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+mod load;
 mod probe;
 mod service;
 
+pub use load::{http_get, ErrorKind, Failure, Load, LoadReport, RequestError, SignalOffset};
 pub use probe::{
     probe, CheckLine, Endpoint, ProbeAnswer, Verbose, DEFAULT_TIMEOUT, MAX_BODY, USER_AGENT,
 };

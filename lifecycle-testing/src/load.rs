@@ -1,0 +1,1351 @@
+//! A steady load across a stop: does a graceful stop lose requests?
+//!
+//! [`Load`] sends requests from a few client threads while the service is
+//! stopped, and [`LoadReport`] says what became of each one relative to the
+//! signal and to the exit.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::service::{Service, Stop, Stopped};
+
+/// How long [`Load::across_stop`] waits, past its warm-up, for a first
+/// answer before it stops the service anyway.
+const FIRST_ANSWER_DEADLINE: Duration = Duration::from_secs(10);
+/// How long the load goes on after the exit, at most, to see one request
+/// meet the closed port.
+const AFTER_EXIT: Duration = Duration::from_secs(1);
+/// How many of the service's log lines a failed assertion shows.
+const LOG_TAIL: usize = 20;
+/// The largest answer [`http_get`] reads.
+const MAX_ANSWER: usize = 16 * 1024 * 1024;
+
+/// What became of a request that got no answer, as the load counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The connection was refused: nothing listened, the request was
+    /// never received.
+    Refused,
+    /// The connection broke under the request: reset, broken pipe, or
+    /// closed before a whole answer came. The service may or may not have
+    /// acted on it.
+    Reset,
+    /// Anything else: a time-out, a malformed answer, an unexpected status.
+    Failed,
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorKind::Refused => "refused",
+            ErrorKind::Reset => "reset",
+            ErrorKind::Failed => "failed",
+        })
+    }
+}
+
+/// Why one request of the load got no (good) answer.
+///
+/// An [`io::Error`] converts into one, classified by its kind, so a closure
+/// written on `std::net` can use `?`; [`from_error`](Self::from_error)
+/// classifies another client's error by the I/O error in its chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestError {
+    kind: ErrorKind,
+    message: String,
+}
+
+impl RequestError {
+    /// An error of `kind`, described by `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> RequestError {
+        RequestError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// The connection was refused.
+    pub fn refused(message: impl Into<String>) -> RequestError {
+        RequestError::new(ErrorKind::Refused, message)
+    }
+
+    /// The connection broke under the request.
+    pub fn reset(message: impl Into<String>) -> RequestError {
+        RequestError::new(ErrorKind::Reset, message)
+    }
+
+    /// Any other failure.
+    pub fn failed(message: impl Into<String>) -> RequestError {
+        RequestError::new(ErrorKind::Failed, message)
+    }
+
+    /// An answer with a status the closure does not accept (a failure).
+    pub fn status(status: u16) -> RequestError {
+        RequestError::failed(format!("answered HTTP {status}"))
+    }
+
+    /// Classifies an I/O error: refused; reset, aborted, broken pipe or an
+    /// unexpected end of file are [`ErrorKind::Reset`]; anything else,
+    /// time-outs included, [`ErrorKind::Failed`].
+    pub fn from_io(error: &io::Error) -> RequestError {
+        let kind = match error.kind() {
+            io::ErrorKind::ConnectionRefused => ErrorKind::Refused,
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof => ErrorKind::Reset,
+            _ => ErrorKind::Failed,
+        };
+        let message = match error.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                format!("timed out ({error})")
+            }
+            _ => error.to_string(),
+        };
+        RequestError { kind, message }
+    }
+
+    /// Classifies any client's error (reqwest's, hyper's…) by the first
+    /// [`io::Error`] in its chain of sources, [`ErrorKind::Failed`] when
+    /// there is none; the message is the whole chain.
+    pub fn from_error(error: &(dyn std::error::Error + 'static)) -> RequestError {
+        let mut message = error.to_string();
+        let mut kind = None;
+        let mut current = Some(error);
+        while let Some(error) = current {
+            if kind.is_none() {
+                if let Some(io) = error.downcast_ref::<io::Error>() {
+                    kind = Some(RequestError::from_io(io).kind);
+                }
+            }
+            current = error.source();
+            if let Some(source) = current {
+                let text = source.to_string();
+                if !message.contains(&text) {
+                    message = format!("{message}: {text}");
+                }
+            }
+        }
+        RequestError {
+            kind: kind.unwrap_or(ErrorKind::Failed),
+            message,
+        }
+    }
+
+    /// How the load counts it.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// What went wrong.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl From<io::Error> for RequestError {
+    fn from(error: io::Error) -> RequestError {
+        RequestError::from_io(&error)
+    }
+}
+
+impl fmt::Display for RequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)
+    }
+}
+
+impl std::error::Error for RequestError {}
+
+/// Sends `GET path` to `addr` on a new connection (`Connection: close`)
+/// and reads the whole answer, all within `timeout`: the status and the
+/// body (`Content-Length`, chunked, or up to the end of the connection),
+/// lossily decoded. A small client for a [`Load`]'s closure; any other
+/// client will do.
+///
+/// Errors are classified as [`RequestError::from_io`] says; a connection
+/// closed before a whole answer came is [`ErrorKind::Reset`]. Any status is
+/// an answer: judging it is the caller's business (see
+/// [`RequestError::status`]).
+pub fn http_get(
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> Result<(u16, String), RequestError> {
+    let started = Instant::now();
+    get(addr, path, timeout, started).map_err(|error| RequestError::from_io(&error))
+}
+
+fn left(timeout: Duration, started: Instant) -> io::Result<Duration> {
+    timeout
+        .checked_sub(started.elapsed())
+        .filter(|left| !left.is_zero())
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no whole answer within {} ms", timeout.as_millis()),
+            )
+        })
+}
+
+fn get(
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+    started: Instant,
+) -> io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_nodelay(true)?;
+    stream.set_write_timeout(Some(left(timeout, started)?))?;
+    stream.write_all(
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: lifecycle-testing\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )?;
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 8192];
+    // Reads more, or fails with an unexpected end of file.
+    let mut read_more = |stream: &mut TcpStream, received: &mut Vec<u8>| -> io::Result<usize> {
+        stream.set_read_timeout(Some(left(timeout, started)?))?;
+        let read = stream.read(&mut chunk)?;
+        received.extend_from_slice(&chunk[..read]);
+        if received.len() > MAX_ANSWER {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("answer larger than {MAX_ANSWER} bytes"),
+            ));
+        }
+        Ok(read)
+    };
+    let eof = |what: &str| {
+        io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("connection closed {what}"),
+        )
+    };
+    let head_end = loop {
+        if let Some(end) = find(&received, b"\r\n\r\n") {
+            break end;
+        }
+        if read_more(&mut stream, &mut received)? == 0 {
+            return Err(eof(if received.is_empty() {
+                "before an answer"
+            } else {
+                "in the answer's head"
+            }));
+        }
+    };
+    let head = String::from_utf8_lossy(&received[..head_end]).into_owned();
+    let status = head
+        .lines()
+        .next()
+        .filter(|line| line.starts_with("HTTP/"))
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no HTTP status line"))?;
+    let header = |wanted: &str| {
+        head.lines().skip(1).find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.trim()
+                .eq_ignore_ascii_case(wanted)
+                .then(|| value.trim().to_owned())
+        })
+    };
+    let chunked = header("transfer-encoding")
+        .is_some_and(|value| value.to_ascii_lowercase().contains("chunked"));
+    let length = match header("content-length") {
+        Some(value) => Some(
+            value
+                .parse::<usize>()
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "a bad Content-Length"))?,
+        ),
+        None => None,
+    };
+    let body_start = head_end + 4;
+    let body = if status == 204 || status == 304 {
+        Vec::new()
+    } else if chunked {
+        loop {
+            if let Some(body) = dechunk(&received[body_start..])? {
+                break body;
+            }
+            if read_more(&mut stream, &mut received)? == 0 {
+                return Err(eof("in a chunked body"));
+            }
+        }
+    } else if let Some(length) = length {
+        while received.len() - body_start < length {
+            if read_more(&mut stream, &mut received)? == 0 {
+                return Err(eof(&format!(
+                    "after {} of {length} body bytes",
+                    received.len() - body_start
+                )));
+            }
+        }
+        received[body_start..body_start + length].to_vec()
+    } else {
+        while read_more(&mut stream, &mut received)? != 0 {}
+        received[body_start..].to_vec()
+    };
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// Decodes a chunked body: `None` while incomplete.
+fn dechunk(mut data: &[u8]) -> io::Result<Option<Vec<u8>>> {
+    let bad = || io::Error::new(io::ErrorKind::InvalidData, "a bad chunked body");
+    let mut body = Vec::new();
+    loop {
+        let Some(line_end) = find(data, b"\r\n") else {
+            return Ok(None);
+        };
+        let size_text = std::str::from_utf8(&data[..line_end]).map_err(|_| bad())?;
+        let size_text = size_text.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size_text, 16).map_err(|_| bad())?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            // Trailers, then an empty line.
+            return Ok(find(data, b"\r\n").map(|_| body));
+        }
+        if data.len() < size + 2 {
+            return Ok(None);
+        }
+        body.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+type Request = dyn Fn() -> Result<(), RequestError> + Send + Sync;
+
+/// A steady load of requests from a few client threads, kept running
+/// across a stop of the service: the proof that a graceful stop loses
+/// nothing.
+///
+/// The closure sends one request to the application and says what became
+/// of it: `Ok` for an answer it accepts, an error otherwise. Its error is
+/// anything that converts into a [`RequestError`] (an [`io::Error`]
+/// does); it must bound its own request with a time-out.
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// use lifecycle_testing::{http_get, Load, RequestError, Service, Stop};
+///
+/// # fn main() -> Result<(), lifecycle_testing::Error> {
+/// # let binary = "my-service";
+/// let mut service = Service::builder(binary)
+///     .env("APP_ADDR", "127.0.0.1:0")
+///     .env("LIFECYCLE_DRAIN_DELAY_MS", "500")
+///     .start()?;
+/// let line = service.wait_for_log("serving on http://", Duration::from_secs(10))?;
+/// let app: std::net::SocketAddr = line.rsplit("http://").next().unwrap().trim().parse().unwrap();
+///
+/// let load = Load::new(move || match http_get(app, "/", Duration::from_secs(2))? {
+///     (200, _) => Ok(()),
+///     (status, _) => Err(RequestError::status(status)),
+/// })
+/// .clients(4)
+/// .rate(200)
+/// // The load balancer stops routing to the pod well within the drain delay.
+/// .routed_for(Duration::from_millis(250));
+/// let (report, stopped) = load.across_stop(
+///     &mut service,
+///     Stop::grace(Duration::from_secs(10)),
+///     Duration::from_millis(200),
+/// );
+/// report.assert_nothing_lost();
+/// assert!(report.answered_after_signal > 0, "the drain delay served: {report}");
+/// assert_eq!(stopped.exit.code, Some(0));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Load {
+    request: Arc<Request>,
+    clients: usize,
+    rate: Option<u32>,
+    routed_for: Option<Duration>,
+    finish_timeout: Duration,
+}
+
+impl fmt::Debug for Load {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Load")
+            .field("clients", &self.clients)
+            .field("rate", &self.rate)
+            .field("routed_for", &self.routed_for)
+            .field("finish_timeout", &self.finish_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Load {
+    /// A load of `request`s: 4 clients sending back to back, every request
+    /// judged up to the exit.
+    pub fn new<F, T, E>(request: F) -> Load
+    where
+        F: Fn() -> Result<T, E> + Send + Sync + 'static,
+        E: Into<RequestError>,
+    {
+        Load {
+            request: Arc::new(move || request().map(drop).map_err(Into::into)),
+            clients: 4,
+            rate: None,
+            routed_for: None,
+            finish_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// How many client threads send requests, each one at a time (4 by
+    /// default).
+    ///
+    /// # Panics
+    /// When `clients` is 0.
+    #[must_use]
+    pub fn clients(mut self, clients: usize) -> Load {
+        assert!(clients > 0, "a load needs at least one client");
+        self.clients = clients;
+        self
+    }
+
+    /// How many requests per second all the clients send together, evenly
+    /// spaced; `None` (the default): each client sends its next request as
+    /// soon as the last one ended. A client whose request outlasts its turn
+    /// sends the next one at once, without making up for the turns it
+    /// missed.
+    ///
+    /// # Panics
+    /// When the rate is 0.
+    #[must_use]
+    pub fn rate(mut self, per_second: impl Into<Option<u32>>) -> Load {
+        let rate = per_second.into();
+        assert!(
+            rate != Some(0),
+            "a rate of 0 requests per second sends nothing"
+        );
+        self.rate = rate;
+        self
+    }
+
+    /// Judges the requests sent until `lag` after the signal, as a load
+    /// balancer routes to the pod until it has seen its readiness fail:
+    /// within that window the service must answer every request (a
+    /// refusal, even after the exit, is lost too), and the load runs to its
+    /// end; the later requests are still sent, and counted (as
+    /// [`unrouted`](LoadReport::unrouted) or
+    /// [`after_exit`](LoadReport::after_exit)), but not lost whatever
+    /// becomes of them. Without it, every request sent before the exit is
+    /// judged, and a refusal after the signal is not lost.
+    ///
+    /// A server that closes its listener while requests keep coming resets
+    /// the connections waiting in its accept queue, whatever it does: in
+    /// Kubernetes the drain delay keeps the listener open until traffic has
+    /// stopped. With a continuous load, set `lag` below the drain delay.
+    #[must_use]
+    pub fn routed_for(mut self, lag: Duration) -> Load {
+        self.routed_for = Some(lag);
+        self
+    }
+
+    /// How long, once the process has exited, the load waits for the
+    /// requests still in flight (10 s by default); those still running are
+    /// counted as [`unfinished`](LoadReport::unfinished), and the threads
+    /// sending them are left behind.
+    #[must_use]
+    pub fn finish_timeout(mut self, timeout: Duration) -> Load {
+        self.finish_timeout = timeout;
+        self
+    }
+
+    /// Starts the load, waits at least `warmup` and until a request was
+    /// answered (giving up on that 10 s later), stops the service as `stop`
+    /// says ([`Service::stop_with`]), goes on through the routing window if
+    /// there is one and until a request was sent after the exit (at most a
+    /// second more), then stops the load and reports.
+    pub fn across_stop(
+        &self,
+        service: &mut Service,
+        stop: Stop,
+        warmup: Duration,
+    ) -> (LoadReport, Stopped) {
+        let running = Running::start(self);
+        let started = Instant::now();
+        while started.elapsed() < warmup
+            || (running.shared.answered.load(Ordering::SeqCst) == 0
+                && started.elapsed() < warmup + FIRST_ANSWER_DEADLINE)
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let signalled = Instant::now();
+        let stopped = service.stop_with(stop);
+        let exited = signalled + stopped.signal_to_exit;
+        let routed_until = self.routed_for.map(|lag| signalled + lag);
+        // Through the routing window, and until a request met the exit.
+        let until = routed_until.map_or(exited, |routed| routed.max(exited));
+        while Instant::now() < until
+            || (!running.sent_since(exited) && until.elapsed() < AFTER_EXIT)
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let records = running.finish(self.finish_timeout);
+        let log_tail = stopped.log[stopped.log.len().saturating_sub(LOG_TAIL)..].to_vec();
+        let report = LoadReport::new(
+            &records,
+            Moments {
+                signalled,
+                exited,
+                routed_until,
+            },
+            log_tail,
+        );
+        (report, stopped)
+    }
+}
+
+/// One request's fate.
+#[derive(Debug, Clone)]
+struct Record {
+    sent: Instant,
+    took: Duration,
+    /// `None`: still running when the load was given up.
+    outcome: Option<Result<(), RequestError>>,
+}
+
+#[derive(Default)]
+struct Shared {
+    stop: AtomicBool,
+    answered: AtomicU64,
+    records: Mutex<Vec<Record>>,
+    /// When each client's request in flight was sent.
+    in_flight: Vec<Mutex<Option<Instant>>>,
+}
+
+/// The client threads, stopped when dropped.
+struct Running {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    fn start(load: &Load) -> Running {
+        let shared = Arc::new(Shared {
+            in_flight: (0..load.clients).map(|_| Mutex::new(None)).collect(),
+            ..Shared::default()
+        });
+        let began = Instant::now();
+        let threads = (0..load.clients)
+            .map(|client| {
+                let shared = shared.clone();
+                let request = load.request.clone();
+                // Client `client` takes every `clients`-th turn.
+                let turns = load.rate.map(|rate| {
+                    let spacing = Duration::from_secs_f64(1.0 / f64::from(rate));
+                    let first = began + spacing * u32::try_from(client).unwrap_or(u32::MAX);
+                    (
+                        first,
+                        spacing * u32::try_from(load.clients).unwrap_or(u32::MAX),
+                    )
+                });
+                std::thread::Builder::new()
+                    .name(format!("load-client-{client}"))
+                    .spawn(move || send(client, &shared, &*request, turns))
+                    .expect("a load client thread starts")
+            })
+            .collect();
+        Running { shared, threads }
+    }
+
+    /// Whether a request was sent at `moment` or later.
+    fn sent_since(&self, moment: Instant) -> bool {
+        let in_flight = self
+            .shared
+            .in_flight
+            .iter()
+            .any(|slot| lock(slot).is_some_and(|sent| sent >= moment));
+        in_flight || lock(&self.shared.records).iter().any(|r| r.sent >= moment)
+    }
+
+    /// Stops the clients, waits up to `timeout` for them, and returns every
+    /// request, those still in flight included.
+    fn finish(mut self, timeout: Duration) -> Vec<Record> {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        let until = Instant::now() + timeout;
+        while self.threads.iter().any(|t| !t.is_finished()) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for thread in std::mem::take(&mut self.threads) {
+            if thread.is_finished() {
+                let _ = thread.join();
+            }
+        }
+        let recorded = lock(&self.shared.records);
+        let mut records = recorded.clone();
+        let now = Instant::now();
+        records.extend(self.shared.in_flight.iter().filter_map(|slot| {
+            lock(slot).map(|sent| Record {
+                sent,
+                took: now - sent,
+                outcome: None,
+            })
+        }));
+        drop(recorded);
+        records.sort_by_key(|r| r.sent);
+        records
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// One client's loop.
+fn send(client: usize, shared: &Shared, request: &Request, turns: Option<(Instant, Duration)>) {
+    let mut next = turns.map(|(first, _)| first);
+    while !shared.stop.load(Ordering::SeqCst) {
+        if let (Some(at), Some((_, spacing))) = (next, turns) {
+            let now = Instant::now();
+            if at > now {
+                std::thread::sleep((at - now).min(Duration::from_millis(5)));
+                continue;
+            }
+            // A late client takes its next turn from now: no burst.
+            let base = if now - at > spacing { now } else { at };
+            next = Some(base + spacing);
+        }
+        let sent = Instant::now();
+        *lock(&shared.in_flight[client]) = Some(sent);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(request))
+            .unwrap_or_else(|panic| {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".to_owned());
+                Err(RequestError::failed(format!(
+                    "the request panicked: {message}"
+                )))
+            });
+        let took = sent.elapsed();
+        if outcome.is_ok() {
+            shared.answered.fetch_add(1, Ordering::SeqCst);
+        }
+        // Recorded and no longer in flight at once (`finish` looks at both
+        // under the records' lock).
+        let mut records = lock(&shared.records);
+        records.push(Record {
+            sent,
+            took,
+            outcome: Some(outcome),
+        });
+        *lock(&shared.in_flight[client]) = None;
+    }
+}
+
+/// A moment relative to the signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SignalOffset {
+    /// This long before the signal.
+    Before(Duration),
+    /// This long after the signal (or at it).
+    After(Duration),
+}
+
+impl SignalOffset {
+    fn of(moment: Instant, signalled: Instant) -> SignalOffset {
+        if moment < signalled {
+            SignalOffset::Before(signalled - moment)
+        } else {
+            SignalOffset::After(moment - signalled)
+        }
+    }
+
+    /// How long after the signal, `None` before it.
+    pub fn after_signal(self) -> Option<Duration> {
+        match self {
+            SignalOffset::Before(_) => None,
+            SignalOffset::After(after) => Some(after),
+        }
+    }
+}
+
+impl fmt::Display for SignalOffset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (sign, duration) = match self {
+            SignalOffset::Before(d) => ('-', d),
+            SignalOffset::After(d) => ('+', d),
+        };
+        write!(f, "signal {sign} {:.1} ms", duration.as_secs_f64() * 1000.0)
+    }
+}
+
+/// A request that got no (good) answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// How it is counted.
+    pub kind: ErrorKind,
+    /// When it was sent.
+    pub sent: SignalOffset,
+    /// How long it took to fail.
+    pub took: Duration,
+    /// What went wrong.
+    pub error: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}, sent at {}, after {:.1} ms: {}",
+            self.kind,
+            self.sent,
+            self.took.as_secs_f64() * 1000.0,
+            self.error
+        )
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Moments {
+    signalled: Instant,
+    exited: Instant,
+    routed_until: Option<Instant>,
+}
+
+/// What became of the requests of a [`Load`] across a stop.
+///
+/// The counts `answered + failed + refused + reset + unfinished` make
+/// `sent`, the requests sent after the exit included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadReport {
+    /// Every request sent.
+    pub sent: u64,
+    /// Answered to the closure's satisfaction.
+    pub answered: u64,
+    /// Failed otherwise: time-outs, statuses the closure rejected…
+    pub failed: u64,
+    /// Refused: nothing listened.
+    pub refused: u64,
+    /// Reset: the connection broke under the request.
+    pub reset: u64,
+    /// Still running when the load was given up
+    /// ([`Load::finish_timeout`] after the exit).
+    pub unfinished: u64,
+    /// Sent before the signal.
+    pub sent_before_signal: u64,
+    /// Sent after the signal and answered: the drain delay at work.
+    pub answered_after_signal: u64,
+    /// Sent after the signal, before the exit.
+    pub sent_after_signal: u64,
+    /// Sent after the routing window ([`Load::routed_for`]), before the
+    /// exit: not judged.
+    pub unrouted: u64,
+    /// Sent after the exit: they should all be refused. Not judged, unless
+    /// sent within the routing window ([`Load::routed_for`]): a load
+    /// balancer still sent them to the pod.
+    pub after_exit: u64,
+    /// Of those sent after the exit, how many were answered: more than 0
+    /// means the closure does not talk to the service.
+    pub answered_after_exit: u64,
+    /// When the last answered request was sent: how long the service went
+    /// on serving.
+    pub last_answered: Option<SignalOffset>,
+    /// The first request (by the moment it was sent) that got no good
+    /// answer, whatever the kind and the phase: usually the first refusal
+    /// once the listener closed.
+    pub first_failure: Option<Failure>,
+    /// The first lost request (see [`lost`](Self::lost)).
+    pub first_lost: Option<Failure>,
+    /// The longest a request took.
+    pub slowest: Duration,
+    /// From the signal to the exit.
+    pub signal_to_exit: Duration,
+    /// The requests whose loss counts: those sent before the exit, or
+    /// within the routing window when [`Load::routed_for`] set one.
+    pub judged: u64,
+    lost: u64,
+    routed_for: Option<Duration>,
+    log_tail: Vec<String>,
+}
+
+impl LoadReport {
+    fn new(records: &[Record], at: Moments, log_tail: Vec<String>) -> LoadReport {
+        let mut report = LoadReport {
+            sent: 0,
+            answered: 0,
+            failed: 0,
+            refused: 0,
+            reset: 0,
+            unfinished: 0,
+            sent_before_signal: 0,
+            answered_after_signal: 0,
+            sent_after_signal: 0,
+            unrouted: 0,
+            after_exit: 0,
+            answered_after_exit: 0,
+            last_answered: None,
+            first_failure: None,
+            first_lost: None,
+            slowest: Duration::ZERO,
+            signal_to_exit: at.exited.saturating_duration_since(at.signalled),
+            judged: 0,
+            lost: 0,
+            routed_for: at.routed_until.map(|until| until - at.signalled),
+            log_tail,
+        };
+        let routed = at.routed_until.is_some();
+        for record in records {
+            report.sent += 1;
+            report.slowest = report.slowest.max(record.took);
+            let before_signal = record.sent < at.signalled;
+            let after_exit = record.sent >= at.exited;
+            // Routed to, the service must answer even after it exited.
+            let judged = match at.routed_until {
+                Some(until) => record.sent < until,
+                None => !after_exit,
+            };
+            if judged {
+                report.judged += 1;
+            }
+            if before_signal {
+                report.sent_before_signal += 1;
+            } else if after_exit {
+                report.after_exit += 1;
+            } else {
+                report.sent_after_signal += 1;
+                if !judged {
+                    report.unrouted += 1;
+                }
+            }
+            let failure = match &record.outcome {
+                Some(Ok(())) => {
+                    report.answered += 1;
+                    if after_exit {
+                        report.answered_after_exit += 1;
+                    } else if !before_signal {
+                        report.answered_after_signal += 1;
+                    }
+                    report.last_answered = Some(SignalOffset::of(record.sent, at.signalled));
+                    continue;
+                }
+                Some(Err(error)) => error.clone(),
+                None => {
+                    report.unfinished += 1;
+                    RequestError::failed(format!(
+                        "still running {} ms after it was sent",
+                        record.took.as_millis()
+                    ))
+                }
+            };
+            if record.outcome.is_some() {
+                *match failure.kind {
+                    ErrorKind::Refused => &mut report.refused,
+                    ErrorKind::Reset => &mut report.reset,
+                    ErrorKind::Failed => &mut report.failed,
+                } += 1;
+            }
+            let failure = Failure {
+                kind: failure.kind,
+                sent: SignalOffset::of(record.sent, at.signalled),
+                took: record.took,
+                error: failure.message,
+            };
+            // A refusal is lost only when the service should have been
+            // listening: before the signal, or while still routed to.
+            let listening = before_signal || (routed && judged);
+            let lost = judged && (failure.kind != ErrorKind::Refused || listening);
+            if lost {
+                report.lost += 1;
+                if report.first_lost.is_none() {
+                    report.first_lost = Some(failure.clone());
+                }
+            }
+            if report.first_failure.is_none() {
+                report.first_failure = Some(failure);
+            }
+        }
+        report
+    }
+
+    /// The requests lost: among those judged (sent before the exit, or
+    /// within the routing window when [`Load::routed_for`] set one), the
+    /// ones reset, failed or unfinished, and the ones refused while the
+    /// service should have been listening: before the signal, and within
+    /// the routing window (the load balancer still sent them there).
+    /// Without a routing window a refusal after the signal is not lost: the
+    /// request was never received, and the service may close its listener
+    /// once the drain delay is over.
+    pub fn lost(&self) -> u64 {
+        self.lost
+    }
+
+    /// Panics with the message of [`check_nothing_lost`](Self::check_nothing_lost)
+    /// unless it passes.
+    #[track_caller]
+    pub fn assert_nothing_lost(&self) {
+        if let Err(message) = self.check_nothing_lost() {
+            panic!("{message}");
+        }
+    }
+
+    /// Passes when no request was lost, some were answered before the
+    /// signal (else the load proved nothing), and none sent after the exit
+    /// was answered (else the closure does not talk to the service);
+    /// otherwise says why, with the counts, the first lost request and the
+    /// service's last log lines.
+    pub fn check_nothing_lost(&self) -> Result<(), String> {
+        let problem = if self.lost > 0 {
+            let judged = match self.routed_for {
+                Some(lag) => format!("sent within {} ms of the signal", lag.as_millis()),
+                None => "sent before the exit".to_owned(),
+            };
+            let mut problem = format!(
+                "lost {} of the {} requests judged (those {judged})",
+                self.lost, self.judged
+            );
+            if let Some(first) = &self.first_lost {
+                problem.push_str(&format!("; the first one: {first}"));
+                if first.sent.after_signal().is_some() && self.routed_for.is_none() {
+                    problem.push_str(
+                        "\n(a request that comes once the listener has closed meets the close; \
+                         if a load balancer would no longer have routed it, say so with \
+                         Load::routed_for)",
+                    );
+                }
+            }
+            problem
+        } else if self.answered - self.answered_after_signal - self.answered_after_exit == 0 {
+            "no request was answered before the signal: the load proved nothing".to_owned()
+        } else if self.answered_after_exit > 0 {
+            format!(
+                "{} requests sent after the exit were answered: the load does not talk to the service",
+                self.answered_after_exit
+            )
+        } else {
+            return Ok(());
+        };
+        let mut message = format!("{problem}\n{self}");
+        if !self.log_tail.is_empty() {
+            message.push_str("\nthe service's last log lines:");
+            for line in &self.log_tail {
+                message.push_str("\n  ");
+                message.push_str(line);
+            }
+        }
+        Err(message)
+    }
+}
+
+impl fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} requests sent: {} answered, {} refused, {} reset, {} failed",
+            self.sent, self.answered, self.refused, self.reset, self.failed
+        )?;
+        if self.unfinished > 0 {
+            write!(f, ", {} unfinished", self.unfinished)?;
+        }
+        write!(
+            f,
+            "; {} sent before the signal; after it, {} sent and {} of them answered",
+            self.sent_before_signal, self.sent_after_signal, self.answered_after_signal
+        )?;
+        if self.unrouted > 0 {
+            write!(f, " ({} unrouted)", self.unrouted)?;
+        }
+        write!(
+            f,
+            "; exit at signal + {:.1} ms; {} sent after the exit",
+            self.signal_to_exit.as_secs_f64() * 1000.0,
+            self.after_exit
+        )?;
+        if let Some(last) = self.last_answered {
+            write!(f, "; last answered request sent at {last}")?;
+        }
+        write!(
+            f,
+            "; slowest {:.1} ms; lost {} of {} judged",
+            self.slowest.as_secs_f64() * 1000.0,
+            self.lost,
+            self.judged
+        )?;
+        if let Some(first) = &self.first_failure {
+            write!(f, "; first failure: {first}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_are_classified() {
+        let kind = |kind: io::ErrorKind| RequestError::from(io::Error::from(kind)).kind();
+        assert_eq!(kind(io::ErrorKind::ConnectionRefused), ErrorKind::Refused);
+        for reset in [
+            io::ErrorKind::ConnectionReset,
+            io::ErrorKind::ConnectionAborted,
+            io::ErrorKind::BrokenPipe,
+            io::ErrorKind::UnexpectedEof,
+        ] {
+            assert_eq!(kind(reset), ErrorKind::Reset, "{reset:?}");
+        }
+        for failed in [
+            io::ErrorKind::TimedOut,
+            io::ErrorKind::WouldBlock,
+            io::ErrorKind::InvalidData,
+            io::ErrorKind::PermissionDenied,
+        ] {
+            assert_eq!(kind(failed), ErrorKind::Failed, "{failed:?}");
+        }
+        let timed_out = RequestError::from(io::Error::from(io::ErrorKind::WouldBlock));
+        assert!(timed_out.message().starts_with("timed out"), "{timed_out}");
+        // Raw OS errors, as sockets report them.
+        let os = |errno| RequestError::from(io::Error::from_raw_os_error(errno)).kind();
+        assert_eq!(os(libc::ECONNREFUSED), ErrorKind::Refused);
+        assert_eq!(os(libc::ECONNRESET), ErrorKind::Reset);
+        assert_eq!(os(libc::EPIPE), ErrorKind::Reset);
+        assert_eq!(os(libc::ETIMEDOUT), ErrorKind::Failed);
+        assert_eq!(RequestError::status(503).kind(), ErrorKind::Failed);
+        assert_eq!(RequestError::status(503).message(), "answered HTTP 503");
+    }
+
+    #[derive(Debug)]
+    struct Wrapper(io::Error);
+
+    impl fmt::Display for Wrapper {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("error sending request")
+        }
+    }
+
+    impl std::error::Error for Wrapper {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn another_clients_errors_are_classified_by_their_io_source() {
+        let wrapped = Wrapper(io::Error::from_raw_os_error(libc::ECONNRESET));
+        let error = RequestError::from_error(&wrapped);
+        assert_eq!(error.kind(), ErrorKind::Reset);
+        assert!(
+            error.message().starts_with("error sending request: ")
+                && error.message().contains("reset"),
+            "{error}"
+        );
+        let plain = io::Error::other("no io source below");
+        let error = RequestError::from_error(&Wrapper(plain));
+        assert_eq!(error.kind(), ErrorKind::Failed);
+        let fmt_error = RequestError::from_error(&fmt::Error);
+        assert_eq!(fmt_error.kind(), ErrorKind::Failed);
+    }
+
+    /// A one-shot server: answers each connection with the next of
+    /// `answers` (raw bytes), then closes it.
+    fn serve(answers: Vec<Vec<u8>>) -> SocketAddr {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for answer in answers {
+                let (mut stream, _) = listener.accept().unwrap();
+                let mut request = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while find(&request, b"\r\n\r\n").is_none() {
+                    let read = stream.read(&mut chunk).unwrap();
+                    if read == 0 {
+                        break;
+                    }
+                    request.extend_from_slice(&chunk[..read]);
+                }
+                let _ = stream.write_all(&answer);
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn http_get_reads_every_framing_and_classifies_a_cut_answer() {
+        let addr = serve(vec![
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello and more".to_vec(),
+            b"HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n4;x=y\r\ndown\r\n3\r\n!!!\r\n0\r\n\r\n"
+                .to_vec(),
+            b"HTTP/1.0 200 OK\r\n\r\nto the end".to_vec(),
+            b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\ncut".to_vec(),
+            Vec::new(),
+        ]);
+        let timeout = Duration::from_secs(5);
+        assert_eq!(http_get(addr, "/", timeout), Ok((200, "hello".into())));
+        assert_eq!(http_get(addr, "/", timeout), Ok((503, "down!!!".into())));
+        assert_eq!(http_get(addr, "/", timeout), Ok((200, "to the end".into())));
+        let cut = http_get(addr, "/", timeout).unwrap_err();
+        assert_eq!(cut.kind(), ErrorKind::Reset, "{cut}");
+        assert!(cut.message().contains("after 3 of 50 body bytes"), "{cut}");
+        let nothing = http_get(addr, "/", timeout).unwrap_err();
+        assert_eq!(nothing.kind(), ErrorKind::Reset, "{nothing}");
+        assert!(nothing.message().contains("before an answer"), "{nothing}");
+    }
+
+    #[test]
+    fn http_get_classifies_refusals_and_time_outs() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let refused = http_get(closed, "/", Duration::from_secs(1)).unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::Refused, "{refused}");
+
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let started = Instant::now();
+        let timed_out = http_get(
+            silent.local_addr().unwrap(),
+            "/",
+            Duration::from_millis(200),
+        )
+        .unwrap_err();
+        assert_eq!(timed_out.kind(), ErrorKind::Failed, "{timed_out}");
+        assert!(timed_out.message().starts_with("timed out"), "{timed_out}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        drop(silent);
+    }
+
+    fn record(sent: Instant, outcome: Option<Result<(), RequestError>>) -> Record {
+        Record {
+            sent,
+            took: Duration::from_millis(1),
+            outcome,
+        }
+    }
+
+    #[test]
+    fn the_report_judges_each_request_by_its_phase() {
+        let signalled = Instant::now() + Duration::from_secs(1);
+        let ms = |offset: i64| {
+            if offset < 0 {
+                signalled - Duration::from_millis(offset.unsigned_abs())
+            } else {
+                signalled + Duration::from_millis(offset.unsigned_abs())
+            }
+        };
+        let records = [
+            record(ms(-100), Some(Ok(()))),
+            record(
+                ms(-50),
+                Some(Err(RequestError::refused("before the signal"))),
+            ),
+            record(ms(10), Some(Ok(()))),
+            record(ms(100), Some(Err(RequestError::refused("closed early")))),
+            record(ms(200), Some(Ok(()))),
+            record(ms(300), Some(Err(RequestError::refused("listener closed")))),
+            record(ms(301), Some(Err(RequestError::reset("in the close")))),
+            record(ms(350), Some(Err(RequestError::failed("timed out")))),
+            record(ms(400), None),
+            record(ms(600), Some(Err(RequestError::refused("gone")))),
+            record(ms(601), Some(Ok(()))),
+        ];
+        let moments = |routed: Option<i64>| Moments {
+            signalled,
+            exited: ms(500),
+            routed_until: routed.map(ms),
+        };
+        let strict = LoadReport::new(&records, moments(None), Vec::new());
+        assert_eq!(strict.sent, 11);
+        assert_eq!(
+            (
+                strict.answered,
+                strict.refused,
+                strict.reset,
+                strict.failed,
+                strict.unfinished
+            ),
+            (4, 4, 1, 1, 1)
+        );
+        assert_eq!(strict.sent_before_signal, 2);
+        assert_eq!(strict.sent_after_signal, 7);
+        assert_eq!(strict.answered_after_signal, 2);
+        assert_eq!((strict.after_exit, strict.answered_after_exit), (2, 1));
+        assert_eq!(strict.unrouted, 0);
+        // Refused before the signal, reset, failed, unfinished; not the
+        // refusals after the signal nor anything after the exit.
+        assert_eq!((strict.lost(), strict.judged), (4, 9));
+        let first_lost = strict.first_lost.as_ref().unwrap();
+        assert_eq!(first_lost.kind, ErrorKind::Refused);
+        assert_eq!(
+            first_lost.sent,
+            SignalOffset::Before(Duration::from_millis(50))
+        );
+        assert_eq!(strict.first_failure, strict.first_lost);
+        assert_eq!(
+            strict.last_answered,
+            Some(SignalOffset::After(Duration::from_millis(601)))
+        );
+        assert_eq!(strict.signal_to_exit, Duration::from_millis(500));
+
+        // A load balancer that stopped routing 250 ms after the signal:
+        // the refusal within the window is lost, the later failures are
+        // not judged.
+        let routed = LoadReport::new(&records, moments(Some(250)), Vec::new());
+        assert_eq!(routed.unrouted, 4);
+        assert_eq!((routed.lost(), routed.judged), (2, 5));
+        assert_eq!(routed.first_failure, strict.first_failure);
+
+        // Routed to for longer than the service lived: the refusal after
+        // the exit is lost as well, every failure is.
+        let outlived = LoadReport::new(&records, moments(Some(650)), Vec::new());
+        assert_eq!((outlived.unrouted, outlived.after_exit), (0, 2));
+        assert_eq!((outlived.lost(), outlived.judged), (7, 11));
+        let message = outlived.check_nothing_lost().unwrap_err();
+        assert!(
+            message.starts_with(
+                "lost 7 of the 11 requests judged (those sent within 650 ms of the signal)"
+            ),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn assert_nothing_lost_names_the_counts_and_the_first_loss() {
+        let signalled = Instant::now();
+        let moments = Moments {
+            signalled,
+            exited: signalled + Duration::from_millis(500),
+            routed_until: None,
+        };
+        let lossy = LoadReport::new(
+            &[
+                record(signalled - Duration::from_millis(5), Some(Ok(()))),
+                record(
+                    signalled + Duration::from_millis(20),
+                    Some(Err(RequestError::reset("connection reset by peer"))),
+                ),
+            ],
+            moments,
+            vec!["a log line".into()],
+        );
+        let message = lossy.check_nothing_lost().unwrap_err();
+        assert!(message.starts_with("lost 1 of the 2 requests judged (those sent before the exit); the first one: reset, sent at signal + 20.0 ms"), "{message}");
+        assert!(message.contains("connection reset by peer"), "{message}");
+        assert!(message.contains("Load::routed_for"), "{message}");
+        assert!(message.ends_with("\n  a log line"), "{message}");
+
+        let idle = LoadReport::new(
+            &[record(signalled + Duration::from_millis(5), Some(Ok(())))],
+            moments,
+            Vec::new(),
+        );
+        let message = idle.check_nothing_lost().unwrap_err();
+        assert!(message.contains("proved nothing"), "{message}");
+
+        let fine = LoadReport::new(
+            &[
+                record(signalled - Duration::from_millis(5), Some(Ok(()))),
+                record(signalled + Duration::from_millis(5), Some(Ok(()))),
+                record(
+                    signalled + Duration::from_millis(300),
+                    Some(Err(RequestError::refused("closed"))),
+                ),
+                record(
+                    signalled + Duration::from_millis(700),
+                    Some(Err(RequestError::refused("gone"))),
+                ),
+            ],
+            moments,
+            Vec::new(),
+        );
+        fine.assert_nothing_lost();
+        assert_eq!(fine.answered_after_signal, 1);
+
+        let elsewhere = LoadReport::new(
+            &[
+                record(signalled - Duration::from_millis(5), Some(Ok(()))),
+                record(signalled + Duration::from_millis(600), Some(Ok(()))),
+            ],
+            moments,
+            Vec::new(),
+        );
+        let message = elsewhere.check_nothing_lost().unwrap_err();
+        assert!(
+            message.contains("does not talk to the service"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "lost 1 of the 1 requests judged (those sent before the exit)")]
+    fn assert_nothing_lost_panics_on_a_loss() {
+        let signalled = Instant::now();
+        let report = LoadReport::new(
+            &[record(
+                signalled,
+                Some(Err(RequestError::failed("timed out"))),
+            )],
+            Moments {
+                signalled,
+                exited: signalled + Duration::from_millis(1),
+                routed_until: None,
+            },
+            Vec::new(),
+        );
+        report.assert_nothing_lost();
+    }
+
+    #[test]
+    fn a_rate_spaces_the_requests_and_the_load_stops_when_told() {
+        let count = Arc::new(AtomicU64::new(0));
+        let counted = count.clone();
+        let load = Load::new(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, RequestError>(())
+        })
+        .clients(2)
+        .rate(100);
+        let running = Running::start(&load);
+        std::thread::sleep(Duration::from_millis(300));
+        let records = running.finish(Duration::from_secs(5));
+        let sent = count.load(Ordering::SeqCst);
+        // 30 turns in 300 ms; a loaded machine may miss some, never more.
+        assert!((5..=32).contains(&sent), "{sent} requests");
+        assert_eq!(records.len() as u64, sent);
+        let later = count.load(Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(count.load(Ordering::SeqCst), later, "the load stopped");
+    }
+
+    #[test]
+    fn a_request_that_hangs_is_left_behind_as_unfinished() {
+        let load = Load::new(|| {
+            std::thread::sleep(Duration::from_secs(3));
+            Ok::<_, io::Error>(())
+        })
+        .clients(1);
+        let running = Running::start(&load);
+        std::thread::sleep(Duration::from_millis(20));
+        let started = Instant::now();
+        let records = running.finish(Duration::from_millis(50));
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!(records.len(), 1);
+        assert!(records[0].outcome.is_none());
+    }
+}
