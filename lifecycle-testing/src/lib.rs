@@ -35,9 +35,13 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+mod kubelet;
 mod probe;
 mod service;
 
+pub use kubelet::{
+    EventKind, Kubelet, KubeletEvent, KubeletReport, Manifest, ProbeKind, ProbeSpec, Probed, Watch,
+};
 pub use probe::{
     probe, CheckLine, Endpoint, ProbeAnswer, Verbose, DEFAULT_TIMEOUT, MAX_BODY, USER_AGENT,
 };
