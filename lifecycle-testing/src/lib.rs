@@ -35,10 +35,14 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+mod kubelet;
 mod load;
 mod probe;
 mod service;
 
+pub use kubelet::{
+    EventKind, Kubelet, KubeletEvent, KubeletReport, Manifest, ProbeKind, ProbeSpec, Probed, Watch,
+};
 pub use load::{http_get, ErrorKind, Failure, Load, LoadReport, RequestError, SignalOffset};
 pub use probe::{
     probe, CheckLine, Endpoint, ProbeAnswer, Verbose, DEFAULT_TIMEOUT, MAX_BODY, USER_AGENT,

@@ -131,10 +131,13 @@ fn exchange(
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_nodelay(true)?;
     stream.set_write_timeout(Some(remaining(timeout, started)?))?;
-    write!(
-        stream,
+    // One write, as the kubelet sends it: `write!` would send each piece
+    // as its own segment (no Nagle), and a server reading once would see
+    // half a request.
+    let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: {USER_AGENT}\r\nAccept: */*\r\nConnection: close\r\n\r\n"
-    )?;
+    );
+    stream.write_all(request.as_bytes())?;
     let mut received = Vec::new();
     let mut chunk = [0u8; 4096];
     let head_end = loop {

@@ -17,7 +17,7 @@ use crate::probe::{probe, Endpoint, ProbeAnswer, Verbose, DEFAULT_TIMEOUT};
 /// build on a loaded machine.
 const DEFAULT_START_DEADLINE: Duration = Duration::from_secs(30);
 /// How many log lines a failure shows.
-const LOG_TAIL: usize = 20;
+pub(crate) const LOG_TAIL: usize = 20;
 /// How often waits look again.
 const POLL: Duration = Duration::from_millis(10);
 
@@ -31,9 +31,14 @@ pub struct Error {
 
 impl Error {
     fn new(message: impl Into<String>, log: &Lines) -> Error {
+        Error::with_log(message, log.tail(LOG_TAIL))
+    }
+
+    /// An error showing `log_tail` as the service's last log lines.
+    pub(crate) fn with_log(message: impl Into<String>, log_tail: Vec<String>) -> Error {
         Error {
             message: message.into(),
-            log_tail: log.tail(LOG_TAIL),
+            log_tail,
         }
     }
 }
@@ -135,7 +140,7 @@ pub struct Stopped {
 
 /// Lines of one of the service's output streams, collected as they come.
 #[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<String>>>);
+pub(crate) struct Lines(Arc<Mutex<Vec<String>>>);
 
 impl Lines {
     fn collect(stream: impl std::io::Read + Send + 'static) -> Lines {
@@ -153,7 +158,7 @@ impl Lines {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn tail(&self, count: usize) -> Vec<String> {
+    pub(crate) fn tail(&self, count: usize) -> Vec<String> {
         let lines = self.all();
         lines[lines.len().saturating_sub(count)..].to_vec()
     }
@@ -169,10 +174,10 @@ impl Lines {
 }
 
 /// A folder of the service's own files, removed with it.
-struct Scratch(PathBuf);
+pub(crate) struct Scratch(pub(crate) PathBuf);
 
 impl Scratch {
-    fn new() -> std::io::Result<Scratch> {
+    pub(crate) fn new() -> std::io::Result<Scratch> {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let path = std::env::temp_dir().join(format!(
             "lifecycle-testing-{}-{}",
@@ -244,6 +249,40 @@ impl ServiceBuilder {
         self
     }
 
+    /// The program, its test process's own lifecycle settings removed,
+    /// then `defaults`, then the variables the test set (which win); no
+    /// arguments.
+    pub(crate) fn command(&self, defaults: &[(&str, &OsStr)]) -> Command {
+        let mut command = Command::new(&self.program);
+        // The test process's own lifecycle settings are not the service's.
+        for (key, _) in std::env::vars_os() {
+            let key_text = key.to_string_lossy();
+            if key_text.starts_with("LIFECYCLE_") || key_text == "KUBERNETES_SERVICE_HOST" {
+                command.env_remove(&key);
+            }
+        }
+        for (key, value) in defaults {
+            command.env(key, value);
+        }
+        for (key, value) in &self.env {
+            match value {
+                Some(value) => command.env(key, value),
+                None => command.env_remove(key),
+            };
+        }
+        command
+    }
+
+    /// The program to run.
+    pub(crate) fn program(&self) -> &Path {
+        &self.program
+    }
+
+    /// The deadline set by [`start_deadline`](Self::start_deadline).
+    pub(crate) fn deadline(&self) -> Duration {
+        self.start_deadline
+    }
+
     /// Starts the service and waits until its probe server listens; it may
     /// still be starting.
     pub fn spawn(self) -> Result<Service, Error> {
@@ -253,25 +292,12 @@ impl ServiceBuilder {
         })?;
         let addr_file = scratch.0.join("probe-addr");
         let termination_log = scratch.0.join("termination-log");
-        let mut command = Command::new(&self.program);
+        let mut command = self.command(&[
+            ("LIFECYCLE_PROBE_ADDR", OsStr::new("127.0.0.1:0")),
+            ("LIFECYCLE_PROBE_ADDR_FILE", addr_file.as_os_str()),
+            ("LIFECYCLE_TERMINATION_LOG", termination_log.as_os_str()),
+        ]);
         command.args(&self.args);
-        // The test process's own lifecycle settings are not the service's.
-        for (key, _) in std::env::vars_os() {
-            let key_text = key.to_string_lossy();
-            if key_text.starts_with("LIFECYCLE_") || key_text == "KUBERNETES_SERVICE_HOST" {
-                command.env_remove(&key);
-            }
-        }
-        command
-            .env("LIFECYCLE_PROBE_ADDR", "127.0.0.1:0")
-            .env("LIFECYCLE_PROBE_ADDR_FILE", &addr_file)
-            .env("LIFECYCLE_TERMINATION_LOG", &termination_log);
-        for (key, value) in &self.env {
-            match value {
-                Some(value) => command.env(key, value),
-                None => command.env_remove(key),
-            };
-        }
         // The service may have been told to write elsewhere.
         let termination_log = self
             .env
@@ -389,6 +415,11 @@ impl Service {
 
     fn error(&self, message: String) -> Error {
         Error::new(message, &self.stderr)
+    }
+
+    /// The service's log (stderr), as it grows.
+    pub(crate) fn log_lines(&self) -> Lines {
+        self.stderr.clone()
     }
 
     /// Probes `endpoint` once, as the kubelet does, with its default 1 s

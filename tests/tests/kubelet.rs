@@ -1,0 +1,336 @@
+//! The kit's kubelet simulation against the testbed: the probe loops run
+//! on the testbed's own manifest (scaled down), and report what the
+//! kubelet would have done under each fault.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use lifecycle_testing::{EventKind, Kubelet, KubeletReport, Manifest, ProbeKind, Service};
+
+const TESTBED: &str = env!("CARGO_BIN_EXE_testbed");
+/// For anything waited on: generous, for a loaded machine.
+const DEADLINE: Duration = Duration::from_secs(10);
+/// The testbed's periods (startup 2 s, readiness 5 s, liveness 10 s) run
+/// at 100 ms, 250 ms and 500 ms.
+const SCALE: f64 = 0.05;
+/// The longest a watch may run: each test stops its watch long before.
+const WATCH_LIMIT: Duration = Duration::from_secs(60);
+
+/// Sends a command line to the testbed and waits for its `ack`.
+fn command(service: &mut Service, line: &str) {
+    let ack = format!("ack {line}");
+    let acks = |service: &Service| service.stdout().iter().filter(|l| **l == ack).count();
+    let before = acks(service);
+    writeln!(service.stdin(), "{line}").unwrap();
+    service.stdin().flush().unwrap();
+    let until = Instant::now() + DEADLINE;
+    while acks(service) == before {
+        assert!(
+            Instant::now() < until,
+            "no {ack:?} within {DEADLINE:?}; stdout: {:?}",
+            service.stdout()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// How many answers to `probe` failed from `from` to `to`, both included.
+fn failed(report: &KubeletReport, probe: ProbeKind, from: Duration, to: Duration) -> usize {
+    report
+        .probes_of(probe)
+        .filter(|p| from <= p.at && p.at <= to && !p.answer.passed())
+        .count()
+}
+
+fn kinds(report: &KubeletReport) -> Vec<EventKind> {
+    report.events.iter().map(|event| event.kind).collect()
+}
+
+#[test]
+fn a_healthy_service_starts_joins_the_endpoints_and_is_never_restarted() {
+    let builder = Service::builder(TESTBED);
+    let manifest = Manifest::from_builder(&builder).unwrap();
+    // The schedule the runtime derives for the testbed.
+    let probe = |kind| {
+        let spec = manifest.probe(kind).unwrap();
+        (
+            spec.path.as_str(),
+            spec.period.as_secs(),
+            spec.failure_threshold,
+        )
+    };
+    assert_eq!(probe(ProbeKind::Startup).0, "/startupz");
+    assert_eq!(probe(ProbeKind::Liveness), ("/livez", 10, 3));
+    assert_eq!(probe(ProbeKind::Readiness), ("/readyz", 5, 2));
+    assert_eq!(manifest.termination_grace_period(), Duration::from_secs(35));
+
+    let service = builder.start().unwrap();
+    let report = Kubelet::new(manifest)
+        .time_scale(SCALE)
+        .watch(&service, Duration::from_secs(2));
+
+    let started = report.assert_started();
+    let joined = report.assert_joined_endpoints();
+    assert!(started <= joined, "{report}");
+    report.assert_never_restarted();
+    report.assert_never_left_endpoints();
+    report.assert_in_endpoints();
+    assert_eq!(
+        kinds(&report),
+        [EventKind::Started, EventKind::JoinedEndpoints]
+    );
+    assert_eq!(
+        report.probes_of(ProbeKind::Startup).count(),
+        1,
+        "started already: the first startup probe passes, and is the last:\n{report}"
+    );
+    assert!(
+        report.probes_of(ProbeKind::Liveness).count() >= 2,
+        "liveness ran on its schedule:\n{report}"
+    );
+    assert!(report.probes.iter().all(|p| p.answer.passed()), "{report}");
+}
+
+#[test]
+fn a_readiness_fault_takes_the_pod_out_of_rotation_and_back_without_a_restart() {
+    let kubelet = Kubelet::new(Manifest::of(TESTBED, &[]).unwrap()).time_scale(SCALE);
+    let failures = kubelet
+        .manifest()
+        .probe(ProbeKind::Readiness)
+        .unwrap()
+        .failure_threshold as usize;
+    let mut service = Service::start(TESTBED).unwrap();
+    let watch = kubelet.start(&service, WATCH_LIMIT);
+    watch
+        .wait_until(
+            "the pod joins the endpoints",
+            DEADLINE,
+            KubeletReport::in_endpoints,
+        )
+        .unwrap();
+
+    let before_down = watch.elapsed();
+    command(&mut service, "set down");
+    watch
+        .wait_until("the pod leaves the endpoints", DEADLINE, |r| {
+            !r.in_endpoints()
+        })
+        .unwrap();
+    let before_clear = watch.elapsed();
+    command(&mut service, "clear down");
+    watch
+        .wait_until("the pod rejoins the endpoints", DEADLINE, |r| {
+            r.endpoint_changes.len() >= 3
+        })
+        .unwrap();
+    let report = watch.stop();
+
+    report.assert_never_restarted();
+    report.assert_in_endpoints();
+    let changes: Vec<bool> = report.endpoint_changes.iter().map(|c| c.1).collect();
+    assert_eq!(changes, [true, false, true], "{report}");
+    let (left, rejoined) = (report.endpoint_changes[1].0, report.endpoint_changes[2].0);
+    assert!(
+        before_down <= left && left <= before_clear && before_clear <= rejoined,
+        "{report}"
+    );
+    assert_eq!(
+        failed(&report, ProbeKind::Readiness, before_down, left),
+        failures,
+        "out at the threshold's failure, not before or after:\n{report}"
+    );
+    let left = report.events_of(EventKind::LeftEndpoints).next().unwrap();
+    assert_eq!(left.answers.len(), failures, "{report}");
+    for probed in &left.answers {
+        assert_eq!(probed.probe, ProbeKind::Readiness);
+        assert!(probed.at >= before_down, "{report}");
+        assert_eq!(probed.answer.status, Some(503), "{report}");
+        assert!(
+            probed.answer.body.contains("toggled down by the test"),
+            "the deciding answers name the failing check:\n{report}"
+        );
+    }
+    assert!(
+        report
+            .probes_of(ProbeKind::Liveness)
+            .all(|p| p.answer.passed()),
+        "a readiness fault is not a liveness one:\n{report}"
+    );
+}
+
+#[test]
+fn a_liveness_fault_restarts_the_container_after_its_failure_threshold() {
+    let manifest = Manifest::of(TESTBED, &[]).unwrap();
+    let liveness = manifest.probe(ProbeKind::Liveness).unwrap().clone();
+    let period = liveness.period.mul_f64(SCALE);
+    let failures = liveness.failure_threshold as usize;
+    let mut service = Service::start(TESTBED).unwrap();
+    let watch = Kubelet::new(manifest)
+        .time_scale(SCALE)
+        .start(&service, WATCH_LIMIT);
+    watch
+        .wait_until(
+            "the pod joins the endpoints",
+            DEADLINE,
+            KubeletReport::in_endpoints,
+        )
+        .unwrap();
+
+    let before_broken = watch.elapsed();
+    command(&mut service, "set broken");
+    // The process is not restarted: still broken, its new container fails
+    // liveness again.
+    let report = watch
+        .wait_until("two restarts", Duration::from_secs(20), |r| {
+            r.restarts.len() >= 2
+        })
+        .unwrap();
+    drop(watch);
+
+    let first = report.assert_restarted();
+    assert!(
+        first >= before_broken + period / 2,
+        "not before the failure threshold's probes:\n{report}"
+    );
+    assert_eq!(report.startup_budget_exceeded, None, "{report}");
+    assert_eq!(
+        failed(&report, ProbeKind::Liveness, before_broken, first),
+        failures,
+        "restarted at the threshold's failure, not before or after:\n{report}"
+    );
+    for restart in report.events_of(EventKind::LivenessRestart) {
+        assert_eq!(restart.answers.len(), failures, "{report}");
+        for probed in &restart.answers {
+            assert_eq!(probed.probe, ProbeKind::Liveness);
+            assert!(probed.at >= before_broken, "{report}");
+            assert_eq!(probed.answer.status, Some(503), "{report}");
+            assert!(
+                probed
+                    .answer
+                    .body
+                    .contains("marked broken: database pool poisoned"),
+                "{report}"
+            );
+        }
+        assert!(
+            restart.answers.windows(2).all(|w| w[0].at < w[1].at),
+            "{report}"
+        );
+    }
+    // Each restart takes the pod out of the endpoints; the new container
+    // starts over (the process still answers /startupz and /readyz).
+    let after_fault: Vec<EventKind> = report
+        .events
+        .iter()
+        .filter(|event| event.at >= before_broken)
+        .map(|event| event.kind)
+        .take(5)
+        .collect();
+    assert_eq!(
+        after_fault,
+        [
+            EventKind::LivenessRestart,
+            EventKind::LeftEndpoints,
+            EventKind::Started,
+            EventKind::JoinedEndpoints,
+            EventKind::LivenessRestart,
+        ],
+        "{report}"
+    );
+    let panic = std::panic::catch_unwind(|| report.assert_never_restarted()).unwrap_err();
+    let message = panic.downcast_ref::<String>().unwrap();
+    assert!(
+        message.contains("marked broken: database pool poisoned"),
+        "the failed assertion shows why: {message}"
+    );
+}
+
+/// A short startup budget: 5 probes, 2 s apart (200 ms at a scale of 0.1).
+const SHORT_STARTUP: &str = "\
+spec:
+  terminationGracePeriodSeconds: 35
+  containers:
+  - name: testbed
+    startupProbe:
+      httpGet: {path: /startupz, port: 8081}
+      periodSeconds: 2
+      failureThreshold: 5
+    livenessProbe:
+      httpGet: {path: /livez, port: 8081}
+      periodSeconds: 10
+    readinessProbe:
+      httpGet: {path: /readyz, port: 8081}
+      periodSeconds: 5
+      failureThreshold: 2
+";
+
+#[test]
+fn a_start_up_held_past_its_budget_is_reported() {
+    let mut service = Service::builder(TESTBED)
+        .env("TESTBED_HOLD_STARTUP", "1")
+        .spawn()
+        .unwrap();
+    let watch = Kubelet::new(Manifest::parse(SHORT_STARTUP).unwrap())
+        .time_scale(0.1)
+        .start(&service, WATCH_LIMIT);
+    watch
+        .wait_until("start-up runs out of its budget", DEADLINE, |r| {
+            r.startup_budget_exceeded.is_some()
+        })
+        .unwrap();
+    let before_release = watch.elapsed();
+    command(&mut service, "set release");
+    let report = watch
+        .wait_until(
+            "the container starts and joins the endpoints",
+            DEADLINE,
+            KubeletReport::in_endpoints,
+        )
+        .unwrap();
+    drop(watch);
+
+    let exceeded = report.assert_startup_budget_exceeded();
+    assert_eq!(report.restarts.first(), Some(&exceeded), "{report}");
+    assert_eq!(
+        failed(&report, ProbeKind::Startup, Duration::ZERO, exceeded),
+        5,
+        "over budget at the fifth failure, not before or after:\n{report}"
+    );
+    let event = report
+        .events_of(EventKind::StartupBudgetExceeded)
+        .next()
+        .unwrap();
+    assert_eq!(event.answers.len(), 5, "{report}");
+    for probed in &event.answers {
+        assert_eq!(probed.probe, ProbeKind::Startup);
+        assert_eq!(probed.answer.status, Some(503), "{report}");
+        assert!(
+            probed
+                .answer
+                .body
+                .contains("on_startup hooks have not finished"),
+            "{report}"
+        );
+    }
+    let started = report.assert_started();
+    assert!(
+        exceeded < before_release && before_release <= started,
+        "{report}"
+    );
+    assert!(
+        report
+            .probes
+            .iter()
+            .filter(|p| p.probe != ProbeKind::Startup)
+            .all(|p| p.at >= started),
+        "no liveness or readiness probe before start-up:\n{report}"
+    );
+    assert!(
+        report
+            .events
+            .iter()
+            .filter(|e| e.kind.restarts())
+            .all(|e| e.kind == EventKind::StartupBudgetExceeded),
+        "{report}"
+    );
+}
