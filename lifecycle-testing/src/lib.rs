@@ -1,7 +1,7 @@
 //! Test a lifecycle service the way the kubelet sees it, in `cargo test`:
-//! start your binary, probe it as the kubelet's HTTP prober does, stop it
-//! with SIGTERM and a grace period, and check what the kubelet would have
-//! seen.
+//! start your binary, probe it as the kubelet's HTTP prober does, run the
+//! kubelet's probe loops from the service's own manifest, and prove that a
+//! graceful stop under load loses nothing.
 //!
 //! Add it as a dev-dependency and write an end-to-end test in your
 //! service's crate (`tests/lifecycle.rs`), where cargo sets
@@ -10,26 +10,65 @@
 //! ```no_run
 //! use std::time::Duration;
 //!
-//! use lifecycle_testing::{Endpoint, Service};
+//! use lifecycle_testing::{http_get, Endpoint, Kubelet, Load, Manifest, Service, Stop};
 //!
 //! # fn main() -> Result<(), lifecycle_testing::Error> {
 //! # let binary = "my-service";
 //! // let binary = env!("CARGO_BIN_EXE_my-service");
-//! let mut service = Service::builder(binary)
-//!     .env("DATABASE_URL", "postgres://127.0.0.1:1/nowhere") // a dependency that is down
-//!     .start()?; // probe port 0; waits for /startupz
+//! let builder = Service::builder(binary)
+//!     .env("APP_ADDR", "127.0.0.1:0")
+//!     .env("DATABASE_URL", "postgres://127.0.0.1:1/down"); // a dependency that is down
+//! let kubelet = Kubelet::new(Manifest::from_builder(&builder)?).time_scale(0.1);
+//! let mut service = builder.start()?; // probe port 0; waits for /startupz
 //!
-//! // Out of rotation, never restarted.
+//! // In this fault: out of rotation, never restarted.
 //! service.assert_failing(Endpoint::Readyz);
-//! service.assert_passing(Endpoint::Livez);
 //! let readyz = service.verbose(Endpoint::Readyz);
-//! assert!(readyz.check("database").unwrap().reason.as_deref().unwrap().contains("refused"));
+//! assert!(!readyz.check("database").unwrap().passed);
+//! kubelet.watch(&service, Duration::from_secs(3)).assert_never_restarted();
 //!
-//! // A graceful stop inside the grace period, exit code 0.
-//! let stopped = service.stop(Duration::from_secs(30));
+//! // A graceful stop under load loses no request and exits 0.
+//! let line = service.wait_for_log("serving on http://", Duration::from_secs(5))?;
+//! let app = line.rsplit("http://").next().unwrap().trim().parse().unwrap();
+//! let load = Load::new(move || http_get(app, "/", Duration::from_secs(2)).map(drop));
+//! let grace = Stop::grace(Duration::from_secs(30));
+//! let (report, stopped) = load.across_stop(&mut service, grace, Duration::from_millis(200));
+//! report.assert_nothing_lost();
 //! assert_eq!(stopped.exit.code, Some(0));
-//! assert!(!stopped.killed);
+//! assert!(stopped.unready_after.is_some() && !stopped.killed);
 //! # Ok(())
+//! # }
+//! ```
+//!
+//! - [`Service`] starts a binary on probe port 0 (it learns the bound
+//!   address from `LIFECYCLE_PROBE_ADDR_FILE`, so logs may be JSON or off),
+//!   with a temporary termination log; [`Service::probe`] asks as the
+//!   kubelet does (a new connection, `User-Agent: kube-probe/…`, success on
+//!   200–399, at most 10 KiB read, a time-out); [`Service::stop`] sends
+//!   SIGTERM and reports the exit, its timing, when `/readyz` failed, the
+//!   termination message and the log, and SIGKILLs at the end of the grace.
+//!   A failed assertion prints the endpoint's verbose answer and the last
+//!   log lines.
+//! - [`Kubelet`] runs the startup, liveness and readiness probe loops on the
+//!   manifest's schedule and reports restarts, endpoint changes and the
+//!   startup budget.
+//! - [`Load`] keeps requests flowing across a stop and counts what was
+//!   lost.
+//! - [`run_checks`] runs a crate's registered checks in its own unit tests,
+//!   without a service:
+//!
+//! ```
+//! use lifecycle_testing::{run_checks, CheckKind};
+//!
+//! #[lifecycle_runtime::liveness]
+//! fn worker_alive() -> bool {
+//!     true
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let results = run_checks(CheckKind::Liveness).await;
+//! assert!(results.iter().any(|r| r.name() == "worker_alive" && r.health().is_up()));
 //! # }
 //! ```
 
