@@ -131,10 +131,12 @@ fn exchange(
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_nodelay(true)?;
     stream.set_write_timeout(Some(remaining(timeout, started)?))?;
-    write!(
-        stream,
+    // One write, as the kubelet's buffered client sends it: `write!` on the
+    // socket would send each piece of the format as a segment of its own.
+    let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: {USER_AGENT}\r\nAccept: */*\r\nConnection: close\r\n\r\n"
-    )?;
+    );
+    stream.write_all(request.as_bytes())?;
     let mut received = Vec::new();
     let mut chunk = [0u8; 4096];
     let head_end = loop {
