@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,9 @@ const DEFAULT_START_DEADLINE: Duration = Duration::from_secs(30);
 pub(crate) const LOG_TAIL: usize = 20;
 /// How often waits look again.
 const POLL: Duration = Duration::from_millis(10);
+/// How long, once the process has exited, the readers may take to reach
+/// the end of its output (longer only if another process holds the pipes).
+const OUTPUT_DRAIN: Duration = Duration::from_secs(1);
 
 /// Why a service could not be started or did not do what was waited for.
 /// Its `Debug` form, which `unwrap` prints, ends with the service's last
@@ -140,7 +143,11 @@ pub struct Stopped {
 
 /// Lines of one of the service's output streams, collected as they come.
 #[derive(Clone, Default)]
-pub(crate) struct Lines(Arc<Mutex<Vec<String>>>);
+pub(crate) struct Lines {
+    lines: Arc<Mutex<Vec<String>>>,
+    /// The stream has ended: every line is in.
+    ended: Arc<AtomicBool>,
+}
 
 impl Lines {
     fn collect(stream: impl std::io::Read + Send + 'static) -> Lines {
@@ -148,14 +155,25 @@ impl Lines {
         let sink = lines.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                sink.0.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+                sink.lines
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(line);
             }
+            sink.ended.store(true, Ordering::SeqCst);
         });
         lines
     }
 
+    /// Waits until the stream has ended, or `until`.
+    fn wait_ended(&self, until: Instant) {
+        while !self.ended.load(Ordering::SeqCst) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     fn all(&self) -> Vec<String> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.lines.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub(crate) fn tail(&self, count: usize) -> Vec<String> {
@@ -164,7 +182,7 @@ impl Lines {
     }
 
     fn find(&self, needle: &str) -> Option<String> {
-        self.0
+        self.lines
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
@@ -562,11 +580,21 @@ impl Service {
         self.try_exit().is_none()
     }
 
-    /// Waits for the process to end by itself, up to `deadline`.
+    /// Once the process has exited: lets the readers take the last lines
+    /// still in the pipes, so that the log and stdout are complete.
+    fn drain_output(&self) {
+        let until = Instant::now() + OUTPUT_DRAIN;
+        self.stdout.wait_ended(until);
+        self.stderr.wait_ended(until);
+    }
+
+    /// Waits for the process to end by itself, up to `deadline`; its log
+    /// and stdout are then complete.
     pub fn wait_exit(&mut self, deadline: Duration) -> Result<Exit, Error> {
         let until = Instant::now() + deadline;
         loop {
             if let Some(exit) = self.try_exit() {
+                self.drain_output();
                 return Ok(exit);
             }
             if Instant::now() > until {
@@ -631,8 +659,7 @@ impl Service {
             .ok()
             .flatten()
             .filter(|after| *after <= signal_to_exit);
-        // Let the readers take the last lines.
-        std::thread::sleep(Duration::from_millis(50));
+        self.drain_output();
         Stopped {
             exit,
             signal_to_exit,

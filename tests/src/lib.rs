@@ -1,30 +1,72 @@
-//! What the end-to-end tests share: start a service binary as a real child
-//! process and talk to it the way the kubelet does, over TCP with a real
-//! HTTP client, and with real signals.
+//! What this project's end-to-end tests add to the test kit.
 //!
-//! Every function takes the path of the binary to start. An integration
-//! test names one of its own package's binaries with `CARGO_BIN_EXE_NAME`,
-//! which cargo sets only for those: the fixtures in `tests/src/bin/` for
-//! this crate's tests, an example's own binary for that example's tests.
+//! The kit (`lifecycle-testing`) starts a service binary as the kubelet
+//! would, probes it, signals and stops it; the tests use it directly. What
+//! stays here is private to this repository's tests:
+//!
+//! - [`fixture`]: the kit's builder with the fixtures' environment (logs at
+//!   `info`, none of the test process's `TESTBED_*` switches);
+//! - [`ServiceExt`]: the testbed's control protocol on stdin (`set FLAG`,
+//!   acknowledged with `ack set FLAG` on stdout), lines awaited on stdout,
+//!   the application's address, the process's memory, and requests that are
+//!   not kubelet probes (other methods, headers, exact statuses);
+//! - [`run`]: a binary run to its exit, for the modes that never serve
+//!   probes (`--lifecycle-manifest`, a configuration error, …);
+//! - raw HTTP over TCP for the probe server's hardening tests and for the
+//!   application;
+//! - [`kubernetes`]: what `--lifecycle-manifest` prints, read as
+//!   Kubernetes reads it.
+//!
+//! An integration test names one of its own package's binaries with
+//! `CARGO_BIN_EXE_NAME`, which cargo sets only for those: the fixtures in
+//! `tests/src/bin/` for this crate's tests, an example's own binary for that
+//! example's tests.
 //!
 //! ```ignore
 //! // tests/tests/probes.rs
-//! use lifecycle_tests::Service;
+//! use lifecycle_testing::Endpoint;
+//! use lifecycle_tests::{fixture, ServiceExt};
 //!
-//! let service = Service::started(env!("CARGO_BIN_EXE_testbed"), &[]);
-//! assert_eq!(service.get("/readyz").status, 200);
+//! let mut service = fixture(env!("CARGO_BIN_EXE_testbed")).start().unwrap();
+//! service.command("set down");
+//! assert_eq!(service.probe(Endpoint::Readyz).status, Some(503));
 //! ```
 
 pub mod kubernetes;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// How long a debug build on a loaded 2-core machine may take to start.
-pub const START_DEADLINE: Duration = Duration::from_secs(30);
+use lifecycle_testing::{ProbeAnswer, Service, ServiceBuilder, DEFAULT_TIMEOUT};
+
+/// How long a request that is not a kubelet probe may take: the
+/// application's, a probe whose latency a test measures beyond the
+/// kubelet's 1 s, a raw exchange.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the testbed may take to acknowledge a command.
+const ACK_DEADLINE: Duration = Duration::from_secs(10);
+
+/// How long [`run`] waits for the process to exit.
+pub const RUN_DEADLINE: Duration = Duration::from_secs(15);
+
+/// The kit's builder for `bin` with the fixtures' environment: logs at
+/// `info` whatever `RUST_LOG` the tests run with (a later `.env("RUST_LOG",
+/// …)` overrides it), and none of the test process's own `TESTBED_*`
+/// switches. The kit itself leaves out the test process's `LIFECYCLE_*`
+/// variables and `KUBERNETES_SERVICE_HOST`.
+pub fn fixture(bin: impl AsRef<Path>) -> ServiceBuilder {
+    let mut builder = Service::builder(bin).env("RUST_LOG", "info");
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("TESTBED_") {
+            builder = builder.env_remove(key);
+        }
+    }
+    builder
+}
 
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {
@@ -35,7 +77,8 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A fresh path for `LIFECYCLE_TERMINATION_LOG`, not yet created.
+/// A fresh path for `LIFECYCLE_TERMINATION_LOG`, not yet created, for a
+/// binary run with [`run`] (the kit gives a service its own).
 pub fn termination_log_path() -> std::path::PathBuf {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -48,337 +91,174 @@ pub fn termination_log_path() -> std::path::PathBuf {
     path
 }
 
-/// How long [`run`] waits for the process to exit.
-pub const RUN_DEADLINE: Duration = Duration::from_secs(15);
-
-/// Runs `bin ARGS` to its exit: (exit code, stdout lines, stderr).
+/// Runs `bin ARGS` to its exit, in the environment [`fixture`] gives:
+/// (exit code, stdout lines, stderr lines joined with `\n`). For the modes
+/// that exit without serving probes, where the kit has nothing to wait for.
 pub fn run(
     bin: impl AsRef<Path>,
     args: &[&str],
     env: &[(&str, &str)],
 ) -> (Option<i32>, Vec<String>, String) {
-    let mut service = Service::spawn_with_args(bin, args, env);
-    let status = service.wait_exit(RUN_DEADLINE);
-    (status.code(), service.stdout_lines(), service.stderr_text())
+    let bin = bin.as_ref();
+    let mut command = Command::new(bin);
+    command.args(args);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("LIFECYCLE_")
+            || key.starts_with("TESTBED_")
+            || key == "KUBERNETES_SERVICE_HOST"
+        {
+            command.env_remove(key);
+        }
+    }
+    let mut child = command
+        .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+    let read_all = |mut stream: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stream.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = read_all(Box::new(child.stdout.take().unwrap()));
+    let stderr = read_all(Box::new(child.stderr.take().unwrap()));
+    let until = Instant::now() + RUN_DEADLINE;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{} {args:?} still running after {RUN_DEADLINE:?}:\n{}",
+                bin.display(),
+                stderr.join().unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // The pipes close with the process: the readers have everything.
+    let stdout = stdout.join().unwrap();
+    let stderr = stderr.join().unwrap();
+    (
+        status.code(),
+        stdout.lines().map(str::to_owned).collect(),
+        stderr.lines().collect::<Vec<_>>().join("\n"),
+    )
 }
 
-/// A running service process.
-pub struct Service {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: Arc<Mutex<Vec<String>>>,
-    stderr: Arc<Mutex<Vec<String>>>,
-    /// `http://127.0.0.1:PORT` of the probe server, once it is listening.
-    pub probes: Option<String>,
-    client: reqwest::blocking::Client,
-}
-
+/// An HTTP answer read off a raw connection.
+#[derive(Debug, Clone)]
 pub struct Answer {
     pub status: u16,
+    /// Header names in lower case, in order.
+    pub headers: Vec<(String, String)>,
     pub body: String,
-    pub headers: reqwest::header::HeaderMap,
-    pub elapsed: Duration,
 }
 
-impl Service {
-    /// Spawns the binary at `bin` with `env` added to a clean
-    /// `LIFECYCLE_*`-free environment, without waiting for anything.
-    pub fn spawn(bin: impl AsRef<Path>, env: &[(&str, &str)]) -> Service {
-        Service::spawn_with_args(bin, &[], env)
-    }
-
-    /// Spawns `bin` with command-line `args` as well.
-    pub fn spawn_with_args(bin: impl AsRef<Path>, args: &[&str], env: &[(&str, &str)]) -> Service {
-        let bin = bin.as_ref();
-        let mut command = Command::new(bin);
-        command.args(args);
-        for (key, _) in std::env::vars() {
-            if key.starts_with("LIFECYCLE_")
-                || key.starts_with("TESTBED_")
-                || key == "KUBERNETES_SERVICE_HOST"
-            {
-                command.env_remove(key);
-            }
-        }
-        command
-            .envs(env.iter().copied())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
-        let stdin = child.stdin.take();
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let out = child.stdout.take().unwrap();
-        let lines = stdout.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let err = child.stderr.take().unwrap();
-        let lines = stderr.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                eprintln!("[child] {line}");
-                lines.lock().unwrap().push(line);
-            }
-        });
-        // Like the kubelet: a new connection for every probe.
-        let client = reqwest::blocking::Client::builder()
-            .no_proxy()
-            .pool_max_idle_per_host(0)
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap();
-        Service {
-            child,
-            stdin,
-            stdout,
-            stderr,
-            probes: None,
-            client,
-        }
-    }
-
-    /// Spawns `bin` and waits until start-up has finished (`/startupz` 200).
-    pub fn started(bin: impl AsRef<Path>, env: &[(&str, &str)]) -> Service {
-        let service = Service::start(bin, env);
-        service.wait_for_status("/startupz", 200, START_DEADLINE);
-        service
-    }
-
-    /// Spawns `bin` and waits until its probe server listens.
-    pub fn start(bin: impl AsRef<Path>, env: &[(&str, &str)]) -> Service {
-        let bin = bin.as_ref();
-        let mut service = Service::spawn(bin, env);
-        let line = service
-            .wait_for_log("probe server listening on http://", START_DEADLINE)
-            .unwrap_or_else(|| {
-                panic!(
-                    "{} never logged its probe address:\n{}",
-                    bin.display(),
-                    service.stderr_text()
-                )
-            });
-        let start = line.find("http://").unwrap();
-        let addr: String = line[start..]
-            .chars()
-            .take_while(|c| !c.is_whitespace() && *c != '"')
-            .collect();
-        service.probes = Some(addr);
-        service
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    pub fn stderr_text(&self) -> String {
-        self.stderr.lock().unwrap().join("\n")
-    }
-
-    /// Waits for a stderr line containing `needle`.
-    pub fn wait_for_log(&self, needle: &str, deadline: Duration) -> Option<String> {
-        let until = Instant::now() + deadline;
-        loop {
-            if let Some(line) = self
-                .stderr
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|l| l.contains(needle))
-            {
-                return Some(line.clone());
-            }
-            if Instant::now() > until {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Every stdout line so far.
-    pub fn stdout_lines(&self) -> Vec<String> {
-        self.stdout.lock().unwrap().clone()
-    }
-
-    /// Waits for a stdout line equal to `expected`, at index `from` or later.
-    pub fn wait_for_stdout_from(&self, from: usize, expected: &str, deadline: Duration) {
-        let until = Instant::now() + deadline;
-        loop {
-            if self
-                .stdout
-                .lock()
-                .unwrap()
-                .iter()
-                .skip(from)
-                .any(|l| l == expected)
-            {
-                return;
-            }
-            if Instant::now() > until {
-                panic!(
-                    "no stdout line {expected:?} within {deadline:?}; stdout: {:?}\nstderr:\n{}",
-                    self.stdout_lines(),
-                    self.stderr_text()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    /// Waits for a stdout line equal to `expected`.
-    pub fn wait_for_stdout(&self, expected: &str, deadline: Duration) {
-        self.wait_for_stdout_from(0, expected, deadline);
-    }
-
-    /// Sends a control command without waiting for its ack: for commands
-    /// that end the process, which may exit before it acknowledges.
-    pub fn send(&mut self, command: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        writeln!(stdin, "{command}").unwrap();
-        stdin.flush().unwrap();
-    }
-
-    /// Sends a control command and waits until the service applied it.
-    pub fn command(&mut self, command: &str) {
-        let from = self.stdout.lock().unwrap().len();
-        self.send(command);
-        self.wait_for_stdout_from(from, &format!("ack {command}"), Duration::from_secs(10));
-    }
-
-    /// `127.0.0.1:PORT` of the probe server.
-    pub fn probe_addr(&self) -> String {
-        self.probes.as_ref().expect("probe server started")["http://".len()..].to_owned()
-    }
-
-    /// The application's address, from its `app listening on` line.
-    pub fn app_url(&self) -> String {
-        self.stdout_lines()
+impl Answer {
+    /// The value of the header `name` (any case), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
             .iter()
-            .find_map(|l| l.strip_prefix("app listening on ").map(str::to_owned))
-            .expect("the application's address")
-    }
-
-    /// The process's resident set size in KiB, from /proc.
-    pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .expect("VmRSS in /proc/PID/status")
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!(
-            "{}{}",
-            self.probes.as_ref().expect("probe server started"),
-            path
-        )
-    }
-
-    pub fn request(&self, method: reqwest::Method, path: &str, accept: Option<&str>) -> Answer {
-        let mut request = self.client.request(method, self.url(path));
-        if let Some(accept) = accept {
-            request = request.header("Accept", accept);
-        }
-        let started = Instant::now();
-        let response = request.send().unwrap_or_else(|e| panic!("GET {path}: {e}"));
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = response.text().unwrap();
-        Answer {
-            status,
-            body,
-            headers,
-            elapsed: started.elapsed(),
-        }
-    }
-
-    pub fn get(&self, path: &str) -> Answer {
-        self.request(reqwest::Method::GET, path, None)
-    }
-
-    /// Probes `path` until it answers `status`, or panics at the deadline.
-    pub fn wait_for_status(&self, path: &str, status: u16, deadline: Duration) -> Answer {
-        let until = Instant::now() + deadline;
-        loop {
-            let answer = self.get(path);
-            if answer.status == status {
-                return answer;
-            }
-            if Instant::now() > until {
-                panic!(
-                    "{path} still {} after {deadline:?}: {}",
-                    answer.status, answer.body
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Waits for the process to exit, or panics at the deadline.
-    pub fn wait_exit(&mut self, deadline: Duration) -> ExitStatus {
-        let until = Instant::now() + deadline;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                // Let the reader thread drain the last lines.
-                std::thread::sleep(Duration::from_millis(50));
-                return status;
-            }
-            if Instant::now() > until {
-                panic!(
-                    "process still running after {deadline:?}:\n{}",
-                    self.stderr_text()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Sends `signal` (e.g. `libc::SIGTERM`) to the process.
-    pub fn signal(&self, signal: i32) {
-        let pid = i32::try_from(self.child.id()).unwrap();
-        // SAFETY: kill(2) with a valid signal number has no memory effects.
-        let result = unsafe { libc::kill(pid, signal) };
-        assert_eq!(result, 0, "kill({pid}, {signal})");
-    }
-
-    pub fn is_running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.as_str())
     }
 }
 
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// Sends one `METHOD path` request with `headers` on a new connection
+/// (`Connection: close`) and reads the whole answer: for what a kubelet
+/// probe does not do (another method, an `Accept` header, a look at the
+/// answer's headers) and for the application.
+pub fn try_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> io::Result<Answer> {
+    let mut stream = TcpStream::connect_timeout(&addr, CLIENT_TIMEOUT)?;
+    stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
+    stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
     }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes())?;
+    let mut received = Vec::new();
+    stream.read_to_end(&mut received)?;
+    parse_answer(&received)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an HTTP answer"))
 }
 
-/// A plain GET with a fresh client (so a fresh connection), for the
-/// application rather than the probes.
-pub fn http_get(url: &str) -> reqwest::Result<(u16, String)> {
-    let response = reqwest::blocking::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()?
-        .get(url)
-        .send()?;
-    Ok((response.status().as_u16(), response.text()?))
+/// [`try_request`], panicking when no answer comes.
+pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Answer {
+    try_request(addr, method, path, headers)
+        .unwrap_or_else(|e| panic!("{method} {path} on {addr}: {e}"))
+}
+
+fn parse_answer(received: &[u8]) -> Option<Answer> {
+    let head_end = received.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&received[..head_end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .map(|line| {
+            let (name, value) = line.split_once(':')?;
+            Some((name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        })
+        .collect::<Option<_>>()?;
+    let mut body = &received[head_end + 4..];
+    if let Some(length) = headers
+        .iter()
+        .find(|(name, _)| name == "content-length")
+        .and_then(|(_, value)| value.parse::<usize>().ok())
+    {
+        body = &body[..length.min(body.len())];
+    }
+    // The servers under test send whole bodies with a Content-Length.
+    assert!(
+        !headers
+            .iter()
+            .any(|(name, value)| name == "transfer-encoding" && value.contains("chunked")),
+        "a chunked answer: {head}"
+    );
+    Some(Answer {
+        status,
+        headers,
+        body: String::from_utf8_lossy(body).into_owned(),
+    })
+}
+
+/// A plain GET of `url` (`http://HOST:PORT/PATH`) on a new connection, for
+/// the application rather than the probes: (status, body).
+pub fn http_get(url: &str) -> io::Result<(u16, String)> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("not http: {url}")))?;
+    let (authority, path) = match rest.find('/') {
+        Some(slash) => rest.split_at(slash),
+        None => (rest, "/"),
+    };
+    let addr = authority
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("no address: {url}")))?;
+    let answer = try_request(addr, "GET", path, &[])?;
+    Ok((answer.status, answer.body))
 }
 
 /// Writes `request` to a new connection and reads until the server closes
 /// it or `wait` passes: what a misbehaving client would see.
-pub fn raw_exchange(addr: &str, request: &[u8], wait: Duration) -> String {
-    use std::io::Read;
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+pub fn raw_exchange(addr: SocketAddr, request: &[u8], wait: Duration) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(wait)).unwrap();
     // The server may answer and close before it has read everything.
     let _ = stream.write_all(request);
@@ -390,4 +270,137 @@ pub fn raw_exchange(addr: &str, request: &[u8], wait: Duration) -> String {
 /// The first line of an HTTP answer, e.g. `HTTP/1.1 200 OK`.
 pub fn status_line(answer: &str) -> &str {
     answer.lines().next().unwrap_or("")
+}
+
+/// What this project's tests add to the kit's [`Service`].
+pub trait ServiceExt {
+    /// Probes `path` as the kubelet does ([`Service::probe_path`] with its
+    /// default 1 s timeout), for a per-check path or a query.
+    fn get(&self, path: &str) -> ProbeAnswer;
+
+    /// Probes `path` (allowing [`CLIENT_TIMEOUT`] per probe, for checks
+    /// slower than the kubelet's default timeout) until it answers exactly
+    /// `status`, or panics at the deadline.
+    fn wait_for_status(&self, path: &str, status: u16, deadline: Duration) -> ProbeAnswer;
+
+    /// A request that is not a kubelet probe, to the probe server: another
+    /// method, other headers, the answer's headers.
+    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Answer;
+
+    /// Waits for a stdout line equal to `expected`, at index `from` or
+    /// later, or panics at the deadline.
+    fn wait_for_stdout_from(&self, from: usize, expected: &str, deadline: Duration);
+
+    /// Waits for a stdout line equal to `expected`, or panics.
+    fn wait_for_stdout(&self, expected: &str, deadline: Duration) {
+        self.wait_for_stdout_from(0, expected, deadline);
+    }
+
+    /// Sends a control command without waiting for its ack: for commands
+    /// that end the process, which may exit before it acknowledges.
+    fn send(&mut self, command: &str);
+
+    /// Sends a control command and waits until the testbed applied it
+    /// (its `ack COMMAND` line).
+    fn command(&mut self, command: &str);
+
+    /// The application's address, from its `app listening on` line.
+    fn app_url(&self) -> String;
+
+    /// The process's resident set size in KiB, from /proc.
+    fn rss_kib(&self) -> u64;
+
+    /// Every log line so far, joined with `\n`.
+    fn log_text(&self) -> String;
+}
+
+impl ServiceExt for Service {
+    fn get(&self, path: &str) -> ProbeAnswer {
+        self.probe_path(path, DEFAULT_TIMEOUT)
+    }
+
+    fn wait_for_status(&self, path: &str, status: u16, deadline: Duration) -> ProbeAnswer {
+        let until = Instant::now() + deadline;
+        loop {
+            let answer = self.probe_path(path, CLIENT_TIMEOUT);
+            if answer.status == Some(status) {
+                return answer;
+            }
+            if Instant::now() > until {
+                panic!(
+                    "{path} not {status} after {deadline:?}: {answer}\nlog:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Answer {
+        request(self.probe_addr(), method, path, headers)
+    }
+
+    fn wait_for_stdout_from(&self, from: usize, expected: &str, deadline: Duration) {
+        let until = Instant::now() + deadline;
+        loop {
+            if self.stdout().iter().skip(from).any(|l| l == expected) {
+                return;
+            }
+            if Instant::now() > until {
+                panic!(
+                    "no stdout line {expected:?} within {deadline:?}; stdout: {:?}\nlog:\n{}",
+                    self.stdout(),
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn send(&mut self, command: &str) {
+        let stdin = self.stdin();
+        writeln!(stdin, "{command}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn command(&mut self, command: &str) {
+        let from = self.stdout().len();
+        self.send(command);
+        self.wait_for_stdout_from(from, &format!("ack {command}"), ACK_DEADLINE);
+    }
+
+    fn app_url(&self) -> String {
+        let until = Instant::now() + ACK_DEADLINE;
+        loop {
+            if let Some(url) = self
+                .stdout()
+                .iter()
+                .find_map(|l| l.strip_prefix("app listening on ").map(str::to_owned))
+            {
+                return url;
+            }
+            if Instant::now() > until {
+                panic!(
+                    "no `app listening on` line; stdout: {:?}\nlog:\n{}",
+                    self.stdout(),
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmRSS in /proc/PID/status")
+    }
+
+    fn log_text(&self) -> String {
+        self.log().join("\n")
+    }
 }

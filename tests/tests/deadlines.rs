@@ -5,7 +5,8 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use lifecycle_tests::Service;
+use lifecycle_testing::{Endpoint, ProbeAnswer, Service, Stop};
+use lifecycle_tests::{fixture, http_get, ServiceExt, CLIENT_TIMEOUT};
 
 const TESTBED: &str = env!("CARGO_BIN_EXE_testbed");
 /// Blocks its current_thread runtime's only thread after 300 ms.
@@ -18,10 +19,10 @@ const MARGIN: Duration = Duration::from_millis(250);
 static SERIAL: Mutex<()> = Mutex::new(());
 
 /// Asserts that `answer` came within `bound` plus the margin.
-fn assert_answered_within(answer: &lifecycle_tests::Answer, bound: Duration) {
+fn assert_answered_within(answer: &ProbeAnswer, bound: Duration) {
     assert!(
         answer.elapsed < bound + MARGIN,
-        "took {:?}, bound {bound:?} + margin {MARGIN:?}",
+        "took {:?}, bound {bound:?} + margin {MARGIN:?}: {answer}",
         answer.elapsed
     );
 }
@@ -35,10 +36,10 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 #[test]
 fn a_hanging_check_fails_readyz_within_its_timeout() {
     let _serial = serial();
-    let mut service = Service::started(TESTBED, &[("TESTBED_HANG", "1")]);
+    let mut service = fixture(TESTBED).env("TESTBED_HANG", "1").start().unwrap();
     for _ in 0..5 {
-        let ready = service.get("/readyz");
-        assert_eq!(ready.status, 503);
+        let ready = service.probe(Endpoint::Readyz);
+        assert_eq!(ready.status, Some(503), "{ready}");
         assert_eq!(ready.body, "[-]hang failed: timed out after 200 ms\n");
         assert!(
             ready.elapsed >= Duration::from_millis(200),
@@ -48,15 +49,15 @@ fn a_hanging_check_fails_readyz_within_its_timeout() {
         assert_answered_within(&ready, Duration::from_millis(200 + 50));
     }
     assert!(service.is_running());
-    assert_eq!(service.get("/livez").status, 200);
+    assert_eq!(service.probe(Endpoint::Livez).status, Some(200));
 }
 
 #[test]
 fn a_blocking_check_fails_readyz_within_its_timeout() {
     let _serial = serial();
-    let mut service = Service::started(TESTBED, &[("TESTBED_BLOCK", "1")]);
+    let mut service = fixture(TESTBED).env("TESTBED_BLOCK", "1").start().unwrap();
     let ready = service.get("/readyz?verbose");
-    assert_eq!(ready.status, 503);
+    assert_eq!(ready.status, Some(503), "{ready}");
     assert!(
         ready
             .body
@@ -81,7 +82,7 @@ fn a_blocking_check_fails_readyz_within_its_timeout() {
     let before = threads();
     for _ in 0..20 {
         let one = service.get("/readyz/blocking-io");
-        assert_eq!(one.status, 503);
+        assert_eq!(one.status, Some(503), "{one}");
         assert!(
             one.body
                 .starts_with("[-]blocking-io failed: the previous run has not returned after "),
@@ -100,51 +101,47 @@ fn a_blocking_check_fails_readyz_within_its_timeout() {
 #[test]
 fn a_panicking_check_is_that_checks_failure_and_the_process_lives_on() {
     let _serial = serial();
-    let mut service = Service::started(TESTBED, &[("TESTBED_PANIC", "1")]);
+    let mut service = fixture(TESTBED).env("TESTBED_PANIC", "1").start().unwrap();
     for _ in 0..3 {
-        let ready = service.get("/readyz");
-        assert_eq!(ready.status, 503);
+        let ready = service.probe(Endpoint::Readyz);
+        assert_eq!(ready.status, Some(503), "{ready}");
         assert_eq!(
             ready.body,
             "[-]boom failed: panicked: boom: the check exploded\n"
         );
     }
     assert!(service.is_running());
-    assert_eq!(service.get("/livez").status, 200);
-    assert_eq!(service.get("/readyz/toggle").status, 200);
+    assert_eq!(service.probe(Endpoint::Livez).status, Some(200));
+    assert_eq!(service.get("/readyz/toggle").status, Some(200));
 }
 
 #[test]
 fn sigterm_drains_then_stops_in_order_and_exits_0() {
     let _serial = serial();
-    let log = lifecycle_tests::termination_log_path();
-    let mut service = Service::start(
-        TESTBED,
-        &[
-            ("LIFECYCLE_DRAIN_DELAY_MS", "300"),
-            ("LIFECYCLE_TERMINATION_LOG", log.to_str().unwrap()),
-        ],
-    );
-    service.wait_for_status("/readyz", 200, DEADLINE);
+    let mut service = fixture(TESTBED)
+        .env("LIFECYCLE_DRAIN_DELAY_MS", "300")
+        .spawn()
+        .unwrap();
+    service.wait_for(Endpoint::Readyz, true, DEADLINE).unwrap();
     let app = service.app_url();
     service.command("set tracked-work");
     service.wait_for_stdout("tracked task started", DEADLINE);
 
     // A request in flight when SIGTERM arrives.
     let slow_url = format!("{app}/slow?ms=800");
-    let in_flight = std::thread::spawn(move || lifecycle_tests::http_get(&slow_url));
+    let in_flight = std::thread::spawn(move || http_get(&slow_url));
     service.wait_for_stdout("slow request started", DEADLINE);
 
     let signalled = std::time::Instant::now();
     service.signal(libc::SIGTERM);
     let ready = loop {
-        let ready = service.get("/readyz");
-        if ready.status == 503 || signalled.elapsed() > Duration::from_secs(1) {
+        let ready = service.probe(Endpoint::Readyz);
+        if ready.status == Some(503) || signalled.elapsed() > Duration::from_secs(1) {
             break ready;
         }
     };
     let out_of_rotation = signalled.elapsed();
-    assert_eq!(ready.status, 503);
+    assert_eq!(ready.status, Some(503), "{ready}");
     assert!(
         out_of_rotation < Duration::from_millis(50) + MARGIN,
         "/readyz failed {out_of_rotation:?} after SIGTERM"
@@ -152,10 +149,10 @@ fn sigterm_drains_then_stops_in_order_and_exits_0() {
     assert_eq!(ready.body, "[-]lifecycle failed: shutting down\n");
     // Still serving during the drain delay, and still alive.
     assert_eq!(
-        lifecycle_tests::http_get(&format!("{app}/phase")).unwrap(),
+        http_get(&format!("{app}/phase")).unwrap(),
         (200, "Draining".into())
     );
-    assert_eq!(service.get("/livez").status, 200);
+    assert_eq!(service.probe(Endpoint::Livez).status, Some(200));
     assert!(
         signalled.elapsed() < Duration::from_millis(300),
         "the checks above ran inside the drain delay"
@@ -165,10 +162,14 @@ fn sigterm_drains_then_stops_in_order_and_exits_0() {
         in_flight.join().unwrap().unwrap(),
         (200, "slow done".into())
     );
-    assert_eq!(service.wait_exit(DEADLINE).code(), Some(0));
-    assert!(!log.exists(), "no termination message on exit 0");
+    assert_eq!(service.wait_exit(DEADLINE).unwrap().code, Some(0));
+    assert_eq!(
+        service.termination_message(),
+        None,
+        "no termination message on exit 0"
+    );
 
-    let lines = service.stdout_lines();
+    let lines = service.stdout();
     let at = |line: &str| {
         lines
             .iter()
@@ -188,21 +189,17 @@ fn sigterm_drains_then_stops_in_order_and_exits_0() {
 #[test]
 fn a_hook_past_the_shutdown_deadline_exits_1_naming_it() {
     let _serial = serial();
-    let log = lifecycle_tests::termination_log_path();
-    let mut service = Service::start(
-        TESTBED,
-        &[
-            ("TESTBED_HOOK_SLOW_MS", "60000"),
-            ("LIFECYCLE_SHUTDOWN_TIMEOUT_MS", "1000"),
-            ("LIFECYCLE_TERMINATION_LOG", log.to_str().unwrap()),
-        ],
-    );
+    let mut service = fixture(TESTBED)
+        .env("TESTBED_HOOK_SLOW_MS", "60000")
+        .env("LIFECYCLE_SHUTDOWN_TIMEOUT_MS", "1000")
+        .spawn()
+        .unwrap();
     service.wait_for_stdout("main running", DEADLINE);
-    let signalled = std::time::Instant::now();
-    service.signal(libc::SIGTERM);
-    let status = service.wait_exit(DEADLINE);
-    let took = signalled.elapsed();
-    assert_eq!(status.code(), Some(1));
+    // A grace period well past the deadline: the service ends by itself.
+    let stopped = service.stop_with(Stop::grace(DEADLINE));
+    let took = stopped.signal_to_exit;
+    assert_eq!(stopped.exit.code, Some(1), "{stopped:?}");
+    assert!(!stopped.killed);
     assert!(
         took >= Duration::from_millis(1000),
         "exited early: {took:?}"
@@ -211,7 +208,7 @@ fn a_hook_past_the_shutdown_deadline_exits_1_naming_it() {
         took < Duration::from_millis(2000),
         "deadline + 1 s passed: {took:?}"
     );
-    let message = std::fs::read_to_string(&log).unwrap();
+    let message = stopped.termination_message.unwrap();
     assert!(
         message.starts_with("shutdown did not finish within 1000 ms of SIGTERM; still running: on_shutdown hook \"slow-flush\""),
         "{message}"
@@ -225,14 +222,16 @@ fn probe_until(
     path: &str,
     max_latency: Duration,
     deadline: Duration,
-    done: impl Fn(&lifecycle_tests::Answer) -> bool,
-) -> (lifecycle_tests::Answer, Duration) {
+    done: impl Fn(&ProbeAnswer) -> bool,
+) -> (ProbeAnswer, Duration) {
     let started = std::time::Instant::now();
     loop {
-        let answer = service.get(path);
+        // The client's own timeout, not the kubelet's: the latency is
+        // what is measured.
+        let answer = service.probe_path(path, CLIENT_TIMEOUT);
         assert!(
             answer.elapsed < max_latency,
-            "{path} took {:?} to answer",
+            "{path} took {:?} to answer: {answer}",
             answer.elapsed
         );
         if done(&answer) {
@@ -254,8 +253,11 @@ const PROBE_LATENCY: Duration = Duration::from_millis(100);
 #[test]
 fn every_worker_blocked_fails_the_runtime_check_and_probes_still_answer() {
     let _serial = serial();
-    let mut service = Service::start(TESTBED, &[("LIFECYCLE_STALL_THRESHOLD_MS", "1000")]);
-    service.wait_for_status("/readyz", 200, DEADLINE);
+    let mut service = fixture(TESTBED)
+        .env("LIFECYCLE_STALL_THRESHOLD_MS", "1000")
+        .spawn()
+        .unwrap();
+    service.wait_for(Endpoint::Readyz, true, DEADLINE).unwrap();
     service.command("set block-workers");
     let blocked = std::time::Instant::now();
     let (live, _) = probe_until(
@@ -263,7 +265,7 @@ fn every_worker_blocked_fails_the_runtime_check_and_probes_still_answer() {
         "/livez?verbose",
         PROBE_LATENCY,
         Duration::from_secs(5),
-        |answer| answer.status == 503,
+        |answer| answer.status == Some(503),
     );
     let detected = blocked.elapsed();
     assert!(
@@ -275,9 +277,10 @@ fn every_worker_blocked_fails_the_runtime_check_and_probes_still_answer() {
         "{}",
         live.body
     );
-    // Readiness runs async checks on the stalled runtime: they time out.
-    let ready = service.get("/readyz");
-    assert_eq!(ready.status, 503);
+    // Readiness runs async checks on the stalled runtime: they time out
+    // (after 3 s, past the kubelet's default timeout).
+    let ready = service.probe_path("/readyz", CLIENT_TIMEOUT);
+    assert_eq!(ready.status, Some(503), "{ready}");
     assert_answered_within(&ready, Duration::from_millis(3000 + 50));
     // The background check's runner is stalled too: its last result goes
     // stale after interval 200 + timeout 500 + 1000 ms.
@@ -286,7 +289,7 @@ fn every_worker_blocked_fails_the_runtime_check_and_probes_still_answer() {
         "/readyz/background",
         PROBE_LATENCY,
         Duration::from_secs(5),
-        |answer| answer.status == 503,
+        |answer| answer.status == Some(503),
     );
     assert!(
         background
@@ -301,10 +304,10 @@ fn every_worker_blocked_fails_the_runtime_check_and_probes_still_answer() {
 #[test]
 fn a_blocked_current_thread_runtime_fails_the_runtime_check() {
     let _serial = serial();
-    let service = Service::start(
-        SINGLE_THREAD_BLOCK,
-        &[("LIFECYCLE_STALL_THRESHOLD_MS", "1000")],
-    );
+    let service = fixture(SINGLE_THREAD_BLOCK)
+        .env("LIFECYCLE_STALL_THRESHOLD_MS", "1000")
+        .spawn()
+        .unwrap();
     service.wait_for_stdout("blocking the runtime thread", DEADLINE);
     let blocked = std::time::Instant::now();
     let (live, _) = probe_until(
@@ -312,7 +315,7 @@ fn a_blocked_current_thread_runtime_fails_the_runtime_check() {
         "/livez?verbose",
         PROBE_LATENCY,
         Duration::from_secs(5),
-        |answer| answer.status == 503,
+        |answer| answer.status == Some(503),
     );
     assert!(blocked.elapsed() < Duration::from_millis(1000 + 1000));
     assert!(
@@ -325,14 +328,17 @@ fn a_blocked_current_thread_runtime_fails_the_runtime_check() {
 #[test]
 fn a_busy_but_progressing_runtime_stays_live() {
     let _serial = serial();
-    let mut service = Service::start(TESTBED, &[("LIFECYCLE_STALL_THRESHOLD_MS", "1000")]);
-    service.wait_for_status("/readyz", 200, DEADLINE);
+    let mut service = fixture(TESTBED)
+        .env("LIFECYCLE_STALL_THRESHOLD_MS", "1000")
+        .spawn()
+        .unwrap();
+    service.wait_for(Endpoint::Readyz, true, DEADLINE).unwrap();
     service.command("set busy-cpu");
     service.wait_for_stdout("busy-cpu started", DEADLINE);
     let started = std::time::Instant::now();
     while started.elapsed() < Duration::from_millis(2500) {
         let live = service.get("/livez/runtime");
-        assert_eq!(live.status, 200, "{}", live.body);
+        assert_eq!(live.status, Some(200), "{live}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -340,10 +346,13 @@ fn a_busy_but_progressing_runtime_stays_live() {
 #[test]
 fn a_hundred_concurrent_probes_share_one_run() {
     let _serial = serial();
-    let service = Service::started(TESTBED, &[("TESTBED_SLOW_CHECK_MS", "1500")]);
+    let service = fixture(TESTBED)
+        .env("TESTBED_SLOW_CHECK_MS", "1500")
+        .start()
+        .unwrap();
     service.wait_for_stdout("main running", DEADLINE);
     let runs = || {
-        let (_, body) = lifecycle_tests::http_get(&format!("{}/runs", service.app_url())).unwrap();
+        let (_, body) = http_get(&format!("{}/runs", service.app_url())).unwrap();
         body.split(' ').next().unwrap()["coalesced=".len()..]
             .parse::<u64>()
             .unwrap()
@@ -352,20 +361,18 @@ fn a_hundred_concurrent_probes_share_one_run() {
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(100));
     let threads: Vec<_> = (0..100)
         .map(|_| {
-            let url = format!("{}/readyz/coalesced", service.probes.as_ref().unwrap());
+            let addr = service.probe_addr();
             let barrier = barrier.clone();
             std::thread::spawn(move || {
-                let client = reqwest::blocking::Client::builder()
-                    .no_proxy()
-                    .build()
-                    .unwrap();
                 barrier.wait();
-                client.get(url).send().unwrap().status().as_u16()
+                // The check takes 1.5 s, within its own 3 s timeout.
+                lifecycle_testing::probe(addr, "/readyz/coalesced", CLIENT_TIMEOUT)
             })
         })
         .collect();
     for thread in threads {
-        assert_eq!(thread.join().unwrap(), 200);
+        let answer = thread.join().unwrap();
+        assert_eq!(answer.status, Some(200), "{answer}");
     }
     assert_eq!(runs() - before, 1, "100 concurrent probes, one run");
 }
@@ -373,7 +380,7 @@ fn a_hundred_concurrent_probes_share_one_run() {
 #[test]
 fn a_background_result_change_shows_within_one_interval() {
     let _serial = serial();
-    let mut service = Service::start(TESTBED, &[]);
+    let mut service = fixture(TESTBED).spawn().unwrap();
     service.wait_for_status("/readyz/background", 200, DEADLINE);
     service.command("set background-down");
     let (answer, took) = probe_until(
@@ -381,7 +388,7 @@ fn a_background_result_change_shows_within_one_interval() {
         "/readyz/background",
         Duration::from_secs(1),
         Duration::from_secs(5),
-        |answer| answer.status == 503,
+        |answer| answer.status == Some(503),
     );
     assert_eq!(answer.body, "[-]background failed: background flag down\n");
     // One 200 ms interval, plus the margin.
@@ -410,8 +417,8 @@ fn a_thousand_slow_connections_do_not_delay_probes() {
     use std::io::{Read, Write};
     let _serial = serial();
     raise_open_file_limit();
-    let service = Service::start(TESTBED, &[]);
-    service.wait_for_status("/readyz", 200, DEADLINE);
+    let service = fixture(TESTBED).spawn().unwrap();
+    service.wait_for(Endpoint::Readyz, true, DEADLINE).unwrap();
     let rss_before = service.rss_kib();
 
     // Each sends half a request and then nothing.
@@ -426,8 +433,8 @@ fn a_thousand_slow_connections_do_not_delay_probes() {
         .collect();
     let opened = std::time::Instant::now();
     for _ in 0..20 {
-        let live = service.get("/livez");
-        assert_eq!(live.status, 200);
+        let live = service.probe(Endpoint::Livez);
+        assert_eq!(live.status, Some(200), "{live}");
         assert!(
             live.elapsed < PROBE_LATENCY,
             "probe took {:?}",
@@ -455,7 +462,7 @@ fn a_thousand_slow_connections_do_not_delay_probes() {
             Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
         }
     }
-    assert_eq!(service.get("/livez").status, 200);
+    assert_eq!(service.probe(Endpoint::Livez).status, Some(200));
 }
 
 #[test]
@@ -463,8 +470,11 @@ fn connections_busy_on_a_slow_check_do_not_lock_out_new_probes() {
     use std::io::Write;
     let _serial = serial();
     raise_open_file_limit();
-    let service = Service::start(TESTBED, &[("TESTBED_SLOW_CHECK_MS", "2500")]);
-    service.wait_for_status("/livez", 200, DEADLINE);
+    let service = fixture(TESTBED)
+        .env("TESTBED_SLOW_CHECK_MS", "2500")
+        .spawn()
+        .unwrap();
+    service.wait_for(Endpoint::Livez, true, DEADLINE).unwrap();
     service.wait_for_stdout("main running", DEADLINE);
     // More than the cap of 512, each waiting on the same slow check.
     let busy: Vec<std::net::TcpStream> = (0..600)
@@ -477,8 +487,8 @@ fn connections_busy_on_a_slow_check_do_not_lock_out_new_probes() {
         })
         .collect();
     for _ in 0..10 {
-        let live = service.get("/livez");
-        assert_eq!(live.status, 200);
+        let live = service.probe(Endpoint::Livez);
+        assert_eq!(live.status, Some(200), "{live}");
         assert!(
             live.elapsed < PROBE_LATENCY,
             "probe took {:?}",

@@ -6,13 +6,14 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use lifecycle_tests::{raw_exchange, status_line, Service};
+use lifecycle_testing::{Endpoint, Service};
+use lifecycle_tests::{fixture, raw_exchange, status_line};
 
 const TESTBED: &str = env!("CARGO_BIN_EXE_testbed");
 const WAIT: Duration = Duration::from_secs(5);
 
 fn running_testbed() -> Service {
-    Service::started(TESTBED, &[])
+    fixture(TESTBED).start().unwrap()
 }
 
 #[test]
@@ -20,7 +21,7 @@ fn an_oversized_header_block_is_refused_and_the_server_keeps_serving() {
     let service = running_testbed();
     let huge = "x".repeat(64 * 1024);
     let request = format!("GET /livez HTTP/1.1\r\nHost: probe\r\nX-Huge: {huge}\r\n\r\n");
-    let answer = raw_exchange(&service.probe_addr(), request.as_bytes(), WAIT);
+    let answer = raw_exchange(service.probe_addr(), request.as_bytes(), WAIT);
     assert!(
         answer.is_empty() || status_line(&answer).starts_with("HTTP/1.1 431"),
         "{}",
@@ -32,13 +33,13 @@ fn an_oversized_header_block_is_refused_and_the_server_keeps_serving() {
         many.push_str(&format!("X-Header-{i}: v\r\n"));
     }
     many.push_str("\r\n");
-    let answer = raw_exchange(&service.probe_addr(), many.as_bytes(), WAIT);
+    let answer = raw_exchange(service.probe_addr(), many.as_bytes(), WAIT);
     assert!(
         answer.is_empty() || status_line(&answer).starts_with("HTTP/1.1 431"),
         "{}",
         status_line(&answer)
     );
-    assert_eq!(service.get("/livez").status, 200);
+    assert_eq!(service.probe(Endpoint::Livez).status, Some(200));
 }
 
 #[test]
@@ -50,14 +51,14 @@ fn garbage_gets_400_or_a_closed_connection() {
         &b"GET\r\n\r\n"[..],
         &b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"[..], // a TLS ClientHello
     ] {
-        let answer = raw_exchange(&service.probe_addr(), garbage, WAIT);
+        let answer = raw_exchange(service.probe_addr(), garbage, WAIT);
         assert!(
             answer.is_empty() || status_line(&answer).starts_with("HTTP/1.1 400"),
             "{garbage:?}: {}",
             status_line(&answer)
         );
     }
-    assert_eq!(service.get("/livez").status, 200);
+    assert_eq!(service.probe(Endpoint::Livez).status, Some(200));
 }
 
 #[test]
@@ -78,12 +79,12 @@ fn a_request_body_is_not_buffered() {
     assert_eq!(first.trim_end(), "HTTP/1.1 200 OK");
 
     let answer = raw_exchange(
-        &service.probe_addr(),
+        service.probe_addr(),
         b"POST /readyz HTTP/1.1\r\nHost: probe\r\nContent-Length: 5\r\n\r\nhello",
         WAIT,
     );
     assert_eq!(status_line(&answer), "HTTP/1.1 405 Method Not Allowed");
-    assert_eq!(service.get("/livez").status, 200);
+    assert_eq!(service.probe(Endpoint::Livez).status, Some(200));
 }
 
 #[test]
@@ -114,7 +115,7 @@ fn keep_alive_serves_several_probes_and_connection_close_closes() {
     }
 
     let answer = raw_exchange(
-        &service.probe_addr(),
+        service.probe_addr(),
         b"GET /livez HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n",
         WAIT,
     );

@@ -5,8 +5,9 @@
 
 use std::time::{Duration, Instant};
 
+use lifecycle_testing::{Endpoint, Service};
 use lifecycle_tests::kubernetes::{container, http_probe, manifest, pod_template};
-use lifecycle_tests::{free_port, http_get, run, termination_log_path, Service};
+use lifecycle_tests::{fixture, free_port, http_get, run, termination_log_path, ServiceExt};
 
 const TESTBED: &str = env!("CARGO_BIN_EXE_testbed");
 const DEADLINE: Duration = Duration::from_secs(15);
@@ -21,6 +22,8 @@ fn preflight_mode_runs_only_the_preflight_checks() {
         "no probe server: {stderr}"
     );
 
+    // Run to its exit (it never serves probes), with a termination log of
+    // the test's own.
     let log = termination_log_path();
     let (code, stdout, stderr) = run(
         TESTBED,
@@ -56,14 +59,22 @@ fn a_failing_preflight_check_stops_the_service_with_exit_1() {
     );
 }
 
+/// The `LIFECYCLE_PROBE_ADDR` that points the exec probe at `service`: the
+/// port the kit found, with `host`.
+fn probe_addr_of(service: &Service, host: &str) -> String {
+    format!("{host}:{}", service.probe_addr().port())
+}
+
 #[test]
 fn the_exec_probe_asks_the_running_instance() {
-    let port = free_port();
     // Bound to every address: the exec probe reaches it on loopback.
-    let addr = format!("0.0.0.0:{port}");
+    let mut service = fixture(TESTBED)
+        .env("LIFECYCLE_PROBE_ADDR", "0.0.0.0:0")
+        .start()
+        .unwrap();
+    service.wait_for(Endpoint::Readyz, true, DEADLINE).unwrap();
+    let addr = probe_addr_of(&service, "0.0.0.0");
     let env = [("LIFECYCLE_PROBE_ADDR", addr.as_str())];
-    let mut service = Service::start(TESTBED, &env);
-    service.wait_for_status("/readyz", 200, DEADLINE);
 
     let (code, stdout, _) = run(TESTBED, &["--lifecycle-probe", "readyz"], &env);
     assert_eq!((code, stdout), (Some(0), vec!["ok".to_string()]));
@@ -227,14 +238,17 @@ fn the_manifest_warns_when_the_shutdown_budget_cannot_hold_in_the_cluster() {
 #[test]
 fn the_exec_probe_waits_as_long_as_the_checks_may_take() {
     // coalesced takes 1.5 s here, within its 3 s timeout.
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
+    let service = fixture(TESTBED)
+        .env("TESTBED_SLOW_CHECK_MS", "1500")
+        .spawn()
+        .unwrap();
+    // Past the kubelet's default 1 s, as the manifest's timeout allows.
+    service.wait_for_status("/readyz", 200, DEADLINE);
+    let addr = probe_addr_of(&service, "127.0.0.1");
     let env = [
         ("LIFECYCLE_PROBE_ADDR", addr.as_str()),
         ("TESTBED_SLOW_CHECK_MS", "1500"),
     ];
-    let service = Service::start(TESTBED, &env);
-    service.wait_for_status("/readyz", 200, DEADLINE);
     let (code, stdout, stderr) = run(TESTBED, &["--lifecycle-probe", "readyz"], &env);
     assert_eq!(
         (code, stdout),
@@ -245,8 +259,11 @@ fn the_exec_probe_waits_as_long_as_the_checks_may_take() {
 
 #[test]
 fn on_kubernetes_the_default_drain_delay_keeps_serving_for_5_s() {
-    let mut service = Service::start(TESTBED, &[("KUBERNETES_SERVICE_HOST", "10.96.0.1")]);
-    service.wait_for_status("/readyz", 200, DEADLINE);
+    let mut service = fixture(TESTBED)
+        .env("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+        .spawn()
+        .unwrap();
+    service.wait_for(Endpoint::Readyz, true, DEADLINE).unwrap();
     service
         .wait_for_log(
             "drain delay 5000 ms (the default on Kubernetes: KUBERNETES_SERVICE_HOST is set)",
@@ -269,12 +286,13 @@ fn on_kubernetes_the_default_drain_delay_keeps_serving_for_5_s() {
         drained >= Duration::from_millis(5000),
         "stopped serving after {drained:?}"
     );
-    assert_eq!(service.wait_exit(DEADLINE).code(), Some(0));
+    assert_eq!(service.wait_exit(DEADLINE).unwrap().code, Some(0));
 }
 
 #[test]
 fn off_kubernetes_there_is_no_drain_delay_by_default() {
-    let service = Service::start(TESTBED, &[]);
+    // The kit leaves out the test process's KUBERNETES_SERVICE_HOST.
+    let service = fixture(TESTBED).spawn().unwrap();
     service
         .wait_for_log(
             "drain delay 0 ms (the default off Kubernetes: KUBERNETES_SERVICE_HOST is not set)",

@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use lifecycle_tests::{http_get, Service};
+use lifecycle_testing::{Endpoint, Service, DEFAULT_TIMEOUT};
+use lifecycle_tests::{fixture, http_get, ServiceExt};
 
 const TESTBED: &str = env!("CARGO_BIN_EXE_testbed");
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -19,9 +20,9 @@ fn runs(service: &Service) -> (u64, u64) {
 
 #[test]
 fn spawning_past_max_tasks_fails_livez_until_the_tasks_finish() {
-    let mut service = Service::start(TESTBED, &[]);
-    service.wait_for_status("/readyz", 200, DEADLINE);
-    assert_eq!(service.get("/livez").status, 200);
+    let mut service = fixture(TESTBED).spawn().unwrap();
+    service.wait_for(Endpoint::Readyz, true, DEADLINE).unwrap();
+    assert_eq!(service.probe(Endpoint::Livez).status, Some(200));
 
     service.command("set spawn-many");
     service.wait_for_stdout("spawned many", DEADLINE);
@@ -46,25 +47,19 @@ fn spawning_past_max_tasks_fails_livez_until_the_tasks_finish() {
 
 #[test]
 fn a_burst_of_probes_never_runs_a_background_check() {
-    let mut service = Service::start(TESTBED, &[]);
-    service.wait_for_status("/readyz", 200, DEADLINE);
+    let mut service = fixture(TESTBED).spawn().unwrap();
+    service.wait_for(Endpoint::Readyz, true, DEADLINE).unwrap();
     service.wait_for_stdout("main running", DEADLINE);
     let (_, before) = runs(&service);
     let started = Instant::now();
     let threads: Vec<_> = (0..4)
         .map(|_| {
-            let addr = service.probes.clone().unwrap();
+            let addr = service.probe_addr();
             std::thread::spawn(move || {
-                let client = reqwest::blocking::Client::builder()
-                    .no_proxy()
-                    .build()
-                    .unwrap();
                 for _ in 0..50 {
-                    let answer = client
-                        .get(format!("{addr}/readyz/background"))
-                        .send()
-                        .unwrap();
-                    assert_eq!(answer.status().as_u16(), 200);
+                    let answer =
+                        lifecycle_testing::probe(addr, "/readyz/background", DEFAULT_TIMEOUT);
+                    assert_eq!(answer.status, Some(200), "{answer}");
                 }
             })
         })
@@ -83,13 +78,16 @@ fn a_burst_of_probes_never_runs_a_background_check() {
     );
 
     service.send("set quit");
-    assert_eq!(service.wait_exit(DEADLINE).code(), Some(0));
+    assert_eq!(service.wait_exit(DEADLINE).unwrap().code, Some(0));
 }
 
 #[test]
 fn background_runners_stop_once_shutdown_begins() {
-    let service = Service::start(TESTBED, &[("LIFECYCLE_DRAIN_DELAY_MS", "3000")]);
-    service.wait_for_status("/readyz", 200, DEADLINE);
+    let service = fixture(TESTBED)
+        .env("LIFECYCLE_DRAIN_DELAY_MS", "3000")
+        .spawn()
+        .unwrap();
+    service.wait_for(Endpoint::Readyz, true, DEADLINE).unwrap();
     service.wait_for_stdout("main running", DEADLINE);
     let (_, before) = runs(&service);
     std::thread::sleep(Duration::from_millis(500));

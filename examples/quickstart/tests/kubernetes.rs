@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use lifecycle_testing::Service;
 use lifecycle_tests::kubernetes::{container, http_probe, manifest, parse_exactly};
-use lifecycle_tests::{run, Service};
+use lifecycle_tests::run;
 
 const QUICKSTART: &str = env!("CARGO_BIN_EXE_quickstart");
 const DEADLINE: Duration = Duration::from_secs(15);
@@ -70,33 +71,27 @@ fn the_example_deployment_carries_the_generated_probes() {
 #[test]
 fn the_budget_warning_appears_exactly_when_the_budget_cannot_hold() {
     let warning = "the shutdown budget cannot hold";
+    let quickstart = |drain_delay_ms: &str| {
+        // The kit puts the probes on a free port; the application too.
+        Service::builder(QUICKSTART)
+            .env("APP_ADDR", "127.0.0.1:0")
+            .env("LIFECYCLE_SHUTDOWN_TIMEOUT_MS", "3000")
+            .env("LIFECYCLE_DRAIN_DELAY_MS", drain_delay_ms)
+            .env("RUST_LOG", "info")
+            .spawn()
+            .unwrap()
+    };
     // 500 ms drain + 2000 ms hook <= 3000 ms: no warning.
-    let fits = Service::start(
-        QUICKSTART,
-        &[
-            ("LIFECYCLE_PROBE_ADDR", "127.0.0.1:0"),
-            ("APP_ADDR", "127.0.0.1:0"),
-            ("LIFECYCLE_SHUTDOWN_TIMEOUT_MS", "3000"),
-            ("LIFECYCLE_DRAIN_DELAY_MS", "500"),
-        ],
-    );
+    let fits = quickstart("500");
     fits.wait_for_log("start-up finished", DEADLINE).unwrap();
     assert!(
-        !fits.stderr_text().contains(warning),
-        "{}",
-        fits.stderr_text()
+        !fits.log().iter().any(|line| line.contains(warning)),
+        "{:?}",
+        fits.log()
     );
 
     // 1500 ms drain + 2000 ms hook > 3000 ms: a warning with each figure.
-    let overruns = Service::start(
-        QUICKSTART,
-        &[
-            ("LIFECYCLE_PROBE_ADDR", "127.0.0.1:0"),
-            ("APP_ADDR", "127.0.0.1:0"),
-            ("LIFECYCLE_SHUTDOWN_TIMEOUT_MS", "3000"),
-            ("LIFECYCLE_DRAIN_DELAY_MS", "1500"),
-        ],
-    );
+    let overruns = quickstart("1500");
     let line = overruns
         .wait_for_log(warning, DEADLINE)
         .expect("a budget warning");

@@ -2,20 +2,20 @@
 
 use std::time::Duration;
 
-use lifecycle_tests::{http_get, Service};
+use lifecycle_testing::{Endpoint, Service, DEFAULT_TIMEOUT};
+use lifecycle_tests::http_get;
 
 const QUICKSTART: &str = env!("CARGO_BIN_EXE_quickstart");
 
 #[test]
 fn quickstart_serves_the_application_and_the_probes() {
-    let mut service = Service::start(
-        QUICKSTART,
-        &[
-            ("LIFECYCLE_PROBE_ADDR", "127.0.0.1:0"),
-            ("APP_ADDR", "127.0.0.1:0"),
-            ("GREETING", "hi there"),
-        ],
-    );
+    // The kit puts the probes on a free port; the application too.
+    let mut service = Service::builder(QUICKSTART)
+        .env("APP_ADDR", "127.0.0.1:0")
+        .env("GREETING", "hi there")
+        .env("RUST_LOG", "info")
+        .spawn()
+        .unwrap();
     let line = service
         .wait_for_log("serving on http://", Duration::from_secs(10))
         .expect("the application logs its address");
@@ -23,23 +23,29 @@ fn quickstart_serves_the_application_and_the_probes() {
     let answer = http_get(app.trim()).unwrap();
     assert_eq!(answer, (200, "hi there\n".to_string()));
 
-    let ready = service.wait_for_status("/readyz?verbose", 200, Duration::from_secs(10));
+    service
+        .wait_for(Endpoint::Readyz, true, Duration::from_secs(10))
+        .unwrap();
+    let ready = service.verbose(Endpoint::Readyz);
+    assert_eq!(ready.passed, Some(true), "{ready:?}");
+    let accepting = ready.check("accepting_connections").unwrap();
     assert!(
-        ready.body.contains("[+]accepting_connections ok\n"),
-        "{}",
-        ready.body
+        accepting.passed && !accepting.excluded && accepting.details.is_empty(),
+        "{accepting:?}"
     );
-    let live = service.get("/livez/serving?verbose");
-    assert_eq!(live.status, 200);
+    let live = service.probe_path("/livez/serving?verbose", DEFAULT_TIMEOUT);
+    assert_eq!(live.status, Some(200), "{live}");
     assert!(
         live.body.starts_with("[+]serving ok (requests_served=1)"),
         "{}",
         live.body
     );
 
-    service.signal(libc::SIGTERM);
-    assert_eq!(service.wait_exit(Duration::from_secs(15)).code(), Some(0));
-    assert!(service
-        .stderr_text()
-        .contains("shutdown hook: 1 request(s) served in all"));
+    let stopped = service.stop(Duration::from_secs(15));
+    assert_eq!(stopped.exit.code, Some(0), "{stopped:?}");
+    assert!(!stopped.killed);
+    assert!(stopped
+        .log
+        .iter()
+        .any(|line| line.contains("shutdown hook: 1 request(s) served in all")));
 }
