@@ -74,6 +74,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+mod http;
 mod kubelet;
 mod load;
 mod probe;

@@ -5,13 +5,14 @@
 //! signal and to the exit.
 
 use std::fmt;
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::http::{self, BodyLimit};
 use crate::service::{Service, Stop, Stopped};
 
 /// How long [`Load::across_stop`] waits, past its warm-up, for a first
@@ -177,153 +178,15 @@ pub fn http_get(
     path: &str,
     timeout: Duration,
 ) -> Result<(u16, String), RequestError> {
-    let started = Instant::now();
-    get(addr, path, timeout, started).map_err(|error| RequestError::from_io(&error))
-}
-
-fn left(timeout: Duration, started: Instant) -> io::Result<Duration> {
-    timeout
-        .checked_sub(started.elapsed())
-        .filter(|left| !left.is_zero())
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("no whole answer within {} ms", timeout.as_millis()),
-            )
-        })
-}
-
-fn get(
-    addr: SocketAddr,
-    path: &str,
-    timeout: Duration,
-    started: Instant,
-) -> io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
-    stream.set_nodelay(true)?;
-    stream.set_write_timeout(Some(left(timeout, started)?))?;
-    stream.write_all(
-        format!(
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: lifecycle-testing\r\nAccept: */*\r\nConnection: close\r\n\r\n"
-        )
-        .as_bytes(),
-    )?;
-    let mut received = Vec::new();
-    let mut chunk = [0u8; 8192];
-    // Reads more, or fails with an unexpected end of file.
-    let mut read_more = |stream: &mut TcpStream, received: &mut Vec<u8>| -> io::Result<usize> {
-        stream.set_read_timeout(Some(left(timeout, started)?))?;
-        let read = stream.read(&mut chunk)?;
-        received.extend_from_slice(&chunk[..read]);
-        if received.len() > MAX_ANSWER {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("answer larger than {MAX_ANSWER} bytes"),
-            ));
-        }
-        Ok(read)
-    };
-    let eof = |what: &str| {
-        io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            format!("connection closed {what}"),
-        )
-    };
-    let head_end = loop {
-        if let Some(end) = find(&received, b"\r\n\r\n") {
-            break end;
-        }
-        if read_more(&mut stream, &mut received)? == 0 {
-            return Err(eof(if received.is_empty() {
-                "before an answer"
-            } else {
-                "in the answer's head"
-            }));
-        }
-    };
-    let head = String::from_utf8_lossy(&received[..head_end]).into_owned();
-    let status = head
-        .lines()
-        .next()
-        .filter(|line| line.starts_with("HTTP/"))
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no HTTP status line"))?;
-    let header = |wanted: &str| {
-        head.lines().skip(1).find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.trim()
-                .eq_ignore_ascii_case(wanted)
-                .then(|| value.trim().to_owned())
-        })
-    };
-    let chunked = header("transfer-encoding")
-        .is_some_and(|value| value.to_ascii_lowercase().contains("chunked"));
-    let length = match header("content-length") {
-        Some(value) => Some(
-            value
-                .parse::<usize>()
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "a bad Content-Length"))?,
-        ),
-        None => None,
-    };
-    let body_start = head_end + 4;
-    let body = if status == 204 || status == 304 {
-        Vec::new()
-    } else if chunked {
-        loop {
-            if let Some(body) = dechunk(&received[body_start..])? {
-                break body;
-            }
-            if read_more(&mut stream, &mut received)? == 0 {
-                return Err(eof("in a chunked body"));
-            }
-        }
-    } else if let Some(length) = length {
-        while received.len() - body_start < length {
-            if read_more(&mut stream, &mut received)? == 0 {
-                return Err(eof(&format!(
-                    "after {} of {length} body bytes",
-                    received.len() - body_start
-                )));
-            }
-        }
-        received[body_start..body_start + length].to_vec()
-    } else {
-        while read_more(&mut stream, &mut received)? != 0 {}
-        received[body_start..].to_vec()
-    };
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
-}
-
-/// Decodes a chunked body: `None` while incomplete.
-fn dechunk(mut data: &[u8]) -> io::Result<Option<Vec<u8>>> {
-    let bad = || io::Error::new(io::ErrorKind::InvalidData, "a bad chunked body");
-    let mut body = Vec::new();
-    loop {
-        let Some(line_end) = find(data, b"\r\n") else {
-            return Ok(None);
-        };
-        let size_text = std::str::from_utf8(&data[..line_end]).map_err(|_| bad())?;
-        let size_text = size_text.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_text, 16).map_err(|_| bad())?;
-        data = &data[line_end + 2..];
-        if size == 0 {
-            // Trailers, then an empty line.
-            return Ok(find(data, b"\r\n").map(|_| body));
-        }
-        if data.len() < size + 2 {
-            return Ok(None);
-        }
-        body.extend_from_slice(&data[..size]);
-        data = &data[size + 2..];
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
+    http::get(
+        addr,
+        path,
+        timeout,
+        "lifecycle-testing",
+        BodyLimit::Refuse(MAX_ANSWER),
+    )
+    .map(|(status, body)| (status, String::from_utf8_lossy(&body).into_owned()))
+    .map_err(|error| RequestError::from_io(&error))
 }
 
 type Request = dyn Fn() -> Result<(), RequestError> + Send + Sync;
@@ -997,6 +860,10 @@ impl fmt::Display for LoadReport {
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Read, Write};
+
+    use crate::http::find;
+
     use super::*;
 
     #[test]

@@ -3,9 +3,11 @@
 //! body read, and a time-out over the whole exchange.
 
 use std::fmt;
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+
+use crate::http::{self, BodyLimit};
 
 /// What the kubelet reads of a probe's body at most.
 pub const MAX_BODY: usize = 10 * 1024;
@@ -93,8 +95,19 @@ impl fmt::Display for ProbeAnswer {
 /// Sends one probe of `path` to `addr`, within `timeout` in all.
 pub fn probe(addr: SocketAddr, path: &str, timeout: Duration) -> ProbeAnswer {
     let started = Instant::now();
-    let (status, body, error) = match exchange(addr, path, timeout, started) {
-        Ok((status, body)) => (Some(status), body, None),
+    let answer = http::get(
+        addr,
+        path,
+        timeout,
+        USER_AGENT,
+        BodyLimit::Truncate(MAX_BODY),
+    );
+    let (status, body, error) = match answer {
+        Ok((status, body)) => (
+            Some(status),
+            String::from_utf8_lossy(&body).into_owned(),
+            None,
+        ),
         Err(error) => (None, String::new(), Some(describe(&error, timeout))),
     };
     ProbeAnswer {
@@ -113,84 +126,6 @@ fn describe(error: &io::Error, timeout: Duration) -> String {
         }
         _ => error.to_string(),
     }
-}
-
-fn remaining(timeout: Duration, started: Instant) -> io::Result<Duration> {
-    timeout
-        .checked_sub(started.elapsed())
-        .filter(|left| !left.is_zero())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "probe timed out"))
-}
-
-fn exchange(
-    addr: SocketAddr,
-    path: &str,
-    timeout: Duration,
-    started: Instant,
-) -> io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
-    stream.set_nodelay(true)?;
-    stream.set_write_timeout(Some(remaining(timeout, started)?))?;
-    // One write, as the kubelet sends it: `write!` would send each piece
-    // as its own segment (no Nagle), and a server reading once would see
-    // half a request.
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: {USER_AGENT}\r\nAccept: */*\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes())?;
-    let mut received = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(end) = find(&received, b"\r\n\r\n") {
-            break end;
-        }
-        if received.len() > 64 * 1024 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "header too large",
-            ));
-        }
-        stream.set_read_timeout(Some(remaining(timeout, started)?))?;
-        let read = stream.read(&mut chunk)?;
-        if read == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "connection closed before an answer",
-            ));
-        }
-        received.extend_from_slice(&chunk[..read]);
-    };
-    let head = String::from_utf8_lossy(&received[..head_end]).into_owned();
-    let status = head
-        .lines()
-        .next()
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no HTTP status line"))?;
-    let content_length: Option<usize> = head.lines().find_map(|line| {
-        let (name, value) = line.split_once(':')?;
-        name.eq_ignore_ascii_case("content-length")
-            .then(|| value.trim().parse().ok())
-            .flatten()
-    });
-    let mut body = received[head_end + 4..].to_vec();
-    let wanted = content_length.unwrap_or(usize::MAX).min(MAX_BODY);
-    while body.len() < wanted {
-        stream.set_read_timeout(Some(remaining(timeout, started)?))?;
-        let read = stream.read(&mut chunk)?;
-        if read == 0 {
-            break;
-        }
-        body.extend_from_slice(&chunk[..read]);
-    }
-    body.truncate(MAX_BODY);
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
 }
 
 /// A verbose answer (`?verbose`), line by line.
@@ -276,6 +211,8 @@ impl Verbose {
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Read, Write};
+
     use super::*;
 
     #[test]
