@@ -295,6 +295,14 @@ impl KubeletReport {
         }
     }
 
+    /// Panics if the pod ever joined the endpoints: it never took traffic.
+    #[track_caller]
+    pub fn assert_never_joined_endpoints(&self) {
+        if self.events_of(EventKind::JoinedEndpoints).next().is_some() {
+            self.fail("the pod joined the endpoints");
+        }
+    }
+
     /// Panics unless the pod was in the endpoints when the watch ended.
     #[track_caller]
     pub fn assert_in_endpoints(&self) {

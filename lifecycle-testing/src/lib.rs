@@ -10,13 +10,15 @@
 //! ```no_run
 //! use std::time::Duration;
 //!
-//! use lifecycle_testing::{http_get, Endpoint, Kubelet, Load, Manifest, Service, Stop};
+//! use lifecycle_testing::{http_get, Endpoint, Kubelet, Load, Manifest, RequestError, Service, Stop};
 //!
 //! # fn main() -> Result<(), lifecycle_testing::Error> {
 //! # let binary = "my-service";
 //! // let binary = env!("CARGO_BIN_EXE_my-service");
 //! let builder = Service::builder(binary)
 //!     .env("APP_ADDR", "127.0.0.1:0")
+//!     // Keep serving while load balancers take the pod out (the default on Kubernetes is 5000).
+//!     .env("LIFECYCLE_DRAIN_DELAY_MS", "500")
 //!     .env("DATABASE_URL", "postgres://127.0.0.1:1/down"); // a dependency that is down
 //! let kubelet = Kubelet::new(Manifest::from_builder(&builder)?).time_scale(0.1);
 //! let mut service = builder.start()?; // probe port 0; waits for /startupz
@@ -25,12 +27,18 @@
 //! service.assert_failing(Endpoint::Readyz);
 //! let readyz = service.verbose(Endpoint::Readyz);
 //! assert!(!readyz.check("database").unwrap().passed);
-//! kubelet.watch(&service, Duration::from_secs(3)).assert_never_restarted();
+//! let report = kubelet.watch(&service, Duration::from_secs(3));
+//! report.assert_never_restarted();
+//! report.assert_never_joined_endpoints();
 //!
 //! // A graceful stop under load loses no request and exits 0.
 //! let line = service.wait_for_log("serving on http://", Duration::from_secs(5))?;
 //! let app = line.rsplit("http://").next().unwrap().trim().parse().unwrap();
-//! let load = Load::new(move || http_get(app, "/", Duration::from_secs(2)).map(drop));
+//! let load = Load::new(move || match http_get(app, "/", Duration::from_secs(2))? {
+//!     (200, _) => Ok(()),
+//!     (status, _) => Err(RequestError::status(status)),
+//! })
+//! .routed_for(Duration::from_millis(250)); // well within the drain delay
 //! let grace = Stop::grace(Duration::from_secs(30));
 //! let (report, stopped) = load.across_stop(&mut service, grace, Duration::from_millis(200));
 //! report.assert_nothing_lost();
@@ -54,8 +62,12 @@
 //!   startup budget.
 //! - [`Load`] keeps requests flowing across a stop and counts what was
 //!   lost.
-//! - [`run_checks`] runs a crate's registered checks in its own unit tests,
-//!   without a service:
+//! - [`run_checks`] runs the checks registered in the test binary, without
+//!   a service: from a unit test of the crate that defines them, or from an
+//!   integration test when they live in a library crate it links (`use
+//!   my_checks as _;`). A binary's own checks are not linked into its
+//!   `tests/` (cargo links the library, not `main.rs`), so keep checks in
+//!   `src/lib.rs` to test them this way:
 //!
 //! ```
 //! use lifecycle_testing::{run_checks, CheckKind};

@@ -788,8 +788,9 @@ impl LoadReport {
                 problem.push_str(&format!("; the first one: {first}"));
                 if first.sent.after_signal().is_some() && self.routed_for.is_none() {
                     problem.push_str(
-                        "\n(a request that comes once the listener has closed meets the close; \
-                         if a load balancer would no longer have routed it, say so with \
+                        "\n(a request that comes once the listener has closed meets the close: \
+                         give the service a drain delay (LIFECYCLE_DRAIN_DELAY_MS) longer than a \
+                         load balancer takes to stop routing to it, and say how long that is with \
                          Load::routed_for)",
                     );
                 }

@@ -76,6 +76,16 @@ pub struct Exit {
     pub signal: Option<i32>,
 }
 
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.code, self.signal) {
+            (Some(code), _) => write!(f, "exit code {code}"),
+            (None, Some(signal)) => write!(f, "killed by signal {signal}"),
+            (None, None) => f.write_str("ended"),
+        }
+    }
+}
+
 impl From<std::process::ExitStatus> for Exit {
     fn from(status: std::process::ExitStatus) -> Exit {
         use std::os::unix::process::ExitStatusExt;
@@ -131,7 +141,9 @@ pub struct Stopped {
     /// From the first signal to the exit.
     pub signal_to_exit: Duration,
     /// When `/readyz` first failed after the signal (at most one probe
-    /// round trip late); `None` if it never failed while the process ran.
+    /// round trip late); `None` if no probe saw it fail while the process
+    /// ran: a service with no drain delay may exit within milliseconds,
+    /// before the next probe.
     pub unready_after: Option<Duration>,
     /// The grace period ran out and the service was killed with SIGKILL.
     pub killed: bool,
@@ -338,13 +350,14 @@ impl ServiceBuilder {
         let stderr = Lines::collect(child.stderr.take().expect("piped stderr"));
         let mut service = Service {
             program: self.program,
-            child,
+            pid: child.id(),
+            child: Mutex::new(child),
             stdin,
             stdout,
             stderr,
             probe_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             termination_log,
-            exit: None,
+            exit: Mutex::new(None),
             _scratch: scratch,
         };
         let until = Instant::now() + self.start_deadline;
@@ -394,13 +407,15 @@ fn reachable(bound: SocketAddr) -> SocketAddr {
 /// A running service binary. Dropping it kills the process.
 pub struct Service {
     program: PathBuf,
-    child: Child,
+    /// Behind a lock so that waits through `&self` notice an exit.
+    child: Mutex<Child>,
+    pid: u32,
     stdin: Option<ChildStdin>,
     stdout: Lines,
     stderr: Lines,
     probe_addr: SocketAddr,
     termination_log: PathBuf,
-    exit: Option<Exit>,
+    exit: Mutex<Option<Exit>>,
     _scratch: Scratch,
 }
 
@@ -428,7 +443,7 @@ impl Service {
 
     /// The process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.pid
     }
 
     fn error(&self, message: String) -> Error {
@@ -505,6 +520,9 @@ impl Service {
                 return Ok(answer);
             }
             let state = if passing { "pass" } else { "fail" };
+            if let Some(exit) = self.try_exit() {
+                return Err(self.exited_while(exit, &format!("waiting for {endpoint} to {state}")));
+            }
             if Instant::now() > until {
                 return Err(Error::new(
                     self.explain(
@@ -533,12 +551,25 @@ impl Service {
         self.stdout.all()
     }
 
-    /// Waits for a log line containing `needle`.
+    /// Waits for a log line (stderr, where lifecycle logs) containing
+    /// `needle`. lifecycle's own lines count too: `probe server listening
+    /// on http://…` contains "listening on http://", so look for your
+    /// application's own words.
     pub fn wait_for_log(&self, needle: &str, deadline: Duration) -> Result<String, Error> {
         let until = Instant::now() + deadline;
         loop {
             if let Some(line) = self.stderr.find(needle) {
                 return Ok(line);
+            }
+            if let Some(exit) = self.try_exit() {
+                // Every line is in once the output is drained.
+                self.drain_output();
+                if let Some(line) = self.stderr.find(needle) {
+                    return Ok(line);
+                }
+                return Err(
+                    self.exited_while(exit, &format!("waiting for a log line with {needle:?}"))
+                );
             }
             if Instant::now() > until {
                 return Err(self.error(format!(
@@ -562,17 +593,37 @@ impl Service {
 
     /// Sends `signal` (`libc::SIGTERM`, …) to the process.
     pub fn signal(&self, signal: i32) {
-        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid fits pid_t");
+        let pid = libc::pid_t::try_from(self.pid).expect("a pid fits pid_t");
         // SAFETY: kill(2) has no memory effects; the child is not reaped
         // before `try_exit` sees it, so the pid is still ours.
         unsafe { libc::kill(pid, signal) };
     }
 
-    fn try_exit(&mut self) -> Option<Exit> {
-        if self.exit.is_none() {
-            self.exit = self.child.try_wait().ok().flatten().map(Exit::from);
+    fn try_exit(&self) -> Option<Exit> {
+        let mut exit = self.exit.lock().unwrap_or_else(|p| p.into_inner());
+        if exit.is_none() {
+            let mut child = self.child.lock().unwrap_or_else(|p| p.into_inner());
+            *exit = child.try_wait().ok().flatten().map(Exit::from);
         }
-        self.exit
+        *exit
+    }
+
+    fn kill(&self) {
+        let _ = self.child.lock().unwrap_or_else(|p| p.into_inner()).kill();
+    }
+
+    /// The error for a wait that cannot succeed: the process is gone.
+    fn exited_while(&self, exit: Exit, waiting: &str) -> Error {
+        self.drain_output();
+        let reason = self
+            .termination_message()
+            .map(|m| format!(": {m}"))
+            .unwrap_or_default();
+        self.error(format!(
+            "{} exited ({}) while {waiting}{reason}",
+            self.program.display(),
+            exit
+        ))
     }
 
     /// Whether the process is still running.
@@ -645,7 +696,7 @@ impl Service {
                 }
             }
             if elapsed >= stop.grace && !killed {
-                let _ = self.child.kill();
+                self.kill();
                 killed = true;
             }
             std::thread::sleep(Duration::from_millis(2));
@@ -674,8 +725,9 @@ impl Service {
 impl Drop for Service {
     fn drop(&mut self) {
         if self.try_exit().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            let child = self.child.get_mut().unwrap_or_else(|p| p.into_inner());
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }

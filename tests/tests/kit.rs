@@ -3,7 +3,7 @@
 //! see it (exit code, readiness, a second signal, SIGKILL at the end of the
 //! grace period, the termination message).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lifecycle_testing::{Endpoint, Service, Stop};
 use lifecycle_tests::{fixture, run, ServiceExt};
@@ -140,6 +140,27 @@ fn a_failing_services_termination_message_is_what_it_wrote() {
         service.log().last().unwrap().contains(&message),
         "{:?}",
         service.log()
+    );
+}
+
+#[test]
+fn waiting_on_a_service_that_exited_fails_at_once_with_its_reason() {
+    let started = Instant::now();
+    let error = Service::builder(TESTBED)
+        .env("TESTBED_STARTUP_FAIL", "1")
+        .start_deadline(Duration::from_secs(60))
+        .start()
+        .err()
+        .expect("start-up failed, so start() fails");
+    let message = error.to_string();
+    assert!(
+        message.contains("exited (exit code 1) while waiting for /startupz to pass: on_startup hook \"warm_up\" failed"),
+        "{message}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "not the whole start deadline: {:?}",
+        started.elapsed()
     );
 }
 
