@@ -384,6 +384,12 @@ pub fn mark_broken(reason: impl Into<String>) {
 /// say without starting the service. A background check (`interval_ms`)
 /// runs once here too; a time-out or a panic is that check's `down`.
 ///
+/// A plain `fn` check that never returns is reported `timed out`, but it
+/// keeps its blocking-pool thread, and a runtime waits for that thread
+/// when it is dropped (as `#[tokio::test]` does at the end of the test):
+/// test such a check on a runtime you shut down with
+/// `Runtime::shutdown_background`.
+///
 /// # Panics
 ///
 /// When called outside a tokio runtime.

@@ -140,10 +140,11 @@ pub struct Stopped {
     pub exit: Exit,
     /// From the first signal to the exit.
     pub signal_to_exit: Duration,
-    /// When `/readyz` first failed after the signal (at most one probe
-    /// round trip late); `None` if no probe saw it fail while the process
-    /// ran: a service with no drain delay may exit within milliseconds,
-    /// before the next probe.
+    /// When `/readyz` first answered a failing status to a probe sent after
+    /// the signal (at most one probe round trip late); `None` if no probe
+    /// saw that while the process ran: a service with no drain delay may
+    /// exit within milliseconds, before the next probe. A refused
+    /// connection does not count: it is not the service saying "not ready".
     pub unready_after: Option<Duration>,
     /// The grace period ran out and the service was killed with SIGKILL.
     pub killed: bool,
@@ -271,8 +272,9 @@ impl ServiceBuilder {
         self
     }
 
-    /// How long [`spawn`](Self::spawn) waits for the probe port (30 s by
-    /// default) and [`start`](Self::start) for `/startupz`.
+    /// How long [`spawn`](Self::spawn) waits for the probe port, and
+    /// [`start`](Self::start) for the port and `/startupz` in all (30 s by
+    /// default).
     #[must_use]
     pub fn start_deadline(mut self, deadline: Duration) -> Self {
         self.start_deadline = deadline;
@@ -329,6 +331,13 @@ impl ServiceBuilder {
         ]);
         command.args(&self.args);
         // The service may have been told to write elsewhere.
+        let addr_file = self
+            .env
+            .iter()
+            .rev()
+            .find(|(key, _)| key == "LIFECYCLE_PROBE_ADDR_FILE")
+            .and_then(|(_, value)| value.clone().map(PathBuf::from))
+            .unwrap_or(addr_file);
         let termination_log = self
             .env
             .iter()
@@ -387,9 +396,9 @@ impl ServiceBuilder {
 
     /// Starts the service and waits until `/startupz` passes.
     pub fn start(self) -> Result<Service, Error> {
-        let deadline = self.start_deadline;
+        let until = Instant::now() + self.start_deadline;
         let service = self.spawn()?;
-        service.wait_started(deadline)?;
+        service.wait_started(until.saturating_duration_since(Instant::now()))?;
         Ok(service)
     }
 }
@@ -591,11 +600,22 @@ impl Service {
         std::fs::read_to_string(&self.termination_log).ok()
     }
 
-    /// Sends `signal` (`libc::SIGTERM`, …) to the process.
+    /// Sends `signal` (`libc::SIGTERM`, …) to the process, unless it has
+    /// already ended.
     pub fn signal(&self, signal: i32) {
+        // Held across the kill: the child cannot be reaped meanwhile.
+        let exit = self.exit.lock().unwrap_or_else(|p| p.into_inner());
+        if exit.is_some() {
+            return;
+        }
+        let mut child = self.child.lock().unwrap_or_else(|p| p.into_inner());
+        if let Ok(Some(_)) = child.try_wait() {
+            // Reaped just now: `try_exit` reads the status it kept.
+            return;
+        }
         let pid = libc::pid_t::try_from(self.pid).expect("a pid fits pid_t");
         // SAFETY: kill(2) has no memory effects; the child is not reaped
-        // before `try_exit` sees it, so the pid is still ours.
+        // (checked above, under the lock), so the pid is still ours.
         unsafe { libc::kill(pid, signal) };
     }
 
@@ -672,8 +692,12 @@ impl Service {
             let done = done.clone();
             std::thread::spawn(move || {
                 while !done.load(Ordering::SeqCst) {
+                    // Only a probe sent after the signal, answered with a
+                    // failing status: a refused connection or a time-out
+                    // is not the service saying "not ready".
+                    let sent = Instant::now();
                     let answer = probe(addr, Endpoint::Readyz.path(), DEFAULT_TIMEOUT);
-                    if !answer.passed() {
+                    if sent >= signalled && answer.status.is_some() && !answer.passed() {
                         return Some(signalled.elapsed());
                     }
                     std::thread::sleep(POLL);
@@ -683,7 +707,7 @@ impl Service {
         };
         self.signal(stop.signal);
         let mut second_sent = false;
-        let mut killed = false;
+        let mut kill_sent = false;
         let exit = loop {
             if let Some(exit) = self.try_exit() {
                 break exit;
@@ -695,13 +719,15 @@ impl Service {
                     second_sent = true;
                 }
             }
-            if elapsed >= stop.grace && !killed {
+            if elapsed >= stop.grace && !kill_sent {
                 self.kill();
-                killed = true;
+                kill_sent = true;
             }
             std::thread::sleep(Duration::from_millis(2));
         };
         let signal_to_exit = signalled.elapsed();
+        // The process may have exited by itself just before the kill.
+        let killed = kill_sent && exit.signal == Some(libc::SIGKILL);
         done.store(true, Ordering::SeqCst);
         // A probe the watcher sent after the exit fails too: only a
         // failure seen while the process still ran counts.
