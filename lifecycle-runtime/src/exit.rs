@@ -53,31 +53,39 @@ impl Exit {
     pub(crate) fn exit(self) -> ! {
         match self.reason {
             Some(reason) => terminate(self.code, &reason),
-            None => std::process::exit(self.code),
+            None => exit_now(self.code),
         }
     }
 }
 
-/// Logs `reason` as the last line, writes it as the termination message,
-/// and exits with `code`.
+/// Writes `reason` as the termination message, logs it as the last line,
+/// and exits with `code`. Nothing here waits on stderr: the message is
+/// written before anything is logged, and logging never blocks.
 pub(crate) fn terminate(code: i32, reason: &str) -> ! {
-    log_error(&format!("exiting with code {code}: {reason}"));
     if code != 0 {
         if let Some(path) = termination_log_path() {
             write_termination_message(&path, reason);
         }
     }
+    log_error(&format!("exiting with code {code}: {reason}"));
+    exit_now(code)
+}
+
+/// Exits with `code`, after giving the queued log lines the moment they
+/// need when stderr takes them (none when it is stalled).
+fn exit_now(code: i32) -> ! {
+    crate::logging::drain_before_exit();
     std::process::exit(code)
 }
 
 /// Logs through `tracing`, or to stderr when no subscriber is installed
 /// (`tracing = false` and none of the application's own yet), so that an
-/// error is never silent.
+/// error is never silent. Never blocks on stderr, never panics.
 pub(crate) fn log_error(message: &str) {
     if tracing::dispatcher::has_been_set() {
         tracing::error!("{message}");
     } else {
-        eprintln!("error: {message}");
+        crate::logging::fallback_line(&format!("error: {message}"));
     }
 }
 
@@ -104,10 +112,10 @@ fn write_termination_message(path: &Path, reason: &str) {
         .open(path)
         .and_then(|mut file| file.write_all(message.as_bytes()));
     if let Err(e) = written {
-        eprintln!(
-            "lifecycle: could not write the termination message to {}: {e}",
+        log_error(&format!(
+            "could not write the termination message to {}: {e}",
             path.display()
-        );
+        ));
     }
 }
 

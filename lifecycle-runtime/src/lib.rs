@@ -107,7 +107,10 @@
 //!   the application runtime, as with `#[tokio::main]`.
 //! - `tracing = bool` (true): install the default log subscriber (cargo
 //!   feature `tracing-subscriber`, on by default; without the feature,
-//!   `tracing = true` is a compile error naming it).
+//!   `tracing = true` is a compile error naming it). It writes to stderr
+//!   without ever blocking: a log pipe that stalls or breaks loses lines
+//!   (counted, and reported once it drains), never delays a state change,
+//!   the shutdown deadline or the exit.
 //!
 //! # Probe endpoints
 //!

@@ -3,6 +3,7 @@
 //! the body of `main`, the graceful stop and the exit code.
 
 use std::future::Future;
+use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -265,9 +266,13 @@ fn preflight_only(config: &ServiceConfig) -> Exit {
         Err(exit) => return exit,
     };
     let results = runtime.block_on(crate::run_checks(CheckKind::Preflight));
+    // A closed stdout loses the lines, never the verdict (`println!`
+    // would panic).
+    let mut stdout = std::io::stdout().lock();
     for result in &results {
-        println!("{}", probe::report::line(result));
+        let _ = writeln!(stdout, "{}", probe::report::line(result));
     }
+    drop(stdout);
     let failed: Vec<String> = results
         .iter()
         .filter(|r| !r.health.is_up())
