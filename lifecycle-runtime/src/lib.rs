@@ -196,7 +196,9 @@
 //!
 //! On every non-zero exit the reason is the last line logged and is
 //! written (at most 4096 bytes) to `LIFECYCLE_TERMINATION_LOG`, else to
-//! `/dev/termination-log`, so that `kubectl describe pod` shows it.
+//! `/dev/termination-log`, so that `kubectl describe pod` shows it. Only a
+//! regular file or a character device is written, without blocking;
+//! anything else is reported on stderr and never holds up the exit.
 //!
 //! ## Panics
 //!

@@ -1,5 +1,5 @@
 //! A hostile environment: a log pipe nobody reads, a log pipe whose reader
-//! went away. The kit pipes stderr and reads it, so these
+//! went away, a termination log that is no file. The kit pipes stderr and reads it, so these
 //! tests start the testbed themselves with `std::process::Command`.
 //! Timing-sensitive, so its own test binary, one test at a time.
 
@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, PipeReader, Write};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -453,4 +453,54 @@ fn a_log_pipe_closed_mid_run_neither_aborts_nor_loses_the_termination_message() 
         message.contains("task exploded"),
         "termination message: {message:?}"
     );
+}
+
+// A termination log that is no regular file.
+
+#[test]
+fn a_termination_log_that_is_no_file_never_hangs_the_exit() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let fifo = scratch.0.join("fifo");
+    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) with a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    let missing = scratch.0.join("no").join("such").join("dir").join("log");
+    let cases: [(&str, &Path); 4] = [
+        ("a FIFO nobody reads", &fifo),
+        ("a directory", &scratch.0),
+        ("/dev/full", Path::new("/dev/full")),
+        ("a file in a missing directory", &missing),
+    ];
+    for (what, path) in cases {
+        let path_text = path.to_str().unwrap();
+        let started = Instant::now();
+        let (code, _, stderr) = lifecycle_tests::run(
+            TESTBED,
+            &[],
+            &[
+                ("LIFECYCLE_PROBE_ADDR", "127.0.0.1:0"),
+                ("LIFECYCLE_TERMINATION_LOG", path_text),
+                ("TESTBED_STARTUP_FAIL", "1"),
+            ],
+        );
+        let took = started.elapsed();
+        assert_eq!(code, Some(1), "{what}: {stderr}");
+        assert!(
+            took < Duration::from_secs(10),
+            "{what}: took {} ms",
+            took.as_millis()
+        );
+        assert!(
+            stderr.contains("termination message") && stderr.contains(path_text),
+            "{what}: the failure to write it is reported: {stderr}"
+        );
+        assert!(
+            stderr.contains("exiting with code 1: "),
+            "{what}: the reason is still logged: {stderr}"
+        );
+    }
+    // Still a FIFO: nothing replaced it.
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
 }
