@@ -184,7 +184,9 @@
 //! bounded by its timeout, a failure logged and the later ones still run →
 //! exit. The whole stop is bounded by the shutdown timeout; a second
 //! signal exits at once. A signal during start-up abandons it: `main` never
-//! runs, the `on_shutdown` hooks do.
+//! runs, the `on_shutdown` hooks do. The handlers are installed first
+//! thing, before logging and configuration: a signal in the first
+//! milliseconds is remembered and acted on, never the default action.
 //!
 //! | situation | exit code |
 //! | --- | --- |

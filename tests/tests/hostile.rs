@@ -1,5 +1,6 @@
 //! A hostile environment: a log pipe nobody reads, a log pipe whose reader
-//! went away, a termination log that is no file. The kit pipes stderr and reads it, so these
+//! went away, a termination log that is no file, a SIGTERM in the first
+//! moments of the process. The kit pipes stderr and reads it, so these
 //! tests start the testbed themselves with `std::process::Command`.
 //! Timing-sensitive, so its own test binary, one test at a time.
 
@@ -503,4 +504,55 @@ fn a_termination_log_that_is_no_file_never_hangs_the_exit() {
     // Still a FIFO: nothing replaced it.
     use std::os::unix::fs::FileTypeExt;
     assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+}
+
+// A SIGTERM in the first moments.
+
+/// The signals the process `pid` ignores and catches (`SigIgn`, `SigCgt`).
+fn signal_masks(pid: i32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let mask = |name: &str| {
+        let value = status.lines().find_map(|l| l.strip_prefix(name))?;
+        u64::from_str_radix(value.trim(), 16).ok()
+    };
+    Some((mask("SigIgn:")?, mask("SigCgt:")?))
+}
+
+fn bit(signal: i32) -> u64 {
+    1 << (signal - 1)
+}
+
+#[test]
+fn a_sigterm_in_the_first_milliseconds_of_main_stops_the_service_gracefully() {
+    let _serial = serial();
+    // 8000 filter directives (for targets that never log) make setting up
+    // logging take tens of milliseconds: the window to land a SIGTERM in,
+    // after main began and before logging and configuration are done.
+    let rust_log: String = std::iter::once("info".to_owned())
+        .chain((0..8000).map(|i| format!("n{i}=debug")))
+        .collect::<Vec<_>>()
+        .join(",");
+    for run in 0..20 {
+        let mut testbed = Testbed::spawn(&[("RUST_LOG", &rust_log)], Stdio::null());
+        let pid = testbed.pid();
+        // Rust's runtime ignores SIGPIPE just before it calls main (the
+        // spawning side reset it to the default): main runs next.
+        while signal_masks(pid).is_some_and(|(ignored, _)| ignored & bit(libc::SIGPIPE) == 0) {
+            std::hint::spin_loop();
+        }
+        // The SIGTERM handler comes first thing in main: send the signal as
+        // soon as it is there, during the logging set-up; without it, past
+        // a moment that is still far into that set-up.
+        let main_began = Instant::now();
+        while main_began.elapsed() < Duration::from_millis(30)
+            && signal_masks(pid).is_some_and(|(_, caught)| caught & bit(libc::SIGTERM) == 0)
+        {
+            std::hint::spin_loop();
+        }
+        testbed.signal(libc::SIGTERM);
+        let status = testbed.exit_within(DEADLINE);
+        assert_code(status, 0, &format!("run {run}: SIGTERM as main began"));
+        // The shutdown hooks ran.
+        testbed.wait_for_line("hook last end");
+    }
 }
