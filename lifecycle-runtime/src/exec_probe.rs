@@ -1,6 +1,7 @@
 //! `--lifecycle-probe ENDPOINT`: an exec probe for images without curl. It
 //! asks the running instance's probe server over HTTP and exits 0 on 200.
 
+use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
@@ -22,13 +23,15 @@ const MIN_TIMEOUT: Duration = Duration::from_secs(1);
 pub(crate) fn run(settings: &Settings, endpoint: Endpoint) -> Exit {
     let timeout = MIN_TIMEOUT.max(Duration::from_secs(probe_timeout_seconds(endpoint)));
     match get(settings.probe_addr, endpoint, timeout) {
+        // A closed stdout or stderr loses the text, never the exit code:
+        // `println!` and `eprintln!` would panic.
         Ok((status, body)) => {
-            println!("{}", body.trim_end());
+            let _ = writeln!(std::io::stdout(), "{}", body.trim_end());
             Exit::quiet(if status == 200 { 0 } else { 1 })
         }
         Err(error) => {
             // Not a failure of the service's: no termination message.
-            eprintln!("{endpoint}: {error}");
+            let _ = writeln!(std::io::stderr(), "{endpoint}: {error}");
             Exit::quiet(1)
         }
     }

@@ -1,7 +1,8 @@
 //! Exit codes and the termination message: every non-zero exit says why,
 //! in the log and where `kubectl describe pod` shows it.
 
-use std::io::Write;
+use std::io::{self, Write};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::config::TERMINATION_LOG;
@@ -53,61 +54,108 @@ impl Exit {
     pub(crate) fn exit(self) -> ! {
         match self.reason {
             Some(reason) => terminate(self.code, &reason),
-            None => std::process::exit(self.code),
+            None => exit_now(self.code),
         }
     }
 }
 
-/// Logs `reason` as the last line, writes it as the termination message,
-/// and exits with `code`.
+/// Writes `reason` as the termination message, logs it as the last line,
+/// and exits with `code`. Nothing here waits on stderr: the message is
+/// written before anything is logged, and logging never blocks.
 pub(crate) fn terminate(code: i32, reason: &str) -> ! {
-    log_error(&format!("exiting with code {code}: {reason}"));
     if code != 0 {
-        if let Some(path) = termination_log_path() {
-            write_termination_message(&path, reason);
-        }
+        write_termination_message(reason);
     }
+    log_error(&format!("exiting with code {code}: {reason}"));
+    exit_now(code)
+}
+
+/// Exits with `code`, after giving the queued log lines the moment they
+/// need when stderr takes them (none when it is stalled).
+fn exit_now(code: i32) -> ! {
+    crate::logging::drain_before_exit();
     std::process::exit(code)
 }
 
 /// Logs through `tracing`, or to stderr when no subscriber is installed
 /// (`tracing = false` and none of the application's own yet), so that an
-/// error is never silent.
+/// error is never silent. Never blocks on stderr, never panics.
 pub(crate) fn log_error(message: &str) {
     if tracing::dispatcher::has_been_set() {
         tracing::error!("{message}");
     } else {
-        eprintln!("error: {message}");
+        crate::logging::fallback_line(&format!("error: {message}"));
     }
 }
 
-/// `LIFECYCLE_TERMINATION_LOG` if set, else Kubernetes' default file when
-/// it exists and is writable.
-fn termination_log_path() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os(TERMINATION_LOG).filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(path));
-    }
-    let default = Path::new(KUBERNETES_TERMINATION_LOG);
-    let writable = std::fs::OpenOptions::new()
-        .write(true)
-        .open(default)
-        .is_ok();
-    writable.then(|| default.to_path_buf())
-}
-
-fn write_termination_message(path: &Path, reason: &str) {
+/// Writes `reason` as the termination message: to
+/// `LIFECYCLE_TERMINATION_LOG` if set (created if missing), else to
+/// Kubernetes' default file when it exists and can be opened for writing.
+/// Never blocks: see [`write_message`]. A failure is logged.
+fn write_termination_message(reason: &str) {
     let message = truncate_on_char_boundary(reason, TERMINATION_MESSAGE_MAX);
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .and_then(|mut file| file.write_all(message.as_bytes()));
-    if let Err(e) = written {
-        eprintln!(
-            "lifecycle: could not write the termination message to {}: {e}",
+    let (path, explicit) = match std::env::var_os(TERMINATION_LOG).filter(|p| !p.is_empty()) {
+        Some(path) => (PathBuf::from(path), true),
+        None => (PathBuf::from(KUBERNETES_TERMINATION_LOG), false),
+    };
+    match write_message(&path, explicit, message) {
+        Ok(()) => {}
+        // Kubernetes' file is used only when it is there for us to write.
+        Err(e)
+            if !explicit
+                && matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound
+                        | io::ErrorKind::PermissionDenied
+                        | io::ErrorKind::ReadOnlyFilesystem
+                ) => {}
+        Err(e) => log_error(&format!(
+            "could not write the termination message to {}: {e}",
             path.display()
-        );
+        )),
+    }
+}
+
+/// Writes `message` to `path` without ever blocking: opened with
+/// `O_NONBLOCK` (a FIFO nobody reads fails at once instead of waiting for
+/// a reader), `O_NOCTTY`, and `O_CREAT` only when `create`; then written
+/// only if it is a regular file (truncated first) or a character device.
+fn write_message(path: &Path, create: bool, message: &str) -> io::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(create)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ENXIO) => io::Error::new(
+                e.kind(),
+                format!("{e}: a FIFO nobody reads, or a device that is not there"),
+            ),
+            _ => e,
+        })?;
+    let kind = file.metadata()?.file_type();
+    if kind.is_file() {
+        file.set_len(0)?;
+    } else if !kind.is_char_device() {
+        return Err(io::Error::other(format!(
+            "it is {}, not a regular file or a character device",
+            describe(kind)
+        )));
+    }
+    file.write_all(message.as_bytes())
+}
+
+fn describe(kind: std::fs::FileType) -> &'static str {
+    if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else {
+        "a file of another kind"
     }
 }
 
@@ -126,7 +174,58 @@ pub(crate) fn truncate_on_char_boundary(text: &str, max: usize) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::truncate_on_char_boundary;
+    use super::{truncate_on_char_boundary, write_message};
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::path::PathBuf;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("lifecycle-exit-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn writes_a_regular_file_whole_and_a_character_device() {
+        let dir = scratch("regular");
+        let path = dir.join("termination-log");
+        write_message(&path, true, "a longer first message").unwrap();
+        write_message(&path, true, "second").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "second");
+        write_message("/dev/null".as_ref(), false, "gone").unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn never_blocks_on_odd_files_and_says_what_they_are() {
+        let dir = scratch("odd");
+        let fifo = dir.join("fifo");
+        let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo(3) with a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        let error = write_message(&fifo, true, "x").unwrap_err();
+        assert!(error.to_string().contains("a FIFO nobody reads"), "{error}");
+
+        // A FIFO with a reader opens, and still is no file to write.
+        let reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        let error = write_message(&fifo, true, "x").unwrap_err();
+        assert!(error.to_string().contains("it is a FIFO"), "{error}");
+        drop(reader);
+
+        let error = write_message(&dir, true, "x").unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::IsADirectory, "{error}");
+        let error = write_message("/dev/full".as_ref(), true, "x").unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::StorageFull, "{error}");
+        let missing = dir.join("missing").join("termination-log");
+        let error = write_message(&missing, true, "x").unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::NotFound, "{error}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 
     #[test]
     fn cuts_on_a_character_boundary() {

@@ -107,7 +107,10 @@
 //!   the application runtime, as with `#[tokio::main]`.
 //! - `tracing = bool` (true): install the default log subscriber (cargo
 //!   feature `tracing-subscriber`, on by default; without the feature,
-//!   `tracing = true` is a compile error naming it).
+//!   `tracing = true` is a compile error naming it). It writes to stderr
+//!   without ever blocking: a log pipe that stalls or breaks loses lines
+//!   (counted, and reported once it drains), never delays a state change,
+//!   the shutdown deadline or the exit.
 //!
 //! # Probe endpoints
 //!
@@ -181,7 +184,9 @@
 //! bounded by its timeout, a failure logged and the later ones still run →
 //! exit. The whole stop is bounded by the shutdown timeout; a second
 //! signal exits at once. A signal during start-up abandons it: `main` never
-//! runs, the `on_shutdown` hooks do.
+//! runs, the `on_shutdown` hooks do. The handlers are installed first
+//! thing, before logging and configuration: a signal in the first
+//! milliseconds is remembered and acted on, never the default action.
 //!
 //! | situation | exit code |
 //! | --- | --- |
@@ -193,7 +198,9 @@
 //!
 //! On every non-zero exit the reason is the last line logged and is
 //! written (at most 4096 bytes) to `LIFECYCLE_TERMINATION_LOG`, else to
-//! `/dev/termination-log`, so that `kubectl describe pod` shows it.
+//! `/dev/termination-log`, so that `kubectl describe pod` shows it. Only a
+//! regular file or a character device is written, without blocking;
+//! anything else is reported on stderr and never holds up the exit.
 //!
 //! ## Panics
 //!

@@ -158,9 +158,10 @@ impl Lifecycle {
         Phase::from_index(self.phase.load(Ordering::SeqCst))
     }
 
-    /// Moves to `to` if the machine allows it from the current phase. The
-    /// named transitions below are the ones the crate takes.
-    fn advance(&self, to: Phase) -> Result<(), Refused> {
+    /// Moves to `to` if the machine allows it from the current phase, and
+    /// returns the phase it left. The named transitions below are the ones
+    /// the crate takes; they log the move once every state change is done.
+    fn advance(&self, to: Phase) -> Result<Phase, Refused> {
         let mut current = self.phase.load(Ordering::SeqCst);
         loop {
             let from = Phase::from_index(current);
@@ -173,10 +174,7 @@ impl Lifecycle {
                 Ordering::SeqCst,
                 Ordering::SeqCst,
             ) {
-                Ok(_) => {
-                    tracing::debug!("phase {from} → {to}");
-                    return Ok(());
-                }
+                Ok(_) => return Ok(from),
                 Err(actual) => current = actual,
             }
         }
@@ -186,8 +184,9 @@ impl Lifecycle {
     /// requested first (the phase is `Draining`): start-up is then
     /// abandoned, and `/startupz` never passes.
     pub(crate) fn finish_startup(&self) -> Result<(), Refused> {
-        self.advance(Phase::Running)?;
+        let from = self.advance(Phase::Running)?;
         self.started.store(true, Ordering::SeqCst);
+        tracing::debug!("phase {from} → {}", Phase::Running);
         Ok(())
     }
 
@@ -202,8 +201,12 @@ impl Lifecycle {
     /// phase and the token never disagree.
     pub(crate) fn request_stop(&self) {
         // Draining already (or Stopping) is what a stop asks for.
-        let _ = self.advance(Phase::Draining);
+        let moved = self.advance(Phase::Draining);
         self.stop_requested.cancel();
+        // Logged after the change, which never waits on a log line.
+        if let Ok(from) = moved {
+            tracing::debug!("phase {from} → {}", Phase::Draining);
+        }
     }
 
     /// Completes when a stop is requested.
@@ -231,7 +234,9 @@ impl Lifecycle {
 
     /// `Draining → Stopping`: the `on_shutdown` hooks run.
     pub(crate) fn begin_stopping(&self) -> Result<(), Refused> {
-        self.advance(Phase::Stopping)
+        let from = self.advance(Phase::Stopping)?;
+        tracing::debug!("phase {from} → {}", Phase::Stopping);
+        Ok(())
     }
 
     // Readiness and liveness by hand.

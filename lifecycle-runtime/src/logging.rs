@@ -1,8 +1,230 @@
-//! The default `tracing` subscriber (cargo feature `tracing-subscriber`):
-//! honours `RUST_LOG` (default `info`), writes to stderr, and JSON lines
-//! with `LIFECYCLE_LOG_FORMAT=json`.
+//! Logging that never blocks the lifecycle, and the default `tracing`
+//! subscriber (cargo feature `tracing-subscriber`): honours `RUST_LOG`
+//! (default `info`), writes to stderr, and JSON lines with
+//! `LIFECYCLE_LOG_FORMAT=json`.
+//!
+//! Every line lifecycle writes to stderr, through its subscriber or as a
+//! fallback without one, goes into a bounded queue that a thread of its
+//! own (`lifecycle-log`) writes out. A log pipe that stalls (nobody reads
+//! it) blocks that thread alone; the queue then fills and new lines are
+//! dropped rather than waited for. A pipe that breaks (the reader went
+//! away) fails the writes, which are ignored. Either way the lines lost are
+//! counted ([`log_lines_dropped`]) and the count is logged once stderr
+//! takes lines again. Nothing waits on that thread: at exit the queue gets
+//! a moment to drain only while the thread makes progress.
+
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use crate::config::LogFormat;
+
+/// How many bytes of log lines may wait for stderr; a line that does not
+/// fit is dropped.
+const QUEUE_BYTES: usize = 256 * 1024;
+/// At exit, the longest wait for the writer to finish a line: past it,
+/// stderr is taken for stalled and the process exits without the rest.
+const EXIT_STALL: Duration = Duration::from_millis(20);
+/// At exit, the longest wait for the queue to drain at all.
+const EXIT_DRAIN_MAX: Duration = Duration::from_millis(250);
+
+/// Lines lost: dropped from a full queue or failed to write.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+/// Lines the writer is done with (written or failed): its progress.
+static DONE: AtomicU64 = AtomicU64::new(0);
+/// The writer thread was started (or its start was attempted).
+static STARTED: AtomicBool = AtomicBool::new(false);
+/// Lifecycle's subscriber is the one installed: the report of dropped
+/// lines goes through it, formatted like every other line.
+static OWN_SUBSCRIBER: AtomicBool = AtomicBool::new(false);
+
+static QUEUE: Queue = Queue {
+    state: Mutex::new(State {
+        lines: VecDeque::new(),
+        bytes: 0,
+        writing: false,
+    }),
+    queued: Condvar::new(),
+    progressed: Condvar::new(),
+};
+
+struct Queue {
+    state: Mutex<State>,
+    /// Wakes the writer: a line was queued.
+    queued: Condvar,
+    /// Wakes an exit waiting for the queue to drain: a line is done.
+    progressed: Condvar,
+}
+
+struct State {
+    lines: VecDeque<Vec<u8>>,
+    /// The bytes in `lines`.
+    bytes: usize,
+    /// The writer is in a write to stderr, which may never return.
+    writing: bool,
+}
+
+/// The queue, held only to push or pop a line: never across a write.
+fn state() -> MutexGuard<'static, State> {
+    QUEUE.state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// How many log lines were lost so far, to a full queue or a failed
+/// write: `lifecycle_log_lines_dropped_total`.
+pub(crate) fn log_lines_dropped() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
+}
+
+/// Queues `line` (a whole line, its newline included) for stderr, or drops
+/// it when the queue is full. Never waits on stderr.
+pub(crate) fn write_line(line: Vec<u8>) {
+    start_writer();
+    let mut state = state();
+    if state.bytes + line.len() > QUEUE_BYTES {
+        drop(state);
+        DROPPED.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    state.bytes += line.len();
+    state.lines.push_back(line);
+    drop(state);
+    QUEUE.queued.notify_one();
+}
+
+/// A line of lifecycle's own when no subscriber is installed
+/// (`tracing = false` and none of the application's yet).
+pub(crate) fn fallback_line(text: &str) {
+    write_line(format!("{text}\n").into_bytes());
+}
+
+/// Before the process exits: lets the queued lines reach stderr while the
+/// writer makes progress, so that the last lines (the exit's reason among
+/// them) are not lost; returns at once when stderr is stalled.
+pub(crate) fn drain_before_exit() {
+    if !STARTED.load(Ordering::SeqCst) {
+        return;
+    }
+    let until = Instant::now() + EXIT_DRAIN_MAX;
+    let mut state = state();
+    let mut done = DONE.load(Ordering::SeqCst);
+    while !state.lines.is_empty() || state.writing {
+        let now = Instant::now();
+        if now >= until {
+            return;
+        }
+        let (next, waited) = QUEUE
+            .progressed
+            .wait_timeout(state, EXIT_STALL.min(until - now))
+            .unwrap_or_else(PoisonError::into_inner);
+        state = next;
+        let now_done = DONE.load(Ordering::SeqCst);
+        if waited.timed_out() && now_done == done {
+            // Stuck in a write: stderr is stalled.
+            return;
+        }
+        done = now_done;
+    }
+}
+
+fn start_writer() {
+    if STARTED.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    // Without the thread, lines queue until the queue is full, then are
+    // dropped: logging still never blocks.
+    let _ = std::thread::Builder::new()
+        .name("lifecycle-log".into())
+        .spawn(write_lines);
+}
+
+/// The writer thread: one line at a time from the queue to stderr.
+fn write_lines() {
+    let mut stderr = io::stderr();
+    let mut reported = 0;
+    loop {
+        let line = {
+            let mut state = state();
+            loop {
+                if let Some(line) = state.lines.pop_front() {
+                    state.bytes -= line.len();
+                    state.writing = true;
+                    break line;
+                }
+                state = QUEUE
+                    .queued
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+        };
+        // Blocks while the pipe is full; fails (ignored) once it is broken.
+        let written = stderr.write_all(&line).is_ok();
+        if !written {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+        }
+        let drained = {
+            let mut state = state();
+            state.writing = false;
+            DONE.fetch_add(1, Ordering::SeqCst);
+            state.lines.is_empty()
+        };
+        QUEUE.progressed.notify_all();
+        // stderr takes lines again and has taken every queued one: say how
+        // many were lost.
+        let dropped = log_lines_dropped();
+        if written && drained && dropped > reported {
+            reported = dropped;
+            report_dropped(dropped);
+        }
+    }
+}
+
+fn report_dropped(dropped: u64) {
+    const WHY: &str = "log lines dropped while stderr was full or closed";
+    if OWN_SUBSCRIBER.load(Ordering::SeqCst) {
+        tracing::warn!(dropped, "{WHY}");
+    } else {
+        fallback_line(&format!("lifecycle: {WHY} dropped={dropped}"));
+    }
+}
+
+/// One log line as the subscriber writes it, queued whole when dropped.
+#[cfg_attr(not(feature = "tracing-subscriber"), allow(dead_code))]
+pub(crate) struct LineWriter(Vec<u8>);
+
+impl Write for LineWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LineWriter {
+    fn drop(&mut self) {
+        if !self.0.is_empty() {
+            write_line(std::mem::take(&mut self.0));
+        }
+    }
+}
+
+/// stderr through the queue, for the subscriber.
+#[cfg(feature = "tracing-subscriber")]
+#[derive(Clone, Copy)]
+struct QueuedStderr;
+
+#[cfg(feature = "tracing-subscriber")]
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for QueuedStderr {
+    type Writer = LineWriter;
+
+    fn make_writer(&'a self) -> LineWriter {
+        LineWriter(Vec::new())
+    }
+}
 
 #[cfg(feature = "tracing-subscriber")]
 pub(crate) fn install(format: LogFormat) {
@@ -12,14 +234,19 @@ pub(crate) fn install(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
+        .with_writer(QueuedStderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        // Its own report of a failed write goes to stderr with
+        // `eprintln!`, which panics on a closed pipe. (The queue never
+        // fails a write anyway.)
+        .log_internal_errors(false);
     // `try_init` fails only when the application already installed a
     // subscriber, which is then the one to use.
-    let _ = match format {
+    let installed = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
     };
+    OWN_SUBSCRIBER.store(installed.is_ok(), Ordering::SeqCst);
 }
 
 /// Without the feature, `#[service_main]` with `tracing = true` does not

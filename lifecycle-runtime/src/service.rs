@@ -3,6 +3,7 @@
 //! the body of `main`, the graceful stop and the exit code.
 
 use std::future::Future;
+use std::io::{self, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use crate::panics::contained;
 use crate::probe::{self, Evaluator, ProbeServer};
 use crate::registry::{self, CheckKind};
 use crate::shutdown::{self, MainEnded};
+use crate::signals::{self, Handlers};
 
 /// Runs a service: what `#[service_main]` expands to. Never returns: the
 /// process exits with the code the contract gives.
@@ -28,14 +30,17 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
-    run(&config, main).exit()
+    // First thing, before logging and configuration: from here on SIGTERM
+    // and SIGINT are recorded, never the default action.
+    let handlers = crate::signals::install();
+    run(&config, handlers, main).exit()
 }
 
 /// The service's whole life, up to the exit it ends with. (The signal
 /// thread may end the process sooner: a second signal, a missed deadline.)
 /// It runs the process-wide lifecycle, the one that `shutdown_signal()`
 /// and the other free functions reach.
-fn run<F, Fut>(config: &ServiceConfig, main: F) -> Exit
+fn run<F, Fut>(config: &ServiceConfig, handlers: io::Result<Handlers>, main: F) -> Exit
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<(), String>>,
@@ -46,6 +51,15 @@ where
     if config.tracing {
         crate::logging::install(log_format.clone().unwrap_or_default());
     }
+    let handlers = match handlers {
+        Ok(handlers) => handlers,
+        Err(error) => {
+            return Exit::failure(
+                exit::FAILURE,
+                format!("cannot install the SIGTERM and SIGINT handlers: {error}"),
+            )
+        }
+    };
     if let Err(error) = log_format {
         return Exit::failure(exit::BAD_CONFIG, error.to_string());
     }
@@ -63,16 +77,40 @@ where
     };
     crate::panics::install(config.panic);
     match mode {
-        Mode::Serve => serve(config, &settings, Lifecycle::global().clone(), main),
-        Mode::Preflight => preflight_only(config),
-        Mode::Probe(endpoint) => crate::exec_probe::run(&settings, endpoint),
-        Mode::Manifest => crate::manifest::print(&settings),
+        Mode::Serve => serve(
+            config,
+            &settings,
+            handlers,
+            Lifecycle::global().clone(),
+            main,
+        ),
+        Mode::Preflight => {
+            serve_nothing(handlers);
+            preflight_only(config)
+        }
+        Mode::Probe(endpoint) => {
+            serve_nothing(handlers);
+            crate::exec_probe::run(&settings, endpoint)
+        }
+        Mode::Manifest => {
+            serve_nothing(handlers);
+            crate::manifest::print(&settings)
+        }
+    }
+}
+
+/// For the modes that serve nothing: a signal ends the process as the
+/// default action would have.
+fn serve_nothing(handlers: Handlers) {
+    if let Err(error) = signals::default_action(handlers) {
+        tracing::warn!("SIGTERM and SIGINT are ignored until this run ends: {error}");
     }
 }
 
 fn serve<F, Fut>(
     config: &ServiceConfig,
     settings: &Settings,
+    handlers: Handlers,
     lifecycle: Arc<Lifecycle>,
     main: F,
 ) -> Exit
@@ -80,10 +118,11 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
-    if let Err(error) = crate::signals::start(lifecycle.clone(), settings.shutdown_timeout) {
+    // A signal received since the handlers were installed is acted on now.
+    if let Err(error) = signals::start(handlers, lifecycle.clone(), settings.shutdown_timeout) {
         return Exit::failure(
             exit::FAILURE,
-            format!("cannot install the SIGTERM and SIGINT handlers: {error}"),
+            format!("cannot start the thread that watches SIGTERM and SIGINT: {error}"),
         );
     }
     let runtime = match build_runtime(config) {
@@ -265,9 +304,13 @@ fn preflight_only(config: &ServiceConfig) -> Exit {
         Err(exit) => return exit,
     };
     let results = runtime.block_on(crate::run_checks(CheckKind::Preflight));
+    // A closed stdout loses the lines, never the verdict (`println!`
+    // would panic).
+    let mut stdout = std::io::stdout().lock();
     for result in &results {
-        println!("{}", probe::report::line(result));
+        let _ = writeln!(stdout, "{}", probe::report::line(result));
     }
+    drop(stdout);
     let failed: Vec<String> = results
         .iter()
         .filter(|r| !r.health.is_up())

@@ -252,6 +252,10 @@ async fn app(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infall
     Ok(Response::new(Full::new(Bytes::from(body))))
 }
 
+/// How many lines `set log-flood` logs: about 600 KB, more than a pipe
+/// holds (64 KiB) and than lifecycle queues before it drops lines.
+const LOG_FLOOD_LINES: u32 = 5000;
+
 /// Reacts to the commands that need the application runtime.
 fn spawn_command_handlers() {
     tokio::spawn(async {
@@ -285,6 +289,17 @@ fn spawn_command_handlers() {
         for _ in 0..16 {
             tokio::spawn(async { std::thread::sleep(Duration::from_secs(20)) });
         }
+    });
+    tokio::spawn(async {
+        control::wait_for("log-flood").await;
+        // From a thread of its own: with a log pipe nobody reads, whatever
+        // blocks on it is this thread, not the application runtime.
+        std::thread::spawn(|| {
+            for line in 0..LOG_FLOOD_LINES {
+                tracing::info!(line, "log flood: {}", "filler ".repeat(12));
+            }
+            println!("log flood done");
+        });
     });
     tokio::spawn(async {
         control::wait_for("busy-cpu").await;
