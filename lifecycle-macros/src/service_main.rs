@@ -86,9 +86,9 @@ fn parse_config(args: TokenStream, errors: &mut Errors) -> Option<Config> {
                     }
                 }
             }
-            "shutdown_timeout_ms" => config.shutdown_timeout_ms = arg.unsigned(errors, 1, 25000),
-            "drain_delay_ms" => config.drain_delay_ms = arg.unsigned(errors, 0, 5000),
-            "stall_threshold_ms" => config.stall_threshold_ms = arg.unsigned(errors, 1, 10000),
+            "shutdown_timeout_ms" => config.shutdown_timeout_ms = arg.millis(errors, 1, 25000),
+            "drain_delay_ms" => config.drain_delay_ms = arg.millis(errors, 0, 5000),
+            "stall_threshold_ms" => config.stall_threshold_ms = arg.millis(errors, 1, 10000),
             "max_tasks" => config.max_tasks = arg.unsigned(errors, 1, 10000),
             "worker_threads" => config.worker_threads = arg.unsigned(errors, 1, 4),
             "tracing" => {

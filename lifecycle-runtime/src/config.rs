@@ -82,6 +82,11 @@ pub(crate) const STALL_THRESHOLD: &str = "LIFECYCLE_STALL_THRESHOLD_MS";
 pub(crate) const LOG_FORMAT: &str = "LIFECYCLE_LOG_FORMAT";
 pub(crate) const TERMINATION_LOG: &str = "LIFECYCLE_TERMINATION_LOG";
 
+/// The largest millisecond value, as a variable or an argument: a day
+/// (contract, section 5). Anything larger is a mistake, and the sums made
+/// of these (deadlines, the manifest's grace period) stay far from overflow.
+pub(crate) const MAX_MILLIS: u64 = 86_400_000;
+
 const DEFAULT_PROBE_ADDR: &str = "0.0.0.0:8081";
 const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 25_000;
 const DEFAULT_STALL_THRESHOLD_MS: u64 = 10_000;
@@ -120,13 +125,13 @@ fn millis(
     min: u64,
 ) -> Result<Duration, ConfigError> {
     let expected = if min == 0 {
-        "a whole number of milliseconds, 0 or more (e.g. 5000)"
+        "a whole number of milliseconds from 0 to 86400000 (a day), e.g. 5000"
     } else {
-        "a whole number of milliseconds, 1 or more (e.g. 5000)"
+        "a whole number of milliseconds from 1 to 86400000 (a day), e.g. 5000"
     };
     let ms = match var(env, variable) {
         Some(value) => match value.trim().parse::<u64>() {
-            Ok(ms) if ms >= min => ms,
+            Ok(ms) if (min..=MAX_MILLIS).contains(&ms) => ms,
             _ => {
                 return Err(ConfigError {
                     variable,
@@ -288,5 +293,22 @@ mod tests {
                 .variable,
             LOG_FORMAT
         );
+    }
+
+    #[test]
+    fn every_millisecond_variable_is_at_most_a_day() {
+        for variable in [SHUTDOWN_TIMEOUT, DRAIN_DELAY, STALL_THRESHOLD] {
+            let day = Settings::resolve(&config(), &env(&[(variable, "86400000")]));
+            assert!(day.is_ok(), "{variable}=86400000 is a day: {day:?}");
+            for absurd in ["86400001", "18446744073709551615", "18446744073709551616"] {
+                let err = Settings::resolve(&config(), &env(&[(variable, absurd)])).unwrap_err();
+                assert_eq!(err.variable, variable);
+                let message = err.to_string();
+                assert!(
+                    message.contains(variable) && message.contains("86400000"),
+                    "names the variable and the bound: {message}"
+                );
+            }
+        }
     }
 }

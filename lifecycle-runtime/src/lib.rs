@@ -154,7 +154,10 @@
 //!
 //! An environment variable wins over the `#[service_main]` argument, which
 //! wins over the default. An empty variable counts as unset. A bad value
-//! exits 2 with a message naming the variable and the accepted form.
+//! exits 2 with a message naming the variable and the accepted form. Every
+//! millisecond value, as a variable or an argument (`timeout_ms` and
+//! `interval_ms` included), is at most 86400000 (a day): more exits 2, or
+//! is a compile error on the argument.
 //!
 //! | variable | argument | default |
 //! | --- | --- | --- |
