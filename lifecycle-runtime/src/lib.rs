@@ -133,6 +133,12 @@
 //!   document, `{"status":"UP","checks":[{"name":…,"status":…,"data":{…}}]}`.
 //! - Every answer comes within the largest timeout of the checks it runs
 //!   plus 50 ms, whatever the checks do.
+//! - Bounded, whatever the checks return: a reason or a detail's value is
+//!   at most 512 bytes (a longer one is cut on a character boundary and
+//!   ends with `…`), and an answer at most 10 KiB, what the kubelet reads.
+//!   A longer text answer ends with a line `… N more checks` (then the
+//!   verdict line, which stays last); a longer JSON answer drops whole
+//!   checks from the end and adds `"truncated": N`.
 //! - Built-in checks: `lifecycle` on every endpoint (the framework's own
 //!   state: start-up, shutdown, [`set_ready`], [`mark_broken`]); on
 //!   `/livez`, `runtime` (no progress of the application runtime for

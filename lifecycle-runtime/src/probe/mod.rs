@@ -1,8 +1,9 @@
 //! The probe server and what it answers: hyper on its own OS thread and
 //! runtime ([`server`]), the endpoints ([`endpoint`]), which checks a probe
-//! runs ([`evaluate`]), the HTTP front end ([`http`]) and the answer
-//! formats ([`report`]).
+//! runs ([`evaluate`]), the HTTP front end ([`http`]), the answer
+//! formats ([`report`]) and their size bounds ([`bounds`]).
 
+pub(crate) mod bounds;
 pub(crate) mod endpoint;
 pub(crate) mod evaluate;
 pub(crate) mod http;
