@@ -134,8 +134,13 @@
 //! - Every answer comes within the largest timeout of the checks it runs
 //!   plus 50 ms, whatever the checks do.
 //! - Bounded, whatever the checks return: a reason or a detail's value is
-//!   at most 512 bytes (a longer one is cut on a character boundary and
-//!   ends with `…`), and an answer at most 10 KiB, what the kubelet reads.
+//!   one line of at most 512 bytes (a longer one is cut on a character
+//!   boundary and ends with `…`), and an answer at most 10 KiB, what the
+//!   kubelet reads. In text, control characters are escaped, so that a
+//!   reason cannot add lines that read as passing checks: `\n`, `\r` and
+//!   `\t` as a backslash and a letter, others (ESC, NUL, Unicode line
+//!   separators, …) as `\u{1b}` and the like; JSON answers rely on the
+//!   encoder's own escaping.
 //!   A longer text answer ends with a line `… N more checks` (then the
 //!   verdict line, which stays last); a longer JSON answer drops whole
 //!   checks from the end and adds `"truncated": N`.

@@ -1,6 +1,7 @@
 //! What probe answers carry when checks misbehave or the peer is not to be
 //! trusted: bounded whatever the checks return (a reason or a detail value
-//! at most 512 bytes, an answer at most 10 KiB with its verdict last).
+//! at most 512 bytes, an answer at most 10 KiB with its verdict last), and
+//! one line per check whatever its reason holds.
 //! Each answer is read whole (not as the kubelet does, which stops at
 //! 10 KiB), so an answer too long shows.
 
@@ -58,4 +59,51 @@ fn a_megabyte_reason_leaves_every_answer_within_10_kib_with_its_verdict_last() {
         );
     }
     assert!(checks.iter().all(|c| c["name"] != "too-many-details"));
+}
+
+#[test]
+fn a_reason_with_newlines_forges_no_line() {
+    let service = fixture(TESTBED)
+        .env("TESTBED_NEWLINE_REASON", "1")
+        .start()
+        .unwrap();
+    let verbose = service.request("GET", "/readyz?verbose", &[]);
+    assert_eq!(verbose.status, 503);
+    let lines: Vec<&str> = verbose.body.lines().collect();
+    assert!(
+        lines.contains(
+            &"[-]newline-reason failed: x\\n[+]fake ok\\nreadyz check passed \
+              (note=a\\r\\n[+]fake2 ok\\u{1b}[0m)"
+        ),
+        "{lines:#?}"
+    );
+    // One line per check and the verdict: nothing forged.
+    assert_eq!(lines.iter().filter(|l| l.contains("fake")).count(), 1);
+    assert_eq!(lines.last(), Some(&"readyz check failed"));
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.ends_with(" check passed"))
+            .count(),
+        0,
+        "{lines:#?}"
+    );
+    let parsed = lifecycle_testing::Verbose::parse(&verbose.body);
+    assert_eq!(parsed.passed, Some(false));
+    assert!(parsed.check("fake").is_none() && parsed.check("fake2").is_none());
+    // The kubelet's plain answer: the one failing line.
+    let plain = service.probe(Endpoint::Readyz);
+    assert_eq!(plain.body.lines().count(), 1, "{plain}");
+    // JSON: the encoder's escaping, and nothing more.
+    let json = service.request("GET", "/readyz/newline-reason?format=json", &[]);
+    assert_eq!(json.body.lines().count(), 1);
+    let doc: serde_json::Value = serde_json::from_str(&json.body).unwrap();
+    assert_eq!(
+        doc["checks"][0]["data"]["reason"],
+        "x\n[+]fake ok\nreadyz check passed"
+    );
+    assert_eq!(
+        doc["checks"][0]["data"]["note"],
+        "a\r\n[+]fake2 ok\u{1b}[0m"
+    );
 }

@@ -43,6 +43,7 @@ fn verbose_answers_list_every_check_in_kube_style() {
          [+]coalesced ok\n\
          [+]hang ok\n\
          [+]huge-reason ok\n\
+         [+]newline-reason ok\n\
          [-]optional-cache failed: cache unreachable\n\
          [+]toggle ok\n\
          [+]too-many-details ok\n\

@@ -2,7 +2,8 @@
 //! detail value is one line of at most [`MAX_VALUE`] bytes, the cut mark
 //! included, and a whole answer at most [`MAX_ANSWER`] bytes, what the
 //! kubelet reads of it. A check that returns a megabyte of error text must
-//! not push the verdict past what the kubelet sees.
+//! not push the verdict past what the kubelet sees, and one whose reason
+//! holds a newline must not add lines that read as passing checks.
 
 use std::borrow::Cow;
 
@@ -29,6 +30,52 @@ pub(crate) fn cut(value: &str, max: usize) -> Cow<'_, str> {
         end -= 1;
     }
     Cow::Owned(format!("{}{CUT_MARK}", &value[..end]))
+}
+
+/// Whether `c` would end or disturb a line of text: a control character
+/// (C0, DEL and C1: `\n`, `\r`, ESC, NEL, …) or a Unicode line or paragraph
+/// separator.
+fn breaks_lines(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
+}
+
+/// Appends `c` as a text answer writes it: `\n`, `\r` and `\t` as a
+/// backslash and a letter, any other character of [`breaks_lines`] as
+/// Rust writes it (`\u{1b}`), anything else as it is. A backslash is left
+/// as it is: what matters is that a value stays on its line.
+fn push_escaped(c: char, out: &mut String) {
+    match c {
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        c if breaks_lines(c) => out.extend(c.escape_unicode()),
+        c => out.push(c),
+    }
+}
+
+/// `value` as one line of a text answer, in at most `max` bytes: its
+/// control characters escaped ([`push_escaped`]), then cut like [`cut`],
+/// never inside an escape.
+pub(crate) fn one_line(value: &str, max: usize) -> Cow<'_, str> {
+    if !value.chars().any(breaks_lines) {
+        return cut(value, max);
+    }
+    let budget = max.saturating_sub(CUT_MARK.len());
+    let mut out = String::with_capacity(value.len().min(max) + 8);
+    // The end of the last escape or character that fits with the mark.
+    let mut cut_at = 0;
+    for c in value.chars() {
+        push_escaped(c, &mut out);
+        if out.len() > max {
+            out.truncate(cut_at);
+            out.push_str(CUT_MARK);
+            return Cow::Owned(out);
+        }
+        if out.len() <= budget {
+            cut_at = out.len();
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// A detail's value for a JSON answer, within [`MAX_VALUE`] bytes: a
@@ -165,6 +212,52 @@ mod tests {
                 assert!(value.starts_with(kept));
             }
         }
+    }
+
+    #[test]
+    fn control_characters_are_escaped_so_a_value_stays_on_its_line() {
+        let forged = "x\n[+]fake ok\nreadyz check passed";
+        assert_eq!(
+            one_line(forged, MAX_VALUE),
+            "x\\n[+]fake ok\\nreadyz check passed"
+        );
+        assert_eq!(one_line("a\r\tb", MAX_VALUE), "a\\r\\tb");
+        // ESC, DEL, NUL, NEL (C1) and the Unicode line separator.
+        assert_eq!(
+            one_line("\u{1b}[31m\u{7f}\0\u{85}\u{2028}", MAX_VALUE),
+            "\\u{1b}[31m\\u{7f}\\u{0}\\u{85}\\u{2028}"
+        );
+        // Printable text, non-ASCII and backslashes included, is as it was.
+        let plain = "é € 🦀 C:\\dir \"quoted\"";
+        assert!(matches!(one_line(plain, MAX_VALUE), Cow::Borrowed(_)));
+        for text in [forged, "\r\n\u{b}\u{c}\u{1c}\u{1d}\u{1e}\u{85}\u{2029}"] {
+            assert_eq!(one_line(text, MAX_VALUE).lines().count(), 1, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn an_escaped_value_is_cut_to_the_bound_never_inside_an_escape() {
+        // Exactly 512 bytes once escaped: kept whole.
+        let exactly = format!("{}\n", "a".repeat(MAX_VALUE - 2));
+        assert_eq!(one_line(&exactly, MAX_VALUE).len(), MAX_VALUE);
+        assert!(!one_line(&exactly, MAX_VALUE).ends_with(CUT_MARK));
+        // One more byte: cut, and "\n" does not fit before the mark.
+        let over = format!("{}\n", "a".repeat(MAX_VALUE - 1));
+        let cut = one_line(&over, MAX_VALUE);
+        assert_eq!(
+            cut,
+            format!("{}{CUT_MARK}", "a".repeat(MAX_VALUE - CUT_MARK.len()))
+        );
+        let escapes = "\u{1b}".repeat(MAX_VALUE);
+        let cut = one_line(&escapes, MAX_VALUE);
+        assert!(cut.len() <= MAX_VALUE);
+        let kept = cut.strip_suffix(CUT_MARK).unwrap();
+        assert_eq!(kept, "\\u{1b}".repeat(kept.len() / 6), "whole escapes only");
+        // Multi-byte characters around an escape.
+        let mixed = format!("{}\n{}", "é".repeat(250), "€".repeat(400));
+        let cut = one_line(&mixed, MAX_VALUE);
+        assert!(cut.len() <= MAX_VALUE && cut.ends_with(CUT_MARK));
+        assert!(cut.starts_with(&format!("{}\\n€", "é".repeat(250))));
     }
 
     #[test]

@@ -49,10 +49,11 @@ impl Evaluation {
     }
 }
 
-/// A reason, a detail's key or a detail's value as text: within
-/// [`MAX_VALUE`] bytes.
+/// A reason, a detail's key or a detail's value as text: one line (its
+/// control characters escaped, so that it cannot add lines that read as
+/// other checks or a verdict), within [`MAX_VALUE`] bytes.
 fn text_value(value: &str) -> Cow<'_, str> {
-    bounds::cut(value, MAX_VALUE)
+    bounds::one_line(value, MAX_VALUE)
 }
 
 fn detail_text(value: &Value) -> String {
@@ -238,6 +239,27 @@ mod tests {
                 value.len()
             );
         }
+    }
+
+    #[test]
+    fn a_reason_or_detail_with_newlines_forges_no_line() {
+        let forged = "x\n[+]fake ok\nreadyz check passed";
+        let health = Health::down(forged).with_detail("note\nkey", "a\r\n[+]fake2 ok");
+        let eval = evaluation(vec![result("db", health, true)]);
+        let verbose = text(&eval, true);
+        assert_eq!(
+            verbose,
+            "[-]db failed: x\\n[+]fake ok\\nreadyz check passed \
+             (note\\nkey=a\\r\\n[+]fake2 ok)\n\
+             warn: some health checks cannot be excluded: no matches for \"nope\"\n\
+             readyz check failed\n"
+        );
+        assert_eq!(text(&eval, false).lines().count(), 1);
+        // JSON: the encoder's escaping, and nothing more.
+        let doc: Value = serde_json::from_str(&json(&eval)).unwrap();
+        assert_eq!(doc["checks"][0]["data"]["reason"], forged);
+        assert_eq!(doc["checks"][0]["data"]["note\nkey"], "a\r\n[+]fake2 ok");
+        assert_eq!(json(&eval).lines().count(), 1);
     }
 
     fn many_failing(count: usize) -> Evaluation {

@@ -129,6 +129,17 @@ fn huge_reason() -> Health {
     Health::down(format!("x{}", "é".repeat(1 << 19))).with_detail("dump", "y".repeat(1 << 20))
 }
 
+/// Fails with a reason (and a detail) that would forge lines of a verbose
+/// answer, were they not escaped, when TESTBED_NEWLINE_REASON is set.
+#[readiness(name = "newline-reason")]
+fn newline_reason() -> Health {
+    if !env_flag("TESTBED_NEWLINE_REASON") {
+        return Health::up();
+    }
+    Health::down("x\n[+]fake ok\nreadyz check passed")
+        .with_detail("note", "a\r\n[+]fake2 ok\u{1b}[0m")
+}
+
 /// With TESTBED_HUGE_REASON, passes with 64 details of a kilobyte each:
 /// its line alone is longer than an answer. Its name sorts last.
 #[readiness(name = "too-many-details")]
