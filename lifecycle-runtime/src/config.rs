@@ -30,6 +30,20 @@ pub struct ServiceConfig {
     pub worker_threads: Option<u64>,
     /// `tracing`: install the default log subscriber.
     pub tracing: bool,
+    /// `reasons`: who reads the checks' reasons in probe answers.
+    pub reasons: ReasonsPolicy,
+}
+
+/// `#[service_main(reasons = "…")]`, env `LIFECYCLE_REASONS`: who reads
+/// the checks' reasons (and detail values) in probe answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReasonsPolicy {
+    /// Peers on loopback only (`kubectl port-forward`, `kubectl exec`);
+    /// every other peer reads `reason withheld`, as kube-apiserver does.
+    #[default]
+    Loopback,
+    /// Every peer.
+    Show,
 }
 
 /// `#[service_main(panic = "…")]`.
@@ -72,6 +86,7 @@ pub(crate) struct Settings {
     pub(crate) cluster_drain_delay: Duration,
     pub(crate) stall_threshold: Duration,
     pub(crate) max_tasks: Option<u64>,
+    pub(crate) reasons: ReasonsPolicy,
 }
 
 pub(crate) const PROBE_ADDR: &str = "LIFECYCLE_PROBE_ADDR";
@@ -81,6 +96,7 @@ pub(crate) const DRAIN_DELAY: &str = "LIFECYCLE_DRAIN_DELAY_MS";
 pub(crate) const STALL_THRESHOLD: &str = "LIFECYCLE_STALL_THRESHOLD_MS";
 pub(crate) const LOG_FORMAT: &str = "LIFECYCLE_LOG_FORMAT";
 pub(crate) const TERMINATION_LOG: &str = "LIFECYCLE_TERMINATION_LOG";
+pub(crate) const REASONS: &str = "LIFECYCLE_REASONS";
 
 /// The largest millisecond value, as a variable or an argument: a day
 /// (contract, section 5). Anything larger is a mistake, and the sums made
@@ -160,6 +176,24 @@ pub(crate) fn log_format(env: &dyn Fn(&str) -> Option<String>) -> Result<LogForm
     }
 }
 
+fn reasons(
+    env: &dyn Fn(&str) -> Option<String>,
+    from_attribute: ReasonsPolicy,
+) -> Result<ReasonsPolicy, ConfigError> {
+    match var(env, REASONS) {
+        None => Ok(from_attribute),
+        Some(value) => match value.trim().to_ascii_lowercase().as_str() {
+            "show" => Ok(ReasonsPolicy::Show),
+            "loopback" => Ok(ReasonsPolicy::Loopback),
+            _ => Err(ConfigError {
+                variable: REASONS,
+                value,
+                expected: "\"show\" or \"loopback\"",
+            }),
+        },
+    }
+}
+
 impl Settings {
     pub(crate) fn resolve(
         config: &ServiceConfig,
@@ -220,6 +254,7 @@ impl Settings {
                 1,
             )?,
             max_tasks: config.max_tasks,
+            reasons: reasons(env, config.reasons)?,
         })
     }
 }
@@ -240,6 +275,7 @@ mod tests {
             flavor: Flavor::MultiThread,
             worker_threads: None,
             tracing: true,
+            reasons: ReasonsPolicy::Loopback,
         }
     }
 
@@ -287,6 +323,12 @@ mod tests {
         assert_eq!(err.variable, PROBE_ADDR);
         let err = Settings::resolve(&config(), &env(&[(STALL_THRESHOLD, "0")])).unwrap_err();
         assert_eq!(err.variable, STALL_THRESHOLD);
+        let err = Settings::resolve(&config(), &env(&[(REASONS, "everyone")])).unwrap_err();
+        assert_eq!(err.variable, REASONS);
+        assert!(
+            err.to_string().contains("\"show\" or \"loopback\""),
+            "{err}"
+        );
         assert_eq!(
             log_format(&env(&[(LOG_FORMAT, "xml")]))
                 .unwrap_err()
@@ -310,5 +352,24 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn reasons_follow_the_variable_over_the_argument() {
+        let mut shown = config();
+        shown.reasons = ReasonsPolicy::Show;
+        let resolve = |config: &ServiceConfig, pairs: &[(&str, &str)]| {
+            Settings::resolve(config, &env(pairs)).unwrap().reasons
+        };
+        assert_eq!(resolve(&config(), &[]), ReasonsPolicy::Loopback);
+        assert_eq!(resolve(&shown, &[]), ReasonsPolicy::Show);
+        assert_eq!(
+            resolve(&shown, &[(REASONS, "loopback")]),
+            ReasonsPolicy::Loopback
+        );
+        assert_eq!(
+            resolve(&config(), &[(REASONS, " Show ")]),
+            ReasonsPolicy::Show
+        );
     }
 }

@@ -68,7 +68,7 @@
 //! | `#[preflight]` | `name`, `timeout_ms` (10000) | same |
 //! | `#[on_startup]` | `name`, `order` (0), `timeout_ms` (60000) | `()`, `Result<(), E: Display>` |
 //! | `#[on_shutdown]` | `name`, `order` (0), `timeout_ms` (10000) | `()`, `Result<(), E: Display>` |
-//! | `#[service_main]` | `probe_addr`, `shutdown_timeout_ms`, `drain_delay_ms`, `stall_threshold_ms`, `max_tasks`, `panic`, `flavor`, `worker_threads`, `tracing` | `()`, `Result<(), E: Debug>` |
+//! | `#[service_main]` | `probe_addr`, `shutdown_timeout_ms`, `drain_delay_ms`, `stall_threshold_ms`, `max_tasks`, `panic`, `flavor`, `worker_threads`, `tracing`, `reasons` | `()`, `Result<(), E: Debug>` |
 //!
 //! Every attribute also takes `crate = "path"` for a renamed dependency.
 //!
@@ -105,6 +105,8 @@
 //! - `panic = "crash" | "log"`: see Panics.
 //! - `flavor = "multi_thread" | "current_thread"`, `worker_threads = N`:
 //!   the application runtime, as with `#[tokio::main]`.
+//! - `reasons = "loopback" | "show"` (`"loopback"`): who reads the checks'
+//!   reasons and detail values in probe answers; see Probe endpoints.
 //! - `tracing = bool` (true): install the default log subscriber (cargo
 //!   feature `tracing-subscriber`, on by default; without the feature,
 //!   `tracing = true` is a compile error naming it).
@@ -131,6 +133,17 @@
 //! - `?exclude=NAME` (repeatable) leaves a check out: `[+]NAME excluded: ok`.
 //! - `Accept: application/json` or `?format=json`: a MicroProfile Health
 //!   document, `{"status":"UP","checks":[{"name":…,"status":…,"data":{…}}]}`.
+//! - Reasons are for loopback: the probe port listens on every interface
+//!   and reasons carry connection strings and host names, so, as
+//!   kube-apiserver does, an answer to a peer outside loopback says
+//!   `[-]NAME failed: reason withheld` (JSON: `"reason": "reason withheld"`)
+//!   and every detail value reads `withheld`. The kubelet reads only the
+//!   status code; `kubectl port-forward` and `kubectl exec … curl` arrive
+//!   on loopback (`127.0.0.0/8`, `::1`, `::ffff:127.0.0.0/104`) and see
+//!   everything. `LIFECYCLE_REASONS=show` or
+//!   `#[service_main(reasons = "show")]` shows them to every peer. Each
+//!   change of a check's result (failing, a new reason, passing again) is
+//!   logged once, with its reason.
 //! - Every answer comes within the largest timeout of the checks it runs
 //!   plus 50 ms, whatever the checks do.
 //! - Bounded, whatever the checks return: a reason or a detail's value is
@@ -178,6 +191,7 @@
 //! | `LIFECYCLE_DRAIN_DELAY_MS` | `drain_delay_ms` | 0, or 5000 when `KUBERNETES_SERVICE_HOST` is set |
 //! | `LIFECYCLE_STALL_THRESHOLD_MS` | `stall_threshold_ms` | 10000 |
 //! | `LIFECYCLE_LOG_FORMAT` | | `text`; `json` for JSON lines |
+//! | `LIFECYCLE_REASONS` | `reasons` | `loopback`: checks' reasons and detail values only for peers on loopback, `reason withheld` for the others; `show`: for every peer |
 //! | `LIFECYCLE_TERMINATION_LOG` | | `/dev/termination-log` when it exists and is writable |
 //! | `RUST_LOG` | | `info` |
 //!
@@ -429,7 +443,7 @@ pub async fn run_checks(kind: CheckKind) -> Vec<CheckResult> {
 /// What generated code calls; not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::config::{Flavor, PanicPolicy, ServiceConfig};
+    pub use crate::config::{Flavor, PanicPolicy, ReasonsPolicy, ServiceConfig};
     pub use crate::health::{HookOutcome, IntoHealth, IntoHookOutcome, MainOutcome};
     pub use crate::registry::{
         BoxFuture, Call, CheckKind, CheckRegistration, HookKind, HookRegistration, Site,

@@ -157,6 +157,7 @@ mod tests {
             flavor: Flavor::MultiThread,
             worker_threads: None,
             tracing: false,
+            reasons: crate::config::ReasonsPolicy::Loopback,
         };
         let env: Vec<(String, String)> = env
             .iter()

@@ -86,6 +86,7 @@ fn a_bad_lifecycle_variable_exits_2_naming_it() {
         ("LIFECYCLE_STALL_THRESHOLD_MS", "0"),
         ("LIFECYCLE_PROBE_ADDR", "localhost"),
         ("LIFECYCLE_LOG_FORMAT", "xml"),
+        ("LIFECYCLE_REASONS", "everyone"),
     ] {
         let (code, stdout, log) = run(TESTBED, &[], &[(variable, value)]);
         assert_eq!(code, Some(2), "{variable}={value}");

@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value};
 
 use crate::checks::CheckResult;
 use crate::probe::bounds::{self, MAX_VALUE};
+use crate::probe::reasons::{Reasons, REASON_WITHHELD, VALUE_WITHHELD};
 use crate::probe::Endpoint;
 
 /// One line of an answer, in the order the checks are listed.
@@ -63,10 +64,20 @@ fn detail_text(value: &Value) -> String {
     }
 }
 
-/// `[+]NAME ok` or `[-]NAME failed: REASON`, with details after.
+/// `[+]NAME ok` or `[-]NAME failed: REASON`, with details after: for the
+/// operator's eyes (`--lifecycle-preflight`), reasons shown.
 pub(crate) fn line(result: &CheckResult) -> String {
+    line_for(result, Reasons::Shown)
+}
+
+/// `[+]NAME ok` or `[-]NAME failed: REASON`, with details after; withheld,
+/// `[-]NAME failed: reason withheld` and `key=withheld`.
+fn line_for(result: &CheckResult, reasons: Reasons) -> String {
     let mut line = match result.health.reason() {
         None if result.health.is_up() => format!("[+]{} ok", result.name),
+        _ if reasons == Reasons::Withheld => {
+            format!("[-]{} failed: {REASON_WITHHELD}", result.name)
+        }
         reason => format!(
             "[-]{} failed: {}",
             result.name,
@@ -77,7 +88,13 @@ pub(crate) fn line(result: &CheckResult) -> String {
     if !details.is_empty() {
         let shown: Vec<String> = details
             .iter()
-            .map(|(key, value)| format!("{}={}", text_value(key), detail_text(value)))
+            .map(|(key, value)| {
+                let value = match reasons {
+                    Reasons::Shown => detail_text(value),
+                    Reasons::Withheld => VALUE_WITHHELD.to_owned(),
+                };
+                format!("{}={value}", text_value(key))
+            })
             .collect();
         line.push_str(&format!(" ({})", shown.join(", ")));
     }
@@ -87,20 +104,23 @@ pub(crate) fn line(result: &CheckResult) -> String {
 /// The plain answer: `ok`, or one line per failing check; with `verbose`,
 /// every check and a closing verdict line. At most 10 KiB: a longer answer
 /// ends with `… N more checks` (before the verdict line, which stays last).
-pub(crate) fn text(evaluation: &Evaluation, verbose: bool) -> String {
+pub(crate) fn text(evaluation: &Evaluation, verbose: bool, reasons: Reasons) -> String {
     let passed = evaluation.passed();
     if !verbose {
         if passed {
             return "ok".to_owned();
         }
-        let lines: Vec<String> = evaluation.failing().map(line).collect();
+        let lines: Vec<String> = evaluation
+            .failing()
+            .map(|result| line_for(result, reasons))
+            .collect();
         return bounds::fit_lines(&lines, &[]);
     }
     let lines: Vec<String> = evaluation
         .entries
         .iter()
         .map(|entry| match entry {
-            Entry::Ran(result) => line(result),
+            Entry::Ran(result) => line_for(result, reasons),
             Entry::Excluded(name) => format!("[+]{name} excluded: ok"),
         })
         .collect();
@@ -125,18 +145,20 @@ pub(crate) fn text(evaluation: &Evaluation, verbose: bool) -> String {
 
 /// The JSON answer: `{"status":"UP"|"DOWN","checks":[{"name","status","data"}]}`.
 /// At most 10 KiB: whole checks are dropped from the end of a longer one,
-/// and `"truncated": N` counts them.
-pub(crate) fn json(evaluation: &Evaluation) -> String {
+/// and `"truncated": N` counts them. Withheld, every reason reads `reason
+/// withheld` and every detail value `withheld`.
+pub(crate) fn json(evaluation: &Evaluation, reasons: Reasons) -> String {
     let status = |up: bool| if up { "UP" } else { "DOWN" };
     let checks: Vec<String> = evaluation
         .results()
         .map(|result| {
             let mut data = Map::new();
             for (key, value) in result.health.details() {
-                data.insert(
-                    bounds::cut(key, MAX_VALUE).into_owned(),
-                    bounds::json_value(value).into_owned(),
-                );
+                let value = match reasons {
+                    Reasons::Shown => bounds::json_value(value).into_owned(),
+                    Reasons::Withheld => json!(VALUE_WITHHELD),
+                };
+                data.insert(bounds::cut(key, MAX_VALUE).into_owned(), value);
             }
             let millis = result.duration.as_secs_f64() * 1000.0;
             data.insert(
@@ -145,7 +167,11 @@ pub(crate) fn json(evaluation: &Evaluation) -> String {
             );
             data.insert("critical".into(), json!(result.critical));
             if let Some(reason) = result.health.reason() {
-                data.insert("reason".into(), json!(bounds::cut(reason, MAX_VALUE)));
+                let reason = match reasons {
+                    Reasons::Shown => bounds::cut(reason, MAX_VALUE),
+                    Reasons::Withheld => REASON_WITHHELD.into(),
+                };
+                data.insert("reason".into(), json!(reason));
             }
             json!({
                 "name": result.name,
@@ -163,6 +189,7 @@ mod tests {
     use super::*;
     use crate::health::Health;
     use std::time::Duration;
+    use Reasons::{Shown, Withheld};
 
     fn result(name: &str, health: Health, critical: bool) -> Entry {
         Entry::Ran(CheckResult {
@@ -191,12 +218,12 @@ mod tests {
         ]);
         assert!(eval.passed());
         assert_eq!(
-            text(&eval, true),
+            text(&eval, true, Shown),
             "[+]db ok (pool=3)\n[-]cache failed: refused\n[+]queue excluded: ok\n\
              warn: some health checks cannot be excluded: no matches for \"nope\"\n\
              readyz check passed\n"
         );
-        assert_eq!(text(&eval, false), "ok");
+        assert_eq!(text(&eval, false, Shown), "ok");
     }
 
     #[test]
@@ -206,8 +233,11 @@ mod tests {
             result("cache", Health::down("refused"), false),
         ]);
         assert!(!eval.passed());
-        assert_eq!(text(&eval, false), "[-]db failed: timed out after 100 ms\n");
-        let doc: Value = serde_json::from_str(&json(&eval)).unwrap();
+        assert_eq!(
+            text(&eval, false, Shown),
+            "[-]db failed: timed out after 100 ms\n"
+        );
+        let doc: Value = serde_json::from_str(&json(&eval, Shown)).unwrap();
         assert_eq!(doc["status"], "DOWN");
         assert_eq!(doc["checks"][0]["data"]["reason"], "timed out after 100 ms");
         assert_eq!(doc["checks"][1]["data"]["critical"], false);
@@ -219,7 +249,7 @@ mod tests {
         let megabyte = "é".repeat(1 << 19);
         let health = Health::down(megabyte.clone()).with_detail("dump", megabyte);
         let eval = evaluation(vec![result("db", health, true)]);
-        let reason = text(&eval, false);
+        let reason = text(&eval, false, Shown);
         let reason = reason
             .strip_prefix("[-]db failed: ")
             .and_then(|r| r.split(" (dump=").next())
@@ -227,7 +257,7 @@ mod tests {
         // 'é' is two bytes: 254 of them (508 bytes), then the 3-byte mark.
         assert_eq!(reason.len(), 511);
         assert!(reason.ends_with('…'));
-        let doc: Value = serde_json::from_str(&json(&eval)).unwrap();
+        let doc: Value = serde_json::from_str(&json(&eval, Shown)).unwrap();
         for value in [
             &doc["checks"][0]["data"]["reason"],
             &doc["checks"][0]["data"]["dump"],
@@ -246,7 +276,7 @@ mod tests {
         let forged = "x\n[+]fake ok\nreadyz check passed";
         let health = Health::down(forged).with_detail("note\nkey", "a\r\n[+]fake2 ok");
         let eval = evaluation(vec![result("db", health, true)]);
-        let verbose = text(&eval, true);
+        let verbose = text(&eval, true, Shown);
         assert_eq!(
             verbose,
             "[-]db failed: x\\n[+]fake ok\\nreadyz check passed \
@@ -254,12 +284,12 @@ mod tests {
              warn: some health checks cannot be excluded: no matches for \"nope\"\n\
              readyz check failed\n"
         );
-        assert_eq!(text(&eval, false).lines().count(), 1);
+        assert_eq!(text(&eval, false, Shown).lines().count(), 1);
         // JSON: the encoder's escaping, and nothing more.
-        let doc: Value = serde_json::from_str(&json(&eval)).unwrap();
+        let doc: Value = serde_json::from_str(&json(&eval, Shown)).unwrap();
         assert_eq!(doc["checks"][0]["data"]["reason"], forged);
         assert_eq!(doc["checks"][0]["data"]["note\nkey"], "a\r\n[+]fake2 ok");
-        assert_eq!(json(&eval).lines().count(), 1);
+        assert_eq!(json(&eval, Shown).lines().count(), 1);
     }
 
     fn many_failing(count: usize) -> Evaluation {
@@ -273,7 +303,7 @@ mod tests {
     #[test]
     fn answers_stay_within_10_kib_with_the_verdict_line_last() {
         let eval = many_failing(100);
-        let verbose = text(&eval, true);
+        let verbose = text(&eval, true, Shown);
         assert!(verbose.len() <= 10 * 1024, "{}", verbose.len());
         let lines: Vec<&str> = verbose.lines().collect();
         assert_eq!(lines.last(), Some(&"readyz check failed"));
@@ -281,13 +311,13 @@ mod tests {
         let count = lines[lines.len() - 3];
         let kept = lines.len() - 3;
         assert_eq!(count, format!("… {} more checks", 100 - kept));
-        let plain = text(&eval, false);
+        let plain = text(&eval, false, Shown);
         assert!(plain.len() <= 10 * 1024);
         assert_eq!(
             plain.lines().last(),
             Some(format!("… {} more checks", 100 - (plain.lines().count() - 1)).as_str())
         );
-        let doc = json(&eval);
+        let doc = json(&eval, Shown);
         assert!(doc.len() <= 10 * 1024, "{}", doc.len());
         let doc: Value = serde_json::from_str(&doc).expect("valid JSON");
         let kept = doc["checks"].as_array().unwrap().len();
@@ -295,7 +325,50 @@ mod tests {
         assert_eq!(doc["status"], "DOWN");
         // A few checks: whole answers.
         let few = many_failing(3);
-        assert_eq!(text(&few, true).lines().count(), 5);
-        assert!(!json(&few).contains("truncated"));
+        assert_eq!(text(&few, true, Shown).lines().count(), 5);
+        assert!(!json(&few, Shown).contains("truncated"));
+    }
+
+    #[test]
+    fn withheld_every_reason_and_detail_value_reads_withheld() {
+        let eval = evaluation(vec![
+            result(
+                "db",
+                Health::down("postgres://admin:hunter2@db.internal:5432")
+                    .with_detail("host", "db.internal"),
+                true,
+            ),
+            result("cache", Health::up().with_detail("nodes", 3), true),
+            result("quiet", Health::down(""), false),
+        ]);
+        assert_eq!(
+            text(&eval, true, Withheld),
+            "[-]db failed: reason withheld (host=withheld)\n\
+             [+]cache ok (nodes=withheld)\n\
+             [-]quiet failed: reason withheld\n\
+             warn: some health checks cannot be excluded: no matches for \"nope\"\n\
+             readyz check failed\n"
+        );
+        assert_eq!(
+            text(&eval, false, Withheld),
+            "[-]db failed: reason withheld (host=withheld)\n"
+        );
+        let doc = json(&eval, Withheld);
+        assert!(
+            !doc.contains("hunter2") && !doc.contains("db.internal"),
+            "{doc}"
+        );
+        let doc: Value = serde_json::from_str(&doc).unwrap();
+        assert_eq!(doc["checks"][0]["data"]["reason"], "reason withheld");
+        assert_eq!(doc["checks"][0]["data"]["host"], "withheld");
+        assert_eq!(doc["checks"][1]["data"]["nodes"], "withheld");
+        assert!(
+            doc["checks"][1]["data"].get("reason").is_none(),
+            "up: no reason"
+        );
+        assert_eq!(doc["checks"][1]["data"]["critical"], true);
+        // Shown, the same answers carry them.
+        assert!(text(&eval, true, Shown).contains("hunter2"));
+        assert!(json(&eval, Shown).contains("hunter2"));
     }
 }
