@@ -8,6 +8,10 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, ExprUnary, Lit, Meta, Token, UnOp};
 
+/// The largest millisecond value an argument may take: a day (contract,
+/// section 5; the runtime bounds its `LIFECYCLE_*_MS` variables alike).
+pub(crate) const MAX_MILLIS: u64 = 86_400_000;
+
 /// Collects errors so that all of them are reported at once.
 #[derive(Default)]
 pub(crate) struct Errors(Option<syn::Error>);
@@ -192,6 +196,25 @@ impl Arg {
                 None
             }
         }
+    }
+
+    /// A number of milliseconds no smaller than `min` and at most
+    /// [`MAX_MILLIS`] (a day): a larger one is surely a mistake, and its
+    /// sums (the grace period, deadlines) must not overflow.
+    pub(crate) fn millis(&self, errors: &mut Errors, min: u64, example: u64) -> Option<u64> {
+        let n = self.unsigned(errors, min, example)?;
+        if n > MAX_MILLIS {
+            let span = self.literal().map_or_else(|| self.value.span(), Lit::span);
+            errors.push_at(
+                span,
+                format!(
+                    "`{}` must be at most {MAX_MILLIS} (a day, in milliseconds), e.g. `{} = {example}`",
+                    self.key, self.key
+                ),
+            );
+            return None;
+        }
+        Some(n)
     }
 
     /// A signed 32-bit integer, negative numbers included.

@@ -20,7 +20,10 @@ use register::Kind;
 /// `shutdown_timeout_ms = 25000`, `drain_delay_ms = 0`,
 /// `stall_threshold_ms = 10000`, `max_tasks = N`,
 /// `panic = "crash" | "log"`, `flavor = "multi_thread" | "current_thread"`,
-/// `worker_threads = N`, `tracing = bool`, `crate = "path"`.
+/// `worker_threads = N`, `tracing = bool`,
+/// `reasons = "loopback" | "show"` (who reads the checks' reasons in probe
+/// answers: peers on loopback only, by default, or every peer),
+/// `crate = "path"`. Every millisecond value is at most 86400000 (a day).
 /// `main` may return `()` or `Result<(), E: Debug>`; `Err` exits 1.
 ///
 /// ```no_run

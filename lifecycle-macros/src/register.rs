@@ -126,9 +126,9 @@ fn parse_config(kind: Kind, args: TokenStream, errors: &mut Errors) -> Option<Co
     for arg in &parsed {
         match arg.key.as_str() {
             "name" => config.name = arg.string(errors, "name = \"database\""),
-            "timeout_ms" => config.timeout_ms = arg.unsigned(errors, 1, 100),
+            "timeout_ms" => config.timeout_ms = arg.millis(errors, 1, 100),
             "critical" => config.critical = arg.boolean(errors),
-            "interval_ms" => config.interval_ms = arg.unsigned(errors, 1, 1000),
+            "interval_ms" => config.interval_ms = arg.millis(errors, 1, 1000),
             "order" => config.order = arg.signed(errors),
             "crate" => config.krate = arg.crate_path(errors),
             other => unreachable!("argument `{other}` passed validation"),

@@ -19,6 +19,7 @@ const VALID_ARGS: &[&str] = &[
     "flavor",
     "worker_threads",
     "tracing",
+    "reasons",
     "crate",
 ];
 
@@ -35,6 +36,8 @@ struct Config {
     tracing: Option<bool>,
     /// The `tracing` argument, for the error when it needs a feature.
     tracing_span: Option<Span>,
+    /// `reasons = "show"`: every peer reads the checks' reasons.
+    show_reasons: bool,
     krate: Option<syn::Path>,
 }
 
@@ -86,9 +89,9 @@ fn parse_config(args: TokenStream, errors: &mut Errors) -> Option<Config> {
                     }
                 }
             }
-            "shutdown_timeout_ms" => config.shutdown_timeout_ms = arg.unsigned(errors, 1, 25000),
-            "drain_delay_ms" => config.drain_delay_ms = arg.unsigned(errors, 0, 5000),
-            "stall_threshold_ms" => config.stall_threshold_ms = arg.unsigned(errors, 1, 10000),
+            "shutdown_timeout_ms" => config.shutdown_timeout_ms = arg.millis(errors, 1, 25000),
+            "drain_delay_ms" => config.drain_delay_ms = arg.millis(errors, 0, 5000),
+            "stall_threshold_ms" => config.stall_threshold_ms = arg.millis(errors, 1, 10000),
             "max_tasks" => config.max_tasks = arg.unsigned(errors, 1, 10000),
             "worker_threads" => config.worker_threads = arg.unsigned(errors, 1, 4),
             "tracing" => {
@@ -99,6 +102,11 @@ fn parse_config(args: TokenStream, errors: &mut Errors) -> Option<Config> {
             "panic" => {
                 if let Some(policy) = arg.one_of(errors, "panic policy", &["crash", "log"]) {
                     config.panic_log = policy == "log";
+                }
+            }
+            "reasons" => {
+                if let Some(policy) = arg.one_of(errors, "reasons policy", &["loopback", "show"]) {
+                    config.show_reasons = policy == "show";
                 }
             }
             "flavor" => {
@@ -168,6 +176,11 @@ fn generate(config: Config, function: ItemFn) -> TokenStream {
     } else {
         quote!(#private::Flavor::MultiThread)
     };
+    let reasons = if config.show_reasons {
+        quote!(#private::ReasonsPolicy::Show)
+    } else {
+        quote!(#private::ReasonsPolicy::Loopback)
+    };
     let tracing = config.tracing.unwrap_or(true);
     // The default subscriber sits behind a cargo feature of the runtime:
     // without it, this names the feature at compile time.
@@ -199,6 +212,7 @@ fn generate(config: Config, function: ItemFn) -> TokenStream {
                 flavor: #flavor,
                 worker_threads: #worker_threads,
                 tracing: #tracing,
+                reasons: #reasons,
             };
             #private::run_service(__lifecycle_config, || async {
                 #convert(#inner_ident().await)

@@ -1,6 +1,8 @@
 //! Running a registered check as probes need it: bounded by its timeout,
 //! on demand with concurrent probes sharing one run, or in the background
-//! every `interval_ms` with probes reading the latest result.
+//! every `interval_ms` with probes reading the latest result; and logging
+//! each change of a check's result with its reason ([`ChangeLog`]), since
+//! answers to the network withhold reasons.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,10 +14,86 @@ use tokio_util::sync::CancellationToken;
 use crate::call::{run_bounded, Outcome, OwnTask};
 use crate::health::Health;
 use crate::panics::contained;
+use crate::probe::bounds::{one_line, MAX_VALUE};
 use crate::registry::{Call, CheckRegistration};
 
 /// How long past its interval and timeout a background result is trusted.
 const STALE_SLACK: Duration = Duration::from_secs(1);
+
+/// The start of the reason of a background result too old to trust; the
+/// rest (its age) changes with every probe.
+const STALE: &str = "stale: the last result is";
+
+/// The start of the reason of a plain `fn` check still blocked in an
+/// earlier run; the rest (for how long) changes with every probe.
+const BLOCKED: &str = "the previous run has not returned after";
+
+/// Logs each change of one check's result, once, with its reason: up to
+/// down, a new reason, down to up. Answers to peers outside loopback
+/// withhold reasons (`probe::reasons`); the log always has them, and
+/// operators read them there.
+pub(crate) struct ChangeLog {
+    /// `readiness check "db"` and the like.
+    what: String,
+    /// Whether a failure is logged as a warning (else as information:
+    /// the framework's own state, logged where it changes too).
+    warn: bool,
+    /// `None` while up (and before the first result); the reason, or what
+    /// stands for it, while down.
+    last: Mutex<Option<String>>,
+}
+
+impl ChangeLog {
+    pub(crate) fn new(kind: &str, name: &str, warn: bool) -> ChangeLog {
+        ChangeLog {
+            what: format!("{kind} check \"{name}\""),
+            warn,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// Logs `health` if it differs from the last one noted. `steady`
+    /// stands for its reason in the comparison when the reason holds a
+    /// figure that changes on its own (a time, a count): the change is the
+    /// cause, not the figure. Returns whether it logged.
+    pub(crate) fn note(&self, health: &Health, steady: Option<&str>) -> bool {
+        let now = match health.reason() {
+            None if health.is_up() => None,
+            reason => {
+                let reason = reason.unwrap_or("no reason given");
+                Some(steady.unwrap_or(reason).to_owned())
+            }
+        };
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if *last == now {
+            return false;
+        }
+        *last = now;
+        drop(last);
+        match health.reason() {
+            None if health.is_up() => tracing::info!("{} passes", self.what),
+            reason => {
+                // One line, bounded: the log is text too.
+                let reason = one_line(reason.unwrap_or("no reason given"), MAX_VALUE);
+                if self.warn {
+                    tracing::warn!("{} fails: {reason}", self.what);
+                } else {
+                    tracing::info!("{} fails: {reason}", self.what);
+                }
+            }
+        }
+        true
+    }
+}
+
+/// What stands for a registered check's reason in its [`ChangeLog`]: the
+/// framework's own reasons that carry an age.
+fn steady(health: &Health) -> Option<&'static str> {
+    let reason = health.reason()?;
+    [STALE, BLOCKED]
+        .into_iter()
+        .find(|start| reason.starts_with(start))
+}
 
 /// One check's answer, as probes report it and [`run_checks`] returns it.
 ///
@@ -89,6 +167,8 @@ pub(crate) struct Check {
     /// its timeout cannot be cancelled, so no second one is started
     /// beside it (each would hold a blocking-pool thread).
     blocking_since: Arc<Mutex<Option<Instant>>>,
+    /// Each change of its result, logged once.
+    changes: ChangeLog,
 }
 
 impl Check {
@@ -98,7 +178,13 @@ impl Check {
             in_flight: Mutex::new(None),
             latest: Mutex::new(None),
             blocking_since: Arc::new(Mutex::new(None)),
+            changes: ChangeLog::new(registration.kind.label(), registration.name, true),
         })
+    }
+
+    /// Logs `result` if it changed the check's result.
+    fn note(&self, result: &CheckResult) {
+        self.changes.note(&result.health, steady(&result.health));
     }
 
     pub(crate) fn name(&self) -> &'static str {
@@ -129,7 +215,7 @@ impl Check {
                     .unwrap_or_else(|p| p.into_inner());
                 if let Some(since) = *since {
                     return self.failed(format!(
-                        "the previous run has not returned after {} ms (a plain fn cannot be cancelled)",
+                        "{BLOCKED} {} ms (a plain fn cannot be cancelled)",
                         since.elapsed().as_millis()
                     ));
                 }
@@ -171,11 +257,13 @@ impl Check {
             };
             let fresh_for = interval + self.registration.timeout() + STALE_SLACK;
             if taken.elapsed() > fresh_for {
-                return self.failed(format!(
-                    "stale: the last result is {} ms old (interval {} ms)",
+                let stale = self.failed(format!(
+                    "{STALE} {} ms old (interval {} ms)",
                     taken.elapsed().as_millis(),
                     interval.as_millis()
                 ));
+                self.note(&stale);
+                return stale;
             }
             return result;
         }
@@ -190,6 +278,7 @@ impl Check {
                         let result = this.run(&app).await;
                         // The next probe starts a fresh run.
                         *this.in_flight.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                        this.note(&result);
                         result
                     }
                     .boxed()
@@ -223,6 +312,7 @@ impl Check {
                     result = this.run(&handle) => result,
                     _ = stop.cancelled() => return,
                 };
+                this.note(&result);
                 *this.latest.lock().unwrap_or_else(|p| p.into_inner()) =
                     Some((result, Instant::now()));
                 tokio::select! {
@@ -260,6 +350,39 @@ mod tests {
             line: line!(),
         },
     };
+
+    #[test]
+    fn each_change_of_a_result_is_logged_once() {
+        let log = ChangeLog::new("readiness", "db", true);
+        assert!(
+            !log.note(&Health::up(), None),
+            "up from the start: no change"
+        );
+        assert!(log.note(&Health::down("refused"), None), "up to down");
+        assert!(
+            !log.note(&Health::down("refused"), None),
+            "not once per probe"
+        );
+        assert!(
+            log.note(&Health::down("timed out after 500 ms"), None),
+            "a new reason"
+        );
+        assert!(
+            log.note(&Health::up().with_detail("pool", 3), None),
+            "down to up"
+        );
+        assert!(!log.note(&Health::up(), None));
+        // A reason that carries its age: the cause is the change.
+        for age in [1200, 1300, 5000] {
+            let stale = Health::down(format!("{STALE} {age} ms old (interval 200 ms)"));
+            assert_eq!(log.note(&stale, steady(&stale)), age == 1200, "{age}");
+        }
+        let blocked = Health::down(format!("{BLOCKED} 900 ms (a plain fn cannot be cancelled)"));
+        assert!(log.note(&blocked, steady(&blocked)), "another cause");
+        assert!(steady(&Health::down("refused")).is_none());
+        // A first result that fails is a change.
+        assert!(ChangeLog::new("liveness", "x", true).note(&Health::down("no"), None));
+    }
 
     #[tokio::test]
     async fn a_background_check_is_not_yet_run_until_its_first_run_ends() {

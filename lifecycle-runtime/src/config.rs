@@ -30,6 +30,20 @@ pub struct ServiceConfig {
     pub worker_threads: Option<u64>,
     /// `tracing`: install the default log subscriber.
     pub tracing: bool,
+    /// `reasons`: who reads the checks' reasons in probe answers.
+    pub reasons: ReasonsPolicy,
+}
+
+/// `#[service_main(reasons = "…")]`, env `LIFECYCLE_REASONS`: who reads
+/// the checks' reasons (and detail values) in probe answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReasonsPolicy {
+    /// Peers on loopback only (`kubectl port-forward`, `kubectl exec`);
+    /// every other peer reads `reason withheld`, as kube-apiserver does.
+    #[default]
+    Loopback,
+    /// Every peer.
+    Show,
 }
 
 /// `#[service_main(panic = "…")]`.
@@ -72,6 +86,7 @@ pub(crate) struct Settings {
     pub(crate) cluster_drain_delay: Duration,
     pub(crate) stall_threshold: Duration,
     pub(crate) max_tasks: Option<u64>,
+    pub(crate) reasons: ReasonsPolicy,
 }
 
 pub(crate) const PROBE_ADDR: &str = "LIFECYCLE_PROBE_ADDR";
@@ -81,6 +96,12 @@ pub(crate) const DRAIN_DELAY: &str = "LIFECYCLE_DRAIN_DELAY_MS";
 pub(crate) const STALL_THRESHOLD: &str = "LIFECYCLE_STALL_THRESHOLD_MS";
 pub(crate) const LOG_FORMAT: &str = "LIFECYCLE_LOG_FORMAT";
 pub(crate) const TERMINATION_LOG: &str = "LIFECYCLE_TERMINATION_LOG";
+pub(crate) const REASONS: &str = "LIFECYCLE_REASONS";
+
+/// The largest millisecond value, as a variable or an argument: a day
+/// (contract, section 5). Anything larger is a mistake, and the sums made
+/// of these (deadlines, the manifest's grace period) stay far from overflow.
+pub(crate) const MAX_MILLIS: u64 = 86_400_000;
 
 const DEFAULT_PROBE_ADDR: &str = "0.0.0.0:8081";
 const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 25_000;
@@ -120,13 +141,13 @@ fn millis(
     min: u64,
 ) -> Result<Duration, ConfigError> {
     let expected = if min == 0 {
-        "a whole number of milliseconds, 0 or more (e.g. 5000)"
+        "a whole number of milliseconds from 0 to 86400000 (a day), e.g. 5000"
     } else {
-        "a whole number of milliseconds, 1 or more (e.g. 5000)"
+        "a whole number of milliseconds from 1 to 86400000 (a day), e.g. 5000"
     };
     let ms = match var(env, variable) {
         Some(value) => match value.trim().parse::<u64>() {
-            Ok(ms) if ms >= min => ms,
+            Ok(ms) if (min..=MAX_MILLIS).contains(&ms) => ms,
             _ => {
                 return Err(ConfigError {
                     variable,
@@ -150,6 +171,24 @@ pub(crate) fn log_format(env: &dyn Fn(&str) -> Option<String>) -> Result<LogForm
                 variable: LOG_FORMAT,
                 value,
                 expected: "\"json\" or \"text\"",
+            }),
+        },
+    }
+}
+
+fn reasons(
+    env: &dyn Fn(&str) -> Option<String>,
+    from_attribute: ReasonsPolicy,
+) -> Result<ReasonsPolicy, ConfigError> {
+    match var(env, REASONS) {
+        None => Ok(from_attribute),
+        Some(value) => match value.trim().to_ascii_lowercase().as_str() {
+            "show" => Ok(ReasonsPolicy::Show),
+            "loopback" => Ok(ReasonsPolicy::Loopback),
+            _ => Err(ConfigError {
+                variable: REASONS,
+                value,
+                expected: "\"show\" or \"loopback\"",
             }),
         },
     }
@@ -215,6 +254,7 @@ impl Settings {
                 1,
             )?,
             max_tasks: config.max_tasks,
+            reasons: reasons(env, config.reasons)?,
         })
     }
 }
@@ -235,6 +275,7 @@ mod tests {
             flavor: Flavor::MultiThread,
             worker_threads: None,
             tracing: true,
+            reasons: ReasonsPolicy::Loopback,
         }
     }
 
@@ -282,11 +323,53 @@ mod tests {
         assert_eq!(err.variable, PROBE_ADDR);
         let err = Settings::resolve(&config(), &env(&[(STALL_THRESHOLD, "0")])).unwrap_err();
         assert_eq!(err.variable, STALL_THRESHOLD);
+        let err = Settings::resolve(&config(), &env(&[(REASONS, "everyone")])).unwrap_err();
+        assert_eq!(err.variable, REASONS);
+        assert!(
+            err.to_string().contains("\"show\" or \"loopback\""),
+            "{err}"
+        );
         assert_eq!(
             log_format(&env(&[(LOG_FORMAT, "xml")]))
                 .unwrap_err()
                 .variable,
             LOG_FORMAT
+        );
+    }
+
+    #[test]
+    fn every_millisecond_variable_is_at_most_a_day() {
+        for variable in [SHUTDOWN_TIMEOUT, DRAIN_DELAY, STALL_THRESHOLD] {
+            let day = Settings::resolve(&config(), &env(&[(variable, "86400000")]));
+            assert!(day.is_ok(), "{variable}=86400000 is a day: {day:?}");
+            for absurd in ["86400001", "18446744073709551615", "18446744073709551616"] {
+                let err = Settings::resolve(&config(), &env(&[(variable, absurd)])).unwrap_err();
+                assert_eq!(err.variable, variable);
+                let message = err.to_string();
+                assert!(
+                    message.contains(variable) && message.contains("86400000"),
+                    "names the variable and the bound: {message}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn reasons_follow_the_variable_over_the_argument() {
+        let mut shown = config();
+        shown.reasons = ReasonsPolicy::Show;
+        let resolve = |config: &ServiceConfig, pairs: &[(&str, &str)]| {
+            Settings::resolve(config, &env(pairs)).unwrap().reasons
+        };
+        assert_eq!(resolve(&config(), &[]), ReasonsPolicy::Loopback);
+        assert_eq!(resolve(&shown, &[]), ReasonsPolicy::Show);
+        assert_eq!(
+            resolve(&shown, &[(REASONS, "loopback")]),
+            ReasonsPolicy::Loopback
+        );
+        assert_eq!(
+            resolve(&config(), &[(REASONS, " Show ")]),
+            ReasonsPolicy::Show
         );
     }
 }

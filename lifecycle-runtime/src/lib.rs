@@ -68,7 +68,7 @@
 //! | `#[preflight]` | `name`, `timeout_ms` (10000) | same |
 //! | `#[on_startup]` | `name`, `order` (0), `timeout_ms` (60000) | `()`, `Result<(), E: Display>` |
 //! | `#[on_shutdown]` | `name`, `order` (0), `timeout_ms` (10000) | `()`, `Result<(), E: Display>` |
-//! | `#[service_main]` | `probe_addr`, `shutdown_timeout_ms`, `drain_delay_ms`, `stall_threshold_ms`, `max_tasks`, `panic`, `flavor`, `worker_threads`, `tracing` | `()`, `Result<(), E: Debug>` |
+//! | `#[service_main]` | `probe_addr`, `shutdown_timeout_ms`, `drain_delay_ms`, `stall_threshold_ms`, `max_tasks`, `panic`, `flavor`, `worker_threads`, `tracing`, `reasons` | `()`, `Result<(), E: Debug>` |
 //!
 //! Every attribute also takes `crate = "path"` for a renamed dependency.
 //!
@@ -105,6 +105,8 @@
 //! - `panic = "crash" | "log"`: see Panics.
 //! - `flavor = "multi_thread" | "current_thread"`, `worker_threads = N`:
 //!   the application runtime, as with `#[tokio::main]`.
+//! - `reasons = "loopback" | "show"` (`"loopback"`): who reads the checks'
+//!   reasons and detail values in probe answers; see Probe endpoints.
 //! - `tracing = bool` (true): install the default log subscriber (cargo
 //!   feature `tracing-subscriber`, on by default; without the feature,
 //!   `tracing = true` is a compile error naming it). It writes to stderr
@@ -134,8 +136,30 @@
 //! - `?exclude=NAME` (repeatable) leaves a check out: `[+]NAME excluded: ok`.
 //! - `Accept: application/json` or `?format=json`: a MicroProfile Health
 //!   document, `{"status":"UP","checks":[{"name":…,"status":…,"data":{…}}]}`.
+//! - Reasons are for loopback: the probe port listens on every interface
+//!   and reasons carry connection strings and host names, so, as
+//!   kube-apiserver does, an answer to a peer outside loopback says
+//!   `[-]NAME failed: reason withheld` (JSON: `"reason": "reason withheld"`)
+//!   and every detail value reads `withheld`. The kubelet reads only the
+//!   status code; `kubectl port-forward` and `kubectl exec … curl` arrive
+//!   on loopback (`127.0.0.0/8`, `::1`, `::ffff:127.0.0.0/104`) and see
+//!   everything. `LIFECYCLE_REASONS=show` or
+//!   `#[service_main(reasons = "show")]` shows them to every peer. Each
+//!   change of a check's result (failing, a new reason, passing again) is
+//!   logged once, with its reason.
 //! - Every answer comes within the largest timeout of the checks it runs
 //!   plus 50 ms, whatever the checks do.
+//! - Bounded, whatever the checks return: a reason or a detail's value is
+//!   one line of at most 512 bytes (a longer one is cut on a character
+//!   boundary and ends with `…`), and an answer at most 10 KiB, what the
+//!   kubelet reads. In text, control characters are escaped, so that a
+//!   reason cannot add lines that read as passing checks: `\n`, `\r` and
+//!   `\t` as a backslash and a letter, others (ESC, NUL, Unicode line
+//!   separators, …) as `\u{1b}` and the like; JSON answers rely on the
+//!   encoder's own escaping.
+//!   A longer text answer ends with a line `… N more checks` (then the
+//!   verdict line, which stays last); a longer JSON answer drops whole
+//!   checks from the end and adds `"truncated": N`.
 //! - Built-in checks: `lifecycle` on every endpoint (the framework's own
 //!   state: start-up, shutdown, [`set_ready`], [`mark_broken`]); on
 //!   `/livez`, `runtime` (no progress of the application runtime for
@@ -157,7 +181,10 @@
 //!
 //! An environment variable wins over the `#[service_main]` argument, which
 //! wins over the default. An empty variable counts as unset. A bad value
-//! exits 2 with a message naming the variable and the accepted form.
+//! exits 2 with a message naming the variable and the accepted form. Every
+//! millisecond value, as a variable or an argument (`timeout_ms` and
+//! `interval_ms` included), is at most 86400000 (a day): more exits 2, or
+//! is a compile error on the argument.
 //!
 //! | variable | argument | default |
 //! | --- | --- | --- |
@@ -167,6 +194,7 @@
 //! | `LIFECYCLE_DRAIN_DELAY_MS` | `drain_delay_ms` | 0, or 5000 when `KUBERNETES_SERVICE_HOST` is set |
 //! | `LIFECYCLE_STALL_THRESHOLD_MS` | `stall_threshold_ms` | 10000 |
 //! | `LIFECYCLE_LOG_FORMAT` | | `text`; `json` for JSON lines |
+//! | `LIFECYCLE_REASONS` | `reasons` | `loopback`: checks' reasons and detail values only for peers on loopback, `reason withheld` for the others; `show`: for every peer |
 //! | `LIFECYCLE_TERMINATION_LOG` | | `/dev/termination-log` when it exists and is writable |
 //! | `RUST_LOG` | | `info` |
 //!
@@ -428,7 +456,7 @@ pub async fn run_checks(kind: CheckKind) -> Vec<CheckResult> {
 /// What generated code calls; not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::config::{Flavor, PanicPolicy, ServiceConfig};
+    pub use crate::config::{Flavor, PanicPolicy, ReasonsPolicy, ServiceConfig};
     pub use crate::health::{HookOutcome, IntoHealth, IntoHookOutcome, MainOutcome};
     pub use crate::registry::{
         BoxFuture, Call, CheckKind, CheckRegistration, HookKind, HookRegistration, Site,

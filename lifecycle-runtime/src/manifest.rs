@@ -19,7 +19,7 @@ const GRACE_SLACK: Duration = Duration::from_secs(5);
 const ANSWER_SLACK: Duration = Duration::from_millis(50);
 
 fn ceil_seconds(duration: Duration) -> u64 {
-    duration.as_millis().div_ceil(1000) as u64
+    u64::try_from(duration.as_millis().div_ceil(1000)).unwrap_or(u64::MAX)
 }
 
 /// `timeoutSeconds` for an endpoint: the largest timeout of the checks a
@@ -34,7 +34,19 @@ pub(crate) fn probe_timeout_seconds(endpoint: Endpoint) -> u64 {
         .map(|check| check.timeout())
         .max()
         .unwrap_or(Duration::ZERO);
-    ceil_seconds(largest + ANSWER_SLACK).max(1)
+    ceil_seconds(largest.saturating_add(ANSWER_SLACK)).max(1)
+}
+
+/// `terminationGracePeriodSeconds`: the drain delay on Kubernetes plus the
+/// shutdown timeout plus the slack, rounded up. Each figure is at most a
+/// day (configuration refuses more), and the sum saturates regardless.
+fn grace_seconds(settings: &Settings) -> u64 {
+    ceil_seconds(
+        settings
+            .cluster_drain_delay
+            .saturating_add(settings.shutdown_timeout)
+            .saturating_add(GRACE_SLACK),
+    )
 }
 
 /// `--lifecycle-manifest`: prints the pod template for this binary.
@@ -87,9 +99,9 @@ fn render(container_name: &str, settings: &Settings) -> Result<String, String> {
         .unwrap_or(Duration::ZERO);
     let (hooks, _) = registry::hooks_budget(HookKind::OnStartup);
     let startup_period = 2;
-    let startup_failures = (ceil_seconds(preflight + hooks) / startup_period + 2).max(3);
-    let grace =
-        ceil_seconds(settings.cluster_drain_delay + settings.shutdown_timeout + GRACE_SLACK);
+    let startup_budget = preflight.saturating_add(hooks);
+    let startup_failures = (ceil_seconds(startup_budget) / startup_period + 2).max(3);
+    let grace = grace_seconds(settings);
 
     let template = json!({
         "metadata": {
@@ -125,6 +137,54 @@ fn render(container_name: &str, settings: &Settings) -> Result<String, String> {
         settings.cluster_drain_delay.as_millis(),
         settings.shutdown_timeout.as_millis(),
         GRACE_SLACK.as_secs(),
-        (preflight + hooks).as_millis(),
+        startup_budget.as_millis(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Flavor, PanicPolicy, ServiceConfig};
+
+    fn settings(env: &[(&str, &str)]) -> Result<Settings, crate::config::ConfigError> {
+        let config = ServiceConfig {
+            probe_addr: Some("0.0.0.0:9100"),
+            shutdown_timeout_ms: None,
+            drain_delay_ms: None,
+            stall_threshold_ms: None,
+            max_tasks: None,
+            panic: PanicPolicy::Crash,
+            flavor: Flavor::MultiThread,
+            worker_threads: None,
+            tracing: false,
+            reasons: crate::config::ReasonsPolicy::Loopback,
+        };
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::resolve(&config, &move |name: &str| {
+            env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn the_grace_period_of_the_largest_values_stays_in_range() {
+        let day = "86400000";
+        let largest = settings(&[
+            ("LIFECYCLE_SHUTDOWN_TIMEOUT_MS", day),
+            ("LIFECYCLE_DRAIN_DELAY_MS", day),
+        ])
+        .unwrap();
+        // Two days and the 5 s of slack.
+        assert_eq!(grace_seconds(&largest), 2 * 86_400 + 5);
+        // What was taken before the bound, and printed as 36893488147419109 s.
+        assert!(settings(&[("LIFECYCLE_SHUTDOWN_TIMEOUT_MS", "18446744073709551615")]).is_err());
+        let absurd = Settings {
+            shutdown_timeout: Duration::MAX,
+            cluster_drain_delay: Duration::MAX,
+            ..largest
+        };
+        assert_eq!(grace_seconds(&absurd), u64::MAX, "saturates, never panics");
+    }
 }

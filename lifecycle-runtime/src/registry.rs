@@ -210,7 +210,7 @@ pub(crate) fn hooks_budget(kind: HookKind) -> (Duration, Vec<String>) {
     let mut parts = Vec::new();
     for (order, group) in hook_groups(kind) {
         if let Some(longest) = group.iter().max_by_key(|hook| hook.timeout()) {
-            total += longest.timeout();
+            total = total.saturating_add(longest.timeout());
             parts.push(format!(
                 "order {order}: {} ms ({})",
                 longest.timeout().as_millis(),

@@ -144,9 +144,10 @@ where
         .flat_map(registry::checks),
     ));
     evaluator.start_background_checks();
+    let reasons = settings.reasons;
     let answer = move |request| {
         let evaluator = evaluator.clone();
-        async move { probe::http::answer(&evaluator, request).await }
+        async move { probe::http::answer(&evaluator, reasons, request).await }
     };
     let probes = match ProbeServer::start(settings.probe_addr, answer) {
         Ok(probes) => probes,

@@ -101,7 +101,7 @@ async fn wait_for_tracked_tasks(lifecycle: &Lifecycle) {
 /// figure, before the first rollout rather than during it.
 pub(crate) fn budget_warning(drain_delay: Duration, shutdown_timeout: Duration) -> Option<String> {
     let (hooks, parts) = registry::hooks_budget(HookKind::OnShutdown);
-    let needed = drain_delay + hooks;
+    let needed = drain_delay.saturating_add(hooks);
     if needed <= shutdown_timeout {
         return None;
     }

@@ -68,6 +68,41 @@ pub fn fixture(bin: impl AsRef<Path>) -> ServiceBuilder {
     builder
 }
 
+/// An IPv4 address of this machine outside loopback (`127.0.0.0/8`), if it
+/// has one: a connection to it from this machine comes from it, so a probe
+/// server bound to `0.0.0.0` sees a peer outside loopback, as it would see
+/// the kubelet or any other pod.
+pub fn outside_loopback_ipv4() -> Option<std::net::Ipv4Addr> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a linked list that stays valid
+    // until freeifaddrs; each entry's address, when not null, is a
+    // sockaddr of the family it names.
+    unsafe {
+        if libc::getifaddrs(&mut list) != 0 {
+            return None;
+        }
+        let mut found = None;
+        let mut entry = list;
+        while let Some(ifaddr) = entry.as_ref() {
+            let up = ifaddr.ifa_flags & libc::IFF_UP as libc::c_uint != 0;
+            if up
+                && !ifaddr.ifa_addr.is_null()
+                && i32::from((*ifaddr.ifa_addr).sa_family) == libc::AF_INET
+            {
+                let addr = &*(ifaddr.ifa_addr as *const libc::sockaddr_in);
+                let ip = std::net::Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr));
+                if !ip.is_loopback() && !ip.is_unspecified() {
+                    found = Some(ip);
+                    break;
+                }
+            }
+            entry = ifaddr.ifa_next;
+        }
+        libc::freeifaddrs(list);
+        found
+    }
+}
+
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

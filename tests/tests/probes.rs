@@ -42,8 +42,11 @@ fn verbose_answers_list_every_check_in_kube_style() {
          [+]boom ok\n\
          [+]coalesced ok\n\
          [+]hang ok\n\
+         [+]huge-reason ok\n\
+         [+]newline-reason ok\n\
          [-]optional-cache failed: cache unreachable\n\
          [+]toggle ok\n\
+         [+]too-many-details ok\n\
          readyz check passed\n",
         "a failing non-critical check is reported but does not fail /readyz"
     );

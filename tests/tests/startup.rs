@@ -86,6 +86,7 @@ fn a_bad_lifecycle_variable_exits_2_naming_it() {
         ("LIFECYCLE_STALL_THRESHOLD_MS", "0"),
         ("LIFECYCLE_PROBE_ADDR", "localhost"),
         ("LIFECYCLE_LOG_FORMAT", "xml"),
+        ("LIFECYCLE_REASONS", "everyone"),
     ] {
         let (code, stdout, log) = run(TESTBED, &[], &[(variable, value)]);
         assert_eq!(code, Some(2), "{variable}={value}");
@@ -94,6 +95,58 @@ fn a_bad_lifecycle_variable_exits_2_naming_it() {
         assert!(!log.contains("main running"));
         assert!(!stdout.contains(&"main running".to_string()), "{stdout:?}");
     }
+}
+
+#[test]
+fn an_absurd_millisecond_value_exits_2_naming_the_variable_and_the_bound() {
+    // Once taken, and printed by the manifest as a grace period of
+    // 36893488147419109 s.
+    for variable in [
+        "LIFECYCLE_SHUTDOWN_TIMEOUT_MS",
+        "LIFECYCLE_DRAIN_DELAY_MS",
+        "LIFECYCLE_STALL_THRESHOLD_MS",
+    ] {
+        for args in [&[][..], &["--lifecycle-manifest"][..]] {
+            let (code, stdout, log) = run(
+                TESTBED,
+                args,
+                &[
+                    (variable, "18446744073709551615"),
+                    ("LIFECYCLE_PROBE_ADDR", "0.0.0.0:9100"),
+                ],
+            );
+            assert_eq!(code, Some(2), "{variable} {args:?}: {log}");
+            assert!(
+                log.contains(&format!("{variable}=\"18446744073709551615\"")),
+                "names the variable: {log}"
+            );
+            assert!(log.contains("86400000"), "names the bound: {log}");
+            assert!(!stdout.iter().any(|l| l.contains("main running")));
+            assert!(
+                !stdout
+                    .iter()
+                    .any(|l| l.contains("terminationGracePeriodSeconds")),
+                "no manifest: {stdout:?}"
+            );
+        }
+    }
+    // A day is the largest value taken.
+    let (code, stdout, log) = run(
+        TESTBED,
+        &["--lifecycle-manifest"],
+        &[
+            ("LIFECYCLE_SHUTDOWN_TIMEOUT_MS", "86400000"),
+            ("LIFECYCLE_PROBE_ADDR", "0.0.0.0:9100"),
+        ],
+    );
+    assert_eq!(code, Some(0), "{log}");
+    // 5 s of drain on Kubernetes + a day + 5 s of slack.
+    assert!(
+        stdout
+            .iter()
+            .any(|l| l.trim() == "terminationGracePeriodSeconds: 86410"),
+        "{stdout:?}"
+    );
 }
 
 #[test]

@@ -9,7 +9,7 @@ use futures_util::future::join_all;
 use tokio::runtime::Handle;
 
 use crate::call::OwnTask;
-use crate::checks::{Check, CheckResult};
+use crate::checks::{ChangeLog, Check, CheckResult};
 use crate::health::Health;
 use crate::lifecycle::{Lifecycle, Phase};
 use crate::probe::endpoint::Endpoint;
@@ -24,6 +24,39 @@ pub(crate) struct Evaluator {
     max_tasks: Option<u64>,
     /// Liveness, readiness and startup checks, each kind by name.
     checks: Vec<Arc<Check>>,
+    /// Each change of a built-in check's result, logged once.
+    changes: BuiltinChanges,
+}
+
+/// The [`ChangeLog`]s of the built-in checks: `lifecycle` once per kind
+/// (its reasons differ), `runtime` and `tasks`.
+struct BuiltinChanges {
+    live: ChangeLog,
+    ready: ChangeLog,
+    startup: ChangeLog,
+    runtime: ChangeLog,
+    tasks: ChangeLog,
+}
+
+impl BuiltinChanges {
+    fn new() -> BuiltinChanges {
+        // The lifecycle's own state is logged where it changes (a signal,
+        // the end of start-up, mark_broken): its changes here are
+        // information.
+        BuiltinChanges {
+            live: ChangeLog::new("liveness", "lifecycle", false),
+            ready: ChangeLog::new("readiness", "lifecycle", false),
+            startup: ChangeLog::new("startup", "lifecycle", false),
+            runtime: ChangeLog::new("liveness", "runtime", true),
+            tasks: ChangeLog::new("liveness", "tasks", true),
+        }
+    }
+}
+
+/// Logs `health` in `log` and hands it on.
+fn noted(log: &ChangeLog, health: Health, steady: Option<&str>) -> Health {
+    log.note(&health, steady);
+    health
 }
 
 impl Evaluator {
@@ -42,6 +75,7 @@ impl Evaluator {
             stall_threshold,
             max_tasks,
             checks: checks.into_iter().map(Check::new).collect(),
+            changes: BuiltinChanges::new(),
         }
     }
 
@@ -54,35 +88,40 @@ impl Evaluator {
     }
 
     fn lifecycle_liveness(&self) -> Health {
-        match self.lifecycle.broken() {
+        let health = match self.lifecycle.broken() {
             Some(reason) => Health::down(format!("marked broken: {reason}")),
             None => Health::up(),
-        }
+        };
+        noted(&self.changes.live, health, None)
     }
 
     /// Readiness follows the phase alone (and `set_ready`): every stop
     /// moves the phase to `Draining` the moment it is requested.
     fn lifecycle_readiness(&self) -> Health {
-        if self.lifecycle.withdrawn() {
-            return Health::down("taken out of rotation by set_ready(false)");
-        }
-        match self.lifecycle.phase() {
-            Phase::Running => Health::up(),
-            Phase::Starting => Health::down("start-up has not finished"),
-            Phase::Draining | Phase::Stopping => Health::down("shutting down"),
-        }
+        let health = if self.lifecycle.withdrawn() {
+            Health::down("taken out of rotation by set_ready(false)")
+        } else {
+            match self.lifecycle.phase() {
+                Phase::Running => Health::up(),
+                Phase::Starting => Health::down("start-up has not finished"),
+                Phase::Draining | Phase::Stopping => Health::down("shutting down"),
+            }
+        };
+        noted(&self.changes.ready, health, None)
     }
 
     fn lifecycle_startup(&self) -> Health {
-        if self.lifecycle.started() {
-            return Health::up();
-        }
-        match self.lifecycle.phase() {
-            Phase::Starting => {
-                Health::down("preflight checks and on_startup hooks have not finished")
+        let health = if self.lifecycle.started() {
+            Health::up()
+        } else {
+            match self.lifecycle.phase() {
+                Phase::Starting => {
+                    Health::down("preflight checks and on_startup hooks have not finished")
+                }
+                _ => Health::down("start-up abandoned: shutting down"),
             }
-            _ => Health::down("start-up abandoned: shutting down"),
-        }
+        };
+        noted(&self.changes.startup, health, None)
     }
 
     /// The built-in checks of an endpoint: computed from memory, never
@@ -113,11 +152,12 @@ impl Evaluator {
 
     fn runtime_health(&self) -> Health {
         let silent = self.lifecycle.heartbeat().silence();
-        if silent > self.stall_threshold {
+        let health = if silent > self.stall_threshold {
             Health::down(format!("no progress for {} ms", silent.as_millis()))
         } else {
             Health::up()
-        }
+        };
+        noted(&self.changes.runtime, health, Some("stalled"))
     }
 
     fn tasks_health(&self, max: u64) -> Health {
@@ -128,7 +168,8 @@ impl Evaluator {
         } else {
             Health::up()
         };
-        health.with_detail("alive", alive).with_detail("max", max)
+        let health = health.with_detail("alive", alive).with_detail("max", max);
+        noted(&self.changes.tasks, health, Some("too many tasks"))
     }
 
     fn registered(&self, endpoint: Endpoint) -> Vec<&Arc<Check>> {
@@ -224,6 +265,7 @@ mod tests {
     //! socket.
 
     use super::*;
+    use crate::probe::reasons::Reasons;
     use crate::registry::{Call, CheckKind, Site};
 
     const SITE: Site = Site {
@@ -293,7 +335,7 @@ mod tests {
     /// The `[+]`/`[-]` lines of a verbose answer.
     async fn lines(evaluator: &Evaluator, endpoint: Endpoint) -> String {
         let evaluation = evaluator.evaluate(endpoint, None, &[]).await.unwrap();
-        crate::probe::report::text(&evaluation, true)
+        crate::probe::report::text(&evaluation, true, Reasons::Shown)
     }
 
     #[tokio::test]
@@ -514,7 +556,7 @@ mod tests {
             .unwrap();
         assert!(evaluation.passed());
         assert_eq!(
-            crate::probe::report::text(&evaluation, true),
+            crate::probe::report::text(&evaluation, true, Reasons::Shown),
             "[+]lifecycle ok\n[+]db ok\n[+]queue excluded: ok\n\
              warn: some health checks cannot be excluded: no matches for \"nope\"\n\
              readyz check passed\n"

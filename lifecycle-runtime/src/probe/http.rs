@@ -6,15 +6,22 @@ use http_body_util::Full;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
+use crate::config::ReasonsPolicy;
 use crate::probe::endpoint::Endpoint;
 use crate::probe::evaluate::Evaluator;
+use crate::probe::reasons::{Peer, Reasons};
 use crate::probe::report;
 
 /// An answer of the probe server.
 pub(crate) type Answer = Response<Full<Bytes>>;
 
-/// Answers one probe request.
-pub(crate) async fn answer<B>(evaluator: &Evaluator, request: Request<B>) -> Answer {
+/// Answers one probe request. Its reasons are for the peer that the server
+/// put in the request's extensions, as `reasons` allows.
+pub(crate) async fn answer<B>(
+    evaluator: &Evaluator,
+    reasons: ReasonsPolicy,
+    request: Request<B>,
+) -> Answer {
     let method = request.method();
     if method != Method::GET && method != Method::HEAD {
         let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
@@ -43,18 +50,23 @@ pub(crate) async fn answer<B>(evaluator: &Evaluator, request: Request<B>) -> Ans
     let Some(evaluation) = evaluator.evaluate(endpoint, only, &query.excludes).await else {
         return not_found();
     };
+    let reasons = Reasons::for_peer(reasons, request.extensions().get::<Peer>().copied());
     let status = if evaluation.passed() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     if wants_json {
-        respond(status, "application/json", report::json(&evaluation))
+        respond(
+            status,
+            "application/json",
+            report::json(&evaluation, reasons),
+        )
     } else {
         respond(
             status,
             "text/plain; charset=utf-8",
-            report::text(&evaluation, query.verbose),
+            report::text(&evaluation, query.verbose, reasons),
         )
     }
 }

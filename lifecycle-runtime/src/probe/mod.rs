@@ -1,11 +1,14 @@
 //! The probe server and what it answers: hyper on its own OS thread and
 //! runtime ([`server`]), the endpoints ([`endpoint`]), which checks a probe
-//! runs ([`evaluate`]), the HTTP front end ([`http`]) and the answer
-//! formats ([`report`]).
+//! runs ([`evaluate`]), the HTTP front end ([`http`]), the answer
+//! formats ([`report`]), their size bounds ([`bounds`]) and who reads the
+//! checks' reasons ([`reasons`]).
 
+pub(crate) mod bounds;
 pub(crate) mod endpoint;
 pub(crate) mod evaluate;
 pub(crate) mod http;
+pub(crate) mod reasons;
 pub(crate) mod report;
 pub(crate) mod server;
 

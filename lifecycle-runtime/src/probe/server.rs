@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::panics::contained;
 use crate::probe::http::{plain, Answer};
+use crate::probe::reasons::Peer;
 
 /// A probe's request line and headers fit well inside this; anything larger
 /// is not a probe.
@@ -45,7 +46,8 @@ pub(crate) struct ProbeServer {
 
 impl ProbeServer {
     /// Binds `addr` now (so a bad address fails start-up at once) and
-    /// serves on a new thread, answering each request with `answer`.
+    /// serves on a new thread, answering each request with `answer`; each
+    /// request carries its connection's [`Peer`] in its extensions.
     pub(crate) fn start<A, Fut>(addr: SocketAddr, answer: A) -> io::Result<ProbeServer>
     where
         A: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
@@ -205,7 +207,7 @@ async fn accept<A, Fut>(
         .max_buf_size(MAX_HEADER_BYTES)
         .keep_alive(true);
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -222,7 +224,8 @@ async fn accept<A, Fut>(
         let answer = answer.clone();
         let connection = http.serve_connection(
             TokioIo::new(stream),
-            service_fn(move |request| {
+            service_fn(move |mut request: Request<Incoming>| {
+                request.extensions_mut().insert(Peer(peer));
                 let busy = Busy::enter(&busy);
                 let answer = contained("probe server's answer", answer(request));
                 async move {

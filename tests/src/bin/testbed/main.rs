@@ -118,6 +118,41 @@ fn background() -> Result<(), &'static str> {
     }
 }
 
+/// Fails with a megabyte of reason, and a megabyte-long detail, when
+/// TESTBED_HUGE_REASON is set: answers stay bounded.
+#[readiness(name = "huge-reason")]
+fn huge_reason() -> Health {
+    if !env_flag("TESTBED_HUGE_REASON") {
+        return Health::up();
+    }
+    // 'é' is two bytes: a cut must fall between characters.
+    Health::down(format!("x{}", "é".repeat(1 << 19))).with_detail("dump", "y".repeat(1 << 20))
+}
+
+/// Fails with a reason (and a detail) that would forge lines of a verbose
+/// answer, were they not escaped, when TESTBED_NEWLINE_REASON is set.
+#[readiness(name = "newline-reason")]
+fn newline_reason() -> Health {
+    if !env_flag("TESTBED_NEWLINE_REASON") {
+        return Health::up();
+    }
+    Health::down("x\n[+]fake ok\nreadyz check passed")
+        .with_detail("note", "a\r\n[+]fake2 ok\u{1b}[0m")
+}
+
+/// With TESTBED_HUGE_REASON, passes with 64 details of a kilobyte each:
+/// its line alone is longer than an answer. Its name sorts last.
+#[readiness(name = "too-many-details")]
+fn too_many_details() -> Health {
+    let mut health = Health::up();
+    if env_flag("TESTBED_HUGE_REASON") {
+        for i in 0..64 {
+            health = health.with_detail(format!("d{i}"), "z".repeat(1024));
+        }
+    }
+    health
+}
+
 #[liveness(timeout_ms = 100)]
 fn event_loop() -> Health {
     Health::up()

@@ -1,0 +1,355 @@
+//! The bounds of a probe's answer (contract, section 3): a reason or a
+//! detail value is one line of at most [`MAX_VALUE`] bytes, the cut mark
+//! included, and a whole answer at most [`MAX_ANSWER`] bytes, what the
+//! kubelet reads of it. A check that returns a megabyte of error text must
+//! not push the verdict past what the kubelet sees, and one whose reason
+//! holds a newline must not add lines that read as passing checks.
+
+use std::borrow::Cow;
+
+use serde_json::Value;
+
+/// The most bytes of a reason, a detail's key or a detail's value.
+pub(crate) const MAX_VALUE: usize = 512;
+
+/// The most bytes of an answer's body: the kubelet reads no more.
+pub(crate) const MAX_ANSWER: usize = 10 * 1024;
+
+/// Ends a value that was cut.
+pub(crate) const CUT_MARK: &str = "…";
+
+/// `value` in at most `max` bytes: as it is when it fits, else cut on a
+/// character boundary and ended with [`CUT_MARK`], the mark counted in
+/// `max`.
+pub(crate) fn cut(value: &str, max: usize) -> Cow<'_, str> {
+    if value.len() <= max {
+        return Cow::Borrowed(value);
+    }
+    let mut end = max.saturating_sub(CUT_MARK.len());
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}{CUT_MARK}", &value[..end]))
+}
+
+/// Whether `c` would end or disturb a line of text: a control character
+/// (C0, DEL and C1: `\n`, `\r`, ESC, NEL, …) or a Unicode line or paragraph
+/// separator.
+fn breaks_lines(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
+}
+
+/// Appends `c` as a text answer writes it: `\n`, `\r` and `\t` as a
+/// backslash and a letter, any other character of [`breaks_lines`] as
+/// Rust writes it (`\u{1b}`), anything else as it is. A backslash is left
+/// as it is: what matters is that a value stays on its line.
+fn push_escaped(c: char, out: &mut String) {
+    match c {
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        c if breaks_lines(c) => out.extend(c.escape_unicode()),
+        c => out.push(c),
+    }
+}
+
+/// `value` as one line of a text answer, in at most `max` bytes: its
+/// control characters escaped ([`push_escaped`]), then cut like [`cut`],
+/// never inside an escape.
+pub(crate) fn one_line(value: &str, max: usize) -> Cow<'_, str> {
+    if !value.chars().any(breaks_lines) {
+        return cut(value, max);
+    }
+    let budget = max.saturating_sub(CUT_MARK.len());
+    let mut out = String::with_capacity(value.len().min(max) + 8);
+    // The end of the last escape or character that fits with the mark.
+    let mut cut_at = 0;
+    for c in value.chars() {
+        push_escaped(c, &mut out);
+        if out.len() > max {
+            out.truncate(cut_at);
+            out.push_str(CUT_MARK);
+            return Cow::Owned(out);
+        }
+        if out.len() <= budget {
+            cut_at = out.len();
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A detail's value for a JSON answer, within [`MAX_VALUE`] bytes: a
+/// string is cut; a number, a list or an object whose JSON is longer
+/// becomes that JSON as a cut string.
+pub(crate) fn json_value(value: &Value) -> Cow<'_, Value> {
+    match value {
+        Value::String(text) => match cut(text, MAX_VALUE) {
+            Cow::Borrowed(_) => Cow::Borrowed(value),
+            Cow::Owned(cut) => Cow::Owned(Value::String(cut)),
+        },
+        Value::Null | Value::Bool(_) | Value::Number(_) => Cow::Borrowed(value),
+        Value::Array(_) | Value::Object(_) => {
+            let text = value.to_string();
+            match cut(&text, MAX_VALUE) {
+                Cow::Borrowed(_) => Cow::Borrowed(value),
+                Cow::Owned(cut) => Cow::Owned(Value::String(cut)),
+            }
+        }
+    }
+}
+
+/// `… N more checks`: the line that ends a text answer cut short.
+pub(crate) fn more_checks_line(left_out: usize) -> String {
+    format!("{CUT_MARK} {left_out} more checks")
+}
+
+/// A text answer of `lines` then `tail` (the closing lines, kept
+/// whatever happens), each ended by a newline, in at most [`MAX_ANSWER`]
+/// bytes: when it would be longer, the first `lines` that fit are kept,
+/// then a [`more_checks_line`] counting the others, then `tail`. Each line
+/// of `tail` must be short (a verdict, a warning cut to [`MAX_VALUE`]).
+pub(crate) fn fit_lines(lines: &[String], tail: &[String]) -> String {
+    let size = |lines: &[String]| lines.iter().map(|l| l.len() + 1).sum::<usize>();
+    let whole = size(lines) + size(tail);
+    let mut out = String::with_capacity(whole.min(MAX_ANSWER));
+    let mut kept = lines.len();
+    if whole > MAX_ANSWER {
+        // Room for the longest `… N more checks` there can be.
+        let reserved = size(tail) + more_checks_line(lines.len()).len() + 1;
+        let room = MAX_ANSWER.saturating_sub(reserved);
+        let mut used = 0;
+        kept = lines
+            .iter()
+            .take_while(|line| {
+                used += line.len() + 1;
+                used <= room
+            })
+            .count();
+    }
+    for line in &lines[..kept] {
+        out.push_str(line);
+        out.push('\n');
+    }
+    if kept < lines.len() {
+        out.push_str(&more_checks_line(lines.len() - kept));
+        out.push('\n');
+    }
+    for line in tail {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// A JSON document `{"status":…,"checks":[…]}` in at most [`MAX_ANSWER`]
+/// bytes: when it would be longer, whole checks are dropped from the end
+/// and `"truncated": N` says how many. `checks` are the serialized checks.
+pub(crate) fn fit_json(status: &str, checks: &[String]) -> String {
+    let head = format!("{{\"status\":{},\"checks\":[", Value::from(status));
+    let end = "]}";
+    // Each check but the first is preceded by a comma.
+    let size = |checks: &[String]| {
+        checks.iter().map(String::len).sum::<usize>() + checks.len().saturating_sub(1)
+    };
+    let mut kept = checks.len();
+    if head.len() + size(checks) + end.len() > MAX_ANSWER {
+        let truncated = format!("],\"truncated\":{}}}", checks.len());
+        let room = MAX_ANSWER.saturating_sub(head.len() + truncated.len());
+        kept = (0..=checks.len())
+            .take_while(|n| size(&checks[..*n]) <= room)
+            .last()
+            .unwrap_or(0);
+    }
+    let mut out = head;
+    out.push_str(&checks[..kept].join(","));
+    if kept < checks.len() {
+        out.push_str(&format!("],\"truncated\":{}}}", checks.len() - kept));
+    } else {
+        out.push_str(end);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_that_fits_is_left_as_it_is() {
+        let exactly = "a".repeat(MAX_VALUE);
+        assert!(matches!(cut(&exactly, MAX_VALUE), Cow::Borrowed(_)));
+        assert_eq!(cut("", MAX_VALUE), "");
+    }
+
+    #[test]
+    fn a_longer_value_is_cut_to_the_bound_with_the_mark_included() {
+        let long = "a".repeat(MAX_VALUE + 1);
+        let cut = cut(&long, MAX_VALUE);
+        assert_eq!(cut.len(), MAX_VALUE);
+        assert!(cut.ends_with(CUT_MARK));
+        assert_eq!(&cut[..MAX_VALUE - CUT_MARK.len()], &long[..509]);
+        let megabyte = "x".repeat(1 << 20);
+        assert_eq!(super::cut(&megabyte, MAX_VALUE).len(), MAX_VALUE);
+    }
+
+    #[test]
+    fn a_cut_never_splits_a_character() {
+        // Two-, three- and four-byte characters, at every offset against
+        // the bound.
+        for filler in ["é", "€", "🦀"] {
+            for offset in 0..4 {
+                let value = format!("{}{}", "a".repeat(offset), filler.repeat(MAX_VALUE));
+                let cut = cut(&value, MAX_VALUE);
+                assert!(
+                    cut.len() <= MAX_VALUE,
+                    "{filler} at {offset}: {}",
+                    cut.len()
+                );
+                assert!(cut.len() > MAX_VALUE - CUT_MARK.len() - filler.len());
+                assert!(cut.ends_with(CUT_MARK));
+                // A `str` is valid UTF-8: the cut is on a boundary.
+                let kept = cut.strip_suffix(CUT_MARK).unwrap();
+                assert!(value.starts_with(kept));
+            }
+        }
+    }
+
+    #[test]
+    fn control_characters_are_escaped_so_a_value_stays_on_its_line() {
+        let forged = "x\n[+]fake ok\nreadyz check passed";
+        assert_eq!(
+            one_line(forged, MAX_VALUE),
+            "x\\n[+]fake ok\\nreadyz check passed"
+        );
+        assert_eq!(one_line("a\r\tb", MAX_VALUE), "a\\r\\tb");
+        // ESC, DEL, NUL, NEL (C1) and the Unicode line separator.
+        assert_eq!(
+            one_line("\u{1b}[31m\u{7f}\0\u{85}\u{2028}", MAX_VALUE),
+            "\\u{1b}[31m\\u{7f}\\u{0}\\u{85}\\u{2028}"
+        );
+        // Printable text, non-ASCII and backslashes included, is as it was.
+        let plain = "é € 🦀 C:\\dir \"quoted\"";
+        assert!(matches!(one_line(plain, MAX_VALUE), Cow::Borrowed(_)));
+        for text in [forged, "\r\n\u{b}\u{c}\u{1c}\u{1d}\u{1e}\u{85}\u{2029}"] {
+            assert_eq!(one_line(text, MAX_VALUE).lines().count(), 1, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn an_escaped_value_is_cut_to_the_bound_never_inside_an_escape() {
+        // Exactly 512 bytes once escaped: kept whole.
+        let exactly = format!("{}\n", "a".repeat(MAX_VALUE - 2));
+        assert_eq!(one_line(&exactly, MAX_VALUE).len(), MAX_VALUE);
+        assert!(!one_line(&exactly, MAX_VALUE).ends_with(CUT_MARK));
+        // One more byte: cut, and "\n" does not fit before the mark.
+        let over = format!("{}\n", "a".repeat(MAX_VALUE - 1));
+        let cut = one_line(&over, MAX_VALUE);
+        assert_eq!(
+            cut,
+            format!("{}{CUT_MARK}", "a".repeat(MAX_VALUE - CUT_MARK.len()))
+        );
+        let escapes = "\u{1b}".repeat(MAX_VALUE);
+        let cut = one_line(&escapes, MAX_VALUE);
+        assert!(cut.len() <= MAX_VALUE);
+        let kept = cut.strip_suffix(CUT_MARK).unwrap();
+        assert_eq!(kept, "\\u{1b}".repeat(kept.len() / 6), "whole escapes only");
+        // Multi-byte characters around an escape.
+        let mixed = format!("{}\n{}", "é".repeat(250), "€".repeat(400));
+        let cut = one_line(&mixed, MAX_VALUE);
+        assert!(cut.len() <= MAX_VALUE && cut.ends_with(CUT_MARK));
+        assert!(cut.starts_with(&format!("{}\\n€", "é".repeat(250))));
+    }
+
+    #[test]
+    fn json_values_are_bounded_whatever_their_type() {
+        let long = Value::String("é".repeat(MAX_VALUE));
+        let Value::String(cut) = json_value(&long).into_owned() else {
+            panic!("still a string");
+        };
+        assert!(cut.len() <= MAX_VALUE && cut.ends_with(CUT_MARK));
+        let list = Value::from(vec![123_456_789; 100]);
+        let Value::String(text) = json_value(&list).into_owned() else {
+            panic!("a long list becomes its cut JSON");
+        };
+        assert!(text.len() <= MAX_VALUE && text.starts_with("[123456789,"));
+        let small = serde_json::json!({"a": [1, 2]});
+        assert_eq!(json_value(&small).into_owned(), small);
+        assert_eq!(json_value(&Value::from(3)).into_owned(), Value::from(3));
+    }
+
+    fn lines(count: usize, length: usize) -> Vec<String> {
+        (0..count)
+            .map(|i| format!("[-]check{i:03} failed: {}", "r".repeat(length)))
+            .collect()
+    }
+
+    #[test]
+    fn a_text_answer_that_fits_is_whole() {
+        let lines = lines(3, 10);
+        let text = fit_lines(&lines, &["readyz check failed".into()]);
+        assert_eq!(text.lines().count(), 4);
+        assert!(!text.contains(CUT_MARK));
+    }
+
+    #[test]
+    fn a_long_text_answer_ends_with_the_count_left_out_then_its_verdict() {
+        let lines = lines(100, 500);
+        let tail = [
+            "warn: some health checks cannot be excluded: no matches for \"x\"".to_owned(),
+            "readyz check failed".to_owned(),
+        ];
+        let text = fit_lines(&lines, &tail);
+        assert!(text.len() <= MAX_ANSWER, "{}", text.len());
+        let all: Vec<&str> = text.lines().collect();
+        assert_eq!(all.last(), Some(&"readyz check failed"), "verdict last");
+        assert_eq!(all[all.len() - 2], tail[0]);
+        let kept = all.len() - 3;
+        assert_eq!(all[kept], format!("… {} more checks", 100 - kept));
+        assert_eq!(&all[..kept], &lines[..kept], "a prefix, whole lines");
+        // As many as fit: one more would not (room was kept for the
+        // longest count line, a digit or two longer than this one).
+        assert!(text.len() + lines[kept].len() + 1 > MAX_ANSWER - 3);
+        // Without a tail (a plain failing answer): lines, then the count.
+        let plain = fit_lines(&lines, &[]);
+        assert!(plain.len() <= MAX_ANSWER);
+        assert!(plain.lines().last().unwrap().ends_with(" more checks"));
+    }
+
+    #[test]
+    fn a_single_line_too_long_for_the_answer_is_counted_not_cut() {
+        let lines = vec!["x".repeat(2 * MAX_ANSWER), "[+]small ok".to_owned()];
+        let text = fit_lines(&lines, &["livez check failed".into()]);
+        assert_eq!(text, "… 2 more checks\nlivez check failed\n");
+    }
+
+    #[test]
+    fn a_long_json_answer_stays_valid_and_says_how_many_checks_it_dropped() {
+        let checks: Vec<String> = (0..100)
+            .map(|i| {
+                serde_json::json!({"name": format!("c{i}"), "status": "DOWN",
+                    "data": {"reason": "é".repeat(250)}})
+                .to_string()
+            })
+            .collect();
+        let text = fit_json("DOWN", &checks);
+        assert!(text.len() <= MAX_ANSWER, "{}", text.len());
+        let doc: Value = serde_json::from_str(&text).expect("valid JSON");
+        let kept = doc["checks"].as_array().unwrap().len();
+        assert!(kept > 0 && kept < 100);
+        assert_eq!(doc["truncated"], 100 - kept);
+        assert_eq!(doc["status"], "DOWN");
+        assert_eq!(doc["checks"][kept - 1]["name"], format!("c{}", kept - 1));
+        // One more would not have fit.
+        assert!(text.len() + checks[kept].len() + 1 > MAX_ANSWER - 3);
+
+        let small = fit_json("UP", &checks[..2]);
+        let doc: Value = serde_json::from_str(&small).unwrap();
+        assert_eq!(doc["checks"].as_array().unwrap().len(), 2);
+        assert!(
+            doc.get("truncated").is_none(),
+            "only when checks were dropped"
+        );
+        let none: Value = serde_json::from_str(&fit_json("UP", &[])).unwrap();
+        assert_eq!(none, serde_json::json!({"status": "UP", "checks": []}));
+    }
+}

@@ -1,0 +1,2 @@
+#[lifecycle_runtime::service_main(reasons = "bogus")]
+async fn main() {}

@@ -1,0 +1,14 @@
+//! `#[service_main]` with its policies spelled out and the millisecond
+//! values at their bound (a day). (trybuild runs it: on port 0, it cannot
+//! collide with anything.)
+
+#[lifecycle_runtime::service_main(
+    probe_addr = "127.0.0.1:0",
+    reasons = "show",
+    panic = "log",
+    flavor = "current_thread",
+    shutdown_timeout_ms = 86400000,
+    drain_delay_ms = 0,
+    stall_threshold_ms = 86400000
+)]
+async fn main() {}
