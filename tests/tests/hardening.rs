@@ -126,3 +126,28 @@ fn keep_alive_serves_several_probes_and_connection_close_closes() {
         "read to the end: the server closed it"
     );
 }
+
+#[test]
+fn a_request_followed_by_the_clients_fin_is_answered() {
+    // Some health checkers half-close after sending the request: the answer
+    // must still come back on the open read side.
+    let service = running_testbed();
+    for request in [
+        &b"GET /readyz HTTP/1.1\r\nHost: probe\r\n\r\n"[..],
+        &b"GET /livez HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n"[..],
+        &b"GET /readyz HTTP/1.0\r\n\r\n"[..],
+    ] {
+        let mut stream = TcpStream::connect(service.probe_addr()).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        stream.write_all(request).unwrap();
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        assert!(
+            status_line(&answer).ends_with(" 200 OK"),
+            "{:?} then FIN: {:?}",
+            String::from_utf8_lossy(request),
+            status_line(&answer)
+        );
+    }
+}

@@ -205,7 +205,10 @@ async fn accept<A, Fut>(
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_headers(MAX_HEADERS)
         .max_buf_size(MAX_HEADER_BYTES)
-        .keep_alive(true);
+        .keep_alive(true)
+        // Some health checkers send the request and then their FIN: answer
+        // on the read side they left open instead of dropping the request.
+        .half_close(true);
     loop {
         let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => return,
