@@ -1,0 +1,180 @@
+//! A service with one slow step per phase of its life, for the signal suite
+//! (`tests/tests/signals.rs`): the test sends SIGTERM or SIGINT at a random
+//! moment inside a chosen phase and checks what ran.
+//!
+//! In order: a preflight check (`async`), an `async fn` `on_startup` hook,
+//! a plain-`fn` `on_startup` hook that blocks its thread (nothing can
+//! cancel it), `main` serving until `shutdown_signal()` (the drain delay
+//! shows as `drain start` when the phase becomes `Draining` and `drain end`
+//! when the signal completes), then three `on_shutdown` hooks of ascending
+//! order, the middle one a plain `fn`. Each step takes the milliseconds of
+//! its `PHASES_*_MS` variable (0 when unset); the drain takes
+//! `LIFECYCLE_DRAIN_DELAY_MS`. With `PHASES_MAIN_RETURN_MS`, `main` returns
+//! by itself after that long, so that a first signal can land in the
+//! shutdown hooks of a stop that began without one.
+//!
+//! Every step writes `hook NAME start t=US` and `hook NAME end t=US` to
+//! stdout, flushed at once, `US` being CLOCK_MONOTONIC in microseconds: the
+//! clock is the machine's, so the test places its own signals on the same
+//! time line and knows where each one landed, whatever the scheduler did
+//! to either process. An `async` step dropped before it finished (start-up
+//! abandoned) writes `hook NAME cancelled t=US` instead of `end`.
+
+use std::io::Write;
+use std::time::Duration;
+
+use lifecycle_runtime::{on_shutdown, on_startup, preflight, readiness, service_main, Phase};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+
+/// Microseconds of CLOCK_MONOTONIC, the clock the test reads too.
+fn monotonic_us() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1_000
+}
+
+/// Writes one record line, flushed, so the test sees it as it happens. A
+/// closed stdout (the test gave up) loses the line rather than panicking
+/// inside a hook, which would change the exit code under test.
+fn record(name: &str, event: &str) {
+    let line = format!("hook {name} {event} t={}\n", monotonic_us());
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(line.as_bytes());
+    let _ = stdout.flush();
+}
+
+fn millis(variable: &str) -> Duration {
+    std::env::var(variable)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            Duration::from_millis(
+                v.parse()
+                    .unwrap_or_else(|_| panic!("{variable}={v:?}: expected milliseconds")),
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// Writes `hook NAME cancelled` if dropped before [`Unfinished::finish`]:
+/// how an `async` step shows that start-up abandoned it.
+struct Unfinished(&'static str);
+
+impl Unfinished {
+    fn finish(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        record(self.0, "cancelled");
+    }
+}
+
+/// An `async` step: a timer, which a dropped future stops at once.
+async fn async_step(name: &'static str, variable: &str) {
+    let unfinished = Unfinished(name);
+    record(name, "start");
+    tokio::time::sleep(millis(variable)).await;
+    record(name, "end");
+    unfinished.finish();
+}
+
+/// A plain-`fn` step: blocks its thread, and nothing can stop it.
+fn blocking_step(name: &'static str, variable: &str) {
+    record(name, "start");
+    std::thread::sleep(millis(variable));
+    record(name, "end");
+}
+
+#[preflight(name = "preflight")]
+async fn preflight_step() -> bool {
+    async_step("preflight", "PHASES_PREFLIGHT_MS").await;
+    true
+}
+
+#[on_startup(order = 0, name = "startup-async")]
+async fn startup_async() {
+    async_step("startup-async", "PHASES_STARTUP_ASYNC_MS").await;
+}
+
+#[on_startup(order = 1, name = "startup-blocking")]
+fn startup_blocking() {
+    blocking_step("startup-blocking", "PHASES_STARTUP_BLOCKING_MS");
+}
+
+#[readiness(timeout_ms = 200)]
+async fn accepting() -> bool {
+    true
+}
+
+// Timeouts well above any step, and small enough that their sum and the
+// drain fit the default 25 s shutdown timeout (no budget warning).
+#[on_shutdown(order = 1, name = "shutdown-1", timeout_ms = 5000)]
+async fn shutdown_1() {
+    async_step("shutdown-1", "PHASES_SHUTDOWN_1_MS").await;
+}
+
+#[on_shutdown(order = 2, name = "shutdown-2", timeout_ms = 5000)]
+fn shutdown_2() {
+    blocking_step("shutdown-2", "PHASES_SHUTDOWN_2_MS");
+}
+
+#[on_shutdown(order = 3, name = "shutdown-3", timeout_ms = 5000)]
+async fn shutdown_3() {
+    async_step("shutdown-3", "PHASES_SHUTDOWN_3_MS").await;
+}
+
+#[service_main(probe_addr = "127.0.0.1:0")]
+async fn main() {
+    record("main", "start");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the application's port");
+    // No notification exists for `Draining`: a poll every millisecond
+    // places the drain's start on the time line closely enough.
+    let drain_watch = tokio::spawn(async {
+        while lifecycle_runtime::phase() != Phase::Draining {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        record("drain", "start");
+    });
+    let returns_after =
+        std::env::var_os("PHASES_MAIN_RETURN_MS").map(|_| millis("PHASES_MAIN_RETURN_MS"));
+    let returns = async move {
+        match returns_after {
+            Some(after) => tokio::time::sleep(after).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(returns);
+    let shutdown = lifecycle_runtime::shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => {
+                record("drain", "end");
+                break;
+            }
+            _ = &mut returns => break,
+            accepted = listener.accept() => {
+                if let Ok((mut stream, _)) = accepted {
+                    tokio::spawn(async move {
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                            .await;
+                    });
+                }
+            }
+        }
+    }
+    // Returning by itself, main never saw a drain: no record of one.
+    drain_watch.abort();
+    record("main", "end");
+}
