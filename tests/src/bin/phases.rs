@@ -38,12 +38,14 @@ fn monotonic_us() -> u64 {
     now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1_000
 }
 
-/// Writes one record line, flushed, so the test sees it as it happens. A
-/// closed stdout (the test gave up) loses the line rather than panicking
-/// inside a hook, which would change the exit code under test.
+/// Writes one record line, flushed, so the test sees it as it happens. The
+/// clock is read under the lock, so that the lines' order is their time
+/// stamps' order even when two threads record at once. A closed stdout
+/// (the test gave up) loses the line rather than panicking inside a hook,
+/// which would change the exit code under test.
 fn record(name: &str, event: &str) {
-    let line = format!("hook {name} {event} t={}\n", monotonic_us());
     let mut stdout = std::io::stdout().lock();
+    let line = format!("hook {name} {event} t={}\n", monotonic_us());
     let _ = stdout.write_all(line.as_bytes());
     let _ = stdout.flush();
 }
