@@ -154,8 +154,21 @@ const TARGETS: [Target; 11] = [
     Target::HookAfterReturn(3),
 ];
 
-/// The start-up steps, in the order they run.
-const STARTUP: [&str; 4] = ["preflight", "startup-async", "startup-blocking", "main"];
+/// The start-up stages in the order they run, the steps of a stage
+/// together (the preflight checks run concurrently).
+const STARTUP: [&[&str]; 4] = [
+    &["preflight", "preflight-blocking"],
+    &["startup-async"],
+    &["startup-blocking"],
+    &["main"],
+];
+/// The start-up steps that may still run when a stop begins.
+const STARTUP_STEPS: [&str; 4] = [
+    "preflight",
+    "preflight-blocking",
+    "startup-async",
+    "startup-blocking",
+];
 /// The `on_shutdown` hooks, in ascending order.
 const HOOKS: [&str; 3] = ["shutdown-1", "shutdown-2", "shutdown-3"];
 
@@ -180,7 +193,11 @@ struct Shot {
 struct Plan {
     target: Target,
     preflight_ms: u64,
+    /// The plain-`fn` preflight check beside the `async` one, when set.
+    preflight_blocking_ms: Option<u64>,
     startup_async_ms: u64,
+    /// The `async` hook blocks its thread rather than awaiting a timer.
+    startup_async_blocks: bool,
     startup_blocking_ms: u64,
     drain_ms: u64,
     hooks_ms: [u64; 3],
@@ -205,6 +222,12 @@ impl Plan {
             after_ms: rng.range(0, 300),
         };
         let mut main_return_ms = None;
+        // Half the start-up targets add what a timer-only step cannot
+        // show: a plain `fn` preflight check beside the `async` one, an
+        // `async` hook that an abort reaches only late.
+        let preflight_blocking_ms =
+            (target == Target::Preflight && rng.coin()).then(|| rng.range(300, 700));
+        let startup_async_blocks = target == Target::StartupAsync && rng.coin();
         let mut shots = match target {
             Target::Preflight => vec![Shot {
                 signo: first,
@@ -259,7 +282,9 @@ impl Plan {
         Plan {
             target,
             preflight_ms,
+            preflight_blocking_ms,
             startup_async_ms,
+            startup_async_blocks,
             startup_blocking_ms,
             drain_ms,
             hooks_ms,
@@ -268,9 +293,15 @@ impl Plan {
         }
     }
 
+    /// Whether the fixture runs step `name` at all in this plan.
+    fn runs(&self, name: &str) -> bool {
+        name != "preflight-blocking" || self.preflight_blocking_ms.is_some()
+    }
+
     fn step_ms(&self, name: &str) -> Option<u64> {
         match name {
             "preflight" => Some(self.preflight_ms),
+            "preflight-blocking" => self.preflight_blocking_ms,
             "startup-async" => Some(self.startup_async_ms),
             "startup-blocking" => Some(self.startup_blocking_ms),
             "drain" => Some(self.drain_ms),
@@ -380,6 +411,12 @@ fn execute(plan: &Plan) -> Result<Observed, String> {
             plan.startup_blocking_ms.to_string(),
         )
         .env("LIFECYCLE_DRAIN_DELAY_MS", plan.drain_ms.to_string());
+    if let Some(ms) = plan.preflight_blocking_ms {
+        builder = builder.env("PHASES_PREFLIGHT_BLOCKING_MS", ms.to_string());
+    }
+    if plan.startup_async_blocks {
+        builder = builder.env("PHASES_STARTUP_ASYNC_BLOCKS", "1");
+    }
     for (i, ms) in plan.hooks_ms.iter().enumerate() {
         builder = builder.env(format!("PHASES_SHUTDOWN_{}_MS", i + 1), ms.to_string());
     }
@@ -462,30 +499,37 @@ fn check(plan: &Plan, seen: &Observed) -> Vec<String> {
             _ => fail(format!("`{r}` without an earlier start")),
         }
     }
-    for name in STARTUP.iter().chain(&HOOKS) {
+    for name in STARTUP.iter().copied().flatten().chain(&HOOKS) {
         if find(name, "end").is_some() && find(name, "cancelled").is_some() {
             fail(format!("{name} both ended and was cancelled"));
         }
     }
 
-    // Start-up runs its steps one after the other, and a signal abandons
-    // it: a step that had not ended by the time the service must have seen
+    // Start-up runs its stages one after the other, and a signal abandons
+    // it: a stage that had not ended by the time the service must have seen
     // the signal is the last one to start (main never runs after it).
     for pair in STARTUP.windows(2) {
         let (earlier, later) = (pair[0], pair[1]);
-        let Some(later_start) = find(later, "start") else {
+        let Some(later_start) = later
+            .iter()
+            .filter_map(|name| find(name, "start"))
+            .min_by_key(|r| r.index)
+        else {
             continue;
         };
-        match find(earlier, "end") {
-            Some(end) if end.index < later_start.index => {
-                if end.t > first.after + MARGIN_US {
-                    fail(format!(
-                        "{later} started although {earlier} ended {} ms after the first signal: start-up is abandoned on a signal",
-                        (end.t - first.after) / 1000
-                    ));
+        for name in earlier.iter().filter(|name| plan.runs(name)) {
+            match find(name, "end") {
+                Some(end) if end.index < later_start.index => {
+                    if end.t > first.after + MARGIN_US {
+                        fail(format!(
+                            "{} started although {name} ended {} ms after the first signal: start-up is abandoned on a signal",
+                            later_start.name,
+                            (end.t - first.after) / 1000
+                        ));
+                    }
                 }
+                _ => fail(format!("{} started before {name} ended", later_start.name)),
             }
-            _ => fail(format!("{later} started before {earlier} ended")),
         }
     }
     // What runs when the signal comes is cancelled: an `async` step that
@@ -508,9 +552,11 @@ fn check(plan: &Plan, seen: &Observed) -> Vec<String> {
     }
     // The `on_shutdown` hooks may release what start-up acquired: none
     // starts while a start-up step still runs. A plain `fn` cannot be
-    // cancelled, so the stop must wait for it (failure 6 of issue 11).
+    // cancelled, so the stop must wait for it (failure 6 of issue 11); an
+    // aborted `async` one ends only at its next `.await`, so the stop must
+    // wait for it to be dropped.
     if let Some(first_hook) = HOOKS.iter().find_map(|hook| find(hook, "start")) {
-        for name in &STARTUP[..3] {
+        for name in STARTUP_STEPS {
             let Some(start) = find(name, "start") else {
                 continue;
             };
@@ -718,35 +764,39 @@ fn run_one(seed: u64, run: usize) -> Verdict {
         },
         Ok(seen) => {
             let violations = check(&plan, &seen);
-            let failure = (!violations.is_empty()).then(|| {
-                let tail = &seen.log[seen.log.len().saturating_sub(15)..];
-                format!(
-                    "{replay}: target {:?}, {}:\n  - {}\nsignals: {}\nplan: {plan:?}\nrecords:\n  {}\ntermination message: {:?}\nlast log lines:\n  {}",
-                    plan.target,
-                    seen.exit,
-                    violations.join("\n  - "),
-                    seen.sent
-                        .iter()
-                        .map(|s| landed(&seen.records, s))
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                    seen.records
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("\n  "),
-                    seen.termination_message,
-                    tail.join("\n  ")
-                )
-            });
             Verdict {
                 run,
                 code: seen.exit.code,
                 late_ms: seen.lateness.iter().max().copied().unwrap_or(0) / 1000,
-                failure,
+                failure: (!violations.is_empty())
+                    .then(|| format!("{replay}: {}", describe(&plan, &seen, &violations))),
             }
         }
     }
+}
+
+/// A run that broke the contract: how, where its signals landed, what ran
+/// and the service's last words.
+fn describe(plan: &Plan, seen: &Observed, violations: &[String]) -> String {
+    let tail = &seen.log[seen.log.len().saturating_sub(15)..];
+    format!(
+        "target {:?}, {}:\n  - {}\nsignals: {}\nplan: {plan:?}\nrecords:\n  {}\ntermination message: {:?}\nlast log lines:\n  {}",
+        plan.target,
+        seen.exit,
+        violations.join("\n  - "),
+        seen.sent
+            .iter()
+            .map(|s| landed(&seen.records, s))
+            .collect::<Vec<_>>()
+            .join("; "),
+        seen.records
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n  "),
+        seen.termination_message,
+        tail.join("\n  ")
+    )
 }
 
 fn env_number(name: &str) -> Option<u64> {
@@ -839,4 +889,60 @@ fn signals_at_every_phase() {
             .collect::<Vec<_>>()
             .join("\n\n")
     );
+}
+
+/// A plan of short steps with one SIGTERM `after_ms` into step `anchor`:
+/// for a case the random plans reach only by chance.
+fn fixed_plan(target: Target, anchor: &'static str, after_ms: u64) -> Plan {
+    Plan {
+        target,
+        preflight_ms: 100,
+        preflight_blocking_ms: None,
+        startup_async_ms: 100,
+        startup_async_blocks: false,
+        startup_blocking_ms: 100,
+        drain_ms: 100,
+        hooks_ms: [100, 100, 100],
+        main_return_ms: None,
+        shots: vec![Shot {
+            signo: SIGTERM,
+            anchor: Anchor::Start(anchor),
+            after_ms,
+        }],
+    }
+}
+
+/// Runs `plan` and panics with the contract's violations, if any.
+fn assert_contract(plan: &Plan) {
+    let seen = execute(plan).unwrap_or_else(|reason| panic!("{reason}\nplan: {plan:?}"));
+    let violations = check(plan, &seen);
+    assert!(
+        violations.is_empty(),
+        "{}",
+        describe(plan, &seen, &violations)
+    );
+}
+
+#[test]
+fn a_stop_waits_for_an_async_on_startup_hook_that_the_abort_reaches_late() {
+    // The hook blocks its worker thread for 1.5 s: the abort that SIGTERM
+    // causes at 0.2 s takes effect only at its next `.await`, and until
+    // then it runs on, and may still acquire what an on_shutdown hook
+    // would release.
+    assert_contract(&Plan {
+        startup_async_ms: 1500,
+        startup_async_blocks: true,
+        ..fixed_plan(Target::StartupAsync, "startup-async", 200)
+    });
+}
+
+#[test]
+fn a_stop_waits_for_a_plain_fn_preflight_check() {
+    // Preflight abandoned on SIGTERM at 0.3 s while a plain-fn check blocks
+    // for 1.5 s: it cannot be cancelled, as a plain-fn on_startup hook
+    // cannot (failure 6), and the on_shutdown hooks must wait for it.
+    assert_contract(&Plan {
+        preflight_blocking_ms: Some(1500),
+        ..fixed_plan(Target::Preflight, "preflight-blocking", 300)
+    });
 }

@@ -2,9 +2,12 @@
 //! (`tests/tests/signals.rs`): the test sends SIGTERM or SIGINT at a random
 //! moment inside a chosen phase and checks what ran.
 //!
-//! In order: a preflight check (`async`), an `async fn` `on_startup` hook,
-//! a plain-`fn` `on_startup` hook that blocks its thread (nothing can
-//! cancel it), `main` serving until `shutdown_signal()` (the drain delay
+//! In order: a preflight check (`async`; with `PHASES_PREFLIGHT_BLOCKING_MS`
+//! a plain-`fn` one beside it), an `async fn` `on_startup` hook (with
+//! `PHASES_STARTUP_ASYNC_BLOCKS` it blocks its worker thread instead of
+//! awaiting, so that an abort takes effect only when it is done), a
+//! plain-`fn` `on_startup` hook that blocks its thread (nothing can cancel
+//! it), `main` serving until `shutdown_signal()` (the drain delay
 //! shows as `drain start` when the phase becomes `Draining` and `drain end`
 //! when the signal completes), then three `on_shutdown` hooks of ascending
 //! order, the middle one a plain `fn`. Each step takes the milliseconds of
@@ -88,6 +91,18 @@ async fn async_step(name: &'static str, variable: &str) {
     unfinished.finish();
 }
 
+/// An `async` step that blocks its worker thread instead of awaiting (as
+/// a blocking call in async code does), then yields: an abort takes effect
+/// only there, at its first `.await`.
+async fn blocking_async_step(name: &'static str, variable: &str) {
+    let unfinished = Unfinished(name);
+    record(name, "start");
+    std::thread::sleep(millis(variable));
+    tokio::task::yield_now().await;
+    record(name, "end");
+    unfinished.finish();
+}
+
 /// A plain-`fn` step: blocks its thread, and nothing can stop it.
 fn blocking_step(name: &'static str, variable: &str) {
     record(name, "start");
@@ -101,9 +116,25 @@ async fn preflight_step() -> bool {
     true
 }
 
+/// A second preflight check, a plain `fn`, running beside the first when
+/// `PHASES_PREFLIGHT_BLOCKING_MS` is set (and recorded only then).
+#[preflight(name = "preflight-blocking")]
+fn preflight_blocking() -> bool {
+    if std::env::var_os("PHASES_PREFLIGHT_BLOCKING_MS").is_some() {
+        blocking_step("preflight-blocking", "PHASES_PREFLIGHT_BLOCKING_MS");
+    }
+    true
+}
+
+/// With `PHASES_STARTUP_ASYNC_BLOCKS` set, blocks its worker thread rather
+/// than awaiting its timer.
 #[on_startup(order = 0, name = "startup-async")]
 async fn startup_async() {
-    async_step("startup-async", "PHASES_STARTUP_ASYNC_MS").await;
+    if std::env::var_os("PHASES_STARTUP_ASYNC_BLOCKS").is_some() {
+        blocking_async_step("startup-async", "PHASES_STARTUP_ASYNC_MS").await;
+    } else {
+        async_step("startup-async", "PHASES_STARTUP_ASYNC_MS").await;
+    }
 }
 
 #[on_startup(order = 1, name = "startup-blocking")]
