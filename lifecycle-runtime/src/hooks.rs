@@ -7,7 +7,7 @@ use tokio::runtime::Handle;
 
 use crate::call::{run_bounded, Outcome};
 use crate::lifecycle::Lifecycle;
-use crate::registry::{self, Call, HookKind, HookRegistration};
+use crate::registry::{self, HookKind, HookRegistration};
 
 /// Runs one group of hooks (same `order`) concurrently; returns one
 /// message per hook that failed, timed out or panicked.
@@ -29,13 +29,12 @@ async fn run_group(
             "{} hook starting",
             hook.kind.label()
         );
-        // A plain `fn` cannot be cancelled: one that outlives this call
-        // (start-up abandoned on a signal, or timed out) stays recorded
-        // until it returns, and the stop waits for it before the
-        // `on_shutdown` hooks.
-        let outliving = (hook.kind == HookKind::OnStartup
-            && matches!(hook.call, Call::Blocking(_)))
-        .then(|| {
+        // A plain `fn` cannot be cancelled, and an aborted `async fn` stops
+        // only at its next `.await`: one that outlives this call (start-up
+        // abandoned on a signal, or timed out) stays recorded until it has
+        // really ended, and the stop waits for it before the `on_shutdown`
+        // hooks.
+        let outliving = (hook.kind == HookKind::OnStartup).then(|| {
             lifecycle
                 .blocking_startup()
                 .enter(format!("on_startup hook \"{}\" ({})", hook.name, hook.site))

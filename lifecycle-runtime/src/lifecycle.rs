@@ -127,7 +127,8 @@ pub(crate) struct Lifecycle {
     heartbeat: Heartbeat,
     /// What the stop is waiting for right now, for the deadline's message.
     activities: Mutex<Vec<String>>,
-    /// Plain-`fn` `on_startup` hooks still running on the blocking pool.
+    /// Preflight checks and `on_startup` hooks still running: plain `fn`s
+    /// on the blocking pool, `async fn`s an abort has not reached yet.
     blocking_startup: BlockingCalls,
 }
 
@@ -282,7 +283,7 @@ impl Lifecycle {
         &self.heartbeat
     }
 
-    /// Plain-`fn` `on_startup` hooks that have not returned yet.
+    /// Preflight checks and `on_startup` hooks that have not ended yet.
     pub(crate) fn blocking_startup(&self) -> &BlockingCalls {
         &self.blocking_startup
     }
@@ -339,10 +340,11 @@ impl Drop for Activity<'_> {
     }
 }
 
-/// Calls of plain `fn`s on the blocking pool that nothing can cancel: a
-/// start-up abandoned on SIGTERM, or whose hook timed out, leaves them
-/// running, and the `on_shutdown` hooks must wait for them (they may
-/// release what such a hook is still acquiring).
+/// Start-up calls that may outlive start-up: plain `fn`s on the blocking
+/// pool, which nothing can cancel, and `async fn`s, which an abort stops
+/// only at their next `.await`. A start-up abandoned on SIGTERM, or whose
+/// hook timed out, leaves them running, and the `on_shutdown` hooks must
+/// wait for them (they may release what such a call is still acquiring).
 #[derive(Default)]
 pub(crate) struct BlockingCalls {
     tracker: TaskTracker,

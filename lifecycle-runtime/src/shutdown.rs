@@ -85,9 +85,11 @@ pub(crate) async fn stop(lifecycle: &Lifecycle, app: &Handle) -> Vec<String> {
     hooks::run_shutdown_hooks(lifecycle, app).await
 }
 
-/// Waits for the plain-`fn` `on_startup` hooks that an abandoned or failed
-/// start-up left running: the `on_shutdown` hooks may release what they
-/// are still acquiring. The shutdown deadline bounds the wait.
+/// Waits for the preflight checks and `on_startup` hooks that an abandoned
+/// or failed start-up left running (a plain `fn`, which nothing cancels,
+/// or an `async fn` that the abort reaches only at its next `.await`): the
+/// `on_shutdown` hooks may release what they are still acquiring. The
+/// shutdown deadline bounds the wait.
 async fn wait_for_blocking_startup_hooks(lifecycle: &Lifecycle) {
     let running = lifecycle.blocking_startup().running();
     if running.is_empty() {
@@ -95,7 +97,7 @@ async fn wait_for_blocking_startup_hooks(lifecycle: &Lifecycle) {
     }
     let names = running.join(", ");
     tracing::warn!(
-        "waiting for {names} to return before the on_shutdown hooks: a plain fn cannot be cancelled"
+        "waiting for {names} to return before the on_shutdown hooks: a plain fn cannot be cancelled, an aborted async fn stops only at its next .await"
     );
     let _running = lifecycle.enter(names);
     lifecycle.blocking_startup().returned().await;
