@@ -198,6 +198,8 @@ struct Plan {
     startup_async_ms: u64,
     /// The `async` hook blocks its thread rather than awaiting a timer.
     startup_async_blocks: bool,
+    /// The second `on_shutdown` hook logs every 100 µs.
+    chatty_shutdown: bool,
     startup_blocking_ms: u64,
     drain_ms: u64,
     hooks_ms: [u64; 3],
@@ -228,6 +230,9 @@ impl Plan {
         let preflight_blocking_ms =
             (target == Target::Preflight && rng.coin()).then(|| rng.range(300, 700));
         let startup_async_blocks = target == Target::StartupAsync && rng.coin();
+        // Lines logged by another thread must not follow the reason of an
+        // exit on a second signal.
+        let chatty_shutdown = rng.coin();
         let mut shots = match target {
             Target::Preflight => vec![Shot {
                 signo: first,
@@ -285,6 +290,7 @@ impl Plan {
             preflight_blocking_ms,
             startup_async_ms,
             startup_async_blocks,
+            chatty_shutdown,
             startup_blocking_ms,
             drain_ms,
             hooks_ms,
@@ -416,6 +422,9 @@ fn execute(plan: &Plan) -> Result<Observed, String> {
     }
     if plan.startup_async_blocks {
         builder = builder.env("PHASES_STARTUP_ASYNC_BLOCKS", "1");
+    }
+    if plan.chatty_shutdown {
+        builder = builder.env("PHASES_CHATTY_SHUTDOWN", "1");
     }
     for (i, ms) in plan.hooks_ms.iter().enumerate() {
         builder = builder.env(format!("PHASES_SHUTDOWN_{}_MS", i + 1), ms.to_string());
@@ -900,6 +909,7 @@ fn fixed_plan(target: Target, anchor: &'static str, after_ms: u64) -> Plan {
         preflight_blocking_ms: None,
         startup_async_ms: 100,
         startup_async_blocks: false,
+        chatty_shutdown: false,
         startup_blocking_ms: 100,
         drain_ms: 100,
         hooks_ms: [100, 100, 100],
@@ -944,5 +954,34 @@ fn a_stop_waits_for_a_plain_fn_preflight_check() {
     assert_contract(&Plan {
         preflight_blocking_ms: Some(1500),
         ..fixed_plan(Target::Preflight, "preflight-blocking", 300)
+    });
+}
+
+#[test]
+fn the_reason_of_an_exit_on_a_second_signal_is_the_last_line_logged() {
+    // A second SIGTERM while an on_shutdown hook logs every 100 µs: the
+    // hook's thread goes on while the signal thread exits, and none of its
+    // lines may follow the reason (section 6: "It is also the last line
+    // logged"). The window is short: three services at once, so that one
+    // of them almost surely hits it when the product is wrong.
+    let mut plan = Plan {
+        hooks_ms: [100, 1500, 100],
+        chatty_shutdown: true,
+        ..fixed_plan(Target::Hook(2), "main", 50)
+    };
+    plan.shots.push(Shot {
+        signo: SIGTERM,
+        anchor: Anchor::Start("shutdown-2"),
+        after_ms: 300,
+    });
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..3)
+            .map(|_| scope.spawn(|| assert_contract(&plan)))
+            .collect();
+        for run in runs {
+            if let Err(panic) = run.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
     });
 }

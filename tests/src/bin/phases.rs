@@ -10,7 +10,8 @@
 //! it), `main` serving until `shutdown_signal()` (the drain delay
 //! shows as `drain start` when the phase becomes `Draining` and `drain end`
 //! when the signal completes), then three `on_shutdown` hooks of ascending
-//! order, the middle one a plain `fn`. Each step takes the milliseconds of
+//! order, the middle one a plain `fn` (which logs every 100 µs with
+//! `PHASES_CHATTY_SHUTDOWN`). Each step takes the milliseconds of
 //! its `PHASES_*_MS` variable (0 when unset); the drain takes
 //! `LIFECYCLE_DRAIN_DELAY_MS`. With `PHASES_MAIN_RETURN_MS`, `main` returns
 //! by itself after that long, so that a first signal can land in the
@@ -154,9 +155,20 @@ async fn shutdown_1() {
     async_step("shutdown-1", "PHASES_SHUTDOWN_1_MS").await;
 }
 
+/// With `PHASES_CHATTY_SHUTDOWN` set, logs a line every 100 µs meanwhile,
+/// as a busy service would while another thread decides to exit.
 #[on_shutdown(order = 2, name = "shutdown-2", timeout_ms = 5000)]
 fn shutdown_2() {
-    blocking_step("shutdown-2", "PHASES_SHUTDOWN_2_MS");
+    if std::env::var_os("PHASES_CHATTY_SHUTDOWN").is_none() {
+        return blocking_step("shutdown-2", "PHASES_SHUTDOWN_2_MS");
+    }
+    record("shutdown-2", "start");
+    let until = std::time::Instant::now() + millis("PHASES_SHUTDOWN_2_MS");
+    while std::time::Instant::now() < until {
+        tracing::info!("shutdown-2 still working");
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    record("shutdown-2", "end");
 }
 
 #[on_shutdown(order = 3, name = "shutdown-3", timeout_ms = 5000)]
