@@ -61,11 +61,13 @@ impl Exit {
 
 /// Writes `reason` as the termination message, logs it as the last line,
 /// and exits with `code`. Nothing here waits on stderr: the message is
-/// written before anything is logged, and logging never blocks.
+/// written before anything is logged, and logging never blocks. Other
+/// threads go on until the exit: their lines are no longer taken.
 pub(crate) fn terminate(code: i32, reason: &str) -> ! {
     if code != 0 {
         write_termination_message(reason);
     }
+    crate::logging::only_this_thread_from_now();
     log_error(&format!("exiting with code {code}: {reason}"));
     exit_now(code)
 }

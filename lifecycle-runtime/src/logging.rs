@@ -13,6 +13,7 @@
 //! takes lines again. Nothing waits on that thread: at exit the queue gets
 //! a moment to drain only while the thread makes progress.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -45,6 +46,7 @@ static QUEUE: Queue = Queue {
         lines: VecDeque::new(),
         bytes: 0,
         writing: false,
+        exiting: false,
     }),
     queued: Condvar::new(),
     progressed: Condvar::new(),
@@ -64,6 +66,25 @@ struct State {
     bytes: usize,
     /// The writer is in a write to stderr, which may never return.
     writing: bool,
+    /// A thread is ending the process: only its lines are queued now.
+    exiting: bool,
+}
+
+thread_local! {
+    /// This thread is the one ending the process.
+    static EXITING_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Before the exit's reason is logged: from now on only this thread's
+/// lines are queued, so that the reason stays the last line logged
+/// whatever other threads (hooks still running, the main thread moving
+/// on) log in the moments before the process is gone.
+pub(crate) fn only_this_thread_from_now() {
+    // Set under the lock that every queued line takes: a line of another
+    // thread is queued before this, or not at all.
+    let mut state = state();
+    EXITING_THREAD.with(|exiting| exiting.set(true));
+    state.exiting = true;
 }
 
 /// The queue, held only to push or pop a line: never across a write.
@@ -82,6 +103,10 @@ pub(crate) fn log_lines_dropped() -> u64 {
 pub(crate) fn write_line(line: Vec<u8>) {
     start_writer();
     let mut state = state();
+    // A thread being torn down has no flag left: not the exiting one.
+    if state.exiting && !EXITING_THREAD.try_with(Cell::get).unwrap_or(false) {
+        return;
+    }
     if state.bytes + line.len() > QUEUE_BYTES {
         drop(state);
         DROPPED.fetch_add(1, Ordering::Relaxed);
