@@ -22,6 +22,14 @@
 //! close}; 20 replacements each with `LIFECYCLE_SUITE=full`, 3 otherwise.
 //! Each test prints one `reliability: rolling …` line for RELIABILITY.md.
 //!
+//! The kit's `Load` proves one stop of one service; a rolling restart needs
+//! one load across many stops, through a proxy, with each answer traced to
+//! the instance that gave it (`GREETING=instance N`), so the client here is
+//! written out.
+//!
+//! HAProxy must be installed (`./scripts/test` installs it): without it
+//! these tests fail, they do not skip.
+//!
 //! Timing-sensitive, so its own test binary, its tests one at a time.
 
 use std::collections::BTreeMap;
@@ -304,9 +312,9 @@ impl Haproxy {
         haproxy
     }
 
-    /// Each backend server's status (`UP`, `DOWN`, …), from `show stat` on
-    /// the stats socket: what HAProxy itself routes by.
-    fn statuses(&self) -> io::Result<BTreeMap<String, String>> {
+    /// The backend's rows of `show stat` on the stats socket (one per
+    /// server, and `BACKEND`), each column by its name.
+    fn show_stat(&self) -> io::Result<Vec<BTreeMap<String, String>>> {
         let mut stream = UnixStream::connect(&self.socket)?;
         stream.set_read_timeout(Some(Duration::from_secs(5)))?;
         stream.write_all(b"show stat\n")?;
@@ -319,18 +327,38 @@ impl Haproxy {
             .ok_or_else(|| io::Error::other(format!("not a show stat answer: {text:?}")))?
             .split(',')
             .collect();
-        let column = |name: &str| {
-            header
-                .iter()
-                .position(|column| *column == name)
-                .ok_or_else(|| io::Error::other(format!("no column {name} in show stat")))
-        };
-        let (proxy, server, status) = (column("pxname")?, column("svname")?, column("status")?);
         Ok(lines
-            .map(|line| line.split(',').collect::<Vec<_>>())
-            .filter(|fields| fields.get(proxy) == Some(&"instances"))
-            .filter_map(|fields| Some((fields.get(server)?.to_string(), fields.get(status)?.to_string())))
+            .map(|line| {
+                header
+                    .iter()
+                    .zip(line.split(','))
+                    .map(|(name, value)| (name.to_string(), value.to_string()))
+                    .collect::<BTreeMap<_, _>>()
+            })
+            .filter(|row| row.get("pxname").map(String::as_str) == Some("instances"))
             .collect())
+    }
+
+    /// Each backend server's status (`UP`, `DOWN`, …): what HAProxy itself
+    /// routes by.
+    fn statuses(&self) -> io::Result<BTreeMap<String, String>> {
+        Ok(self
+            .show_stat()?
+            .into_iter()
+            .filter_map(|mut row| Some((row.remove("svname")?, row.remove("status")?)))
+            .collect())
+    }
+
+    /// A counter of the backend (its `BACKEND` row), 0 if absent.
+    fn backend_counter(&self, column: &str) -> u64 {
+        self.show_stat()
+            .ok()
+            .and_then(|rows| {
+                rows.into_iter()
+                    .find(|row| row.get("svname").map(String::as_str) == Some("BACKEND"))
+            })
+            .and_then(|row| row.get(column)?.parse().ok())
+            .unwrap_or(0)
     }
 
     fn status(&self, server: &str) -> String {
@@ -389,6 +417,8 @@ struct Answer {
 struct KeepAliveClient {
     addr: SocketAddr,
     connection: Option<BufReader<TcpStream>>,
+    /// Counts the connections opened.
+    opened: Arc<Counts>,
 }
 
 impl KeepAliveClient {
@@ -412,6 +442,7 @@ impl KeepAliveClient {
 
     fn exchange(&mut self) -> io::Result<Answer> {
         if self.connection.is_none() {
+            self.opened.connections.fetch_add(1, Ordering::SeqCst);
             let stream = TcpStream::connect_timeout(&self.addr, REQUEST_TIMEOUT)?;
             stream.set_nodelay(true)?;
             stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
@@ -419,9 +450,9 @@ impl KeepAliveClient {
             self.connection = Some(BufReader::new(stream));
         }
         let connection = self.connection.as_mut().unwrap();
-        connection
-            .get_mut()
-            .write_all(b"GET / HTTP/1.1\r\nHost: rolling\r\nUser-Agent: lifecycle-rolling\r\n\r\n")?;
+        connection.get_mut().write_all(
+            b"GET / HTTP/1.1\r\nHost: rolling\r\nUser-Agent: lifecycle-rolling\r\n\r\n",
+        )?;
         let mut status_line = String::new();
         if connection.read_line(&mut status_line)? == 0 {
             return Err(io::Error::new(
@@ -487,6 +518,8 @@ impl KeepAliveClient {
 #[derive(Default)]
 struct Counts {
     sent: AtomicU64,
+    /// Connections the clients opened to HAProxy.
+    connections: AtomicU64,
     /// Every request without a 2xx answer from an instance: no answer (a
     /// refusal, a reset, a time-out), a wrong body, or a non-2xx status.
     failed: AtomicU64,
@@ -520,6 +553,7 @@ impl Load {
                     let mut keep_alive = KeepAliveClient {
                         addr,
                         connection: None,
+                        opened: counts.clone(),
                     };
                     // The clients' turns spread evenly over the spacing.
                     let mut next = Instant::now() + spacing * client as u32 / CLIENTS as u32;
@@ -535,8 +569,11 @@ impl Load {
                         counts.sent.fetch_add(1, Ordering::SeqCst);
                         let result = match mode {
                             Mode::KeepAlive => keep_alive.get(),
-                            Mode::Close => http_get(addr, "/", REQUEST_TIMEOUT)
-                                .map_err(|error| error.to_string()),
+                            Mode::Close => {
+                                counts.connections.fetch_add(1, Ordering::SeqCst);
+                                http_get(addr, "/", REQUEST_TIMEOUT)
+                                    .map_err(|error| error.to_string())
+                            }
                         };
                         judge(&counts, began, result);
                     }
@@ -721,7 +758,10 @@ fn rolling(service: &str, binary: &str, mode: Mode) {
     for number in 1..=replacements {
         let old_slot = slots[(number - 1) % 2];
         let slot = slots[number % 2];
-        timeline.note(began, format!("instance {number} starting on slot {}", slot.name));
+        timeline.note(
+            began,
+            format!("instance {number} starting on slot {}", slot.name),
+        );
         let new = start_instance(binary, slot, number);
         // Routed to by HAProxy itself: in rotation on its stats socket,
         // and answering the load's requests.
@@ -735,7 +775,10 @@ fn rolling(service: &str, binary: &str, mode: Mode) {
                 haproxy.stderr_text()
             );
         }
-        timeline.note(began, format!("instance {number} answering through HAProxy"));
+        timeline.note(
+            began,
+            format!("instance {number} answering through HAProxy"),
+        );
 
         timeline.note(began, format!("SIGTERM to instance {}", number - 1));
         let answered_before = load.answered();
@@ -755,11 +798,7 @@ fn rolling(service: &str, binary: &str, mode: Mode) {
         if stopped.exit.code != Some(0) {
             timeline.note(
                 began,
-                format!(
-                    "instance {} log:\n{}",
-                    number - 1,
-                    stopped.log.join("\n")
-                ),
+                format!("instance {} log:\n{}", number - 1, stopped.log.join("\n")),
             );
         }
         exits.push(stopped.exit);
@@ -768,6 +807,13 @@ fn rolling(service: &str, binary: &str, mode: Mode) {
     }
     load.finish();
     let last = current.stop(GRACE);
+    // HAProxy's connections to the instances: opened, and reused for
+    // another request.
+    let (backend_connects, backend_reuses) = (
+        haproxy.backend_counter("connect"),
+        haproxy.backend_counter("reuse"),
+    );
+    let client_connections = load.counts.connections.load(Ordering::SeqCst);
 
     let counts = &load.counts;
     let sent = counts.sent.load(Ordering::SeqCst);
@@ -780,7 +826,7 @@ fn rolling(service: &str, binary: &str, mode: Mode) {
     );
     let slowest_out = taken_out.iter().flatten().max().copied();
     eprintln!(
-        "rolling {service} {}: answers per instance {:?}; HAProxy took the old instance out at most {} after SIGTERM (drain delay {}); answered while an old instance stopped: {answered_while_stopping:?}",
+        "rolling {service} {}: answers per instance {:?}; HAProxy took the old instance out at most {} after SIGTERM (drain delay {}); answered while an old instance stopped: {answered_while_stopping:?}; connections: {client_connections} from the clients, {backend_connects} to the instances, {backend_reuses} reuses",
         mode.name(),
         counts.by_instance.lock().unwrap(),
         slowest_out.map_or("-".into(), ms),
@@ -817,7 +863,12 @@ fn rolling(service: &str, binary: &str, mode: Mode) {
         "{failed} of {sent} requests failed ({non_2xx} non-2xx)\n{}",
         report()
     );
-    assert_eq!(exits_0, replacements, "old instances' exits: {exits:?}\n{}", report());
+    assert_eq!(
+        exits_0,
+        replacements,
+        "old instances' exits: {exits:?}\n{}",
+        report()
+    );
     assert_eq!(last.exit.code, Some(0), "the last instance: {}", last.exit);
     // HAProxy took each old instance out of rotation while it still
     // served: the drain delay covered the checks, so the run tested the
@@ -829,6 +880,20 @@ fn rolling(service: &str, binary: &str, mode: Mode) {
             out,
             report()
         );
+    }
+    // The mode is the one claimed: in keep-alive the clients kept their
+    // connections to HAProxy through the replacements and HAProxy reused
+    // its connections to the instances; in close every request had
+    // connections of its own on both sides.
+    match mode {
+        Mode::KeepAlive => assert!(
+            client_connections < sent / 10 && backend_reuses > sent / 2,
+            "not keep-alive: {client_connections} client connections, {backend_reuses} reuses of HAProxy's connections to the instances, for {sent} requests"
+        ),
+        Mode::Close => assert!(
+            client_connections == sent && backend_reuses == 0 && backend_connects >= sent,
+            "not a connection per request: {client_connections} client connections, {backend_connects} connections to the instances, {backend_reuses} reused, for {sent} requests"
+        ),
     }
     // The load ran across every replacement.
     assert!(
