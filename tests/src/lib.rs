@@ -33,6 +33,7 @@
 //! ```
 
 pub mod kubernetes;
+pub mod redis;
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
