@@ -177,6 +177,8 @@ const HOOKS: [&str; 3] = ["shutdown-1", "shutdown-2", "shutdown-3"];
 enum Anchor {
     /// The fixture's `hook NAME start` record.
     Start(&'static str),
+    /// The fixture's `hook NAME end` record.
+    End(&'static str),
     /// The moment the first signal was sent.
     FirstSignal,
 }
@@ -200,6 +202,8 @@ struct Plan {
     startup_async_blocks: bool,
     /// The second `on_shutdown` hook logs every 100 µs.
     chatty_shutdown: bool,
+    /// The last `on_shutdown` hook leaves a thread flooding the log.
+    log_flood: bool,
     startup_blocking_ms: u64,
     drain_ms: u64,
     hooks_ms: [u64; 3],
@@ -291,6 +295,7 @@ impl Plan {
             startup_async_ms,
             startup_async_blocks,
             chatty_shutdown,
+            log_flood: false,
             startup_blocking_ms,
             drain_ms,
             hooks_ms,
@@ -376,21 +381,23 @@ struct Observed {
     log: Vec<String>,
 }
 
-/// Waits for `hook NAME start` and returns its time stamp.
-fn wait_for_start(service: &mut Service, name: &str) -> Result<u64, String> {
+/// Waits for `hook NAME EVENT` and returns its time stamp.
+fn wait_for_record(service: &mut Service, name: &str, event: &str) -> Result<u64, String> {
     let until = Instant::now() + ANCHOR_DEADLINE;
     loop {
         if let Some(record) = parse_records(&service.stdout())
             .into_iter()
-            .find(|r| r.name == name && r.event == "start")
+            .find(|r| r.name == name && r.event == event)
         {
             return Ok(record.t);
         }
         if !service.is_running() {
-            return Err(format!("exited before `hook {name} start`"));
+            return Err(format!("exited before `hook {name} {event}`"));
         }
         if Instant::now() > until {
-            return Err(format!("no `hook {name} start` within {ANCHOR_DEADLINE:?}"));
+            return Err(format!(
+                "no `hook {name} {event}` within {ANCHOR_DEADLINE:?}"
+            ));
         }
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -426,6 +433,9 @@ fn execute(plan: &Plan) -> Result<Observed, String> {
     if plan.chatty_shutdown {
         builder = builder.env("PHASES_CHATTY_SHUTDOWN", "1");
     }
+    if plan.log_flood {
+        builder = builder.env("PHASES_LOG_FLOOD", "1");
+    }
     for (i, ms) in plan.hooks_ms.iter().enumerate() {
         builder = builder.env(format!("PHASES_SHUTDOWN_{}_MS", i + 1), ms.to_string());
     }
@@ -439,7 +449,11 @@ fn execute(plan: &Plan) -> Result<Observed, String> {
     let mut lateness = Vec::new();
     for shot in &plan.shots {
         let anchor = match shot.anchor {
-            Anchor::Start(name) => match wait_for_start(&mut service, name) {
+            Anchor::Start(name) => match wait_for_record(&mut service, name, "start") {
+                Ok(t) => t,
+                Err(e) => return Err(with_output(e, &service)),
+            },
+            Anchor::End(name) => match wait_for_record(&mut service, name, "end") {
                 Ok(t) => t,
                 Err(e) => return Err(with_output(e, &service)),
             },
@@ -910,6 +924,7 @@ fn fixed_plan(target: Target, anchor: &'static str, after_ms: u64) -> Plan {
         startup_async_ms: 100,
         startup_async_blocks: false,
         chatty_shutdown: false,
+        log_flood: false,
         startup_blocking_ms: 100,
         drain_ms: 100,
         hooks_ms: [100, 100, 100],
@@ -973,6 +988,36 @@ fn the_reason_of_an_exit_on_a_second_signal_is_the_last_line_logged() {
         signo: SIGTERM,
         anchor: Anchor::Start("shutdown-2"),
         after_ms: 300,
+    });
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..3)
+            .map(|_| scope.spawn(|| assert_contract(&plan)))
+            .collect();
+        for run in runs {
+            if let Err(panic) = run.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    });
+}
+
+#[test]
+fn a_second_signal_while_the_stop_exits_0_never_leaves_a_mixed_story() {
+    // The last hook ends and leaves the log flooded and stderr slow, so
+    // that the exit with code 0 spends its 250 ms draining the log queue; a
+    // second SIGTERM comes 50 ms after that hook's end, while it drains.
+    // Either exit is the contract's (the stop had finished, or the signal
+    // exits at once), but one only: exit 0 with no termination message, or
+    // 143 with its reason, never exit 0 with the reason of a 143 in the
+    // termination log.
+    let mut plan = Plan {
+        log_flood: true,
+        ..fixed_plan(Target::Hook(3), "main", 50)
+    };
+    plan.shots.push(Shot {
+        signo: SIGTERM,
+        anchor: Anchor::End("shutdown-3"),
+        after_ms: 50,
     });
     std::thread::scope(|scope| {
         let runs: Vec<_> = (0..3)

@@ -11,7 +11,8 @@
 //! shows as `drain start` when the phase becomes `Draining` and `drain end`
 //! when the signal completes), then three `on_shutdown` hooks of ascending
 //! order, the middle one a plain `fn` (which logs every 100 µs with
-//! `PHASES_CHATTY_SHUTDOWN`). Each step takes the milliseconds of
+//! `PHASES_CHATTY_SHUTDOWN`; the last one slows stderr down and leaves a
+//! thread flooding the log with `PHASES_LOG_FLOOD`). Each step takes the milliseconds of
 //! its `PHASES_*_MS` variable (0 when unset); the drain takes
 //! `LIFECYCLE_DRAIN_DELAY_MS`. With `PHASES_MAIN_RETURN_MS`, `main` returns
 //! by itself after that long, so that a first signal can land in the
@@ -171,9 +172,49 @@ fn shutdown_2() {
     record("shutdown-2", "end");
 }
 
+/// With `PHASES_LOG_FLOOD` set, slows stderr down and starts a thread that
+/// logs as fast as it can, to the end: lifecycle's queue to stderr stays
+/// full while its writer still makes progress, so the exit that follows
+/// spends its whole drain time (250 ms) before the process is gone.
 #[on_shutdown(order = 3, name = "shutdown-3", timeout_ms = 5000)]
 async fn shutdown_3() {
+    // Started first: by the hook's end the queue is full.
+    if std::env::var_os("PHASES_LOG_FLOOD").is_some() {
+        throttle_stderr();
+        std::thread::spawn(|| loop {
+            tracing::info!("flooding the log while the process exits");
+        });
+    }
     async_step("shutdown-3", "PHASES_SHUTDOWN_3_MS").await;
+}
+
+/// Puts a pipe in front of stderr (fd 2), forwarded to the real one at
+/// 4 KiB every 2 ms: a reader slower than the flood, so that the queue
+/// stays full, fast enough that each write completes well within the 20 ms
+/// after which an exit takes stderr for stalled and stops waiting.
+fn throttle_stderr() {
+    use std::fs::File;
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+
+    let mut fds = [0; 2];
+    // SAFETY: pipe, dup and dup2 on descriptors this process owns; each
+    // File below takes sole ownership of one that nothing else closes.
+    let (mut slow, mut real) = unsafe {
+        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0, "pipe");
+        let real = libc::dup(2);
+        assert!(real >= 0, "dup stderr");
+        assert_eq!(libc::dup2(fds[1], 2), 2, "dup2 onto stderr");
+        libc::close(fds[1]);
+        (File::from_raw_fd(fds[0]), File::from_raw_fd(real))
+    };
+    std::thread::spawn(move || {
+        let mut chunk = [0; 4096];
+        while let Ok(read @ 1..) = slow.read(&mut chunk) {
+            let _ = real.write_all(&chunk[..read]);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
 }
 
 #[service_main(probe_addr = "127.0.0.1:0")]
