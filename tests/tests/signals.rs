@@ -18,6 +18,12 @@
 //! expect the wrong thing. Only a signal within [`MARGIN_US`] of a boundary
 //! (the time the service may take to act on it) leaves the outcome open
 //! between the two sides of that boundary.
+//!
+//! Beside the random plans, a few fixed ones pin cases that random timing
+//! reaches only now and then (each found by the random plans first): an
+//! abandoned start-up whose plain-`fn` preflight check or late-aborted
+//! `async` hook still runs, a second signal while another thread logs, and
+//! a second signal while the stop exits with 0.
 
 use std::collections::BTreeMap;
 use std::fmt;
