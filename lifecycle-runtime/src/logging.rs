@@ -25,8 +25,9 @@ use crate::config::LogFormat;
 /// How many bytes of log lines may wait for stderr; a line that does not
 /// fit is dropped.
 const QUEUE_BYTES: usize = 256 * 1024;
-/// At exit, the longest wait for the writer to finish a line: past it,
-/// stderr is taken for stalled and the process exits without the rest.
+/// At exit, how often to look whether the writer is making progress: when
+/// it has not and stderr cannot take a byte, stderr is taken for stalled
+/// and the process exits without the rest.
 const EXIT_STALL: Duration = Duration::from_millis(20);
 /// At exit, the longest wait for the queue to drain at all.
 const EXIT_DRAIN_MAX: Duration = Duration::from_millis(250);
@@ -126,7 +127,10 @@ pub(crate) fn fallback_line(text: &str) {
 
 /// Before the process exits: lets the queued lines reach stderr while the
 /// writer makes progress, so that the last lines (the exit's reason among
-/// them) are not lost; returns at once when stderr is stalled.
+/// them) are not lost; returns at once when stderr is stalled. A writer
+/// that is merely slow to be scheduled (a loaded node, a CPU limit) is
+/// waited for up to `EXIT_DRAIN_MAX`: only a stderr that cannot take a byte
+/// means stalled.
 pub(crate) fn drain_before_exit() {
     if !STARTED.load(Ordering::SeqCst) {
         return;
@@ -145,12 +149,25 @@ pub(crate) fn drain_before_exit() {
             .unwrap_or_else(PoisonError::into_inner);
         state = next;
         let now_done = DONE.load(Ordering::SeqCst);
-        if waited.timed_out() && now_done == done {
+        if waited.timed_out() && now_done == done && !stderr_writable() {
             // Stuck in a write: stderr is stalled.
             return;
         }
         done = now_done;
     }
+}
+
+/// Whether stderr can take a byte now (poll, without waiting): false for a
+/// pipe nobody reads that is full.
+fn stderr_writable() -> bool {
+    let mut stderr = libc::pollfd {
+        fd: libc::STDERR_FILENO,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, a zero timeout.
+    let ready = unsafe { libc::poll(&mut stderr, 1, 0) };
+    ready == 1 && stderr.revents & libc::POLLOUT != 0
 }
 
 fn start_writer() {
