@@ -14,7 +14,7 @@
 //! sizes as the default: the issue's, which fit in the default run's time.
 
 use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,6 +37,12 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// The probe server's cap on open connections (`MAX_CONNECTIONS` in
 /// server.rs; the contract, section 3, promises a cap).
 const MAX_CONNECTIONS: usize = 512;
+/// How many connections the accept loop may admit in one turn before the
+/// connections it evicted have run and closed their sockets: tokio's
+/// cooperative budget, 128 operations per turn of a task.
+const ADMITTED_PER_TURN: usize = 128;
+/// The probe server's listen backlog (`LISTEN_BACKLOG` in server.rs).
+const LISTEN_BACKLOG: usize = 1024;
 /// The kubelet's period, shortened: a probe every 100 ms.
 const PROBE_EVERY: Duration = Duration::from_millis(100);
 /// Threads opening the flood's connections.
@@ -67,7 +73,14 @@ struct Sizes {
     burst: usize,
     /// Idle keep-alive connections, all held at once.
     idle: usize,
-    /// Connect-and-reset connections.
+    /// Connect-and-reset storms, each of `resets` connections, as fast as
+    /// the client threads go. A storm fits in the probe server's listen
+    /// backlog, so the kernel queues all of it whatever the server does
+    /// meanwhile. A flood that outruns the accept loop for longer fills any
+    /// backlog, and then the kernel drops SYNs, the kubelet's among them
+    /// (sent again after 1 s, the probe's whole timeout): against that, a
+    /// server on one thread has nothing more to offer than its backlog.
+    storms: usize,
     resets: usize,
 }
 
@@ -78,7 +91,8 @@ fn sizes() -> Sizes {
         bursts: 20,
         burst: 500,
         idle: 2000,
-        resets: 5000,
+        storms: 10,
+        resets: 1000,
     }
 }
 
@@ -139,6 +153,39 @@ fn status_kib(pid: u32, key: &str) -> u64 {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("{key} in /proc/{pid}/status"))
+}
+
+/// How many connections the kernel has completed for the listener on
+/// `addr` that the service has not accepted yet (its accept queue), from
+/// /proc/net/tcp; 0 once the listener is gone.
+fn accept_queue(addr: SocketAddr) -> usize {
+    let SocketAddr::V4(addr) = addr else {
+        panic!("the kit binds the probe server to 127.0.0.1: {addr}")
+    };
+    // The address as the kernel prints it: the IP's bytes in memory order
+    // as one hex number, then the port.
+    let local = format!(
+        "{:08X}:{:04X}",
+        u32::from_ne_bytes(addr.ip().octets()),
+        addr.port()
+    );
+    let Ok(table) = std::fs::File::open("/proc/net/tcp") else {
+        return 0;
+    };
+    // Listeners (state 0A) come first; the rest, thousands of TIME_WAIT
+    // entries after a flood, is never read. A listener's rx_queue is its
+    // accept queue's length.
+    for line in BufReader::new(table).lines().skip(1).map_while(Result::ok) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(3) != Some(&"0A") {
+            break;
+        }
+        if fields[1] == local {
+            let queued = fields[4].split_once(':').map_or("0", |(_, rx)| rx);
+            return usize::from_str_radix(queued, 16).unwrap_or(0);
+        }
+    }
+    0
 }
 
 /// Waits until `ready` gives a value, or panics with `what` at the
@@ -210,31 +257,41 @@ impl Flood {
         self.service.pid()
     }
 
-    /// Waits until the service has at most `most` descriptors open.
-    fn wait_fds_at_most(&self, most: usize, deadline: Duration, when: &str) -> usize {
-        let pid = self.pid();
+    /// Waits until the service has taken in every connection the kernel
+    /// queued for it and closed those the flood is done with: its accept
+    /// queue empty, and no more descriptors than at rest besides the
+    /// prober's connection and the one before it, which the server may not
+    /// have dropped yet.
+    fn wait_digested(&self, deadline: Duration, when: &str) {
+        let (pid, addr) = (self.pid(), self.addr());
+        let most = self.fds_baseline + 2;
         wait_until(
             deadline,
             || {
                 format!(
-                    "{when}: the service still has {} descriptors open after {deadline:?}, \
-                     at most {most} wanted (baseline {}): {}",
+                    "{when}: after {deadline:?}, the service still has {} descriptors open, \
+                     at most {most} wanted (baseline {}): {}; {} connections queued",
                     open_fds(pid),
                     self.fds_baseline,
-                    describe_fds(pid)
+                    describe_fds(pid),
+                    accept_queue(addr)
                 )
             },
-            || {
-                let now = open_fds(pid);
-                (now <= most).then_some(now)
-            },
-        )
+            || (accept_queue(addr) == 0 && open_fds(pid) <= most).then_some(()),
+        );
     }
 
-    /// Ends a case: the prober's figures checked, the peak RSS read, the
-    /// descriptors awaited back at their baseline, the report line printed
-    /// (before the assertions, so that a failure reports its figures too).
-    fn finish(self, case: &str, connections: usize, prober: Prober, min_probes: usize) {
+    /// Ends a case whose clients are done: probes go on until the service
+    /// has digested the flood (`digest` at most), then the prober's figures
+    /// are checked, the peak RSS read, the descriptors awaited back at
+    /// their baseline, and the report line printed (before the assertions,
+    /// so that a failure reports its figures too).
+    fn finish(self, case: &str, connections: usize, prober: Prober, digest: Duration) {
+        self.wait_digested(digest, case);
+        // One probe per 100 ms from the flood's start, allowing for a slow
+        // machine, and two at the least: the prober watched the flood.
+        let min_probes =
+            (prober.started.elapsed().as_millis() / PROBE_EVERY.as_millis() / 2).max(2) as usize;
         let watch = prober.finish();
         let pid = self.pid();
         let peak_rss_kib = status_kib(pid, "VmHWM:");
@@ -256,11 +313,12 @@ impl Flood {
         eprintln!(
             "reliability: floods {case}: connections={connections} probes={} p99_ms={p99:.1} \
              max_ms={max:.1} peak_rss_mib={:.1} fds_baseline={} fds_after={fds_after} \
-             fds_peak={}",
+             fds_peak={} accept_queue_peak={}",
             watch.answers.len(),
             peak_rss_kib as f64 / 1024.0,
             self.fds_baseline,
             watch.fds_peak,
+            watch.queue_peak,
         );
         watch.assert_all_passed(case, min_probes);
         assert!(
@@ -274,12 +332,14 @@ impl Flood {
              {DEADLINE:?}: {}",
             describe_fds(pid)
         );
-        // The cap held: at most its connections, and those evicted but not
-        // yet dropped (the accept loop admits a run of connections before
-        // the evicted ones' tasks run), far fewer than the flood's.
+        // The cap held: at most its connections, those evicted in the
+        // accept loop's last turn and not closed yet, and the one being
+        // admitted.
+        let most = self.fds_baseline + MAX_CONNECTIONS + ADMITTED_PER_TURN + 1;
         assert!(
-            watch.fds_peak <= self.fds_baseline + 2 * MAX_CONNECTIONS,
-            "{case}: the service had {} descriptors open at once (baseline {})",
+            watch.fds_peak <= most,
+            "{case}: the service had {} descriptors open at once, at most {most} wanted \
+             (baseline {})",
             watch.fds_peak,
             self.fds_baseline
         );
@@ -298,16 +358,20 @@ fn percentile(sorted: &[f64], fraction: f64) -> f64 {
 
 /// The kubelet's prober: `/livez` and `/readyz` in turn, a new connection
 /// each, 1 s timeout, every 100 ms; it also samples the service's open
-/// descriptors as it goes.
+/// descriptors and its accept queue as it goes.
 struct Prober {
+    started: Instant,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<Watch>>,
+    /// Probes sent by the test itself, counted with the prober's.
+    more: Vec<ProbeAnswer>,
 }
 
 /// What the prober saw.
 struct Watch {
     answers: Vec<ProbeAnswer>,
     fds_peak: usize,
+    queue_peak: usize,
 }
 
 impl Prober {
@@ -319,6 +383,7 @@ impl Prober {
             let mut watch = Watch {
                 answers: Vec::new(),
                 fds_peak: 0,
+                queue_peak: 0,
             };
             let mut next = Instant::now();
             for round in 0.. {
@@ -334,6 +399,7 @@ impl Prober {
                     .answers
                     .push(probe(addr, endpoint.path(), DEFAULT_TIMEOUT));
                 watch.fds_peak = watch.fds_peak.max(open_fds(pid));
+                watch.queue_peak = watch.queue_peak.max(accept_queue(addr));
                 // A steady cadence, as the kubelet's; a late probe does not
                 // make the next ones come in a rush.
                 next = (next + PROBE_EVERY).max(Instant::now());
@@ -342,18 +408,23 @@ impl Prober {
             watch
         });
         Prober {
+            started: Instant::now(),
             stop,
             thread: Some(thread),
+            more: Vec::new(),
         }
     }
 
     fn finish(mut self) -> Watch {
         self.stop.store(true, Ordering::SeqCst);
-        self.thread
+        let mut watch = self
+            .thread
             .take()
             .expect("finished once")
             .join()
-            .expect("the prober does not panic")
+            .expect("the prober does not panic");
+        watch.answers.append(&mut self.more);
+        watch
     }
 }
 
@@ -522,7 +593,6 @@ fn ten_thousand_connections_in_bursts_leave_probes_answering_and_nothing_open() 
     let sizes = sizes();
     let flood = Flood::start(sizes.burst as u64 + 256);
     let prober = Prober::start(&flood);
-    let started = Instant::now();
     let mut answered = 0;
     for burst in 0..sizes.bursts {
         answered += on_client_threads(|_| burst_share(flood.addr(), sizes.burst / CLIENT_THREADS))
@@ -530,23 +600,17 @@ fn ten_thousand_connections_in_bursts_leave_probes_answering_and_nothing_open() 
             .sum::<usize>();
         // Every connection of the burst is closed on the client's side:
         // the server closes its own before the next burst, which so never
-        // meets the cap (at most the prober's connection and the one
-        // before it besides the baseline). A burst under the cap evicts
-        // nothing, so every request of it must be answered.
-        flood.wait_fds_at_most(
-            flood.fds_baseline + 2,
-            DEADLINE,
-            &format!("after burst {burst}"),
-        );
+        // meets the cap (at most the prober's connections besides). A
+        // burst under the cap evicts nothing, so every request of it must
+        // be answered.
+        flood.wait_digested(DEADLINE, &format!("after burst {burst}"));
     }
     let share = sizes.burst / CLIENT_THREADS;
     let connections = sizes.bursts * share * CLIENT_THREADS;
     // Every other connection of a share sent a request, its first included.
     let requests = sizes.bursts * share.div_ceil(2) * CLIENT_THREADS;
     assert_eq!(answered, requests, "every request answered");
-    // One probe per 100 ms over the flood, allowing for a slow machine.
-    let min_probes = (started.elapsed().as_millis() / PROBE_EVERY.as_millis() / 2).max(5) as usize;
-    flood.finish("bursts", connections, prober, min_probes);
+    flood.finish("bursts", connections, prober, DEADLINE);
 }
 
 /// One thread's share of the idle connections: each sends one request,
@@ -586,7 +650,6 @@ fn two_thousand_idle_keep_alive_connections_are_closed_and_probes_keep_answering
     let sizes = sizes();
     let flood = Flood::start(sizes.idle as u64 + 256);
     let prober = Prober::start(&flood);
-    let started = Instant::now();
     let mut held: Vec<TcpStream> =
         on_client_threads(|_| idle_share(flood.addr(), sizes.idle / CLIENT_THREADS))
             .into_iter()
@@ -596,8 +659,7 @@ fn two_thousand_idle_keep_alive_connections_are_closed_and_probes_keep_answering
     // them anyway: the oldest evicted at the cap as newer ones came, the
     // rest by the header read timeout, which also bounds the wait for a
     // keep-alive connection's next request. Probes go on meanwhile.
-    flood.wait_fds_at_most(
-        flood.fds_baseline + 2,
+    flood.wait_digested(
         HEADER_READ_TIMEOUT + DEADLINE,
         "idle connections held by the client",
     );
@@ -614,8 +676,7 @@ fn two_thousand_idle_keep_alive_connections_are_closed_and_probes_keep_answering
         &still_open[..still_open.len().min(10)]
     );
     let connections = held.len();
-    let min_probes = (started.elapsed().as_millis() / PROBE_EVERY.as_millis() / 2).max(5) as usize;
-    flood.finish("idle keep-alive", connections, prober, min_probes);
+    flood.finish("idle keep-alive", connections, prober, DEADLINE);
     drop(held);
 }
 
@@ -641,9 +702,107 @@ fn connect_and_reset_storms_leave_probes_answering_and_nothing_open() {
     let sizes = sizes();
     let flood = Flood::start(256);
     let prober = Prober::start(&flood);
-    let started = Instant::now();
-    on_client_threads(|_| reset_share(flood.addr(), sizes.resets / CLIENT_THREADS));
-    let connections = (sizes.resets / CLIENT_THREADS) * CLIENT_THREADS;
-    let min_probes = (started.elapsed().as_millis() / PROBE_EVERY.as_millis() / 2).max(5) as usize;
-    flood.finish("connect-and-reset", connections, prober, min_probes);
+    for storm in 0..sizes.storms {
+        on_client_threads(|_| reset_share(flood.addr(), sizes.resets / CLIENT_THREADS));
+        // Probes go on while the server takes in what the kernel queued.
+        flood.wait_digested(DEADLINE, &format!("after storm {storm}"));
+    }
+    let connections = sizes.storms * (sizes.resets / CLIENT_THREADS) * CLIENT_THREADS;
+    flood.finish("connect-and-reset", connections, prober, DEADLINE);
+}
+
+/// A burst that comes while the service cannot run: more connections than
+/// std's listen backlog of 128 and than the probe server's cap, fewer than
+/// its backlog.
+const PAUSED_BURST: usize = 1000;
+/// A connection the kernel queues completes at once; one whose SYN it
+/// dropped on a full accept queue is tried again only after 1 s.
+const QUEUED_CONNECT: Duration = Duration::from_millis(500);
+
+/// The state letter of /proc/PID/stat: `T` once stopped by a signal.
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command's name, in parentheses, which may hold spaces.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()
+}
+
+#[test]
+fn a_burst_that_comes_while_the_probe_server_cannot_run_is_queued_and_answered() {
+    let _serial = serial();
+    let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .map(|text| text.trim().parse().unwrap())
+        .unwrap_or(4096);
+    assert!(
+        somaxconn >= LISTEN_BACKLOG,
+        "net.core.somaxconn is {somaxconn}: the kernel caps every listen backlog there, \
+         below the probe server's {LISTEN_BACKLOG}"
+    );
+    let flood = Flood::start(PAUSED_BURST as u64 + 256);
+    let (pid, addr) = (flood.pid(), flood.addr());
+    // The whole service stopped, as a probe thread that gets no CPU for a
+    // moment on a loaded node: only the kernel takes the connections, and
+    // queues them for the accept loop, up to the listen backlog.
+    flood.service.signal(libc::SIGSTOP);
+    wait_until(
+        DEADLINE,
+        || format!("the service did not stop: {:?}", process_state(pid)),
+        || (process_state(pid) == Some('T')).then_some(()),
+    );
+    let paused = Instant::now();
+    let mut streams: Vec<TcpStream> = (0..PAUSED_BURST)
+        .map(|i| {
+            let mut stream =
+                TcpStream::connect_timeout(&addr, QUEUED_CONNECT).unwrap_or_else(|e| {
+                    flood.service.signal(libc::SIGCONT);
+                    panic!(
+                        "connection {i} of the burst was not queued ({e}): the accept queue \
+                         holds {}",
+                        accept_queue(addr)
+                    )
+                });
+            if i % 2 == 0 {
+                stream.write_all(REQUEST_CLOSE).unwrap();
+            }
+            stream
+        })
+        .collect();
+    // The kubelet's probe comes behind the burst; the service runs again
+    // once the probe is queued, and the probe's one second counts from its
+    // connection.
+    let queued = std::thread::spawn(move || probe(addr, Endpoint::Livez.path(), DEFAULT_TIMEOUT));
+    wait_until(
+        DEADLINE,
+        || format!("the probe never queued: {} queued", accept_queue(addr)),
+        || (accept_queue(addr) > PAUSED_BURST || queued.is_finished()).then_some(()),
+    );
+    flood.service.signal(libc::SIGCONT);
+    let mut prober = Prober::start(&flood);
+    prober.started = paused;
+    let queued = queued.join().unwrap();
+    assert!(
+        queued.passed() && queued.elapsed < DEFAULT_TIMEOUT,
+        "the probe behind the burst: {queued}"
+    );
+    prober.more.push(queued);
+    // Every request among them is answered: at the cap, the server evicts
+    // idle connections, never one it has not read yet.
+    for stream in streams.iter_mut().step_by(2) {
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        let mut answer = Vec::new();
+        stream
+            .read_to_end(&mut answer)
+            .unwrap_or_else(|e| panic!("a queued request: {e}"));
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 200 OK\r\n"),
+            "a queued request: {answer:?}"
+        );
+    }
+    drop(streams);
+    flood.finish("paused burst", PAUSED_BURST, prober, DEADLINE);
 }
