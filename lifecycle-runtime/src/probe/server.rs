@@ -73,7 +73,19 @@ impl ProbeServer {
         let thread = std::thread::Builder::new()
             .name("lifecycle-probes".into())
             .spawn(move || {
-                runtime.block_on(accept_contained(listener, Arc::new(answer), stopped));
+                runtime.block_on(async move {
+                    // The accept loop is a task, queued behind the
+                    // connections it has just admitted. As the future that
+                    // `block_on` drives, it was polled with a fresh budget
+                    // of 128 accepts after every 61 tasks run: a flood got
+                    // admitted twice as fast as its connections ran, so
+                    // sockets piled up past the cap, and evictions at the
+                    // cap closed connections not read yet, the kubelet's
+                    // probe among them.
+                    let accepting =
+                        tokio::spawn(accept_contained(listener, Arc::new(answer), stopped));
+                    let _ = accepting.await;
+                });
                 // Connections still open are dropped with the runtime.
                 runtime.shutdown_background();
             })?;
