@@ -14,7 +14,7 @@
 //! sizes as the default: the issue's, which fit in the default run's time.
 
 use std::collections::BTreeMap;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,7 +23,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use lifecycle_testing::{probe, Endpoint, ProbeAnswer, Service, DEFAULT_TIMEOUT};
-use lifecycle_tests::fixture;
+use lifecycle_tests::{accept_queue, fixture};
 
 const TESTBED: &str = env!("CARGO_BIN_EXE_testbed");
 /// For anything waited on: generous, for a loaded 2-core machine.
@@ -153,39 +153,6 @@ fn status_kib(pid: u32, key: &str) -> u64 {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("{key} in /proc/{pid}/status"))
-}
-
-/// How many connections the kernel has completed for the listener on
-/// `addr` that the service has not accepted yet (its accept queue), from
-/// /proc/net/tcp; 0 once the listener is gone.
-fn accept_queue(addr: SocketAddr) -> usize {
-    let SocketAddr::V4(addr) = addr else {
-        panic!("the kit binds the probe server to 127.0.0.1: {addr}")
-    };
-    // The address as the kernel prints it: the IP's bytes in memory order
-    // as one hex number, then the port.
-    let local = format!(
-        "{:08X}:{:04X}",
-        u32::from_ne_bytes(addr.ip().octets()),
-        addr.port()
-    );
-    let Ok(table) = std::fs::File::open("/proc/net/tcp") else {
-        return 0;
-    };
-    // Listeners (state 0A) come first; the rest, thousands of TIME_WAIT
-    // entries after a flood, is never read. A listener's rx_queue is its
-    // accept queue's length.
-    for line in BufReader::new(table).lines().skip(1).map_while(Result::ok) {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.get(3) != Some(&"0A") {
-            break;
-        }
-        if fields[1] == local {
-            let queued = fields[4].split_once(':').map_or("0", |(_, rx)| rx);
-            return usize::from_str_radix(queued, 16).unwrap_or(0);
-        }
-    }
-    0
 }
 
 /// Waits until `ready` gives a value, or panics with `what` at the
