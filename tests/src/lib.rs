@@ -14,6 +14,8 @@
 //!   probes (`--lifecycle-manifest`, a configuration error, …);
 //! - raw HTTP over TCP for the probe server's hardening tests and for the
 //!   application;
+//! - [`accept_queue`]: the connections the kernel holds for a listener not
+//!   yet accepted, for the tests that flood the probe server;
 //! - [`kubernetes`]: what `--lifecycle-manifest` prints, read as
 //!   Kubernetes reads it.
 //!
@@ -318,6 +320,64 @@ pub fn raw_exchange(addr: SocketAddr, request: &[u8], wait: Duration) -> String 
 /// The first line of an HTTP answer, e.g. `HTTP/1.1 200 OK`.
 pub fn status_line(answer: &str) -> &str {
     answer.lines().next().unwrap_or("")
+}
+
+/// How many connections the kernel has completed for the IPv4 listener on
+/// `addr` that its process has not accepted yet (its accept queue), from
+/// /proc/net/tcp; 0 once the listener is gone. A connection flood waits
+/// there, up to the listen backlog, while the server takes it in.
+pub fn accept_queue(addr: SocketAddr) -> usize {
+    use std::io::BufRead;
+    let SocketAddr::V4(addr) = addr else {
+        panic!("accept_queue reads IPv4 listeners only: {addr}")
+    };
+    // The address as the kernel prints it: the IP's bytes in memory order
+    // as one hex number, then the port.
+    let local = format!(
+        "{:08X}:{:04X}",
+        u32::from_ne_bytes(addr.ip().octets()),
+        addr.port()
+    );
+    let Ok(table) = std::fs::File::open("/proc/net/tcp") else {
+        return 0;
+    };
+    // Listeners (state 0A) come first; the rest, thousands of TIME_WAIT
+    // entries after a flood, is never read. A listener's rx_queue is the
+    // length of its accept queue.
+    for line in io::BufReader::new(table)
+        .lines()
+        .skip(1)
+        .map_while(Result::ok)
+    {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(3) != Some(&"0A") {
+            break;
+        }
+        if fields[1] == local {
+            let queued = fields[4].split_once(':').map_or("0", |(_, rx)| rx);
+            return usize::from_str_radix(queued, 16).unwrap_or(0);
+        }
+    }
+    0
+}
+
+/// Waits until the listener on `addr` has accepted every connection the
+/// kernel completed for it, or panics at the deadline: a test that floods
+/// a server and then measures its probes starts its clock there, not
+/// behind a queue of its own making.
+pub fn wait_accepted(addr: SocketAddr, deadline: Duration) {
+    let until = Instant::now() + deadline;
+    loop {
+        let queued = accept_queue(addr);
+        if queued == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "{queued} connections to {addr} still not accepted after {deadline:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// What this project's tests add to the kit's [`Service`].
