@@ -21,6 +21,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -199,16 +200,7 @@ async fn accept<A, Fut>(
     A: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Answer> + Send + 'static,
 {
-    let mut http = http1::Builder::new();
-    // The header timeout also closes keep-alive connections left idle.
-    http.timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_headers(MAX_HEADERS)
-        .max_buf_size(MAX_HEADER_BYTES)
-        .keep_alive(true)
-        // Some health checkers send the request and then their FIN: answer
-        // on the read side they left open instead of dropping the request.
-        .half_close(true);
+    let http = http_settings();
     loop {
         let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => return,
@@ -224,22 +216,7 @@ async fn accept<A, Fut>(
         };
         let (id, busy, close) = connections.admit();
         let _ = stream.set_nodelay(true);
-        let answer = answer.clone();
-        let connection = http.serve_connection(
-            TokioIo::new(stream),
-            service_fn(move |mut request: Request<Incoming>| {
-                request.extensions_mut().insert(Peer(peer));
-                let busy = Busy::enter(&busy);
-                let answer = contained("probe server's answer", answer(request));
-                async move {
-                    let response = answer.await.unwrap_or_else(|()| {
-                        plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
-                    });
-                    drop(busy);
-                    Ok::<_, Infallible>(response)
-                }
-            }),
-        );
+        let connection = serve_connection(&http, stream, peer, answer.clone(), busy);
         let stop = stop.clone();
         let connections = connections.clone();
         tokio::spawn(async move {
@@ -254,6 +231,55 @@ async fn accept<A, Fut>(
             connections.release(id);
         });
     }
+}
+
+/// The HTTP/1 settings of every probe connection: what bounds a client's
+/// request head, in size and in time.
+pub(crate) fn http_settings() -> http1::Builder {
+    let mut http = http1::Builder::new();
+    // The header timeout also closes keep-alive connections left idle.
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_headers(MAX_HEADERS)
+        .max_buf_size(MAX_HEADER_BYTES)
+        .keep_alive(true)
+        // Some health checkers send the request and then their FIN: answer
+        // on the read side they left open instead of dropping the request.
+        .half_close(true);
+    http
+}
+
+/// Serves one connection from `peer` as the probe server serves each: with
+/// `http`'s settings, each request carrying the [`Peer`] and answered by
+/// `answer`, `busy` set while one is being answered, a panicking answer
+/// turned into a 500. Ends when the connection does.
+pub(crate) fn serve_connection<S, A, Fut>(
+    http: &http1::Builder,
+    stream: S,
+    peer: SocketAddr,
+    answer: Arc<A>,
+    busy: Arc<AtomicBool>,
+) -> impl Future<Output = hyper::Result<()>> + Send + 'static
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    A: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Answer> + Send + 'static,
+{
+    http.serve_connection(
+        TokioIo::new(stream),
+        service_fn(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(Peer(peer));
+            let busy = Busy::enter(&busy);
+            let answer = contained("probe server's answer", answer(request));
+            async move {
+                let response = answer.await.unwrap_or_else(|()| {
+                    plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
+                });
+                drop(busy);
+                Ok::<_, Infallible>(response)
+            }
+        }),
+    )
 }
 
 #[cfg(test)]
