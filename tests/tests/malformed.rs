@@ -541,6 +541,73 @@ fn many_half_open(addr: SocketAddr, started: mpsc::Sender<()>, count: usize) -> 
     Ok(())
 }
 
+/// Whether the server has closed its side of `stream` (the kernel's TCP
+/// state is no longer `ESTABLISHED`), without reading from it.
+fn closed_by_server(stream: &TcpStream) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `info` is a tcp_info of the size passed; the kernel fills at
+    // most that much of it.
+    let state = unsafe {
+        let mut info: libc::tcp_info = std::mem::zeroed();
+        let mut size = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        let result = libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut size,
+        );
+        assert_eq!(result, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
+        info.tcpi_state
+    };
+    // TCP_ESTABLISHED in linux/tcp_states.h (libc does not name it).
+    const ESTABLISHED: u8 = 1;
+    state != ESTABLISHED
+}
+
+/// Pipelined requests from a client that never reads its answers: once
+/// the answers fill the buffers between them, the server stops reading
+/// (its writes wait) and the header read timeout no longer applies. It
+/// must not wait on that client for ever: closed within the bound after
+/// the client's writes stall.
+fn never_reads(addr: SocketAddr, started: mpsc::Sender<()>) -> Result<(), String> {
+    let mut stream = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let requests = b"GET /readyz?verbose HTTP/1.1\r\nHost: probe\r\n\r\n".repeat(64);
+    let mut sent = 0usize;
+    let stalled_at = loop {
+        match stream.write(&requests[sent % requests.len()..]) {
+            Ok(n) => sent += n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                break Instant::now();
+            }
+            Err(e) => {
+                return Err(format!(
+                    "closed after {sent} bytes, before they stalled: {e}"
+                ))
+            }
+        }
+        if sent == requests.len() {
+            let _ = started.send(());
+        }
+        if sent > 512 * 1024 * 1024 {
+            return Err("512 MiB of requests taken without an answer read".into());
+        }
+    };
+    let until = stalled_at + CLOSE_BOUND;
+    while Instant::now() < until {
+        if closed_by_server(&stream) {
+            return Ok(());
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    Err(format!(
+        "still open {CLOSE_BOUND:?} after {sent} bytes of requests stalled, none of the answers read"
+    ))
+}
+
 #[test]
 fn malformed_requests_never_get_a_500_and_the_kubelets_probes_still_answer() {
     let service = fixture(TESTBED).start().unwrap();
@@ -559,6 +626,11 @@ fn malformed_requests_never_get_a_500_and_the_kubelets_probes_still_answer() {
         &service,
         "endless headers, a line every 20 ms",
         move |started| endless_headers(addr, started, Duration::from_millis(20)),
+    );
+    record.around(
+        &service,
+        "pipelined requests, answers never read",
+        move |started| never_reads(addr, started),
     );
     record.around(&service, "600 half-open connections", move |started| {
         many_half_open(addr, started, 600)
