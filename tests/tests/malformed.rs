@@ -541,37 +541,42 @@ fn many_half_open(addr: SocketAddr, started: mpsc::Sender<()>, count: usize) -> 
     Ok(())
 }
 
-/// Whether the server has closed its side of `stream` (the kernel's TCP
-/// state is no longer `ESTABLISHED`), without reading from it.
-fn closed_by_server(stream: &TcpStream) -> bool {
-    use std::os::fd::AsRawFd;
-    // SAFETY: `info` is a tcp_info of the size passed; the kernel fills at
-    // most that much of it.
-    let state = unsafe {
-        let mut info: libc::tcp_info = std::mem::zeroed();
-        let mut size = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-        let result = libc::getsockopt(
-            stream.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&mut info as *mut libc::tcp_info).cast(),
-            &mut size,
-        );
-        assert_eq!(result, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
-        info.tcpi_state
+/// The server's end of the connection from `client` to `server` in the
+/// kernel's table of TCP sockets:
+/// its state (`01` is `ESTABLISHED`) and its queue of bytes sent but not
+/// yet taken by the client (hexadecimal), or `None` once it is gone. A
+/// server that closes with answers still unsent sits in `FIN-WAIT-1`
+/// behind them: the client sees nothing of it until it reads.
+fn server_end(server: SocketAddr, client: SocketAddr) -> Option<(String, String)> {
+    let hex = |addr: SocketAddr| match addr.ip() {
+        std::net::IpAddr::V4(ip) => format!(
+            "{:08X}:{:04X}",
+            u32::from_le_bytes(ip.octets()),
+            addr.port()
+        ),
+        std::net::IpAddr::V6(_) => panic!("the testbed's probe address is IPv4: {addr}"),
     };
-    // TCP_ESTABLISHED in linux/tcp_states.h (libc does not name it).
-    const ESTABLISHED: u8 = 1;
-    state != ESTABLISHED
+    let (server, client) = (hex(server), hex(client));
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    // `sl local_address rem_address st tx_queue:rx_queue …`
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(1) != Some(&server.as_str()) || fields.get(2) != Some(&client.as_str()) {
+            return None;
+        }
+        let queue = fields.get(4)?.split(':').next()?;
+        Some((fields.get(3)?.to_string(), queue.to_owned()))
+    })
 }
 
 /// Pipelined requests from a client that never reads its answers: once
-/// the answers fill the buffers between them, the server stops reading
-/// (its writes wait) and the header read timeout no longer applies. It
-/// must not wait on that client for ever: closed within the bound after
-/// the client's writes stall.
+/// they fill the buffers between the two, the server stops reading (its
+/// writes wait), and the header read timeout no longer applies. It must
+/// not wait on that client for ever: once its answers have stopped moving
+/// (its queue of unsent bytes unchanged), it closes within the bound.
 fn never_reads(addr: SocketAddr, started: mpsc::Sender<()>) -> Result<(), String> {
     let mut stream = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    let client = stream.local_addr().unwrap();
     stream
         .set_write_timeout(Some(Duration::from_millis(500)))
         .unwrap();
@@ -596,16 +601,36 @@ fn never_reads(addr: SocketAddr, started: mpsc::Sender<()>) -> Result<(), String
             return Err("512 MiB of requests taken without an answer read".into());
         }
     };
-    let until = stalled_at + CLOSE_BOUND;
-    while Instant::now() < until {
-        if closed_by_server(&stream) {
-            return Ok(());
+    let mut last = None;
+    let mut moved_at = stalled_at;
+    loop {
+        let now = Instant::now();
+        match server_end(addr, client) {
+            Some((state, queue)) if state == "01" => {
+                if last.as_ref() != Some(&queue) {
+                    last = Some(queue);
+                    moved_at = now;
+                }
+            }
+            // Closed by the server (FIN-WAIT-1 behind its unsent answers,
+            // or further), or gone.
+            _ => return Ok(()),
+        }
+        if now - moved_at > CLOSE_BOUND {
+            return Err(format!(
+                "still open {CLOSE_BOUND:?} after its answers stopped moving ({} bytes unsent; {sent} bytes of requests, stalled {:?} ago, none of the answers read)",
+                last.map(|q| u64::from_str_radix(&q, 16).unwrap_or(0)).unwrap_or(0),
+                now - stalled_at
+            ));
+        }
+        if now - stalled_at > GIVE_UP * 4 {
+            return Err(format!(
+                "still open {:?} after {sent} bytes of requests stalled, its answers still moving",
+                now - stalled_at
+            ));
         }
         thread::sleep(Duration::from_millis(20));
     }
-    Err(format!(
-        "still open {CLOSE_BOUND:?} after {sent} bytes of requests stalled, none of the answers read"
-    ))
 }
 
 #[test]
