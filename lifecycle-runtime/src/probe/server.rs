@@ -11,8 +11,10 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -21,7 +23,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -37,6 +39,12 @@ const MAX_HEADERS: usize = 64;
 /// by then is idle or hostile.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_CONNECTIONS: usize = 512;
+/// The kubelet reads its answer at once; a client whose answers have not
+/// moved for this long (it reads nothing, its window is closed: pipelined
+/// requests whose answers it never takes) is not reading any more, and the
+/// header read timeout cannot see it, since the server has stopped reading
+/// too.
+const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A running probe server.
 pub(crate) struct ProbeServer {
@@ -266,7 +274,7 @@ where
     Fut: Future<Output = Answer> + Send + 'static,
 {
     http.serve_connection(
-        TokioIo::new(stream),
+        TokioIo::new(WriteStall::new(stream)),
         service_fn(move |mut request: Request<Incoming>| {
             request.extensions_mut().insert(Peer(peer));
             let busy = Busy::enter(&busy);
@@ -280,6 +288,93 @@ where
             }
         }),
     )
+}
+
+/// A connection's stream whose writes fail once they have made no
+/// progress for [`WRITE_STALL_TIMEOUT`].
+struct WriteStall<S> {
+    stream: S,
+    /// Since the first write that could not proceed, when one is waiting.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteStall<S> {
+    fn new(stream: S) -> WriteStall<S> {
+        WriteStall {
+            stream,
+            stalled: None,
+        }
+    }
+
+    /// `polled`, or a time-out once writes have waited too long.
+    fn watch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if polled.is_ready() {
+            self.stalled = None;
+            return polled;
+        }
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(WRITE_STALL_TIMEOUT)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client has read none of its answer for 2 s",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteStall<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteStall<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.watch(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.watch(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.stream).poll_flush(cx);
+        this.watch(cx, polled)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.stream).poll_shutdown(cx);
+        this.watch(cx, polled)
+    }
 }
 
 #[cfg(test)]
@@ -335,5 +430,34 @@ mod tests {
             "the panic reached the panic policy"
         );
         server.stop();
+    }
+
+    #[tokio::test]
+    async fn a_client_that_never_reads_its_answers_is_closed() {
+        use tokio::io::AsyncWriteExt;
+
+        let (mut client, server) = tokio::io::duplex(1024);
+        let answer = |_: Request<Incoming>| async { plain(StatusCode::OK, "ok\n") };
+        let connection = tokio::spawn(serve_connection(
+            &http_settings(),
+            server,
+            "127.0.0.1:40000".parse().unwrap(),
+            Arc::new(answer),
+            Arc::new(AtomicBool::new(false)),
+        ));
+        // Pipelined requests, none of the answers read: the answers fill
+        // the stream, then the requests.
+        let writer = tokio::spawn(async move {
+            while client
+                .write_all(b"GET /livez HTTP/1.1\r\nHost: probe\r\n\r\n")
+                .await
+                .is_ok()
+            {}
+        });
+        let ended = tokio::time::timeout(WRITE_STALL_TIMEOUT * 2, connection)
+            .await
+            .expect("the connection still open twice the write stall timeout on");
+        assert!(ended.unwrap().is_err(), "the connection ends on an error");
+        writer.abort();
     }
 }
