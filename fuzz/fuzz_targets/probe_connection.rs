@@ -4,7 +4,8 @@
 //! well-formed answers that are never a 500 (`lifecycle_fuzz::answers`).
 //!
 //! The first byte picks the lifecycle state and the peer, the second how
-//! the bytes are sent (in pieces, with pauses, with or without a FIN); the
+//! the bytes are sent (in pieces, with pauses, with or without a FIN, read
+//! as they come or not until the server closes); the
 //! rest is the connection. Seeds: `fuzz/seeds/probe_connection`.
 
 #![no_main]
@@ -16,6 +17,7 @@ fuzz_target!(|data: &[u8]| {
     let [state, how, bytes @ ..] = data else {
         return;
     };
-    let exchange = exchange(bytes, Sending::from_bytes(*state, *how));
-    answers(&exchange.received);
+    let sending = Sending::from_bytes(*state, *how);
+    let exchange = exchange(bytes, sending);
+    answers(&exchange.received, !sending.reads);
 });
