@@ -260,7 +260,8 @@ pub(crate) fn http_settings() -> http1::Builder {
 /// Serves one connection from `peer` as the probe server serves each: with
 /// `http`'s settings, each request carrying the [`Peer`] and answered by
 /// `answer`, `busy` set while one is being answered, a panicking answer
-/// turned into a 500. Ends when the connection does.
+/// turned into a 500, its writes failing once they have stalled for
+/// [`WRITE_STALL_TIMEOUT`]. Ends when the connection does.
 pub(crate) fn serve_connection<S, A, Fut>(
     http: &http1::Builder,
     stream: S,
