@@ -272,6 +272,9 @@ mod config;
 mod exec_probe;
 mod exit;
 mod flags;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod health;
 mod hooks;
 mod lifecycle;

@@ -11,8 +11,10 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -21,6 +23,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 
@@ -42,6 +45,12 @@ const MAX_CONNECTIONS: usize = 512;
 /// the kubelet's next probe, and its retry comes 1 s later, the probe's
 /// whole default timeout. Capped by `net.core.somaxconn` (4096 by default).
 const LISTEN_BACKLOG: u32 = 1024;
+/// The kubelet reads its answer at once; a client whose answers have not
+/// moved for this long (it reads nothing, its window is closed: pipelined
+/// requests whose answers it never takes) is not reading any more, and the
+/// header read timeout cannot see it, since the server has stopped reading
+/// too.
+const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A running probe server.
 pub(crate) struct ProbeServer {
@@ -230,16 +239,7 @@ async fn accept<A, Fut>(
     A: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Answer> + Send + 'static,
 {
-    let mut http = http1::Builder::new();
-    // The header timeout also closes keep-alive connections left idle.
-    http.timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_headers(MAX_HEADERS)
-        .max_buf_size(MAX_HEADER_BYTES)
-        .keep_alive(true)
-        // Some health checkers send the request and then their FIN: answer
-        // on the read side they left open instead of dropping the request.
-        .half_close(true);
+    let http = http_settings();
     loop {
         let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => return,
@@ -255,22 +255,7 @@ async fn accept<A, Fut>(
         };
         let (id, busy, close) = connections.admit();
         let _ = stream.set_nodelay(true);
-        let answer = answer.clone();
-        let connection = http.serve_connection(
-            TokioIo::new(stream),
-            service_fn(move |mut request: Request<Incoming>| {
-                request.extensions_mut().insert(Peer(peer));
-                let busy = Busy::enter(&busy);
-                let answer = contained("probe server's answer", answer(request));
-                async move {
-                    let response = answer.await.unwrap_or_else(|()| {
-                        plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
-                    });
-                    drop(busy);
-                    Ok::<_, Infallible>(response)
-                }
-            }),
-        );
+        let connection = serve_connection(&http, stream, peer, answer.clone(), busy);
         let stop = stop.clone();
         let connections = connections.clone();
         tokio::spawn(async move {
@@ -284,6 +269,143 @@ async fn accept<A, Fut>(
             .await;
             connections.release(id);
         });
+    }
+}
+
+/// The HTTP/1 settings of every probe connection: what bounds a client's
+/// request head, in size and in time.
+pub(crate) fn http_settings() -> http1::Builder {
+    let mut http = http1::Builder::new();
+    // The header timeout also closes keep-alive connections left idle.
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_headers(MAX_HEADERS)
+        .max_buf_size(MAX_HEADER_BYTES)
+        .keep_alive(true)
+        // Some health checkers send the request and then their FIN: answer
+        // on the read side they left open instead of dropping the request.
+        .half_close(true);
+    http
+}
+
+/// Serves one connection from `peer` as the probe server serves each: with
+/// `http`'s settings, each request carrying the [`Peer`] and answered by
+/// `answer`, `busy` set while one is being answered, a panicking answer
+/// turned into a 500, its writes failing once they have stalled for
+/// [`WRITE_STALL_TIMEOUT`]. Ends when the connection does.
+pub(crate) fn serve_connection<S, A, Fut>(
+    http: &http1::Builder,
+    stream: S,
+    peer: SocketAddr,
+    answer: Arc<A>,
+    busy: Arc<AtomicBool>,
+) -> impl Future<Output = hyper::Result<()>> + Send + 'static
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    A: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Answer> + Send + 'static,
+{
+    http.serve_connection(
+        TokioIo::new(WriteStall::new(stream)),
+        service_fn(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(Peer(peer));
+            let busy = Busy::enter(&busy);
+            let answer = contained("probe server's answer", answer(request));
+            async move {
+                let response = answer.await.unwrap_or_else(|()| {
+                    plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
+                });
+                drop(busy);
+                Ok::<_, Infallible>(response)
+            }
+        }),
+    )
+}
+
+/// A connection's stream whose writes fail once they have made no
+/// progress for [`WRITE_STALL_TIMEOUT`].
+struct WriteStall<S> {
+    stream: S,
+    /// Since the first write that could not proceed, when one is waiting.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteStall<S> {
+    fn new(stream: S) -> WriteStall<S> {
+        WriteStall {
+            stream,
+            stalled: None,
+        }
+    }
+
+    /// `polled`, or a time-out once writes have waited too long.
+    fn watch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if polled.is_ready() {
+            self.stalled = None;
+            return polled;
+        }
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(WRITE_STALL_TIMEOUT)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client has read none of its answer for 2 s",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteStall<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteStall<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.watch(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.watch(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.stream).poll_flush(cx);
+        this.watch(cx, polled)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.stream).poll_shutdown(cx);
+        this.watch(cx, polled)
     }
 }
 
@@ -340,5 +462,34 @@ mod tests {
             "the panic reached the panic policy"
         );
         server.stop();
+    }
+
+    #[tokio::test]
+    async fn a_client_that_never_reads_its_answers_is_closed() {
+        use tokio::io::AsyncWriteExt;
+
+        let (mut client, server) = tokio::io::duplex(1024);
+        let answer = |_: Request<Incoming>| async { plain(StatusCode::OK, "ok\n") };
+        let connection = tokio::spawn(serve_connection(
+            &http_settings(),
+            server,
+            "127.0.0.1:40000".parse().unwrap(),
+            Arc::new(answer),
+            Arc::new(AtomicBool::new(false)),
+        ));
+        // Pipelined requests, none of the answers read: the answers fill
+        // the stream, then the requests.
+        let writer = tokio::spawn(async move {
+            while client
+                .write_all(b"GET /livez HTTP/1.1\r\nHost: probe\r\n\r\n")
+                .await
+                .is_ok()
+            {}
+        });
+        let ended = tokio::time::timeout(WRITE_STALL_TIMEOUT * 2, connection)
+            .await
+            .expect("the connection still open twice the write stall timeout on");
+        assert!(ended.unwrap().is_err(), "the connection ends on an error");
+        writer.abort();
     }
 }

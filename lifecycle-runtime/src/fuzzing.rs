@@ -1,0 +1,129 @@
+//! The probe server's request handling, for the fuzz targets in `fuzz/`
+//! (cargo feature `fuzzing`; not a public API). A [`ProbeHarness`] serves
+//! one connection over any byte stream exactly as the probe server serves
+//! each accepted socket: the same HTTP/1 settings
+//! (`probe::server::http_settings`), the same service with its panic
+//! containment (`probe::server::serve_connection`), the same answer
+//! (`probe::http::answer`) from a real `Evaluator` over the checks the
+//! fuzz target registered. Only the socket and the accept loop are left out.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::Request;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::config::ReasonsPolicy;
+use crate::lifecycle::Lifecycle;
+use crate::probe::{http, server, Evaluator};
+use crate::registry::{self, CheckKind};
+
+/// The lifecycle state a [`ProbeHarness`] answers from.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct State {
+    /// Start-up finished (`Running`, `/startupz` passed).
+    pub started: bool,
+    /// A stop was requested (`Draining`).
+    pub stopping: bool,
+    /// `mark_broken` was called.
+    pub broken: bool,
+    /// `set_ready(false)` is in force.
+    pub withdrawn: bool,
+    /// `max_tasks`, for the built-in `tasks` check.
+    pub max_tasks: Option<u64>,
+    /// `reasons = "show"`: reasons for every peer.
+    pub reasons_shown: bool,
+}
+
+/// The probe server's connection handling over a stream of the caller's,
+/// on the current tokio runtime, which also runs the registered checks.
+pub struct ProbeHarness {
+    lifecycle: Arc<Lifecycle>,
+    evaluator: Arc<Evaluator>,
+    reasons: ReasonsPolicy,
+    http: http1::Builder,
+}
+
+/// How a connection served by [`ProbeHarness::serve`] ended.
+#[derive(Debug)]
+pub struct Served {
+    /// hyper's error, if the connection ended on one (a malformed request,
+    /// a time-out, …): the client's fault, not a failure.
+    pub error: Option<String>,
+    /// Whether the connection was still marked busy (answering a request)
+    /// once it had ended: it never should be, or the connection table
+    /// would keep evicting the wrong connections.
+    pub busy_after: bool,
+}
+
+impl ProbeHarness {
+    /// A harness over the checks registered in this binary, in `state`.
+    /// Call it inside a tokio runtime (with time enabled).
+    pub fn new(state: State) -> ProbeHarness {
+        let lifecycle = Arc::new(Lifecycle::new());
+        if state.started {
+            let _ = lifecycle.finish_startup();
+            lifecycle.latch_startup_passed();
+        }
+        if state.stopping {
+            lifecycle.request_stop();
+        }
+        if state.broken {
+            lifecycle.mark_broken("the fuzz target said so".into());
+        }
+        lifecycle.set_withdrawn(state.withdrawn);
+        lifecycle.heartbeat().beat();
+        let evaluator = Arc::new(Evaluator::new(
+            lifecycle.clone(),
+            tokio::runtime::Handle::current(),
+            Duration::from_secs(10),
+            state.max_tasks,
+            [
+                CheckKind::Liveness,
+                CheckKind::Readiness,
+                CheckKind::Startup,
+            ]
+            .into_iter()
+            .flat_map(registry::checks),
+        ));
+        evaluator.start_background_checks();
+        ProbeHarness {
+            lifecycle,
+            evaluator,
+            reasons: if state.reasons_shown {
+                ReasonsPolicy::Show
+            } else {
+                ReasonsPolicy::Loopback
+            },
+            http: server::http_settings(),
+        }
+    }
+
+    /// Serves `stream` as a connection from `peer` until it ends, as the
+    /// probe server serves an accepted socket.
+    pub async fn serve<S>(&self, stream: S, peer: SocketAddr) -> Served
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        // Stands for the application runtime's heartbeat task.
+        self.lifecycle.heartbeat().beat();
+        let evaluator = self.evaluator.clone();
+        let reasons = self.reasons;
+        let answer = move |request: Request<Incoming>| {
+            let evaluator = evaluator.clone();
+            async move { http::answer(&evaluator, reasons, request).await }
+        };
+        let busy = Arc::new(AtomicBool::new(false));
+        let result =
+            server::serve_connection(&self.http, stream, peer, Arc::new(answer), busy.clone())
+                .await;
+        Served {
+            error: result.err().map(|e| e.to_string()),
+            busy_after: busy.load(Ordering::SeqCst),
+        }
+    }
+}
