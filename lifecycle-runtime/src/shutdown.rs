@@ -66,8 +66,9 @@ where
             _ = tokio::time::sleep(drain_delay) => {}
         }
     }
-    tracing::info!("drain over: shutdown_signal() completes; waiting for main to return");
+    // The state change first: a log line never delays it.
     lifecycle.end_serving();
+    tracing::info!("drain over: shutdown_signal() completed; waiting for main to return");
     body.await
 }
 
