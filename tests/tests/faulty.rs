@@ -10,7 +10,8 @@
 //!   no line a reason forged, and the status the checks' results make;
 //! - a check that panics is that check's failure, `panicked: MESSAGE`
 //!   (`Box<dyn Any>` for a payload that is no string, as `std` prints
-//!   it), and the process and the probe server keep running;
+//!   it, even one whose drop panics too), and the process and the probe
+//!   server keep running;
 //! - a failing, panicking or timed-out `on_startup` hook exits 1 and the
 //!   `on_shutdown` hooks still run; a failing, panicking or timed-out
 //!   `on_shutdown` hook makes the exit 1 and the later hooks still run; the
@@ -95,7 +96,7 @@ fn selection(targets: &[&str], mode: &str) -> String {
 fn expected_reason(mode: &str, target: &str, is_async: bool, reason: &str) -> bool {
     let timed_out = format!("timed out after {} ms", CHECK_TIMEOUT.as_millis());
     match mode {
-        "panic-u32" | "panic-struct" => reason == "panicked: Box<dyn Any>",
+        "panic-u32" | "panic-struct" | "panic-drop" => reason == "panicked: Box<dyn Any>",
         "panic-string" => reason == format!("panicked: {target} exploded"),
         "hang" | "sleep" | "deadlock" | "spin" => {
             reason == timed_out
@@ -433,6 +434,7 @@ fn faulty_checks_answer_in_time_bounded_unforged_and_the_process_lives_on() {
     for mode in [
         "panic-u32",
         "panic-struct",
+        "panic-drop",
         "panic-string",
         "hang",
         "spin",
@@ -463,7 +465,7 @@ fn faulty_checks_answer_in_time_bounded_unforged_and_the_process_lives_on() {
 /// message and the log show it.
 fn hook_reason(mode: &str, target: &str) -> String {
     match mode {
-        "panic-u32" | "panic-struct" => "panicked: Box<dyn Any>".to_owned(),
+        "panic-u32" | "panic-struct" | "panic-drop" => "panicked: Box<dyn Any>".to_owned(),
         "panic-string" => format!("panicked: {target} exploded"),
         "hang" | "sleep" | "deadlock" | "spin" => {
             format!("timed out after {} ms", HOOK_TIMEOUT.as_millis())
@@ -474,9 +476,10 @@ fn hook_reason(mode: &str, target: &str) -> String {
     }
 }
 
-const HOOK_MODES: [&str; 9] = [
+const HOOK_MODES: [&str; 10] = [
     "panic-u32",
     "panic-struct",
+    "panic-drop",
     "panic-string",
     "hang",
     "sleep",

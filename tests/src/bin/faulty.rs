@@ -11,6 +11,7 @@
 //! - `panic-u32`: `std::panic::panic_any(42u32)`;
 //! - `panic-struct`: `panic_any` with a struct of ours;
 //! - `panic-string`: `panic_any` with a `String`;
+//! - `panic-drop`: `panic_any` with a payload whose drop panics too;
 //! - `hang`: never returns (an `async fn` stays pending; a plain `fn`
 //!   parks its thread);
 //! - `sleep`: `std::thread::sleep` for an hour, blocking its thread (a
@@ -46,6 +47,17 @@ const SPIN: Duration = Duration::from_secs(2);
 struct Payload {
     code: u32,
     what: &'static str,
+}
+
+/// A panic payload whose drop panics too.
+struct PanicsOnDrop;
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("the payload's drop exploded");
+        }
+    }
 }
 
 /// The mode `FAULTY` gives `target`, if any.
@@ -100,6 +112,7 @@ fn misbehave(target: &str, mode: &str) -> Result<(), String> {
             what: "a struct payload",
         }),
         "panic-string" => std::panic::panic_any(format!("{target} exploded")),
+        "panic-drop" => std::panic::panic_any(PanicsOnDrop),
         "sleep" => {
             std::thread::sleep(Duration::from_secs(3600));
             Ok(())
