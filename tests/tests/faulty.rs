@@ -624,6 +624,51 @@ fn a_faulty_on_shutdown_hook_makes_the_exit_1_and_the_later_hooks_run() {
 }
 
 #[test]
+fn a_panic_after_the_timeout_with_a_payload_that_panics_on_drop_crashes_nothing() {
+    let _serial = serial();
+    // Nobody waits for these runs any more when they panic: their payload
+    // is disposed of where they ran, and its drop panics in turn.
+    let targets = [
+        "ready-async",
+        "ready-fn",
+        "on-shutdown-async",
+        "on-shutdown-fn",
+    ];
+    let mut service = faulty(&selection(&targets, "late-panic-drop"))
+        .start()
+        .unwrap();
+    service.wait_for_stdout("main running", DEADLINE);
+    for name in ["ready-async", "ready-fn"] {
+        let one = service.get(&format!("/readyz/{name}"));
+        assert_eq!(
+            one.body,
+            format!(
+                "[-]{name} failed: timed out after {} ms\n",
+                CHECK_TIMEOUT.as_millis()
+            ),
+            "{one}"
+        );
+        service.wait_for_stdout(&format!("{name} panics late"), DEADLINE);
+    }
+    // Both panicked, and the process lives on; the async check's next run
+    // panics late again (a plain fn's is refused while the late one runs,
+    // then runs again).
+    let ready = service.get("/readyz?verbose");
+    assert_eq!(ready.status, Some(503), "{ready}");
+    assert!(service.is_running(), "{}", service.log_text());
+    // The hooks time out, then panic late, during the stop: exit 1, not
+    // 101.
+    let stopped = service.stop_with(Stop::grace(DEADLINE));
+    assert_eq!(stopped.exit.code, Some(1), "{stopped:?}");
+    let message = stopped.termination_message.unwrap_or_default();
+    assert!(
+        message.contains("on_shutdown hook \"on-shutdown-async\" timed out after 300 ms")
+            && message.contains("on_shutdown hook \"on-shutdown-fn\" timed out after 300 ms"),
+        "{message}"
+    );
+}
+
+#[test]
 fn process_exit_in_a_check_or_a_hook_exits_with_the_users_code() {
     let _serial = serial();
     // A check: the process ends during the probe that runs it, which gets

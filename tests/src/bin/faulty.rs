@@ -12,6 +12,9 @@
 //! - `panic-struct`: `panic_any` with a struct of ours;
 //! - `panic-string`: `panic_any` with a `String`;
 //! - `panic-drop`: `panic_any` with a payload whose drop panics too;
+//! - `late-panic-drop`: blocks 500 ms (past its timeout, when nobody
+//!   waits for it any more), prints `TARGET panics late`, then panics as
+//!   `panic-drop` does;
 //! - `hang`: never returns (an `async fn` stays pending; a plain `fn`
 //!   parks its thread);
 //! - `sleep`: `std::thread::sleep` for an hour, blocking its thread (a
@@ -37,6 +40,9 @@ use lifecycle_runtime::{liveness, on_shutdown, on_startup, readiness, service_ma
 
 /// The exit code `exit` passes to `std::process::exit`.
 const EXIT_CODE: i32 = 3;
+
+/// How long `late-panic-drop` blocks before it panics: past the timeouts.
+const LATE: Duration = Duration::from_millis(500);
 
 /// How long `spin` burns its thread.
 const SPIN: Duration = Duration::from_secs(2);
@@ -113,6 +119,11 @@ fn misbehave(target: &str, mode: &str) -> Result<(), String> {
         }),
         "panic-string" => std::panic::panic_any(format!("{target} exploded")),
         "panic-drop" => std::panic::panic_any(PanicsOnDrop),
+        "late-panic-drop" => {
+            std::thread::sleep(LATE);
+            println!("{target} panics late");
+            std::panic::panic_any(PanicsOnDrop)
+        }
         "sleep" => {
             std::thread::sleep(Duration::from_secs(3600));
             Ok(())
