@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio_util::task::AbortOnDropHandle;
 
-use crate::panics::{contain, payload_text, Contained};
+use crate::panics::{catch, catch_async, payload_message};
 use crate::registry::Call;
 
 /// How a bounded call ended.
@@ -48,20 +48,23 @@ pub(crate) async fn run_bounded<T: Send + 'static>(
     timeout: Duration,
     on_return: impl Send + 'static,
 ) -> Outcome<T> {
+    // A panic is caught in the task, its payload disposed of there: a run
+    // that panics after its time-out, when nobody waits for it any more,
+    // is contained all the same.
     let task = match call {
         Call::Blocking(function) => {
             let function = *function;
             app.spawn_blocking(move || {
                 let _on_return = on_return;
-                contain(function)
+                catch(function)
             })
         }
         Call::Async(function) => {
-            let future = Contained::new(function());
+            let future = function();
             let own = OwnTask::start();
             app.spawn(async move {
                 let _own = own;
-                future.await
+                catch_async(future).await
             })
         }
     };
@@ -69,9 +72,10 @@ pub(crate) async fn run_bounded<T: Send + 'static>(
     // start-up abandoned on SIGTERM, leaves nothing running behind.
     let task = AbortOnDropHandle::new(task);
     match tokio::time::timeout(timeout, task).await {
-        Ok(Ok(value)) => Outcome::Finished(value),
+        Ok(Ok(Ok(value))) => Outcome::Finished(value),
+        Ok(Ok(Err(message))) => Outcome::Panicked(message),
         Ok(Err(error)) if error.is_panic() => {
-            Outcome::Panicked(payload_text(&*error.into_panic()).to_owned())
+            Outcome::Panicked(payload_message(error.into_panic()))
         }
         Ok(Err(_)) => Outcome::Cancelled,
         Err(_) => Outcome::TimedOut(timeout),

@@ -12,7 +12,7 @@ use tokio::runtime::Handle;
 
 use crate::hooks;
 use crate::lifecycle::Lifecycle;
-use crate::panics::payload_text;
+use crate::panics::payload_message;
 use crate::registry::{self, HookKind};
 
 /// How the body of `main` ended.
@@ -42,7 +42,7 @@ where
         .map(|ended| match ended {
             Ok(Ok(())) => MainEnded::Ok,
             Ok(Err(error)) => MainEnded::Err(error),
-            Err(payload) => MainEnded::Panicked(payload_text(&*payload).to_owned()),
+            Err(payload) => MainEnded::Panicked(payload_message(payload)),
         });
     let mut body = std::pin::pin!(body);
     tokio::select! {
