@@ -669,6 +669,38 @@ fn a_panic_after_the_timeout_with_a_payload_that_panics_on_drop_crashes_nothing(
 }
 
 #[test]
+fn the_exits_reason_is_the_last_line_logged_while_another_thread_logs_on() {
+    let _serial = serial();
+    // A thread of the application's logs every millisecond as the process
+    // exits: nothing comes after the exit's reason.
+    for run in 0..3 {
+        for target in ["on-startup-async", "on-shutdown-fn"] {
+            let context = format!("run {run}: {target} failing while a thread logs");
+            let mut service = faulty(&format!("{target}:chatty"))
+                .spawn()
+                .unwrap_or_else(|e| panic!("{context}: {e}"));
+            if target.starts_with("on-shutdown") {
+                service.wait_for_stdout("main running", DEADLINE);
+                service.signal(libc::SIGTERM);
+            }
+            let exit = service.wait_exit(DEADLINE).unwrap();
+            assert_eq!(exit.code, Some(1), "{context}");
+            let log = service.log();
+            let reason = format!("{target}\" failed: {target} gave up while a thread chatters");
+            assert!(
+                log.iter().any(|l| l.contains("chatter ")),
+                "{context}: the thread logged"
+            );
+            let last = log.last().map(String::as_str).unwrap_or_default();
+            assert!(
+                last.contains("exiting with code 1: ") && last.contains(&reason),
+                "{context}: the last line logged is {last:?}"
+            );
+        }
+    }
+}
+
+#[test]
 fn process_exit_in_a_check_or_a_hook_exits_with_the_users_code() {
     let _serial = serial();
     // A check: the process ends during the probe that runs it, which gets

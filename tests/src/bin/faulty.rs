@@ -25,7 +25,9 @@
 //! - `huge`: fails with a reason of a megabyte;
 //! - `newline`: fails with a reason that would forge lines of a verbose
 //!   answer were it not escaped;
-//! - `exit`: `std::process::exit(3)`.
+//! - `exit`: `std::process::exit(3)`;
+//! - `chatty`: starts a thread that logs a line every millisecond, for
+//!   good, then fails.
 //!
 //! The application runtime has two workers. A readiness check `steady`
 //! always passes; the `on_shutdown` hook `last` (order 1) prints `hook last end` on stdout, to show that the
@@ -142,6 +144,15 @@ fn misbehave(target: &str, mode: &str) -> Result<(), String> {
         "huge" => Err(format!("{target}:{}", "x".repeat(1 << 20))),
         "newline" => Err(format!("{target}\n[+]fake ok\nreadyz check passed")),
         "exit" => std::process::exit(EXIT_CODE),
+        "chatty" => {
+            std::thread::spawn(|| {
+                for n in 0u64.. {
+                    tracing::info!("chatter {n}");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            });
+            Err(format!("{target} gave up while a thread chatters"))
+        }
         "hang" => loop {
             std::thread::park();
         },
