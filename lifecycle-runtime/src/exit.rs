@@ -73,7 +73,7 @@ pub(crate) fn terminate(code: i32, reason: &str) -> ! {
         write_termination_message(reason);
     }
     let logged = one_line(reason, TERMINATION_MESSAGE_MAX);
-    log_error(&format!("exiting with code {code}: {logged}"));
+    crate::logging::last_line(|| log_error(&format!("exiting with code {code}: {logged}")));
     exit_now(code)
 }
 

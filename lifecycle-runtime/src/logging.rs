@@ -14,6 +14,7 @@
 //! a moment to drain (250 ms at most), cut short as soon as the thread is
 //! seen stuck in a write.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -58,6 +59,9 @@ struct State {
     bytes: usize,
     /// The writer is in a write to stderr, which may never return.
     writing: bool,
+    /// The last line is in: the process is exiting, and the line that says
+    /// why stays the last one; later lines are discarded.
+    closed: bool,
 }
 
 impl Queue {
@@ -67,6 +71,7 @@ impl Queue {
                 lines: VecDeque::new(),
                 bytes: 0,
                 writing: false,
+                closed: false,
             }),
             queued: Condvar::new(),
             progressed: Condvar::new(),
@@ -79,9 +84,14 @@ impl Queue {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues `line`, unless it does not fit: then `false`.
-    fn push(&self, line: Vec<u8>) -> bool {
+    /// Queues `line`, unless it does not fit: then `false`. After the last
+    /// line, discards it. `last` makes it the last line.
+    fn push(&self, line: Vec<u8>, last: bool) -> bool {
         let mut state = self.state();
+        if state.closed {
+            return true;
+        }
+        state.closed = last;
         if state.bytes + line.len() > QUEUE_BYTES {
             return false;
         }
@@ -161,9 +171,24 @@ pub(crate) fn log_lines_dropped() -> u64 {
 /// it when the queue is full. Never waits on stderr.
 pub(crate) fn write_line(line: Vec<u8>) {
     start_writer();
-    if !QUEUE.push(line) {
+    let last = LAST_LINE.with(Cell::get);
+    if !QUEUE.push(line, last) {
         DROPPED.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+thread_local! {
+    /// The line this thread writes now is the last of the process.
+    static LAST_LINE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Logs, through `log`, the last line of the process (the exit's reason):
+/// any line another thread logs after it is discarded, so that it stays
+/// the last line logged, as the contract has it.
+pub(crate) fn last_line(log: impl FnOnce()) {
+    LAST_LINE.with(|last| last.set(true));
+    log();
+    LAST_LINE.with(|last| last.set(false));
 }
 
 /// A line of lifecycle's own when no subscriber is installed
@@ -326,7 +351,7 @@ mod tests {
         // A loaded machine: the writer thread gets to run only after a
         // while (a fresh thread, a busy core); stderr itself is fine.
         static QUEUE: Queue = Queue::new();
-        assert!(QUEUE.push(b"exiting with code 1: the reason\n".to_vec()));
+        assert!(QUEUE.push(b"exiting with code 1: the reason\n".to_vec(), false));
         let late = Duration::from_millis(150);
         let writer = std::thread::spawn(move || {
             std::thread::sleep(late);
@@ -343,11 +368,24 @@ mod tests {
     }
 
     #[test]
+    fn nothing_comes_after_the_last_line() {
+        static QUEUE: Queue = Queue::new();
+        assert!(QUEUE.push(b"before\n".to_vec(), false));
+        assert!(QUEUE.push(b"exiting with code 1: why\n".to_vec(), true));
+        assert!(QUEUE.push(b"after\n".to_vec(), false));
+        let lines: Vec<Vec<u8>> = QUEUE.state().lines.iter().cloned().collect();
+        assert_eq!(
+            lines,
+            [&b"before\n"[..], &b"exiting with code 1: why\n"[..]]
+        );
+    }
+
+    #[test]
     fn an_exit_gives_up_at_once_on_a_writer_stuck_in_a_write() {
         // A stalled pipe: the writer took a line and never comes back.
         static QUEUE: Queue = Queue::new();
-        assert!(QUEUE.push(b"stuck\n".to_vec()));
-        assert!(QUEUE.push(b"never written\n".to_vec()));
+        assert!(QUEUE.push(b"stuck\n".to_vec(), false));
+        assert!(QUEUE.push(b"never written\n".to_vec(), false));
         let _line = QUEUE.next();
         let started = Instant::now();
         QUEUE.drain(MAX, STALL);
