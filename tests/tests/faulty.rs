@@ -650,22 +650,26 @@ fn a_panic_after_the_timeout_with_a_payload_that_panics_on_drop_crashes_nothing(
         );
         service.wait_for_stdout(&format!("{name} panics late"), DEADLINE);
     }
-    // Both panicked, and the process lives on; the async check's next run
-    // panics late again (a plain fn's is refused while the late one runs,
-    // then runs again).
-    let ready = service.get("/readyz?verbose");
-    assert_eq!(ready.status, Some(503), "{ready}");
+    // Both panicked, and the process lives on.
     assert!(service.is_running(), "{}", service.log_text());
+    assert_eq!(service.probe(Endpoint::Livez).status, Some(200));
     // The hooks time out, then panic late, during the stop: exit 1, not
-    // 101.
-    let stopped = service.stop_with(Stop::grace(DEADLINE));
-    assert_eq!(stopped.exit.code, Some(1), "{stopped:?}");
-    let message = stopped.termination_message.unwrap_or_default();
-    assert!(
-        message.contains("on_shutdown hook \"on-shutdown-async\" timed out after 300 ms")
-            && message.contains("on_shutdown hook \"on-shutdown-fn\" timed out after 300 ms"),
-        "{message}"
-    );
+    // 101. (The async hook blocks a worker; whether a hook's time-out or
+    // its late panic is seen first depends on a worker being free to
+    // drive the timer, so either reason will do. No probe during the stop:
+    // a readiness run would take the other worker.)
+    service.signal(libc::SIGTERM);
+    let exit = service.wait_exit(DEADLINE).unwrap();
+    assert_eq!(exit.code, Some(1), "{}", service.log_text());
+    let message = service.termination_message().unwrap_or_default();
+    for target in ["on-shutdown-async", "on-shutdown-fn"] {
+        let named =
+            |reason: &str| message.contains(&format!("on_shutdown hook \"{target}\" {reason}"));
+        assert!(
+            named("timed out after 300 ms") || named("panicked: Box<dyn Any>"),
+            "{target}: {message}"
+        );
+    }
 }
 
 #[test]
