@@ -41,7 +41,10 @@ impl<T> Outcome<T> {
 /// A plain `fn` runs on the blocking pool so that it cannot stall a worker;
 /// `on_return` is dropped when it has really returned, which may be long
 /// after its time-out. An `async fn` that overruns is aborted at its next
-/// `.await`; a blocking one cannot be stopped and is left to finish.
+/// `.await`; a blocking one cannot be stopped and is left to finish. For
+/// an `async fn` too, `on_return` is dropped only when it has really ended:
+/// returned, or dropped by the abort, which may also come late (a blocking
+/// call inside it holds the abort off until its next `.await`).
 pub(crate) async fn run_bounded<T: Send + 'static>(
     app: &Handle,
     call: &Call<T>,
@@ -64,6 +67,7 @@ pub(crate) async fn run_bounded<T: Send + 'static>(
             let own = OwnTask::start();
             app.spawn(async move {
                 let _own = own;
+                let _on_return = on_return;
                 catch_async(future).await
             })
         }

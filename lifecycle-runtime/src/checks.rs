@@ -205,6 +205,17 @@ impl Check {
     /// One run: bounded by the timeout; for a plain `fn`, refused while an
     /// earlier call is still blocked.
     pub(crate) async fn run(&self, app: &Handle) -> CheckResult {
+        self.run_outliving(app, ()).await
+    }
+
+    /// [`run`](Self::run), with `outliving` dropped only when the call has
+    /// really ended, which may be after this returns or is dropped (see
+    /// [`run_bounded`]).
+    pub(crate) async fn run_outliving(
+        &self,
+        app: &Handle,
+        outliving: impl Send + 'static,
+    ) -> CheckResult {
         let started = Instant::now();
         let mark = match self.registration.call {
             Call::Async(_) => None,
@@ -227,7 +238,7 @@ impl Check {
             app,
             &self.registration.call,
             self.registration.timeout(),
-            mark,
+            (mark, outliving),
         )
         .await;
         let health = match outcome {

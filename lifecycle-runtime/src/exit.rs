@@ -1,9 +1,11 @@
 //! Exit codes and the termination message: every non-zero exit says why,
 //! in the log and where `kubectl describe pod` shows it.
 
+use std::cell::Cell;
 use std::io::{self, Write};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::TERMINATION_LOG;
 use crate::probe::bounds::one_line;
@@ -62,26 +64,58 @@ impl Exit {
 
 /// Writes `reason` as the termination message, logs it as the last line,
 /// and exits with `code`. Nothing here waits on stderr: the message is
-/// written before anything is logged, and logging never blocks.
+/// written before anything is logged, and logging never blocks. Other
+/// threads go on until the exit: their lines are no longer taken.
 ///
 /// The line logged is one line, within the termination message's bound:
 /// a longer one would never fit the log queue (and be lost, with the very
 /// reason of the exit), and a newline in the reason would end the line
 /// early, the last line logged then being whatever the reason says.
 pub(crate) fn terminate(code: i32, reason: &str) -> ! {
+    claim_exit();
     if code != 0 {
         write_termination_message(reason);
     }
+    crate::logging::only_this_thread_from_now();
     let logged = one_line(reason, TERMINATION_MESSAGE_MAX);
-    crate::logging::last_line(|| log_error(&format!("exiting with code {code}: {logged}")));
+    log_error(&format!("exiting with code {code}: {logged}"));
     exit_now(code)
 }
 
 /// Exits with `code`, after giving the queued log lines the moment they
 /// need when stderr takes them (none when it is stalled).
 fn exit_now(code: i32) -> ! {
+    claim_exit();
     crate::logging::drain_before_exit();
     std::process::exit(code)
+}
+
+/// A thread has begun ending the process.
+static EXIT_CLAIMED: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    /// This thread is the one ending the process.
+    static ENDING_HERE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// One exit per process: the first thread to end it goes on; any other
+/// that tries meanwhile (a second signal while the main thread exits with
+/// the stop's code, the deadline, a panic elsewhere) waits for the process
+/// to be gone. Without this both went on, and the process could exit 0
+/// with a 143's reason as its termination message. The thread that claimed
+/// goes on if it comes again (a panic on its way out).
+fn claim_exit() {
+    if ENDING_HERE.try_with(Cell::get).unwrap_or(false) {
+        return;
+    }
+    if EXIT_CLAIMED.swap(true, Ordering::SeqCst) {
+        // The claimer neither waits on this thread nor on anything it may
+        // hold: it only writes, logs without blocking and exits.
+        loop {
+            std::thread::park();
+        }
+    }
+    let _ = ENDING_HERE.try_with(|here| here.set(true));
 }
 
 /// Logs through `tracing`, or to stderr when no subscriber is installed

@@ -31,7 +31,17 @@ async fn run_group(
             "{} hook starting",
             hook.kind.label()
         );
-        let outcome = run_bounded(app, &hook.call, hook.timeout(), ()).await;
+        // A plain `fn` cannot be cancelled, and an aborted `async fn` stops
+        // only at its next `.await`: one that outlives this call (start-up
+        // abandoned on a signal, or timed out) stays recorded until it has
+        // really ended, and the stop waits for it before the `on_shutdown`
+        // hooks.
+        let outliving = (hook.kind == HookKind::OnStartup).then(|| {
+            lifecycle
+                .blocking_startup()
+                .enter(format!("on_startup hook \"{}\" ({})", hook.name, hook.site))
+        });
+        let outcome = run_bounded(app, &hook.call, hook.timeout(), outliving).await;
         (hook, outcome)
     }))
     .await;

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use once_cell::sync::Lazy;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+use tokio_util::task::task_tracker::TaskTrackerToken;
 use tokio_util::task::TaskTracker;
 
 /// Where the service is in its life.
@@ -126,6 +127,9 @@ pub(crate) struct Lifecycle {
     heartbeat: Heartbeat,
     /// What the stop is waiting for right now, for the deadline's message.
     activities: Mutex<Vec<String>>,
+    /// Preflight checks and `on_startup` hooks still running: plain `fn`s
+    /// on the blocking pool, `async fn`s an abort has not reached yet.
+    blocking_startup: BlockingCalls,
 }
 
 static GLOBAL: Lazy<Arc<Lifecycle>> = Lazy::new(|| Arc::new(Lifecycle::new()));
@@ -143,6 +147,7 @@ impl Lifecycle {
             tracker: TaskTracker::new(),
             heartbeat: Heartbeat::new(),
             activities: Mutex::new(Vec::new()),
+            blocking_startup: BlockingCalls::default(),
         }
     }
 
@@ -278,6 +283,11 @@ impl Lifecycle {
         &self.heartbeat
     }
 
+    /// Preflight checks and `on_startup` hooks that have not ended yet.
+    pub(crate) fn blocking_startup(&self) -> &BlockingCalls {
+        &self.blocking_startup
+    }
+
     // What the stop is waiting for.
 
     /// Records `what` as running until the guard is dropped.
@@ -324,6 +334,63 @@ impl Drop for Activity<'_> {
             .activities
             .lock()
             .unwrap_or_else(|p| p.into_inner());
+        if let Some(index) = running.iter().position(|r| *r == self.what) {
+            running.remove(index);
+        }
+    }
+}
+
+/// Start-up calls that may outlive start-up: plain `fn`s on the blocking
+/// pool, which nothing can cancel, and `async fn`s, which an abort stops
+/// only at their next `.await`. A start-up abandoned on SIGTERM, or whose
+/// hook timed out, leaves them running, and the `on_shutdown` hooks must
+/// wait for them (they may release what such a call is still acquiring).
+#[derive(Default)]
+pub(crate) struct BlockingCalls {
+    tracker: TaskTracker,
+    running: Arc<Mutex<Vec<String>>>,
+}
+
+impl BlockingCalls {
+    /// Records `what` as running until the guard, moved into the call, is
+    /// dropped: when the function has really returned.
+    pub(crate) fn enter(&self, what: String) -> BlockingCall {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(what.clone());
+        BlockingCall {
+            _token: self.tracker.token(),
+            running: self.running.clone(),
+            what,
+        }
+    }
+
+    /// What is still running, in the order it started.
+    pub(crate) fn running(&self) -> Vec<String> {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Until every recorded call has returned.
+    pub(crate) async fn returned(&self) {
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+/// One blocking call in [`BlockingCalls`]; removes itself when dropped.
+pub(crate) struct BlockingCall {
+    _token: TaskTrackerToken,
+    running: Arc<Mutex<Vec<String>>>,
+    what: String,
+}
+
+impl Drop for BlockingCall {
+    fn drop(&mut self) {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(index) = running.iter().position(|r| *r == self.what) {
             running.remove(index);
         }
@@ -428,5 +495,21 @@ mod tests {
         assert_eq!(lifecycle.still_running(), "on_shutdown hook \"flush\"");
         drop(hook);
         assert!(lifecycle.still_running().starts_with("nothing recorded"));
+    }
+
+    #[tokio::test]
+    async fn blocking_calls_are_awaited_until_each_has_returned() {
+        let calls = BlockingCalls::default();
+        let call = calls.enter("on_startup hook \"load\"".into());
+        assert_eq!(calls.running(), ["on_startup hook \"load\""]);
+        let returned = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            drop(call);
+        });
+        tokio::time::timeout(Duration::from_secs(5), calls.returned())
+            .await
+            .expect("returned() completes once the call is dropped");
+        assert!(calls.running().is_empty());
+        returned.join().unwrap();
     }
 }

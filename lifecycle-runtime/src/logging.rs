@@ -11,8 +11,7 @@
 //! away) fails the writes, which are ignored. Either way the lines lost are
 //! counted ([`log_lines_dropped`]) and the count is logged once stderr
 //! takes lines again. Nothing waits on that thread: at exit the queue gets
-//! a moment to drain (250 ms at most), cut short as soon as the thread is
-//! seen stuck in a write.
+//! a moment to drain only while the thread makes progress.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -26,22 +25,33 @@ use crate::config::LogFormat;
 /// How many bytes of log lines may wait for stderr; a line that does not
 /// fit is dropped.
 const QUEUE_BYTES: usize = 256 * 1024;
-/// At exit, the longest wait for the writer to finish the line it is
-/// writing: past it, stderr is taken for stalled and the process exits
-/// without the rest.
+/// At exit, how often to look whether the writer is making progress: when
+/// it has not and stderr cannot take a byte, stderr is taken for stalled
+/// and the process exits without the rest.
 const EXIT_STALL: Duration = Duration::from_millis(20);
 /// At exit, the longest wait for the queue to drain at all.
 const EXIT_DRAIN_MAX: Duration = Duration::from_millis(250);
 
 /// Lines lost: dropped from a full queue or failed to write.
 static DROPPED: AtomicU64 = AtomicU64::new(0);
+/// Lines the writer is done with (written or failed): its progress.
+static DONE: AtomicU64 = AtomicU64::new(0);
 /// The writer thread was started (or its start was attempted).
 static STARTED: AtomicBool = AtomicBool::new(false);
 /// Lifecycle's subscriber is the one installed: the report of dropped
 /// lines goes through it, formatted like every other line.
 static OWN_SUBSCRIBER: AtomicBool = AtomicBool::new(false);
 
-static QUEUE: Queue = Queue::new();
+static QUEUE: Queue = Queue {
+    state: Mutex::new(State {
+        lines: VecDeque::new(),
+        bytes: 0,
+        writing: false,
+        exiting: false,
+    }),
+    queued: Condvar::new(),
+    progressed: Condvar::new(),
+};
 
 struct Queue {
     state: Mutex<State>,
@@ -49,8 +59,6 @@ struct Queue {
     queued: Condvar,
     /// Wakes an exit waiting for the queue to drain: a line is done.
     progressed: Condvar,
-    /// Lines the writer is done with (written or failed): its progress.
-    done: AtomicU64,
 }
 
 struct State {
@@ -59,106 +67,30 @@ struct State {
     bytes: usize,
     /// The writer is in a write to stderr, which may never return.
     writing: bool,
-    /// The last line is in: the process is exiting, and the line that says
-    /// why stays the last one; later lines are discarded.
-    closed: bool,
+    /// A thread is ending the process: only its lines are queued now.
+    exiting: bool,
 }
 
-impl Queue {
-    const fn new() -> Queue {
-        Queue {
-            state: Mutex::new(State {
-                lines: VecDeque::new(),
-                bytes: 0,
-                writing: false,
-                closed: false,
-            }),
-            queued: Condvar::new(),
-            progressed: Condvar::new(),
-            done: AtomicU64::new(0),
-        }
-    }
+thread_local! {
+    /// This thread is the one ending the process.
+    static EXITING_THREAD: Cell<bool> = const { Cell::new(false) };
+}
 
-    /// The queue, held only to push or pop a line: never across a write.
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
+/// Before the exit's reason is logged: from now on only this thread's
+/// lines are queued, so that the reason stays the last line logged
+/// whatever other threads (hooks still running, the main thread moving
+/// on) log in the moments before the process is gone.
+pub(crate) fn only_this_thread_from_now() {
+    // Set under the lock that every queued line takes: a line of another
+    // thread is queued before this, or not at all.
+    let mut state = state();
+    EXITING_THREAD.with(|exiting| exiting.set(true));
+    state.exiting = true;
+}
 
-    /// Queues `line`, unless it does not fit: then `false`. After the last
-    /// line, discards it. `last` makes it the last line.
-    fn push(&self, line: Vec<u8>, last: bool) -> bool {
-        let mut state = self.state();
-        if state.closed {
-            return true;
-        }
-        state.closed = last;
-        if state.bytes + line.len() > QUEUE_BYTES {
-            return false;
-        }
-        state.bytes += line.len();
-        state.lines.push_back(line);
-        drop(state);
-        self.queued.notify_one();
-        true
-    }
-
-    /// The writer's next line, once there is one; the writer is then in a
-    /// write until [`Queue::done_with`].
-    fn next(&self) -> Vec<u8> {
-        let mut state = self.state();
-        loop {
-            if let Some(line) = state.lines.pop_front() {
-                state.bytes -= line.len();
-                state.writing = true;
-                return line;
-            }
-            state = self
-                .queued
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
-    }
-
-    /// The writer is done with its line (written or failed). Returns
-    /// whether the queue is empty.
-    fn done_with(&self) -> bool {
-        let drained = {
-            let mut state = self.state();
-            state.writing = false;
-            self.done.fetch_add(1, Ordering::SeqCst);
-            state.lines.is_empty()
-        };
-        self.progressed.notify_all();
-        drained
-    }
-
-    /// Waits until every queued line is done, at most `max`; returns
-    /// sooner when the writer is stuck in a write for `stall` (stderr is
-    /// stalled). A writer that is not in a write has not been given a core
-    /// yet (a fresh thread, a loaded machine): stderr may be fine, and the
-    /// last lines (the exit's reason) are waited for, up to `max`.
-    fn drain(&self, max: Duration, stall: Duration) {
-        let until = Instant::now() + max;
-        let mut state = self.state();
-        let mut done = self.done.load(Ordering::SeqCst);
-        while !state.lines.is_empty() || state.writing {
-            let now = Instant::now();
-            if now >= until {
-                return;
-            }
-            let (next, waited) = self
-                .progressed
-                .wait_timeout(state, stall.min(until - now))
-                .unwrap_or_else(PoisonError::into_inner);
-            state = next;
-            let now_done = self.done.load(Ordering::SeqCst);
-            if waited.timed_out() && now_done == done && state.writing {
-                // Stuck in a write: stderr is stalled.
-                return;
-            }
-            done = now_done;
-        }
-    }
+/// The queue, held only to push or pop a line: never across a write.
+fn state() -> MutexGuard<'static, State> {
+    QUEUE.state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// How many log lines were lost so far, to a full queue or a failed
@@ -171,24 +103,20 @@ pub(crate) fn log_lines_dropped() -> u64 {
 /// it when the queue is full. Never waits on stderr.
 pub(crate) fn write_line(line: Vec<u8>) {
     start_writer();
-    let last = LAST_LINE.with(Cell::get);
-    if !QUEUE.push(line, last) {
-        DROPPED.fetch_add(1, Ordering::Relaxed);
+    let mut state = state();
+    // A thread being torn down has no flag left: not the exiting one.
+    if state.exiting && !EXITING_THREAD.try_with(Cell::get).unwrap_or(false) {
+        return;
     }
-}
-
-thread_local! {
-    /// The line this thread writes now is the last of the process.
-    static LAST_LINE: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Logs, through `log`, the last line of the process (the exit's reason):
-/// any line another thread logs after it is discarded, so that it stays
-/// the last line logged, as the contract has it.
-pub(crate) fn last_line(log: impl FnOnce()) {
-    LAST_LINE.with(|last| last.set(true));
-    log();
-    LAST_LINE.with(|last| last.set(false));
+    if state.bytes + line.len() > QUEUE_BYTES {
+        drop(state);
+        DROPPED.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    state.bytes += line.len();
+    state.lines.push_back(line);
+    drop(state);
+    QUEUE.queued.notify_one();
 }
 
 /// A line of lifecycle's own when no subscriber is installed
@@ -199,12 +127,47 @@ pub(crate) fn fallback_line(text: &str) {
 
 /// Before the process exits: lets the queued lines reach stderr while the
 /// writer makes progress, so that the last lines (the exit's reason among
-/// them) are not lost; returns at once when stderr is stalled.
+/// them) are not lost; returns at once when stderr is stalled. A writer
+/// that is merely slow to be scheduled (a loaded node, a CPU limit) is
+/// waited for up to `EXIT_DRAIN_MAX`: only a stderr that cannot take a byte
+/// means stalled.
 pub(crate) fn drain_before_exit() {
     if !STARTED.load(Ordering::SeqCst) {
         return;
     }
-    QUEUE.drain(EXIT_DRAIN_MAX, EXIT_STALL);
+    let until = Instant::now() + EXIT_DRAIN_MAX;
+    let mut state = state();
+    let mut done = DONE.load(Ordering::SeqCst);
+    while !state.lines.is_empty() || state.writing {
+        let now = Instant::now();
+        if now >= until {
+            return;
+        }
+        let (next, waited) = QUEUE
+            .progressed
+            .wait_timeout(state, EXIT_STALL.min(until - now))
+            .unwrap_or_else(PoisonError::into_inner);
+        state = next;
+        let now_done = DONE.load(Ordering::SeqCst);
+        if waited.timed_out() && now_done == done && !stderr_writable() {
+            // Stuck in a write: stderr is stalled.
+            return;
+        }
+        done = now_done;
+    }
+}
+
+/// Whether stderr can take a byte now (poll, without waiting): false for a
+/// pipe nobody reads that is full.
+fn stderr_writable() -> bool {
+    let mut stderr = libc::pollfd {
+        fd: libc::STDERR_FILENO,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, a zero timeout.
+    let ready = unsafe { libc::poll(&mut stderr, 1, 0) };
+    ready == 1 && stderr.revents & libc::POLLOUT != 0
 }
 
 fn start_writer() {
@@ -223,13 +186,32 @@ fn write_lines() {
     let mut stderr = io::stderr();
     let mut reported = 0;
     loop {
-        let line = QUEUE.next();
+        let line = {
+            let mut state = state();
+            loop {
+                if let Some(line) = state.lines.pop_front() {
+                    state.bytes -= line.len();
+                    state.writing = true;
+                    break line;
+                }
+                state = QUEUE
+                    .queued
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+        };
         // Blocks while the pipe is full; fails (ignored) once it is broken.
         let written = stderr.write_all(&line).is_ok();
         if !written {
             DROPPED.fetch_add(1, Ordering::Relaxed);
         }
-        let drained = QUEUE.done_with();
+        let drained = {
+            let mut state = state();
+            state.writing = false;
+            DONE.fetch_add(1, Ordering::SeqCst);
+            state.lines.is_empty()
+        };
+        QUEUE.progressed.notify_all();
         // stderr takes lines again and has taken every queued one: say how
         // many were lost.
         let dropped = log_lines_dropped();
@@ -337,60 +319,4 @@ macro_rules! require_default_subscriber {
             "#[service_main] installs a log subscriber unless `tracing = false`, and that needs lifecycle-runtime's cargo feature `tracing-subscriber` (on by default): enable it, or write #[service_main(tracing = false)] and install your own subscriber"
         );
     };
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MAX: Duration = Duration::from_millis(2000);
-    const STALL: Duration = Duration::from_millis(20);
-
-    #[test]
-    fn an_exit_waits_for_a_writer_that_is_late_to_run() {
-        // A loaded machine: the writer thread gets to run only after a
-        // while (a fresh thread, a busy core); stderr itself is fine.
-        static QUEUE: Queue = Queue::new();
-        assert!(QUEUE.push(b"exiting with code 1: the reason\n".to_vec(), false));
-        let late = Duration::from_millis(150);
-        let writer = std::thread::spawn(move || {
-            std::thread::sleep(late);
-            let line = QUEUE.next();
-            QUEUE.done_with();
-            line
-        });
-        let started = Instant::now();
-        QUEUE.drain(MAX, STALL);
-        let waited = started.elapsed();
-        assert!(QUEUE.state().lines.is_empty(), "gave up after {waited:?}");
-        assert!(waited >= late && waited < MAX, "{waited:?}");
-        assert_eq!(writer.join().unwrap(), b"exiting with code 1: the reason\n");
-    }
-
-    #[test]
-    fn nothing_comes_after_the_last_line() {
-        static QUEUE: Queue = Queue::new();
-        assert!(QUEUE.push(b"before\n".to_vec(), false));
-        assert!(QUEUE.push(b"exiting with code 1: why\n".to_vec(), true));
-        assert!(QUEUE.push(b"after\n".to_vec(), false));
-        let lines: Vec<Vec<u8>> = QUEUE.state().lines.iter().cloned().collect();
-        assert_eq!(
-            lines,
-            [&b"before\n"[..], &b"exiting with code 1: why\n"[..]]
-        );
-    }
-
-    #[test]
-    fn an_exit_gives_up_at_once_on_a_writer_stuck_in_a_write() {
-        // A stalled pipe: the writer took a line and never comes back.
-        static QUEUE: Queue = Queue::new();
-        assert!(QUEUE.push(b"stuck\n".to_vec(), false));
-        assert!(QUEUE.push(b"never written\n".to_vec(), false));
-        let _line = QUEUE.next();
-        let started = Instant::now();
-        QUEUE.drain(MAX, STALL);
-        let waited = started.elapsed();
-        assert!(waited < MAX / 4, "waited {waited:?} on a stalled stderr");
-        assert_eq!(QUEUE.state().lines.len(), 1);
-    }
 }

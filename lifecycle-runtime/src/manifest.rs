@@ -57,10 +57,17 @@ pub(crate) fn print(settings: &Settings) -> Exit {
         .and_then(|path| path.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "service".to_owned());
     match render(&name, settings) {
-        Ok(yaml) => {
-            print!("{yaml}");
-            Exit::success()
-        }
+        // A manifest that did not reach stdout (closed, full) is a failure
+        // the caller must see, not a panic and not a silent success.
+        Ok(yaml) => match std::io::Write::write_all(&mut std::io::stdout().lock(), yaml.as_bytes())
+            .and_then(|()| std::io::Write::flush(&mut std::io::stdout().lock()))
+        {
+            Ok(()) => Exit::success(),
+            Err(error) => Exit::failure(
+                exit::FAILURE,
+                format!("cannot write the manifest to stdout: {error}"),
+            ),
+        },
         Err(error) => Exit::failure(exit::BAD_CONFIG, error),
     }
 }

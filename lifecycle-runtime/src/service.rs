@@ -7,9 +7,11 @@ use std::io::{self, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use tokio::runtime::{Handle, Runtime};
 
 use crate::call::OwnTask;
+use crate::checks::Check;
 use crate::config::{self, Flavor, ServiceConfig, Settings};
 use crate::exit::{self, Exit};
 use crate::flags::{self, Mode};
@@ -279,8 +281,22 @@ fn start_heartbeat(runtime: &Runtime, lifecycle: &Arc<Lifecycle>, stall_threshol
 /// Preflight checks, then the `on_startup` hooks by ascending order, equal
 /// orders together. The first failing stage stops start-up.
 async fn start_up(lifecycle: &Lifecycle, app: &Handle) -> Result<(), String> {
-    let failures: Vec<String> = crate::run_checks(CheckKind::Preflight)
-        .await
+    let checks: Vec<_> = registry::checks(CheckKind::Preflight)
+        .into_iter()
+        .map(|registration| (Check::new(registration), registration.site))
+        .collect();
+    // A check that outlives an abandoned start-up (a plain fn, or an async
+    // fn the abort has not reached yet) stays recorded until it has really
+    // ended: the stop waits for it before the on_shutdown hooks, as for the
+    // on_startup hooks.
+    let results = join_all(checks.iter().map(|(check, site)| {
+        let outliving = lifecycle
+            .blocking_startup()
+            .enter(format!("preflight check \"{}\" ({site})", check.name()));
+        check.run_outliving(app, outliving)
+    }))
+    .await;
+    let failures: Vec<String> = results
         .iter()
         .filter(|r| !r.health.is_up())
         .map(|r| {

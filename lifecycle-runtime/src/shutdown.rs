@@ -76,12 +76,31 @@ where
 /// Returns the hooks' failures.
 pub(crate) async fn stop(lifecycle: &Lifecycle, app: &Handle) -> Vec<String> {
     lifecycle.end_serving();
+    wait_for_blocking_startup_hooks(lifecycle).await;
     wait_for_tracked_tasks(lifecycle).await;
     if let Err(refused) = lifecycle.begin_stopping() {
         // Draining is the only way here; anything else is a bug of ours.
         tracing::error!("phase {} cannot become {}", refused.from, refused.to);
     }
     hooks::run_shutdown_hooks(lifecycle, app).await
+}
+
+/// Waits for the preflight checks and `on_startup` hooks that an abandoned
+/// or failed start-up left running (a plain `fn`, which nothing cancels,
+/// or an `async fn` that the abort reaches only at its next `.await`): the
+/// `on_shutdown` hooks may release what they are still acquiring. The
+/// shutdown deadline bounds the wait.
+async fn wait_for_blocking_startup_hooks(lifecycle: &Lifecycle) {
+    let running = lifecycle.blocking_startup().running();
+    if running.is_empty() {
+        return;
+    }
+    let names = running.join(", ");
+    tracing::warn!(
+        "waiting for {names} to return before the on_shutdown hooks: a plain fn cannot be cancelled, an aborted async fn stops only at its next .await"
+    );
+    let _running = lifecycle.enter(names);
+    lifecycle.blocking_startup().returned().await;
 }
 
 /// Waits for every task from `lifecycle_runtime::spawn`.

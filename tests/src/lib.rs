@@ -14,6 +14,8 @@
 //!   probes (`--lifecycle-manifest`, a configuration error, …);
 //! - raw HTTP over TCP for the probe server's hardening tests and for the
 //!   application;
+//! - [`accept_queue`]: the connections the kernel holds for a listener not
+//!   yet accepted, for the tests that flood the probe server;
 //! - [`kubernetes`]: what `--lifecycle-manifest` prints, read as
 //!   Kubernetes reads it.
 //!
@@ -33,6 +35,7 @@
 //! ```
 
 pub mod kubernetes;
+pub mod redis;
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -68,39 +71,51 @@ pub fn fixture(bin: impl AsRef<Path>) -> ServiceBuilder {
     builder
 }
 
-/// An IPv4 address of this machine outside loopback (`127.0.0.0/8`), if it
-/// has one: a connection to it from this machine comes from it, so a probe
-/// server bound to `0.0.0.0` sees a peer outside loopback, as it would see
-/// the kubelet or any other pod.
-pub fn outside_loopback_ipv4() -> Option<std::net::Ipv4Addr> {
-    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills `list` with a linked list that stays valid
-    // until freeifaddrs; each entry's address, when not null, is a
-    // sockaddr of the family it names.
-    unsafe {
-        if libc::getifaddrs(&mut list) != 0 {
-            return None;
-        }
-        let mut found = None;
-        let mut entry = list;
-        while let Some(ifaddr) = entry.as_ref() {
-            let up = ifaddr.ifa_flags & libc::IFF_UP as libc::c_uint != 0;
-            if up
-                && !ifaddr.ifa_addr.is_null()
-                && i32::from((*ifaddr.ifa_addr).sa_family) == libc::AF_INET
-            {
-                let addr = &*(ifaddr.ifa_addr as *const libc::sockaddr_in);
-                let ip = std::net::Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr));
-                if !ip.is_loopback() && !ip.is_unspecified() {
-                    found = Some(ip);
-                    break;
+/// The address outside loopback that [`in_private_network`] gives its
+/// body: TEST-NET-1 (RFC 5737), which exists only inside that namespace.
+pub const OUTSIDE_LOOPBACK: std::net::Ipv4Addr = std::net::Ipv4Addr::new(192, 0, 2, 1);
+
+/// Runs `body` on a thread of its own in a new, private network namespace
+/// where loopback is up (127.0.0.1 and ::1) and [`OUTSIDE_LOOPBACK`] is an
+/// address of this host outside loopback. Processes the body starts are in
+/// that namespace too, so a probe server bound to `0.0.0.0` or `[::]`
+/// sees a connection to `OUTSIDE_LOOPBACK` come from a peer outside
+/// loopback, as it would see the kubelet or another pod, whatever networks
+/// the machine has, and no packet leaves the namespace.
+///
+/// Needs root (CAP_SYS_ADMIN, as in CI and the README's test command) and
+/// iproute2's `ip`; panics naming what is missing rather than skipping.
+pub fn in_private_network<T: Send>(body: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                // SAFETY: unshare changes this thread's network namespace
+                // only; it touches no memory.
+                if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                    panic!(
+                        "cannot make a private network namespace (unshare(CLONE_NEWNET): {}): \
+                         run the tests as root, as ./scripts/test and CI do",
+                        io::Error::last_os_error()
+                    );
                 }
-            }
-            entry = ifaddr.ifa_next;
-        }
-        libc::freeifaddrs(list);
-        found
-    }
+                let outside = format!("{OUTSIDE_LOOPBACK}/32");
+                for args in [
+                    &["link", "set", "lo", "up"][..],
+                    &["addr", "add", &outside, "dev", "lo"][..],
+                ] {
+                    let status = std::process::Command::new("ip")
+                        .args(args)
+                        .status()
+                        .unwrap_or_else(|e| {
+                            panic!("cannot run `ip` (Debian package iproute2): {e}")
+                        });
+                    assert!(status.success(), "`ip {}` failed: {status}", args.join(" "));
+                }
+                body()
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
 /// A port that was free a moment ago on 127.0.0.1.
@@ -305,6 +320,64 @@ pub fn raw_exchange(addr: SocketAddr, request: &[u8], wait: Duration) -> String 
 /// The first line of an HTTP answer, e.g. `HTTP/1.1 200 OK`.
 pub fn status_line(answer: &str) -> &str {
     answer.lines().next().unwrap_or("")
+}
+
+/// How many connections the kernel has completed for the IPv4 listener on
+/// `addr` that its process has not accepted yet (its accept queue), from
+/// /proc/net/tcp; 0 once the listener is gone. A connection flood waits
+/// there, up to the listen backlog, while the server takes it in.
+pub fn accept_queue(addr: SocketAddr) -> usize {
+    use std::io::BufRead;
+    let SocketAddr::V4(addr) = addr else {
+        panic!("accept_queue reads IPv4 listeners only: {addr}")
+    };
+    // The address as the kernel prints it: the IP's bytes in memory order
+    // as one hex number, then the port.
+    let local = format!(
+        "{:08X}:{:04X}",
+        u32::from_ne_bytes(addr.ip().octets()),
+        addr.port()
+    );
+    let Ok(table) = std::fs::File::open("/proc/net/tcp") else {
+        return 0;
+    };
+    // Listeners (state 0A) come first; the rest, thousands of TIME_WAIT
+    // entries after a flood, is never read. A listener's rx_queue is the
+    // length of its accept queue.
+    for line in io::BufReader::new(table)
+        .lines()
+        .skip(1)
+        .map_while(Result::ok)
+    {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(3) != Some(&"0A") {
+            break;
+        }
+        if fields[1] == local {
+            let queued = fields[4].split_once(':').map_or("0", |(_, rx)| rx);
+            return usize::from_str_radix(queued, 16).unwrap_or(0);
+        }
+    }
+    0
+}
+
+/// Waits until the listener on `addr` has accepted every connection the
+/// kernel completed for it, or panics at the deadline: a test that floods
+/// a server and then measures its probes starts its clock there, not
+/// behind a queue of its own making.
+pub fn wait_accepted(addr: SocketAddr, deadline: Duration) {
+    let until = Instant::now() + deadline;
+    loop {
+        let queued = accept_queue(addr);
+        if queued == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "{queued} connections to {addr} still not accepted after {deadline:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// What this project's tests add to the kit's [`Service`].

@@ -2,8 +2,9 @@
 //! trusted: bounded whatever the checks return (a reason or a detail value
 //! at most 512 bytes, an answer at most 10 KiB with its verdict last), one
 //! line per check whatever its reason holds, and reasons withheld from
-//! peers outside loopback (reached for real: the probe server bound to
-//! `0.0.0.0` and asked from this machine's own address outside loopback).
+//! peers outside loopback (reached for real, in a private network
+//! namespace: the probe server bound to `0.0.0.0` and asked from the
+//! namespace's own address outside loopback).
 //! Each answer is read whole (not as the kubelet does, which stops at
 //! 10 KiB), so an answer too long shows.
 
@@ -11,22 +12,18 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use lifecycle_testing::{Endpoint, Service};
-use lifecycle_tests::{fixture, outside_loopback_ipv4, request, Answer, ServiceExt};
+use lifecycle_tests::{fixture, in_private_network, request, Answer, ServiceExt, OUTSIDE_LOOPBACK};
 
 const TESTBED: &str = env!("CARGO_BIN_EXE_testbed");
 const REASONS_SHOWN: &str = env!("CARGO_BIN_EXE_reasons-shown");
 const DEADLINE: Duration = Duration::from_secs(10);
 
 /// `service`'s probe server (bound to an unspecified address) as a peer
-/// outside loopback reaches it: through this machine's own address outside
-/// loopback, which the connection then comes from. `None`, said on stderr,
-/// on a machine without one.
-fn from_outside(service: &Service) -> Option<SocketAddr> {
-    let Some(ip) = outside_loopback_ipv4() else {
-        eprintln!("SKIPPED: this machine has no IPv4 address outside loopback to probe from");
-        return None;
-    };
-    Some(SocketAddr::new(IpAddr::V4(ip), service.probe_addr().port()))
+/// outside loopback reaches it: through the host's address outside
+/// loopback, which the connection then comes from. Only inside
+/// [`in_private_network`].
+fn from_outside(service: &Service) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(OUTSIDE_LOOPBACK), service.probe_addr().port())
 }
 
 /// The JSON answer's check called `name`.
@@ -141,13 +138,17 @@ fn a_reason_with_newlines_forges_no_line() {
 
 #[test]
 fn reasons_are_withheld_from_peers_outside_loopback_and_logged_once_per_change() {
+    in_private_network(
+        reasons_are_withheld_from_peers_outside_loopback_and_logged_once_per_change_inside,
+    );
+}
+
+fn reasons_are_withheld_from_peers_outside_loopback_and_logged_once_per_change_inside() {
     let mut service = fixture(TESTBED)
         .env("LIFECYCLE_PROBE_ADDR", "0.0.0.0:0")
         .start()
         .unwrap();
-    let Some(outside) = from_outside(&service) else {
-        return;
-    };
+    let outside = from_outside(&service);
     service.command("set down");
     for _ in 0..3 {
         let plain = request(outside, "GET", "/readyz", &[]);
@@ -214,14 +215,16 @@ fn reasons_are_withheld_from_peers_outside_loopback_and_logged_once_per_change()
 
 #[test]
 fn lifecycle_reasons_show_shows_them_to_every_peer() {
+    in_private_network(lifecycle_reasons_show_shows_them_to_every_peer_inside);
+}
+
+fn lifecycle_reasons_show_shows_them_to_every_peer_inside() {
     let service = fixture(TESTBED)
         .env("LIFECYCLE_PROBE_ADDR", "0.0.0.0:0")
         .env("LIFECYCLE_REASONS", "show")
         .start()
         .unwrap();
-    let Some(outside) = from_outside(&service) else {
-        return;
-    };
+    let outside = from_outside(&service);
     let verbose = request(outside, "GET", "/readyz?verbose", &[]);
     assert!(
         verbose
@@ -238,14 +241,16 @@ fn lifecycle_reasons_show_shows_them_to_every_peer() {
 
 #[test]
 fn the_reasons_argument_shows_them_and_the_variable_wins_over_it() {
+    in_private_network(the_reasons_argument_shows_them_and_the_variable_wins_over_it_inside);
+}
+
+fn the_reasons_argument_shows_them_and_the_variable_wins_over_it_inside() {
     let reason = "[-]database failed: cannot reach postgres://app@db.internal:5432\n";
     let shown = fixture(REASONS_SHOWN)
         .env("LIFECYCLE_PROBE_ADDR", "0.0.0.0:0")
         .spawn()
         .unwrap();
-    let Some(outside) = from_outside(&shown) else {
-        return;
-    };
+    let outside = from_outside(&shown);
     let answer = wait_for_readyz_answer(outside);
     assert_eq!(answer.body, reason);
 
@@ -254,7 +259,7 @@ fn the_reasons_argument_shows_them_and_the_variable_wins_over_it() {
         .env("LIFECYCLE_REASONS", "loopback")
         .spawn()
         .unwrap();
-    let outside = from_outside(&withheld).unwrap();
+    let outside = from_outside(&withheld);
     let answer = wait_for_readyz_answer(outside);
     assert_eq!(answer.body, "[-]database failed: reason withheld\n");
     assert_eq!(withheld.request("GET", "/readyz", &[]).body, reason);
@@ -276,10 +281,10 @@ fn wait_for_readyz_answer(addr: SocketAddr) -> Answer {
 
 #[test]
 fn ipv4_mapped_loopback_is_loopback_on_a_dual_stack_socket() {
-    if std::net::TcpListener::bind("[::]:0").is_err() {
-        eprintln!("SKIPPED: no IPv6 on this machine");
-        return;
-    }
+    in_private_network(ipv4_mapped_loopback_is_loopback_on_a_dual_stack_socket_inside);
+}
+
+fn ipv4_mapped_loopback_is_loopback_on_a_dual_stack_socket_inside() {
     let mut service = fixture(TESTBED)
         .env("LIFECYCLE_PROBE_ADDR", "[::]:0")
         .start()
@@ -295,8 +300,6 @@ fn ipv4_mapped_loopback_is_loopback_on_a_dual_stack_socket() {
         );
     }
     // From outside loopback, ::ffff:A.B.C.D: withheld.
-    if let Some(outside) = from_outside(&service) {
-        let answer = request(outside, "GET", "/readyz", &[]);
-        assert_eq!(answer.body, "[-]toggle failed: reason withheld\n");
-    }
+    let answer = request(from_outside(&service), "GET", "/readyz", &[]);
+    assert_eq!(answer.body, "[-]toggle failed: reason withheld\n");
 }

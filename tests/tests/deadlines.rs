@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use lifecycle_testing::{Endpoint, ProbeAnswer, Service, Stop};
-use lifecycle_tests::{fixture, http_get, ServiceExt, CLIENT_TIMEOUT};
+use lifecycle_tests::{fixture, http_get, wait_accepted, ServiceExt, CLIENT_TIMEOUT};
 
 const TESTBED: &str = env!("CARGO_BIN_EXE_testbed");
 /// Blocks its current_thread runtime's only thread after 300 ms.
@@ -431,6 +431,10 @@ fn a_thousand_slow_connections_do_not_delay_probes() {
             stream
         })
         .collect();
+    // What the held connections do to probes, once the server has them:
+    // the connect burst itself waits in the listen backlog until accepted,
+    // and a probe sent meanwhile waits behind it.
+    wait_accepted(service.probe_addr(), DEADLINE);
     let opened = std::time::Instant::now();
     for _ in 0..20 {
         let live = service.probe(Endpoint::Livez);
@@ -486,6 +490,8 @@ fn connections_busy_on_a_slow_check_do_not_lock_out_new_probes() {
             stream
         })
         .collect();
+    // Once the server has them all (see above).
+    wait_accepted(service.probe_addr(), DEADLINE);
     for _ in 0..10 {
         let live = service.probe(Endpoint::Livez);
         assert_eq!(live.status, Some(200), "{live}");

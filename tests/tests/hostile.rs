@@ -211,10 +211,16 @@ impl Testbed {
 
     /// Sends a control command and waits for its acknowledgement.
     fn command(&mut self, line: &str) {
+        self.send(line);
+        self.wait_for_line(&format!("ack {line}"));
+    }
+
+    /// Sends a command without waiting for its ack: for commands that end
+    /// the process, which may exit before it acknowledges.
+    fn send(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().unwrap();
         writeln!(stdin, "{line}").unwrap();
         stdin.flush().unwrap();
-        self.wait_for_line(&format!("ack {line}"));
     }
 
     fn signal(&self, signal: i32) {
@@ -434,7 +440,7 @@ fn a_log_pipe_closed_mid_run_neither_aborts_nor_loses_the_termination_message() 
 
     // main fails: 1, with the termination message.
     let (mut testbed, _) = start_then_close_stderr();
-    testbed.command("set fail");
+    testbed.send("set fail");
     let status = testbed.exit_within(SHUTDOWN_TIMEOUT + MARGIN);
     assert_code(status, 1, "main failing after stderr closed");
     let message = testbed.termination_message().unwrap_or_default();
@@ -446,7 +452,7 @@ fn a_log_pipe_closed_mid_run_neither_aborts_nor_loses_the_termination_message() 
     // A panic under panic = "crash": 101 from the panic hook, which must
     // not panic itself (that aborts), with the termination message.
     let (mut testbed, _) = start_then_close_stderr();
-    testbed.command("set spawn-panic");
+    testbed.send("set spawn-panic");
     let status = testbed.exit_within(DEADLINE);
     assert_code(status, 101, "a crash after stderr closed");
     let message = testbed.termination_message().unwrap_or_default();

@@ -222,6 +222,23 @@ fn a_manifest_needs_an_address_the_kubelet_can_reach() {
 }
 
 #[test]
+fn a_manifest_that_cannot_reach_stdout_is_a_failure_not_a_panic() {
+    let output = std::process::Command::new(TESTBED)
+        .arg("--lifecycle-manifest")
+        .env("LIFECYCLE_PROBE_ADDR", "0.0.0.0:9100")
+        .stdout(std::fs::File::create("/dev/full").unwrap())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot write the manifest to stdout: No space left on device"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
 fn the_manifest_warns_when_the_shutdown_budget_cannot_hold_in_the_cluster() {
     let env = [("LIFECYCLE_PROBE_ADDR", "0.0.0.0:9100")];
     let (code, stdout, _) = run(TESTBED, &["--lifecycle-manifest"], &env);

@@ -202,3 +202,35 @@ fn json_logs_with_lifecycle_log_format() {
         .unwrap()
         .starts_with("probe server listening on http://127.0.0.1:"));
 }
+
+#[test]
+fn a_stop_during_a_blocking_on_startup_hook_waits_for_it_before_the_on_shutdown_hooks() {
+    // A plain fn cannot be cancelled: the on_shutdown hooks may release what
+    // it is still acquiring, so they must not start before it returns.
+    let mut service = fixture(TESTBED)
+        .env("TESTBED_BLOCKING_STARTUP_MS", "1500")
+        .spawn()
+        .unwrap();
+    service.wait_for_stdout("hook blocking_warm_up start", DEADLINE);
+    service.signal(libc::SIGTERM);
+    let exit = service.wait_exit(DEADLINE).unwrap();
+    let stdout = service.stdout();
+    let position = |line: &str| {
+        stdout
+            .iter()
+            .position(|l| l == line)
+            .unwrap_or_else(|| panic!("no {line:?} in {stdout:?}"))
+    };
+    assert!(
+        position("hook blocking_warm_up end") < position("hook stop_intake start"),
+        "an on_shutdown hook ran while the on_startup hook still ran: {stdout:?}"
+    );
+    assert_eq!(exit.code, Some(0), "{exit}\n{}", service.log_text());
+    assert!(
+        service.log_text().contains(
+            "waiting for on_startup hook \"blocking_warm_up\" (tests/src/bin/testbed/main.rs"
+        ),
+        "{}",
+        service.log_text()
+    );
+}

@@ -21,7 +21,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 
 use crate::panics::contained;
@@ -36,6 +36,12 @@ const MAX_HEADERS: usize = 64;
 /// by then is idle or hostile.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_CONNECTIONS: usize = 512;
+/// Connections the kernel completes and queues for the accept loop. std's
+/// `bind` listens with 128, which a flood of connections fills whenever
+/// this thread falls behind for a moment: the kernel then drops the SYN of
+/// the kubelet's next probe, and its retry comes 1 s later, the probe's
+/// whole default timeout. Capped by `net.core.somaxconn` (4096 by default).
+const LISTEN_BACKLOG: u32 = 1024;
 
 /// A running probe server.
 pub(crate) struct ProbeServer {
@@ -53,22 +59,32 @@ impl ProbeServer {
         A: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Answer> + Send + 'static,
     {
-        let listener = std::net::TcpListener::bind(addr)?;
-        listener.set_nonblocking(true)?;
-        let local_addr = listener.local_addr()?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
+        let listener = {
+            // The listener registers with the runtime that will serve it.
+            let _entered = runtime.enter();
+            listen(addr)?
+        };
+        let local_addr = listener.local_addr()?;
         let stop = CancellationToken::new();
         let stopped = stop.clone();
         let thread = std::thread::Builder::new()
             .name("lifecycle-probes".into())
             .spawn(move || {
                 runtime.block_on(async move {
-                    match TcpListener::from_std(listener) {
-                        Ok(listener) => accept_contained(listener, Arc::new(answer), stopped).await,
-                        Err(e) => tracing::error!("probe server cannot use its socket: {e}"),
-                    }
+                    // The accept loop is a task, queued behind the
+                    // connections it has just admitted. As the future that
+                    // `block_on` drives, it was polled with a fresh budget
+                    // of 128 accepts after every 61 tasks run: a flood got
+                    // admitted twice as fast as its connections ran, so
+                    // sockets piled up past the cap, and evictions at the
+                    // cap closed connections not read yet, the kubelet's
+                    // probe among them.
+                    let accepting =
+                        tokio::spawn(accept_contained(listener, Arc::new(answer), stopped));
+                    let _ = accepting.await;
                 });
                 // Connections still open are dropped with the runtime.
                 runtime.shutdown_background();
@@ -87,6 +103,21 @@ impl ProbeServer {
             let _ = thread.join();
         }
     }
+}
+
+/// A listener on `addr` with a backlog of [`LISTEN_BACKLOG`], inside a
+/// runtime.
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As std's `bind` does on Unix: a restarted service binds its port at
+    // once, whatever connections of its predecessor are in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Writes `addr` (`IP:PORT` and a newline) to `path`, for tools that start

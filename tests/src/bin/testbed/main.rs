@@ -52,6 +52,17 @@ async fn warm_up() -> Result<(), String> {
     Ok(())
 }
 
+/// A plain `fn` that blocks its thread for TESTBED_BLOCKING_STARTUP_MS:
+/// nothing can cancel it, so a stop during it must wait for it to return.
+#[on_startup(timeout_ms = 30000)]
+fn blocking_warm_up() {
+    if let Some(work) = env_millis("TESTBED_BLOCKING_STARTUP_MS") {
+        println!("hook blocking_warm_up start");
+        std::thread::sleep(work);
+        println!("hook blocking_warm_up end");
+    }
+}
+
 /// Follows the `down` flag: the readiness check toggled at run time.
 #[readiness(timeout_ms = 200)]
 async fn toggle() -> Result<(), String> {
