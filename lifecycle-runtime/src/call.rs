@@ -111,3 +111,46 @@ impl Drop for OwnTask {
         OWN_TASKS.fetch_sub(1, Ordering::SeqCst);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    fn blocks_its_worker() -> crate::registry::BoxFuture<()> {
+        Box::pin(async { std::thread::sleep(Duration::from_millis(1500)) })
+    }
+
+    #[test]
+    fn a_call_that_blocks_every_worker_still_times_out_in_time() {
+        // Hooks are awaited in the application runtime's `block_on`, whose
+        // timers its workers drive: with the only worker blocked by the
+        // call itself, a timer of that runtime would fire only once the
+        // call lets go of it.
+        let app = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let handle = app.handle().clone();
+        let started = Instant::now();
+        let outcome = app.block_on(run_bounded(
+            &handle,
+            &Call::Async(blocks_its_worker),
+            Duration::from_millis(100),
+            (),
+        ));
+        let took = started.elapsed();
+        assert!(
+            matches!(outcome, Outcome::TimedOut(_)),
+            "{:?}",
+            outcome.failure()
+        );
+        assert!(
+            took < Duration::from_millis(1000),
+            "timed out after {took:?}"
+        );
+        app.shutdown_background();
+    }
+}

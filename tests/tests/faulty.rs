@@ -651,6 +651,41 @@ fn a_faulty_on_startup_hook_fails_start_up_with_1_in_time() {
 }
 
 #[test]
+fn on_startup_hooks_that_block_every_worker_still_time_out_in_time() {
+    let _serial = serial();
+    // Two async hooks blocking the two workers of the application runtime,
+    // whose workers drive its timers: the hooks' time-outs must not need
+    // them.
+    let targets = ["on-startup-async", "on-startup-async-2"];
+    let service = faulty(&selection(&targets, "sleep")).spawn().unwrap();
+    let listening = Instant::now();
+    let failed = service
+        .wait_for_log("on_startup hook \"on-startup-async", DEADLINE)
+        .unwrap();
+    assert!(
+        listening.elapsed() < HOOK_TIMEOUT + QUICK_STOP,
+        "start-up failed {} ms after the probe server listened",
+        listening.elapsed().as_millis()
+    );
+    for target in targets {
+        assert!(
+            failed.contains(&format!(
+                "on_startup hook \"{target}\" timed out after 300 ms"
+            )),
+            "{failed}"
+        );
+    }
+    let mut service = service;
+    let exit = service.wait_exit(DEADLINE).unwrap();
+    assert_eq!(exit.code, Some(1));
+    let message = service.termination_message().unwrap_or_default();
+    assert!(
+        message.starts_with("shutdown did not finish within 3000 ms of the stop; still running: "),
+        "{message}"
+    );
+}
+
+#[test]
 fn a_faulty_on_shutdown_hook_makes_the_exit_1_and_the_later_hooks_run() {
     let _serial = serial();
     let targets = ["on-shutdown-async", "on-shutdown-fn"];

@@ -5,8 +5,8 @@
 //!
 //! Targets: `live-async`, `live-fn`, `ready-async`, `ready-fn`,
 //! `start-async`, `start-fn` (checks, 200 ms timeouts), `on-startup-async`,
-//! `on-startup-fn`, `on-shutdown-async`, `on-shutdown-fn` (hooks, 300 ms
-//! timeouts). Modes:
+//! `on-startup-async-2`, `on-startup-fn`, `on-shutdown-async`,
+//! `on-shutdown-fn` (hooks, 300 ms timeouts). Modes:
 //!
 //! - `panic-u32`: `std::panic::panic_any(42u32)`;
 //! - `panic-struct`: `panic_any` with a struct of ours;
@@ -224,6 +224,12 @@ fn start_fn() -> Result<(), String> {
 #[on_startup(name = "on-startup-async", timeout_ms = 300)]
 async fn on_startup_async() -> Result<(), String> {
     asynchronous("on-startup-async").await
+}
+
+/// A second one, beside it: two async hooks that block take both workers.
+#[on_startup(name = "on-startup-async-2", timeout_ms = 300)]
+async fn on_startup_async_2() -> Result<(), String> {
+    asynchronous("on-startup-async-2").await
 }
 
 #[on_startup(name = "on-startup-fn", timeout_ms = 300)]
