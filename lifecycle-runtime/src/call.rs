@@ -3,6 +3,7 @@
 //! panic turned into that call's failure.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use tokio::runtime::Handle;
@@ -75,15 +76,54 @@ pub(crate) async fn run_bounded<T: Send + 'static>(
     // Dropping the handle aborts the task: a probe that gives up, or a
     // start-up abandoned on SIGTERM, leaves nothing running behind.
     let task = AbortOnDropHandle::new(task);
-    match tokio::time::timeout(timeout, task).await {
-        Ok(Ok(Ok(value))) => Outcome::Finished(value),
-        Ok(Ok(Err(message))) => Outcome::Panicked(message),
-        Ok(Err(error)) if error.is_panic() => {
-            Outcome::Panicked(payload_message(error.into_panic()))
-        }
-        Ok(Err(_)) => Outcome::Cancelled,
-        Err(_) => Outcome::TimedOut(timeout),
+    tokio::select! {
+        biased;
+        joined = task => match joined {
+            Ok(Ok(value)) => Outcome::Finished(value),
+            Ok(Err(message)) => Outcome::Panicked(message),
+            Err(error) if error.is_panic() => Outcome::Panicked(payload_message(error.into_panic())),
+            Err(_) => Outcome::Cancelled,
+        },
+        () = sleep(timeout) => Outcome::TimedOut(timeout),
     }
+}
+
+/// Completes once `duration` has passed, timed on lifecycle's own clock:
+/// a runtime of its own on a thread of its own (`lifecycle-clock`), so
+/// that the timeout of a hook, awaited in the application runtime's
+/// `block_on`, fires even when user code blocks the workers that drive
+/// that runtime's timers (tokio's multi-thread timers are driven by a
+/// parked worker: with every worker blocked, or just the one holding the
+/// driver, none fires). Without the clock thread (it could not start), the
+/// awaiting runtime's own timer.
+pub(crate) async fn sleep(duration: Duration) {
+    match clock() {
+        Some(clock) => {
+            // Made on the clock's runtime, so that its timer is the clock's.
+            let timer = clock.spawn(async move { tokio::time::sleep(duration).await });
+            let _ = AbortOnDropHandle::new(timer).await;
+        }
+        None => tokio::time::sleep(duration).await,
+    }
+}
+
+/// lifecycle's clock (see [`sleep`]), started on first use.
+fn clock() -> Option<&'static Handle> {
+    static CLOCK: OnceLock<Option<Handle>> = OnceLock::new();
+    CLOCK
+        .get_or_init(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .ok()?;
+            let handle = runtime.handle().clone();
+            std::thread::Builder::new()
+                .name("lifecycle-clock".into())
+                .spawn(move || runtime.block_on(std::future::pending::<()>()))
+                .ok()?;
+            Some(handle)
+        })
+        .as_ref()
 }
 
 /// Tasks of lifecycle's own alive on the application runtime (heartbeat,

@@ -63,7 +63,8 @@ where
                 lifecycle.end_serving();
                 return ended;
             }
-            _ = tokio::time::sleep(drain_delay) => {}
+            // On lifecycle's clock: blocked workers cannot stretch it.
+            _ = crate::call::sleep(drain_delay) => {}
         }
     }
     tracing::info!("drain over: shutdown_signal() completes; waiting for main to return");
