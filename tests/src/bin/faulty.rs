@@ -27,7 +27,7 @@
 //!   answer were it not escaped;
 //! - `exit`: `std::process::exit(3)`;
 //! - `chatty`: starts a thread that logs a line every millisecond, for
-//!   good, then fails.
+//!   good, then fails once it has logged one.
 //!
 //! The application runtime has two workers. A readiness check `steady`
 //! always passes; the `on_shutdown` hook `last` (order 1) prints `hook last end` on stdout, to show that the
@@ -145,12 +145,16 @@ fn misbehave(target: &str, mode: &str) -> Result<(), String> {
         "newline" => Err(format!("{target}\n[+]fake ok\nreadyz check passed")),
         "exit" => std::process::exit(EXIT_CODE),
         "chatty" => {
-            std::thread::spawn(|| {
+            let (chatting, has_chatted) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
                 for n in 0u64.. {
                     tracing::info!("chatter {n}");
+                    let _ = chatting.send(());
                     std::thread::sleep(Duration::from_millis(1));
                 }
             });
+            // It has logged once before the failure: it logs on meanwhile.
+            let _ = has_chatted.recv();
             Err(format!("{target} gave up while a thread chatters"))
         }
         "hang" => loop {
