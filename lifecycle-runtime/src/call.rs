@@ -3,12 +3,13 @@
 //! panic turned into that call's failure.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use tokio::runtime::Handle;
 use tokio_util::task::AbortOnDropHandle;
 
-use crate::panics::{contain, payload_text, Contained};
+use crate::panics::{catch, catch_async, payload_message};
 use crate::registry::Call;
 
 /// How a bounded call ended.
@@ -51,35 +52,78 @@ pub(crate) async fn run_bounded<T: Send + 'static>(
     timeout: Duration,
     on_return: impl Send + 'static,
 ) -> Outcome<T> {
+    // A panic is caught in the task, its payload disposed of there: a run
+    // that panics after its time-out, when nobody waits for it any more,
+    // is contained all the same.
     let task = match call {
         Call::Blocking(function) => {
             let function = *function;
             app.spawn_blocking(move || {
                 let _on_return = on_return;
-                contain(function)
+                catch(function)
             })
         }
         Call::Async(function) => {
-            let future = Contained::new(function());
+            let future = function();
             let own = OwnTask::start();
             app.spawn(async move {
                 let _own = own;
                 let _on_return = on_return;
-                future.await
+                catch_async(future).await
             })
         }
     };
     // Dropping the handle aborts the task: a probe that gives up, or a
     // start-up abandoned on SIGTERM, leaves nothing running behind.
     let task = AbortOnDropHandle::new(task);
-    match tokio::time::timeout(timeout, task).await {
-        Ok(Ok(value)) => Outcome::Finished(value),
-        Ok(Err(error)) if error.is_panic() => {
-            Outcome::Panicked(payload_text(&*error.into_panic()).to_owned())
-        }
-        Ok(Err(_)) => Outcome::Cancelled,
-        Err(_) => Outcome::TimedOut(timeout),
+    tokio::select! {
+        biased;
+        joined = task => match joined {
+            Ok(Ok(value)) => Outcome::Finished(value),
+            Ok(Err(message)) => Outcome::Panicked(message),
+            Err(error) if error.is_panic() => Outcome::Panicked(payload_message(error.into_panic())),
+            Err(_) => Outcome::Cancelled,
+        },
+        () = sleep(timeout) => Outcome::TimedOut(timeout),
     }
+}
+
+/// Completes once `duration` has passed, timed on lifecycle's own clock:
+/// a runtime of its own on a thread of its own (`lifecycle-clock`), so
+/// that the timeout of a hook, awaited in the application runtime's
+/// `block_on`, fires even when user code blocks the workers that drive
+/// that runtime's timers (tokio's multi-thread timers are driven by a
+/// parked worker: with every worker blocked, or just the one holding the
+/// driver, none fires). Without the clock thread (it could not start), the
+/// awaiting runtime's own timer.
+pub(crate) async fn sleep(duration: Duration) {
+    match clock() {
+        Some(clock) => {
+            // Made on the clock's runtime, so that its timer is the clock's.
+            let timer = clock.spawn(async move { tokio::time::sleep(duration).await });
+            let _ = AbortOnDropHandle::new(timer).await;
+        }
+        None => tokio::time::sleep(duration).await,
+    }
+}
+
+/// lifecycle's clock (see [`sleep`]), started on first use.
+fn clock() -> Option<&'static Handle> {
+    static CLOCK: OnceLock<Option<Handle>> = OnceLock::new();
+    CLOCK
+        .get_or_init(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .ok()?;
+            let handle = runtime.handle().clone();
+            std::thread::Builder::new()
+                .name("lifecycle-clock".into())
+                .spawn(move || runtime.block_on(std::future::pending::<()>()))
+                .ok()?;
+            Some(handle)
+        })
+        .as_ref()
 }
 
 /// Tasks of lifecycle's own alive on the application runtime (heartbeat,
@@ -105,5 +149,48 @@ impl OwnTask {
 impl Drop for OwnTask {
     fn drop(&mut self) {
         OWN_TASKS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    fn blocks_its_worker() -> crate::registry::BoxFuture<()> {
+        Box::pin(async { std::thread::sleep(Duration::from_millis(1500)) })
+    }
+
+    #[test]
+    fn a_call_that_blocks_every_worker_still_times_out_in_time() {
+        // Hooks are awaited in the application runtime's `block_on`, whose
+        // timers its workers drive: with the only worker blocked by the
+        // call itself, a timer of that runtime would fire only once the
+        // call lets go of it.
+        let app = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let handle = app.handle().clone();
+        let started = Instant::now();
+        let outcome = app.block_on(run_bounded(
+            &handle,
+            &Call::Async(blocks_its_worker),
+            Duration::from_millis(100),
+            (),
+        ));
+        let took = started.elapsed();
+        assert!(
+            matches!(outcome, Outcome::TimedOut(_)),
+            "{:?}",
+            outcome.failure()
+        );
+        assert!(
+            took < Duration::from_millis(1000),
+            "timed out after {took:?}"
+        );
+        app.shutdown_background();
     }
 }

@@ -2,6 +2,7 @@
 //! `#[service_main]` argument, which wins over the default. A bad value is
 //! an error that names the variable and the accepted form (exit 2).
 
+use std::ffi::OsString;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -128,13 +129,43 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// Reads one variable; unset and empty both mean "not given".
-fn var(env: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
-    env(name).filter(|v| !v.trim().is_empty())
+/// Where variables are read from: the process environment
+/// ([`process_env`]), or a test's table. Values are `OsString`s, as the
+/// environment holds bytes: a value that is no UTF-8 must be seen, not
+/// taken for unset.
+pub(crate) type Env<'a> = &'a dyn Fn(&str) -> Option<OsString>;
+
+/// The process environment.
+pub(crate) fn process_env(name: &str) -> Option<OsString> {
+    std::env::var_os(name)
+}
+
+/// Reads one variable as given; unset, empty and blank all mean "not
+/// given". Bytes that are no UTF-8 are given (and no blank).
+fn raw(env: Env<'_>, name: &str) -> Option<OsString> {
+    env(name).filter(|v| !v.to_str().is_some_and(|text| text.trim().is_empty()))
+}
+
+/// Reads one variable as text: a value that is no UTF-8 is a bad value
+/// (none of the text forms accepts one), named with what is `expected`.
+fn var(
+    env: Env<'_>,
+    variable: &'static str,
+    expected: &'static str,
+) -> Result<Option<String>, ConfigError> {
+    raw(env, variable)
+        .map(|value| {
+            value.into_string().map_err(|value| ConfigError {
+                variable,
+                value: value.to_string_lossy().into_owned(),
+                expected,
+            })
+        })
+        .transpose()
 }
 
 fn millis(
-    env: &dyn Fn(&str) -> Option<String>,
+    env: Env<'_>,
     variable: &'static str,
     from_attribute: Option<u64>,
     default: u64,
@@ -145,7 +176,7 @@ fn millis(
     } else {
         "a whole number of milliseconds from 1 to 86400000 (a day), e.g. 5000"
     };
-    let ms = match var(env, variable) {
+    let ms = match var(env, variable, expected)? {
         Some(value) => match value.trim().parse::<u64>() {
             Ok(ms) if (min..=MAX_MILLIS).contains(&ms) => ms,
             _ => {
@@ -161,8 +192,9 @@ fn millis(
     Ok(Duration::from_millis(ms))
 }
 
-pub(crate) fn log_format(env: &dyn Fn(&str) -> Option<String>) -> Result<LogFormat, ConfigError> {
-    match var(env, LOG_FORMAT) {
+pub(crate) fn log_format(env: Env<'_>) -> Result<LogFormat, ConfigError> {
+    const EXPECTED: &str = "\"json\" or \"text\"";
+    match var(env, LOG_FORMAT, EXPECTED)? {
         None => Ok(LogFormat::Text),
         Some(value) => match value.trim().to_ascii_lowercase().as_str() {
             "json" => Ok(LogFormat::Json),
@@ -170,17 +202,15 @@ pub(crate) fn log_format(env: &dyn Fn(&str) -> Option<String>) -> Result<LogForm
             _ => Err(ConfigError {
                 variable: LOG_FORMAT,
                 value,
-                expected: "\"json\" or \"text\"",
+                expected: EXPECTED,
             }),
         },
     }
 }
 
-fn reasons(
-    env: &dyn Fn(&str) -> Option<String>,
-    from_attribute: ReasonsPolicy,
-) -> Result<ReasonsPolicy, ConfigError> {
-    match var(env, REASONS) {
+fn reasons(env: Env<'_>, from_attribute: ReasonsPolicy) -> Result<ReasonsPolicy, ConfigError> {
+    const EXPECTED: &str = "\"show\" or \"loopback\"";
+    match var(env, REASONS, EXPECTED)? {
         None => Ok(from_attribute),
         Some(value) => match value.trim().to_ascii_lowercase().as_str() {
             "show" => Ok(ReasonsPolicy::Show),
@@ -188,22 +218,21 @@ fn reasons(
             _ => Err(ConfigError {
                 variable: REASONS,
                 value,
-                expected: "\"show\" or \"loopback\"",
+                expected: EXPECTED,
             }),
         },
     }
 }
 
 impl Settings {
-    pub(crate) fn resolve(
-        config: &ServiceConfig,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Settings, ConfigError> {
-        let probe_addr = match var(env, PROBE_ADDR) {
+    pub(crate) fn resolve(config: &ServiceConfig, env: Env<'_>) -> Result<Settings, ConfigError> {
+        const ADDR_EXPECTED: &str =
+            "an IP address and port, e.g. 0.0.0.0:8081 (port 0 picks a free port)";
+        let probe_addr = match var(env, PROBE_ADDR, ADDR_EXPECTED)? {
             Some(value) => value.trim().parse().map_err(|_| ConfigError {
                 variable: PROBE_ADDR,
                 value,
-                expected: "an IP address and port, e.g. 0.0.0.0:8081 (port 0 picks a free port)",
+                expected: ADDR_EXPECTED,
             })?,
             None => config
                 .probe_addr
@@ -211,14 +240,14 @@ impl Settings {
                 .parse()
                 .expect("#[service_main] validated probe_addr at compile time"),
         };
-        let on_kubernetes = var(env, "KUBERNETES_SERVICE_HOST").is_some();
+        let on_kubernetes = raw(env, "KUBERNETES_SERVICE_HOST").is_some();
         let default_drain = if on_kubernetes {
             KUBERNETES_DRAIN_DELAY_MS
         } else {
             0
         };
         let drain_delay = millis(env, DRAIN_DELAY, config.drain_delay_ms, default_drain, 0)?;
-        let drain_delay_source = if var(env, DRAIN_DELAY).is_some() {
+        let drain_delay_source = if raw(env, DRAIN_DELAY).is_some() {
             "from LIFECYCLE_DRAIN_DELAY_MS"
         } else if config.drain_delay_ms.is_some() {
             "from #[service_main(drain_delay_ms)]"
@@ -227,7 +256,7 @@ impl Settings {
         } else {
             "the default off Kubernetes: KUBERNETES_SERVICE_HOST is not set"
         };
-        let explicit = var(env, DRAIN_DELAY).is_some() || config.drain_delay_ms.is_some();
+        let explicit = raw(env, DRAIN_DELAY).is_some() || config.drain_delay_ms.is_some();
         let cluster_drain_delay = if explicit {
             drain_delay
         } else {
@@ -235,7 +264,8 @@ impl Settings {
         };
         Ok(Settings {
             probe_addr,
-            probe_addr_file: var(env, PROBE_ADDR_FILE).map(PathBuf::from),
+            // A path is bytes: one that is no UTF-8 is a path all the same.
+            probe_addr_file: raw(env, PROBE_ADDR_FILE).map(PathBuf::from),
             shutdown_timeout: millis(
                 env,
                 SHUTDOWN_TIMEOUT,
@@ -279,12 +309,67 @@ mod tests {
         }
     }
 
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<OsString> {
+        let map: HashMap<String, OsString> = pairs
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .map(|(k, v)| (k.to_string(), OsString::from(v)))
             .collect();
         move |name| map.get(name).cloned()
+    }
+
+    /// `before`, a byte that no UTF-8 text holds, then `after`.
+    fn not_utf8(before: &str, after: &str) -> OsString {
+        use std::os::unix::ffi::OsStringExt;
+        let mut bytes = before.as_bytes().to_vec();
+        bytes.push(0xff);
+        bytes.extend_from_slice(after.as_bytes());
+        OsString::from_vec(bytes)
+    }
+
+    #[test]
+    fn a_value_that_is_no_utf8_is_a_bad_value_not_an_unset_one() {
+        for variable in [
+            SHUTDOWN_TIMEOUT,
+            DRAIN_DELAY,
+            STALL_THRESHOLD,
+            PROBE_ADDR,
+            REASONS,
+        ] {
+            let bytes = not_utf8("5", "0");
+            let env = move |name: &str| (name == variable).then(|| bytes.clone());
+            let err = Settings::resolve(&config(), &env).unwrap_err();
+            assert_eq!(err.variable, variable);
+            assert!(err.to_string().contains("expected "), "{err}");
+        }
+        let env = |name: &str| (name == LOG_FORMAT).then(|| not_utf8("js", "on"));
+        assert_eq!(log_format(&env).unwrap_err().variable, LOG_FORMAT);
+        // A path is bytes, and taken as they are.
+        let path = not_utf8("/tmp/addr-", "");
+        let given = path.clone();
+        let env = move |name: &str| (name == PROBE_ADDR_FILE).then(|| given.clone());
+        let settings = Settings::resolve(&config(), &env).unwrap();
+        assert_eq!(settings.probe_addr_file, Some(PathBuf::from(path)));
+    }
+
+    #[test]
+    fn empty_and_blank_values_count_as_unset() {
+        for blank in ["", "  ", "\t"] {
+            for variable in [
+                SHUTDOWN_TIMEOUT,
+                DRAIN_DELAY,
+                PROBE_ADDR,
+                PROBE_ADDR_FILE,
+                REASONS,
+            ] {
+                let settings = Settings::resolve(&config(), &env(&[(variable, blank)])).unwrap();
+                assert_eq!(settings.drain_delay, Duration::from_millis(100));
+                assert_eq!(settings.probe_addr_file, None);
+            }
+            assert_eq!(
+                log_format(&env(&[(LOG_FORMAT, blank)])),
+                Ok(LogFormat::Text)
+            );
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::TERMINATION_LOG;
+use crate::probe::bounds::one_line;
 
 /// `main` returned `Err`, start-up or shutdown failed, or the deadline passed.
 pub(crate) const FAILURE: i32 = 1;
@@ -18,7 +19,7 @@ pub(crate) const BAD_CONFIG: i32 = 2;
 pub(crate) const PANIC: i32 = 101;
 
 /// Kubernetes reads at most 4096 bytes of a termination message.
-const TERMINATION_MESSAGE_MAX: usize = 4096;
+pub(crate) const TERMINATION_MESSAGE_MAX: usize = 4096;
 const KUBERNETES_TERMINATION_LOG: &str = "/dev/termination-log";
 
 /// How the process ends: its exit code and, for a failure of the
@@ -65,13 +66,19 @@ impl Exit {
 /// and exits with `code`. Nothing here waits on stderr: the message is
 /// written before anything is logged, and logging never blocks. Other
 /// threads go on until the exit: their lines are no longer taken.
+///
+/// The line logged is one line, within the termination message's bound:
+/// a longer one would never fit the log queue (and be lost, with the very
+/// reason of the exit), and a newline in the reason would end the line
+/// early, the last line logged then being whatever the reason says.
 pub(crate) fn terminate(code: i32, reason: &str) -> ! {
     claim_exit();
     if code != 0 {
         write_termination_message(reason);
     }
     crate::logging::only_this_thread_from_now();
-    log_error(&format!("exiting with code {code}: {reason}"));
+    let logged = one_line(reason, TERMINATION_MESSAGE_MAX);
+    log_error(&format!("exiting with code {code}: {logged}"));
     exit_now(code)
 }
 

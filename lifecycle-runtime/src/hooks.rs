@@ -6,7 +6,9 @@ use futures_util::future::join_all;
 use tokio::runtime::Handle;
 
 use crate::call::{run_bounded, Outcome};
+use crate::exit::TERMINATION_MESSAGE_MAX;
 use crate::lifecycle::Lifecycle;
+use crate::probe::bounds::one_line;
 use crate::registry::{self, HookKind, HookRegistration};
 
 /// Runs one group of hooks (same `order`) concurrently; returns one
@@ -51,6 +53,11 @@ async fn run_group(
                 Outcome::Finished(Err(error)) => format!("failed: {error}"),
                 other => other.failure().unwrap_or_default(),
             };
+            // The user's words, as a check's reason in the log: on one
+            // line (a newline would forge log lines and end the exit's
+            // line early), and no longer than a termination message (a
+            // megabyte would not fit the log queue, and be lost).
+            let reason = one_line(&reason, TERMINATION_MESSAGE_MAX);
             Some(format!(
                 "{} hook \"{}\" {reason}",
                 hook.kind.label(),

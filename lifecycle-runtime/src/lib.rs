@@ -181,7 +181,10 @@
 //!
 //! An environment variable wins over the `#[service_main]` argument, which
 //! wins over the default. An empty variable counts as unset. A bad value
-//! exits 2 with a message naming the variable and the accepted form. Every
+//! exits 2 with a message naming the variable and the accepted form; a
+//! value that is not UTF-8 is a bad value, except for a path, taken as its
+//! bytes. A `LIFECYCLE_PROBE_ADDR_FILE` that cannot be written exits 2; a
+//! FIFO or a device there is written in place, never replaced. Every
 //! millisecond value, as a variable or an argument (`timeout_ms` and
 //! `interval_ms` included), is at most 86400000 (a day): more exits 2, or
 //! is a compile error on the argument.
@@ -224,8 +227,9 @@
 //! | a panic under `panic = "crash"` | 101 |
 //! | a second SIGTERM / SIGINT during shutdown | 143 / 130 |
 //!
-//! On every non-zero exit the reason is the last line logged and is
-//! written (at most 4096 bytes) to `LIFECYCLE_TERMINATION_LOG`, else to
+//! On every non-zero exit the reason is the last line logged (on one
+//! line, nothing logged after it) and is written (at most 4096 bytes) to
+//! `LIFECYCLE_TERMINATION_LOG`, else to
 //! `/dev/termination-log`, so that `kubectl describe pod` shows it. Only a
 //! regular file or a character device is written, without blocking;
 //! anything else is reported on stderr and never holds up the exit.

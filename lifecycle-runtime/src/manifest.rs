@@ -171,7 +171,9 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Settings::resolve(&config, &move |name: &str| {
-            env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+            env.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| std::ffi::OsString::from(v))
         })
     }
 

@@ -90,6 +90,39 @@ pub(crate) fn payload_text(payload: &(dyn Any + Send)) -> &str {
         .unwrap_or("Box<dyn Any>")
 }
 
+/// The text of a panic payload, the payload then disposed of. Its drop
+/// is user code too (a payload of the user's own type), which may panic
+/// in turn: that panic is contained, and its payload forgotten rather
+/// than dropped (the one way to be done with a payload whose every drop
+/// may panic).
+pub(crate) fn payload_message(payload: Box<dyn Any + Send>) -> String {
+    let message = payload_text(&*payload).to_owned();
+    let _scope = ContainedScope::enter();
+    if let Err(again) = std::panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(again);
+    }
+    message
+}
+
+/// Runs a check's or hook's plain `fn` as a contained call, its panic
+/// caught there: `Err` with the panic's message, the payload disposed of
+/// on this thread, contained, whether anyone still waits for the call or
+/// not.
+pub(crate) fn catch<T>(function: impl FnOnce() -> T) -> Result<T, String> {
+    contain(|| std::panic::catch_unwind(AssertUnwindSafe(function)).map_err(payload_message))
+}
+
+/// A check's or hook's future as a contained call, its panic caught
+/// there, as [`catch`] does for a plain `fn`.
+pub(crate) async fn catch_async<F: Future + ?Sized>(
+    future: Pin<Box<F>>,
+) -> Result<F::Output, String> {
+    AssertUnwindSafe(Contained::new(future))
+        .catch_unwind()
+        .await
+        .map_err(payload_message)
+}
+
 /// Runs lifecycle's own `future` (the probe server, the heartbeat, a
 /// background runner) so that a panic in it, a bug of ours, never reaches
 /// the panic policy: it is logged with its location and returned as `Err`.
@@ -100,9 +133,10 @@ pub(crate) async fn contained<T>(what: &str, future: impl Future<Output = T>) ->
     {
         Ok(value) => Ok(value),
         Err(payload) => {
+            let message = payload_message(payload);
             let description = LAST_CONTAINED
                 .with(|last| last.borrow_mut().take())
-                .unwrap_or_else(|| payload_text(&*payload).to_owned());
+                .unwrap_or(message);
             tracing::error!("lifecycle's {what} panicked, and the service goes on: {description}");
             Err(())
         }

@@ -47,7 +47,7 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
-    let env = |name: &str| std::env::var(name).ok();
+    let env = config::process_env;
     // Logging first, so that every later failure is logged.
     let log_format = config::log_format(&env);
     if config.tracing {

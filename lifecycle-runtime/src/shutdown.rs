@@ -12,7 +12,7 @@ use tokio::runtime::Handle;
 
 use crate::hooks;
 use crate::lifecycle::Lifecycle;
-use crate::panics::payload_text;
+use crate::panics::payload_message;
 use crate::registry::{self, HookKind};
 
 /// How the body of `main` ended.
@@ -42,7 +42,7 @@ where
         .map(|ended| match ended {
             Ok(Ok(())) => MainEnded::Ok,
             Ok(Err(error)) => MainEnded::Err(error),
-            Err(payload) => MainEnded::Panicked(payload_text(&*payload).to_owned()),
+            Err(payload) => MainEnded::Panicked(payload_message(payload)),
         });
     let mut body = std::pin::pin!(body);
     tokio::select! {
@@ -63,7 +63,8 @@ where
                 lifecycle.end_serving();
                 return ended;
             }
-            _ = tokio::time::sleep(drain_delay) => {}
+            // On lifecycle's clock: blocked workers cannot stretch it.
+            _ = crate::call::sleep(drain_delay) => {}
         }
     }
     // The state change first: a log line never delays it.

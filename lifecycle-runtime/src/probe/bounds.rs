@@ -56,15 +56,25 @@ fn push_escaped(c: char, out: &mut String) {
 /// `value` as one line of a text answer, in at most `max` bytes: its
 /// control characters escaped ([`push_escaped`]), then cut like [`cut`],
 /// never inside an escape.
+///
+/// Only the head of `value` is read: a character takes at least its own
+/// bytes in the line, so past the first `max` bytes (and the character
+/// they end in) nothing can show, and a megabyte of reason costs no more
+/// than its first kilobyte.
 pub(crate) fn one_line(value: &str, max: usize) -> Cow<'_, str> {
-    if !value.chars().any(breaks_lines) {
+    let mut end = value.len().min(max.saturating_add(4));
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    let head = &value[..end];
+    if !head.chars().any(breaks_lines) {
         return cut(value, max);
     }
     let budget = max.saturating_sub(CUT_MARK.len());
-    let mut out = String::with_capacity(value.len().min(max) + 8);
+    let mut out = String::with_capacity(head.len().min(max) + 8);
     // The end of the last escape or character that fits with the mark.
     let mut cut_at = 0;
-    for c in value.chars() {
+    for c in head.chars() {
         push_escaped(c, &mut out);
         if out.len() > max {
             out.truncate(cut_at);
@@ -173,6 +183,49 @@ pub(crate) fn fit_json(status: &str, checks: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_line_reads_the_head_only_and_says_the_same() {
+        // What lies past the first `max` bytes never shows: a control
+        // character there changes nothing, and the line is cut all the
+        // same.
+        let plain = "a".repeat(MAX_VALUE + 1);
+        let late_newline = format!("{plain}\n[+]fake ok");
+        assert_eq!(
+            one_line(&late_newline, MAX_VALUE),
+            one_line(&plain, MAX_VALUE)
+        );
+        assert!(one_line(&late_newline, MAX_VALUE).ends_with(CUT_MARK));
+        // Characters of 1 to 4 bytes across the limit, and escapes.
+        for filler in ["a", "é", "€", "😀", "\n", "a\u{1b}"] {
+            for extra in 0..8 {
+                let value = filler.repeat(MAX_VALUE / filler.len() + extra);
+                let line = one_line(&value, MAX_VALUE);
+                assert!(line.len() <= MAX_VALUE, "{filler:?} {extra}");
+                assert_eq!(line.lines().count(), 1);
+                let whole: String = value
+                    .chars()
+                    .map(|c| {
+                        let mut out = String::new();
+                        push_escaped(c, &mut out);
+                        out
+                    })
+                    .collect();
+                if whole.len() <= MAX_VALUE {
+                    assert_eq!(line, whole, "{filler:?} {extra}");
+                } else {
+                    let kept = line.strip_suffix(CUT_MARK).expect("cut");
+                    assert!(whole.starts_with(kept), "{filler:?} {extra}");
+                    // At most one escape (6 bytes) short of the budget.
+                    assert!(
+                        kept.len() + 6 >= MAX_VALUE - CUT_MARK.len(),
+                        "{filler:?} {extra}: {} bytes kept",
+                        kept.len()
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn a_value_that_fits_is_left_as_it_is() {
