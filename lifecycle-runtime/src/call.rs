@@ -101,7 +101,13 @@ pub(crate) async fn sleep(duration: Duration) {
         Some(clock) => {
             // Made on the clock's runtime, so that its timer is the clock's.
             let timer = clock.spawn(async move { tokio::time::sleep(duration).await });
-            let _ = AbortOnDropHandle::new(timer).await;
+            // Whichever fires first: the awaiting runtime's own timer still
+            // counts (the probe server's, which nothing blocks; a paused
+            // clock in tests and fuzzing, which only it follows).
+            tokio::select! {
+                _ = AbortOnDropHandle::new(timer) => {}
+                () = tokio::time::sleep(duration) => {}
+            }
         }
         None => tokio::time::sleep(duration).await,
     }
