@@ -120,7 +120,10 @@ fn forget_connection() {
 }
 
 async fn ping(redis: &mut ConnectionManager) -> Result<(), RedisError> {
-    redis::cmd("PING").query_async::<String>(redis).await.map(drop)
+    redis::cmd("PING")
+        .query_async::<String>(redis)
+        .await
+        .map(drop)
 }
 
 /// Checked before anything else starts, and alone by `--lifecycle-preflight`
@@ -177,7 +180,9 @@ static STORE: Mutex<Store> = Mutex::new(Store {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic elsewhere while holding the lock leaves consistent maps.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Loads every item from Redis into the cache before the service takes
@@ -340,7 +345,11 @@ async fn get_item(Path(id): Path<String>) -> Response {
     match read {
         Ok(Some(value)) => {
             // A write that came in meanwhile is newer: keep it.
-            let value = lock(&STORE).cache.entry(id.clone()).or_insert(value).clone();
+            let value = lock(&STORE)
+                .cache
+                .entry(id.clone())
+                .or_insert(value)
+                .clone();
             Json(Item { id, value }).into_response()
         }
         Ok(None) => problem(StatusCode::NOT_FOUND, format!("no item {id:?}")),
