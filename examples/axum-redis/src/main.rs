@@ -114,7 +114,9 @@ fn redis() -> Result<ConnectionManager, String> {
 /// manager replaces a connection only when it reports being closed; one
 /// that just stops answering (a Redis node lost without a word, a network
 /// partition) would otherwise be kept, and every command would time out on
-/// it long after a replacement Redis answers at the same address.
+/// it long after a replacement Redis answers at the same address. The
+/// readiness check calls it on a time-out, so it repairs the connection
+/// for every request within its interval.
 fn forget_connection() {
     lock(&REDIS).take();
 }
@@ -388,13 +390,14 @@ async fn close_when_draining(request: Request, next: Next) -> Response {
     response
 }
 
-/// The probe server's port for the `curl` line: `LIFECYCLE_PROBE_ADDR`'s
-/// (lifecycle logs the address it bound, a free port when that is 0).
-fn probe_port() -> String {
+/// Where to curl the probes: `localhost` and `LIFECYCLE_PROBE_ADDR`'s
+/// port, or, when that is 0 (a free port), the address lifecycle logged
+/// as it bound it.
+fn probe_host() -> String {
     let addr = env_or("LIFECYCLE_PROBE_ADDR", "0.0.0.0:8081");
     match addr.rsplit_once(':') {
-        Some((_, port)) if port != "0" => port.to_owned(),
-        _ => "PROBE_PORT".to_owned(),
+        Some((_, port)) if port != "0" => format!("localhost:{port}"),
+        _ => "<the address of \"probe server listening\" above>".to_owned(),
     }
 }
 
@@ -416,7 +419,7 @@ async fn main() -> std::io::Result<()> {
         "try: curl -X PUT -H 'Content-Type: application/json' -d '{{\"value\":\"hi\"}}' localhost:{port}/items/greeting"
     );
     tracing::info!("try: curl localhost:{port}/items/greeting");
-    tracing::info!("try: curl 'localhost:{}/readyz?verbose'", probe_port());
+    tracing::info!("try: curl '{}/readyz?verbose'", probe_host());
 
     lifecycle_runtime::spawn(flush_periodically(flush_interval));
 

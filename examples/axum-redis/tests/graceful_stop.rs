@@ -65,6 +65,7 @@ fn one_request(
     seen: &Seen,
 ) -> Result<(), RequestError> {
     let n = counter.fetch_add(1, Ordering::SeqCst);
+    let write = n.is_multiple_of(2);
     CLIENT.with(|client| {
         let mut client = client.borrow_mut();
         let client = client.get_or_insert_with(|| {
@@ -75,7 +76,7 @@ fn one_request(
             }
         });
         let (id, value) = (format!("load-{n}"), format!("v{n}"));
-        let result = if n % 2 == 0 {
+        let result = if write {
             client.put(&format!("/items/{id}"), &value)
         } else {
             client.get("/items/seed")
@@ -93,14 +94,14 @@ fn one_request(
         if answer.closes {
             seen.told_to_close.fetch_add(1, Ordering::SeqCst);
         }
-        let expected = if n % 2 == 0 {
+        let expected = if write {
             format!(r#"{{"id":"{id}","value":"{value}"}}"#)
         } else {
             r#"{"id":"seed","value":"seeded"}"#.to_owned()
         };
         match answer.status {
             200 if answer.body == expected => {
-                if n % 2 == 0 {
+                if write {
                     seen.acknowledged.lock().unwrap().insert(id, value);
                 }
                 Ok(())

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use lifecycle_testing::{Endpoint, Kubelet, Manifest, Service};
 use lifecycle_tests::redis::RedisServer;
 
-use support::{app_addr, builder, Client};
+use support::{app_addr, builder, Client, Partition};
 
 /// The promise: ready again within a second of Redis answering.
 const BACK_WITHIN: Duration = Duration::from_secs(1);
@@ -86,6 +86,47 @@ fn readiness_follows_redis_going_away_and_coming_back() {
     eprintln!("ready {took:?} after Redis came back");
     let answer = Client::new(app).get("/items/missing").unwrap();
     assert_eq!(answer.status, 404, "{answer:?}");
+
+    let stopped = service.stop(Duration::from_secs(15));
+    assert_eq!(stopped.exit.code, Some(0), "{stopped:?}");
+}
+
+/// Redis lost without a word (a partition, a node gone): its connections
+/// stay open and nothing answers. The PING times out within the check's
+/// own time-out, and once Redis answers again (here: new connections pass,
+/// the old ones stay dead, as with a replaced node at the same address)
+/// the service is ready within a second on a new connection, instead of
+/// waiting on the dead one for ever.
+#[test]
+fn readiness_comes_back_after_a_partition_on_a_new_connection() {
+    let redis = RedisServer::start();
+    let partition = Partition::new(redis.port());
+    let mut service = builder(&redis)
+        .env("REDIS_URL", partition.url())
+        .start()
+        .unwrap();
+    service
+        .wait_for(Endpoint::Readyz, true, Duration::from_secs(5))
+        .unwrap();
+
+    partition.cut();
+    service
+        .wait_for(Endpoint::Readyz, false, GONE_WITHIN)
+        .unwrap();
+    let ready = service.verbose(Endpoint::Readyz);
+    let check = ready.check("redis").expect("a redis check");
+    let reason = check.reason.as_deref().unwrap_or_default();
+    // Redis's client gave up within its own time-outs, before the
+    // framework's (`timed out after 900 ms`) had to.
+    assert!(
+        !check.passed && reason.contains("timed out") && !reason.contains("900 ms"),
+        "{check:?}"
+    );
+    service.assert_passing(Endpoint::Livez);
+
+    partition.mend();
+    let took = ready_after(&service, Instant::now());
+    eprintln!("ready {took:?} after the partition ended");
 
     let stopped = service.stop(Duration::from_secs(15));
     assert_eq!(stopped.exit.code, Some(0), "{stopped:?}");

@@ -51,7 +51,7 @@ pub fn hash(redis: &RedisServer, key: &str) -> BTreeMap<String, String> {
     let header = lines.next().unwrap_or_default();
     assert!(header.starts_with('*'), "HGETALL {key}: {reply:?}");
     let fields: Vec<&str> = lines.collect();
-    assert!(fields.len() % 2 == 0, "HGETALL {key}: {reply:?}");
+    assert!(fields.len().is_multiple_of(2), "HGETALL {key}: {reply:?}");
     fields
         .chunks(2)
         .map(|pair| (pair[0].to_owned(), pair[1].to_owned()))
@@ -209,4 +209,120 @@ fn read_answer(connection: &mut BufReader<TcpStream>) -> io::Result<Answer> {
         body: String::from_utf8_lossy(&body).into_owned(),
         closes,
     })
+}
+
+/// A TCP relay in front of Redis that plays a network partition, the
+/// outage a killed `redis-server` cannot: while cut, nothing passes either
+/// way on the connections it relays, which stay open without a reset (as
+/// when a node is lost or a network path drops packets), and the
+/// connections opened meanwhile are accepted and never answered. Once
+/// mended, new connections pass again; those cut stay dead, as a TCP
+/// connection to a replaced node does.
+pub struct Partition {
+    addr: SocketAddr,
+    state: std::sync::Arc<RelayState>,
+}
+
+#[derive(Default)]
+struct RelayState {
+    /// Whether new connections are held instead of relayed.
+    cut: std::sync::atomic::AtomicBool,
+    /// How many cuts there were: a connection relayed before the last one
+    /// is dead.
+    cuts: std::sync::atomic::AtomicU64,
+    stopped: std::sync::atomic::AtomicBool,
+    /// The connections accepted while cut, held open unanswered.
+    held: std::sync::Mutex<Vec<TcpStream>>,
+}
+
+impl Partition {
+    /// Relays 127.0.0.1:`upstream` on a free port of its own.
+    pub fn new(upstream: u16) -> Partition {
+        use std::sync::atomic::Ordering::SeqCst;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = std::sync::Arc::new(RelayState::default());
+        let relay = state.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if relay.stopped.load(SeqCst) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                if relay.cut.load(SeqCst) {
+                    relay.held.lock().unwrap().push(client);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue; // dropped: the client sees the connection close
+                };
+                let born = relay.cuts.load(SeqCst);
+                for (from, to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let relay = relay.clone();
+                    std::thread::spawn(move || pump(from, to, born, &relay));
+                }
+            }
+        });
+        Partition { addr, state }
+    }
+
+    /// `redis://ADDR`, for `REDIS_URL`.
+    pub fn url(&self) -> String {
+        format!("redis://{}", self.addr)
+    }
+
+    /// From now on nothing passes.
+    pub fn cut(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.state.cuts.fetch_add(1, SeqCst);
+        self.state.cut.store(true, SeqCst);
+    }
+
+    /// New connections pass again; the ones cut stay dead.
+    pub fn mend(&self) {
+        self.state
+            .cut
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Copies `from` to `to` until either closes; once the relay was cut after
+/// this connection was made, reads and drops instead, so that the sender
+/// never learns.
+fn pump(mut from: TcpStream, mut to: TcpStream, born: u64, relay: &RelayState) {
+    use std::sync::atomic::Ordering::SeqCst;
+    // A read time-out, only to notice that the relay was dropped.
+    let _ = from.set_read_timeout(Some(Duration::from_millis(100)));
+    let mut buffer = [0u8; 16 * 1024];
+    while !relay.stopped.load(SeqCst) {
+        match from.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(read) => {
+                let dead = relay.cuts.load(SeqCst) > born;
+                if !dead && to.write_all(&buffer[..read]).is_err() {
+                    break;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Write);
+}
+
+impl Drop for Partition {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.state.stopped.store(true, SeqCst);
+        self.state.held.lock().unwrap().clear();
+        // Wakes the accept loop so that it sees the stop.
+        let _ = TcpStream::connect(self.addr);
+    }
 }
