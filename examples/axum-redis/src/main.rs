@@ -96,11 +96,11 @@ fn redis() -> Result<ConnectionManager, String> {
     let client = redis::Client::open(redis_url()).map_err(|e| format!("REDIS_URL: {e}"))?;
     let config = ConnectionManagerConfig::new()
         // One attempt per reconnection. With the default (6 retries, an
-        // exponential backoff of up to 6.4 s) every command issued during
-        // an outage waits on the retries, and when Redis comes back the
-        // manager may still be sleeping for seconds. Here a command fails
-        // at once while Redis is down, and the readiness check, every
-        // 250 ms, is what tries again.
+        // exponential backoff from 100 ms: seconds in all) every command
+        // issued during an outage waits on the retries, and when Redis
+        // comes back the manager may still be sleeping for seconds. Here a
+        // command fails at once while Redis is down, and the readiness
+        // check, every 250 ms, is what tries again.
         .set_number_of_retries(0)
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
         .set_response_timeout(Some(RESPONSE_TIMEOUT));
