@@ -70,6 +70,15 @@ fn redis_url() -> String {
     env_or("REDIS_URL", "redis://127.0.0.1:6379")
 }
 
+/// Where Redis is, for the logs: the URL's host and port, without the
+/// password it may carry.
+fn redis_addr() -> String {
+    redis::Client::open(redis_url()).map_or_else(
+        |_| "an invalid REDIS_URL".to_owned(),
+        |client| client.get_connection_info().addr().to_string(),
+    )
+}
+
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name)
         .ok()
@@ -210,11 +219,11 @@ async fn warm_cache() {
         }
         Ok(Err(reason)) => tracing::warn!(
             "cache not warmed, starting cold: Redis at {}: {reason}; /readyz fails until Redis answers",
-            redis_url()
+            redis_addr()
         ),
         Err(_) => tracing::warn!(
             "cache not warmed, starting cold: Redis at {} did not answer within {} ms; /readyz fails until it does",
-            redis_url(),
+            redis_addr(),
             WARM_BUDGET.as_millis()
         ),
     }
@@ -413,7 +422,7 @@ async fn main() -> std::io::Result<()> {
     };
     let listener = TcpListener::bind(env_or("APP_ADDR", "0.0.0.0:8080")).await?;
     let addr = listener.local_addr()?;
-    tracing::info!("serving on http://{addr}; Redis at {}", redis_url());
+    tracing::info!("serving on http://{addr}; Redis at {}", redis_addr());
     let port = addr.port();
     tracing::info!(
         "try: curl -X PUT -H 'Content-Type: application/json' -d '{{\"value\":\"hi\"}}' localhost:{port}/items/greeting"

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use lifecycle_testing::{Endpoint, Kubelet, Manifest, Service};
 use lifecycle_tests::redis::RedisServer;
+use lifecycle_tests::run;
 
 use support::{app_addr, builder, Client, Partition};
 
@@ -130,4 +131,51 @@ fn readiness_comes_back_after_a_partition_on_a_new_connection() {
 
     let stopped = service.stop(Duration::from_secs(15));
     assert_eq!(stopped.exit.code, Some(0), "{stopped:?}");
+}
+
+/// The opposite of an outage: a `REDIS_URL` that cannot be parsed is a
+/// mistake no wait fixes, so the preflight check stops the service (and,
+/// run alone by `--lifecycle-preflight`, the initContainer) with exit 1
+/// and the reason.
+#[test]
+fn a_malformed_redis_url_stops_the_start() {
+    let reason = "preflight check \"redis_url_is_valid\" failed: REDIS_URL: ";
+    let env = [
+        ("REDIS_URL", "redis:/nowhere"),
+        ("LIFECYCLE_PROBE_ADDR", "127.0.0.1:0"),
+        ("APP_ADDR", "127.0.0.1:0"),
+    ];
+    let (code, _, stderr) = run(support::AXUM_REDIS, &[], &env);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains(reason), "{stderr}");
+    assert!(!stderr.contains("serving on"), "{stderr}");
+
+    let (code, stdout, stderr) = run(support::AXUM_REDIS, &["--lifecycle-preflight"], &env);
+    assert_eq!(code, Some(1), "{stderr}");
+    let line = "[-]redis_url_is_valid failed: REDIS_URL: ";
+    assert!(stdout.iter().any(|l| l.starts_with(line)), "{stdout:?}");
+}
+
+/// `REDIS_URL` may carry a password: the logs name Redis by host and port
+/// only.
+#[test]
+fn the_logs_name_redis_without_its_password() {
+    let mut redis = RedisServer::start();
+    redis.halt();
+    let url = format!("redis://:s3cret@127.0.0.1:{}", redis.port());
+    let mut service = builder(&redis).env("REDIS_URL", &url).start().unwrap();
+    let line = service
+        .wait_for_log("serving on http://", Duration::from_secs(5))
+        .unwrap();
+    assert!(
+        line.ends_with(&format!("; Redis at 127.0.0.1:{}", redis.port())),
+        "{line}"
+    );
+    let stopped = service.stop(Duration::from_secs(15));
+    assert_eq!(stopped.exit.code, Some(0), "{stopped:?}");
+    assert!(
+        stopped.log.iter().all(|line| !line.contains("s3cret")),
+        "{:?}",
+        stopped.log
+    );
 }
