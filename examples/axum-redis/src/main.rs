@@ -91,7 +91,7 @@ fn env_or(name: &str, default: &str) -> String {
 
 /// One multiplexed connection, shared by every request, check and hook
 /// (a `ConnectionManager` is a cheap handle to clone). `None` until first
-/// used, and again after [`forget_connection`].
+/// used, and again after a time-out (see [`failed`]).
 static REDIS: Mutex<Option<ConnectionManager>> = Mutex::new(None);
 
 /// The shared connection. Creating it does no I/O (the manager connects on
@@ -119,15 +119,17 @@ fn redis() -> Result<ConnectionManager, String> {
     Ok(manager)
 }
 
-/// Drops the shared connection: the next command opens a new one. The
-/// manager replaces a connection only when it reports being closed; one
-/// that just stops answering (a Redis node lost without a word, a network
-/// partition) would otherwise be kept, and every command would time out on
-/// it long after a replacement Redis answers at the same address. The
-/// readiness check calls it on a time-out, so it repairs the connection
-/// for every request within its interval.
-fn forget_connection() {
-    lock(&REDIS).take();
+/// A command's error, as a reason. A time-out also drops the shared
+/// connection, so that the next command opens a new one: the manager
+/// replaces a connection only when it reports being closed, and one that
+/// just stops answering (a Redis node lost without a word, a network
+/// partition) would otherwise be kept, every command timing out on it long
+/// after a replacement Redis answers at the same address.
+fn failed(error: RedisError) -> String {
+    if error.is_timeout() {
+        lock(&REDIS).take();
+    }
+    error.to_string()
 }
 
 async fn ping(redis: &mut ConnectionManager) -> Result<(), RedisError> {
@@ -165,12 +167,7 @@ async fn redis_answers_ping() -> Result<(), String> {
         Err(error) if error.is_connection_dropped() => ping(&mut redis).await,
         answer => answer,
     };
-    answer.map_err(|error| {
-        if error.is_timeout() {
-            forget_connection();
-        }
-        error.to_string()
-    })
+    answer.map_err(failed)
 }
 
 // ---------------------------------------------------------------------------
@@ -209,7 +206,7 @@ async fn warm_cache() {
         redis
             .hgetall::<_, BTreeMap<String, String>>(ITEMS_KEY)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(failed)
     };
     match tokio::time::timeout(WARM_BUDGET, load).await {
         Ok(Ok(items)) => {
@@ -243,7 +240,7 @@ async fn flush() -> Result<usize, String> {
             .arg(&batch)
             .query_async::<()>(&mut redis)
             .await
-            .map_err(|e| e.to_string()),
+            .map_err(failed),
         Err(reason) => Err(reason),
     };
     match result {
@@ -350,7 +347,7 @@ async fn get_item(Path(id): Path<String>) -> Response {
         Ok(mut redis) => redis
             .hget::<_, _, Option<String>>(ITEMS_KEY, &id)
             .await
-            .map_err(|e| e.to_string()),
+            .map_err(failed),
         Err(reason) => Err(reason),
     };
     match read {
