@@ -79,6 +79,15 @@ fn redis_addr() -> String {
     )
 }
 
+/// `FLUSH_INTERVAL_MS`: how often the buffered writes go to Redis while
+/// the service runs.
+fn flush_interval() -> Result<Duration, String> {
+    match env_or("FLUSH_INTERVAL_MS", "1000").parse::<u64>() {
+        Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
+        _ => Err("FLUSH_INTERVAL_MS: expected a number of milliseconds above 0".to_owned()),
+    }
+}
+
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name)
         .ok()
@@ -149,6 +158,12 @@ fn redis_url_is_valid() -> Result<(), String> {
     redis::Client::open(redis_url())
         .map(drop)
         .map_err(|e| format!("REDIS_URL: {e}"))
+}
+
+/// The rest of the configuration, checked as early.
+#[preflight]
+fn flush_interval_is_valid() -> Result<(), String> {
+    flush_interval().map(drop)
 }
 
 /// Readiness follows Redis: without it this instance cannot read what it
@@ -409,14 +424,7 @@ fn probe_host() -> String {
 
 #[service_main]
 async fn main() -> std::io::Result<()> {
-    let flush_interval = match env_or("FLUSH_INTERVAL_MS", "1000").parse::<u64>() {
-        Ok(ms) if ms > 0 => Duration::from_millis(ms),
-        _ => {
-            return Err(std::io::Error::other(
-                "FLUSH_INTERVAL_MS: expected a number of milliseconds above 0",
-            ))
-        }
-    };
+    let flush_interval = flush_interval().map_err(std::io::Error::other)?;
     let listener = TcpListener::bind(env_or("APP_ADDR", "0.0.0.0:8080")).await?;
     let addr = listener.local_addr()?;
     tracing::info!("serving on http://{addr}; Redis at {}", redis_addr());

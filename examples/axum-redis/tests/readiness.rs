@@ -133,27 +133,32 @@ fn readiness_comes_back_after_a_partition_on_a_new_connection() {
     assert_eq!(stopped.exit.code, Some(0), "{stopped:?}");
 }
 
-/// The opposite of an outage: a `REDIS_URL` that cannot be parsed is a
-/// mistake no wait fixes, so the preflight check stops the service (and,
-/// run alone by `--lifecycle-preflight`, the initContainer) with exit 1
-/// and the reason.
+/// The opposite of an outage: a configuration mistake (a `REDIS_URL` that
+/// cannot be parsed, a flush interval of 0) is one no wait fixes, so a
+/// preflight check stops the service (and, run alone by
+/// `--lifecycle-preflight`, the initContainer) with exit 1 and the reason.
 #[test]
-fn a_malformed_redis_url_stops_the_start() {
-    let reason = "preflight check \"redis_url_is_valid\" failed: REDIS_URL: ";
-    let env = [
-        ("REDIS_URL", "redis:/nowhere"),
-        ("LIFECYCLE_PROBE_ADDR", "127.0.0.1:0"),
-        ("APP_ADDR", "127.0.0.1:0"),
-    ];
-    let (code, _, stderr) = run(support::AXUM_REDIS, &[], &env);
-    assert_eq!(code, Some(1), "{stderr}");
-    assert!(stderr.contains(reason), "{stderr}");
-    assert!(!stderr.contains("serving on"), "{stderr}");
+fn a_configuration_mistake_stops_the_start() {
+    for (variable, value, check) in [
+        ("REDIS_URL", "redis:/nowhere", "redis_url_is_valid"),
+        ("FLUSH_INTERVAL_MS", "0", "flush_interval_is_valid"),
+    ] {
+        let env = [
+            (variable, value),
+            ("LIFECYCLE_PROBE_ADDR", "127.0.0.1:0"),
+            ("APP_ADDR", "127.0.0.1:0"),
+        ];
+        let (code, _, stderr) = run(support::AXUM_REDIS, &[], &env);
+        assert_eq!(code, Some(1), "{stderr}");
+        let reason = format!("preflight check \"{check}\" failed: {variable}: ");
+        assert!(stderr.contains(&reason), "{stderr}");
+        assert!(!stderr.contains("serving on"), "{stderr}");
 
-    let (code, stdout, stderr) = run(support::AXUM_REDIS, &["--lifecycle-preflight"], &env);
-    assert_eq!(code, Some(1), "{stderr}");
-    let line = "[-]redis_url_is_valid failed: REDIS_URL: ";
-    assert!(stdout.iter().any(|l| l.starts_with(line)), "{stdout:?}");
+        let (code, stdout, stderr) = run(support::AXUM_REDIS, &["--lifecycle-preflight"], &env);
+        assert_eq!(code, Some(1), "{stderr}");
+        let line = format!("[-]{check} failed: {variable}: ");
+        assert!(stdout.iter().any(|l| l.starts_with(&line)), "{stdout:?}");
+    }
 }
 
 /// `REDIS_URL` may carry a password: the logs name Redis by host and port
