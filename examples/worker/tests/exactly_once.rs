@@ -150,3 +150,23 @@ fn a_job_cut_by_the_deadline_runs_again_when_the_same_identity_starts_again() {
     done.sort();
     assert_eq!(done, ["slow-1", "slow-2", "slow-3"]);
 }
+
+#[test]
+fn a_job_taken_as_the_stop_begins_goes_back_to_the_queue_unrun() {
+    let redis = RedisServer::start();
+    let mut service = worker(&redis.url(), "w1", 100).start().unwrap();
+    service
+        .wait_for_log("taking jobs from jobs", Duration::from_secs(5))
+        .unwrap();
+    // The queue is empty: the consumer waits in a BLMOVE, up to a second.
+    // The job pushed right after the signal reaches that BLMOVE, unless it
+    // ended in the millisecond between the two (then nobody takes the job,
+    // and the state below is the same).
+    service.signal(libc::SIGTERM);
+    push_jobs(&redis, &["late".into()]);
+    let exit = service.wait_exit(GRACE).unwrap();
+    assert_eq!(exit.code, Some(0), "{:?}", service.log());
+    assert_eq!(redis.list("jobs"), ["late"], "{:?}", service.log());
+    assert_eq!(redis.list("processing:w1"), Vec::<String>::new());
+    assert_eq!(redis.list("done"), Vec::<String>::new());
+}
