@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use lifecycle_tests::redis::RedisServer;
-use support::{llen, push_jobs, wait_until, worker};
+use support::{blocked_in_blmove, llen, push_jobs, wait_until, worker};
 
 const JOB_COUNT: usize = 300;
 const STOPS: usize = 5;
@@ -155,10 +155,10 @@ fn a_job_cut_by_the_deadline_runs_again_when_the_same_identity_starts_again() {
 fn a_job_taken_as_the_stop_begins_goes_back_to_the_queue_unrun() {
     let redis = RedisServer::start();
     let mut service = worker(&redis.url(), "w1", 100).start().unwrap();
-    service
-        .wait_for_log("taking jobs from jobs", Duration::from_secs(5))
-        .unwrap();
     // The queue is empty: the consumer waits in a BLMOVE, up to a second.
+    wait_until("the consumer waiting in BLMOVE", Duration::from_secs(5), || {
+        blocked_in_blmove(&redis).then_some(())
+    });
     // The job pushed right after the signal reaches that BLMOVE, unless it
     // ended in the millisecond between the two (then nobody takes the job,
     // and the state below is the same).

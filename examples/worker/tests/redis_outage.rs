@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use lifecycle_testing::{Endpoint, Service};
 use lifecycle_tests::redis::RedisServer;
-use support::{llen, push_jobs, wait_until, worker, Freezer};
+use support::{blocked_in_blmove, llen, push_jobs, wait_until, worker, Freezer};
 
 const GRACE: Duration = Duration::from_secs(20);
 /// The liveness limit these tests give the consumer loop: the lowest the
@@ -129,11 +129,13 @@ fn a_silent_redis_never_wedges_the_consumer() {
     service
         .wait_for(Endpoint::Readyz, true, Duration::from_secs(5))
         .unwrap();
+    let waiting = || blocked_in_blmove(&redis).then_some(());
+    wait_until("the consumer waiting in BLMOVE", Duration::from_secs(5), waiting);
 
-    // Redis stops answering, without a reset: readiness fails on the
-    // PING's timeout, and the consumer loop's BLMOVE gives up on its
-    // response timeout instead of waiting forever, so its heartbeat goes on
-    // well past the liveness limit.
+    // Redis stops answering in the middle of that BLMOVE, without a reset:
+    // readiness fails on the PING's timeout, and the BLMOVE gives up on its
+    // response timeout instead of waiting forever, so the loop's heartbeat
+    // goes on well past the liveness limit.
     network.freeze();
     service
         .wait_for(Endpoint::Readyz, false, Duration::from_secs(2))
@@ -154,6 +156,7 @@ fn a_silent_redis_never_wedges_the_consumer() {
     });
 
     // A SIGTERM while Redis is silent still ends the loop, and the stop.
+    wait_until("the consumer waiting in BLMOVE", Duration::from_secs(5), waiting);
     network.freeze();
     let stopped = service.stop(GRACE);
     assert_eq!(stopped.exit.code, Some(0), "{stopped:?}");

@@ -44,6 +44,15 @@ pub fn push_jobs(redis: &RedisServer, jobs: &[String]) {
     assert!(reply.starts_with(':'), "LPUSH: {reply:?}");
 }
 
+/// Whether a client of `redis` is blocked in a `BLMOVE` now: the consumer
+/// loop waits for a job.
+pub fn blocked_in_blmove(redis: &RedisServer) -> bool {
+    redis
+        .command(&["CLIENT", "LIST"])
+        .lines()
+        .any(|client| client.contains(" flags=b ") && client.contains(" cmd=blmove "))
+}
+
 /// Calls `probe` until it returns `Some`, or panics naming `what` at the
 /// deadline.
 #[track_caller]
