@@ -80,7 +80,10 @@ struct Settings {
 /// The settings, read once; an error names the variable to fix.
 fn settings() -> Result<&'static Settings, String> {
     static SETTINGS: OnceLock<Result<Settings, String>> = OnceLock::new();
-    SETTINGS.get_or_init(read_settings).as_ref().map_err(Clone::clone)
+    SETTINGS
+        .get_or_init(read_settings)
+        .as_ref()
+        .map_err(Clone::clone)
 }
 
 fn read_settings() -> Result<Settings, String> {
@@ -297,7 +300,10 @@ async fn put_back() -> RedisResult<()> {
     if PUT_BACK.load(Ordering::SeqCst) {
         return Ok(());
     }
-    let (settings, redis) = (settings().map_err(config_error)?, redis().map_err(config_error)?);
+    let (settings, redis) = (
+        settings().map_err(config_error)?,
+        redis().map_err(config_error)?,
+    );
     let mut moved = Vec::new();
     loop {
         beat();

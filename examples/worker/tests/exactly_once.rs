@@ -116,7 +116,11 @@ fn a_job_cut_by_the_deadline_runs_again_when_the_same_identity_starts_again() {
         (llen(&redis, "processing:w1") == 2).then_some(())
     });
     let stopped = service.stop(GRACE);
-    assert_eq!(stopped.exit.code, Some(1), "the deadline passed: {stopped:?}");
+    assert_eq!(
+        stopped.exit.code,
+        Some(1),
+        "the deadline passed: {stopped:?}"
+    );
     assert!(!stopped.killed);
     let mut held = redis.list("processing:w1");
     held.sort();
@@ -156,9 +160,11 @@ fn a_job_taken_as_the_stop_begins_goes_back_to_the_queue_unrun() {
     let redis = RedisServer::start();
     let mut service = worker(&redis.url(), "w1", 100).start().unwrap();
     // The queue is empty: the consumer waits in a BLMOVE, up to a second.
-    wait_until("the consumer waiting in BLMOVE", Duration::from_secs(5), || {
-        blocked_in_blmove(&redis).then_some(())
-    });
+    wait_until(
+        "the consumer waiting in BLMOVE",
+        Duration::from_secs(5),
+        || blocked_in_blmove(&redis).then_some(()),
+    );
     // The job pushed right after the signal reaches that BLMOVE, unless it
     // ended in the millisecond between the two (then nobody takes the job,
     // and the state below is the same).

@@ -42,7 +42,11 @@ fn readiness_follows_redis_and_liveness_never_asks_it() {
     let check = ready.check("redis").expect("a readiness check named redis");
     assert!(!check.passed, "{ready:?}");
     assert!(
-        check.reason.as_deref().unwrap_or("").contains("Connection refused"),
+        check
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("Connection refused"),
         "{ready:?}"
     );
     service.assert_passing(Endpoint::Livez);
@@ -53,19 +57,29 @@ fn readiness_follows_redis_and_liveness_never_asks_it() {
     service
         .wait_for(Endpoint::Readyz, true, Duration::from_secs(1))
         .unwrap();
-    assert!(back.elapsed() <= Duration::from_secs(1), "{:?}", back.elapsed());
+    assert!(
+        back.elapsed() <= Duration::from_secs(1),
+        "{:?}",
+        back.elapsed()
+    );
     // The consumer came back by itself.
     push_jobs(&redis, &["after-outage".into()]);
-    wait_until("the job pushed after the outage done", Duration::from_secs(5), || {
-        (redis.list("done") == ["after-outage"]).then_some(())
-    });
+    wait_until(
+        "the job pushed after the outage done",
+        Duration::from_secs(5),
+        || (redis.list("done") == ["after-outage"]).then_some(()),
+    );
 
     // Redis gone again: out of rotation, never restarted, however long.
     redis.halt();
     service
         .wait_for(Endpoint::Readyz, false, Duration::from_secs(1))
         .unwrap();
-    passes_throughout(&service, Endpoint::Livez, Duration::from_millis(STALL_MS + 1500));
+    passes_throughout(
+        &service,
+        Endpoint::Livez,
+        Duration::from_millis(STALL_MS + 1500),
+    );
     service.assert_failing(Endpoint::Readyz);
 
     let stopped = service.stop(GRACE);
@@ -107,7 +121,11 @@ fn an_idle_queue_is_no_error_and_the_readiness_ping_never_waits_behind_the_block
     wait_until("idle-1 done", Duration::from_secs(5), || {
         (redis.list("done") == ["idle-1"]).then_some(())
     });
-    assert!(pushed.elapsed() < Duration::from_millis(1000), "{:?}", pushed.elapsed());
+    assert!(
+        pushed.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        pushed.elapsed()
+    );
 
     // A SIGTERM is noticed within the block.
     let stopped = service.stop(GRACE);
@@ -130,7 +148,11 @@ fn a_silent_redis_never_wedges_the_consumer() {
         .wait_for(Endpoint::Readyz, true, Duration::from_secs(5))
         .unwrap();
     let waiting = || blocked_in_blmove(&redis).then_some(());
-    wait_until("the consumer waiting in BLMOVE", Duration::from_secs(5), waiting);
+    wait_until(
+        "the consumer waiting in BLMOVE",
+        Duration::from_secs(5),
+        waiting,
+    );
 
     // Redis stops answering in the middle of that BLMOVE, without a reset:
     // readiness fails on the PING's timeout, and the BLMOVE gives up on its
@@ -140,7 +162,11 @@ fn a_silent_redis_never_wedges_the_consumer() {
     service
         .wait_for(Endpoint::Readyz, false, Duration::from_secs(2))
         .unwrap();
-    passes_throughout(&service, Endpoint::Livez, Duration::from_millis(STALL_MS + 2500));
+    passes_throughout(
+        &service,
+        Endpoint::Livez,
+        Duration::from_millis(STALL_MS + 2500),
+    );
     service
         .wait_for_log("taking jobs failed", Duration::from_secs(1))
         .unwrap();
@@ -156,9 +182,16 @@ fn a_silent_redis_never_wedges_the_consumer() {
     });
 
     // A SIGTERM while Redis is silent still ends the loop, and the stop.
-    wait_until("the consumer waiting in BLMOVE", Duration::from_secs(5), waiting);
+    wait_until(
+        "the consumer waiting in BLMOVE",
+        Duration::from_secs(5),
+        waiting,
+    );
     network.freeze();
     let stopped = service.stop(GRACE);
     assert_eq!(stopped.exit.code, Some(0), "{stopped:?}");
-    assert!(stopped.signal_to_exit < Duration::from_secs(5), "{stopped:?}");
+    assert!(
+        stopped.signal_to_exit < Duration::from_secs(5),
+        "{stopped:?}"
+    );
 }

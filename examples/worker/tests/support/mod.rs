@@ -62,10 +62,7 @@ pub fn wait_until<T>(what: &str, deadline: Duration, mut probe: impl FnMut() -> 
         if let Some(value) = probe() {
             return value;
         }
-        assert!(
-            Instant::now() < until,
-            "not within {deadline:?}: {what}"
-        );
+        assert!(Instant::now() < until, "not within {deadline:?}: {what}");
         std::thread::sleep(Duration::from_millis(10));
     }
 }
