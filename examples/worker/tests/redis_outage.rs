@@ -13,7 +13,7 @@ use support::{blocked_in_blmove, llen, push_jobs, wait_until, worker, Freezer};
 const GRACE: Duration = Duration::from_secs(20);
 /// The liveness limit these tests give the consumer loop: the lowest the
 /// worker accepts.
-const STALL_MS: u64 = 3500;
+const STALL_MS: u64 = 4500;
 
 /// Probes `endpoint` every 50 ms for `period`, and panics unless every
 /// answer passes.
@@ -78,7 +78,7 @@ fn readiness_follows_redis_and_liveness_never_asks_it() {
     passes_throughout(
         &service,
         Endpoint::Livez,
-        Duration::from_millis(STALL_MS + 1500),
+        Duration::from_millis(STALL_MS + 1000),
     );
     service.assert_failing(Endpoint::Readyz);
 
@@ -165,7 +165,7 @@ fn a_silent_redis_never_wedges_the_consumer() {
     passes_throughout(
         &service,
         Endpoint::Livez,
-        Duration::from_millis(STALL_MS + 2500),
+        Duration::from_millis(STALL_MS + 1000),
     );
     service
         .wait_for_log("taking jobs failed", Duration::from_secs(1))
