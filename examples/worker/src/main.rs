@@ -1,6 +1,7 @@
 //! A job consumer made Kubernetes-ready by lifecycle: no HTTP server of its
-//! own, only the probes, and the reliable-queue pattern on Redis, so that a
-//! rollout or a crash never loses a job nor runs one twice.
+//! own, only the probes, and the reliable-queue pattern on Redis, so that
+//! whatever stops the worker (a rollout, a crash, a Redis outage) every job
+//! is completed, and recorded, exactly once.
 //!
 //! ```text
 //! cargo run -p worker                               # Redis at redis://127.0.0.1:6379
@@ -50,6 +51,8 @@ const DONE: &str = "done";
 /// loop notices a SIGTERM (and beats its heartbeat) only between two of
 /// them: at most a second.
 const BLOCK: Duration = Duration::from_secs(1);
+/// How long a connection to Redis may take to set up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long the client waits for any answer on the blocking connection:
 /// longer than the block, or every idle wait would be an error (redis-rs
 /// 1.x answers `timed out` after 500 ms by default) and a job Redis moved
@@ -69,6 +72,7 @@ const MAX_BACKOFF: Duration = Duration::from_millis(500);
 #[derive(Debug)]
 struct Settings {
     redis_url: String,
+    redis_addr: String,
     /// This worker's identity: its processing list is `processing:ID`.
     worker_id: String,
     processing: String,
@@ -88,7 +92,12 @@ fn settings() -> Result<&'static Settings, String> {
 
 fn read_settings() -> Result<Settings, String> {
     let redis_url = var("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".into());
-    Client::open(redis_url.as_str()).map_err(|e| format!("REDIS_URL: {e}"))?;
+    // Where it is, without the password the URL may hold: for the logs.
+    let redis_addr = Client::open(redis_url.as_str())
+        .map_err(|e| format!("REDIS_URL: {e}"))?
+        .get_connection_info()
+        .addr()
+        .to_string();
     // The identity must be the same when this worker starts again, or the
     // jobs it held when it stopped are never put back: a job outliving the
     // shutdown deadline, or a process killed (OOM, node lost), leaves its
@@ -109,11 +118,14 @@ fn read_settings() -> Result<Settings, String> {
             "WORKER_ID is unset and the host name is unknown: set WORKER_ID to a name stable across restarts",
         )?,
     };
+    // A stray space (`WORKER_ID="w1 "`) would name another list than the
+    // one an operator types.
     if worker_id.chars().any(char::is_whitespace) {
         return Err(format!("WORKER_ID {worker_id:?} contains white space"));
     }
     let settings = Settings {
         redis_url,
+        redis_addr,
         processing: format!("processing:{worker_id}"),
         worker_id,
         job_time: Duration::from_millis(number("JOB_MS", 500)?),
@@ -124,12 +136,12 @@ fn read_settings() -> Result<Settings, String> {
     if settings.concurrency == 0 {
         return Err("WORKER_CONCURRENCY must be at least 1".into());
     }
-    // The loop beats at least once per blocking wait and back-off: a limit
-    // within that would restart a healthy worker.
-    let floor = BLOCKING_RESPONSE_TIMEOUT + MAX_BACKOFF + Duration::from_secs(1);
+    // Between two beats the loop may connect, wait for a BLMOVE's answer
+    // and back off: a limit within that would restart a healthy worker.
+    let floor = CONNECT_TIMEOUT + BLOCKING_RESPONSE_TIMEOUT + MAX_BACKOFF + Duration::from_secs(1);
     if settings.stall_limit < floor {
         return Err(format!(
-            "CONSUMER_STALL_MS must be at least {} (a blocking wait and a back-off, and a margin)",
+            "CONSUMER_STALL_MS must be at least {} (a connection, a blocking wait, a back-off and a margin)",
             floor.as_millis()
         ));
     }
@@ -176,7 +188,7 @@ impl Link {
         Link {
             client,
             config: AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(Duration::from_secs(1)))
+                .set_connection_timeout(Some(CONNECT_TIMEOUT))
                 .set_response_timeout(Some(response_timeout)),
             connection: tokio::sync::Mutex::new(None),
         }
@@ -195,23 +207,26 @@ impl Link {
         Ok(connection)
     }
 
-    /// Runs a command or a pipeline; a failure drops the connection.
-    async fn run<T: FromRedisValue>(&self, query: Query<'_>) -> RedisResult<T> {
+    /// Runs one command. A failure drops the connection, so that the next
+    /// call connects anew.
+    async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> RedisResult<T> {
         let mut connection = self.connection().await?;
-        let result = match query {
-            Query::Cmd(cmd) => cmd.query_async(&mut connection).await,
-            Query::Pipe(pipe) => pipe.query_async(&mut connection).await,
-        };
+        let result = cmd.query_async(&mut connection).await;
         if result.is_err() {
             *self.connection.lock().await = None;
         }
         result
     }
-}
 
-enum Query<'a> {
-    Cmd(&'a redis::Cmd),
-    Pipe(&'a redis::Pipeline),
+    /// Runs a transaction (`MULTI` … `EXEC`), the same way.
+    async fn exec(&self, transaction: &redis::Pipeline) -> RedisResult<()> {
+        let mut connection = self.connection().await?;
+        let result = transaction.query_async(&mut connection).await;
+        if result.is_err() {
+            *self.connection.lock().await = None;
+        }
+        result
+    }
 }
 
 /// The worker's two connections.
@@ -309,13 +324,13 @@ async fn put_back() -> RedisResult<()> {
         beat();
         let job: Option<String> = redis
             .commands
-            .run(Query::Cmd(
+            .query(
                 redis::cmd("LMOVE")
                     .arg(&settings.processing)
                     .arg(JOBS)
                     .arg("LEFT")
                     .arg("RIGHT"),
-            ))
+            )
             .await?;
         match job {
             Some(job) => moved.push(job),
@@ -350,7 +365,7 @@ async fn redis_answers() -> Result<(), String> {
     let redis = redis()?;
     let pong: String = redis
         .commands
-        .run(Query::Cmd(&redis::cmd("PING")))
+        .query(&redis::cmd("PING"))
         .await
         .map_err(|e| e.to_string())?;
     match pong.as_str() {
@@ -437,14 +452,14 @@ async fn consume(settings: &'static Settings, redis: &'static Redis, stop: Cance
             put_back().await?;
             redis
                 .blocking
-                .run::<Option<String>>(Query::Cmd(
+                .query::<Option<String>>(
                     redis::cmd("BLMOVE")
                         .arg(JOBS)
                         .arg(&settings.processing)
                         .arg("RIGHT")
                         .arg("LEFT")
                         .arg(BLOCK.as_secs_f64()),
-                ))
+                )
                 .await
         }
         .await;
@@ -506,7 +521,7 @@ async fn hand_back(settings: &Settings, redis: &Redis, job: &str) {
         .arg(JOBS)
         .arg(job)
         .ignore();
-    match redis.commands.run::<()>(Query::Pipe(&transaction)).await {
+    match redis.commands.exec(&transaction).await {
         Ok(()) => tracing::info!("handed {job} back to {JOBS}: taken as the stop began"),
         Err(e) => tracing::warn!(
             "cannot hand {job} back ({e}): it stays in {} until this worker starts again",
@@ -547,8 +562,7 @@ async fn run_job(
     tokio::time::sleep(settings.job_time).await;
     record_completion(settings, redis, &job).await;
     FINISHED.fetch_add(1, Ordering::SeqCst);
-    if CONSUMER_STOPPED.load(Ordering::SeqCst) || lifecycle_runtime::shutdown_token().is_cancelled()
-    {
+    if lifecycle_runtime::shutdown_token().is_cancelled() {
         FINISHED_WHILE_STOPPING
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -576,19 +590,20 @@ async fn record_completion(settings: &Settings, redis: &Redis, job: &str) {
         .ignore();
     let mut backoff = Duration::from_millis(50);
     loop {
-        let error = match redis.commands.run::<()>(Query::Pipe(&transaction)).await {
+        let error = match redis.commands.exec(&transaction).await {
             Ok(()) => return,
             Err(e) => e,
         };
         // The EXEC may have been applied, its answer lost with the
-        // connection. Redis applies a transaction whole or not at all, and
-        // only it takes the job out of this list: a job no longer there
-        // was recorded, and must not be recorded twice.
+        // connection. Redis runs a transaction's commands all at once,
+        // never half of them for a crash or a lost connection, and only
+        // this transaction takes a running job out of the list: a job no
+        // longer there was recorded, and must not be recorded twice. (A
+        // command failing on a key of the wrong type does not undo the
+        // others: other types under these names are a bug to fix.)
         let position: RedisResult<Option<i64>> = redis
             .commands
-            .run(Query::Cmd(
-                redis::cmd("LPOS").arg(&settings.processing).arg(job),
-            ))
+            .query(redis::cmd("LPOS").arg(&settings.processing).arg(job))
             .await;
         if let Ok(None) = position {
             return;
@@ -606,10 +621,8 @@ async fn record_completion(settings: &Settings, redis: &Redis, job: &str) {
 async fn main() -> Result<(), String> {
     let settings = settings()?;
     let redis = redis()?;
-    let addr = Client::open(settings.redis_url.as_str())
-        .map(|client| client.get_connection_info().addr().to_string())
-        .map_err(|e| e.to_string())?;
-    let (host, port) = addr.rsplit_once(':').unwrap_or((addr.as_str(), "6379"));
+    let addr = &settings.redis_addr;
+    let (host, port) = addr.rsplit_once(':').unwrap_or((addr, "6379"));
     let probe_port = var("LIFECYCLE_PROBE_ADDR")
         .and_then(|a| a.rsplit_once(':').map(|(_, port)| port.to_owned()))
         .filter(|port| port != "0")
