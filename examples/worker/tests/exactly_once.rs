@@ -42,6 +42,8 @@ fn every_job_runs_to_completion_exactly_once_across_sigterms_and_restarts() {
     let jobs: Vec<String> = (0..JOB_COUNT).map(|i| format!("job-{i:03}")).collect();
     push_jobs(&redis, &jobs);
 
+    // Per stop, how many jobs finished after its signal.
+    let mut finished_after_signal = Vec::new();
     for stop in 1..=STOPS {
         let mut service = worker(&redis.url(), "w1", 100).start().unwrap();
         // Mid-stream: this run has finished some jobs and is running
@@ -60,27 +62,30 @@ fn every_job_runs_to_completion_exactly_once_across_sigterms_and_restarts() {
         let log = stopped.log.join("\n");
         assert_eq!(stopped.exit.code, Some(0), "stop {stop}: {stopped:?}");
         assert!(!stopped.killed);
-        // Each job running at the signal was finished, not abandoned…
-        let done = recorded(&redis);
-        for job in &running {
-            assert!(
-                done.contains_key(job),
-                "stop {stop}: {job} was running at the signal and is not done\n{log}"
-            );
-        }
-        // …and nothing stays in the processing list: a job the last
-        // BLMOVE took as the stop began was handed back to the queue.
+        // Nothing stays in the processing list: each job running at the
+        // signal was finished, not abandoned (or, if the BLMOVE that took
+        // it had not answered yet when the stop began, handed back unrun).
         assert_eq!(
             redis.list("processing:w1"),
             Vec::<String>::new(),
             "stop {stop}\n{log}"
         );
-        // The hook's report: the stop waited for running jobs.
-        assert!(
-            finished_while_stopping(&stopped.log) >= 1,
-            "stop {stop}: no job finished after the signal: it did not land mid-job\n{log}"
-        );
+        let (done, queued) = (recorded(&redis), redis.list("jobs"));
+        for job in &running {
+            assert!(
+                done.contains_key(job) || queued.contains(job),
+                "stop {stop}: {job} was running at the signal and is neither done nor queued\n{log}"
+            );
+        }
+        finished_after_signal.push(finished_while_stopping(&stopped.log));
     }
+    // The stops landed mid-job, and waited for the running jobs. (One may
+    // land in the instant between a job's end and the next one's start:
+    // not all five.)
+    assert!(
+        finished_after_signal.iter().any(|n| *n > 0),
+        "jobs finished after each signal: {finished_after_signal:?}"
+    );
 
     // The last run empties the queue.
     let mut service = worker(&redis.url(), "w1", 100).start().unwrap();
