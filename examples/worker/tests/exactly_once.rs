@@ -79,6 +79,7 @@ fn every_job_runs_to_completion_exactly_once_across_sigterms_and_restarts() {
         }
         finished_after_signal.push(finished_while_stopping(&stopped.log));
     }
+    eprintln!("jobs finished after each signal: {finished_after_signal:?}");
     // The stops landed mid-job, and waited for the running jobs. (One may
     // land in the instant between a job's end and the next one's start:
     // not all five.)

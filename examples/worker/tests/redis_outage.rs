@@ -96,17 +96,7 @@ fn an_idle_queue_is_no_error_and_the_readiness_ping_never_waits_behind_the_block
     // The queue is empty: the consumer sits in BLMOVE, a second at a time.
     // A PING queued behind it would wait up to a second and fail the
     // check's 500 ms timeout.
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_millis(3000) {
-        let probe = Instant::now();
-        service.assert_passing(Endpoint::Readyz);
-        assert!(
-            probe.elapsed() < Duration::from_millis(400),
-            "/readyz took {:?}",
-            probe.elapsed()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    passes_throughout(&service, Endpoint::Readyz, Duration::from_millis(3000));
     // Three blocks ended without a job: none of them was an error.
     let failures: Vec<_> = service
         .log()
