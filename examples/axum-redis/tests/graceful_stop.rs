@@ -81,7 +81,7 @@ fn one_request(
         } else {
             client.get("/items/seed")
         };
-        if client.reused {
+        if client.reused() {
             seen.reused.fetch_add(1, Ordering::SeqCst);
             if let Err(error) = &result {
                 seen.failed_on_reused

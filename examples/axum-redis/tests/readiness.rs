@@ -8,10 +8,11 @@ mod support;
 use std::time::{Duration, Instant};
 
 use lifecycle_testing::{Endpoint, Kubelet, Manifest, Service};
+use lifecycle_tests::partition::Partition;
 use lifecycle_tests::redis::RedisServer;
 use lifecycle_tests::run;
 
-use support::{app_addr, builder, Client, Partition};
+use support::{app_addr, builder, Client};
 
 /// The promise: ready again within a second of Redis answering.
 const BACK_WITHIN: Duration = Duration::from_secs(1);
@@ -103,7 +104,7 @@ fn readiness_comes_back_after_a_partition_on_a_new_connection() {
     let redis = RedisServer::start();
     let partition = Partition::new(redis.port());
     let mut service = builder(&redis)
-        .env("REDIS_URL", partition.url())
+        .env("REDIS_URL", partition.redis_url())
         .start()
         .unwrap();
     service
@@ -125,7 +126,7 @@ fn readiness_comes_back_after_a_partition_on_a_new_connection() {
     );
     service.assert_passing(Endpoint::Livez);
 
-    partition.mend();
+    partition.restore();
     let took = ready_after(&service, Instant::now());
     eprintln!("ready {took:?} after the partition ended");
 

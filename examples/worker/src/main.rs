@@ -176,7 +176,12 @@ fn host_name() -> Option<String> {
 /// One connection to Redis for one purpose, multiplexed (clones share it),
 /// made on first use and made again after any failure: a check or a job
 /// after Redis came back gets a fresh connection at once, instead of the
-/// error of an attempt made while it was down.
+/// error of an attempt made while it was down. A call cut short by its
+/// caller's timeout (the readiness check's 500 ms, shorter than the
+/// response timeout) counts as a failure too: the connection may be dead
+/// without a reset (a partition, a lost or replaced node), and kept, it
+/// would fail every later check until TCP gave up on it, minutes after
+/// Redis came back.
 struct Link {
     client: Client,
     config: AsyncConnectionConfig,
@@ -207,25 +212,50 @@ impl Link {
         Ok(connection)
     }
 
-    /// Runs one command. A failure drops the connection, so that the next
-    /// call connects anew.
+    /// Runs one command. A failure, or the call's cancellation, drops the
+    /// connection, so that the next call connects anew.
     async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> RedisResult<T> {
         let mut connection = self.connection().await?;
+        let in_flight = InFlight(Some(self));
         let result = cmd.query_async(&mut connection).await;
-        if result.is_err() {
-            *self.connection.lock().await = None;
-        }
+        in_flight.settle(&result).await;
         result
     }
 
     /// Runs a transaction (`MULTI` … `EXEC`), the same way.
     async fn exec(&self, transaction: &redis::Pipeline) -> RedisResult<()> {
         let mut connection = self.connection().await?;
+        let in_flight = InFlight(Some(self));
         let result = transaction.query_async(&mut connection).await;
-        if result.is_err() {
-            *self.connection.lock().await = None;
-        }
+        in_flight.settle(&result).await;
         result
+    }
+}
+
+/// A call on a [`Link`] that has not answered yet: dropped before it did
+/// (its future was cancelled), it drops the link's connection.
+struct InFlight<'a>(Option<&'a Link>);
+
+impl InFlight<'_> {
+    /// The call answered: a failure drops the connection.
+    async fn settle<T>(mut self, result: &RedisResult<T>) {
+        let link = self.0.take().expect("settled once");
+        if result.is_err() {
+            *link.connection.lock().await = None;
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        // Cancelled: no await here, so only when no other call holds the
+        // lock, which none does for long (a clone, or a connect that is
+        // replacing the connection anyway).
+        if let Some(link) = self.0 {
+            if let Ok(mut connection) = link.connection.try_lock() {
+                *connection = None;
+            }
+        }
     }
 }
 

@@ -7,8 +7,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use lifecycle_testing::{Endpoint, Service};
+use lifecycle_tests::partition::Partition;
 use lifecycle_tests::redis::RedisServer;
-use support::{blocked_in_blmove, llen, push_jobs, wait_until, worker, Freezer};
+use support::{blocked_in_blmove, llen, push_jobs, wait_until, worker};
 
 const GRACE: Duration = Duration::from_secs(20);
 /// The liveness limit these tests give the consumer loop: the lowest the
@@ -129,8 +130,8 @@ fn an_idle_queue_is_no_error_and_the_readiness_ping_never_waits_behind_the_block
 #[test]
 fn a_silent_redis_never_wedges_the_consumer() {
     let redis = RedisServer::start();
-    let network = Freezer::start(redis.port());
-    let mut service = worker(&network.url(), "w1", 50)
+    let network = Partition::new(redis.port());
+    let mut service = worker(&network.redis_url(), "w1", 50)
         .env("CONSUMER_STALL_MS", STALL_MS.to_string())
         .start()
         .unwrap();
@@ -148,7 +149,7 @@ fn a_silent_redis_never_wedges_the_consumer() {
     // readiness fails on the PING's timeout, and the BLMOVE gives up on its
     // response timeout instead of waiting forever, so the loop's heartbeat
     // goes on well past the liveness limit.
-    network.freeze();
+    network.cut();
     service
         .wait_for(Endpoint::Readyz, false, Duration::from_secs(2))
         .unwrap();
@@ -161,13 +162,14 @@ fn a_silent_redis_never_wedges_the_consumer() {
         .wait_for_log("taking jobs failed", Duration::from_secs(1))
         .unwrap();
 
-    // Back: ready again, and taking jobs.
-    network.thaw();
+    // Back for new connections; those that saw the cut stay dead: ready
+    // again on a new connection, and taking jobs.
+    network.restore();
     service
         .wait_for(Endpoint::Readyz, true, Duration::from_secs(3))
         .unwrap();
-    push_jobs(&redis, &["after-freeze".into()]);
-    wait_until("after-freeze done", Duration::from_secs(5), || {
+    push_jobs(&redis, &["after-partition".into()]);
+    wait_until("after-partition done", Duration::from_secs(5), || {
         (llen(&redis, "done") == 1).then_some(())
     });
 
@@ -177,7 +179,7 @@ fn a_silent_redis_never_wedges_the_consumer() {
         Duration::from_secs(5),
         waiting,
     );
-    network.freeze();
+    network.cut();
     let stopped = service.stop(GRACE);
     assert_eq!(stopped.exit.code, Some(0), "{stopped:?}");
     assert!(
