@@ -13,11 +13,14 @@
 //! - [`run`]: a binary run to its exit, for the modes that never serve
 //!   probes (`--lifecycle-manifest`, a configuration error, …);
 //! - raw HTTP over TCP for the probe server's hardening tests and for the
-//!   application;
+//!   application, and [`KeepAliveClient`]: requests one after another on
+//!   one connection, for keep-alive through a stop;
 //! - [`accept_queue`]: the connections the kernel holds for a listener not
 //!   yet accepted, for the tests that flood the probe server;
 //! - [`kubernetes`]: what `--lifecycle-manifest` prints, read as
-//!   Kubernetes reads it.
+//!   Kubernetes reads it;
+//! - [`redis`]: a real `redis-server` of the test's own, for the examples'
+//!   tests, and [`partition`]: a network partition in front of it.
 //!
 //! An integration test names one of its own package's binaries with
 //! `CARGO_BIN_EXE_NAME`, which cargo sets only for those: the fixtures in
@@ -35,9 +38,10 @@
 //! ```
 
 pub mod kubernetes;
+pub mod partition;
 pub mod redis;
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -210,6 +214,10 @@ pub struct Answer {
     /// Header names in lower case, in order.
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// The server closes the connection after it: `Connection: close`, an
+    /// HTTP/1.0 answer without `Connection: keep-alive`, or a body that
+    /// ends with the connection.
+    pub closes: bool,
 }
 
 impl Answer {
@@ -258,19 +266,12 @@ fn parse_answer(received: &[u8]) -> Option<Answer> {
     let head_end = received.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = std::str::from_utf8(&received[..head_end]).ok()?;
     let mut lines = head.split("\r\n");
-    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-    let headers: Vec<(String, String)> = lines
-        .map(|line| {
-            let (name, value) = line.split_once(':')?;
-            Some((name.trim().to_ascii_lowercase(), value.trim().to_owned()))
-        })
-        .collect::<Option<_>>()?;
+    let status_line = lines.next()?;
+    let status = status_line.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines.map(header).collect::<Option<_>>()?;
     let mut body = &received[head_end + 4..];
-    if let Some(length) = headers
-        .iter()
-        .find(|(name, _)| name == "content-length")
-        .and_then(|(_, value)| value.parse::<usize>().ok())
-    {
+    let length = content_length(&headers);
+    if let Some(length) = length {
         body = &body[..length.min(body.len())];
     }
     // The servers under test send whole bodies with a Content-Length.
@@ -282,8 +283,162 @@ fn parse_answer(received: &[u8]) -> Option<Answer> {
     );
     Some(Answer {
         status,
+        closes: length.is_none() || closes(status_line, &headers),
         headers,
         body: String::from_utf8_lossy(body).into_owned(),
+    })
+}
+
+/// A header line as `(name in lower case, value)`; `None` without a colon.
+fn header(line: &str) -> Option<(String, String)> {
+    let (name, value) = line.split_once(':')?;
+    Some((name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+}
+
+/// The `Content-Length` among `headers` (names in lower case).
+fn content_length(headers: &[(String, String)]) -> Option<usize> {
+    headers
+        .iter()
+        .find(|(name, _)| name == "content-length")
+        .and_then(|(_, value)| value.parse().ok())
+}
+
+/// Whether the server closes the connection after the answer that begins
+/// with `status_line` and has `headers` (names in lower case), whatever
+/// its body.
+fn closes(status_line: &str, headers: &[(String, String)]) -> bool {
+    let mut closes = status_line.starts_with("HTTP/1.0");
+    for (name, value) in headers {
+        if name == "connection" {
+            closes = if value.eq_ignore_ascii_case("close") {
+                true
+            } else if value.eq_ignore_ascii_case("keep-alive") {
+                false
+            } else {
+                closes
+            };
+        }
+    }
+    closes
+}
+
+/// An HTTP/1.1 client that sends its requests one after another on one
+/// connection, for the tests of keep-alive through a stop: it opens a new
+/// connection only when it has none, at first, after an answer that
+/// [`closes`](Answer::closes) it, after an error or a [`close`](Self::close).
+/// It reads answers with a `Content-Length` or ended by the connection's
+/// close, not chunked ones (the servers under test send neither).
+pub struct KeepAliveClient {
+    addr: SocketAddr,
+    timeout: Duration,
+    connection: Option<BufReader<TcpStream>>,
+    /// Whether the last request went on a connection that had carried one
+    /// before.
+    pub reused: bool,
+}
+
+impl KeepAliveClient {
+    /// A client of `addr` whose connects, writes and reads each time out
+    /// after `timeout`.
+    pub fn new(addr: SocketAddr, timeout: Duration) -> KeepAliveClient {
+        KeepAliveClient {
+            addr,
+            timeout,
+            connection: None,
+            reused: false,
+        }
+    }
+
+    /// Sends `request`, a whole HTTP/1.1 request, and reads its answer.
+    /// The error of a failed exchange says whether the connection was new
+    /// or reused (`… (on a reused connection)`), and keeps its kind: a
+    /// connection closed before the whole answer is an unexpected end of
+    /// file, which a load counts as a reset.
+    pub fn send(&mut self, request: &[u8]) -> io::Result<Answer> {
+        self.reused = self.connection.is_some();
+        let result = self.exchange(request);
+        if !matches!(&result, Ok(answer) if !answer.closes) {
+            self.connection = None;
+        }
+        result.map_err(|error| {
+            let on = if self.reused { "a reused" } else { "a new" };
+            io::Error::new(error.kind(), format!("{error} (on {on} connection)"))
+        })
+    }
+
+    /// Closes the connection: the next request opens a new one.
+    pub fn close(&mut self) {
+        self.connection = None;
+    }
+
+    fn exchange(&mut self, request: &[u8]) -> io::Result<Answer> {
+        let connection = match &mut self.connection {
+            Some(connection) => connection,
+            None => {
+                let stream = TcpStream::connect_timeout(&self.addr, self.timeout)?;
+                stream.set_nodelay(true)?;
+                stream.set_read_timeout(Some(self.timeout))?;
+                stream.set_write_timeout(Some(self.timeout))?;
+                self.connection.insert(BufReader::new(stream))
+            }
+        };
+        connection.get_mut().write_all(request)?;
+        read_answer(connection)
+    }
+}
+
+/// Reads one answer off a connection that may carry more.
+fn read_answer(connection: &mut BufReader<TcpStream>) -> io::Result<Answer> {
+    use std::io::BufRead;
+    let mut next_line = |what: &str| -> io::Result<String> {
+        let mut line = String::new();
+        if connection.read_line(&mut line)? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("the connection closed {what}"),
+            ));
+        }
+        Ok(line.trim_end().to_owned())
+    };
+    let malformed = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
+    let status_line = next_line("before an answer")?;
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|status| status.parse().ok())
+        .ok_or_else(|| malformed(format!("a malformed status line {status_line:?}")))?;
+    let mut headers = Vec::new();
+    loop {
+        let line = next_line("in the answer's head")?;
+        if line.is_empty() {
+            break;
+        }
+        let (name, value) =
+            header(&line).ok_or_else(|| malformed(format!("a malformed header {line:?}")))?;
+        if name == "transfer-encoding" {
+            return Err(malformed(format!(
+                "a {value} answer: the servers under test send a Content-Length"
+            )));
+        }
+        headers.push((name, value));
+    }
+    let mut body = Vec::new();
+    let length = content_length(&headers);
+    match length {
+        Some(length) => {
+            body.resize(length, 0);
+            connection.read_exact(&mut body)?;
+        }
+        // Delimited by the end of the connection.
+        None => {
+            connection.read_to_end(&mut body)?;
+        }
+    }
+    Ok(Answer {
+        status,
+        closes: length.is_none() || closes(&status_line, &headers),
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
     })
 }
 

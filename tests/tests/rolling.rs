@@ -34,7 +34,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -44,7 +44,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use lifecycle_testing::{http_get, Service, Stopped};
-use lifecycle_tests::fixture;
+use lifecycle_tests::{fixture, KeepAliveClient};
 
 /// The quick-start example's own source (`examples/quickstart`), built in
 /// this package.
@@ -403,117 +403,6 @@ impl Drop for Haproxy {
     }
 }
 
-/// One answer read off a connection.
-struct Answer {
-    status: u16,
-    body: String,
-    /// The server will close the connection after it.
-    closes: bool,
-}
-
-/// A client that keeps one HTTP/1.1 connection to `addr` and sends its
-/// requests on it one after another, opening a new one only when the
-/// server announced it closes the old one (`Connection: close`).
-struct KeepAliveClient {
-    addr: SocketAddr,
-    connection: Option<BufReader<TcpStream>>,
-    /// Counts the connections opened.
-    opened: Arc<Counts>,
-}
-
-impl KeepAliveClient {
-    fn get(&mut self) -> Result<(u16, String), String> {
-        let reused = self.connection.is_some();
-        let result = self.exchange();
-        match result {
-            Ok(answer) => {
-                if answer.closes {
-                    self.connection = None;
-                }
-                Ok((answer.status, answer.body))
-            }
-            Err(error) => {
-                self.connection = None;
-                let on = if reused { "a reused" } else { "a new" };
-                Err(format!("{error} (on {on} connection)"))
-            }
-        }
-    }
-
-    fn exchange(&mut self) -> io::Result<Answer> {
-        if self.connection.is_none() {
-            self.opened.connections.fetch_add(1, Ordering::SeqCst);
-            let stream = TcpStream::connect_timeout(&self.addr, REQUEST_TIMEOUT)?;
-            stream.set_nodelay(true)?;
-            stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
-            stream.set_write_timeout(Some(REQUEST_TIMEOUT))?;
-            self.connection = Some(BufReader::new(stream));
-        }
-        let connection = self.connection.as_mut().unwrap();
-        connection.get_mut().write_all(
-            b"GET / HTTP/1.1\r\nHost: rolling\r\nUser-Agent: lifecycle-rolling\r\n\r\n",
-        )?;
-        let mut status_line = String::new();
-        if connection.read_line(&mut status_line)? == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "connection closed before an answer",
-            ));
-        }
-        let status = status_line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .ok_or_else(|| io::Error::other(format!("bad status line {status_line:?}")))?;
-        let mut length = None;
-        let mut closes = status_line.starts_with("HTTP/1.0");
-        loop {
-            let mut line = String::new();
-            if connection.read_line(&mut line)? == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "connection closed in the answer's head",
-                ));
-            }
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            let Some((name, value)) = line.split_once(':') else {
-                continue;
-            };
-            let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
-            match name.as_str() {
-                "content-length" => length = value.parse::<usize>().ok(),
-                "connection" => closes |= value.eq_ignore_ascii_case("close"),
-                "transfer-encoding" => {
-                    return Err(io::Error::other(format!(
-                        "a {value} answer: the instances and HAProxy send a Content-Length"
-                    )))
-                }
-                _ => {}
-            }
-        }
-        let mut body = Vec::new();
-        match length {
-            Some(length) => {
-                body.resize(length, 0);
-                connection.read_exact(&mut body)?;
-            }
-            // Delimited by the end of the connection.
-            None => {
-                connection.read_to_end(&mut body)?;
-                closes = true;
-            }
-        }
-        Ok(Answer {
-            status,
-            body: String::from_utf8_lossy(&body).into_owned(),
-            closes,
-        })
-    }
-}
-
 /// What the load has seen so far.
 #[derive(Default)]
 struct Counts {
@@ -550,11 +439,7 @@ impl Load {
                 let stop = stop.clone();
                 let counts = counts.clone();
                 std::thread::spawn(move || {
-                    let mut keep_alive = KeepAliveClient {
-                        addr,
-                        connection: None,
-                        opened: counts.clone(),
-                    };
+                    let mut keep_alive = KeepAliveClient::new(addr, REQUEST_TIMEOUT);
                     // The clients' turns spread evenly over the spacing.
                     let mut next = Instant::now() + spacing * client as u32 / CLIENTS as u32;
                     while !stop.load(Ordering::SeqCst) {
@@ -568,7 +453,17 @@ impl Load {
                         next = next.max(now) + spacing;
                         counts.sent.fetch_add(1, Ordering::SeqCst);
                         let result = match mode {
-                            Mode::KeepAlive => keep_alive.get(),
+                            Mode::KeepAlive => {
+                                let answer = keep_alive.send(
+                                    b"GET / HTTP/1.1\r\nHost: rolling\r\nUser-Agent: lifecycle-rolling\r\n\r\n",
+                                );
+                                if !keep_alive.reused {
+                                    counts.connections.fetch_add(1, Ordering::SeqCst);
+                                }
+                                answer
+                                    .map(|answer| (answer.status, answer.body))
+                                    .map_err(|error| error.to_string())
+                            }
                             Mode::Close => {
                                 counts.connections.fetch_add(1, Ordering::SeqCst);
                                 http_get(addr, "/", REQUEST_TIMEOUT)

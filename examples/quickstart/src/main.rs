@@ -7,7 +7,8 @@
 //! curl 'localhost:8081/readyz?verbose'    # what the kubelet asks
 //! ```
 //!
-//! `APP_ADDR` moves the application (default 127.0.0.1:8080);
+//! `APP_ADDR` moves the application (default 0.0.0.0:8080, reachable in a
+//! pod);
 //! `LIFECYCLE_PROBE_ADDR` moves the probes (default 0.0.0.0:8081).
 //!
 //! On SIGTERM (or Ctrl-C) `/readyz` fails at once, the service keeps
@@ -95,7 +96,7 @@ async fn hello(_request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
 
 #[service_main]
 async fn main() -> std::io::Result<()> {
-    let addr = std::env::var("APP_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into());
+    let addr = std::env::var("APP_ADDR").unwrap_or_else(|_| "0.0.0.0:8080".into());
     let listener = TcpListener::bind(&addr).await?;
     tracing::info!("serving on http://{}", listener.local_addr()?);
     ACCEPTING.store(true, Ordering::SeqCst);

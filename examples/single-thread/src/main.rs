@@ -24,7 +24,14 @@ async fn ticking() -> Result<(), &'static str> {
 
 #[service_main(flavor = "current_thread", probe_addr = "127.0.0.1:0")]
 async fn main() {
+    let stop = lifecycle_runtime::shutdown_signal();
+    tokio::pin!(stop);
     loop {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::select! {
+            // Return on SIGTERM or Ctrl-C: a `main` that never returns
+            // holds the stop up until the shutdown timeout, then exits 1.
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
     }
 }

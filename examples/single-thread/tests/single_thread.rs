@@ -1,5 +1,5 @@
-//! A `current_thread` service runs its checks on its own thread, and its
-//! probe server answers.
+//! A `current_thread` service runs its checks on its own thread, its
+//! probe server answers, and it stops cleanly.
 
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ const DEADLINE: Duration = Duration::from_secs(10);
 
 #[test]
 fn a_current_thread_service_runs_its_checks_on_its_own_thread() {
-    let service = Service::builder(SINGLE_THREAD).spawn().unwrap();
+    let mut service = Service::builder(SINGLE_THREAD).spawn().unwrap();
     service.wait_for(Endpoint::Readyz, true, DEADLINE).unwrap();
     let ready = service.probe_path("/readyz?verbose", DEFAULT_TIMEOUT);
     assert_eq!(ready.status, Some(200), "{ready}");
@@ -19,4 +19,13 @@ fn a_current_thread_service_runs_its_checks_on_its_own_thread() {
         "[+]lifecycle ok\n[+]ticking ok\nreadyz check passed\n"
     );
     assert_eq!(service.probe(Endpoint::Livez).status, Some(200));
+
+    // Its `main` returns on the stop: a clean exit at once, not the
+    // shutdown timeout's exit 1 (or the kill at the end of the grace).
+    let stopped = service.stop(DEADLINE);
+    assert_eq!(stopped.exit.code, Some(0), "{stopped:?}");
+    assert!(
+        stopped.signal_to_exit < Duration::from_secs(2),
+        "{stopped:?}"
+    );
 }

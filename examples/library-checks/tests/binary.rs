@@ -1,0 +1,27 @@
+//! The binary links the library with one line, and with it the library's
+//! checks and hooks: its liveness check answers, and its start-up hook
+//! ran before it did.
+
+use std::time::Duration;
+
+use lifecycle_testing::{Service, DEFAULT_TIMEOUT};
+
+#[test]
+fn the_binary_runs_the_librarys_checks_and_hooks() {
+    let mut service = Service::builder(env!("CARGO_BIN_EXE_library-checks"))
+        .env("RUST_LOG", "info")
+        .start()
+        .unwrap();
+    let live = service.probe_path("/livez/library_worker?verbose", DEFAULT_TIMEOUT);
+    // `connected=true`: set by the library's own on_startup hook.
+    assert_eq!(
+        (live.status, live.body.as_str()),
+        (
+            Some(200),
+            "[+]library_worker ok (connected=true)\nlivez check passed\n"
+        ),
+        "{live}"
+    );
+    let stopped = service.stop(Duration::from_secs(15));
+    assert_eq!(stopped.exit.code, Some(0), "{stopped:?}");
+}
