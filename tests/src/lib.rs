@@ -122,6 +122,27 @@ pub fn in_private_network<T: Send>(body: impl FnOnce() -> T + Send) -> T {
     })
 }
 
+/// Raises this process's open-file limit to its hard limit, for tests that
+/// hold thousands of sockets (a service started afterwards inherits it);
+/// panics when the hard limit is below `needed`.
+pub fn raise_open_file_limit(needed: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit write to and read from a valid rlimit.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        limit.rlim_cur = limit.rlim_max;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+    }
+    assert!(
+        limit.rlim_cur >= needed,
+        "the open-file hard limit, {}, is below the {needed} this test needs",
+        limit.rlim_cur
+    );
+}
+
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -6,7 +6,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use lifecycle_testing::{Endpoint, ProbeAnswer, Service, Stop};
-use lifecycle_tests::{fixture, http_get, wait_accepted, ServiceExt, CLIENT_TIMEOUT};
+use lifecycle_tests::{
+    fixture, http_get, raise_open_file_limit, wait_accepted, ServiceExt, CLIENT_TIMEOUT,
+};
 
 const TESTBED: &str = env!("CARGO_BIN_EXE_testbed");
 /// Blocks its current_thread runtime's only thread after 300 ms.
@@ -397,26 +399,11 @@ fn a_background_result_change_shows_within_one_interval() {
     service.wait_for_status("/readyz/background", 200, Duration::from_secs(1));
 }
 
-/// Raises this process's open-file limit to its hard limit: the test holds
-/// a thousand sockets.
-fn raise_open_file_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit write to and read from a valid rlimit.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-        limit.rlim_cur = limit.rlim_max;
-        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
-    }
-}
-
 #[test]
 fn a_thousand_slow_connections_do_not_delay_probes() {
     use std::io::{Read, Write};
     let _serial = serial();
-    raise_open_file_limit();
+    raise_open_file_limit(1100);
     let service = fixture(TESTBED).spawn().unwrap();
     service.wait_for(Endpoint::Readyz, true, DEADLINE).unwrap();
     let rss_before = service.rss_kib();
@@ -473,7 +460,7 @@ fn a_thousand_slow_connections_do_not_delay_probes() {
 fn connections_busy_on_a_slow_check_do_not_lock_out_new_probes() {
     use std::io::Write;
     let _serial = serial();
-    raise_open_file_limit();
+    raise_open_file_limit(1100);
     let service = fixture(TESTBED)
         .env("TESTBED_SLOW_CHECK_MS", "2500")
         .spawn()

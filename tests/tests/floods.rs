@@ -26,7 +26,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use lifecycle_testing::{probe, Endpoint, ProbeAnswer, Service, DEFAULT_TIMEOUT};
-use lifecycle_tests::{accept_queue, fixture};
+use lifecycle_tests::{accept_queue, fixture, raise_open_file_limit};
 
 const TESTBED: &str = env!("CARGO_BIN_EXE_testbed");
 /// For anything waited on: generous, for a loaded 2-core machine.
@@ -98,27 +98,6 @@ fn sizes() -> Sizes {
         storms: 20,
         resets: 500,
     }
-}
-
-/// Raises this process's open-file limit to its hard limit: the test holds
-/// thousands of sockets, and the service, which inherits the limit, up to
-/// the probe server's cap.
-fn raise_open_file_limit(needed: u64) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit write to and read from a valid rlimit.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-        limit.rlim_cur = limit.rlim_max;
-        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
-    }
-    assert!(
-        limit.rlim_cur >= needed,
-        "the open-file hard limit, {}, is below the {needed} this flood needs",
-        limit.rlim_cur
-    );
 }
 
 /// The service's open file descriptors, or 0 once it is gone.
