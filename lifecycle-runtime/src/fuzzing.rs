@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::config::ReasonsPolicy;
 use crate::lifecycle::Lifecycle;
 use crate::probe::{http, server, Evaluator};
-use crate::registry::{self, CheckKind};
+use crate::registry;
 
 /// The lifecycle state a [`ProbeHarness`] answers from.
 #[derive(Debug, Clone, Copy, Default)]
@@ -82,13 +82,7 @@ impl ProbeHarness {
             tokio::runtime::Handle::current(),
             Duration::from_secs(10),
             state.max_tasks,
-            [
-                CheckKind::Liveness,
-                CheckKind::Readiness,
-                CheckKind::Startup,
-            ]
-            .into_iter()
-            .flat_map(registry::checks),
+            registry::probe_checks(),
         ));
         evaluator.start_background_checks();
         ProbeHarness {

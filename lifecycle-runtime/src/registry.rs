@@ -160,6 +160,18 @@ pub(crate) fn checks(kind: CheckKind) -> Vec<&'static CheckRegistration> {
     checks
 }
 
+/// Every registered check the probe server runs: liveness, readiness and
+/// startup (preflight checks run before it, at start-up only).
+pub(crate) fn probe_checks() -> impl Iterator<Item = &'static CheckRegistration> {
+    [
+        CheckKind::Liveness,
+        CheckKind::Readiness,
+        CheckKind::Startup,
+    ]
+    .into_iter()
+    .flat_map(checks)
+}
+
 /// The hooks of one kind grouped by ascending `order`; hooks within a group
 /// run concurrently. `inventory` has no order of its own.
 pub(crate) fn hook_groups(kind: HookKind) -> Vec<(i32, Vec<&'static HookRegistration>)> {

@@ -137,13 +137,7 @@ where
         runtime.handle().clone(),
         settings.stall_threshold,
         settings.max_tasks,
-        [
-            CheckKind::Liveness,
-            CheckKind::Readiness,
-            CheckKind::Startup,
-        ]
-        .into_iter()
-        .flat_map(registry::checks),
+        registry::probe_checks(),
     ));
     evaluator.start_background_checks();
     let reasons = settings.reasons;

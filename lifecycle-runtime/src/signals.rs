@@ -103,15 +103,8 @@ pub(crate) fn start(
     lifecycle: Arc<Lifecycle>,
     shutdown_timeout: Duration,
 ) -> io::Result<()> {
-    let runtime = current_thread_runtime()?;
-    let signals = {
-        let _on = runtime.enter();
-        Received::new(handlers)?
-    };
-    std::thread::Builder::new()
-        .name("lifecycle-signals".into())
-        .spawn(move || {
-            runtime.block_on(async move {
+    spawn_signal_thread(handlers, move |runtime, signals| {
+        runtime.block_on(async move {
                 let cause = tokio::select! {
                     signo = signals.next() => {
                         lifecycle.request_stop();
@@ -153,14 +146,26 @@ pub(crate) fn start(
                     }
                 }
             });
-        })?;
-    Ok(())
+    })
 }
 
 /// For the modes that serve nothing (`--lifecycle-preflight`, `-probe`,
 /// `-manifest`): a signal, received now or before, ends the process as
 /// the default action would have.
 pub(crate) fn default_action(handlers: Handlers) -> io::Result<()> {
+    spawn_signal_thread(handlers, |runtime, signals| {
+        let signo = runtime.block_on(signals.next());
+        let _ = signal_hook::low_level::emulate_default_handler(signo);
+        std::process::exit(128 + signo)
+    })
+}
+
+/// Runs `body` on the `lifecycle-signals` thread with a runtime of its own
+/// and the signals the handlers recorded, from the first one on.
+fn spawn_signal_thread(
+    handlers: Handlers,
+    body: impl FnOnce(tokio::runtime::Runtime, Received) + Send + 'static,
+) -> io::Result<()> {
     let runtime = current_thread_runtime()?;
     let signals = {
         let _on = runtime.enter();
@@ -168,10 +173,6 @@ pub(crate) fn default_action(handlers: Handlers) -> io::Result<()> {
     };
     std::thread::Builder::new()
         .name("lifecycle-signals".into())
-        .spawn(move || {
-            let signo = runtime.block_on(signals.next());
-            let _ = signal_hook::low_level::emulate_default_handler(signo);
-            std::process::exit(128 + signo)
-        })?;
+        .spawn(move || body(runtime, signals))?;
     Ok(())
 }
