@@ -279,6 +279,8 @@ mod flags;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(feature = "grpc")]
+pub mod grpc;
 mod health;
 mod hooks;
 mod lifecycle;
