@@ -38,7 +38,10 @@ fn the_drain_delay_serves_calls_while_health_says_leave() {
     // leave at once (the contract's 100 ms, with room for a loaded
     // machine)…
     let took = app.wait_for("readyz", ServingStatus::NotServing, DEADLINE);
-    assert!(took < Duration::from_millis(500), "readyz left after {took:?}");
+    assert!(
+        took < Duration::from_millis(500),
+        "readyz left after {took:?}"
+    );
     assert_status(&app, "", ServingStatus::NotServing);
     assert_status(&app, "livez", ServingStatus::Serving);
     service.assert_failing(Endpoint::Readyz);

@@ -22,10 +22,7 @@ fn what_is_set_is_got_back_and_is_in_redis() {
     app.set("greeting", "hello, gRPC").unwrap();
     assert_eq!(app.get("greeting").unwrap(), "hello, gRPC");
     // Under the example's prefix, out of the way of other keys.
-    assert_eq!(
-        redis.command(&["GET", "kv:greeting"]),
-        "$11\nhello, gRPC"
-    );
+    assert_eq!(redis.command(&["GET", "kv:greeting"]), "$11\nhello, gRPC");
     // Overwritten, and read from Redis (nothing is cached): another
     // instance's write shows at once.
     app.set("greeting", "hi").unwrap();

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use lifecycle_runtime::grpc::proto::health_check_response::ServingStatus;
 use lifecycle_runtime::grpc::proto::health_client::HealthClient;
-use lifecycle_runtime::grpc::proto::HealthCheckRequest;
+use lifecycle_runtime::grpc::proto::{HealthCheckRequest, HealthCheckResponse};
 use lifecycle_testing::{Service, ServiceBuilder};
 use lifecycle_tests::fixture;
 use lifecycle_tests::redis::RedisServer;
@@ -130,6 +130,24 @@ impl Client {
             .unwrap_or_else(|_| panic!("{service:?}: no such serving status: {status}")))
     }
 
+    /// Opens `Watch` on `service`: [`Watcher::next`] reads its updates.
+    pub fn watch(&self, service: &str) -> Watcher<'_> {
+        let mut client = HealthClient::new(self.channel.clone());
+        let request = HealthCheckRequest {
+            service: service.to_owned(),
+        };
+        let stream = self
+            .runtime
+            .block_on(client.watch(request))
+            .unwrap_or_else(|e| panic!("Watch {service:?}: {e:?}"))
+            .into_inner();
+        Watcher {
+            client: self,
+            service: service.to_owned(),
+            stream,
+        }
+    }
+
     /// Asks `Check` of `service` until it answers `expected`, or panics
     /// with the last answer at the deadline; returns how long it took.
     #[track_caller]
@@ -149,11 +167,43 @@ impl Client {
     }
 }
 
+/// An open `Watch`.
+pub struct Watcher<'a> {
+    client: &'a Client,
+    service: String,
+    stream: tonic::Streaming<HealthCheckResponse>,
+}
+
+impl Watcher<'_> {
+    /// The next status the server sends, within `deadline`; panics when
+    /// none comes or the stream ends.
+    #[track_caller]
+    pub fn next(&mut self, deadline: Duration) -> ServingStatus {
+        let stream = &mut self.stream;
+        let next = self
+            .client
+            .runtime
+            .block_on(async { tokio::time::timeout(deadline, stream.message()).await });
+        let service = &self.service;
+        match next {
+            Ok(Ok(Some(answer))) => ServingStatus::try_from(answer.status).unwrap_or_else(|_| {
+                panic!("{service:?}: no such serving status: {}", answer.status)
+            }),
+            Ok(other) => panic!("Watch {service:?} ended: {other:?}"),
+            Err(_) => panic!("Watch {service:?}: nothing within {deadline:?}"),
+        }
+    }
+}
+
 /// Asserts that `Check` of `service` answers `expected`.
 #[track_caller]
 pub fn assert_status(client: &Client, service: &str, expected: ServingStatus) {
     let answer = client.check(service);
-    assert_eq!(answer.as_ref().ok(), Some(&expected), "{service:?}: {answer:?}");
+    assert_eq!(
+        answer.as_ref().ok(),
+        Some(&expected),
+        "{service:?}: {answer:?}"
+    );
 }
 
 /// Asserts that `result` is an error with status code `code`, and returns
