@@ -410,6 +410,8 @@ pub(crate) fn http_settings() -> HttpSettings {
 /// answer turned into a 500, its writes failing once they have stalled for
 /// [`WRITE_STALL_TIMEOUT`], ended gracefully by `graceful`. Ends when the
 /// connection does, with the error that ended it if one did.
+// hyper's HTTP/1 error is boxed here; the `grpc` feature's is already.
+#[cfg_attr(feature = "grpc", allow(clippy::useless_conversion))]
 pub(crate) fn serve_connection<S, A, Fut>(
     http: &HttpSettings,
     stream: S,
