@@ -18,7 +18,10 @@ const HINT: &str =
 /// A `grpc:` probe's (port, service).
 fn grpc_probe(probe: &Option<Probe>) -> (i32, String) {
     let probe = probe.as_ref().expect("probe present");
-    assert!(probe.http_get.is_none() && probe.exec.is_none(), "{probe:?}");
+    assert!(
+        probe.http_get.is_none() && probe.exec.is_none(),
+        "{probe:?}"
+    );
     let grpc = probe.grpc.as_ref().expect("a grpc probe");
     (grpc.port, grpc.service.clone().unwrap_or_default())
 }
@@ -31,7 +34,10 @@ fn the_generated_manifest_has_grpc_probes_on_the_probe_port() {
         grpc_probe(&generated.startup_probe),
         (8081, "startupz".into())
     );
-    assert_eq!(grpc_probe(&generated.liveness_probe), (8081, "livez".into()));
+    assert_eq!(
+        grpc_probe(&generated.liveness_probe),
+        (8081, "livez".into())
+    );
     assert_eq!(
         grpc_probe(&generated.readiness_probe),
         (8081, "readyz".into())
