@@ -124,6 +124,12 @@ async fn run_poll(
         return;
     }
     let mut changes = evaluator.lifecycle().changes();
+    // A second from one run's start to the next, not from its end: a change
+    // shows within a second plus the check's own time.
+    let mut ticks = tokio::time::interval(POLL_PERIOD);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is now: the first run below is it.
+    ticks.tick().await;
     loop {
         changes.borrow_and_update();
         let (now, changed_meanwhile) = evaluate(&evaluator, &name, &mut changes).await;
@@ -142,7 +148,7 @@ async fn run_poll(
                     return;
                 }
             }
-            _ = tokio::time::sleep(POLL_PERIOD) => {}
+            _ = ticks.tick() => {}
         }
     }
 }
