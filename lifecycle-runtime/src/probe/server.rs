@@ -729,6 +729,61 @@ mod tests {
         server.stop();
     }
 
+    /// HTTP/2 with prior knowledge, as h2c clients send it: the preface, a
+    /// SETTINGS frame, and a HEADERS frame for `GET /livez` (HPACK: GET and
+    /// http from the static table, the path and authority as literals).
+    const H2_GET: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\
+        \x00\x00\x06\x04\x00\x00\x00\x00\x00\x00\x03\x00\x00\x00\x64\
+        \x00\x00\x11\x01\x05\x00\x00\x00\x01\x82\x86\x04\x06/livez\x01\x05probe";
+
+    #[tokio::test]
+    async fn http2_prior_knowledge_is_served_only_with_the_grpc_feature() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let answer = |_: Request<Incoming>| async { plain(StatusCode::OK, "ok\n") };
+        let graceful = GracefulShutdown::new();
+        tokio::spawn(serve_connection(
+            &http_settings(),
+            server,
+            "127.0.0.1:40000".parse().unwrap(),
+            Arc::new(answer),
+            Arc::new(AtomicUsize::new(0)),
+            &graceful,
+        ));
+        client.write_all(H2_GET).await.unwrap();
+        let mut received = Vec::new();
+        let mut buf = [0; 1024];
+        // Enough for the server's SETTINGS frame and more, or its refusal.
+        while received.len() < 64 {
+            let read = tokio::time::timeout(Duration::from_secs(5), client.read(&mut buf))
+                .await
+                .expect("an answer in time")
+                .unwrap();
+            if read == 0 {
+                break;
+            }
+            received.extend_from_slice(&buf[..read]);
+        }
+        if cfg!(feature = "grpc") {
+            // A frame header: 3 bytes of length, then the type, SETTINGS.
+            assert_eq!(received.get(3), Some(&0x04), "{received:?}");
+            // A HEADERS frame (type 1) on stream 1: the answer.
+            let answered = received
+                .windows(9)
+                .any(|w| w[3] == 0x01 && w[5..9] == [0, 0, 0, 1]);
+            assert!(answered, "no HEADERS frame for stream 1: {received:?}");
+        } else {
+            let text = String::from_utf8_lossy(&received);
+            assert!(
+                text.is_empty()
+                    || text.starts_with("HTTP/1.1 505")
+                    || text.starts_with("HTTP/1.1 400"),
+                "HTTP/1 only: {text:?}"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn a_client_that_never_reads_its_answers_is_closed() {
         use tokio::io::AsyncWriteExt;
