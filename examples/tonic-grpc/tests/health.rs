@@ -10,7 +10,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use lifecycle_runtime::grpc::proto::health_check_response::ServingStatus::{NotServing, Serving};
-use lifecycle_testing::{Endpoint, Service};
+use lifecycle_testing::{Endpoint, Kubelet, Manifest, Service};
 use lifecycle_tests::redis::RedisServer;
 use tonic::Code;
 
@@ -106,23 +106,30 @@ fn readiness_follows_redis_on_both_ports_and_agrees_with_http() {
 
 /// Without Redis at start-up the service starts all the same (`start`
 /// waits for `/startupz`), out of rotation on every view, and never
-/// restarted: `livez` is `SERVING`.
+/// restarted: the kit's kubelet, running the probes of the generated
+/// manifest (`grpc:` ones), never restarts it nor puts it in the
+/// endpoints until Redis answers.
 #[test]
 fn a_start_without_redis_is_alive_and_out_of_rotation() {
     let mut redis = RedisServer::start();
     redis.halt();
-    let mut service = builder(&redis).start().unwrap();
+    let builder = builder(&redis);
+    let kubelet = Kubelet::new(Manifest::from_builder(&builder).unwrap()).time_scale(0.1);
+    let mut service = builder.start().unwrap();
     let views = Views::of(&service);
-    // Out of rotation from the first answer on: never SERVING meanwhile.
-    let until = Instant::now() + Duration::from_millis(500);
-    while Instant::now() < until {
-        views.assert_ready(&service, false);
-    }
+    views.assert_ready(&service, false);
     assert_status(&views.probes, "startupz", Serving);
+    let report = kubelet.watch(&service, Duration::from_secs(2));
+    report.assert_never_restarted();
+    report.assert_never_joined_endpoints();
+    views.assert_ready(&service, false);
 
     redis.resume();
     views.probes.wait_for("readyz", Serving, BACK_WITHIN);
     views.assert_ready(&service, true);
+    let report = kubelet.watch(&service, Duration::from_secs(2));
+    report.assert_joined_endpoints();
+    report.assert_never_restarted();
     let stopped = service.stop(Duration::from_secs(15));
     assert_eq!(stopped.exit.code, Some(0), "{stopped:?}");
 }
