@@ -465,12 +465,13 @@ pub async fn run_checks(kind: CheckKind) -> Vec<CheckResult> {
 /// What generated code calls; not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::config::{Flavor, PanicPolicy, ReasonsPolicy, ServiceConfig};
+    pub use crate::config::{Flavor, PanicPolicy, ProbeProtocol, ReasonsPolicy, ServiceConfig};
     pub use crate::health::{HookOutcome, IntoHealth, IntoHookOutcome, MainOutcome};
     pub use crate::registry::{
         BoxFuture, Call, CheckKind, CheckRegistration, HookKind, HookRegistration, Site,
     };
     pub use crate::require_default_subscriber;
+    pub use crate::require_grpc_feature;
     pub use crate::service::run_service;
     pub use inventory;
 }

@@ -8,3 +8,5 @@
 pub mod proto {
     include!("generated.rs");
 }
+
+pub(crate) mod client;
