@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use lifecycle_testing::{Endpoint, Service};
-use lifecycle_tests::kubernetes::{container, http_probe, manifest, pod_template};
+use lifecycle_tests::kubernetes::{container, grpc_probe, http_probe, manifest, pod_template};
 use lifecycle_tests::{fixture, free_port, http_get, run, termination_log_path, ServiceExt};
 
 const TESTBED: &str = env!("CARGO_BIN_EXE_testbed");
@@ -198,6 +198,105 @@ fn the_manifest_is_a_pod_template_derived_from_the_configuration() {
         http_probe(&container(&spec, "testbed").liveness_probe).2,
         9200
     );
+}
+
+#[test]
+fn with_probe_protocol_grpc_the_manifest_has_grpc_probes_with_the_same_timings() {
+    let http = container(
+        &manifest(TESTBED, &[("LIFECYCLE_PROBE_ADDR", "0.0.0.0:9100")]),
+        "testbed",
+    );
+    // Parsed and round-tripped by k8s-openapi: every key where Kubernetes
+    // reads it.
+    let template = pod_template(
+        TESTBED,
+        &[
+            ("LIFECYCLE_PROBE_ADDR", "0.0.0.0:9100"),
+            ("LIFECYCLE_PROBE_PROTOCOL", "grpc"),
+        ],
+    );
+    let grpc = container(template.spec.as_ref().unwrap(), "testbed");
+    for (probe_kind, http, grpc, service) in [
+        (
+            "startup",
+            &http.startup_probe,
+            &grpc.startup_probe,
+            "startupz",
+        ),
+        (
+            "liveness",
+            &http.liveness_probe,
+            &grpc.liveness_probe,
+            "livez",
+        ),
+        (
+            "readiness",
+            &http.readiness_probe,
+            &grpc.readiness_probe,
+            "readyz",
+        ),
+    ] {
+        let (http, _, _) = http_probe(http);
+        let (grpc, named, port) = grpc_probe(grpc);
+        // Never `""` for liveness: that is the server's overall health,
+        // which turns NOT_SERVING when a shutdown begins.
+        assert_eq!((named.as_str(), port), (service, 9100), "{probe_kind}");
+        assert!(grpc.http_get.is_none(), "{probe_kind}: {grpc:?}");
+        assert_eq!(
+            (
+                grpc.timeout_seconds,
+                grpc.period_seconds,
+                grpc.failure_threshold,
+                grpc.success_threshold
+            ),
+            (
+                http.timeout_seconds,
+                http.period_seconds,
+                http.failure_threshold,
+                http.success_threshold
+            ),
+            "{probe_kind}"
+        );
+    }
+    // What the manifest's readiness probe allows: coalesced's 3 s + 50 ms.
+    assert_eq!(grpc_probe(&grpc.readiness_probe).0.timeout_seconds, Some(4));
+}
+
+#[test]
+fn the_grpc_exec_probe_fails_when_nothing_answers() {
+    let grpc = ("LIFECYCLE_PROBE_PROTOCOL", "grpc");
+    // Nothing listening: refused at once.
+    let refused = format!("127.0.0.1:{}", free_port());
+    let (code, stdout, stderr) = run(
+        TESTBED,
+        &["--lifecycle-probe", "livez"],
+        &[("LIFECYCLE_PROBE_ADDR", &refused), grpc],
+    );
+    assert_eq!(code, Some(1));
+    assert!(stdout.is_empty(), "{stdout:?}");
+    assert!(
+        stderr.contains("livez: cannot connect to the probe server"),
+        "{stderr}"
+    );
+
+    // Listening but never answering (not even HTTP/2's settings): the 1 s
+    // timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
+    let started = Instant::now();
+    let (code, _, stderr) = run(
+        TESTBED,
+        &["--lifecycle-probe", "startupz"],
+        &[("LIFECYCLE_PROBE_ADDR", &silent_addr), grpc],
+    );
+    let took = started.elapsed();
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("no answer from the probe server"),
+        "{stderr}"
+    );
+    assert!(took >= Duration::from_millis(1000), "{took:?}");
+    assert!(took < Duration::from_millis(2000), "{took:?}");
 }
 
 #[test]
