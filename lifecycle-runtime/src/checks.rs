@@ -182,9 +182,10 @@ impl Check {
         })
     }
 
-    /// Logs `result` if it changed the check's result.
-    fn note(&self, result: &CheckResult) {
-        self.changes.note(&result.health, steady(&result.health));
+    /// Logs `result` if it changed the check's result; returns whether it
+    /// did.
+    fn note(&self, result: &CheckResult) -> bool {
+        self.changes.note(&result.health, steady(&result.health))
     }
 
     pub(crate) fn name(&self) -> &'static str {
@@ -303,12 +304,14 @@ impl Check {
     }
 
     /// For a check with `interval_ms`: runs it now and every interval on
-    /// the application runtime, until `stop` is cancelled. Returns whether
-    /// a runner was started.
+    /// the application runtime, until `stop` is cancelled, calling
+    /// `changed` after each result that differs from the one before.
+    /// Returns whether a runner was started.
     pub(crate) fn start_background(
         self: &Arc<Self>,
         app: &Handle,
         stop: CancellationToken,
+        changed: impl Fn() + Send + 'static,
     ) -> bool {
         let Some(interval) = self.interval() else {
             return false;
@@ -323,9 +326,17 @@ impl Check {
                     result = this.run(&handle) => result,
                     _ = stop.cancelled() => return,
                 };
-                this.note(&result);
-                *this.latest.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some((result, Instant::now()));
+                let differs = this.note(&result);
+                // The first result ends "not yet run", whatever it is.
+                let first = this
+                    .latest
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .replace((result, Instant::now()))
+                    .is_none();
+                if differs || first {
+                    changed();
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(interval) => {}
                     _ = stop.cancelled() => return,
@@ -408,7 +419,7 @@ mod tests {
         );
 
         let stop = CancellationToken::new();
-        assert!(check.start_background(&app, stop.clone()));
+        assert!(check.start_background(&app, stop.clone(), || {}));
         let deadline = Instant::now() + Duration::from_secs(5);
         while check.result(&app).await.health.reason().is_some() {
             assert!(Instant::now() < deadline, "the first run never ended");

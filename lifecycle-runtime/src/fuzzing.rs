@@ -1,25 +1,26 @@
 //! The probe server's request handling, for the fuzz targets in `fuzz/`
 //! (cargo feature `fuzzing`; not a public API). A [`ProbeHarness`] serves
 //! one connection over any byte stream exactly as the probe server serves
-//! each accepted socket: the same HTTP/1 settings
-//! (`probe::server::http_settings`), the same service with its panic
-//! containment (`probe::server::serve_connection`), the same answer
-//! (`probe::http::answer`) from a real `Evaluator` over the checks the
-//! fuzz target registered. Only the socket and the accept loop are left out.
+//! each accepted socket: the same HTTP settings
+//! (`probe::server::http_settings`: HTTP/1, and HTTP/2 with the `grpc`
+//! feature), the same service with its panic containment
+//! (`probe::server::serve_connection`), the same answers
+//! (`probe::Responder`) from a real `Evaluator` over the checks the fuzz
+//! target registered. Only the socket and the accept loop are left out.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::Request;
+use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::config::ReasonsPolicy;
 use crate::lifecycle::Lifecycle;
-use crate::probe::{http, server, Evaluator};
+use crate::probe::{server, Evaluator, Responder};
 use crate::registry;
 
 /// The lifecycle state a [`ProbeHarness`] answers from.
@@ -43,9 +44,9 @@ pub struct State {
 /// on the current tokio runtime, which also runs the registered checks.
 pub struct ProbeHarness {
     lifecycle: Arc<Lifecycle>,
-    evaluator: Arc<Evaluator>,
-    reasons: ReasonsPolicy,
-    http: http1::Builder,
+    responder: Responder,
+    http: server::HttpSettings,
+    graceful: GracefulShutdown,
 }
 
 /// How a connection served by [`ProbeHarness::serve`] ended.
@@ -85,15 +86,21 @@ impl ProbeHarness {
             registry::probe_checks(),
         ));
         evaluator.start_background_checks();
+        let reasons = if state.reasons_shown {
+            ReasonsPolicy::Show
+        } else {
+            ReasonsPolicy::Loopback
+        };
         ProbeHarness {
             lifecycle,
-            evaluator,
-            reasons: if state.reasons_shown {
-                ReasonsPolicy::Show
-            } else {
-                ReasonsPolicy::Loopback
-            },
+            responder: Responder::new(
+                evaluator,
+                reasons,
+                #[cfg(feature = "grpc")]
+                tokio_util::sync::CancellationToken::new(),
+            ),
             http: server::http_settings(),
+            graceful: GracefulShutdown::new(),
         }
     }
 
@@ -105,19 +112,21 @@ impl ProbeHarness {
     {
         // Stands for the application runtime's heartbeat task.
         self.lifecycle.heartbeat().beat();
-        let evaluator = self.evaluator.clone();
-        let reasons = self.reasons;
-        let answer = move |request: Request<Incoming>| {
-            let evaluator = evaluator.clone();
-            async move { http::answer(&evaluator, reasons, request).await }
-        };
-        let busy = Arc::new(AtomicBool::new(false));
-        let result =
-            server::serve_connection(&self.http, stream, peer, Arc::new(answer), busy.clone())
-                .await;
+        let responder = self.responder.clone();
+        let answer = move |request: Request<Incoming>| responder.answer(request);
+        let busy = Arc::new(AtomicUsize::new(0));
+        let result = server::serve_connection(
+            &self.http,
+            stream,
+            peer,
+            Arc::new(answer),
+            busy.clone(),
+            &self.graceful,
+        )
+        .await;
         Served {
             error: result.err().map(|e| e.to_string()),
-            busy_after: busy.load(Ordering::SeqCst),
+            busy_after: busy.load(Ordering::SeqCst) != 0,
         }
     }
 }

@@ -130,6 +130,10 @@ pub(crate) struct Lifecycle {
     /// Preflight checks and `on_startup` hooks still running: plain `fn`s
     /// on the blocking pool, `async fn`s an abort has not reached yet.
     blocking_startup: BlockingCalls,
+    /// Counts the changes of what probes answer from here (the phase, the
+    /// start-up latch, `set_ready`, `mark_broken`) and of background
+    /// checks' results: gRPC `Watch` streams wake on it instead of polling.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 static GLOBAL: Lazy<Arc<Lifecycle>> = Lazy::new(|| Arc::new(Lifecycle::new()));
@@ -148,7 +152,23 @@ impl Lifecycle {
             heartbeat: Heartbeat::new(),
             activities: Mutex::new(Vec::new()),
             blocking_startup: BlockingCalls::default(),
+            changes: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Something probes answer from changed: wakes every [`changes`]
+    /// receiver.
+    ///
+    /// [`changes`]: Lifecycle::changes
+    pub(crate) fn note_change(&self) {
+        self.changes
+            .send_modify(|count| *count = count.wrapping_add(1));
+    }
+
+    /// A receiver woken by each [`note_change`](Lifecycle::note_change).
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
+    pub(crate) fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// The process-wide instance that `#[service_main]` runs and the
@@ -191,6 +211,7 @@ impl Lifecycle {
     pub(crate) fn finish_startup(&self) -> Result<(), Refused> {
         let from = self.advance(Phase::Running)?;
         self.started.store(true, Ordering::SeqCst);
+        self.note_change();
         tracing::debug!("phase {from} → {}", Phase::Running);
         Ok(())
     }
@@ -208,6 +229,7 @@ impl Lifecycle {
         // Draining already (or Stopping) is what a stop asks for.
         let moved = self.advance(Phase::Draining);
         self.stop_requested.cancel();
+        self.note_change();
         // Logged after the change, which never waits on a log line.
         if let Ok(from) = moved {
             tracing::debug!("phase {from} → {}", Phase::Draining);
@@ -240,6 +262,7 @@ impl Lifecycle {
     /// `Draining → Stopping`: the `on_shutdown` hooks run.
     pub(crate) fn begin_stopping(&self) -> Result<(), Refused> {
         let from = self.advance(Phase::Stopping)?;
+        self.note_change();
         tracing::debug!("phase {from} → {}", Phase::Stopping);
         Ok(())
     }
@@ -248,6 +271,7 @@ impl Lifecycle {
 
     pub(crate) fn set_withdrawn(&self, withdrawn: bool) {
         self.withdrawn.store(withdrawn, Ordering::SeqCst);
+        self.note_change();
     }
 
     pub(crate) fn withdrawn(&self) -> bool {
@@ -257,6 +281,7 @@ impl Lifecycle {
     /// Keeps the first reason: it is the root cause.
     pub(crate) fn mark_broken(&self, reason: String) {
         let _ = self.broken.set(reason);
+        self.note_change();
     }
 
     pub(crate) fn broken(&self) -> Option<&str> {
@@ -271,6 +296,7 @@ impl Lifecycle {
 
     pub(crate) fn latch_startup_passed(&self) {
         self.startup_passed.store(true, Ordering::SeqCst);
+        self.note_change();
     }
 
     // Tracked tasks.

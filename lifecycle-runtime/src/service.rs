@@ -18,7 +18,7 @@ use crate::flags::{self, Mode};
 use crate::hooks;
 use crate::lifecycle::Lifecycle;
 use crate::panics::contained;
-use crate::probe::{self, Evaluator, ProbeServer};
+use crate::probe::{self, Evaluator, ProbeServer, Responder};
 use crate::registry::{self, CheckKind};
 use crate::shutdown::{self, MainEnded};
 use crate::signals::{self, Handlers};
@@ -140,11 +140,18 @@ where
         registry::probe_checks(),
     ));
     evaluator.start_background_checks();
-    let reasons = settings.reasons;
-    let answer = move |request| {
-        let evaluator = evaluator.clone();
-        async move { probe::http::answer(&evaluator, reasons, request).await }
-    };
+    #[cfg(feature = "grpc")]
+    crate::grpc::install(evaluator.clone());
+    // Ended before the probe server stops, so that it stops gracefully.
+    #[cfg(feature = "grpc")]
+    let watch_streams_end = tokio_util::sync::CancellationToken::new();
+    let responder = Responder::new(
+        evaluator,
+        settings.reasons,
+        #[cfg(feature = "grpc")]
+        watch_streams_end.clone(),
+    );
+    let answer = move |request| responder.answer(request);
     let probes = match ProbeServer::start(settings.probe_addr, answer) {
         Ok(probes) => probes,
         Err(error) => {
@@ -227,6 +234,8 @@ where
         (failures, panicked)
     });
 
+    #[cfg(feature = "grpc")]
+    watch_streams_end.cancel();
     probes.stop();
     // Tasks still running are abandoned: the process is about to exit.
     runtime.shutdown_timeout(Duration::from_millis(100));

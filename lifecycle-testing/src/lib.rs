@@ -86,6 +86,8 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+#[cfg(feature = "grpc")]
+mod grpc;
 mod http;
 mod kubelet;
 mod load;
@@ -100,6 +102,9 @@ pub use probe::{
     probe, CheckLine, Endpoint, ProbeAnswer, Verbose, DEFAULT_TIMEOUT, MAX_BODY, USER_AGENT,
 };
 pub use service::{Error, Exit, Service, ServiceBuilder, Stop, Stopped};
+
+#[cfg(feature = "grpc")]
+pub use grpc::{grpc_probe, Code, GrpcAnswer, GrpcWatch, ServingStatus, WatchEvent};
 
 /// In-process checks: run the checks a crate registers from its own unit
 /// tests, without starting a service.

@@ -475,6 +475,21 @@ impl Service {
         probe(self.probe_addr, path, timeout)
     }
 
+    /// Probes gRPC health service `service` (`livez`, `readyz/db`, `""`)
+    /// once on the probe port, as the kubelet's gRPC prober does, with its
+    /// default 1 s timeout.
+    #[cfg(feature = "grpc")]
+    pub fn grpc_probe(&self, service: &str) -> crate::GrpcAnswer {
+        crate::grpc_probe(self.probe_addr, service, DEFAULT_TIMEOUT)
+    }
+
+    /// Opens a gRPC `Watch` of `service` on the probe port.
+    #[cfg(feature = "grpc")]
+    pub fn grpc_watch(&self, service: &str) -> Result<crate::GrpcWatch, Error> {
+        crate::GrpcWatch::open(self.probe_addr, service, Duration::from_secs(5))
+            .map_err(|e| self.error(format!("gRPC Watch {service:?}: {e}")))
+    }
+
     /// Probes `endpoint` with `?verbose` and reads its per-check lines.
     pub fn verbose(&self, endpoint: Endpoint) -> Verbose {
         self.probe_path(&format!("{}?verbose", endpoint.path()), DEFAULT_TIMEOUT)

@@ -37,6 +37,8 @@
 //! assert_eq!(service.probe(Endpoint::Readyz).status, Some(503));
 //! ```
 
+mod grpc;
+pub use grpc::{grpc_list, h2_get};
 pub mod kubernetes;
 pub mod partition;
 pub mod redis;

@@ -83,7 +83,10 @@ impl Evaluator {
     /// they stop once a stop is requested.
     pub(crate) fn start_background_checks(&self) {
         for check in &self.checks {
-            check.start_background(&self.app, self.lifecycle.stop_watch());
+            let lifecycle = self.lifecycle.clone();
+            check.start_background(&self.app, self.lifecycle.stop_watch(), move || {
+                lifecycle.note_change()
+            });
         }
     }
 
@@ -170,6 +173,34 @@ impl Evaluator {
         };
         let health = health.with_detail("alive", alive).with_detail("max", max);
         noted(&self.changes.tasks, health, Some("too many tasks"))
+    }
+
+    /// The lifecycle it answers from.
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
+    pub(crate) fn lifecycle(&self) -> &Arc<Lifecycle> {
+        &self.lifecycle
+    }
+
+    /// Whether `endpoint` (or its check `only`) fails on its built-in
+    /// checks alone, which are read from memory: a gRPC answer need not
+    /// wait for the registered checks then.
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
+    pub(crate) fn fails_on_builtins(&self, endpoint: Endpoint, only: Option<&str>) -> bool {
+        self.builtins(endpoint)
+            .iter()
+            .any(|b| !b.health.is_up() && only.is_none_or(|name| name == b.name))
+    }
+
+    /// The names of `endpoint`'s checks, built-in ones first: what
+    /// `/ENDPOINT/NAME` may name.
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
+    pub(crate) fn check_names(&self, endpoint: Endpoint) -> Vec<String> {
+        let builtins = self.builtins(endpoint).into_iter().map(|b| b.name);
+        let registered = self
+            .registered(endpoint)
+            .into_iter()
+            .map(|c| c.name().to_owned());
+        builtins.chain(registered).collect()
     }
 
     fn registered(&self, endpoint: Endpoint) -> Vec<&Arc<Check>> {

@@ -13,7 +13,21 @@ use crate::probe::reasons::{Peer, Reasons};
 use crate::probe::report;
 
 /// An answer of the probe server.
-pub(crate) type Answer = Response<Full<Bytes>>;
+pub(crate) type Answer = Response<AnswerBody>;
+
+/// The body of an answer: with the `grpc` feature, tonic's, which gRPC
+/// answers stream theirs in.
+#[cfg(not(feature = "grpc"))]
+pub(crate) type AnswerBody = Full<Bytes>;
+#[cfg(feature = "grpc")]
+pub(crate) type AnswerBody = tonic::body::Body;
+
+fn body(bytes: Bytes) -> AnswerBody {
+    #[cfg(not(feature = "grpc"))]
+    return Full::new(bytes);
+    #[cfg(feature = "grpc")]
+    return tonic::body::Body::new(Full::new(bytes));
+}
 
 /// Answers one probe request. Its reasons are for the peer that the server
 /// put in the request's extensions, as `reasons` allows.
@@ -95,7 +109,7 @@ impl Query {
 }
 
 fn respond(status: StatusCode, content_type: &'static str, body: String) -> Answer {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let mut response = Response::new(self::body(Bytes::from(body)));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));

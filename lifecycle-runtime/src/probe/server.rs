@@ -12,17 +12,23 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use hyper::body::Incoming;
+#[cfg(not(feature = "grpc"))]
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, StatusCode};
+#[cfg(feature = "grpc")]
+use hyper_util::rt::TokioExecutor;
 use hyper_util::rt::{TokioIo, TokioTimer};
+#[cfg(feature = "grpc")]
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
@@ -51,6 +57,24 @@ const LISTEN_BACKLOG: u32 = 1024;
 /// header read timeout cannot see it, since the server has stopped reading
 /// too.
 const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a stopping server lets its connections finish what they are
+/// answering (and gRPC `Watch` streams send their end) before it drops
+/// them: the process is about to exit.
+const STOP_GRACE: Duration = Duration::from_millis(250);
+/// HTTP/2 (gRPC) streams open at once on one connection: a gRPC client
+/// needs one per call in flight, and a flood of streams is refused beyond.
+#[cfg(feature = "grpc")]
+const MAX_STREAMS: u32 = 64;
+/// An HTTP/2 connection whose peer has not answered a ping within
+/// [`PING_TIMEOUT`] of it is dead, and closed.
+#[cfg(feature = "grpc")]
+const PING_INTERVAL: Duration = Duration::from_secs(10);
+#[cfg(feature = "grpc")]
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
+/// An HTTP/2 client opens with this: until it has arrived, the server
+/// cannot tell the protocol, and no HTTP timer runs.
+#[cfg(feature = "grpc")]
+const H2_PREFACE_LEN: usize = 24;
 
 /// A running probe server.
 pub(crate) struct ProbeServer {
@@ -91,9 +115,19 @@ impl ProbeServer {
                     // sockets piled up past the cap, and evictions at the
                     // cap closed connections not read yet, the kubelet's
                     // probe among them.
-                    let accepting =
-                        tokio::spawn(accept_contained(listener, Arc::new(answer), stopped));
+                    let graceful = Arc::new(GracefulShutdown::new());
+                    let accepting = tokio::spawn(accept_contained(
+                        listener,
+                        Arc::new(answer),
+                        stopped,
+                        graceful.clone(),
+                    ));
                     let _ = accepting.await;
+                    // Answers in flight are written, HTTP/2 clients get a
+                    // GOAWAY and the end of their streams.
+                    if let Ok(graceful) = Arc::try_unwrap(graceful) {
+                        let _ = tokio::time::timeout(STOP_GRACE, graceful.shutdown()).await;
+                    }
                 });
                 // Connections still open are dropped with the runtime.
                 runtime.shutdown_background();
@@ -195,7 +229,8 @@ struct Connections {
 
 struct Slot {
     id: u64,
-    busy: Arc<AtomicBool>,
+    /// Requests being answered (HTTP/2 answers several at once).
+    busy: Arc<AtomicUsize>,
     close: CancellationToken,
 }
 
@@ -208,12 +243,12 @@ impl Connections {
     }
 
     /// A slot for a new connection, closing an old one at the cap.
-    fn admit(&self) -> (u64, Arc<AtomicBool>, CancellationToken) {
+    fn admit(&self) -> (u64, Arc<AtomicUsize>, CancellationToken) {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         if open.len() >= MAX_CONNECTIONS {
             let oldest_idle = open
                 .iter()
-                .position(|slot| !slot.busy.load(Ordering::SeqCst))
+                .position(|slot| slot.busy.load(Ordering::SeqCst) == 0)
                 .unwrap_or(0);
             if let Some(evicted) = open.remove(oldest_idle) {
                 evicted.close.cancel();
@@ -221,7 +256,7 @@ impl Connections {
         }
         let slot = Slot {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            busy: Arc::new(AtomicBool::new(false)),
+            busy: Arc::new(AtomicUsize::new(0)),
             close: CancellationToken::new(),
         };
         let admitted = (slot.id, slot.busy.clone(), slot.close.clone());
@@ -238,24 +273,29 @@ impl Connections {
 }
 
 /// Marks a connection busy while it answers a request.
-struct Busy(Arc<AtomicBool>);
+struct Busy(Arc<AtomicUsize>);
 
 impl Busy {
-    fn enter(flag: &Arc<AtomicBool>) -> Busy {
-        flag.store(true, Ordering::SeqCst);
-        Busy(flag.clone())
+    fn enter(count: &Arc<AtomicUsize>) -> Busy {
+        count.fetch_add(1, Ordering::SeqCst);
+        Busy(count.clone())
     }
 }
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.0.store(false, Ordering::SeqCst);
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
-/// The accept loop, started again should it ever panic.
-async fn accept_contained<A, Fut>(listener: TcpListener, answer: Arc<A>, stop: CancellationToken)
-where
+/// The accept loop, started again should it ever panic. Each connection
+/// is watched by `graceful`, for the stop.
+async fn accept_contained<A, Fut>(
+    listener: TcpListener,
+    answer: Arc<A>,
+    stop: CancellationToken,
+    graceful: Arc<GracefulShutdown>,
+) where
     A: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Answer> + Send + 'static,
 {
@@ -263,7 +303,7 @@ where
     let connections = Arc::new(Connections::new());
     while contained(
         "probe server's accept loop",
-        accept(&listener, &answer, &connections, &stop),
+        accept(&listener, &answer, &connections, &stop, &graceful),
     )
     .await
     .is_err()
@@ -278,6 +318,7 @@ async fn accept<A, Fut>(
     answer: &Arc<A>,
     connections: &Arc<Connections>,
     stop: &CancellationToken,
+    graceful: &GracefulShutdown,
 ) where
     A: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Answer> + Send + 'static,
@@ -298,15 +339,15 @@ async fn accept<A, Fut>(
         };
         let (id, busy, close) = connections.admit();
         let _ = stream.set_nodelay(true);
-        let connection = serve_connection(&http, stream, peer, answer.clone(), busy);
-        let stop = stop.clone();
+        let connection = serve_connection(&http, stream, peer, answer.clone(), busy, graceful);
         let connections = connections.clone();
         tokio::spawn(async move {
             let _ = contained("probe server's connection", async {
+                // On the stop, `graceful` ends it; on an eviction, it is
+                // dropped at once.
                 tokio::select! {
                     _ = connection => {}
                     _ = close.cancelled() => {}
-                    _ = stop.cancelled() => {}
                 }
             })
             .await;
@@ -315,40 +356,78 @@ async fn accept<A, Fut>(
     }
 }
 
-/// The HTTP/1 settings of every probe connection: what bounds a client's
-/// request head, in size and in time.
-pub(crate) fn http_settings() -> http1::Builder {
-    let mut http = http1::Builder::new();
-    // The header timeout also closes keep-alive connections left idle.
-    http.timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_headers(MAX_HEADERS)
-        .max_buf_size(MAX_HEADER_BYTES)
-        .keep_alive(true)
-        // Some health checkers send the request and then their FIN: answer
-        // on the read side they left open instead of dropping the request.
-        .half_close(true);
-    http
+/// The HTTP settings of every probe connection: HTTP/1 only, or with the
+/// `grpc` feature HTTP/1 and HTTP/2 told apart by the client's first bytes.
+#[cfg(not(feature = "grpc"))]
+pub(crate) type HttpSettings = http1::Builder;
+#[cfg(feature = "grpc")]
+pub(crate) type HttpSettings = auto::Builder<TokioExecutor>;
+
+/// What bounds a client's requests, in size and in time.
+pub(crate) fn http_settings() -> HttpSettings {
+    // HTTP/1: the header timeout also closes keep-alive connections left
+    // idle; some health checkers send the request and then their FIN:
+    // `half_close` answers on the read side they left open instead of
+    // dropping the request.
+    macro_rules! http1 {
+        ($builder:expr) => {
+            $builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .max_headers(MAX_HEADERS)
+                .max_buf_size(MAX_HEADER_BYTES)
+                .keep_alive(true)
+                .half_close(true)
+        };
+    }
+    #[cfg(not(feature = "grpc"))]
+    {
+        let mut http = http1::Builder::new();
+        http1!(http);
+        http
+    }
+    #[cfg(feature = "grpc")]
+    {
+        let mut http = auto::Builder::new(TokioExecutor::new());
+        http1!(http.http1());
+        // HTTP/2: streams and header blocks bounded, dead peers found by
+        // pings. A client that reads nothing stalls its socket's writes,
+        // which `WriteStall` ends; flow control bounds what is buffered
+        // for it meanwhile.
+        http.http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(MAX_STREAMS)
+            .max_header_list_size(MAX_HEADER_BYTES as u32)
+            .keep_alive_interval(PING_INTERVAL)
+            .keep_alive_timeout(PING_TIMEOUT);
+        http
+    }
 }
 
 /// Serves one connection from `peer` as the probe server serves each: with
 /// `http`'s settings, each request carrying the [`Peer`] and answered by
-/// `answer`, `busy` set while one is being answered, a panicking answer
-/// turned into a 500, its writes failing once they have stalled for
-/// [`WRITE_STALL_TIMEOUT`]. Ends when the connection does.
+/// `answer`, `busy` counting the requests being answered, a panicking
+/// answer turned into a 500, its writes failing once they have stalled for
+/// [`WRITE_STALL_TIMEOUT`], ended gracefully by `graceful`. Ends when the
+/// connection does, with the error that ended it if one did.
+// hyper's HTTP/1 error is boxed here; the `grpc` feature's is already.
+#[cfg_attr(feature = "grpc", allow(clippy::useless_conversion))]
 pub(crate) fn serve_connection<S, A, Fut>(
-    http: &http1::Builder,
+    http: &HttpSettings,
     stream: S,
     peer: SocketAddr,
     answer: Arc<A>,
-    busy: Arc<AtomicBool>,
-) -> impl Future<Output = hyper::Result<()>> + Send + 'static
+    busy: Arc<AtomicUsize>,
+    graceful: &GracefulShutdown,
+) -> impl Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>> + Send + 'static
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     A: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Answer> + Send + 'static,
 {
-    http.serve_connection(
+    #[cfg(feature = "grpc")]
+    let stream = PrefaceDeadline::new(stream);
+    let connection = http.serve_connection(
         TokioIo::new(WriteStall::new(stream)),
         service_fn(move |mut request: Request<Incoming>| {
             request.extensions_mut().insert(Peer(peer));
@@ -362,7 +441,99 @@ where
                 Ok::<_, Infallible>(response)
             }
         }),
-    )
+    );
+    #[cfg(feature = "grpc")]
+    let connection = connection.into_owned();
+    let connection = graceful.watch(connection);
+    async move { connection.await.map_err(Into::into) }
+}
+
+/// A connection's stream whose reads fail when the client has not sent the
+/// first [`H2_PREFACE_LEN`] bytes within [`HEADER_READ_TIMEOUT`] and no
+/// answer has been written: while the server reads them to tell HTTP/1
+/// from HTTP/2, neither protocol's timer runs yet.
+#[cfg(feature = "grpc")]
+struct PrefaceDeadline<S> {
+    stream: S,
+    read: usize,
+    /// `None` once the preface is in or an answer has been written.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+#[cfg(feature = "grpc")]
+impl<S> PrefaceDeadline<S> {
+    fn new(stream: S) -> PrefaceDeadline<S> {
+        PrefaceDeadline {
+            stream,
+            read: 0,
+            deadline: Some(Box::pin(tokio::time::sleep(HEADER_READ_TIMEOUT))),
+        }
+    }
+}
+
+#[cfg(feature = "grpc")]
+impl<S: AsyncRead + Unpin> AsyncRead for PrefaceDeadline<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.stream).poll_read(cx, buf);
+        this.read += buf.filled().len() - before;
+        if this.read >= H2_PREFACE_LEN {
+            this.deadline = None;
+        }
+        let expired = polled.is_pending()
+            && this
+                .deadline
+                .as_mut()
+                .is_some_and(|deadline| deadline.as_mut().poll(cx).is_ready());
+        if expired {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client sent no request within 2 s",
+            )));
+        }
+        polled
+    }
+}
+
+#[cfg(feature = "grpc")]
+impl<S: AsyncWrite + Unpin> AsyncWrite for PrefaceDeadline<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        // An answer went out: HTTP/1's own timers run from here.
+        this.deadline = None;
+        Pin::new(&mut this.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.deadline = None;
+        Pin::new(&mut this.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
 }
 
 /// A connection's stream whose writes fail once they have made no
@@ -564,12 +735,14 @@ mod tests {
 
         let (mut client, server) = tokio::io::duplex(1024);
         let answer = |_: Request<Incoming>| async { plain(StatusCode::OK, "ok\n") };
+        let graceful = GracefulShutdown::new();
         let connection = tokio::spawn(serve_connection(
             &http_settings(),
             server,
             "127.0.0.1:40000".parse().unwrap(),
             Arc::new(answer),
-            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicUsize::new(0)),
+            &graceful,
         ));
         // Pipelined requests, none of the answers read: the answers fill
         // the stream, then the requests.

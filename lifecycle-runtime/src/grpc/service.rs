@@ -1,0 +1,249 @@
+//! `grpc.health.v1.Health` over the probe evaluator: service names to
+//! endpoints, `Check`, `List` and `Watch`.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+
+use futures_util::future::join_all;
+use futures_util::Stream;
+use hyper::header::CONTENT_TYPE;
+use hyper::{Request, Version};
+use tokio_util::sync::CancellationToken;
+use tonic::{Response, Status};
+
+use crate::grpc::proto::health_check_response::ServingStatus;
+use crate::grpc::proto::health_server::{Health, HealthServer};
+use crate::grpc::proto::{
+    HealthCheckRequest, HealthCheckResponse, HealthListRequest, HealthListResponse,
+};
+use crate::grpc::watch::Watches;
+use crate::probe::{Endpoint, Evaluator};
+
+/// The evaluator of the service `#[service_main]` runs, for
+/// [`health_service`].
+static INSTALLED: OnceLock<Arc<Evaluator>> = OnceLock::new();
+
+/// Makes `evaluator` the one [`health_service`] answers from.
+pub(crate) fn install(evaluator: Arc<Evaluator>) {
+    let _ = INSTALLED.set(evaluator);
+}
+
+/// `grpc.health.v1.Health` answered from lifecycle's checks and phase, for
+/// the application's own tonic server: add it with
+/// `tonic::transport::Server::builder().add_service(health_service())`.
+///
+/// It answers once `#[service_main]` has started the service (before, and
+/// in a process without it, every call fails with `UNAVAILABLE`). Its
+/// `Watch` streams end when [`shutdown_signal`](crate::shutdown_signal)
+/// completes, so that tonic's graceful stop does not wait on them.
+pub fn health_service() -> HealthServer<HealthService> {
+    HealthServer::new(HealthService {
+        source: Source::Installed,
+        watches: Arc::new(Watches::default()),
+    })
+}
+
+/// The same service on the probe port, its `Watch` streams ending when
+/// `streams_end` is cancelled (the probe server stops).
+pub(crate) fn probe_port_service(
+    evaluator: Arc<Evaluator>,
+    streams_end: CancellationToken,
+) -> HealthServer<HealthService> {
+    HealthServer::new(HealthService {
+        source: Source::Probes {
+            evaluator,
+            streams_end,
+        },
+        watches: Arc::new(Watches::default()),
+    })
+}
+
+/// Whether the probe server hands `request` to gRPC: HTTP/2 with a gRPC
+/// content type. Everything else is an HTTP probe, over either version.
+pub(crate) fn is_grpc<B>(request: &Request<B>) -> bool {
+    request.version() == Version::HTTP_2
+        && request
+            .headers()
+            .get(CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// The implementation of `grpc.health.v1.Health` behind
+/// [`health_service`]: answers from lifecycle's checks and phase.
+pub struct HealthService {
+    source: Source,
+    /// One poll per watched name, shared by its watchers.
+    watches: Arc<Watches>,
+}
+
+impl fmt::Debug for HealthService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let source = match self.source {
+            Source::Probes { .. } => "probe port",
+            Source::Installed => "application",
+        };
+        f.debug_struct("HealthService")
+            .field("serves", &source)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a [`HealthService`] finds the evaluator, and when its `Watch`
+/// streams end.
+enum Source {
+    Probes {
+        evaluator: Arc<Evaluator>,
+        streams_end: CancellationToken,
+    },
+    /// The one `#[service_main]` installed, once it has.
+    Installed,
+}
+
+impl HealthService {
+    fn evaluator(&self) -> Result<(&Arc<Evaluator>, CancellationToken), Status> {
+        match &self.source {
+            Source::Probes {
+                evaluator,
+                streams_end,
+            } => Ok((evaluator, streams_end.clone())),
+            Source::Installed => match INSTALLED.get() {
+                Some(evaluator) => {
+                    let streams_end = evaluator.lifecycle().serving_ends().clone();
+                    Ok((evaluator, streams_end))
+                }
+                None => Err(Status::unavailable(
+                    "lifecycle has not started this service: health_service() answers \
+                     inside a #[service_main] once start-up has begun",
+                )),
+            },
+        }
+    }
+}
+
+/// The endpoint (and the one check) a service name addresses; `None` for
+/// a name that is none of the contract's.
+pub(crate) fn target(name: &str) -> Option<(Endpoint, Option<&str>)> {
+    if name.is_empty() {
+        return Some((Endpoint::Healthz, None));
+    }
+    let (endpoint, only) = match name.split_once('/') {
+        Some((endpoint, only)) => (endpoint, Some(only)),
+        None => (name, None),
+    };
+    let endpoint = Endpoint::from_name(endpoint).filter(|e| Endpoint::PROBED.contains(e))?;
+    if only.is_some_and(str::is_empty) {
+        return None;
+    }
+    Some((endpoint, only))
+}
+
+/// The status of service `name` now; `None` when it names nothing.
+pub(crate) async fn status(evaluator: &Evaluator, name: &str) -> Option<ServingStatus> {
+    let (endpoint, only) = target(name)?;
+    // A built-in check failing (the phase, mark_broken) decides at once.
+    if evaluator.fails_on_builtins(endpoint, only) {
+        return Some(ServingStatus::NotServing);
+    }
+    let evaluation = evaluator.evaluate(endpoint, only, &[]).await?;
+    Some(serving(evaluation.passed()))
+}
+
+pub(crate) fn serving(passed: bool) -> ServingStatus {
+    if passed {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    }
+}
+
+pub(crate) fn response(status: ServingStatus) -> HealthCheckResponse {
+    HealthCheckResponse {
+        status: status as i32,
+    }
+}
+
+/// Every name a client may ask for: `""`, each probed endpoint, and each
+/// of their checks.
+fn names(evaluator: &Evaluator) -> Vec<String> {
+    let mut names = vec![String::new()];
+    for endpoint in Endpoint::PROBED {
+        names.push(endpoint.name().to_owned());
+        for check in evaluator.check_names(endpoint) {
+            names.push(format!("{endpoint}/{check}"));
+        }
+    }
+    names
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<HealthCheckResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Health for HealthService {
+    async fn check(
+        &self,
+        request: tonic::Request<HealthCheckRequest>,
+    ) -> Result<Response<HealthCheckResponse>, Status> {
+        let (evaluator, _) = self.evaluator()?;
+        let name = &request.get_ref().service;
+        match status(evaluator, name).await {
+            Some(status) => Ok(Response::new(response(status))),
+            None => Err(Status::not_found(format!(
+                "unknown service {name:?}: ask for \"\", livez, readyz, startupz or \
+                 livez/NAME, readyz/NAME, startupz/NAME"
+            ))),
+        }
+    }
+
+    async fn list(
+        &self,
+        _request: tonic::Request<HealthListRequest>,
+    ) -> Result<Response<HealthListResponse>, Status> {
+        let (evaluator, _) = self.evaluator()?;
+        // One run per check: concurrent evaluations share it.
+        let statuses = join_all(names(evaluator).into_iter().map(|name| async move {
+            let status = status(evaluator, &name)
+                .await
+                .unwrap_or(ServingStatus::ServiceUnknown);
+            (name, response(status))
+        }))
+        .await;
+        Ok(Response::new(HealthListResponse {
+            statuses: statuses.into_iter().collect(),
+        }))
+    }
+
+    type WatchStream = WatchStream;
+
+    async fn watch(
+        &self,
+        request: tonic::Request<HealthCheckRequest>,
+    ) -> Result<Response<WatchStream>, Status> {
+        let (evaluator, streams_end) = self.evaluator()?;
+        let name = request.into_inner().service;
+        let stream = self.watches.watch(evaluator.clone(), name, streams_end);
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_names_map_to_the_endpoints() {
+        assert_eq!(target(""), Some((Endpoint::Healthz, None)));
+        assert_eq!(target("livez"), Some((Endpoint::Livez, None)));
+        assert_eq!(target("readyz"), Some((Endpoint::Readyz, None)));
+        assert_eq!(target("startupz"), Some((Endpoint::Startupz, None)));
+        assert_eq!(target("readyz/db"), Some((Endpoint::Readyz, Some("db"))));
+        assert_eq!(
+            target("livez/a/b"),
+            Some((Endpoint::Livez, Some("a/b"))),
+            "a name no check has: evaluate says so"
+        );
+        for unknown in ["healthz", "readyz/", "/readyz", "READYZ", "metrics", " "] {
+            assert_eq!(target(unknown), None, "{unknown:?}");
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! What the probe server answers each request with: an HTTP probe, or with
+//! the `grpc` feature a gRPC health call (HTTP/2 with a gRPC content type).
+//! One value for the server and the fuzz harness, so that both answer
+//! alike.
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+use hyper::body::Incoming;
+use hyper::Request;
+#[cfg(feature = "grpc")]
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ReasonsPolicy;
+use crate::probe::http::{self, Answer};
+use crate::probe::Evaluator;
+
+/// Answers probe requests from one evaluator.
+#[derive(Clone)]
+pub(crate) struct Responder {
+    evaluator: Arc<Evaluator>,
+    reasons: ReasonsPolicy,
+    #[cfg(feature = "grpc")]
+    grpc: crate::grpc::HealthServer<crate::grpc::HealthService>,
+}
+
+impl Responder {
+    /// Answers from `evaluator`, its reasons for whom `reasons` allows; with
+    /// the `grpc` feature, gRPC `Watch` streams end once `streams_end` is
+    /// cancelled.
+    pub(crate) fn new(
+        evaluator: Arc<Evaluator>,
+        reasons: ReasonsPolicy,
+        #[cfg(feature = "grpc")] streams_end: CancellationToken,
+    ) -> Responder {
+        Responder {
+            #[cfg(feature = "grpc")]
+            grpc: crate::grpc::probe_port_service(evaluator.clone(), streams_end),
+            evaluator,
+            reasons,
+        }
+    }
+
+    /// The answer to `request`.
+    pub(crate) fn answer(&self, request: Request<Incoming>) -> BoxFuture<'static, Answer> {
+        #[cfg(feature = "grpc")]
+        if crate::grpc::is_grpc(&request) {
+            use tonic::codegen::Service;
+            // Always ready, and infallible: errors are gRPC statuses.
+            let mut grpc = self.grpc.clone();
+            return async move {
+                match grpc.call(request).await {
+                    Ok(answer) => answer,
+                    Err(never) => match never {},
+                }
+            }
+            .boxed();
+        }
+        let this = self.clone();
+        async move { http::answer(&this.evaluator, this.reasons, request).await }.boxed()
+    }
+}
