@@ -262,6 +262,75 @@ fn with_probe_protocol_grpc_the_manifest_has_grpc_probes_with_the_same_timings()
     assert_eq!(grpc_probe(&grpc.readiness_probe).0.timeout_seconds, Some(4));
 }
 
+/// `bin --lifecycle-probe ENDPOINT` over gRPC against `addr`: its exit
+/// code and stdout.
+fn grpc_exec_probe(addr: &str, endpoint: &str) -> (Option<i32>, Vec<String>) {
+    let (code, stdout, stderr) = run(
+        TESTBED,
+        &["--lifecycle-probe", endpoint],
+        &[
+            ("LIFECYCLE_PROBE_ADDR", addr),
+            ("LIFECYCLE_PROBE_PROTOCOL", "grpc"),
+        ],
+    );
+    assert!(
+        !stderr.contains("panicked"),
+        "{endpoint}: a clean failure:\n{stderr}"
+    );
+    (code, stdout)
+}
+
+#[test]
+fn the_grpc_exec_probe_asks_the_running_instance_in_every_phase() {
+    let serving = || (Some(0), vec!["SERVING".to_string()]);
+    let not_serving = || (Some(1), vec!["NOT_SERVING".to_string()]);
+    // Bound to every address: the exec probe reaches it on loopback. The
+    // drain delay leaves time to probe while draining.
+    let mut service = fixture(TESTBED)
+        .env("LIFECYCLE_PROBE_ADDR", "0.0.0.0:0")
+        .env("TESTBED_HOLD_STARTUP", "1")
+        .env("LIFECYCLE_DRAIN_DELAY_MS", "5000")
+        .spawn()
+        .unwrap();
+    service.wait_for_stdout("warm_up holding", DEADLINE);
+    let addr = probe_addr_of(&service, "0.0.0.0");
+
+    // Starting: only liveness passes.
+    assert_eq!(grpc_exec_probe(&addr, "readyz"), not_serving(), "starting");
+    assert_eq!(
+        grpc_exec_probe(&addr, "startupz"),
+        not_serving(),
+        "starting"
+    );
+    assert_eq!(grpc_exec_probe(&addr, "livez"), serving(), "starting");
+
+    service.command("set release");
+    service.wait_for(Endpoint::Readyz, true, DEADLINE).unwrap();
+    for endpoint in ["readyz", "startupz", "livez"] {
+        assert_eq!(grpc_exec_probe(&addr, endpoint), serving(), "running");
+    }
+
+    // A readiness check down fails readyz alone, as over HTTP.
+    service.command("set down");
+    assert_eq!(grpc_exec_probe(&addr, "readyz"), not_serving(), "down");
+    assert_eq!(grpc_exec_probe(&addr, "livez"), serving(), "down");
+    service.command("clear down");
+    assert_eq!(grpc_exec_probe(&addr, "readyz"), serving(), "back up");
+
+    // Draining: out of rotation, alive.
+    service.signal(libc::SIGTERM);
+    service.wait_for(Endpoint::Readyz, false, DEADLINE).unwrap();
+    let drain_began = Instant::now();
+    assert_eq!(grpc_exec_probe(&addr, "readyz"), not_serving(), "draining");
+    assert_eq!(grpc_exec_probe(&addr, "livez"), serving(), "draining");
+    assert!(
+        drain_began.elapsed() < Duration::from_millis(5000),
+        "the probes ran inside the drain delay: {:?}",
+        drain_began.elapsed()
+    );
+    assert_eq!(service.wait_exit(DEADLINE).unwrap().code, Some(0));
+}
+
 #[test]
 fn the_grpc_exec_probe_fails_when_nothing_answers() {
     let grpc = ("LIFECYCLE_PROBE_PROTOCOL", "grpc");
@@ -369,6 +438,14 @@ fn the_exec_probe_waits_as_long_as_the_checks_may_take() {
     assert_eq!(
         (code, stdout),
         (Some(0), vec!["ok".to_string()]),
+        "{stderr}"
+    );
+    // The same wait over gRPC.
+    let grpc = [env[0], env[1], ("LIFECYCLE_PROBE_PROTOCOL", "grpc")];
+    let (code, stdout, stderr) = run(TESTBED, &["--lifecycle-probe", "readyz"], &grpc);
+    assert_eq!(
+        (code, stdout),
+        (Some(0), vec!["SERVING".to_string()]),
         "{stderr}"
     );
 }
