@@ -68,7 +68,7 @@
 //! | `#[preflight]` | `name`, `timeout_ms` (10000) | same |
 //! | `#[on_startup]` | `name`, `order` (0), `timeout_ms` (60000) | `()`, `Result<(), E: Display>` |
 //! | `#[on_shutdown]` | `name`, `order` (0), `timeout_ms` (10000) | `()`, `Result<(), E: Display>` |
-//! | `#[service_main]` | `probe_addr`, `shutdown_timeout_ms`, `drain_delay_ms`, `stall_threshold_ms`, `max_tasks`, `panic`, `flavor`, `worker_threads`, `tracing`, `reasons` | `()`, `Result<(), E: Debug>` |
+//! | `#[service_main]` | `probe_addr`, `shutdown_timeout_ms`, `drain_delay_ms`, `stall_threshold_ms`, `max_tasks`, `panic`, `flavor`, `worker_threads`, `tracing`, `reasons`, `probe_protocol` | `()`, `Result<(), E: Debug>` |
 //!
 //! Every attribute also takes `crate = "path"` for a renamed dependency.
 //!
@@ -107,6 +107,11 @@
 //!   the application runtime, as with `#[tokio::main]`.
 //! - `reasons = "loopback" | "show"` (`"loopback"`): who reads the checks'
 //!   reasons and detail values in probe answers; see Probe endpoints.
+//! - `probe_protocol = "http" | "grpc"` (`"http"`): what the probes of
+//!   `--lifecycle-manifest` and `--lifecycle-probe` speak: `httpGet` of
+//!   `/livez` and the like, or gRPC health's `Check` of the services
+//!   `livez`, `readyz`, `startupz`. `"grpc"` needs the cargo feature
+//!   `grpc`: without it, it is a compile error naming the feature.
 //! - `tracing = bool` (true): install the default log subscriber (cargo
 //!   feature `tracing-subscriber`, on by default; without the feature,
 //!   `tracing = true` is a compile error naming it). It writes to stderr
@@ -198,6 +203,7 @@
 //! | `LIFECYCLE_STALL_THRESHOLD_MS` | `stall_threshold_ms` | 10000 |
 //! | `LIFECYCLE_LOG_FORMAT` | | `text`; `json` for JSON lines |
 //! | `LIFECYCLE_REASONS` | `reasons` | `loopback`: checks' reasons and detail values only for peers on loopback, `reason withheld` for the others; `show`: for every peer |
+//! | `LIFECYCLE_PROBE_PROTOCOL` | `probe_protocol` | `http`; `grpc` for `grpc:` probes in the manifest and a gRPC exec probe (cargo feature `grpc`: without it, `grpc` exits 2) |
 //! | `LIFECYCLE_TERMINATION_LOG` | | `/dev/termination-log` when it exists and is writable |
 //! | `RUST_LOG` | | `info` |
 //!
@@ -252,14 +258,17 @@
 //! | flag | what it does |
 //! | --- | --- |
 //! | `--lifecycle-preflight` | runs the preflight checks only, one line per check (`[+]NAME ok` / `[-]NAME failed: REASON`), exits 0 if all pass else 1 |
-//! | `--lifecycle-probe livez\|readyz\|startupz` | asks the running instance, exits 0 on 200 else 1 |
-//! | `--lifecycle-manifest` | prints the Kubernetes pod template derived from this binary and exits 0 |
+//! | `--lifecycle-probe livez\|readyz\|startupz` | asks the running instance, exits 0 on 200 else 1; under `probe_protocol = "grpc"`, asks gRPC health's `Check` of the service named after the endpoint, prints the status and exits 0 on `SERVING` else 1 |
+//! | `--lifecycle-manifest` | prints the Kubernetes pod template derived from this binary and exits 0; its probes are `grpc:` probes (`service: livez\|readyz\|startupz`) under `probe_protocol = "grpc"` |
 //!
 //! # Cargo features
 //!
 //! - `tracing-subscriber` (default): the log subscriber `#[service_main]`
 //!   installs unless `tracing = false`. Leave it out
 //!   (`default-features = false`) when you install your own.
+//! - `grpc`: gRPC health on the probe port, and
+//!   `probe_protocol = "grpc"`. Without it the runtime depends on nothing
+//!   of tonic.
 //!
 //! # Minimum Rust version
 //!
