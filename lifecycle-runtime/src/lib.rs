@@ -170,6 +170,18 @@
 //!   `/livez`, `runtime` (no progress of the application runtime for
 //!   `stall_threshold_ms`) and, with `max_tasks = N`, `tasks`.
 //!
+//! # gRPC health
+//!
+//! With the cargo feature `grpc`, the probe port also speaks plaintext
+//! HTTP/2 and serves `grpc.health.v1.Health` (`Check`, `Watch`, `List`)
+//! from the same checks and phase, for the kubelet's `grpc:` probes, gRPC
+//! clients' health checking and proxies: service names `livez`, `readyz`,
+//! `startupz`, `livez/NAME` and the like, and `""` for `/healthz`. The
+//! `grpc` module (documented when the feature is on) has the details, and
+//! `grpc::health_service()` the same service for the application's own
+//! tonic server. `#[service_main(probe_protocol = "grpc")]` points the
+//! manifest's probes and `--lifecycle-probe` at it.
+//!
 //! # Runtime API
 //!
 //! | item | what it does |
@@ -266,9 +278,10 @@
 //! - `tracing-subscriber` (default): the log subscriber `#[service_main]`
 //!   installs unless `tracing = false`. Leave it out
 //!   (`default-features = false`) when you install your own.
-//! - `grpc`: gRPC health on the probe port, and
-//!   `probe_protocol = "grpc"`. Without it the runtime depends on nothing
-//!   of tonic.
+//! - `grpc`: gRPC health on the probe port and for the application's tonic
+//!   server (the `grpc` module). It brings tonic's code-generation
+//!   support and prost, not tonic's transport; without it, nothing of
+//!   tonic is built. `probe_protocol = "grpc"` needs it.
 //!
 //! # Minimum Rust version
 //!

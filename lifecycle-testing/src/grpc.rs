@@ -62,6 +62,20 @@ impl fmt::Display for GrpcAnswer {
     }
 }
 
+impl From<GrpcAnswer> for crate::ProbeAnswer {
+    /// As the kit's kubelet records a gRPC probe.
+    fn from(answer: GrpcAnswer) -> crate::ProbeAnswer {
+        crate::ProbeAnswer {
+            path: format!("grpc:{}", answer.service),
+            status: None,
+            grpc_status: answer.status.map(|s| s.as_str_name().to_owned()),
+            body: String::new(),
+            error: answer.error,
+            elapsed: answer.elapsed,
+        }
+    }
+}
+
 /// A runtime for one blocking call of the kit.
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

@@ -85,6 +85,9 @@ impl fmt::Display for Probed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}: ", self.probe, seconds(self.at))?;
         let answer = &self.answer;
+        if answer.grpc_status.is_some() {
+            return write!(f, "{answer}");
+        }
         match (answer.status, &answer.error) {
             (Some(status), _) => {
                 let body = answer.body.trim().replace('\n', " | ");
@@ -327,8 +330,11 @@ impl fmt::Display for KubeletReport {
         for (kind, spec) in &self.schedule {
             writeln!(
                 f,
-                "  {kind} probe GET {} every {} ms (initial delay {} ms), timeout {} ms, thresholds: success {}, failure {}",
-                spec.path,
+                "  {kind} probe {} every {} ms (initial delay {} ms), timeout {} ms, thresholds: success {}, failure {}",
+                match &spec.grpc_service {
+                    Some(service) => format!("gRPC Check {service:?}"),
+                    None => format!("GET {}", spec.path),
+                },
                 spec.period.as_millis(),
                 spec.initial_delay.as_millis(),
                 spec.timeout.as_millis(),
@@ -719,12 +725,20 @@ fn drive(driver: Driver) {
         thresholds[kind.index()] = Some((spec.success_threshold, spec.failure_threshold));
         let (requests, inbox) = mpsc::channel::<u32>();
         let answers = sender.clone();
-        let (path, timeout) = (spec.path.clone(), spec.timeout);
+        let (path, grpc_service, timeout) =
+            (spec.path.clone(), spec.grpc_service.clone(), spec.timeout);
         std::thread::Builder::new()
             .name(format!("kubelet-{kind}"))
             .spawn(move || {
                 for container in inbox {
-                    let answer = probe(addr, &path, timeout);
+                    let answer = match &grpc_service {
+                        #[cfg(feature = "grpc")]
+                        Some(service) => crate::grpc_probe(addr, service, timeout).into(),
+                        // The manifest parser refuses `grpc` probes then.
+                        #[cfg(not(feature = "grpc"))]
+                        Some(_) => unreachable!("a grpc probe without the grpc feature"),
+                        None => probe(addr, &path, timeout),
+                    };
                     let at = Instant::now();
                     let message = Message::Answer {
                         kind,

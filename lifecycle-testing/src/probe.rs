@@ -49,13 +49,17 @@ impl fmt::Display for Endpoint {
     }
 }
 
-/// The answer to one probe, as the kubelet judges it.
+/// The answer to one probe, as the kubelet judges it: HTTP, or gRPC for
+/// the `grpc` probes of a manifest (with the kit's `grpc` feature).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeAnswer {
-    /// The path asked, query included.
+    /// The path asked, query included; `grpc:SERVICE` for a gRPC probe.
     pub path: String,
     /// The HTTP status, if one came back in time.
     pub status: Option<u16>,
+    /// The gRPC health status's name (`SERVING`, `NOT_SERVING`) of a gRPC
+    /// probe that got one.
+    pub grpc_status: Option<String>,
     /// The body, at most [`MAX_BODY`] bytes of it, lossily decoded.
     pub body: String,
     /// Why there is no status: refused, reset, timed out, malformed.
@@ -65,9 +69,9 @@ pub struct ProbeAnswer {
 }
 
 impl ProbeAnswer {
-    /// The kubelet's verdict: a status from 200 to 399.
+    /// The kubelet's verdict: a status from 200 to 399, or `SERVING`.
     pub fn passed(&self) -> bool {
-        matches!(self.status, Some(200..=399))
+        matches!(self.status, Some(200..=399)) || self.grpc_status.as_deref() == Some("SERVING")
     }
 
     /// The body as a verbose answer (meaningful for `?verbose` probes).
@@ -78,6 +82,14 @@ impl ProbeAnswer {
 
 impl fmt::Display for ProbeAnswer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(status) = &self.grpc_status {
+            return write!(
+                f,
+                "gRPC Check {} -> {status} in {} ms",
+                self.path,
+                self.elapsed.as_millis()
+            );
+        }
         match (self.status, &self.error) {
             (Some(status), _) => write!(
                 f,
@@ -113,6 +125,7 @@ pub fn probe(addr: SocketAddr, path: &str, timeout: Duration) -> ProbeAnswer {
     ProbeAnswer {
         path: path.to_owned(),
         status,
+        grpc_status: None,
         body,
         error,
         elapsed: started.elapsed(),

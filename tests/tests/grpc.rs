@@ -182,3 +182,46 @@ fn http2_without_grpc_gets_the_http_answers() {
     assert_eq!(status, 200);
     assert!(body.ends_with("readyz check passed\n"), "{body}");
 }
+
+#[test]
+fn the_kits_kubelet_runs_grpc_probes_from_a_manifest() {
+    use lifecycle_testing::{EventKind, Kubelet, Manifest, ProbeKind};
+
+    let manifest = Manifest::parse(
+        "spec:\n  containers:\n  - name: app\n\
+         \x20   startupProbe: {grpc: {port: 8081, service: startupz}, periodSeconds: 1}\n\
+         \x20   livenessProbe: {grpc: {port: 8081, service: livez}, periodSeconds: 1}\n\
+         \x20   readinessProbe: {grpc: {port: 8081, service: readyz}, periodSeconds: 1, failureThreshold: 1}\n",
+    )
+    .unwrap();
+    let mut service = fixture(TESTBED).start().unwrap();
+    let report = Kubelet::new(manifest.clone())
+        .time_scale(0.2)
+        .watch(&service, Duration::from_secs(1));
+    report.assert_started();
+    report.assert_joined_endpoints();
+    report.assert_never_restarted();
+    assert!(
+        report
+            .probes_of(ProbeKind::Liveness)
+            .all(|p| p.answer.grpc_status.as_deref() == Some("SERVING")),
+        "{report}"
+    );
+
+    service.command("set down");
+    let report = Kubelet::new(manifest)
+        .time_scale(0.2)
+        .watch(&service, Duration::from_secs(1));
+    report.assert_never_joined_endpoints();
+    report.assert_never_restarted();
+    assert!(
+        report.events_of(EventKind::Started).next().is_some(),
+        "{report}"
+    );
+    assert!(
+        report
+            .probes_of(ProbeKind::Readiness)
+            .all(|p| p.answer.grpc_status.as_deref() == Some("NOT_SERVING")),
+        "{report}"
+    );
+}

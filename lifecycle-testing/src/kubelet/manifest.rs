@@ -62,12 +62,16 @@ impl fmt::Display for ProbeKind {
     }
 }
 
-/// An HTTP probe of the manifest, Kubernetes' defaults filled in.
+/// A probe of the manifest, Kubernetes' defaults filled in: `httpGet`, or
+/// `grpc` with the kit's `grpc` feature.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ProbeSpec {
-    /// `httpGet.path` (`/` when absent).
+    /// `httpGet.path` (`/` when absent); empty for a `grpc` probe.
     pub path: String,
+    /// `grpc.service` of a `grpc` probe (`""` when absent); `None` for an
+    /// `httpGet` probe.
+    pub grpc_service: Option<String>,
     /// `initialDelaySeconds` (default 0): counted from the container's
     /// start, probes before it are skipped.
     pub initial_delay: Duration,
@@ -181,8 +185,9 @@ impl Manifest {
     /// the probes are those of its first container. Absent fields take
     /// Kubernetes' defaults, and what Kubernetes would reject (a negative
     /// period, a liveness `successThreshold` other than 1) is an error, as
-    /// are probes the kit cannot send yet (`grpc`, `exec`, `tcpSocket`,
-    /// `scheme: HTTPS`). `httpHeaders` are ignored.
+    /// are probes the kit cannot send (`exec`, `tcpSocket`, `scheme:
+    /// HTTPS`, and `grpc` without the kit's `grpc` feature). `httpHeaders`
+    /// are ignored.
     pub fn parse(yaml: &str) -> Result<Manifest, Error> {
         parse(yaml).map_err(|message| Error::with_log(message, Vec::new()))
     }
@@ -242,7 +247,7 @@ struct RawContainer {
 #[serde(rename_all = "camelCase")]
 struct RawProbe {
     http_get: Option<RawHttpGet>,
-    grpc: Option<IgnoredAny>,
+    grpc: Option<RawGrpc>,
     exec: Option<IgnoredAny>,
     tcp_socket: Option<IgnoredAny>,
     initial_delay_seconds: Option<i64>,
@@ -250,6 +255,11 @@ struct RawProbe {
     timeout_seconds: Option<i64>,
     success_threshold: Option<i64>,
     failure_threshold: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct RawGrpc {
+    service: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -320,9 +330,10 @@ fn field(value: Option<i64>, name: &str, default: u32) -> Result<u32, String> {
 }
 
 fn probe_spec(kind: ProbeKind, raw: RawProbe) -> Result<ProbeSpec, String> {
-    if raw.grpc.is_some() {
+    if raw.grpc.is_some() && !cfg!(feature = "grpc") {
         return Err(
-            "gRPC probes are not supported by the kit's kubelet yet (only httpGet)".to_owned(),
+            "gRPC probes need the `grpc` feature of lifecycle-testing (only httpGet without it)"
+                .to_owned(),
         );
     }
     for (present, handler) in [
@@ -335,15 +346,22 @@ fn probe_spec(kind: ProbeKind, raw: RawProbe) -> Result<ProbeSpec, String> {
             ));
         }
     }
-    let http = raw.http_get.ok_or("no handler (httpGet)")?;
-    if let Some(scheme) = http.scheme.filter(|s| !s.eq_ignore_ascii_case("http")) {
-        return Err(format!(
-            "httpGet.scheme {scheme}: the kit's kubelet probes plain HTTP only"
-        ));
-    }
-    let path = match http.path.unwrap_or_default() {
-        path if path.starts_with('/') => path,
-        path => format!("/{path}"),
+    let (path, grpc_service) = match (raw.http_get, raw.grpc) {
+        (Some(_), Some(_)) => return Err("two handlers (httpGet and grpc)".to_owned()),
+        (None, Some(grpc)) => (String::new(), Some(grpc.service.unwrap_or_default())),
+        (None, None) => return Err("no handler (httpGet or grpc)".to_owned()),
+        (Some(http), None) => {
+            if let Some(scheme) = http.scheme.filter(|s| !s.eq_ignore_ascii_case("http")) {
+                return Err(format!(
+                    "httpGet.scheme {scheme}: the kit's kubelet probes plain HTTP only"
+                ));
+            }
+            let path = match http.path.unwrap_or_default() {
+                path if path.starts_with('/') => path,
+                path => format!("/{path}"),
+            };
+            (path, None)
+        }
     };
     let success_threshold = field(raw.success_threshold, "successThreshold", 1)?;
     if kind != ProbeKind::Readiness && success_threshold != 1 {
@@ -358,6 +376,7 @@ fn probe_spec(kind: ProbeKind, raw: RawProbe) -> Result<ProbeSpec, String> {
     };
     Ok(ProbeSpec {
         path,
+        grpc_service,
         initial_delay: Duration::from_secs(initial_delay.into()),
         period: Duration::from_secs(field(raw.period_seconds, "periodSeconds", 10)?.into()),
         timeout: Duration::from_secs(field(raw.timeout_seconds, "timeoutSeconds", 1)?.into()),
@@ -416,6 +435,7 @@ spec:
     fn spec(path: &str, period: u64, timeout: u64, failures: u32) -> ProbeSpec {
         ProbeSpec {
             path: path.to_owned(),
+            grpc_service: None,
             initial_delay: Duration::ZERO,
             period: Duration::from_secs(period),
             timeout: Duration::from_secs(timeout),
@@ -500,13 +520,19 @@ spec:
 
     #[test]
     fn probes_the_kit_cannot_send_are_clear_errors() {
-        let grpc = error(
-            "spec:\n  containers:\n  - name: app\n    livenessProbe:\n      grpc: {port: 8081}\n",
-        );
-        assert!(
-            grpc.contains("livenessProbe") && grpc.contains("gRPC probes are not supported"),
-            "{grpc}"
-        );
+        let grpc =
+            "spec:\n  containers:\n  - name: app\n    livenessProbe:\n      grpc: {port: 8081}\n";
+        if cfg!(feature = "grpc") {
+            let manifest = Manifest::parse(grpc).unwrap();
+            let spec = manifest.probe(ProbeKind::Liveness).unwrap();
+            assert_eq!(spec.grpc_service.as_deref(), Some(""));
+        } else {
+            let grpc = error(grpc);
+            assert!(
+                grpc.contains("livenessProbe") && grpc.contains("need the `grpc` feature"),
+                "{grpc}"
+            );
+        }
         let exec = error("spec:\n  containers:\n  - readinessProbe:\n      exec: {command: [x]}\n");
         assert!(exec.contains("exec probes are not supported"), "{exec}");
         let tcp = error("spec:\n  containers:\n  - startupProbe:\n      tcpSocket: {port: 1}\n");
