@@ -141,17 +141,6 @@ fn tls_client_hello() -> Vec<u8> {
     record
 }
 
-/// HTTP/2 with prior knowledge: the preface, then a SETTINGS frame and a
-/// HEADERS frame as h2c clients send them.
-fn http2_prior_knowledge() -> Vec<u8> {
-    let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    bytes.extend_from_slice(&[0, 0, 6, 0x04, 0, 0, 0, 0, 0, 0x00, 0x03, 0, 0, 0, 100]);
-    bytes.extend_from_slice(&[
-        0, 0, 5, 0x01, 0x05, 0, 0, 0, 1, 0x82, 0x86, 0x84, 0x41, 0x80,
-    ]);
-    bytes
-}
-
 /// The cases that send their bytes and read what comes back.
 fn cases() -> Vec<Case> {
     use Expect::*;
@@ -181,7 +170,10 @@ fn cases() -> Vec<Case> {
         case("asterisk form with GET", "GET * HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n", AtOnce, Answers(&[NOT_FOUND])),
         case("authority form", "CONNECT probe:8081 HTTP/1.1\r\nHost: probe:8081\r\n\r\n", ThenFin, Answers(&[NOT_ALLOWED])),
         // Other protocols on the probe port.
-        case("HTTP/2 prior knowledge", http2_prior_knowledge(), AtOnce, Refused(&[400, 505])),
+        // HTTP/2 with prior knowledge is the gRPC side of the probe port
+        // (the `grpc` feature, on in this crate): tests/grpc.rs and
+        // grpc_hostile.rs; without the feature it is refused (the server's
+        // unit tests).
         case("h2c upgrade", get("/livez", "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n"), ThenFin, Answers(&[OK])),
         case("TLS ClientHello", tls_client_hello(), AtOnce, Refused(BAD)),
         // Pipelining: every answer, in order.

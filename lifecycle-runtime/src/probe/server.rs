@@ -729,6 +729,61 @@ mod tests {
         server.stop();
     }
 
+    /// HTTP/2 with prior knowledge, as h2c clients send it: the preface, a
+    /// SETTINGS frame, and a HEADERS frame for `GET /livez` (HPACK: GET and
+    /// http from the static table, the path and authority as literals).
+    const H2_GET: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\
+        \x00\x00\x06\x04\x00\x00\x00\x00\x00\x00\x03\x00\x00\x00\x64\
+        \x00\x00\x11\x01\x05\x00\x00\x00\x01\x82\x86\x04\x06/livez\x01\x05probe";
+
+    #[tokio::test]
+    async fn http2_prior_knowledge_is_served_only_with_the_grpc_feature() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let answer = |_: Request<Incoming>| async { plain(StatusCode::OK, "ok\n") };
+        let graceful = GracefulShutdown::new();
+        tokio::spawn(serve_connection(
+            &http_settings(),
+            server,
+            "127.0.0.1:40000".parse().unwrap(),
+            Arc::new(answer),
+            Arc::new(AtomicUsize::new(0)),
+            &graceful,
+        ));
+        client.write_all(H2_GET).await.unwrap();
+        let mut received = Vec::new();
+        let mut buf = [0; 1024];
+        // Enough for the server's SETTINGS frame and more, or its refusal.
+        while received.len() < 64 {
+            let read = tokio::time::timeout(Duration::from_secs(5), client.read(&mut buf))
+                .await
+                .expect("an answer in time")
+                .unwrap();
+            if read == 0 {
+                break;
+            }
+            received.extend_from_slice(&buf[..read]);
+        }
+        if cfg!(feature = "grpc") {
+            // A frame header: 3 bytes of length, then the type, SETTINGS.
+            assert_eq!(received.get(3), Some(&0x04), "{received:?}");
+            // A HEADERS frame (type 1) on stream 1: the answer.
+            let answered = received
+                .windows(9)
+                .any(|w| w[3] == 0x01 && w[5..9] == [0, 0, 0, 1]);
+            assert!(answered, "no HEADERS frame for stream 1: {received:?}");
+        } else {
+            let text = String::from_utf8_lossy(&received);
+            assert!(
+                text.is_empty()
+                    || text.starts_with("HTTP/1.1 505")
+                    || text.starts_with("HTTP/1.1 400"),
+                "HTTP/1 only: {text:?}"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn a_client_that_never_reads_its_answers_is_closed() {
         use tokio::io::AsyncWriteExt;
@@ -752,6 +807,60 @@ mod tests {
                 .await
                 .is_ok()
             {}
+        });
+        let ended = tokio::time::timeout(WRITE_STALL_TIMEOUT * 2, connection)
+            .await
+            .expect("the connection still open twice the write stall timeout on");
+        assert!(ended.unwrap().is_err(), "the connection ends on an error");
+        writer.abort();
+    }
+
+    #[cfg(feature = "grpc")]
+    #[tokio::test]
+    async fn an_http2_client_that_never_reads_its_answers_is_closed() {
+        use tokio::io::AsyncWriteExt;
+
+        let (mut client, server) = tokio::io::duplex(1024);
+        let answer = |_: Request<Incoming>| async { plain(StatusCode::OK, "ok\n") };
+        let graceful = GracefulShutdown::new();
+        let connection = tokio::spawn(serve_connection(
+            &http_settings(),
+            server,
+            "127.0.0.1:40000".parse().unwrap(),
+            Arc::new(answer),
+            Arc::new(AtomicUsize::new(0)),
+            &graceful,
+        ));
+        // `GET /` on stream `id`, whole in one HEADERS frame: :method GET,
+        // :scheme http, :path /, :authority probe.
+        let request = |id: u32| {
+            let block = b"\x82\x86\x84\x01\x05probe";
+            let mut frame = vec![0, 0, block.len() as u8, 0x1, 0x1 | 0x4];
+            frame.extend_from_slice(&id.to_be_bytes());
+            frame.extend_from_slice(block);
+            frame
+        };
+        // A few requests at a time, so that the streams answered keep
+        // them under the limit, none of the answers read: the answers fill
+        // the stream, then the requests.
+        let writer = tokio::spawn(async move {
+            client
+                .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+                .await
+                .unwrap();
+            let mut id = 1;
+            loop {
+                let mut wave = Vec::new();
+                for _ in 0..4 {
+                    wave.extend(request(id));
+                    id += 2;
+                }
+                if client.write_all(&wave).await.is_err() {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            client
         });
         let ended = tokio::time::timeout(WRITE_STALL_TIMEOUT * 2, connection)
             .await
