@@ -117,6 +117,18 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// one after another, each within its checks' bound.
 pub const CLOSE_BOUND: Duration = Duration::from_secs(3);
 
+/// An HTTP/2 client opens with this (prior knowledge, as the kubelet's
+/// gRPC probes and gRPC clients do); the server tells the protocols apart
+/// by it.
+pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// How long an HTTP/2 connection may outlast the client's last byte when
+/// the client keeps its write side open: the probe server's keep-alive
+/// ping comes after 10 s of it (`PING_INTERVAL`), and a client that does
+/// not answer it is closed 5 s later (`PING_TIMEOUT`); a `Watch` stream
+/// keeps a connection open that long too. Then [`CLOSE_BOUND`]'s room.
+pub const H2_CLOSE_BOUND: Duration = Duration::from_secs(10 + 5 + 3);
+
 /// The longest a probe may take (the largest check time-out above, 100 ms,
 /// plus the contract's 50 ms): what each pipelined answer adds.
 pub const PER_ANSWER: Duration = Duration::from_millis(150);
@@ -318,7 +330,9 @@ pub fn exchange(bytes: &[u8], sending: Sending) -> Exchange {
         // Pipelined requests each end with an empty line: each may take
         // its checks' bound.
         let requests = bytes.windows(4).filter(|w| *w == b"\r\n\r\n").count() as u32;
-        let limit = sending_time + CLOSE_BOUND * 4 + PER_ANSWER * requests;
+        let h2 = bytes.starts_with(PREFACE);
+        let close_bound = if h2 { H2_CLOSE_BOUND } else { CLOSE_BOUND };
+        let limit = sending_time + close_bound * 4 + PER_ANSWER * requests;
         let ((written_at, closed_early), (read_at, received), (served_at, served)) =
             match tokio::time::timeout(limit, async { tokio::join!(write, read, serve) }).await {
                 Ok(done) => done,
@@ -334,7 +348,7 @@ pub fn exchange(bytes: &[u8], sending: Sending) -> Exchange {
             .windows(7)
             .filter(|w| *w == b"HTTP/1.")
             .count() as u32;
-        let bound = CLOSE_BOUND + PER_ANSWER * answered;
+        let bound = close_bound + PER_ANSWER * answered;
         assert!(
             closed_at <= written_at + bound,
             "the connection lasted {:?} after the client's last byte (bound {bound:?} for {answered} answers), {:?} in all",
@@ -449,6 +463,52 @@ pub fn answers(received: &[u8], cut: bool) -> Vec<Answer> {
         rest = &after[body_length..];
     }
     answers
+}
+
+/// The largest frame payload the server may send before the client's
+/// SETTINGS allow more; its answers (10 KiB at most) never need more.
+const H2_MAX_FRAME: usize = 16 * 1024;
+
+/// Reads the HTTP/2 frames in `received`, what the server sent a client
+/// that opened with [`PREFACE`]. Panics on anything that is not a
+/// sequence of whole frames of the types a server sends, starting with
+/// its SETTINGS: a frame the server split, cut or garbled. With `cut`, the
+/// last frame may end early (the server closed a connection whose client
+/// read nothing). The frames' types, in order.
+pub fn frames(received: &[u8], cut: bool) -> Vec<u8> {
+    let mut kinds = Vec::new();
+    let mut rest = received;
+    while !rest.is_empty() {
+        if rest.len() < 9 {
+            assert!(cut, "a frame header cut short: {rest:?}");
+            break;
+        }
+        let length = u32::from_be_bytes([0, rest[0], rest[1], rest[2]]) as usize;
+        let (kind, stream) = (rest[3], u32::from_be_bytes(rest[5..9].try_into().unwrap()));
+        assert!(
+            length <= H2_MAX_FRAME,
+            "a frame of {length} bytes, over the {H2_MAX_FRAME} a client must take"
+        );
+        // DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE,
+        // PING, GOAWAY, WINDOW_UPDATE, CONTINUATION: none of another type,
+        // and no PUSH_PROMISE from a server that pushes nothing.
+        assert!(kind <= 0x9 && kind != 0x5, "a frame of type {kind:#x}");
+        assert_eq!(stream & 0x8000_0000, 0, "a frame with the reserved bit set");
+        if kinds.is_empty() {
+            assert_eq!(kind, 0x4, "the server's first frame is not its SETTINGS");
+        }
+        if rest.len() < 9 + length {
+            assert!(
+                cut,
+                "a frame cut short: {} of {length} bytes",
+                rest.len() - 9
+            );
+            break;
+        }
+        kinds.push(kind);
+        rest = &rest[9 + length..];
+    }
+    kinds
 }
 
 fn show(bytes: &[u8]) -> String {

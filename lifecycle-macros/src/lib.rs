@@ -23,6 +23,9 @@ use register::Kind;
 /// `worker_threads = N`, `tracing = bool`,
 /// `reasons = "loopback" | "show"` (who reads the checks' reasons in probe
 /// answers: peers on loopback only, by default, or every peer),
+/// `probe_protocol = "http" | "grpc"` (what `--lifecycle-manifest` and
+/// `--lifecycle-probe` speak; `"grpc"` needs lifecycle-runtime's cargo
+/// feature `grpc`),
 /// `crate = "path"`. Every millisecond value is at most 86400000 (a day).
 /// `main` may return `()` or `Result<(), E: Debug>`; `Err` exits 1.
 ///

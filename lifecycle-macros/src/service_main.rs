@@ -1,7 +1,7 @@
 //! `#[service_main]`: turns `async fn main` into a plain `fn main` that hands
 //! the user's body, unchanged, to `lifecycle_runtime`'s service driver.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{ItemFn, ReturnType};
@@ -20,6 +20,7 @@ const VALID_ARGS: &[&str] = &[
     "worker_threads",
     "tracing",
     "reasons",
+    "probe_protocol",
     "crate",
 ];
 
@@ -38,6 +39,9 @@ struct Config {
     tracing_span: Option<Span>,
     /// `reasons = "show"`: every peer reads the checks' reasons.
     show_reasons: bool,
+    /// `probe_protocol = "grpc"`: the literal, for the error when the
+    /// runtime lacks its `grpc` feature.
+    grpc_probes: Option<syn::LitStr>,
     krate: Option<syn::Path>,
 }
 
@@ -107,6 +111,14 @@ fn parse_config(args: TokenStream, errors: &mut Errors) -> Option<Config> {
             "reasons" => {
                 if let Some(policy) = arg.one_of(errors, "reasons policy", &["loopback", "show"]) {
                     config.show_reasons = policy == "show";
+                }
+            }
+            "probe_protocol" => {
+                let protocols = ["http", "grpc"];
+                if let Some(protocol) = arg.one_of(errors, "probe protocol", &protocols) {
+                    if protocol == "grpc" {
+                        config.grpc_probes = arg.string(errors, "probe_protocol = \"grpc\"");
+                    }
                 }
             }
             "flavor" => {
@@ -181,6 +193,18 @@ fn generate(config: Config, function: ItemFn) -> TokenStream {
     } else {
         quote!(#private::ReasonsPolicy::Loopback)
     };
+    let probe_protocol = if config.grpc_probes.is_some() {
+        quote!(#private::ProbeProtocol::Grpc)
+    } else {
+        quote!(#private::ProbeProtocol::Http)
+    };
+    // gRPC probes need the runtime's `grpc` feature, which only the runtime
+    // can see: it names the feature at compile time. Every token of the
+    // call is spanned on the literal, so the error points at `"grpc"`.
+    let require_grpc = config
+        .grpc_probes
+        .as_ref()
+        .map(|lit| respan(quote!(#private::require_grpc_feature!(#lit);), lit.span()));
     let tracing = config.tracing.unwrap_or(true);
     // The default subscriber sits behind a cargo feature of the runtime:
     // without it, this names the feature at compile time.
@@ -201,6 +225,7 @@ fn generate(config: Config, function: ItemFn) -> TokenStream {
         #(#attrs)*
         #vis fn #outer_ident() {
             #require_subscriber
+            #require_grpc
             #inner_sig #block
             let __lifecycle_config = #private::ServiceConfig {
                 probe_addr: #probe_addr,
@@ -213,12 +238,31 @@ fn generate(config: Config, function: ItemFn) -> TokenStream {
                 worker_threads: #worker_threads,
                 tracing: #tracing,
                 reasons: #reasons,
+                probe_protocol: #probe_protocol,
             };
             #private::run_service(__lifecycle_config, || async {
                 #convert(#inner_ident().await)
             })
         }
     }
+}
+
+/// `tokens` with every span, inside groups too, set to `span`: an error
+/// from the macro they call is then reported there.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut token| {
+            if let TokenTree::Group(group) = &token {
+                let mut inner = Group::new(group.delimiter(), respan(group.stream(), span));
+                inner.set_span(span);
+                token = TokenTree::Group(inner);
+            } else {
+                token.set_span(span);
+            }
+            token
+        })
+        .collect()
 }
 
 /// On error: a plain `fn main` that still contains the user's body (so names

@@ -33,6 +33,48 @@ pub struct ServiceConfig {
     pub tracing: bool,
     /// `reasons`: who reads the checks' reasons in probe answers.
     pub reasons: ReasonsPolicy,
+    /// `probe_protocol`: what the manifest's probes and the exec probe speak.
+    pub probe_protocol: ProbeProtocol,
+}
+
+/// `#[service_main(probe_protocol = "…")]`, env `LIFECYCLE_PROBE_PROTOCOL`:
+/// what the probes of `--lifecycle-manifest` and `--lifecycle-probe`
+/// speak. The probe server answers both either way (with the `grpc`
+/// feature); this only picks what the kubelet is told to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProbeProtocol {
+    /// `httpGet` probes of `/livez`, `/readyz`, `/startupz`.
+    #[default]
+    Http,
+    /// `grpc` probes: `grpc.health.v1.Health/Check` of the services
+    /// `livez`, `readyz`, `startupz` (cargo feature `grpc`).
+    Grpc,
+}
+
+/// Expands to nothing when the runtime is built with its `grpc` feature,
+/// and to a compile error naming the feature when it is not: what
+/// `#[service_main(probe_protocol = "grpc")]` invokes, with the literal,
+/// every token spanned on it so that the error points there.
+#[cfg(feature = "grpc")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! require_grpc_feature {
+    ($protocol:literal) => {};
+}
+
+/// Expands to nothing when the runtime is built with its `grpc` feature,
+/// and to a compile error naming the feature when it is not: what
+/// `#[service_main(probe_protocol = "grpc")]` invokes, with the literal,
+/// every token spanned on it so that the error points there.
+#[cfg(not(feature = "grpc"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! require_grpc_feature {
+    ($protocol:literal) => {
+        ::core::compile_error!(
+            "`probe_protocol = \"grpc\"` needs lifecycle-runtime's cargo feature `grpc`: enable it (`lifecycle-runtime = { version = \"…\", features = [\"grpc\"] }`), or leave `probe_protocol` out for HTTP probes"
+        );
+    };
 }
 
 /// `#[service_main(reasons = "…")]`, env `LIFECYCLE_REASONS`: who reads
@@ -88,6 +130,7 @@ pub(crate) struct Settings {
     pub(crate) stall_threshold: Duration,
     pub(crate) max_tasks: Option<u64>,
     pub(crate) reasons: ReasonsPolicy,
+    pub(crate) probe_protocol: ProbeProtocol,
 }
 
 pub(crate) const PROBE_ADDR: &str = "LIFECYCLE_PROBE_ADDR";
@@ -98,6 +141,7 @@ pub(crate) const STALL_THRESHOLD: &str = "LIFECYCLE_STALL_THRESHOLD_MS";
 pub(crate) const LOG_FORMAT: &str = "LIFECYCLE_LOG_FORMAT";
 pub(crate) const TERMINATION_LOG: &str = "LIFECYCLE_TERMINATION_LOG";
 pub(crate) const REASONS: &str = "LIFECYCLE_REASONS";
+pub(crate) const PROBE_PROTOCOL: &str = "LIFECYCLE_PROBE_PROTOCOL";
 
 /// The largest millisecond value, as a variable or an argument: a day
 /// (contract, section 5). Anything larger is a mistake, and the sums made
@@ -224,6 +268,34 @@ fn reasons(env: Env<'_>, from_attribute: ReasonsPolicy) -> Result<ReasonsPolicy,
     }
 }
 
+fn probe_protocol(
+    env: Env<'_>,
+    from_attribute: ProbeProtocol,
+) -> Result<ProbeProtocol, ConfigError> {
+    const EXPECTED: &str = "\"http\" or \"grpc\"";
+    // The one value the variable may not take in a binary without gRPC:
+    // the manifest would send the kubelet to a protocol nobody answers.
+    const WITHOUT_GRPC: &str = "\"http\": this binary was built without lifecycle-runtime's cargo feature `grpc`, which \"grpc\" needs";
+    let Some(value) = var(env, PROBE_PROTOCOL, EXPECTED)? else {
+        // `"grpc"` as an argument without the feature is a compile error.
+        return Ok(from_attribute);
+    };
+    match value.trim().to_ascii_lowercase().as_str() {
+        "http" => Ok(ProbeProtocol::Http),
+        "grpc" if cfg!(feature = "grpc") => Ok(ProbeProtocol::Grpc),
+        "grpc" => Err(ConfigError {
+            variable: PROBE_PROTOCOL,
+            value,
+            expected: WITHOUT_GRPC,
+        }),
+        _ => Err(ConfigError {
+            variable: PROBE_PROTOCOL,
+            value,
+            expected: EXPECTED,
+        }),
+    }
+}
+
 impl Settings {
     pub(crate) fn resolve(config: &ServiceConfig, env: Env<'_>) -> Result<Settings, ConfigError> {
         const ADDR_EXPECTED: &str =
@@ -285,6 +357,7 @@ impl Settings {
             )?,
             max_tasks: config.max_tasks,
             reasons: reasons(env, config.reasons)?,
+            probe_protocol: probe_protocol(env, config.probe_protocol)?,
         })
     }
 }
@@ -306,6 +379,7 @@ mod tests {
             worker_threads: None,
             tracing: true,
             reasons: ReasonsPolicy::Loopback,
+            probe_protocol: ProbeProtocol::Http,
         }
     }
 
@@ -334,6 +408,7 @@ mod tests {
             STALL_THRESHOLD,
             PROBE_ADDR,
             REASONS,
+            PROBE_PROTOCOL,
         ] {
             let bytes = not_utf8("5", "0");
             let env = move |name: &str| (name == variable).then(|| bytes.clone());
@@ -360,6 +435,7 @@ mod tests {
                 PROBE_ADDR,
                 PROBE_ADDR_FILE,
                 REASONS,
+                PROBE_PROTOCOL,
             ] {
                 let settings = Settings::resolve(&config(), &env(&[(variable, blank)])).unwrap();
                 assert_eq!(settings.drain_delay, Duration::from_millis(100));
@@ -455,6 +531,54 @@ mod tests {
         assert_eq!(
             resolve(&config(), &[(REASONS, " Show ")]),
             ReasonsPolicy::Show
+        );
+    }
+
+    #[test]
+    fn the_probe_protocol_follows_the_variable_over_the_argument() {
+        let mut grpc = config();
+        grpc.probe_protocol = ProbeProtocol::Grpc;
+        let resolve = |config: &ServiceConfig, pairs: &[(&str, &str)]| {
+            Settings::resolve(config, &env(pairs)).map(|s| s.probe_protocol)
+        };
+        assert_eq!(resolve(&config(), &[]), Ok(ProbeProtocol::Http));
+        assert_eq!(resolve(&grpc, &[]), Ok(ProbeProtocol::Grpc));
+        assert_eq!(
+            resolve(&grpc, &[(PROBE_PROTOCOL, " HTTP ")]),
+            Ok(ProbeProtocol::Http)
+        );
+        for bad in ["h2", "https", "grpc,http", "tcp", "1"] {
+            let err = resolve(&config(), &[(PROBE_PROTOCOL, bad)]).unwrap_err();
+            assert_eq!(err.variable, PROBE_PROTOCOL);
+            let message = err.to_string();
+            assert!(
+                message.contains(&format!("LIFECYCLE_PROBE_PROTOCOL={bad:?}"))
+                    && message.contains("expected \"http\" or \"grpc\""),
+                "{message}"
+            );
+        }
+    }
+
+    #[cfg(feature = "grpc")]
+    #[test]
+    fn grpc_probes_are_taken_with_the_feature() {
+        let settings = Settings::resolve(&config(), &env(&[(PROBE_PROTOCOL, "grpc")])).unwrap();
+        assert_eq!(settings.probe_protocol, ProbeProtocol::Grpc);
+        let settings = Settings::resolve(&config(), &env(&[(PROBE_PROTOCOL, "gRPC")])).unwrap();
+        assert_eq!(settings.probe_protocol, ProbeProtocol::Grpc);
+    }
+
+    #[cfg(not(feature = "grpc"))]
+    #[test]
+    fn grpc_probes_without_the_feature_are_a_bad_value_naming_it() {
+        let err = Settings::resolve(&config(), &env(&[(PROBE_PROTOCOL, "grpc")])).unwrap_err();
+        assert_eq!(err.variable, PROBE_PROTOCOL);
+        let message = err.to_string();
+        assert!(
+            message
+                .starts_with("invalid configuration: LIFECYCLE_PROBE_PROTOCOL=\"grpc\": expected ")
+                && message.contains("built without lifecycle-runtime's cargo feature `grpc`"),
+            "{message}"
         );
     }
 }

@@ -1,5 +1,7 @@
 //! `--lifecycle-probe ENDPOINT`: an exec probe for images without curl. It
-//! asks the running instance's probe server over HTTP and exits 0 on 200.
+//! asks the running instance's probe server over HTTP and exits 0 on 200,
+//! or, under `probe_protocol = "grpc"`, with gRPC health's `Check` of the
+//! service named after the endpoint and exits 0 on `SERVING`.
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -9,7 +11,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 
-use crate::config::Settings;
+use crate::config::{ProbeProtocol, Settings};
 use crate::exit::Exit;
 use crate::manifest::probe_timeout_seconds;
 use crate::probe::Endpoint;
@@ -17,17 +19,31 @@ use crate::probe::Endpoint;
 /// How long the exec probe waits at the least.
 const MIN_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Asks `endpoint`, printing the answer's body. It waits 1 s, or longer
-/// when the endpoint's checks may take longer: the same `timeoutSeconds`
-/// the manifest gives the kubelet.
+/// What the probe server said: whether the probe passes, and the text to
+/// print (the HTTP body, or the gRPC serving status's name).
+struct Answer {
+    passed: bool,
+    text: String,
+}
+
+/// Asks `endpoint`, printing the answer. It waits 1 s, or longer when the
+/// endpoint's checks may take longer: the same `timeoutSeconds` the
+/// manifest gives the kubelet.
 pub(crate) fn run(settings: &Settings, endpoint: Endpoint) -> Exit {
     let timeout = MIN_TIMEOUT.max(Duration::from_secs(probe_timeout_seconds(endpoint)));
-    match get(settings.probe_addr, endpoint, timeout) {
+    let target = reachable(settings.probe_addr);
+    let answer = within(target, timeout, async move {
+        match settings.probe_protocol {
+            ProbeProtocol::Http => get(target, endpoint).await,
+            ProbeProtocol::Grpc => check(target, endpoint, timeout).await,
+        }
+    });
+    match answer {
         // A closed stdout or stderr loses the text, never the exit code:
         // `println!` and `eprintln!` would panic.
-        Ok((status, body)) => {
-            let _ = writeln!(std::io::stdout(), "{}", body.trim_end());
-            Exit::quiet(if status == 200 { 0 } else { 1 })
+        Ok(Answer { passed, text }) => {
+            let _ = writeln!(std::io::stdout(), "{}", text.trim_end());
+            Exit::quiet(if passed { 0 } else { 1 })
         }
         Err(error) => {
             // Not a failure of the service's: no termination message.
@@ -48,41 +64,18 @@ pub(crate) fn reachable(bound: SocketAddr) -> SocketAddr {
     SocketAddr::new(ip, bound.port())
 }
 
-/// GET the endpoint from the probe server at `addr`, within `timeout` in
-/// all. `Ok` with the status and body, or why it failed.
-fn get(addr: SocketAddr, endpoint: Endpoint, timeout: Duration) -> Result<(u16, String), String> {
+/// Runs `exchange` with the probe server at `target` on a runtime of its
+/// own, within `timeout` in all.
+fn within(
+    target: SocketAddr,
+    timeout: Duration,
+    exchange: impl std::future::Future<Output = Result<Answer, String>>,
+) -> Result<Answer, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start a runtime: {e}"))?;
-    let target = reachable(addr);
     runtime.block_on(async move {
-        let exchange = async {
-            let stream = tokio::net::TcpStream::connect(target)
-                .await
-                .map_err(|e| format!("cannot connect to the probe server at {target}: {e}"))?;
-            let (mut sender, connection) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                    .await
-                    .map_err(|e| e.to_string())?;
-            tokio::spawn(connection);
-            let request = hyper::Request::get(endpoint.path())
-                .header(hyper::header::HOST, target.to_string())
-                .body(Empty::<Bytes>::new())
-                .map_err(|e| e.to_string())?;
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(|e| e.to_string())?;
-            let status = response.status().as_u16();
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| e.to_string())?
-                .to_bytes();
-            Ok((status, String::from_utf8_lossy(&body).into_owned()))
-        };
         tokio::time::timeout(timeout, exchange)
             .await
             .unwrap_or_else(|_| {
@@ -92,4 +85,57 @@ fn get(addr: SocketAddr, endpoint: Endpoint, timeout: Duration) -> Result<(u16, 
                 ))
             })
     })
+}
+
+/// GET the endpoint from the probe server at `target`: it passes on 200.
+async fn get(target: SocketAddr, endpoint: Endpoint) -> Result<Answer, String> {
+    let stream = tokio::net::TcpStream::connect(target)
+        .await
+        .map_err(|e| format!("cannot connect to the probe server at {target}: {e}"))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    let request = hyper::Request::get(endpoint.path())
+        .header(hyper::header::HOST, target.to_string())
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let passed = response.status() == hyper::StatusCode::OK;
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok(Answer {
+        passed,
+        text: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+/// gRPC health's `Check` of the service named after the endpoint (what
+/// the manifest's `grpc:` probes ask): it passes on `SERVING`.
+#[cfg(feature = "grpc")]
+async fn check(
+    target: SocketAddr,
+    endpoint: Endpoint,
+    timeout: Duration,
+) -> Result<Answer, String> {
+    use crate::grpc::proto::health_check_response::ServingStatus;
+    let status = crate::grpc::client::check(target, endpoint.name(), timeout).await?;
+    Ok(Answer {
+        passed: status == ServingStatus::Serving,
+        text: status.as_str_name().to_owned(),
+    })
+}
+
+/// Configuration refuses `grpc` in a binary without the feature (a
+/// compile error as an argument, exit 2 as a variable): never reached.
+#[cfg(not(feature = "grpc"))]
+async fn check(_: SocketAddr, _: Endpoint, _: Duration) -> Result<Answer, String> {
+    Err("this binary was built without lifecycle-runtime's cargo feature `grpc`".to_owned())
 }

@@ -23,6 +23,11 @@ use crate::lifecycle::Lifecycle;
 use crate::probe::{server, Evaluator, Responder};
 use crate::registry;
 
+/// How long an HTTP/2 stream's answer may run on once its connection has
+/// ended: far beyond any check's time-out in the fuzz targets, whose
+/// answers come within it plus 50 ms.
+const ANSWERS_OUTLIVE: Duration = Duration::from_secs(1);
+
 /// The lifecycle state a [`ProbeHarness`] answers from.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct State {
@@ -124,6 +129,15 @@ impl ProbeHarness {
             &self.graceful,
         )
         .await;
+        // HTTP/2 answers each stream in a task of its own (hyper spawns
+        // them), which may outlive the connection by its checks' time-out
+        // when the client left (the real server releases the connection's
+        // slot at its end all the same): wait that long for them, so that
+        // only an answer marked busy for good is reported.
+        let answers_end = tokio::time::Instant::now() + ANSWERS_OUTLIVE;
+        while busy.load(Ordering::SeqCst) != 0 && tokio::time::Instant::now() < answers_end {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         Served {
             error: result.err().map(|e| e.to_string()),
             busy_after: busy.load(Ordering::SeqCst) != 0,

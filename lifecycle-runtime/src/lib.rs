@@ -68,7 +68,7 @@
 //! | `#[preflight]` | `name`, `timeout_ms` (10000) | same |
 //! | `#[on_startup]` | `name`, `order` (0), `timeout_ms` (60000) | `()`, `Result<(), E: Display>` |
 //! | `#[on_shutdown]` | `name`, `order` (0), `timeout_ms` (10000) | `()`, `Result<(), E: Display>` |
-//! | `#[service_main]` | `probe_addr`, `shutdown_timeout_ms`, `drain_delay_ms`, `stall_threshold_ms`, `max_tasks`, `panic`, `flavor`, `worker_threads`, `tracing`, `reasons` | `()`, `Result<(), E: Debug>` |
+//! | `#[service_main]` | `probe_addr`, `shutdown_timeout_ms`, `drain_delay_ms`, `stall_threshold_ms`, `max_tasks`, `panic`, `flavor`, `worker_threads`, `tracing`, `reasons`, `probe_protocol` | `()`, `Result<(), E: Debug>` |
 //!
 //! Every attribute also takes `crate = "path"` for a renamed dependency.
 //!
@@ -107,6 +107,11 @@
 //!   the application runtime, as with `#[tokio::main]`.
 //! - `reasons = "loopback" | "show"` (`"loopback"`): who reads the checks'
 //!   reasons and detail values in probe answers; see Probe endpoints.
+//! - `probe_protocol = "http" | "grpc"` (`"http"`): what the probes of
+//!   `--lifecycle-manifest` and `--lifecycle-probe` speak: `httpGet` of
+//!   `/livez` and the like, or gRPC health's `Check` of the services
+//!   `livez`, `readyz`, `startupz`. `"grpc"` needs the cargo feature
+//!   `grpc`: without it, it is a compile error naming the feature.
 //! - `tracing = bool` (true): install the default log subscriber (cargo
 //!   feature `tracing-subscriber`, on by default; without the feature,
 //!   `tracing = true` is a compile error naming it). It writes to stderr
@@ -174,7 +179,8 @@
 //! `startupz`, `livez/NAME` and the like, and `""` for `/healthz`. The
 //! `grpc` module (documented when the feature is on) has the details, and
 //! `grpc::health_service()` the same service for the application's own
-//! tonic server.
+//! tonic server. `#[service_main(probe_protocol = "grpc")]` points the
+//! manifest's probes and `--lifecycle-probe` at it.
 //!
 //! # Runtime API
 //!
@@ -209,6 +215,7 @@
 //! | `LIFECYCLE_STALL_THRESHOLD_MS` | `stall_threshold_ms` | 10000 |
 //! | `LIFECYCLE_LOG_FORMAT` | | `text`; `json` for JSON lines |
 //! | `LIFECYCLE_REASONS` | `reasons` | `loopback`: checks' reasons and detail values only for peers on loopback, `reason withheld` for the others; `show`: for every peer |
+//! | `LIFECYCLE_PROBE_PROTOCOL` | `probe_protocol` | `http`; `grpc` for `grpc:` probes in the manifest and a gRPC exec probe (cargo feature `grpc`: without it, `grpc` exits 2) |
 //! | `LIFECYCLE_TERMINATION_LOG` | | `/dev/termination-log` when it exists and is writable |
 //! | `RUST_LOG` | | `info` |
 //!
@@ -263,8 +270,8 @@
 //! | flag | what it does |
 //! | --- | --- |
 //! | `--lifecycle-preflight` | runs the preflight checks only, one line per check (`[+]NAME ok` / `[-]NAME failed: REASON`), exits 0 if all pass else 1 |
-//! | `--lifecycle-probe livez\|readyz\|startupz` | asks the running instance, exits 0 on 200 else 1 |
-//! | `--lifecycle-manifest` | prints the Kubernetes pod template derived from this binary and exits 0 |
+//! | `--lifecycle-probe livez\|readyz\|startupz` | asks the running instance, exits 0 on 200 else 1; under `probe_protocol = "grpc"`, asks gRPC health's `Check` of the service named after the endpoint, prints the status and exits 0 on `SERVING` else 1 |
+//! | `--lifecycle-manifest` | prints the Kubernetes pod template derived from this binary and exits 0; its probes are `grpc:` probes (`service: livez\|readyz\|startupz`) under `probe_protocol = "grpc"` |
 //!
 //! # Cargo features
 //!
@@ -274,7 +281,7 @@
 //! - `grpc`: gRPC health on the probe port and for the application's tonic
 //!   server (the `grpc` module). It brings tonic's code-generation
 //!   support and prost, not tonic's transport; without it, nothing of
-//!   tonic is built.
+//!   tonic is built. `probe_protocol = "grpc"` needs it.
 //!
 //! # Minimum Rust version
 //!
@@ -480,12 +487,13 @@ pub async fn run_checks(kind: CheckKind) -> Vec<CheckResult> {
 /// What generated code calls; not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::config::{Flavor, PanicPolicy, ReasonsPolicy, ServiceConfig};
+    pub use crate::config::{Flavor, PanicPolicy, ProbeProtocol, ReasonsPolicy, ServiceConfig};
     pub use crate::health::{HookOutcome, IntoHealth, IntoHookOutcome, MainOutcome};
     pub use crate::registry::{
         BoxFuture, Call, CheckKind, CheckRegistration, HookKind, HookRegistration, Site,
     };
     pub use crate::require_default_subscriber;
+    pub use crate::require_grpc_feature;
     pub use crate::service::run_service;
     pub use inventory;
 }

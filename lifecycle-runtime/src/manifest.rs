@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::config::Settings;
+use crate::config::{ProbeProtocol, Settings};
 use crate::exit::{self, Exit};
 use crate::probe::Endpoint;
 use crate::registry::{self, CheckKind, HookKind};
@@ -49,6 +49,25 @@ fn grace_seconds(settings: &Settings) -> u64 {
     )
 }
 
+/// The key of a probe's handler in the manifest.
+fn handler_key(protocol: ProbeProtocol) -> &'static str {
+    match protocol {
+        ProbeProtocol::Http => "httpGet",
+        ProbeProtocol::Grpc => "grpc",
+    }
+}
+
+/// What a probe of `endpoint` asks: `GET /livez` and the like, or gRPC
+/// health's `Check` of the service named after the endpoint. Never the
+/// empty service name: that is `/healthz`, readiness included, and
+/// liveness must not fail while the instance drains.
+fn handler(protocol: ProbeProtocol, endpoint: Endpoint, port: u16) -> serde_json::Value {
+    match protocol {
+        ProbeProtocol::Http => json!({ "path": endpoint.path(), "port": port }),
+        ProbeProtocol::Grpc => json!({ "port": port, "service": endpoint.name() }),
+    }
+}
+
 /// `--lifecycle-manifest`: prints the pod template for this binary.
 pub(crate) fn print(settings: &Settings) -> Exit {
     let name = std::env::args_os()
@@ -89,13 +108,15 @@ fn render(container_name: &str, settings: &Settings) -> Result<String, String> {
         ));
     }
     let probe = |endpoint: Endpoint, period: u64, failures: u64| {
-        json!({
-            "httpGet": { "path": endpoint.path(), "port": port },
+        let mut probe = json!({
             "timeoutSeconds": probe_timeout_seconds(endpoint),
             "periodSeconds": period,
             "failureThreshold": failures,
             "successThreshold": 1,
-        })
+        });
+        probe[handler_key(settings.probe_protocol)] =
+            handler(settings.probe_protocol, endpoint, port);
+        probe
     };
     // The startup probe must let preflight checks and every on_startup
     // hook run to their timeouts before the kubelet gives up.
@@ -153,6 +174,61 @@ mod tests {
     use super::*;
     use crate::config::{Flavor, PanicPolicy, ServiceConfig};
 
+    /// The probe of the container in the manifest rendered with `env`,
+    /// under `key`, as JSON.
+    fn probes(env: &[(&str, &str)]) -> Vec<(String, serde_json::Value)> {
+        let yaml = render("svc", &settings(env).unwrap()).unwrap();
+        let template: serde_json::Value = serde_norway::from_str(&yaml).unwrap();
+        let container = &template["spec"]["containers"][0];
+        ["startupProbe", "livenessProbe", "readinessProbe"]
+            .into_iter()
+            .map(|key| (key.to_owned(), container[key].clone()))
+            .collect()
+    }
+
+    #[test]
+    fn http_probes_get_the_endpoints() {
+        for (key, probe) in probes(&[]) {
+            let path = probe["httpGet"]["path"].as_str().unwrap().to_owned();
+            assert_eq!(probe["httpGet"]["port"], 9100, "{key}");
+            assert!(probe.get("grpc").is_none(), "{key}: {probe}");
+            let expected = match key.as_str() {
+                "startupProbe" => "/startupz",
+                "livenessProbe" => "/livez",
+                _ => "/readyz",
+            };
+            assert_eq!(path, expected);
+        }
+    }
+
+    #[cfg(feature = "grpc")]
+    #[test]
+    fn grpc_probes_ask_the_service_named_after_the_endpoint_with_the_same_timings() {
+        let http = probes(&[]);
+        let grpc = probes(&[("LIFECYCLE_PROBE_PROTOCOL", "grpc")]);
+        for ((key, http), (_, grpc)) in http.into_iter().zip(grpc) {
+            let service = match key.as_str() {
+                "startupProbe" => "startupz",
+                "livenessProbe" => "livez",
+                _ => "readyz",
+            };
+            assert_eq!(
+                grpc["grpc"],
+                json!({ "port": 9100, "service": service }),
+                "{key}"
+            );
+            assert!(grpc.get("httpGet").is_none(), "{key}: {grpc}");
+            for timing in [
+                "timeoutSeconds",
+                "periodSeconds",
+                "failureThreshold",
+                "successThreshold",
+            ] {
+                assert_eq!(grpc[timing], http[timing], "{key}.{timing}");
+            }
+        }
+    }
+
     fn settings(env: &[(&str, &str)]) -> Result<Settings, crate::config::ConfigError> {
         let config = ServiceConfig {
             probe_addr: Some("0.0.0.0:9100"),
@@ -165,6 +241,7 @@ mod tests {
             worker_threads: None,
             tracing: false,
             reasons: crate::config::ReasonsPolicy::Loopback,
+            probe_protocol: crate::config::ProbeProtocol::Http,
         };
         let env: Vec<(String, String)> = env
             .iter()

@@ -50,6 +50,14 @@ pub fn http_probe(probe: &Option<Probe>) -> (&Probe, String, i32) {
     (probe, get.path.clone().unwrap(), port)
 }
 
+/// A gRPC probe's (probe, service, port).
+pub fn grpc_probe(probe: &Option<Probe>) -> (&Probe, String, i32) {
+    let probe = probe.as_ref().expect("probe present");
+    let grpc = probe.grpc.as_ref().expect("a grpc probe");
+    let service = grpc.service.clone().expect("a service name");
+    (probe, service, grpc.port)
+}
+
 /// The container called `name`.
 pub fn container(spec: &PodSpec, name: &str) -> Container {
     spec.containers

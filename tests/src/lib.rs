@@ -20,7 +20,9 @@
 //! - [`kubernetes`]: what `--lifecycle-manifest` prints, read as
 //!   Kubernetes reads it;
 //! - [`redis`]: a real `redis-server` of the test's own, for the examples'
-//!   tests, and [`partition`]: a network partition in front of it.
+//!   tests, and [`partition`]: a network partition in front of it;
+//! - [`python`]: Python's `grpcio-health-checking`, a gRPC health client
+//!   nobody here wrote, run through `tests/python/health_client.py`.
 //!
 //! An integration test names one of its own package's binaries with
 //! `CARGO_BIN_EXE_NAME`, which cargo sets only for those: the fixtures in
@@ -41,6 +43,7 @@ mod grpc;
 pub use grpc::{grpc_list, h2_get};
 pub mod kubernetes;
 pub mod partition;
+pub mod python;
 pub mod redis;
 
 use std::io::{self, BufReader, Read, Write};

@@ -12,9 +12,14 @@
 //! stderr and never changes the exit code, so no value of
 //! `LIFECYCLE_TERMINATION_LOG` is a configuration error.
 //!
-//! Left out: `LIFECYCLE_METRICS` (section 9), `LIFECYCLE_PROBE_PROTOCOL`
-//! (section 8) and `LIFECYCLE_PID1` (section 10) belong to features not
-//! built yet; the runtime reads none of them.
+//! `LIFECYCLE_PROBE_PROTOCOL=grpc` is taken here: this crate builds the
+//! runtime with its `grpc` feature. Without it, the runtime's unit tests
+//! (`cargo test -p lifecycle-runtime --no-default-features`) check that it
+//! exits 2 naming the feature.
+//!
+//! Left out: `LIFECYCLE_METRICS` (section 9) and `LIFECYCLE_PID1`
+//! (section 10) belong to features not built yet; the runtime reads
+//! neither.
 
 use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, BufReader, Read};
@@ -381,6 +386,17 @@ fn a_bad_value_in_any_lifecycle_variable_exits_2_naming_it() {
         Outcome::BadConfig,
     );
     row("LIFECYCLE_REASONS", "".into(), Outcome::Serves);
+    for value in ["h2", "https", "grpc,http", "http2", "1", "grpcs"] {
+        row("LIFECYCLE_PROBE_PROTOCOL", value.into(), Outcome::BadConfig);
+    }
+    row(
+        "LIFECYCLE_PROBE_PROTOCOL",
+        not_utf8("gr", "pc"),
+        Outcome::BadConfig,
+    );
+    for value in ["", "http", "grpc", " GRPC "] {
+        row("LIFECYCLE_PROBE_PROTOCOL", value.into(), Outcome::Serves);
+    }
 
     let mut slowest = Duration::ZERO;
     for (variable, value, outcome) in &table {

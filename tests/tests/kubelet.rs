@@ -92,6 +92,52 @@ fn a_healthy_service_starts_joins_the_endpoints_and_is_never_restarted() {
 }
 
 #[test]
+fn under_probe_protocol_grpc_the_generated_manifest_probes_over_grpc() {
+    // The manifest the binary derives for itself, read as the kubelet
+    // reads it, then run against the service: the `grpc:` probes name the
+    // endpoints' services, and every answer is a gRPC health status.
+    let builder = Service::builder(TESTBED).env("LIFECYCLE_PROBE_PROTOCOL", "grpc");
+    let manifest = Manifest::from_builder(&builder).unwrap();
+    for (kind, service) in [
+        (ProbeKind::Startup, "startupz"),
+        (ProbeKind::Liveness, "livez"),
+        (ProbeKind::Readiness, "readyz"),
+    ] {
+        let spec = manifest.probe(kind).unwrap();
+        assert_eq!(spec.grpc_service.as_deref(), Some(service), "{kind}");
+    }
+
+    let mut service = builder.start().unwrap();
+    let report = Kubelet::new(manifest.clone())
+        .time_scale(SCALE)
+        .watch(&service, Duration::from_secs(2));
+    report.assert_started();
+    report.assert_joined_endpoints();
+    report.assert_never_restarted();
+    assert!(
+        report
+            .probes
+            .iter()
+            .all(|p| p.answer.grpc_status.as_deref() == Some("SERVING")),
+        "{report}"
+    );
+
+    // A readiness check down: out of rotation over gRPC too, alive.
+    command(&mut service, "set down");
+    let report = Kubelet::new(manifest)
+        .time_scale(SCALE)
+        .watch(&service, Duration::from_secs(2));
+    report.assert_never_joined_endpoints();
+    report.assert_never_restarted();
+    assert!(
+        report
+            .probes_of(ProbeKind::Readiness)
+            .all(|p| p.answer.grpc_status.as_deref() == Some("NOT_SERVING")),
+        "{report}"
+    );
+}
+
+#[test]
 fn a_readiness_fault_takes_the_pod_out_of_rotation_and_back_without_a_restart() {
     let kubelet = Kubelet::new(Manifest::of(TESTBED, &[]).unwrap()).time_scale(SCALE);
     let failures = kubelet

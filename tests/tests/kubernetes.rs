@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use lifecycle_testing::{Endpoint, Service};
-use lifecycle_tests::kubernetes::{container, http_probe, manifest, pod_template};
+use lifecycle_tests::kubernetes::{container, grpc_probe, http_probe, manifest, pod_template};
 use lifecycle_tests::{fixture, free_port, http_get, run, termination_log_path, ServiceExt};
 
 const TESTBED: &str = env!("CARGO_BIN_EXE_testbed");
@@ -201,6 +201,174 @@ fn the_manifest_is_a_pod_template_derived_from_the_configuration() {
 }
 
 #[test]
+fn with_probe_protocol_grpc_the_manifest_has_grpc_probes_with_the_same_timings() {
+    let http = container(
+        &manifest(TESTBED, &[("LIFECYCLE_PROBE_ADDR", "0.0.0.0:9100")]),
+        "testbed",
+    );
+    // Parsed and round-tripped by k8s-openapi: every key where Kubernetes
+    // reads it.
+    let template = pod_template(
+        TESTBED,
+        &[
+            ("LIFECYCLE_PROBE_ADDR", "0.0.0.0:9100"),
+            ("LIFECYCLE_PROBE_PROTOCOL", "grpc"),
+        ],
+    );
+    let grpc = container(template.spec.as_ref().unwrap(), "testbed");
+    for (probe_kind, http, grpc, service) in [
+        (
+            "startup",
+            &http.startup_probe,
+            &grpc.startup_probe,
+            "startupz",
+        ),
+        (
+            "liveness",
+            &http.liveness_probe,
+            &grpc.liveness_probe,
+            "livez",
+        ),
+        (
+            "readiness",
+            &http.readiness_probe,
+            &grpc.readiness_probe,
+            "readyz",
+        ),
+    ] {
+        let (http, _, _) = http_probe(http);
+        let (grpc, named, port) = grpc_probe(grpc);
+        // Never `""` for liveness: that is the server's overall health,
+        // which turns NOT_SERVING when a shutdown begins.
+        assert_eq!((named.as_str(), port), (service, 9100), "{probe_kind}");
+        assert!(grpc.http_get.is_none(), "{probe_kind}: {grpc:?}");
+        assert_eq!(
+            (
+                grpc.timeout_seconds,
+                grpc.period_seconds,
+                grpc.failure_threshold,
+                grpc.success_threshold
+            ),
+            (
+                http.timeout_seconds,
+                http.period_seconds,
+                http.failure_threshold,
+                http.success_threshold
+            ),
+            "{probe_kind}"
+        );
+    }
+    // What the manifest's readiness probe allows: coalesced's 3 s + 50 ms.
+    assert_eq!(grpc_probe(&grpc.readiness_probe).0.timeout_seconds, Some(4));
+}
+
+/// `bin --lifecycle-probe ENDPOINT` over gRPC against `addr`: its exit
+/// code and stdout.
+fn grpc_exec_probe(addr: &str, endpoint: &str) -> (Option<i32>, Vec<String>) {
+    let (code, stdout, stderr) = run(
+        TESTBED,
+        &["--lifecycle-probe", endpoint],
+        &[
+            ("LIFECYCLE_PROBE_ADDR", addr),
+            ("LIFECYCLE_PROBE_PROTOCOL", "grpc"),
+        ],
+    );
+    assert!(
+        !stderr.contains("panicked"),
+        "{endpoint}: a clean failure:\n{stderr}"
+    );
+    (code, stdout)
+}
+
+#[test]
+fn the_grpc_exec_probe_asks_the_running_instance_in_every_phase() {
+    let serving = || (Some(0), vec!["SERVING".to_string()]);
+    let not_serving = || (Some(1), vec!["NOT_SERVING".to_string()]);
+    // Bound to every address: the exec probe reaches it on loopback. The
+    // drain delay leaves time to probe while draining.
+    let mut service = fixture(TESTBED)
+        .env("LIFECYCLE_PROBE_ADDR", "0.0.0.0:0")
+        .env("TESTBED_HOLD_STARTUP", "1")
+        .env("LIFECYCLE_DRAIN_DELAY_MS", "5000")
+        .spawn()
+        .unwrap();
+    service.wait_for_stdout("warm_up holding", DEADLINE);
+    let addr = probe_addr_of(&service, "0.0.0.0");
+
+    // Starting: only liveness passes.
+    assert_eq!(grpc_exec_probe(&addr, "readyz"), not_serving(), "starting");
+    assert_eq!(
+        grpc_exec_probe(&addr, "startupz"),
+        not_serving(),
+        "starting"
+    );
+    assert_eq!(grpc_exec_probe(&addr, "livez"), serving(), "starting");
+
+    service.command("set release");
+    service.wait_for(Endpoint::Readyz, true, DEADLINE).unwrap();
+    for endpoint in ["readyz", "startupz", "livez"] {
+        assert_eq!(grpc_exec_probe(&addr, endpoint), serving(), "running");
+    }
+
+    // A readiness check down fails readyz alone, as over HTTP.
+    service.command("set down");
+    assert_eq!(grpc_exec_probe(&addr, "readyz"), not_serving(), "down");
+    assert_eq!(grpc_exec_probe(&addr, "livez"), serving(), "down");
+    service.command("clear down");
+    assert_eq!(grpc_exec_probe(&addr, "readyz"), serving(), "back up");
+
+    // Draining: out of rotation, alive.
+    service.signal(libc::SIGTERM);
+    service.wait_for(Endpoint::Readyz, false, DEADLINE).unwrap();
+    let drain_began = Instant::now();
+    assert_eq!(grpc_exec_probe(&addr, "readyz"), not_serving(), "draining");
+    assert_eq!(grpc_exec_probe(&addr, "livez"), serving(), "draining");
+    assert!(
+        drain_began.elapsed() < Duration::from_millis(5000),
+        "the probes ran inside the drain delay: {:?}",
+        drain_began.elapsed()
+    );
+    assert_eq!(service.wait_exit(DEADLINE).unwrap().code, Some(0));
+}
+
+#[test]
+fn the_grpc_exec_probe_fails_when_nothing_answers() {
+    let grpc = ("LIFECYCLE_PROBE_PROTOCOL", "grpc");
+    // Nothing listening: refused at once.
+    let refused = format!("127.0.0.1:{}", free_port());
+    let (code, stdout, stderr) = run(
+        TESTBED,
+        &["--lifecycle-probe", "livez"],
+        &[("LIFECYCLE_PROBE_ADDR", &refused), grpc],
+    );
+    assert_eq!(code, Some(1));
+    assert!(stdout.is_empty(), "{stdout:?}");
+    assert!(
+        stderr.contains("livez: cannot connect to the probe server"),
+        "{stderr}"
+    );
+
+    // Listening but never answering (not even HTTP/2's settings): the 1 s
+    // timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
+    let started = Instant::now();
+    let (code, _, stderr) = run(
+        TESTBED,
+        &["--lifecycle-probe", "startupz"],
+        &[("LIFECYCLE_PROBE_ADDR", &silent_addr), grpc],
+    );
+    let took = started.elapsed();
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("no answer from the probe server"),
+        "{stderr}"
+    );
+    assert!(took >= Duration::from_millis(1000), "{took:?}");
+    assert!(took < Duration::from_millis(2000), "{took:?}");
+}
+
+#[test]
 fn a_manifest_needs_an_address_the_kubelet_can_reach() {
     let (code, _, stderr) = run(
         TESTBED,
@@ -270,6 +438,14 @@ fn the_exec_probe_waits_as_long_as_the_checks_may_take() {
     assert_eq!(
         (code, stdout),
         (Some(0), vec!["ok".to_string()]),
+        "{stderr}"
+    );
+    // The same wait over gRPC.
+    let grpc = [env[0], env[1], ("LIFECYCLE_PROBE_PROTOCOL", "grpc")];
+    let (code, stdout, stderr) = run(TESTBED, &["--lifecycle-probe", "readyz"], &grpc);
+    assert_eq!(
+        (code, stdout),
+        (Some(0), vec!["SERVING".to_string()]),
         "{stderr}"
     );
 }

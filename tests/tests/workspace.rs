@@ -67,3 +67,74 @@ fn the_declared_rust_version_is_the_highest_of_the_locked_tree() {
         highest.1
     );
 }
+
+/// The crates in `lifecycle-runtime`'s normal dependency tree, built with
+/// `features` (cargo's own flags), one name a line. `-p` resolves the
+/// runtime's features alone, so this crate's `grpc` (and the workspace's
+/// feature unification) does not reach it.
+fn runtime_dependencies(features: &[&str]) -> Vec<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .args([
+            "tree",
+            "-p",
+            "lifecycle-runtime",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "--format",
+            "{p}",
+            "--locked",
+            "--offline",
+        ])
+        .args(features)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo tree");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn without_the_grpc_feature_the_runtime_depends_on_nothing_of_tonic() {
+    let of_grpc = |crates: &[String]| -> Vec<String> {
+        let mut found: Vec<String> = crates
+            .iter()
+            .filter(|name| name.starts_with("tonic") || name.starts_with("prost"))
+            .cloned()
+            .collect();
+        found.sort();
+        found.dedup();
+        found
+    };
+    for features in [&[][..], &["--no-default-features"][..]] {
+        let crates = runtime_dependencies(features);
+        assert!(
+            crates.iter().any(|name| name == "hyper"),
+            "{features:?}: a tree was read: {crates:?}"
+        );
+        assert_eq!(
+            of_grpc(&crates),
+            Vec::<String>::new(),
+            "lifecycle-runtime {features:?} depends on gRPC crates"
+        );
+    }
+    // And the feature does bring them: the check above sees them when
+    // they are there.
+    let with_grpc = of_grpc(&runtime_dependencies(&["--features", "grpc"]));
+    assert!(
+        with_grpc.iter().any(|name| name == "tonic")
+            && with_grpc.iter().any(|name| name == "prost"),
+        "{with_grpc:?}"
+    );
+}

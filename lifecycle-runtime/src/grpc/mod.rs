@@ -60,3 +60,5 @@ pub use proto::health_server::HealthServer;
 pub mod proto {
     include!("generated.rs");
 }
+
+pub(crate) mod client;

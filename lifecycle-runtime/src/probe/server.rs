@@ -814,4 +814,58 @@ mod tests {
         assert!(ended.unwrap().is_err(), "the connection ends on an error");
         writer.abort();
     }
+
+    #[cfg(feature = "grpc")]
+    #[tokio::test]
+    async fn an_http2_client_that_never_reads_its_answers_is_closed() {
+        use tokio::io::AsyncWriteExt;
+
+        let (mut client, server) = tokio::io::duplex(1024);
+        let answer = |_: Request<Incoming>| async { plain(StatusCode::OK, "ok\n") };
+        let graceful = GracefulShutdown::new();
+        let connection = tokio::spawn(serve_connection(
+            &http_settings(),
+            server,
+            "127.0.0.1:40000".parse().unwrap(),
+            Arc::new(answer),
+            Arc::new(AtomicUsize::new(0)),
+            &graceful,
+        ));
+        // `GET /` on stream `id`, whole in one HEADERS frame: :method GET,
+        // :scheme http, :path /, :authority probe.
+        let request = |id: u32| {
+            let block = b"\x82\x86\x84\x01\x05probe";
+            let mut frame = vec![0, 0, block.len() as u8, 0x1, 0x1 | 0x4];
+            frame.extend_from_slice(&id.to_be_bytes());
+            frame.extend_from_slice(block);
+            frame
+        };
+        // A few requests at a time, so that the streams answered keep
+        // them under the limit, none of the answers read: the answers fill
+        // the stream, then the requests.
+        let writer = tokio::spawn(async move {
+            client
+                .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+                .await
+                .unwrap();
+            let mut id = 1;
+            loop {
+                let mut wave = Vec::new();
+                for _ in 0..4 {
+                    wave.extend(request(id));
+                    id += 2;
+                }
+                if client.write_all(&wave).await.is_err() {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            client
+        });
+        let ended = tokio::time::timeout(WRITE_STALL_TIMEOUT * 2, connection)
+            .await
+            .expect("the connection still open twice the write stall timeout on");
+        assert!(ended.unwrap().is_err(), "the connection ends on an error");
+        writer.abort();
+    }
 }

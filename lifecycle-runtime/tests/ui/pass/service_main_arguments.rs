@@ -5,6 +5,7 @@
 #[lifecycle_runtime::service_main(
     probe_addr = "127.0.0.1:0",
     reasons = "show",
+    probe_protocol = "http",
     panic = "log",
     flavor = "current_thread",
     shutdown_timeout_ms = 86400000,
