@@ -248,7 +248,10 @@ fn probe_host() -> String {
     }
 }
 
-#[service_main]
+// `probe_protocol = "grpc"`: `--lifecycle-manifest` prints `grpc:` probes
+// (the kubelet calls grpc.health.v1.Health/Check on the probe port), and
+// `--lifecycle-probe` asks over gRPC too.
+#[service_main(probe_protocol = "grpc")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Bound here rather than by `serve_with_shutdown(addr, …)`, so that the
     // address actually bound (`APP_ADDR` may ask for port 0) is logged, and

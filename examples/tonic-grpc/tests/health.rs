@@ -51,6 +51,13 @@ impl Views {
         let http = service.probe(Endpoint::Readyz);
         assert_eq!(http.status, Some(if ready { 200 } else { 503 }), "{http:?}");
         service.assert_passing(Endpoint::Livez);
+        // The exec probe (`probe_protocol = "grpc"`: it asks over gRPC)
+        // agrees too.
+        let addr = service.probe_addr().to_string();
+        let env = [("LIFECYCLE_PROBE_ADDR", addr.as_str())];
+        let (code, _, stderr) =
+            lifecycle_tests::run(support::TONIC_GRPC, &["--lifecycle-probe", "readyz"], &env);
+        assert_eq!(code, Some(if ready { 0 } else { 1 }), "{stderr}");
     }
 }
 
