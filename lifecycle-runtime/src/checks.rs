@@ -182,10 +182,9 @@ impl Check {
         })
     }
 
-    /// Logs `result` if it changed the check's result; returns whether it
-    /// did.
-    fn note(&self, result: &CheckResult) -> bool {
-        self.changes.note(&result.health, steady(&result.health))
+    /// Logs `result` if it changed the check's result.
+    fn note(&self, result: &CheckResult) {
+        self.changes.note(&result.health, steady(&result.health));
     }
 
     pub(crate) fn name(&self) -> &'static str {
@@ -305,7 +304,8 @@ impl Check {
 
     /// For a check with `interval_ms`: runs it now and every interval on
     /// the application runtime, until `stop` is cancelled, calling
-    /// `changed` after each result that differs from the one before.
+    /// `changed` after its first result and each that passes where the one
+    /// before failed, or fails where it passed.
     /// Returns whether a runner was started.
     pub(crate) fn start_background(
         self: &Arc<Self>,
@@ -326,15 +326,17 @@ impl Check {
                     result = this.run(&handle) => result,
                     _ = stop.cancelled() => return,
                 };
-                let differs = this.note(&result);
-                // The first result ends "not yet run", whatever it is.
-                let first = this
+                this.note(&result);
+                let up = result.health.is_up();
+                let before = this
                     .latest
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .replace((result, Instant::now()))
-                    .is_none();
-                if differs || first {
+                    .replace((result, Instant::now()));
+                // A pass turned failure or back, or the first result (which
+                // ends "not yet run"): a reason that changes from run to run
+                // is no change of status.
+                if before.is_none_or(|(before, _)| before.health.is_up() != up) {
                     changed();
                 }
                 tokio::select! {

@@ -295,8 +295,10 @@ impl Lifecycle {
     }
 
     pub(crate) fn latch_startup_passed(&self) {
-        self.startup_passed.store(true, Ordering::SeqCst);
-        self.note_change();
+        // Every passing /startupz latches: only the first is a change.
+        if !self.startup_passed.swap(true, Ordering::SeqCst) {
+            self.note_change();
+        }
     }
 
     // Tracked tasks.

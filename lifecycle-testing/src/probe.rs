@@ -52,6 +52,7 @@ impl fmt::Display for Endpoint {
 /// The answer to one probe, as the kubelet judges it: HTTP, or gRPC for
 /// the `grpc` probes of a manifest (with the kit's `grpc` feature).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ProbeAnswer {
     /// The path asked, query included; `grpc:SERVICE` for a gRPC probe.
     pub path: String,

@@ -63,7 +63,7 @@ pub fn interpreter() -> PathBuf {
 }
 
 /// Runs `health_client.py ARGS` to its end: its JSON document, and its
-/// stderr. Panics if it fails or overruns [`RUN_DEADLINE`].
+/// stderr. Panics if it fails or overruns `RUN_DEADLINE` (45 s).
 pub fn run_script(args: &[&str]) -> (Value, String) {
     let mut child = Command::new(interpreter())
         .arg(SCRIPT)

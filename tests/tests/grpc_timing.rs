@@ -167,6 +167,9 @@ fn one_poll_a_second_serves_every_watcher_of_a_name_and_stops_with_them() {
     let mut watchers: Vec<_> = (0..10)
         .map(|_| service.grpc_watch("readyz/coalesced").unwrap())
         .collect();
+    // Start-up passed long ago: neither a watcher of startupz nor probes
+    // of it are changes that wake the other polls.
+    watchers.push(service.grpc_watch("startupz").unwrap());
     for watch in &mut watchers {
         assert_eq!(
             watch.next(DEADLINE),
@@ -175,7 +178,11 @@ fn one_poll_a_second_serves_every_watcher_of_a_name_and_stops_with_them() {
     }
     let before = runs();
     let watched = Instant::now();
-    std::thread::sleep(Duration::from_secs(3));
+    while watched.elapsed() < Duration::from_secs(3) {
+        assert!(service.probe(Endpoint::Startupz).passed());
+        assert!(service.grpc_probe("startupz").passed());
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let during = runs() - before;
     let seconds = watched.elapsed().as_secs_f64();
     println!(
@@ -192,6 +199,37 @@ fn one_poll_a_second_serves_every_watcher_of_a_name_and_stops_with_them() {
     let after_close = runs();
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(runs(), after_close, "the check still ran with no watcher");
+}
+
+#[test]
+fn sigterm_reaches_a_watcher_at_once_after_another_change_during_a_slow_check() {
+    let _serial = serial();
+    let mut service = fixture(TESTBED)
+        .env("TESTBED_SLOW_CHECK_MS", "800")
+        .env("LIFECYCLE_DRAIN_DELAY_MS", "1500")
+        .start()
+        .unwrap();
+    let mut ready = service.grpc_watch("readyz").unwrap();
+    assert_eq!(
+        ready.next(DEADLINE),
+        WatchEvent::Status(ServingStatus::Serving)
+    );
+    // Each `set_ready(true)` is a change: the first starts a run of the
+    // 800 ms check, the second comes during it.
+    service.command("clear unready");
+    service.command("clear unready");
+    let signalled = Instant::now();
+    service.signal(libc::SIGTERM);
+    let took = ready.wait_for(ServingStatus::NotServing, DEADLINE).unwrap();
+    println!(
+        "reliability: gRPC Watch after SIGTERM during a slow check: NOT_SERVING in {} ms",
+        signalled.elapsed().as_millis()
+    );
+    assert!(
+        took < PHASE_BOUND + MARGIN,
+        "took {took:?}: the watcher waited for the 800 ms check"
+    );
+    assert_eq!(service.wait_exit(DEADLINE).unwrap().code, Some(0));
 }
 
 #[test]

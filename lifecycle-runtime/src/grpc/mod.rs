@@ -36,7 +36,9 @@
 //!   of phase (the end of start-up, SIGTERM), of `set_ready` or
 //!   `mark_broken` at once; a change of a check with `interval_ms` as soon
 //!   as its runner sees it; checks without run once a second, one run for
-//!   all the watchers of a name, only while one is open. Streams end (with
+//!   all the watchers of a name, only while one is open. A watcher is sent
+//!   the latest status: a change undone before it was sent is not. Streams
+//!   end (with
 //!   status `OK`) when the probe server stops, and on the application's
 //!   server when [`shutdown_signal`](crate::shutdown_signal) completes, so
 //!   that its graceful stop is not held up by them.

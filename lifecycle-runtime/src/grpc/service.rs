@@ -42,7 +42,12 @@ pub fn health_service() -> HealthServer<HealthService> {
         source: Source::Installed,
         watches: Arc::new(Watches::default()),
     })
+    .max_decoding_message_size(MAX_REQUEST_BYTES)
 }
+
+/// A health request is a service name: anything larger is not one, and is
+/// refused before it is buffered.
+const MAX_REQUEST_BYTES: usize = 4 * 1024;
 
 /// The same service on the probe port, its `Watch` streams ending when
 /// `streams_end` is cancelled (the probe server stops).
@@ -57,16 +62,23 @@ pub(crate) fn probe_port_service(
         },
         watches: Arc::new(Watches::default()),
     })
+    .max_decoding_message_size(MAX_REQUEST_BYTES)
 }
 
 /// Whether the probe server hands `request` to gRPC: HTTP/2 with a gRPC
 /// content type. Everything else is an HTTP probe, over either version.
 pub(crate) fn is_grpc<B>(request: &Request<B>) -> bool {
+    // `application/grpc`, `application/grpc+proto` and the like; not
+    // grpc-web, whose framing tonic does not speak without a layer.
+    let grpc = |v: &[u8]| match v.strip_prefix(b"application/grpc") {
+        Some(rest) => rest.is_empty() || rest.starts_with(b"+") || rest.starts_with(b";"),
+        None => false,
+    };
     request.version() == Version::HTTP_2
         && request
             .headers()
             .get(CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+            .is_some_and(|v| grpc(v.as_bytes()))
 }
 
 /// The implementation of `grpc.health.v1.Health` behind
@@ -136,6 +148,15 @@ pub(crate) fn target(name: &str) -> Option<(Endpoint, Option<&str>)> {
         return None;
     }
     Some((endpoint, only))
+}
+
+/// Whether `name` is one of the names the service answers for.
+pub(crate) fn known(evaluator: &Evaluator, name: &str) -> bool {
+    match target(name) {
+        None => false,
+        Some((_, None)) => true,
+        Some((endpoint, Some(check))) => evaluator.check_names(endpoint).iter().any(|n| n == check),
+    }
 }
 
 /// The status of service `name` now; `None` when it names nothing.

@@ -15,7 +15,7 @@ use tonic::Status;
 
 use crate::grpc::proto::health_check_response::ServingStatus;
 use crate::grpc::proto::HealthCheckResponse;
-use crate::grpc::service::{response, status, target};
+use crate::grpc::service::{known, response, status, target};
 use crate::probe::Evaluator;
 
 /// How often a watched name's on-demand checks run (and a stall of the
@@ -118,7 +118,7 @@ async fn run_poll(
     name: String,
     sender: watch::Sender<Option<ServingStatus>>,
 ) {
-    if target(&name).is_none() {
+    if !known(&evaluator, &name) {
         // The names are fixed when the service starts: unknown for good.
         sender.send_replace(Some(ServingStatus::ServiceUnknown));
         return;
@@ -165,14 +165,21 @@ async fn evaluate(
     let evaluation = status(evaluator, name);
     tokio::pin!(evaluation);
     let mut changed_meanwhile = false;
+    let mut lifecycle_gone = false;
     loop {
         tokio::select! {
             now = &mut evaluation => {
                 return (now.unwrap_or(ServingStatus::ServiceUnknown), changed_meanwhile);
             }
-            changed = changes.changed(), if !changed_meanwhile => {
+            // Armed through every change, so that a SIGTERM after some
+            // other change still answers at once.
+            changed = changes.changed(), if !lifecycle_gone => {
+                if changed.is_err() {
+                    lifecycle_gone = true;
+                    continue;
+                }
                 changes.borrow_and_update();
-                if changed.is_ok() && evaluator.fails_on_builtins(endpoint, only) {
+                if evaluator.fails_on_builtins(endpoint, only) {
                     return (ServingStatus::NotServing, false);
                 }
                 // Evaluated before the change: run again once it ends.

@@ -75,6 +75,9 @@ const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// cannot tell the protocol, and no HTTP timer runs.
 #[cfg(feature = "grpc")]
 const H2_PREFACE_LEN: usize = 24;
+/// HTTP/2 flow-control windows, per stream and per connection.
+#[cfg(feature = "grpc")]
+const H2_WINDOW: u32 = 64 * 1024;
 
 /// A running probe server.
 pub(crate) struct ProbeServer {
@@ -398,6 +401,12 @@ pub(crate) fn http_settings() -> HttpSettings {
             .timer(TokioTimer::new())
             .max_concurrent_streams(MAX_STREAMS)
             .max_header_list_size(MAX_HEADER_BYTES as u32)
+            // What a client may send before the server has read it: a
+            // health request is a few bytes, and hyper hands window back
+            // as the service reads, so this bounds what each stream and
+            // connection can make the server buffer.
+            .initial_stream_window_size(H2_WINDOW)
+            .initial_connection_window_size(H2_WINDOW)
             .keep_alive_interval(PING_INTERVAL)
             .keep_alive_timeout(PING_TIMEOUT);
         http
@@ -432,9 +441,16 @@ where
         service_fn(move |mut request: Request<Incoming>| {
             request.extensions_mut().insert(Peer(peer));
             let busy = Busy::enter(&busy);
+            // A gRPC client reads a failure from a gRPC status, not a 500.
+            #[cfg(feature = "grpc")]
+            let grpc = crate::grpc::is_grpc(&request);
             let answer = contained("probe server's answer", answer(request));
             async move {
                 let response = answer.await.unwrap_or_else(|()| {
+                    #[cfg(feature = "grpc")]
+                    if grpc {
+                        return tonic::Status::internal("internal error").into_http();
+                    }
                     plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
                 });
                 drop(busy);
