@@ -215,7 +215,7 @@
 //! | `LIFECYCLE_STALL_THRESHOLD_MS` | `stall_threshold_ms` | 10000 |
 //! | `LIFECYCLE_LOG_FORMAT` | | `text`; `json` for JSON lines |
 //! | `LIFECYCLE_REASONS` | `reasons` | `loopback`: checks' reasons and detail values only for peers on loopback, `reason withheld` for the others; `show`: for every peer |
-//! | `LIFECYCLE_PROBE_PROTOCOL` | `probe_protocol` | `http`; `grpc` for `grpc:` probes in the manifest and a gRPC exec probe (cargo feature `grpc`: without it, `grpc` exits 2) |
+//! | `LIFECYCLE_PROBE_PROTOCOL` | `probe_protocol` | `http`: `--lifecycle-manifest` emits `httpGet` probes and `--lifecycle-probe` asks over HTTP; `grpc` (cargo feature `grpc`): `grpc:` probes of the services `livez`, `readyz`, `startupz`, and the exec probe asks gRPC health's `Check`. `grpc` in a binary built without the feature exits 2 |
 //! | `LIFECYCLE_TERMINATION_LOG` | | `/dev/termination-log` when it exists and is writable |
 //! | `RUST_LOG` | | `info` |
 //!
