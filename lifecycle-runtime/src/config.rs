@@ -130,6 +130,7 @@ pub(crate) struct Settings {
     pub(crate) stall_threshold: Duration,
     pub(crate) max_tasks: Option<u64>,
     pub(crate) reasons: ReasonsPolicy,
+    pub(crate) metrics: bool,
     pub(crate) probe_protocol: ProbeProtocol,
 }
 
@@ -357,6 +358,7 @@ impl Settings {
             )?,
             max_tasks: config.max_tasks,
             reasons: reasons(env, config.reasons)?,
+            metrics: true,
             probe_protocol: probe_protocol(env, config.probe_protocol)?,
         })
     }

@@ -308,6 +308,8 @@ mod hooks;
 mod lifecycle;
 mod logging;
 mod manifest;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod panics;
 mod probe;
 mod registry;
