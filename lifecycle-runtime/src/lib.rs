@@ -182,6 +182,15 @@
 //! tonic server. `#[service_main(probe_protocol = "grpc")]` points the
 //! manifest's probes and `--lifecycle-probe` at it.
 //!
+//! # Metrics
+//!
+//! `GET /metrics` on the probe port: Prometheus metrics of the checks,
+//! probes, phases, hooks and the application runtime, in the OpenMetrics
+//! text format, with the application's own if it registers them in
+//! `metrics::registry()` (cargo feature `metrics`, on by default; at run
+//! time `metrics = false` or `LIFECYCLE_METRICS=off` turns it off). A
+//! scrape never runs a check. The `metrics` module lists the series.
+//!
 //! # Runtime API
 //!
 //! | item | what it does |
@@ -278,6 +287,8 @@
 //! - `tracing-subscriber` (default): the log subscriber `#[service_main]`
 //!   installs unless `tracing = false`. Leave it out
 //!   (`default-features = false`) when you install your own.
+//! - `metrics` (default): `GET /metrics` and the `metrics` module; without
+//!   it, nothing of prometheus-client is built.
 //! - `grpc`: gRPC health on the probe port and for the application's tonic
 //!   server (the `grpc` module). It brings tonic's code-generation
 //!   support and prost, not tonic's transport; without it, nothing of

@@ -4,6 +4,19 @@
 //! text format, with the application's own metrics if it registers them in
 //! [`registry`].
 //!
+//! | series | meaning |
+//! | --- | --- |
+//! | `lifecycle_check_up{kind, name}` | 1/0, the last result of each check that has run, built-ins included |
+//! | `lifecycle_check_duration_seconds{kind, name}` | histogram of run durations |
+//! | `lifecycle_check_runs_total{kind, name, result}` | `result`: ok, failed, timeout, panic |
+//! | `lifecycle_probe_requests_total{protocol, endpoint, code}` | probes answered over `http` or `grpc`, by endpoint (a closed set) and HTTP status or gRPC health status |
+//! | `lifecycle_phase{phase}` | 1 for the current phase, 0 for the others |
+//! | `lifecycle_hook_duration_seconds{kind, name}` | `on_startup` and `on_shutdown` hooks |
+//! | `lifecycle_startup_duration_seconds` | from the start of `main` to phase `running` |
+//! | `lifecycle_runtime_last_progress_seconds` | since the application runtime's heartbeat last ticked |
+//! | `lifecycle_log_lines_dropped_total` | log lines lost to a stalled or broken log pipe |
+//! | `lifecycle_runtime_workers`, `lifecycle_runtime_alive_tasks`, `lifecycle_runtime_global_queue_depth` | the application runtime's stable tokio metrics |
+//!
 //! Checks record their runs as they happen (a background check's on its
 //! schedule, an on-demand check's when probed); the phase, the runtime's
 //! last progress, dropped log lines and the runtime's tokio metrics are read
