@@ -35,6 +35,9 @@ pub struct ServiceConfig {
     pub reasons: ReasonsPolicy,
     /// `probe_protocol`: what the manifest's probes and the exec probe speak.
     pub probe_protocol: ProbeProtocol,
+    /// `metrics`: serve `GET /metrics`, and annotate the manifest's pod
+    /// template for Prometheus.
+    pub metrics: bool,
 }
 
 /// `#[service_main(probe_protocol = "…")]`, env `LIFECYCLE_PROBE_PROTOCOL`:
@@ -132,6 +135,9 @@ pub(crate) struct Settings {
     pub(crate) reasons: ReasonsPolicy,
     pub(crate) metrics: bool,
     pub(crate) probe_protocol: ProbeProtocol,
+    /// `GET /metrics` is served, and the manifest carries the Prometheus
+    /// annotations.
+    pub(crate) metrics: bool,
 }
 
 pub(crate) const PROBE_ADDR: &str = "LIFECYCLE_PROBE_ADDR";
@@ -143,6 +149,7 @@ pub(crate) const LOG_FORMAT: &str = "LIFECYCLE_LOG_FORMAT";
 pub(crate) const TERMINATION_LOG: &str = "LIFECYCLE_TERMINATION_LOG";
 pub(crate) const REASONS: &str = "LIFECYCLE_REASONS";
 pub(crate) const PROBE_PROTOCOL: &str = "LIFECYCLE_PROBE_PROTOCOL";
+pub(crate) const METRICS: &str = "LIFECYCLE_METRICS";
 
 /// The largest millisecond value, as a variable or an argument: a day
 /// (contract, section 5). Anything larger is a mistake, and the sums made
@@ -297,6 +304,25 @@ fn probe_protocol(
     }
 }
 
+/// `LIFECYCLE_METRICS`: `on` or `off`, the words of the contract; `true`
+/// and `false`, `1` and `0` are taken too, as a switch is often written
+/// so. Nothing else: a typo must not turn the metrics off unnoticed.
+fn metrics(env: Env<'_>, from_attribute: bool) -> Result<bool, ConfigError> {
+    const EXPECTED: &str = "\"on\" or \"off\" (or \"true\" or \"false\", \"1\" or \"0\")";
+    match var(env, METRICS, EXPECTED)? {
+        None => Ok(from_attribute),
+        Some(value) => match value.trim().to_ascii_lowercase().as_str() {
+            "on" | "true" | "1" => Ok(true),
+            "off" | "false" | "0" => Ok(false),
+            _ => Err(ConfigError {
+                variable: METRICS,
+                value,
+                expected: EXPECTED,
+            }),
+        },
+    }
+}
+
 impl Settings {
     pub(crate) fn resolve(config: &ServiceConfig, env: Env<'_>) -> Result<Settings, ConfigError> {
         const ADDR_EXPECTED: &str =
@@ -360,6 +386,7 @@ impl Settings {
             reasons: reasons(env, config.reasons)?,
             metrics: true,
             probe_protocol: probe_protocol(env, config.probe_protocol)?,
+            metrics: metrics(env, config.metrics)?,
         })
     }
 }
@@ -382,6 +409,7 @@ mod tests {
             tracing: true,
             reasons: ReasonsPolicy::Loopback,
             probe_protocol: ProbeProtocol::Http,
+            metrics: true,
         }
     }
 
@@ -411,6 +439,7 @@ mod tests {
             PROBE_ADDR,
             REASONS,
             PROBE_PROTOCOL,
+            METRICS,
         ] {
             let bytes = not_utf8("5", "0");
             let env = move |name: &str| (name == variable).then(|| bytes.clone());
@@ -438,10 +467,18 @@ mod tests {
                 PROBE_ADDR_FILE,
                 REASONS,
                 PROBE_PROTOCOL,
+                METRICS,
             ] {
-                let settings = Settings::resolve(&config(), &env(&[(variable, blank)])).unwrap();
+                // Off by the argument: a blank variable must not turn them on.
+                let without_metrics = ServiceConfig {
+                    metrics: false,
+                    ..config()
+                };
+                let settings =
+                    Settings::resolve(&without_metrics, &env(&[(variable, blank)])).unwrap();
                 assert_eq!(settings.drain_delay, Duration::from_millis(100));
                 assert_eq!(settings.probe_addr_file, None);
+                assert!(!settings.metrics, "{variable}={blank:?}");
             }
             assert_eq!(
                 log_format(&env(&[(LOG_FORMAT, blank)])),
@@ -556,6 +593,40 @@ mod tests {
             assert!(
                 message.contains(&format!("LIFECYCLE_PROBE_PROTOCOL={bad:?}"))
                     && message.contains("expected \"http\" or \"grpc\""),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn metrics_follow_the_variable_over_the_argument() {
+        let without = ServiceConfig {
+            metrics: false,
+            ..config()
+        };
+        let resolve = |config: &ServiceConfig, pairs: &[(&str, &str)]| {
+            Settings::resolve(config, &env(pairs)).map(|s| s.metrics)
+        };
+        assert_eq!(resolve(&config(), &[]), Ok(true));
+        assert_eq!(resolve(&without, &[]), Ok(false));
+        for off in ["off", "OFF", " Off ", "false", "False", "0"] {
+            assert_eq!(resolve(&config(), &[(METRICS, off)]), Ok(false), "{off:?}");
+        }
+        for on in ["on", "ON", " On\t", "true", "TRUE", "1"] {
+            assert_eq!(resolve(&without, &[(METRICS, on)]), Ok(true), "{on:?}");
+        }
+        // Words other switches take elsewhere, numbers, typos, lists: none
+        // is a guess at what was meant.
+        for bad in [
+            "yes", "no", "enabled", "disabled", "of", "2", "-1", "on,off", "o n",
+        ] {
+            let err = resolve(&config(), &[(METRICS, bad)]).unwrap_err();
+            assert_eq!(err.variable, METRICS);
+            let message = err.to_string();
+            assert!(
+                message.starts_with(&format!(
+                    "invalid configuration: LIFECYCLE_METRICS={bad:?}: expected \"on\" or \"off\""
+                )),
                 "{message}"
             );
         }
