@@ -133,7 +133,6 @@ pub(crate) struct Settings {
     pub(crate) stall_threshold: Duration,
     pub(crate) max_tasks: Option<u64>,
     pub(crate) reasons: ReasonsPolicy,
-    pub(crate) metrics: bool,
     pub(crate) probe_protocol: ProbeProtocol,
     /// `GET /metrics` is served, and the manifest carries the Prometheus
     /// annotations.
@@ -307,12 +306,21 @@ fn probe_protocol(
 /// `LIFECYCLE_METRICS`: `on` or `off`, the words of the contract; `true`
 /// and `false`, `1` and `0` are taken too, as a switch is often written
 /// so. Nothing else: a typo must not turn the metrics off unnoticed.
+///
+/// Without the `metrics` cargo feature there are none: off by default, and
+/// asking for them is a bad value naming the feature.
 fn metrics(env: Env<'_>, from_attribute: bool) -> Result<bool, ConfigError> {
     const EXPECTED: &str = "\"on\" or \"off\" (or \"true\" or \"false\", \"1\" or \"0\")";
+    const WITHOUT_METRICS: &str = "\"off\": this binary was built without lifecycle-runtime's cargo feature `metrics`, which serving them needs";
     match var(env, METRICS, EXPECTED)? {
-        None => Ok(from_attribute),
+        None => Ok(from_attribute && cfg!(feature = "metrics")),
         Some(value) => match value.trim().to_ascii_lowercase().as_str() {
-            "on" | "true" | "1" => Ok(true),
+            "on" | "true" | "1" if cfg!(feature = "metrics") => Ok(true),
+            "on" | "true" | "1" => Err(ConfigError {
+                variable: METRICS,
+                value,
+                expected: WITHOUT_METRICS,
+            }),
             "off" | "false" | "0" => Ok(false),
             _ => Err(ConfigError {
                 variable: METRICS,
@@ -384,7 +392,6 @@ impl Settings {
             )?,
             max_tasks: config.max_tasks,
             reasons: reasons(env, config.reasons)?,
-            metrics: true,
             probe_protocol: probe_protocol(env, config.probe_protocol)?,
             metrics: metrics(env, config.metrics)?,
         })
@@ -599,6 +606,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "metrics")]
     fn metrics_follow_the_variable_over_the_argument() {
         let without = ServiceConfig {
             metrics: false,
@@ -639,6 +647,22 @@ mod tests {
         assert_eq!(settings.probe_protocol, ProbeProtocol::Grpc);
         let settings = Settings::resolve(&config(), &env(&[(PROBE_PROTOCOL, "gRPC")])).unwrap();
         assert_eq!(settings.probe_protocol, ProbeProtocol::Grpc);
+    }
+
+    #[test]
+    #[cfg(not(feature = "metrics"))]
+    fn without_the_metrics_feature_there_are_none_and_asking_is_a_bad_value() {
+        let settings = Settings::resolve(&config(), &env(&[])).unwrap();
+        assert!(!settings.metrics, "off by default without the feature");
+        let off = Settings::resolve(&config(), &env(&[(METRICS, "off")])).unwrap();
+        assert!(!off.metrics);
+        let message = Settings::resolve(&config(), &env(&[(METRICS, "on")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("built without lifecycle-runtime's cargo feature `metrics`"),
+            "{message}"
+        );
     }
 
     #[cfg(not(feature = "grpc"))]

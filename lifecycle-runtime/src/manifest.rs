@@ -283,6 +283,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "metrics")]
     fn with_metrics_on_the_pod_is_annotated_for_prometheus_with_strings() {
         let metadata = rendered_metadata(&[]);
         assert_eq!(
