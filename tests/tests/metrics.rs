@@ -507,3 +507,110 @@ fn a_stalled_runtime_is_scraped_in_time_and_its_silence_grows() {
         .unwrap();
     assert!(duration < 1.0, "Prometheus' scrape took {duration} s");
 }
+
+#[test]
+fn timeouts_and_panics_are_counted_as_such() {
+    let _serial = serial();
+    let service = fixture(TESTBED)
+        .env("TESTBED_HANG", "1")
+        .env("TESTBED_PANIC", "1")
+        .start()
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(service.probe(Endpoint::Readyz).status, Some(503));
+    }
+    let text = scrape(&service).0;
+    for (series, value) in [
+        (
+            "lifecycle_check_runs_total{kind=\"readiness\",name=\"hang\",result=\"timeout\"}",
+            3.0,
+        ),
+        (
+            "lifecycle_check_runs_total{kind=\"readiness\",name=\"boom\",result=\"panic\"}",
+            3.0,
+        ),
+        ("lifecycle_check_up{kind=\"readiness\",name=\"hang\"}", 0.0),
+        ("lifecycle_check_up{kind=\"readiness\",name=\"boom\"}", 0.0),
+        (
+            "lifecycle_check_duration_seconds_count{kind=\"readiness\",name=\"hang\"}",
+            3.0,
+        ),
+        (
+            "lifecycle_probe_requests_total{protocol=\"http\",endpoint=\"readyz\",code=\"503\"}",
+            3.0,
+        ),
+    ] {
+        assert_eq!(served(&text, series), Some(value), "{series} in:\n{text}");
+    }
+    // A run that timed out took its timeout (200 ms), not less.
+    let hung = served(
+        &text,
+        "lifecycle_check_duration_seconds_sum{kind=\"readiness\",name=\"hang\"}",
+    )
+    .unwrap();
+    assert!(hung >= 3.0 * 0.2, "{hung}");
+}
+
+#[test]
+fn the_phase_follows_a_stop_while_the_probe_port_serves() {
+    let _serial = serial();
+    let service = fixture(TESTBED)
+        .env("LIFECYCLE_DRAIN_DELAY_MS", "1000")
+        .env("TESTBED_HOOK_SLOW_MS", "1500")
+        .start()
+        .unwrap();
+    let current = |text: &str| -> Vec<String> {
+        ["starting", "running", "draining", "stopping"]
+            .into_iter()
+            .filter(|p| served(text, &format!("lifecycle_phase{{phase=\"{p}\"}}")) == Some(1.0))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(current(&scrape(&service).0), ["running"]);
+    service.signal(libc::SIGTERM);
+    // Each scrape has exactly one current phase, in order; both stop
+    // phases are seen (a second of drain, a second and a half of hook).
+    let mut seen: Vec<String> = vec!["running".into()];
+    let until = Instant::now() + DEADLINE;
+    while Instant::now() < until && seen.last().map(String::as_str) != Some("stopping") {
+        let answer = service.request("GET", "/metrics", &[]);
+        let phases = current(&answer.body);
+        assert_eq!(phases.len(), 1, "{}", answer.body);
+        if seen.last() != phases.last() {
+            seen.push(phases[0].clone());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(seen, ["running", "draining", "stopping"]);
+}
+
+#[test]
+fn a_registry_held_by_the_application_blocks_neither_probes_nor_scrapes() {
+    let _serial = serial();
+    let mut service = fixture(TESTBED).start().unwrap();
+    assert_eq!(scrape(&service).0.lines().last(), Some("# EOF"));
+    service.command("set hold-registry");
+    service.wait_for_stdout("registry held", DEADLINE);
+    // The probe server's one thread never waits for the application's
+    // lock: a probe during a scrape answers as always, the scrape in time,
+    // 503 rather than waiting while the registry is held.
+    let addr = service.probe_addr();
+    let scraping = std::thread::spawn(move || {
+        let started = Instant::now();
+        let answer = lifecycle_tests::request(addr, "GET", "/metrics", &[]);
+        (answer, started.elapsed())
+    });
+    // A head start for the scrape, so that the probe likely comes while
+    // it waits; the scrape's own assertions do not depend on it.
+    std::thread::sleep(Duration::from_millis(50));
+    let live = service.get("/livez");
+    assert_eq!(live.status, Some(200), "{live}");
+    assert!(live.elapsed < Duration::from_secs(1), "{live}");
+    let (answer, took) = scraping.join().unwrap();
+    assert!(took < Duration::from_secs(1), "a scrape took {took:?}");
+    assert_eq!(answer.status, 503, "{answer:?}");
+    assert_eq!(
+        answer.body,
+        "the metrics registry is held by the application\n"
+    );
+}

@@ -362,6 +362,16 @@ fn spawn_command_handlers() {
         });
     });
     tokio::spawn(async {
+        control::wait_for("hold-registry").await;
+        // An application holding the metrics registry's guard, as one
+        // registering its metrics while blocked elsewhere would.
+        std::thread::spawn(|| {
+            let _registry = lifecycle_runtime::metrics::registry();
+            println!("registry held");
+            std::thread::sleep(Duration::from_secs(20));
+        });
+    });
+    tokio::spawn(async {
         control::wait_for("busy-cpu").await;
         // Busy but progressing: CPU-heavy tasks that yield every millisecond.
         for _ in 0..8 {
