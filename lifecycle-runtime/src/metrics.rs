@@ -35,8 +35,9 @@
 //! orders.inc(); // served as shop_orders_total on the probe port's /metrics
 //! ```
 
+use std::future::Future;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError};
 use std::time::Duration;
 
 use once_cell::sync::Lazy;
@@ -62,7 +63,8 @@ use crate::probe::{Endpoint, Evaluator};
 pub use prometheus_client;
 
 /// The registry `/metrics` serves: lifecycle's series, and any the
-/// application registers. Hold the guard briefly: a scrape waits for it.
+/// application registers. Hold the guard briefly: a scrape waits for it a
+/// little, then answers 503 (probes never wait for it).
 pub fn registry() -> MutexGuard<'static, Registry> {
     METRICS
         .registry
@@ -74,21 +76,60 @@ pub fn registry() -> MutexGuard<'static, Registry> {
 /// for first.
 pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// The registry as text, for `GET /metrics`.
-pub(crate) fn encode() -> String {
+/// How long a scrape waits for the registry while the application holds
+/// its guard, before it answers 503.
+const REGISTRY_WAIT: Duration = Duration::from_millis(250);
+
+/// The registry as text.
+#[cfg(test)]
+fn encode() -> String {
+    encode_registry(&registry())
+}
+
+fn encode_registry(registry: &Registry) -> String {
     let mut text = String::new();
     // Writing into a String does not fail; a collector's error would be
     // ours, and an answer cut short is better than none.
-    let _ = prometheus_client::encoding::text::encode(&mut text, &registry());
+    let _ = prometheus_client::encoding::text::encode(&mut text, registry);
     text
 }
 
-/// `GET /metrics`.
-pub(crate) fn answer<B>(request: &hyper::Request<B>) -> Answer {
-    if let Some(refused) = http::refuse_method(request) {
-        return refused;
+/// The registry as text, if the application lets go of it within `wait`.
+/// Never blocks the thread: the probe server has one, which every probe
+/// shares, and an application may hold the guard for as long as it likes.
+async fn try_encode(wait: Duration) -> Option<String> {
+    let until = tokio::time::Instant::now() + wait;
+    loop {
+        // The guard is dropped before any wait.
+        let text = match METRICS.registry.try_lock() {
+            Ok(registry) => Some(encode_registry(&registry)),
+            Err(TryLockError::Poisoned(poisoned)) => Some(encode_registry(&poisoned.into_inner())),
+            Err(TryLockError::WouldBlock) => None,
+        };
+        if text.is_some() || tokio::time::Instant::now() >= until {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    http::respond(StatusCode::OK, CONTENT_TYPE, encode())
+}
+
+/// `GET /metrics`: 503 while the application holds the registry longer
+/// than [`REGISTRY_WAIT`].
+pub(crate) fn answer<B>(request: &hyper::Request<B>) -> impl Future<Output = Answer> + Send {
+    let refused = http::refuse_method(request);
+    async move {
+        if let Some(refused) = refused {
+            return refused;
+        }
+        match try_encode(REGISTRY_WAIT).await {
+            Some(text) => http::respond(StatusCode::OK, CONTENT_TYPE, text),
+            None => http::respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain; charset=utf-8",
+                "the metrics registry is held by the application\n".to_owned(),
+            ),
+        }
+    }
 }
 
 /// The `endpoint` label of a probe of `/NAME` over HTTP or of service

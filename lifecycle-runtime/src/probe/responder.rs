@@ -70,7 +70,7 @@ impl Responder {
             let path = request.uri().path().to_owned();
             #[cfg(feature = "metrics")]
             if path == "/metrics" && this.metrics {
-                let answer = crate::metrics::answer(&request);
+                let answer = crate::metrics::answer(&request).await;
                 crate::metrics::probe_answered(
                     "http",
                     "metrics".to_owned(),
