@@ -26,6 +26,8 @@ use register::Kind;
 /// `probe_protocol = "http" | "grpc"` (what `--lifecycle-manifest` and
 /// `--lifecycle-probe` speak; `"grpc"` needs lifecycle-runtime's cargo
 /// feature `grpc`),
+/// `metrics = bool` (true: `GET /metrics` on the probe port, and the
+/// Prometheus annotations in `--lifecycle-manifest`),
 /// `crate = "path"`. Every millisecond value is at most 86400000 (a day).
 /// `main` may return `()` or `Result<(), E: Debug>`; `Err` exits 1.
 ///

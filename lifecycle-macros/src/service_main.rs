@@ -21,6 +21,7 @@ const VALID_ARGS: &[&str] = &[
     "tracing",
     "reasons",
     "probe_protocol",
+    "metrics",
     "crate",
 ];
 
@@ -42,6 +43,7 @@ struct Config {
     /// `probe_protocol = "grpc"`: the literal, for the error when the
     /// runtime lacks its `grpc` feature.
     grpc_probes: Option<syn::LitStr>,
+    metrics: Option<bool>,
     krate: Option<syn::Path>,
 }
 
@@ -102,6 +104,7 @@ fn parse_config(args: TokenStream, errors: &mut Errors) -> Option<Config> {
                 config.tracing = arg.boolean(errors);
                 config.tracing_span = Some(arg.value.span());
             }
+            "metrics" => config.metrics = arg.boolean(errors),
             "crate" => config.krate = arg.crate_path(errors),
             "panic" => {
                 if let Some(policy) = arg.one_of(errors, "panic policy", &["crash", "log"]) {
@@ -205,6 +208,7 @@ fn generate(config: Config, function: ItemFn) -> TokenStream {
         .grpc_probes
         .as_ref()
         .map(|lit| respan(quote!(#private::require_grpc_feature!(#lit);), lit.span()));
+    let metrics = config.metrics.unwrap_or(true);
     let tracing = config.tracing.unwrap_or(true);
     // The default subscriber sits behind a cargo feature of the runtime:
     // without it, this names the feature at compile time.
@@ -239,6 +243,7 @@ fn generate(config: Config, function: ItemFn) -> TokenStream {
                 tracing: #tracing,
                 reasons: #reasons,
                 probe_protocol: #probe_protocol,
+                metrics: #metrics,
             };
             #private::run_service(__lifecycle_config, || async {
                 #convert(#inner_ident().await)

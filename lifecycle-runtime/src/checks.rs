@@ -225,6 +225,12 @@ impl Check {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner());
                 if let Some(since) = *since {
+                    #[cfg(feature = "metrics")]
+                    crate::metrics::check_result(
+                        self.registration.kind.label(),
+                        self.name(),
+                        false,
+                    );
                     return self.failed(format!(
                         "{BLOCKED} {} ms (a plain fn cannot be cancelled)",
                         since.elapsed().as_millis()
@@ -241,6 +247,13 @@ impl Check {
             (mark, outliving),
         )
         .await;
+        #[cfg(feature = "metrics")]
+        crate::metrics::check_ran(
+            self.registration.kind.label(),
+            self.name(),
+            crate::metrics::RunResult::of(&outcome),
+            started.elapsed(),
+        );
         let health = match outcome {
             Outcome::Finished(health) => health,
             other => Health::down(other.failure().unwrap_or_default()),
@@ -274,6 +287,8 @@ impl Check {
                     interval.as_millis()
                 ));
                 self.note(&stale);
+                #[cfg(feature = "metrics")]
+                crate::metrics::check_result(self.registration.kind.label(), self.name(), false);
                 return stale;
             }
             return result;

@@ -35,6 +35,9 @@ pub struct ServiceConfig {
     pub reasons: ReasonsPolicy,
     /// `probe_protocol`: what the manifest's probes and the exec probe speak.
     pub probe_protocol: ProbeProtocol,
+    /// `metrics`: serve `GET /metrics`, and annotate the manifest's pod
+    /// template for Prometheus.
+    pub metrics: bool,
 }
 
 /// `#[service_main(probe_protocol = "…")]`, env `LIFECYCLE_PROBE_PROTOCOL`:
@@ -131,6 +134,9 @@ pub(crate) struct Settings {
     pub(crate) max_tasks: Option<u64>,
     pub(crate) reasons: ReasonsPolicy,
     pub(crate) probe_protocol: ProbeProtocol,
+    /// `GET /metrics` is served, and the manifest carries the Prometheus
+    /// annotations.
+    pub(crate) metrics: bool,
 }
 
 pub(crate) const PROBE_ADDR: &str = "LIFECYCLE_PROBE_ADDR";
@@ -142,6 +148,7 @@ pub(crate) const LOG_FORMAT: &str = "LIFECYCLE_LOG_FORMAT";
 pub(crate) const TERMINATION_LOG: &str = "LIFECYCLE_TERMINATION_LOG";
 pub(crate) const REASONS: &str = "LIFECYCLE_REASONS";
 pub(crate) const PROBE_PROTOCOL: &str = "LIFECYCLE_PROBE_PROTOCOL";
+pub(crate) const METRICS: &str = "LIFECYCLE_METRICS";
 
 /// The largest millisecond value, as a variable or an argument: a day
 /// (contract, section 5). Anything larger is a mistake, and the sums made
@@ -296,6 +303,34 @@ fn probe_protocol(
     }
 }
 
+/// `LIFECYCLE_METRICS`: `on` or `off`, the words of the contract; `true`
+/// and `false`, `1` and `0` are taken too, as a switch is often written
+/// so. Nothing else: a typo must not turn the metrics off unnoticed.
+///
+/// Without the `metrics` cargo feature there are none: off by default, and
+/// asking for them is a bad value naming the feature.
+fn metrics(env: Env<'_>, from_attribute: bool) -> Result<bool, ConfigError> {
+    const EXPECTED: &str = "\"on\" or \"off\" (or \"true\" or \"false\", \"1\" or \"0\")";
+    const WITHOUT_METRICS: &str = "\"off\": this binary was built without lifecycle-runtime's cargo feature `metrics`, which serving them needs";
+    match var(env, METRICS, EXPECTED)? {
+        None => Ok(from_attribute && cfg!(feature = "metrics")),
+        Some(value) => match value.trim().to_ascii_lowercase().as_str() {
+            "on" | "true" | "1" if cfg!(feature = "metrics") => Ok(true),
+            "on" | "true" | "1" => Err(ConfigError {
+                variable: METRICS,
+                value,
+                expected: WITHOUT_METRICS,
+            }),
+            "off" | "false" | "0" => Ok(false),
+            _ => Err(ConfigError {
+                variable: METRICS,
+                value,
+                expected: EXPECTED,
+            }),
+        },
+    }
+}
+
 impl Settings {
     pub(crate) fn resolve(config: &ServiceConfig, env: Env<'_>) -> Result<Settings, ConfigError> {
         const ADDR_EXPECTED: &str =
@@ -358,6 +393,7 @@ impl Settings {
             max_tasks: config.max_tasks,
             reasons: reasons(env, config.reasons)?,
             probe_protocol: probe_protocol(env, config.probe_protocol)?,
+            metrics: metrics(env, config.metrics)?,
         })
     }
 }
@@ -380,6 +416,7 @@ mod tests {
             tracing: true,
             reasons: ReasonsPolicy::Loopback,
             probe_protocol: ProbeProtocol::Http,
+            metrics: true,
         }
     }
 
@@ -409,6 +446,7 @@ mod tests {
             PROBE_ADDR,
             REASONS,
             PROBE_PROTOCOL,
+            METRICS,
         ] {
             let bytes = not_utf8("5", "0");
             let env = move |name: &str| (name == variable).then(|| bytes.clone());
@@ -436,10 +474,18 @@ mod tests {
                 PROBE_ADDR_FILE,
                 REASONS,
                 PROBE_PROTOCOL,
+                METRICS,
             ] {
-                let settings = Settings::resolve(&config(), &env(&[(variable, blank)])).unwrap();
+                // Off by the argument: a blank variable must not turn them on.
+                let without_metrics = ServiceConfig {
+                    metrics: false,
+                    ..config()
+                };
+                let settings =
+                    Settings::resolve(&without_metrics, &env(&[(variable, blank)])).unwrap();
                 assert_eq!(settings.drain_delay, Duration::from_millis(100));
                 assert_eq!(settings.probe_addr_file, None);
+                assert!(!settings.metrics, "{variable}={blank:?}");
             }
             assert_eq!(
                 log_format(&env(&[(LOG_FORMAT, blank)])),
@@ -559,6 +605,41 @@ mod tests {
         }
     }
 
+    #[test]
+    #[cfg(feature = "metrics")]
+    fn metrics_follow_the_variable_over_the_argument() {
+        let without = ServiceConfig {
+            metrics: false,
+            ..config()
+        };
+        let resolve = |config: &ServiceConfig, pairs: &[(&str, &str)]| {
+            Settings::resolve(config, &env(pairs)).map(|s| s.metrics)
+        };
+        assert_eq!(resolve(&config(), &[]), Ok(true));
+        assert_eq!(resolve(&without, &[]), Ok(false));
+        for off in ["off", "OFF", " Off ", "false", "False", "0"] {
+            assert_eq!(resolve(&config(), &[(METRICS, off)]), Ok(false), "{off:?}");
+        }
+        for on in ["on", "ON", " On\t", "true", "TRUE", "1"] {
+            assert_eq!(resolve(&without, &[(METRICS, on)]), Ok(true), "{on:?}");
+        }
+        // Words other switches take elsewhere, numbers, typos, lists: none
+        // is a guess at what was meant.
+        for bad in [
+            "yes", "no", "enabled", "disabled", "of", "2", "-1", "on,off", "o n",
+        ] {
+            let err = resolve(&config(), &[(METRICS, bad)]).unwrap_err();
+            assert_eq!(err.variable, METRICS);
+            let message = err.to_string();
+            assert!(
+                message.starts_with(&format!(
+                    "invalid configuration: LIFECYCLE_METRICS={bad:?}: expected \"on\" or \"off\""
+                )),
+                "{message}"
+            );
+        }
+    }
+
     #[cfg(feature = "grpc")]
     #[test]
     fn grpc_probes_are_taken_with_the_feature() {
@@ -566,6 +647,22 @@ mod tests {
         assert_eq!(settings.probe_protocol, ProbeProtocol::Grpc);
         let settings = Settings::resolve(&config(), &env(&[(PROBE_PROTOCOL, "gRPC")])).unwrap();
         assert_eq!(settings.probe_protocol, ProbeProtocol::Grpc);
+    }
+
+    #[test]
+    #[cfg(not(feature = "metrics"))]
+    fn without_the_metrics_feature_there_are_none_and_asking_is_a_bad_value() {
+        let settings = Settings::resolve(&config(), &env(&[])).unwrap();
+        assert!(!settings.metrics, "off by default without the feature");
+        let off = Settings::resolve(&config(), &env(&[(METRICS, "off")])).unwrap();
+        assert!(!off.metrics);
+        let message = Settings::resolve(&config(), &env(&[(METRICS, "on")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("built without lifecycle-runtime's cargo feature `metrics`"),
+            "{message}"
+        );
     }
 
     #[cfg(not(feature = "grpc"))]

@@ -103,6 +103,9 @@ impl ProbeHarness {
                 reasons,
                 #[cfg(feature = "grpc")]
                 tokio_util::sync::CancellationToken::new(),
+                // `/metrics` is fuzzed too.
+                #[cfg(feature = "metrics")]
+                true,
             ),
             http: server::http_settings(),
             graceful: GracefulShutdown::new(),

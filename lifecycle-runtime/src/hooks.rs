@@ -41,7 +41,12 @@ async fn run_group(
                 .blocking_startup()
                 .enter(format!("on_startup hook \"{}\" ({})", hook.name, hook.site))
         });
+        let started = std::time::Instant::now();
         let outcome = run_bounded(app, &hook.call, hook.timeout(), outliving).await;
+        #[cfg(feature = "metrics")]
+        crate::metrics::hook_ran(hook.kind.label(), hook.name, started.elapsed());
+        #[cfg(not(feature = "metrics"))]
+        let _ = started;
         (hook, outcome)
     }))
     .await;

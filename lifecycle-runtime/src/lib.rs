@@ -68,7 +68,7 @@
 //! | `#[preflight]` | `name`, `timeout_ms` (10000) | same |
 //! | `#[on_startup]` | `name`, `order` (0), `timeout_ms` (60000) | `()`, `Result<(), E: Display>` |
 //! | `#[on_shutdown]` | `name`, `order` (0), `timeout_ms` (10000) | `()`, `Result<(), E: Display>` |
-//! | `#[service_main]` | `probe_addr`, `shutdown_timeout_ms`, `drain_delay_ms`, `stall_threshold_ms`, `max_tasks`, `panic`, `flavor`, `worker_threads`, `tracing`, `reasons`, `probe_protocol` | `()`, `Result<(), E: Debug>` |
+//! | `#[service_main]` | `probe_addr`, `shutdown_timeout_ms`, `drain_delay_ms`, `stall_threshold_ms`, `max_tasks`, `panic`, `flavor`, `worker_threads`, `tracing`, `reasons`, `probe_protocol`, `metrics` | `()`, `Result<(), E: Debug>` |
 //!
 //! Every attribute also takes `crate = "path"` for a renamed dependency.
 //!
@@ -112,6 +112,11 @@
 //!   `/livez` and the like, or gRPC health's `Check` of the services
 //!   `livez`, `readyz`, `startupz`. `"grpc"` needs the cargo feature
 //!   `grpc`: without it, it is a compile error naming the feature.
+//! - `metrics = bool` (true): serve the metrics on `GET /metrics` of the
+//!   probe port, and annotate the pod template of `--lifecycle-manifest`
+//!   for Prometheus (`prometheus.io/scrape`, `prometheus.io/port`,
+//!   `prometheus.io/path`). `false` (or `LIFECYCLE_METRICS=off`): a 404
+//!   there, and no annotations.
 //! - `tracing = bool` (true): install the default log subscriber (cargo
 //!   feature `tracing-subscriber`, on by default; without the feature,
 //!   `tracing = true` is a compile error naming it). It writes to stderr
@@ -182,6 +187,15 @@
 //! tonic server. `#[service_main(probe_protocol = "grpc")]` points the
 //! manifest's probes and `--lifecycle-probe` at it.
 //!
+//! # Metrics
+//!
+//! `GET /metrics` on the probe port: Prometheus metrics of the checks,
+//! probes, phases, hooks and the application runtime, in the OpenMetrics
+//! text format, with the application's own if it registers them in
+//! `metrics::registry()` (cargo feature `metrics`, on by default; at run
+//! time `metrics = false` or `LIFECYCLE_METRICS=off` turns it off). A
+//! scrape never runs a check. The `metrics` module lists the series.
+//!
 //! # Runtime API
 //!
 //! | item | what it does |
@@ -216,6 +230,7 @@
 //! | `LIFECYCLE_LOG_FORMAT` | | `text`; `json` for JSON lines |
 //! | `LIFECYCLE_REASONS` | `reasons` | `loopback`: checks' reasons and detail values only for peers on loopback, `reason withheld` for the others; `show`: for every peer |
 //! | `LIFECYCLE_PROBE_PROTOCOL` | `probe_protocol` | `http`: `--lifecycle-manifest` emits `httpGet` probes and `--lifecycle-probe` asks over HTTP; `grpc` (cargo feature `grpc`): `grpc:` probes of the services `livez`, `readyz`, `startupz`, and the exec probe asks gRPC health's `Check`. `grpc` in a binary built without the feature exits 2 |
+//! | `LIFECYCLE_METRICS` | `metrics` | `on`: `GET /metrics` on the probe port, and the `prometheus.io/scrape`, `prometheus.io/port` and `prometheus.io/path` annotations on the pod template of `--lifecycle-manifest`; `off`: `/metrics` answers 404 and the pod template has none of them. `true`/`false` and `1`/`0` are taken too |
 //! | `LIFECYCLE_TERMINATION_LOG` | | `/dev/termination-log` when it exists and is writable |
 //! | `RUST_LOG` | | `info` |
 //!
@@ -271,13 +286,15 @@
 //! | --- | --- |
 //! | `--lifecycle-preflight` | runs the preflight checks only, one line per check (`[+]NAME ok` / `[-]NAME failed: REASON`), exits 0 if all pass else 1 |
 //! | `--lifecycle-probe livez\|readyz\|startupz` | asks the running instance, exits 0 on 200 else 1; under `probe_protocol = "grpc"`, asks gRPC health's `Check` of the service named after the endpoint, prints the status and exits 0 on `SERVING` else 1 |
-//! | `--lifecycle-manifest` | prints the Kubernetes pod template derived from this binary and exits 0; its probes are `grpc:` probes (`service: livez\|readyz\|startupz`) under `probe_protocol = "grpc"` |
+//! | `--lifecycle-manifest` | prints the Kubernetes pod template derived from this binary and exits 0; its probes are `grpc:` probes (`service: livez\|readyz\|startupz`) under `probe_protocol = "grpc"`, and its pod metadata carries the `prometheus.io/*` annotations unless metrics are off |
 //!
 //! # Cargo features
 //!
 //! - `tracing-subscriber` (default): the log subscriber `#[service_main]`
 //!   installs unless `tracing = false`. Leave it out
 //!   (`default-features = false`) when you install your own.
+//! - `metrics` (default): `GET /metrics` and the `metrics` module; without
+//!   it, nothing of prometheus-client is built.
 //! - `grpc`: gRPC health on the probe port and for the application's tonic
 //!   server (the `grpc` module). It brings tonic's code-generation
 //!   support and prost, not tonic's transport; without it, nothing of
@@ -308,6 +325,8 @@ mod hooks;
 mod lifecycle;
 mod logging;
 mod manifest;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod panics;
 mod probe;
 mod registry;

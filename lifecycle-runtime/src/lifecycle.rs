@@ -53,7 +53,7 @@ pub enum Phase {
 }
 
 impl Phase {
-    const ALL: [Phase; 4] = [
+    pub(crate) const ALL: [Phase; 4] = [
         Phase::Starting,
         Phase::Running,
         Phase::Draining,

@@ -17,6 +17,8 @@ use crate::shutdown::budget_warning;
 const GRACE_SLACK: Duration = Duration::from_secs(5);
 /// What the contract promises over a check's timeout for an answer.
 const ANSWER_SLACK: Duration = Duration::from_millis(50);
+/// Where the probe server serves the metrics (contract, section 9).
+const METRICS_PATH: &str = "/metrics";
 
 fn ceil_seconds(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis().div_ceil(1000)).unwrap_or(u64::MAX)
@@ -66,6 +68,26 @@ fn handler(protocol: ProbeProtocol, endpoint: Endpoint, port: u16) -> serde_json
         ProbeProtocol::Http => json!({ "path": endpoint.path(), "port": port }),
         ProbeProtocol::Grpc => json!({ "port": port, "service": endpoint.name() }),
     }
+}
+
+/// The pod's metadata: its name label and, with metrics on, the
+/// annotations by which Prometheus' conventional Kubernetes scrape
+/// configuration finds the endpoint. Annotation values are strings (the
+/// API server refuses a number or a bool there), the port too. With
+/// metrics off, no annotation at all: a stale `prometheus.io/scrape`
+/// would have Prometheus scrape a 404.
+fn pod_metadata(container_name: &str, settings: &Settings, port: u16) -> serde_json::Value {
+    let mut metadata = json!({
+        "labels": { "app.kubernetes.io/name": container_name },
+    });
+    if settings.metrics {
+        metadata["annotations"] = json!({
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": port.to_string(),
+            "prometheus.io/path": METRICS_PATH,
+        });
+    }
+    metadata
 }
 
 /// `--lifecycle-manifest`: prints the pod template for this binary.
@@ -132,9 +154,7 @@ fn render(container_name: &str, settings: &Settings) -> Result<String, String> {
     let grace = grace_seconds(settings);
 
     let template = json!({
-        "metadata": {
-            "labels": { "app.kubernetes.io/name": container_name },
-        },
+        "metadata": pod_metadata(container_name, settings, port),
         "spec": {
             "terminationGracePeriodSeconds": grace,
             "containers": [{
@@ -242,6 +262,7 @@ mod tests {
             tracing: false,
             reasons: crate::config::ReasonsPolicy::Loopback,
             probe_protocol: crate::config::ProbeProtocol::Http,
+            metrics: true,
         };
         let env: Vec<(String, String)> = env
             .iter()
@@ -252,6 +273,46 @@ mod tests {
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| std::ffi::OsString::from(v))
         })
+    }
+
+    /// The pod template's metadata rendered with `env`, as JSON.
+    fn rendered_metadata(env: &[(&str, &str)]) -> serde_json::Value {
+        let yaml = render("svc", &settings(env).unwrap()).unwrap();
+        let template: serde_json::Value = serde_norway::from_str(&yaml).unwrap();
+        template["metadata"].clone()
+    }
+
+    #[test]
+    #[cfg(feature = "metrics")]
+    fn with_metrics_on_the_pod_is_annotated_for_prometheus_with_strings() {
+        let metadata = rendered_metadata(&[]);
+        assert_eq!(
+            metadata["annotations"],
+            json!({
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": "9100",
+                "prometheus.io/path": "/metrics",
+            })
+        );
+        assert_eq!(
+            metadata["labels"],
+            json!({ "app.kubernetes.io/name": "svc" })
+        );
+        // The port follows the probe address.
+        let moved = rendered_metadata(&[("LIFECYCLE_PROBE_ADDR", "[::]:9300")]);
+        assert_eq!(moved["annotations"]["prometheus.io/port"], "9300");
+    }
+
+    #[test]
+    fn with_metrics_off_the_pod_has_no_annotations() {
+        for off in ["off", "false", "0"] {
+            let metadata = rendered_metadata(&[("LIFECYCLE_METRICS", off)]);
+            assert!(metadata.get("annotations").is_none(), "{off}: {metadata}");
+            assert_eq!(
+                metadata["labels"],
+                json!({ "app.kubernetes.io/name": "svc" })
+            );
+        }
     }
 
     #[test]

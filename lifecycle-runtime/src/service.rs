@@ -23,6 +23,11 @@ use crate::registry::{self, CheckKind};
 use crate::shutdown::{self, MainEnded};
 use crate::signals::{self, Handlers};
 
+/// When `main` started: `lifecycle_startup_duration_seconds` counts from
+/// here.
+#[cfg(feature = "metrics")]
+static MAIN_STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
 /// Runs a service: what `#[service_main]` expands to. Never returns: the
 /// process exits with the code the contract gives.
 /// `main` is the user's body with its result already converted by
@@ -35,6 +40,8 @@ where
     // First thing, before logging and configuration: from here on SIGTERM
     // and SIGINT are recorded, never the default action.
     let handlers = crate::signals::install();
+    #[cfg(feature = "metrics")]
+    let _ = MAIN_STARTED.set(std::time::Instant::now());
     run(&config, handlers, main).exit()
 }
 
@@ -150,7 +157,13 @@ where
         settings.reasons,
         #[cfg(feature = "grpc")]
         watch_streams_end.clone(),
+        #[cfg(feature = "metrics")]
+        settings.metrics,
     );
+    #[cfg(feature = "metrics")]
+    if settings.metrics {
+        crate::metrics::observe(lifecycle.clone(), runtime.handle().clone());
+    }
     let answer = move |request| responder.answer(request);
     let probes = match ProbeServer::start(settings.probe_addr, answer) {
         Ok(probes) => probes,
@@ -207,6 +220,10 @@ where
         let started = started.map(|done| done && lifecycle.finish_startup().is_ok());
         match started {
             Ok(true) => {
+                #[cfg(feature = "metrics")]
+                if let Some(began) = MAIN_STARTED.get() {
+                    crate::metrics::started(began.elapsed());
+                }
                 tracing::info!("start-up finished; running");
                 match shutdown::run_main(&lifecycle, main(), drain_delay).await {
                     MainEnded::Ok => {}

@@ -21,6 +21,8 @@
 //!   Kubernetes reads it;
 //! - [`redis`]: a real `redis-server` of the test's own, for the examples'
 //!   tests, and [`partition`]: a network partition in front of it;
+//! - [`prometheus`]: a real Prometheus server scraping the services, queried
+//!   over its HTTP API, for the metrics tests;
 //! - [`python`]: Python's `grpcio-health-checking`, a gRPC health client
 //!   nobody here wrote, run through `tests/python/health_client.py`.
 //!
@@ -43,6 +45,7 @@ mod grpc;
 pub use grpc::{grpc_list, h2_get};
 pub mod kubernetes;
 pub mod partition;
+pub mod prometheus;
 pub mod python;
 pub mod redis;
 

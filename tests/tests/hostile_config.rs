@@ -17,9 +17,12 @@
 //! (`cargo test -p lifecycle-runtime --no-default-features`) check that it
 //! exits 2 naming the feature.
 //!
-//! Left out: `LIFECYCLE_METRICS` (section 9) and `LIFECYCLE_PID1`
-//! (section 10) belong to features not built yet; the runtime reads
-//! neither.
+//! `LIFECYCLE_METRICS` (section 9) takes `on` and `off`, and `true`/`false`
+//! and `1`/`0`, in any case; `off` serves all the same (the manifest's
+//! side of it is in kubernetes.rs).
+//!
+//! Left out: `LIFECYCLE_PID1` (section 10) belongs to a feature not built
+//! yet; the runtime does not read it.
 
 use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, BufReader, Read};
@@ -396,6 +399,14 @@ fn a_bad_value_in_any_lifecycle_variable_exits_2_naming_it() {
     );
     for value in ["", "http", "grpc", " GRPC "] {
         row("LIFECYCLE_PROBE_PROTOCOL", value.into(), Outcome::Serves);
+    }
+    // Words a switch takes elsewhere, and near misses: none is a guess.
+    for value in ["yes", "enabled", "of", "2", "on,off"] {
+        row("LIFECYCLE_METRICS", value.into(), Outcome::BadConfig);
+    }
+    row("LIFECYCLE_METRICS", not_utf8("of", "f"), Outcome::BadConfig);
+    for value in ["", "on", "off", " OFF ", "true", "0"] {
+        row("LIFECYCLE_METRICS", value.into(), Outcome::Serves);
     }
 
     let mut slowest = Duration::ZERO;

@@ -201,6 +201,60 @@ fn the_manifest_is_a_pod_template_derived_from_the_configuration() {
 }
 
 #[test]
+fn with_metrics_on_the_pod_template_is_annotated_for_prometheus() {
+    // Parsed by k8s-openapi, where annotations are a map of strings: a
+    // port or a bool written as a number or a YAML bool would not parse,
+    // as the API server would refuse it.
+    let template = pod_template(TESTBED, &[("LIFECYCLE_PROBE_ADDR", "0.0.0.0:9100")]);
+    let metadata = template.metadata.unwrap();
+    let annotations = metadata.annotations.expect("annotations");
+    let expected = [
+        ("prometheus.io/scrape", "true"),
+        ("prometheus.io/port", "9100"),
+        ("prometheus.io/path", "/metrics"),
+    ];
+    assert_eq!(
+        annotations,
+        expected
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect(),
+    );
+    // The port annotated is the probe port, wherever it moves.
+    let moved = pod_template(TESTBED, &[("LIFECYCLE_PROBE_ADDR", "0.0.0.0:9200")]);
+    let annotations = moved.metadata.unwrap().annotations.unwrap();
+    assert_eq!(annotations["prometheus.io/port"], "9200");
+    let ports = container(moved.spec.as_ref().unwrap(), "testbed").ports;
+    assert_eq!(ports.unwrap()[0].container_port, 9200);
+}
+
+#[test]
+fn with_metrics_off_the_pod_template_has_no_prometheus_annotations() {
+    let template = pod_template(
+        TESTBED,
+        &[
+            ("LIFECYCLE_PROBE_ADDR", "0.0.0.0:9100"),
+            ("LIFECYCLE_METRICS", "off"),
+        ],
+    );
+    let metadata = template.metadata.unwrap();
+    // None at all: Prometheus must not be sent to scrape a 404.
+    assert_eq!(metadata.annotations, None);
+    assert_eq!(
+        metadata.labels.unwrap()["app.kubernetes.io/name"],
+        "testbed",
+        "the rest of the metadata stays"
+    );
+    // The probes are the same either way.
+    let on = manifest(TESTBED, &[("LIFECYCLE_PROBE_ADDR", "0.0.0.0:9100")]);
+    let off = template.spec.unwrap();
+    assert_eq!(
+        container(&on, "testbed").readiness_probe,
+        container(&off, "testbed").readiness_probe
+    );
+}
+
+#[test]
 fn with_probe_protocol_grpc_the_manifest_has_grpc_probes_with_the_same_timings() {
     let http = container(
         &manifest(TESTBED, &[("LIFECYCLE_PROBE_ADDR", "0.0.0.0:9100")]),

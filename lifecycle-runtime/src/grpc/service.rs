@@ -150,12 +150,22 @@ pub(crate) fn target(name: &str) -> Option<(Endpoint, Option<&str>)> {
     Some((endpoint, only))
 }
 
+/// The `endpoint` label of service `name` (`""` is `/healthz`'s).
+#[cfg(feature = "metrics")]
+pub(crate) fn endpoint_label(evaluator: &Evaluator, name: &str) -> String {
+    match target(name) {
+        _ if name.is_empty() => "healthz".to_owned(),
+        None => "other".to_owned(),
+        Some(_) => crate::metrics::endpoint_label(evaluator, name),
+    }
+}
+
 /// Whether `name` is one of the names the service answers for.
 pub(crate) fn known(evaluator: &Evaluator, name: &str) -> bool {
     match target(name) {
         None => false,
         Some((_, None)) => true,
-        Some((endpoint, Some(check))) => evaluator.check_names(endpoint).iter().any(|n| n == check),
+        Some((endpoint, Some(check))) => evaluator.has_check(endpoint, check),
     }
 }
 
@@ -207,7 +217,14 @@ impl Health for HealthService {
     ) -> Result<Response<HealthCheckResponse>, Status> {
         let (evaluator, _) = self.evaluator()?;
         let name = &request.get_ref().service;
-        match status(evaluator, name).await {
+        let status = status(evaluator, name).await;
+        #[cfg(feature = "metrics")]
+        crate::metrics::probe_answered(
+            "grpc",
+            endpoint_label(evaluator, name),
+            status.map_or("NOT_FOUND", |s| s.as_str_name()).to_owned(),
+        );
+        match status {
             Some(status) => Ok(Response::new(response(status))),
             None => Err(Status::not_found(format!(
                 "unknown service {name:?}: ask for \"\", livez, readyz, startupz or \

@@ -50,6 +50,8 @@ impl Watches {
         name: String,
         end: CancellationToken,
     ) -> impl Stream<Item = Result<HealthCheckResponse, Status>> + Send + 'static {
+        #[cfg(feature = "metrics")]
+        let label = crate::grpc::service::endpoint_label(&evaluator, &name);
         let poll = self.poll(evaluator, name);
         let status = poll.status.clone();
         let watcher = Watcher {
@@ -59,9 +61,16 @@ impl Watches {
             poll_ended: false,
             end,
         };
-        futures_util::stream::unfold(watcher, |mut watcher| async move {
-            let next = watcher.next().await?;
-            Some((Ok(response(next)), watcher))
+        futures_util::stream::unfold(watcher, move |mut watcher| {
+            #[cfg(feature = "metrics")]
+            let label = label.clone();
+            async move {
+                let next = watcher.next().await?;
+                // Each status sent is a probe answered.
+                #[cfg(feature = "metrics")]
+                crate::metrics::probe_answered("grpc", label, next.as_str_name().to_owned());
+                Some((Ok(response(next)), watcher))
+            }
         })
     }
 

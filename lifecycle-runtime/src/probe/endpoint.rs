@@ -57,6 +57,17 @@ impl Endpoint {
         }
     }
 
+    /// The kind of check a single-check path of this endpoint names.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn check_kind(self) -> Option<CheckKind> {
+        match self {
+            Endpoint::Livez => Some(CheckKind::Liveness),
+            Endpoint::Readyz => Some(CheckKind::Readiness),
+            Endpoint::Startupz => Some(CheckKind::Startup),
+            Endpoint::Healthz => None,
+        }
+    }
+
     /// Whether `/ENDPOINT/NAME` addresses one check here (`/healthz` has
     /// no single-check paths: its checks live under `/livez` and `/readyz`).
     pub(crate) fn has_single_check_paths(self) -> bool {

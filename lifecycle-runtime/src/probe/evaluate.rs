@@ -150,7 +150,25 @@ impl Evaluator {
                 builtins.push(CheckResult::builtin("tasks", self.tasks_health(max)));
             }
         }
+        #[cfg(feature = "metrics")]
+        if let Some(kind) = endpoint.check_kind() {
+            for builtin in &builtins {
+                crate::metrics::check_result(kind.label(), &builtin.name, builtin.health.is_up());
+            }
+        }
         builtins
+    }
+
+    /// The names of an endpoint's built-in checks.
+    fn builtin_names(&self, endpoint: Endpoint) -> Vec<&'static str> {
+        let mut names = vec!["lifecycle"];
+        if matches!(endpoint, Endpoint::Livez | Endpoint::Healthz) {
+            names.push("runtime");
+            if self.max_tasks.is_some() {
+                names.push("tasks");
+            }
+        }
+        names
     }
 
     fn runtime_health(&self) -> Health {
@@ -195,12 +213,20 @@ impl Evaluator {
     /// `/ENDPOINT/NAME` may name.
     #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
     pub(crate) fn check_names(&self, endpoint: Endpoint) -> Vec<String> {
-        let builtins = self.builtins(endpoint).into_iter().map(|b| b.name);
+        let builtins = self.builtin_names(endpoint).into_iter().map(str::to_owned);
         let registered = self
             .registered(endpoint)
             .into_iter()
             .map(|c| c.name().to_owned());
         builtins.chain(registered).collect()
+    }
+
+    /// Whether `endpoint` has a check named `name`: `/ENDPOINT/NAME`
+    /// answers for it.
+    #[cfg_attr(not(any(feature = "grpc", feature = "metrics")), allow(dead_code))]
+    pub(crate) fn has_check(&self, endpoint: Endpoint, name: &str) -> bool {
+        self.builtin_names(endpoint).contains(&name)
+            || self.registered(endpoint).iter().any(|c| c.name() == name)
     }
 
     fn registered(&self, endpoint: Endpoint) -> Vec<&Arc<Check>> {

@@ -36,13 +36,8 @@ pub(crate) async fn answer<B>(
     reasons: ReasonsPolicy,
     request: Request<B>,
 ) -> Answer {
-    let method = request.method();
-    if method != Method::GET && method != Method::HEAD {
-        let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-        response
-            .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return response;
+    if let Some(refused) = refuse_method(&request) {
+        return refused;
     }
     let path = request.uri().path();
     let mut segments = path.strip_prefix('/').unwrap_or(path).splitn(2, '/');
@@ -85,6 +80,19 @@ pub(crate) async fn answer<B>(
     }
 }
 
+/// A 405 for any method but `GET` and `HEAD`.
+pub(crate) fn refuse_method<B>(request: &Request<B>) -> Option<Answer> {
+    let method = request.method();
+    if method == Method::GET || method == Method::HEAD {
+        return None;
+    }
+    let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    Some(response)
+}
+
 /// The query parameters probes understand.
 #[derive(Debug, Default)]
 struct Query {
@@ -108,7 +116,7 @@ impl Query {
     }
 }
 
-fn respond(status: StatusCode, content_type: &'static str, body: String) -> Answer {
+pub(crate) fn respond(status: StatusCode, content_type: &'static str, body: String) -> Answer {
     let mut response = Response::new(self::body(Bytes::from(body)));
     *response.status_mut() = status;
     let headers = response.headers_mut();

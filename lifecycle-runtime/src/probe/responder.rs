@@ -21,6 +21,9 @@ use crate::probe::Evaluator;
 pub(crate) struct Responder {
     evaluator: Arc<Evaluator>,
     reasons: ReasonsPolicy,
+    /// `GET /metrics` is served.
+    #[cfg(feature = "metrics")]
+    metrics: bool,
     #[cfg(feature = "grpc")]
     grpc: crate::grpc::HealthServer<crate::grpc::HealthService>,
 }
@@ -28,13 +31,17 @@ pub(crate) struct Responder {
 impl Responder {
     /// Answers from `evaluator`, its reasons for whom `reasons` allows; with
     /// the `grpc` feature, gRPC `Watch` streams end once `streams_end` is
-    /// cancelled.
+    /// cancelled; with the `metrics` feature, `/metrics` is served if
+    /// `metrics` says so.
     pub(crate) fn new(
         evaluator: Arc<Evaluator>,
         reasons: ReasonsPolicy,
         #[cfg(feature = "grpc")] streams_end: CancellationToken,
+        #[cfg(feature = "metrics")] metrics: bool,
     ) -> Responder {
         Responder {
+            #[cfg(feature = "metrics")]
+            metrics,
             #[cfg(feature = "grpc")]
             grpc: crate::grpc::probe_port_service(evaluator.clone(), streams_end),
             evaluator,
@@ -58,6 +65,28 @@ impl Responder {
             .boxed();
         }
         let this = self.clone();
-        async move { http::answer(&this.evaluator, this.reasons, request).await }.boxed()
+        async move {
+            #[cfg(feature = "metrics")]
+            let path = request.uri().path().to_owned();
+            #[cfg(feature = "metrics")]
+            if path == "/metrics" && this.metrics {
+                let answer = crate::metrics::answer(&request).await;
+                crate::metrics::probe_answered(
+                    "http",
+                    "metrics".to_owned(),
+                    answer.status().as_u16().to_string(),
+                );
+                return answer;
+            }
+            let answer = http::answer(&this.evaluator, this.reasons, request).await;
+            #[cfg(feature = "metrics")]
+            crate::metrics::probe_answered(
+                "http",
+                crate::metrics::endpoint_label(&this.evaluator, path.trim_start_matches('/')),
+                answer.status().as_u16().to_string(),
+            );
+            answer
+        }
+        .boxed()
     }
 }

@@ -6,6 +6,7 @@
     probe_addr = "127.0.0.1:0",
     reasons = "show",
     probe_protocol = "http",
+    metrics = true,
     panic = "log",
     flavor = "current_thread",
     shutdown_timeout_ms = 86400000,

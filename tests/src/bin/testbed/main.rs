@@ -20,6 +20,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
+use lifecycle_runtime::metrics::prometheus_client::metrics::counter::Counter;
 use lifecycle_runtime::{
     liveness, on_shutdown, on_startup, readiness, service_main, startup, Health,
 };
@@ -274,7 +275,20 @@ fn last() {
 
 // The application.
 
+/// The application's own metric, in lifecycle's registry: served on the
+/// probe port's `/metrics` as `testbed_requests_total`.
+static REQUESTS: once_cell::sync::Lazy<Counter> = once_cell::sync::Lazy::new(|| {
+    let requests = Counter::default();
+    lifecycle_runtime::metrics::registry().register(
+        "testbed_requests",
+        "Requests the application answered",
+        requests.clone(),
+    );
+    requests
+});
+
 async fn app(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    REQUESTS.inc();
     let body = match request.uri().path() {
         "/slow" => {
             println!("slow request started");
@@ -348,6 +362,16 @@ fn spawn_command_handlers() {
         });
     });
     tokio::spawn(async {
+        control::wait_for("hold-registry").await;
+        // An application holding the metrics registry's guard, as one
+        // registering its metrics while blocked elsewhere would.
+        std::thread::spawn(|| {
+            let _registry = lifecycle_runtime::metrics::registry();
+            println!("registry held");
+            std::thread::sleep(Duration::from_secs(20));
+        });
+    });
+    tokio::spawn(async {
         control::wait_for("busy-cpu").await;
         // Busy but progressing: CPU-heavy tasks that yield every millisecond.
         for _ in 0..8 {
@@ -372,6 +396,7 @@ async fn main() -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    once_cell::sync::Lazy::force(&REQUESTS);
     println!("app listening on http://{addr}");
     spawn_command_handlers();
     println!("main running");

@@ -1,0 +1,483 @@
+//! Prometheus metrics (cargo feature `metrics`, on by default): what
+//! lifecycle knows of its checks, probes, phases, hooks and the application
+//! runtime, served as `GET /metrics` on the probe port in the OpenMetrics
+//! text format, with the application's own metrics if it registers them in
+//! [`registry`].
+//!
+//! | series | meaning |
+//! | --- | --- |
+//! | `lifecycle_check_up{kind, name}` | 1/0, the last result of each check that has run, built-ins included |
+//! | `lifecycle_check_duration_seconds{kind, name}` | histogram of run durations |
+//! | `lifecycle_check_runs_total{kind, name, result}` | `result`: ok, failed, timeout, panic |
+//! | `lifecycle_probe_requests_total{protocol, endpoint, code}` | probes answered over `http` or `grpc`, by endpoint (a closed set) and HTTP status or gRPC health status |
+//! | `lifecycle_phase{phase}` | 1 for the current phase, 0 for the others |
+//! | `lifecycle_hook_duration_seconds{kind, name}` | `on_startup` and `on_shutdown` hooks |
+//! | `lifecycle_startup_duration_seconds` | from the start of `main` to phase `running` |
+//! | `lifecycle_runtime_last_progress_seconds` | since the application runtime's heartbeat last ticked |
+//! | `lifecycle_log_lines_dropped_total` | log lines lost to a stalled or broken log pipe |
+//! | `lifecycle_runtime_workers`, `lifecycle_runtime_alive_tasks`, `lifecycle_runtime_global_queue_depth` | the application runtime's stable tokio metrics |
+//!
+//! Checks record their runs as they happen (a background check's on its
+//! schedule, an on-demand check's when probed); the phase, the runtime's
+//! last progress, dropped log lines and the runtime's tokio metrics are read
+//! when scraped. A scrape reads memory only: it never runs a check, and a
+//! stalled application runtime never holds it up.
+//!
+//! ```no_run
+//! use lifecycle_runtime::metrics::prometheus_client::metrics::counter::Counter;
+//!
+//! let orders = Counter::<u64>::default();
+//! lifecycle_runtime::metrics::registry().register(
+//!     "shop_orders",
+//!     "Orders taken",
+//!     orders.clone(),
+//! );
+//! orders.inc(); // served as shop_orders_total on the probe port's /metrics
+//! ```
+
+use std::future::Future;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError};
+use std::time::Duration;
+
+use once_cell::sync::Lazy;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use tokio::runtime::Handle;
+
+use hyper::StatusCode;
+
+use crate::call::Outcome;
+use crate::health::Health;
+use crate::lifecycle::{Lifecycle, Phase};
+use crate::probe::http::{self, Answer};
+use crate::probe::{Endpoint, Evaluator};
+
+/// The crate lifecycle's metrics are made with, for the application's own:
+/// register them in [`registry`] with this version's types.
+pub use prometheus_client;
+
+/// The registry `/metrics` serves: lifecycle's series, and any the
+/// application registers. Hold the guard briefly: a scrape waits for it a
+/// little, then answers 503 (probes never wait for it).
+pub fn registry() -> MutexGuard<'static, Registry> {
+    METRICS
+        .registry
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The media type of the OpenMetrics text format, which Prometheus asks
+/// for first.
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// How long a scrape waits for the registry while the application holds
+/// its guard, before it answers 503.
+const REGISTRY_WAIT: Duration = Duration::from_millis(250);
+
+/// The registry as text.
+#[cfg(test)]
+fn encode() -> String {
+    encode_registry(&registry())
+}
+
+fn encode_registry(registry: &Registry) -> String {
+    let mut text = String::new();
+    // Writing into a String does not fail; a collector's error would be
+    // ours, and an answer cut short is better than none.
+    let _ = prometheus_client::encoding::text::encode(&mut text, registry);
+    text
+}
+
+/// The registry as text, if the application lets go of it within `wait`.
+/// Never blocks the thread: the probe server has one, which every probe
+/// shares, and an application may hold the guard for as long as it likes.
+async fn try_encode(wait: Duration) -> Option<String> {
+    let until = tokio::time::Instant::now() + wait;
+    loop {
+        // The guard is dropped before any wait.
+        let text = match METRICS.registry.try_lock() {
+            Ok(registry) => Some(encode_registry(&registry)),
+            Err(TryLockError::Poisoned(poisoned)) => Some(encode_registry(&poisoned.into_inner())),
+            Err(TryLockError::WouldBlock) => None,
+        };
+        if text.is_some() || tokio::time::Instant::now() >= until {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// `GET /metrics`: 503 while the application holds the registry longer
+/// than [`REGISTRY_WAIT`].
+pub(crate) fn answer<B>(request: &hyper::Request<B>) -> impl Future<Output = Answer> + Send {
+    let refused = http::refuse_method(request);
+    async move {
+        if let Some(refused) = refused {
+            return refused;
+        }
+        match try_encode(REGISTRY_WAIT).await {
+            Some(text) => http::respond(StatusCode::OK, CONTENT_TYPE, text),
+            None => http::respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain; charset=utf-8",
+                "the metrics registry is held by the application\n".to_owned(),
+            ),
+        }
+    }
+}
+
+/// The `endpoint` label of a probe of `/NAME` over HTTP or of service
+/// `NAME` over gRPC: `livez`, `readyz`, `startupz`, `healthz`, `livez/NAME`
+/// and the like for a check the endpoint has, `other` for anything else.
+/// A closed set: no value grows with what clients send.
+pub(crate) fn endpoint_label(evaluator: &Evaluator, name: &str) -> String {
+    let (first, check) = match name.split_once('/') {
+        Some((first, check)) => (first, Some(check)),
+        None => (name, None),
+    };
+    match (Endpoint::from_name(first), check) {
+        (Some(endpoint), None) => endpoint.name().to_owned(),
+        (Some(endpoint), Some(check))
+            if endpoint.has_single_check_paths() && evaluator.has_check(endpoint, check) =>
+        {
+            format!("{endpoint}/{check}")
+        }
+        _ => "other".to_owned(),
+    }
+}
+
+/// A check's labels: its kind and name.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckLabels {
+    kind: &'static str,
+    name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RunLabels {
+    kind: &'static str,
+    name: String,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProbeLabels {
+    protocol: &'static str,
+    endpoint: String,
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HookLabels {
+    kind: &'static str,
+    name: &'static str,
+}
+
+/// How a check's run ended, for `lifecycle_check_runs_total{result}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RunResult {
+    Ok,
+    Failed,
+    Timeout,
+    Panic,
+}
+
+impl RunResult {
+    /// How a check's call ended; a cancelled call (the runtime shutting
+    /// down) is a failure.
+    pub(crate) fn of(outcome: &Outcome<Health>) -> RunResult {
+        match outcome {
+            Outcome::Finished(health) if health.is_up() => RunResult::Ok,
+            Outcome::Finished(_) | Outcome::Cancelled => RunResult::Failed,
+            Outcome::TimedOut(_) => RunResult::Timeout,
+            Outcome::Panicked(_) => RunResult::Panic,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            RunResult::Ok => "ok",
+            RunResult::Failed => "failed",
+            RunResult::Timeout => "timeout",
+            RunResult::Panic => "panic",
+        }
+    }
+}
+
+/// The series lifecycle records as things happen.
+struct Metrics {
+    registry: Mutex<Registry>,
+    check_up: Family<CheckLabels, Gauge>,
+    check_duration: Family<CheckLabels, Histogram, fn() -> Histogram>,
+    check_runs: Family<RunLabels, Counter>,
+    probe_requests: Family<ProbeLabels, Counter>,
+    hook_duration: Family<HookLabels, Gauge<f64, AtomicU64>>,
+    startup_duration: Gauge<f64, AtomicU64>,
+}
+
+/// Check durations from a millisecond to ten seconds: timeouts are
+/// typically a few hundred milliseconds.
+fn check_duration_histogram() -> Histogram {
+    Histogram::new([
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ])
+}
+
+static METRICS: Lazy<Metrics> = Lazy::new(|| {
+    let metrics = Metrics {
+        registry: Mutex::new(Registry::default()),
+        check_up: Family::default(),
+        check_duration: Family::new_with_constructor(check_duration_histogram as fn() -> Histogram),
+        check_runs: Family::default(),
+        probe_requests: Family::default(),
+        hook_duration: Family::default(),
+        startup_duration: Gauge::default(),
+    };
+    {
+        let mut registry = metrics.registry.lock().unwrap_or_else(|p| p.into_inner());
+        registry.register(
+            "lifecycle_check_up",
+            "The last result of each check that has run: 1 passed, 0 failed",
+            metrics.check_up.clone(),
+        );
+        registry.register(
+            "lifecycle_check_duration_seconds",
+            "How long each run of a check took",
+            metrics.check_duration.clone(),
+        );
+        registry.register(
+            "lifecycle_check_runs",
+            "Runs of each check, by how they ended: ok, failed, timeout, panic",
+            metrics.check_runs.clone(),
+        );
+        registry.register(
+            "lifecycle_probe_requests",
+            "Probes answered, by protocol, endpoint and HTTP status or gRPC health status",
+            metrics.probe_requests.clone(),
+        );
+        registry.register(
+            "lifecycle_hook_duration_seconds",
+            "How long each on_startup and on_shutdown hook took",
+            metrics.hook_duration.clone(),
+        );
+        registry.register(
+            "lifecycle_startup_duration_seconds",
+            "From the start of main to phase running",
+            metrics.startup_duration.clone(),
+        );
+    }
+    metrics
+});
+
+/// A run of a check ended.
+pub(crate) fn check_ran(kind: &'static str, name: &str, result: RunResult, took: Duration) {
+    let labels = CheckLabels {
+        kind,
+        name: name.to_owned(),
+    };
+    METRICS
+        .check_duration
+        .get_or_create(&labels)
+        .observe(took.as_secs_f64());
+    METRICS
+        .check_up
+        .get_or_create(&labels)
+        .set(i64::from(result == RunResult::Ok));
+    METRICS
+        .check_runs
+        .get_or_create(&RunLabels {
+            kind,
+            name: name.to_owned(),
+            result: result.label(),
+        })
+        .inc();
+}
+
+/// A check's current result, without a run: a built-in check, or a
+/// background result grown stale.
+pub(crate) fn check_result(kind: &'static str, name: &str, up: bool) {
+    METRICS
+        .check_up
+        .get_or_create(&CheckLabels {
+            kind,
+            name: name.to_owned(),
+        })
+        .set(i64::from(up));
+}
+
+/// A probe was answered. `endpoint` is one of the closed set the caller
+/// made it (never what a client sent); `code` an HTTP status or a gRPC
+/// health status name.
+pub(crate) fn probe_answered(protocol: &'static str, endpoint: String, code: String) {
+    METRICS
+        .probe_requests
+        .get_or_create(&ProbeLabels {
+            protocol,
+            endpoint,
+            code,
+        })
+        .inc();
+}
+
+/// A hook ended.
+pub(crate) fn hook_ran(kind: &'static str, name: &'static str, took: Duration) {
+    METRICS
+        .hook_duration
+        .get_or_create(&HookLabels { kind, name })
+        .set(took.as_secs_f64());
+}
+
+/// Start-up finished, `took` after `main` started.
+pub(crate) fn started(took: Duration) {
+    METRICS.startup_duration.set(took.as_secs_f64());
+}
+
+/// Registers the series read at each scrape, from this service's
+/// lifecycle and application runtime. Once per process.
+pub(crate) fn observe(lifecycle: Arc<Lifecycle>, app: Handle) {
+    static OBSERVED: OnceLock<()> = OnceLock::new();
+    if OBSERVED.set(()).is_ok() {
+        registry().register_collector(Box::new(Live { lifecycle, app }));
+    }
+}
+
+/// What a scrape reads from memory: the phase, the heartbeat, the log's
+/// dropped lines and the application runtime's stable metrics.
+struct Live {
+    lifecycle: Arc<Lifecycle>,
+    app: Handle,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live").finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabels {
+    phase: &'static str,
+}
+
+impl Collector for Live {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let current = self.lifecycle.phase();
+        let gauge = ConstGauge::new(0i64);
+        let mut phases = encoder.encode_descriptor(
+            "lifecycle_phase",
+            "1 for the current phase, 0 for the others",
+            None,
+            gauge.metric_type(),
+        )?;
+        for phase in Phase::ALL {
+            let labels = PhaseLabels {
+                phase: phase.as_str(),
+            };
+            ConstGauge::new(i64::from(phase == current)).encode(phases.encode_family(&labels)?)?;
+        }
+
+        let silence = ConstGauge::new(self.lifecycle.heartbeat().silence().as_secs_f64());
+        silence.encode(encoder.encode_descriptor(
+            "lifecycle_runtime_last_progress_seconds",
+            "Time since the application runtime's heartbeat last ticked",
+            None,
+            silence.metric_type(),
+        )?)?;
+
+        let dropped = ConstCounter::new(crate::logging::log_lines_dropped());
+        dropped.encode(encoder.encode_descriptor(
+            "lifecycle_log_lines_dropped",
+            "Log lines lost to a stalled or broken log pipe",
+            None,
+            dropped.metric_type(),
+        )?)?;
+
+        let runtime = self.app.metrics();
+        for (name, help, value) in [
+            (
+                "lifecycle_runtime_workers",
+                "Worker threads of the application runtime",
+                runtime.num_workers(),
+            ),
+            (
+                "lifecycle_runtime_alive_tasks",
+                "Tasks alive on the application runtime",
+                runtime.num_alive_tasks(),
+            ),
+            (
+                "lifecycle_runtime_global_queue_depth",
+                "Tasks waiting in the application runtime's global queue",
+                runtime.global_queue_depth(),
+            ),
+        ] {
+            let gauge = ConstGauge::new(value as i64);
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_series_are_named_and_labelled_as_the_contract_says() {
+        check_ran(
+            "readiness",
+            "db",
+            RunResult::Timeout,
+            Duration::from_millis(5),
+        );
+        check_ran("readiness", "db", RunResult::Ok, Duration::from_millis(2));
+        check_result("liveness", "runtime", true);
+        probe_answered("http", "readyz".into(), "503".into());
+        probe_answered("grpc", "healthz".into(), "NOT_SERVING".into());
+        hook_ran("on_startup", "warm_cache", Duration::from_millis(1500));
+        started(Duration::from_millis(1750));
+        let lifecycle = Arc::new(Lifecycle::new());
+        observe(lifecycle.clone(), Handle::current());
+        lifecycle.finish_startup().unwrap();
+
+        let text = encode();
+        for line in [
+            "lifecycle_check_up{kind=\"readiness\",name=\"db\"} 1",
+            "lifecycle_check_up{kind=\"liveness\",name=\"runtime\"} 1",
+            "lifecycle_check_runs_total{kind=\"readiness\",name=\"db\",result=\"timeout\"} 1",
+            "lifecycle_check_runs_total{kind=\"readiness\",name=\"db\",result=\"ok\"} 1",
+            "lifecycle_check_duration_seconds_count{kind=\"readiness\",name=\"db\"} 2",
+            "lifecycle_probe_requests_total{protocol=\"http\",endpoint=\"readyz\",code=\"503\"} 1",
+            "lifecycle_probe_requests_total{protocol=\"grpc\",endpoint=\"healthz\",code=\"NOT_SERVING\"} 1",
+            "lifecycle_hook_duration_seconds{kind=\"on_startup\",name=\"warm_cache\"} 1.5",
+            "lifecycle_startup_duration_seconds 1.75",
+            "lifecycle_phase{phase=\"starting\"} 0",
+            "lifecycle_phase{phase=\"running\"} 1",
+            "lifecycle_log_lines_dropped_total 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+        }
+        for series in [
+            "lifecycle_runtime_last_progress_seconds ",
+            "lifecycle_runtime_workers ",
+            "lifecycle_runtime_alive_tasks ",
+            "lifecycle_runtime_global_queue_depth ",
+        ] {
+            assert!(
+                text.lines().any(|l| l.starts_with(series)),
+                "no {series:?} in:\n{text}"
+            );
+        }
+        // Every series has its HELP; the text ends as OpenMetrics says.
+        let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
+        let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
+        assert_eq!(types, helps, "{text}");
+        assert!(!text.contains("# TYPE lifecycle_") || !text.contains(" info\n"));
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+}
