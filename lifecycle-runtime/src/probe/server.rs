@@ -745,6 +745,25 @@ mod tests {
         server.stop();
     }
 
+    type Served = tokio::task::JoinHandle<Result<(), Box<dyn std::error::Error + Send + Sync>>>;
+
+    /// Serves `server` as the probe server serves a connection, answering
+    /// every request `200 ok`, on a task of its own. The connection is
+    /// ended gracefully once the `GracefulShutdown` returned is dropped.
+    fn serve_ok(server: tokio::io::DuplexStream) -> (Served, GracefulShutdown) {
+        let answer = |_: Request<Incoming>| async { plain(StatusCode::OK, "ok\n") };
+        let graceful = GracefulShutdown::new();
+        let served = tokio::spawn(serve_connection(
+            &http_settings(),
+            server,
+            "127.0.0.1:40000".parse().unwrap(),
+            Arc::new(answer),
+            Arc::new(AtomicUsize::new(0)),
+            &graceful,
+        ));
+        (served, graceful)
+    }
+
     /// HTTP/2 with prior knowledge, as h2c clients send it: the preface, a
     /// SETTINGS frame, and a HEADERS frame for `GET /livez` (HPACK: GET and
     /// http from the static table, the path and authority as literals).
@@ -757,16 +776,7 @@ mod tests {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
         let (mut client, server) = tokio::io::duplex(64 * 1024);
-        let answer = |_: Request<Incoming>| async { plain(StatusCode::OK, "ok\n") };
-        let graceful = GracefulShutdown::new();
-        tokio::spawn(serve_connection(
-            &http_settings(),
-            server,
-            "127.0.0.1:40000".parse().unwrap(),
-            Arc::new(answer),
-            Arc::new(AtomicUsize::new(0)),
-            &graceful,
-        ));
+        let _served = serve_ok(server);
         client.write_all(H2_GET).await.unwrap();
         let mut received = Vec::new();
         let mut buf = [0; 1024];
@@ -805,16 +815,7 @@ mod tests {
         use tokio::io::AsyncWriteExt;
 
         let (mut client, server) = tokio::io::duplex(1024);
-        let answer = |_: Request<Incoming>| async { plain(StatusCode::OK, "ok\n") };
-        let graceful = GracefulShutdown::new();
-        let connection = tokio::spawn(serve_connection(
-            &http_settings(),
-            server,
-            "127.0.0.1:40000".parse().unwrap(),
-            Arc::new(answer),
-            Arc::new(AtomicUsize::new(0)),
-            &graceful,
-        ));
+        let (connection, _graceful) = serve_ok(server);
         // Pipelined requests, none of the answers read: the answers fill
         // the stream, then the requests.
         let writer = tokio::spawn(async move {
@@ -837,16 +838,7 @@ mod tests {
         use tokio::io::AsyncWriteExt;
 
         let (mut client, server) = tokio::io::duplex(1024);
-        let answer = |_: Request<Incoming>| async { plain(StatusCode::OK, "ok\n") };
-        let graceful = GracefulShutdown::new();
-        let connection = tokio::spawn(serve_connection(
-            &http_settings(),
-            server,
-            "127.0.0.1:40000".parse().unwrap(),
-            Arc::new(answer),
-            Arc::new(AtomicUsize::new(0)),
-            &graceful,
-        ));
+        let (connection, _graceful) = serve_ok(server);
         // `GET /` on stream `id`, whole in one HEADERS frame: :method GET,
         // :scheme http, :path /, :authority probe.
         let request = |id: u32| {
