@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use lifecycle_testing::Service;
-use lifecycle_tests::kubernetes::{container, http_probe, manifest, parse_exactly};
+use lifecycle_tests::kubernetes::{container, http_probe, manifest, parse_exactly, pod_template};
 use lifecycle_tests::run;
 
 const QUICKSTART: &str = env!("CARGO_BIN_EXE_quickstart");
@@ -39,7 +39,19 @@ fn the_example_deployment_carries_the_generated_probes() {
     .unwrap();
     let first = text.split("\n---").next().unwrap();
     let deployment: Deployment = parse_exactly(first);
-    let pod = deployment.spec.unwrap().template.spec.unwrap();
+    let template = deployment.spec.unwrap().template;
+    // Prometheus finds the probe port's /metrics as the manifest says.
+    assert_eq!(
+        template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.annotations.clone()),
+        pod_template(QUICKSTART, &[])
+            .metadata
+            .and_then(|m| m.annotations),
+        "examples/k8s/deployment.yaml is out of date: the prometheus.io annotations"
+    );
+    let pod = template.spec.unwrap();
     let deployed = container(&pod, "quickstart");
     let hint = "examples/k8s/deployment.yaml is out of date: paste in `cargo run -p quickstart -- --lifecycle-manifest`";
     assert_eq!(deployed.startup_probe, generated.startup_probe, "{hint}");

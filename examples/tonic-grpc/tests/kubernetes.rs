@@ -7,7 +7,7 @@ mod support;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Probe, Service};
-use lifecycle_tests::kubernetes::{container, manifest, parse_exactly};
+use lifecycle_tests::kubernetes::{container, manifest, parse_exactly, pod_template};
 
 use support::TONIC_GRPC;
 
@@ -48,7 +48,19 @@ fn the_generated_manifest_has_grpc_probes_on_the_probe_port() {
 fn the_deployment_carries_the_generated_probes() {
     let mut documents = K8S_YAML.split("\n---\n");
     let deployment: Deployment = parse_exactly(documents.next().unwrap());
-    let pod = deployment.spec.unwrap().template.spec.unwrap();
+    let template = deployment.spec.unwrap().template;
+    // Prometheus finds the probe port's /metrics as the manifest says.
+    assert_eq!(
+        template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.annotations.clone()),
+        pod_template(TONIC_GRPC, &[])
+            .metadata
+            .and_then(|m| m.annotations),
+        "examples/tonic-grpc/k8s.yaml is out of date: the prometheus.io annotations"
+    );
+    let pod = template.spec.unwrap();
     let deployed = container(&pod, "tonic-grpc");
     let generated = manifest(TONIC_GRPC, &[]);
     let generated_container = container(&generated, "tonic-grpc");
