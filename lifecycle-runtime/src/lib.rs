@@ -328,6 +328,7 @@ mod manifest;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 mod panics;
+mod pid1;
 mod probe;
 mod registry;
 mod service;
