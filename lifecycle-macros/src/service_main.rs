@@ -22,6 +22,7 @@ const VALID_ARGS: &[&str] = &[
     "reasons",
     "probe_protocol",
     "metrics",
+    "pid1",
     "crate",
 ];
 
@@ -44,6 +45,7 @@ struct Config {
     /// runtime lacks its `grpc` feature.
     grpc_probes: Option<syn::LitStr>,
     metrics: Option<bool>,
+    pid1: Option<bool>,
     krate: Option<syn::Path>,
 }
 
@@ -105,6 +107,7 @@ fn parse_config(args: TokenStream, errors: &mut Errors) -> Option<Config> {
                 config.tracing_span = Some(arg.value.span());
             }
             "metrics" => config.metrics = arg.boolean(errors),
+            "pid1" => config.pid1 = arg.boolean(errors),
             "crate" => config.krate = arg.crate_path(errors),
             "panic" => {
                 if let Some(policy) = arg.one_of(errors, "panic policy", &["crash", "log"]) {
@@ -209,6 +212,8 @@ fn generate(config: Config, function: ItemFn) -> TokenStream {
         .as_ref()
         .map(|lit| respan(quote!(#private::require_grpc_feature!(#lit);), lit.span()));
     let metrics = config.metrics.unwrap_or(true);
+    // On by default: it only acts when the process is PID 1.
+    let pid1 = config.pid1.unwrap_or(true);
     let tracing = config.tracing.unwrap_or(true);
     // The default subscriber sits behind a cargo feature of the runtime:
     // without it, this names the feature at compile time.
@@ -244,6 +249,7 @@ fn generate(config: Config, function: ItemFn) -> TokenStream {
                 reasons: #reasons,
                 probe_protocol: #probe_protocol,
                 metrics: #metrics,
+                pid1: #pid1,
             };
             #private::run_service(__lifecycle_config, || async {
                 #convert(#inner_ident().await)

@@ -38,6 +38,9 @@ pub struct ServiceConfig {
     /// `metrics`: serve `GET /metrics`, and annotate the manifest's pod
     /// template for Prometheus.
     pub metrics: bool,
+    /// `pid1`: when the process is PID 1, run the service as its child
+    /// behind a minimal init (signals forwarded, orphans reaped).
+    pub pid1: bool,
 }
 
 /// `#[service_main(probe_protocol = "…")]`, env `LIFECYCLE_PROBE_PROTOCOL`:
@@ -149,6 +152,7 @@ pub(crate) const TERMINATION_LOG: &str = "LIFECYCLE_TERMINATION_LOG";
 pub(crate) const REASONS: &str = "LIFECYCLE_REASONS";
 pub(crate) const PROBE_PROTOCOL: &str = "LIFECYCLE_PROBE_PROTOCOL";
 pub(crate) const METRICS: &str = "LIFECYCLE_METRICS";
+pub(crate) const PID1: &str = "LIFECYCLE_PID1";
 
 /// The largest millisecond value, as a variable or an argument: a day
 /// (contract, section 5). Anything larger is a mistake, and the sums made
@@ -331,6 +335,32 @@ fn metrics(env: Env<'_>, from_attribute: bool) -> Result<bool, ConfigError> {
     }
 }
 
+/// `LIFECYCLE_PID1`: `on` or `off`, with the same spellings as
+/// `LIFECYCLE_METRICS`, and nothing else.
+fn pid1(env: Env<'_>, from_attribute: bool) -> Result<bool, ConfigError> {
+    const EXPECTED: &str = "\"on\" or \"off\" (or \"true\" or \"false\", \"1\" or \"0\")";
+    match var(env, PID1, EXPECTED)? {
+        None => Ok(from_attribute),
+        Some(value) => match value.trim().to_ascii_lowercase().as_str() {
+            "on" | "true" | "1" => Ok(true),
+            "off" | "false" | "0" => Ok(false),
+            _ => Err(ConfigError {
+                variable: PID1,
+                value,
+                expected: EXPECTED,
+            }),
+        },
+    }
+}
+
+/// Whether the PID-1 init is wanted, read before anything else runs (it
+/// must fork before any thread exists, long before [`Settings::resolve`]).
+/// A bad value is `false`: no fork, and the service, run as usual, exits 2
+/// when `Settings::resolve` reports the same value through the same parse.
+pub(crate) fn pid1_wanted(config: &ServiceConfig, env: Env<'_>) -> bool {
+    pid1(env, config.pid1).unwrap_or(false)
+}
+
 impl Settings {
     pub(crate) fn resolve(config: &ServiceConfig, env: Env<'_>) -> Result<Settings, ConfigError> {
         const ADDR_EXPECTED: &str =
@@ -369,6 +399,9 @@ impl Settings {
         } else {
             Duration::from_millis(KUBERNETES_DRAIN_DELAY_MS)
         };
+        // Decided before anything ran (`pid1_wanted`); checked here, where
+        // a bad value is reported as every other is.
+        pid1(env, config.pid1)?;
         Ok(Settings {
             probe_addr,
             // A path is bytes: one that is no UTF-8 is a path all the same.
@@ -417,6 +450,7 @@ mod tests {
             reasons: ReasonsPolicy::Loopback,
             probe_protocol: ProbeProtocol::Http,
             metrics: true,
+            pid1: true,
         }
     }
 
@@ -447,6 +481,7 @@ mod tests {
             REASONS,
             PROBE_PROTOCOL,
             METRICS,
+            PID1,
         ] {
             let bytes = not_utf8("5", "0");
             let env = move |name: &str| (name == variable).then(|| bytes.clone());
@@ -475,6 +510,7 @@ mod tests {
                 REASONS,
                 PROBE_PROTOCOL,
                 METRICS,
+                PID1,
             ] {
                 // Off by the argument: a blank variable must not turn them on.
                 let without_metrics = ServiceConfig {
@@ -487,6 +523,8 @@ mod tests {
                 assert_eq!(settings.probe_addr_file, None);
                 assert!(!settings.metrics, "{variable}={blank:?}");
             }
+            // Blank is unset: the argument's `true` stands.
+            assert!(pid1_wanted(&config(), &env(&[(PID1, blank)])));
             assert_eq!(
                 log_format(&env(&[(LOG_FORMAT, blank)])),
                 Ok(LogFormat::Text)
@@ -637,6 +675,40 @@ mod tests {
                 )),
                 "{message}"
             );
+        }
+    }
+
+    #[test]
+    fn pid1_follows_the_variable_over_the_argument() {
+        let without = ServiceConfig {
+            pid1: false,
+            ..config()
+        };
+        let resolve = |config: &ServiceConfig, pairs: &[(&str, &str)]| {
+            Settings::resolve(config, &env(pairs)).map(|_| ())
+        };
+        assert!(pid1_wanted(&config(), &env(&[])));
+        assert!(!pid1_wanted(&without, &env(&[])));
+        for off in ["off", "OFF", " Off ", "false", "False", "0"] {
+            assert_eq!(resolve(&config(), &[(PID1, off)]), Ok(()), "{off:?}");
+            assert!(!pid1_wanted(&config(), &env(&[(PID1, off)])), "{off:?}");
+        }
+        for on in ["on", "ON", " On\t", "true", "TRUE", "1"] {
+            assert_eq!(resolve(&without, &[(PID1, on)]), Ok(()), "{on:?}");
+            assert!(pid1_wanted(&without, &env(&[(PID1, on)])), "{on:?}");
+        }
+        for bad in ["yes", "no", "tini", "of", "2", "on,off", "o n"] {
+            let err = resolve(&config(), &[(PID1, bad)]).unwrap_err();
+            assert_eq!(err.variable, PID1);
+            let message = err.to_string();
+            assert!(
+                message.starts_with(&format!(
+                    "invalid configuration: LIFECYCLE_PID1={bad:?}: expected \"on\" or \"off\""
+                )),
+                "{message}"
+            );
+            // No fork on a bad value: the service runs and exits 2.
+            assert!(!pid1_wanted(&config(), &env(&[(PID1, bad)])), "{bad:?}");
         }
     }
 

@@ -68,7 +68,7 @@
 //! | `#[preflight]` | `name`, `timeout_ms` (10000) | same |
 //! | `#[on_startup]` | `name`, `order` (0), `timeout_ms` (60000) | `()`, `Result<(), E: Display>` |
 //! | `#[on_shutdown]` | `name`, `order` (0), `timeout_ms` (10000) | `()`, `Result<(), E: Display>` |
-//! | `#[service_main]` | `probe_addr`, `shutdown_timeout_ms`, `drain_delay_ms`, `stall_threshold_ms`, `max_tasks`, `panic`, `flavor`, `worker_threads`, `tracing`, `reasons`, `probe_protocol`, `metrics` | `()`, `Result<(), E: Debug>` |
+//! | `#[service_main]` | `probe_addr`, `shutdown_timeout_ms`, `drain_delay_ms`, `stall_threshold_ms`, `max_tasks`, `panic`, `flavor`, `worker_threads`, `tracing`, `reasons`, `probe_protocol`, `metrics`, `pid1` | `()`, `Result<(), E: Debug>` |
 //!
 //! Every attribute also takes `crate = "path"` for a renamed dependency.
 //!
@@ -117,6 +117,11 @@
 //!   for Prometheus (`prometheus.io/scrape`, `prometheus.io/port`,
 //!   `prometheus.io/path`). `false` (or `LIFECYCLE_METRICS=off`): a 404
 //!   there, and no annotations.
+//! - `pid1 = bool` (true): when the process is PID 1 (a container
+//!   without an init), run the service as the child of a minimal init, as
+//!   tini would: every signal forwarded to it once, orphans reaped, its
+//!   exit code passed on. No effect when the process is not PID 1. `false`
+//!   (or `LIFECYCLE_PID1=off`): the service is PID 1 itself.
 //! - `tracing = bool` (true): install the default log subscriber (cargo
 //!   feature `tracing-subscriber`, on by default; without the feature,
 //!   `tracing = true` is a compile error naming it). It writes to stderr
@@ -231,6 +236,7 @@
 //! | `LIFECYCLE_REASONS` | `reasons` | `loopback`: checks' reasons and detail values only for peers on loopback, `reason withheld` for the others; `show`: for every peer |
 //! | `LIFECYCLE_PROBE_PROTOCOL` | `probe_protocol` | `http`: `--lifecycle-manifest` emits `httpGet` probes and `--lifecycle-probe` asks over HTTP; `grpc` (cargo feature `grpc`): `grpc:` probes of the services `livez`, `readyz`, `startupz`, and the exec probe asks gRPC health's `Check`. `grpc` in a binary built without the feature exits 2 |
 //! | `LIFECYCLE_METRICS` | `metrics` | `on`: `GET /metrics` on the probe port, and the `prometheus.io/scrape`, `prometheus.io/port` and `prometheus.io/path` annotations on the pod template of `--lifecycle-manifest`; `off`: `/metrics` answers 404 and the pod template has none of them. `true`/`false` and `1`/`0` are taken too |
+//! | `LIFECYCLE_PID1` | `pid1` | `on`: when the process is PID 1 (a container without an init), the service runs as the child of a minimal init that forwards every signal to it once, reaps orphans and exits with its code; no effect otherwise. `off`: the service is PID 1 itself. `true`/`false` and `1`/`0` are taken too |
 //! | `LIFECYCLE_TERMINATION_LOG` | | `/dev/termination-log` when it exists and is writable |
 //! | `RUST_LOG` | | `info` |
 //!
@@ -328,6 +334,7 @@ mod manifest;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 mod panics;
+mod pid1;
 mod probe;
 mod registry;
 mod service;

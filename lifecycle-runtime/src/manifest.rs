@@ -263,6 +263,7 @@ mod tests {
             reasons: crate::config::ReasonsPolicy::Loopback,
             probe_protocol: crate::config::ProbeProtocol::Http,
             metrics: true,
+            pid1: true,
         };
         let env: Vec<(String, String)> = env
             .iter()

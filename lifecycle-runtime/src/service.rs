@@ -37,19 +37,30 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
-    // First thing, before logging and configuration: from here on SIGTERM
-    // and SIGINT are recorded, never the default action.
+    // Before anything else, while no thread exists to fork with: as PID 1,
+    // an init stays behind here and the service goes on as its child,
+    // with every signal still blocked.
+    let mut pid1 = crate::pid1::start(&config);
+    // Then, before logging and configuration: from here on SIGTERM and
+    // SIGINT are recorded, never the default action. Only now are signals
+    // let through, so that one forwarded by PID 1 meanwhile is recorded too.
     let handlers = crate::signals::install();
+    pid1.unblock();
     #[cfg(feature = "metrics")]
     let _ = MAIN_STARTED.set(std::time::Instant::now());
-    run(&config, handlers, main).exit()
+    run(&config, handlers, pid1.warning, main).exit()
 }
 
 /// The service's whole life, up to the exit it ends with. (The signal
 /// thread may end the process sooner: a second signal, a missed deadline.)
 /// It runs the process-wide lifecycle, the one that `shutdown_signal()`
 /// and the other free functions reach.
-fn run<F, Fut>(config: &ServiceConfig, handlers: io::Result<Handlers>, main: F) -> Exit
+fn run<F, Fut>(
+    config: &ServiceConfig,
+    handlers: io::Result<Handlers>,
+    pid1_warning: Option<String>,
+    main: F,
+) -> Exit
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<(), String>>,
@@ -59,6 +70,9 @@ where
     let log_format = config::log_format(&env);
     if config.tracing {
         crate::logging::install(log_format.clone().unwrap_or_default());
+    }
+    if let Some(warning) = pid1_warning {
+        tracing::warn!("{warning}");
     }
     let handlers = match handlers {
         Ok(handlers) => handlers,

@@ -21,8 +21,9 @@
 //! and `1`/`0`, in any case; `off` serves all the same (the manifest's
 //! side of it is in kubernetes.rs).
 //!
-//! Left out: `LIFECYCLE_PID1` (section 10) belongs to a feature not built
-//! yet; the runtime does not read it.
+//! `LIFECYCLE_PID1` (section 10) takes the same words as
+//! `LIFECYCLE_METRICS`; the testbed is not PID 1 here, so `on` changes
+//! nothing and the service serves (its PID-1 side is in pid1.rs).
 
 use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, BufReader, Read};
@@ -407,6 +408,13 @@ fn a_bad_value_in_any_lifecycle_variable_exits_2_naming_it() {
     row("LIFECYCLE_METRICS", not_utf8("of", "f"), Outcome::BadConfig);
     for value in ["", "on", "off", " OFF ", "true", "0"] {
         row("LIFECYCLE_METRICS", value.into(), Outcome::Serves);
+    }
+    for value in ["yes", "tini", "of", "2", "on,off"] {
+        row("LIFECYCLE_PID1", value.into(), Outcome::BadConfig);
+    }
+    row("LIFECYCLE_PID1", not_utf8("of", "f"), Outcome::BadConfig);
+    for value in ["", "on", "off", " OFF ", "true", "0"] {
+        row("LIFECYCLE_PID1", value.into(), Outcome::Serves);
     }
 
     let mut slowest = Duration::ZERO;

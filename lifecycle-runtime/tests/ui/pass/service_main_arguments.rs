@@ -7,6 +7,7 @@
     reasons = "show",
     probe_protocol = "http",
     metrics = true,
+    pid1 = true,
     panic = "log",
     flavor = "current_thread",
     shutdown_timeout_ms = 86400000,
