@@ -14,9 +14,21 @@ pub(crate) enum Mode {
     Preflight,
     /// `--lifecycle-probe ENDPOINT`: ask the running instance (an exec probe).
     Probe(Endpoint),
-    /// `--lifecycle-manifest`: print the Kubernetes snippet.
-    Manifest,
+    /// `--lifecycle-manifest [job]`: print the Kubernetes snippet.
+    Manifest(Manifest),
 }
+
+/// Which Kubernetes snippet `--lifecycle-manifest` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Manifest {
+    /// A PodTemplateSpec, for a Deployment and the like.
+    Pod,
+    /// `--lifecycle-manifest job`: a JobSpec, for a Job or a CronJob.
+    Job,
+}
+
+/// The argument `--lifecycle-manifest` takes.
+const JOB: &str = "job";
 
 const PREFLIGHT: &str = "--lifecycle-preflight";
 const PROBE: &str = "--lifecycle-probe";
@@ -28,7 +40,7 @@ fn probe_choices(separator: &str) -> String {
 
 fn usage() -> String {
     format!(
-        "the lifecycle flags are {PREFLIGHT}, {PROBE} {} and {MANIFEST}",
+        "the lifecycle flags are {PREFLIGHT}, {PROBE} {} and {MANIFEST} [{JOB}]",
         probe_choices("|")
     )
 }
@@ -39,7 +51,7 @@ fn usage() -> String {
 /// a `--`) is the application's, and left alone.
 pub(crate) fn mode(args: impl IntoIterator<Item = OsString>) -> Result<Mode, String> {
     let mut modes = Vec::new();
-    let mut args = args.into_iter().skip(1);
+    let mut args = args.into_iter().skip(1).peekable();
     while let Some(arg) = args.next() {
         let Some(arg) = arg.to_str() else { continue };
         if arg == "--" {
@@ -50,11 +62,38 @@ pub(crate) fn mode(args: impl IntoIterator<Item = OsString>) -> Result<Mode, Str
             None => (arg, None),
         };
         let mode = match flag {
-            PREFLIGHT | MANIFEST if inline_value.is_some() => {
+            PREFLIGHT if inline_value.is_some() => {
                 return Err(format!("invalid flag {arg}: {flag} takes no value"))
             }
             PREFLIGHT => Mode::Preflight,
-            MANIFEST => Mode::Manifest,
+            // The value is optional: `--lifecycle-manifest=job`, or the
+            // next argument unless it is another flag (or `--`). Anything
+            // else there is an error, not an argument left to the
+            // application: the application does not run in this mode, and
+            // a typo (`jobs`) must not print a pod template instead.
+            MANIFEST => {
+                // Named as it was given: `--lifecycle-manifest=jobs` or
+                // `--lifecycle-manifest "jobs"`.
+                let inline = inline_value.is_some();
+                let value = inline_value.or_else(|| {
+                    args.next_if(|next| next.to_str().is_none_or(|next| !next.starts_with('-')))
+                        .map(|next| next.to_string_lossy().into_owned())
+                });
+                match value.as_deref() {
+                    None => Mode::Manifest(Manifest::Pod),
+                    Some(JOB) => Mode::Manifest(Manifest::Job),
+                    Some(value) => {
+                        let given = if inline {
+                            arg.to_owned()
+                        } else {
+                            format!("{MANIFEST} {value:?}")
+                        };
+                        return Err(format!(
+                            "invalid flag {given}: {MANIFEST} takes no value (a pod template) or {JOB} (a JobSpec)"
+                        ));
+                    }
+                }
+            }
             PROBE => {
                 let value = inline_value
                     .or_else(|| args.next().and_then(|v| v.into_string().ok()))
@@ -107,12 +146,61 @@ mod tests {
             parse(&["--lifecycle-probe=livez"]),
             Ok(Mode::Probe(Endpoint::Livez))
         );
-        assert_eq!(parse(&["--lifecycle-manifest"]), Ok(Mode::Manifest));
+        assert_eq!(
+            parse(&["--lifecycle-manifest"]),
+            Ok(Mode::Manifest(Manifest::Pod))
+        );
         assert_eq!(parse(&["--", "--lifecycle-manifest"]), Ok(Mode::Serve));
         assert_eq!(
             parse(&["--lifecycle-v2", "--message=--lifecycle-preflight"]),
             Ok(Mode::Serve)
         );
+    }
+
+    #[test]
+    fn the_manifest_flag_takes_job_as_its_optional_value() {
+        let pod = Ok(Mode::Manifest(Manifest::Pod));
+        let job = Ok(Mode::Manifest(Manifest::Job));
+        assert_eq!(parse(&["--lifecycle-manifest", "job"]), job);
+        assert_eq!(parse(&["--lifecycle-manifest=job"]), job);
+        assert_eq!(parse(&["--port", "1", "--lifecycle-manifest", "job"]), job);
+        // Another flag or `--` after it is no value.
+        assert_eq!(parse(&["--lifecycle-manifest", "--port", "1"]), pod);
+        assert_eq!(parse(&["--lifecycle-manifest", "--", "job"]), pod);
+        assert_eq!(parse(&["--lifecycle-manifest", "-v"]), pod);
+        // `job` elsewhere is the application's.
+        assert_eq!(parse(&["job", "--lifecycle-manifest"]), pod);
+        assert!(parse(&["--lifecycle-manifest", "job", "--lifecycle-preflight"]).is_err());
+    }
+
+    #[test]
+    fn an_unknown_manifest_value_is_an_error_as_given() {
+        for (args, named) in [
+            (
+                &["--lifecycle-manifest", "jobs"][..],
+                "--lifecycle-manifest \"jobs\"",
+            ),
+            (
+                &["--lifecycle-manifest", "pod"][..],
+                "--lifecycle-manifest \"pod\"",
+            ),
+            (
+                &["--lifecycle-manifest", "JOB"][..],
+                "--lifecycle-manifest \"JOB\"",
+            ),
+            (
+                &["--lifecycle-manifest=yes"][..],
+                "--lifecycle-manifest=yes",
+            ),
+            (&["--lifecycle-manifest="][..], "--lifecycle-manifest="),
+        ] {
+            let error = parse(args).unwrap_err();
+            assert_eq!(
+                error,
+                format!("invalid flag {named}: --lifecycle-manifest takes no value (a pod template) or job (a JobSpec)"),
+                "{args:?}"
+            );
+        }
     }
 
     #[test]

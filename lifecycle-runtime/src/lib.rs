@@ -293,6 +293,7 @@
 //! | `--lifecycle-preflight` | runs the preflight checks only, one line per check (`[+]NAME ok` / `[-]NAME failed: REASON`), exits 0 if all pass else 1 |
 //! | `--lifecycle-probe livez\|readyz\|startupz` | asks the running instance, exits 0 on 200 else 1; under `probe_protocol = "grpc"`, asks gRPC health's `Check` of the service named after the endpoint, prints the status and exits 0 on `SERVING` else 1 |
 //! | `--lifecycle-manifest` | prints the Kubernetes pod template derived from this binary and exits 0; its probes are `grpc:` probes (`service: livez\|readyz\|startupz`) under `probe_protocol = "grpc"`, and its pod metadata carries the `prometheus.io/*` annotations unless metrics are off |
+//! | `--lifecycle-manifest job` | prints a Kubernetes JobSpec instead (a Job's `spec`, or a CronJob's `jobTemplate.spec`) and exits 0: the same container, without probes, in a pod template with `restartPolicy: Never`; `backoffLimit: 6`; a `podFailurePolicy` from the exit codes: 2 (invalid configuration) fails the Job at once, a pod with the `DisruptionTarget` condition is replaced without counting, any other failure counts against `backoffLimit`. Another value than `job` exits 2 |
 //!
 //! # Cargo features
 //!

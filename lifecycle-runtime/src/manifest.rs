@@ -1,6 +1,8 @@
 //! `--lifecycle-manifest`: the Kubernetes side of this binary's own
 //! configuration, so that the probes, their timeouts and the grace period
-//! are derived, not guessed.
+//! are derived, not guessed. `--lifecycle-manifest job`: the same container
+//! in a JobSpec, whose `podFailurePolicy` is derived from the exit-code
+//! table.
 
 use std::time::Duration;
 
@@ -8,6 +10,7 @@ use serde_json::json;
 
 use crate::config::{ProbeProtocol, Settings};
 use crate::exit::{self, Exit};
+use crate::flags::Manifest;
 use crate::probe::Endpoint;
 use crate::registry::{self, CheckKind, HookKind};
 use crate::shutdown::budget_warning;
@@ -19,6 +22,9 @@ const GRACE_SLACK: Duration = Duration::from_secs(5);
 const ANSWER_SLACK: Duration = Duration::from_millis(50);
 /// Where the probe server serves the metrics (contract, section 9).
 const METRICS_PATH: &str = "/metrics";
+/// A Job's `backoffLimit`: Kubernetes' own default, written out so that
+/// the rules of the `podFailurePolicy` read with the count they feed.
+const BACKOFF_LIMIT: u32 = 6;
 
 fn ceil_seconds(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis().div_ceil(1000)).unwrap_or(u64::MAX)
@@ -90,14 +96,52 @@ fn pod_metadata(container_name: &str, settings: &Settings, port: u16) -> serde_j
     metadata
 }
 
-/// `--lifecycle-manifest`: prints the pod template for this binary.
-pub(crate) fn print(settings: &Settings) -> Exit {
+/// The Job's `podFailurePolicy`, from the exit-code table. The Job
+/// controller takes the first rule that matches a failed pod; a pod that
+/// matches none counts against `backoffLimit`, as without a policy.
+///
+/// 1. Exit 2, invalid configuration (a bad `LIFECYCLE_*` value or flag,
+///    duplicate check names), fails the Job at once: the next pod gets the
+///    same image and the same configuration, so a retry can only fail the
+///    same way. First, since a configuration that is wrong stays wrong
+///    whatever else happened to the pod. Restricted to this container, so
+///    that a sidecar's 2 means what the sidecar means by it.
+/// 2. A pod the cluster disrupted (preemption, eviction, a drained node:
+///    condition `DisruptionTarget`) is replaced without counting: the
+///    service did not fail. `status` is required by the API's type.
+///
+/// Every other failure counts: a panic (101), exit 1 (a failed hook or
+/// check, `main`'s `Err`, the deadline), a second signal (130, 143), and
+/// the kubelet's SIGKILL (137). No explicit `Count` rule: it would say
+/// what no rule already says.
+fn pod_failure_policy(container_name: &str) -> serde_json::Value {
+    json!({
+        "rules": [
+            {
+                "action": "FailJob",
+                "onExitCodes": {
+                    "containerName": container_name,
+                    "operator": "In",
+                    "values": [exit::BAD_CONFIG],
+                },
+            },
+            {
+                "action": "Ignore",
+                "onPodConditions": [{ "type": "DisruptionTarget", "status": "True" }],
+            },
+        ],
+    })
+}
+
+/// `--lifecycle-manifest [job]`: prints the pod template, or the JobSpec,
+/// for this binary.
+pub(crate) fn print(settings: &Settings, manifest: Manifest) -> Exit {
     let name = std::env::args_os()
         .next()
         .map(std::path::PathBuf::from)
         .and_then(|path| path.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "service".to_owned());
-    match render(&name, settings) {
+    match render(&name, settings, manifest) {
         // A manifest that did not reach stdout (closed, full) is a failure
         // the caller must see, not a panic and not a silent success.
         Ok(yaml) => match std::io::Write::write_all(&mut std::io::stdout().lock(), yaml.as_bytes())
@@ -113,9 +157,9 @@ pub(crate) fn print(settings: &Settings) -> Exit {
     }
 }
 
-/// A PodTemplateSpec (pod metadata and a spec with one container) in
-/// YAML, with a header comment.
-fn render(container_name: &str, settings: &Settings) -> Result<String, String> {
+/// A PodTemplateSpec (pod metadata and a spec with one container), or a
+/// JobSpec around one, in YAML, with a header comment.
+fn render(container_name: &str, settings: &Settings, manifest: Manifest) -> Result<String, String> {
     let port = settings.probe_addr.port();
     if settings.probe_addr.ip().is_loopback() {
         return Err(format!(
@@ -153,23 +197,58 @@ fn render(container_name: &str, settings: &Settings) -> Result<String, String> {
     let startup_failures = (ceil_seconds(startup_budget) / startup_period + 2).max(3);
     let grace = grace_seconds(settings);
 
+    let mut container = json!({
+        "name": container_name,
+        // Kept in a Job too: the probe server still serves `/metrics` and
+        // the exec probe there.
+        "ports": [{ "name": "probes", "containerPort": port, "protocol": "TCP" }],
+        // `kubectl describe pod` shows the termination message, or the
+        // log's tail when a crash left none.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    });
+    let mut spec = json!({
+        "terminationGracePeriodSeconds": grace,
+    });
+    match manifest {
+        Manifest::Pod => {
+            container["startupProbe"] = probe(Endpoint::Startupz, startup_period, startup_failures);
+            container["livenessProbe"] = probe(Endpoint::Livez, 10, 3);
+            container["readinessProbe"] = probe(Endpoint::Readyz, 5, 2);
+        }
+        // A Job's pod has no probes. Liveness restarts a container, which
+        // `restartPolicy: Never` does not do, and a failed one would turn a
+        // run into exit 137; readiness only matters behind a Service. The
+        // startup probe goes too: all it does in a pod template is hold the
+        // other two off, and as a deadline of its own it only duplicates
+        // the framework's (preflight checks and on_startup hooks are
+        // bounded by their timeouts and exit 1 with the reason), ending in
+        // a SIGKILL with no termination message instead. A bound on the
+        // whole run is the Job's `activeDeadlineSeconds`, the user's call.
+        //
+        // With `restartPolicy: Never` a failed container fails its pod,
+        // which the Job controller replaces or not by the
+        // `podFailurePolicy` (which Kubernetes refuses with any other
+        // restart policy).
+        Manifest::Job => spec["restartPolicy"] = json!("Never"),
+    }
+    spec["containers"] = json!([container]);
+    // The same pod metadata in a Job: the probe server serves `/metrics`
+    // there as well, and a long run is worth scraping while it lasts
+    // (Prometheus' conventional configuration drops finished pods). With
+    // metrics off, no annotation, as in the pod template.
     let template = json!({
         "metadata": pod_metadata(container_name, settings, port),
-        "spec": {
-            "terminationGracePeriodSeconds": grace,
-            "containers": [{
-                "name": container_name,
-                "ports": [{ "name": "probes", "containerPort": port, "protocol": "TCP" }],
-                "startupProbe": probe(Endpoint::Startupz, startup_period, startup_failures),
-                "livenessProbe": probe(Endpoint::Livez, 10, 3),
-                "readinessProbe": probe(Endpoint::Readyz, 5, 2),
-                // `kubectl describe pod` shows the termination message, or
-                // the log's tail when a crash left none.
-                "terminationMessagePolicy": "FallbackToLogsOnError",
-            }],
-        },
+        "spec": spec,
     });
-    let yaml = serde_norway::to_string(&template).map_err(|e| e.to_string())?;
+    let document = match manifest {
+        Manifest::Pod => template,
+        Manifest::Job => json!({
+            "backoffLimit": BACKOFF_LIMIT,
+            "podFailurePolicy": pod_failure_policy(container_name),
+            "template": template,
+        }),
+    };
+    let yaml = serde_norway::to_string(&document).map_err(|e| e.to_string())?;
     // The budget as it will be in the cluster, with its drain delay.
     let warning = match budget_warning(settings.cluster_drain_delay, settings.shutdown_timeout) {
         Some(warning) => {
@@ -178,15 +257,28 @@ fn render(container_name: &str, settings: &Settings) -> Result<String, String> {
         }
         None => String::new(),
     };
-    Ok(format!(
-        "{warning}# Generated by `{container_name} --lifecycle-manifest` from its configuration and checks:\n\
-         # drain delay on Kubernetes {} ms + shutdown timeout {} ms (+ {} s slack) = terminationGracePeriodSeconds;\n\
-         # the startup probe allows {} ms of preflight checks and on_startup hooks.\n{yaml}",
+    let grace_line = format!(
+        "# drain delay on Kubernetes {} ms + shutdown timeout {} ms (+ {} s slack) = terminationGracePeriodSeconds",
         settings.cluster_drain_delay.as_millis(),
         settings.shutdown_timeout.as_millis(),
         GRACE_SLACK.as_secs(),
-        startup_budget.as_millis(),
-    ))
+    );
+    Ok(match manifest {
+        Manifest::Pod => format!(
+            "{warning}# Generated by `{container_name} --lifecycle-manifest` from its configuration and checks:\n\
+             {grace_line};\n\
+             # the startup probe allows {} ms of preflight checks and on_startup hooks.\n{yaml}",
+            startup_budget.as_millis(),
+        ),
+        Manifest::Job => format!(
+            "{warning}# Generated by `{container_name} --lifecycle-manifest job` from its configuration and exit codes:\n\
+             # a JobSpec, for a Job's spec or a CronJob's jobTemplate.spec;\n\
+             {grace_line};\n\
+             # exit {} (invalid configuration) fails the Job at once, a pod disrupted by the cluster is replaced\n\
+             # without counting, any other failure counts against backoffLimit.\n{yaml}",
+            exit::BAD_CONFIG,
+        ),
+    })
 }
 
 #[cfg(test)]
@@ -197,7 +289,7 @@ mod tests {
     /// The probe of the container in the manifest rendered with `env`,
     /// under `key`, as JSON.
     fn probes(env: &[(&str, &str)]) -> Vec<(String, serde_json::Value)> {
-        let yaml = render("svc", &settings(env).unwrap()).unwrap();
+        let yaml = render("svc", &settings(env).unwrap(), Manifest::Pod).unwrap();
         let template: serde_json::Value = serde_norway::from_str(&yaml).unwrap();
         let container = &template["spec"]["containers"][0];
         ["startupProbe", "livenessProbe", "readinessProbe"]
@@ -278,7 +370,7 @@ mod tests {
 
     /// The pod template's metadata rendered with `env`, as JSON.
     fn rendered_metadata(env: &[(&str, &str)]) -> serde_json::Value {
-        let yaml = render("svc", &settings(env).unwrap()).unwrap();
+        let yaml = render("svc", &settings(env).unwrap(), Manifest::Pod).unwrap();
         let template: serde_json::Value = serde_norway::from_str(&yaml).unwrap();
         template["metadata"].clone()
     }
@@ -313,6 +405,136 @@ mod tests {
                 metadata["labels"],
                 json!({ "app.kubernetes.io/name": "svc" })
             );
+        }
+    }
+
+    /// The JobSpec rendered with `env`, as JSON, and its header.
+    fn job(env: &[(&str, &str)]) -> (serde_json::Value, String) {
+        let yaml = render("svc", &settings(env).unwrap(), Manifest::Job).unwrap();
+        let header = yaml
+            .lines()
+            .take_while(|line| line.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n");
+        (serde_norway::from_str(&yaml).unwrap(), header)
+    }
+
+    fn pod(env: &[(&str, &str)]) -> serde_json::Value {
+        serde_norway::from_str(&render("svc", &settings(env).unwrap(), Manifest::Pod).unwrap())
+            .unwrap()
+    }
+
+    #[test]
+    fn a_job_runs_the_pod_s_container_without_probes_and_never_restarts_it() {
+        for env in [&[][..], &[("LIFECYCLE_SHUTDOWN_TIMEOUT_MS", "40000")][..]] {
+            let (job, _) = job(env);
+            let pod = pod(env);
+            let spec = &job["template"]["spec"];
+            assert_eq!(spec["restartPolicy"], "Never", "{job}");
+            assert_eq!(
+                spec["terminationGracePeriodSeconds"],
+                pod["spec"]["terminationGracePeriodSeconds"]
+            );
+            assert_eq!(job["template"]["metadata"], pod["metadata"]);
+            // The pod template's container, less its three probes.
+            let mut expected = pod["spec"]["containers"].clone();
+            for key in ["startupProbe", "livenessProbe", "readinessProbe"] {
+                assert!(expected[0].as_object_mut().unwrap().remove(key).is_some());
+            }
+            assert_eq!(spec["containers"], expected);
+            assert_eq!(
+                spec["containers"][0]["terminationMessagePolicy"],
+                "FallbackToLogsOnError"
+            );
+            let keys: Vec<&String> = job.as_object().unwrap().keys().collect();
+            assert_eq!(keys, ["backoffLimit", "podFailurePolicy", "template"]);
+            assert_eq!(job["backoffLimit"], 6);
+        }
+        // The pod template has no restart policy (a Deployment's is Always).
+        assert!(pod(&[])["spec"].get("restartPolicy").is_none());
+    }
+
+    #[cfg(feature = "grpc")]
+    #[test]
+    fn a_job_has_no_probes_under_grpc_either() {
+        let (job, _) = job(&[("LIFECYCLE_PROBE_PROTOCOL", "grpc")]);
+        let container = job["template"]["spec"]["containers"][0]
+            .as_object()
+            .unwrap();
+        assert!(
+            container.keys().all(|key| !key.ends_with("Probe")),
+            "{container:?}"
+        );
+    }
+
+    #[test]
+    fn the_job_s_failure_policy_follows_the_exit_code_table() {
+        let (job, header) = job(&[]);
+        assert_eq!(
+            job["podFailurePolicy"],
+            json!({
+                "rules": [
+                    {
+                        "action": "FailJob",
+                        "onExitCodes": {
+                            "containerName": "svc",
+                            "operator": "In",
+                            "values": [2],
+                        },
+                    },
+                    {
+                        "action": "Ignore",
+                        "onPodConditions": [{ "type": "DisruptionTarget", "status": "True" }],
+                    },
+                ],
+            })
+        );
+        // The rule names the container by the name the template gives it.
+        assert_eq!(job["template"]["spec"]["containers"][0]["name"], "svc");
+        assert_eq!(
+            job["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"],
+            json!([exit::BAD_CONFIG])
+        );
+        // None of the other codes of the table fails the Job.
+        for code in [exit::FAILURE, exit::PANIC, 130, 143, 137] {
+            let values = &job["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"];
+            assert!(!values.as_array().unwrap().contains(&json!(code)), "{code}");
+        }
+        assert!(
+            header.starts_with("# Generated by `svc --lifecycle-manifest job`"),
+            "{header}"
+        );
+        assert!(
+            header.contains("exit 2 (invalid configuration) fails the Job"),
+            "{header}"
+        );
+    }
+
+    #[test]
+    fn a_job_carries_the_pod_s_metrics_annotations_or_none() {
+        let (on, _) = job(&[]);
+        let off = job(&[("LIFECYCLE_METRICS", "off")]).0;
+        assert_eq!(on["template"]["metadata"], rendered_metadata(&[]));
+        assert!(
+            off["template"]["metadata"].get("annotations").is_none(),
+            "{off}"
+        );
+        assert_eq!(
+            off["template"]["metadata"],
+            rendered_metadata(&[("LIFECYCLE_METRICS", "off")])
+        );
+    }
+
+    #[test]
+    fn a_job_needs_an_address_the_kubelet_can_reach_as_a_pod_does() {
+        for addr in ["127.0.0.1:9100", "0.0.0.0:0"] {
+            let settings = settings(&[("LIFECYCLE_PROBE_ADDR", addr)]).unwrap();
+            assert_eq!(
+                render("svc", &settings, Manifest::Job),
+                render("svc", &settings, Manifest::Pod),
+                "{addr}"
+            );
+            assert!(render("svc", &settings, Manifest::Job).is_err());
         }
     }
 

@@ -115,9 +115,9 @@ where
             serve_nothing(handlers);
             crate::exec_probe::run(&settings, endpoint)
         }
-        Mode::Manifest => {
+        Mode::Manifest(manifest) => {
             serve_nothing(handlers);
-            crate::manifest::print(&settings)
+            crate::manifest::print(&settings, manifest)
         }
     }
 }

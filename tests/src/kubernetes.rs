@@ -2,7 +2,11 @@
 
 use std::path::Path;
 
-use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec, Probe};
+use k8s_openapi::api::batch::v1::{JobSpec, PodFailurePolicy};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerState, ContainerStateTerminated, ContainerStatus, PodCondition, PodSpec,
+    PodStatus, PodTemplateSpec, Probe,
+};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -13,6 +17,103 @@ pub fn pod_template(bin: impl AsRef<Path>, env: &[(&str, &str)]) -> PodTemplateS
     let (code, stdout, stderr) = crate::run(bin, &["--lifecycle-manifest"], env);
     assert_eq!(code, Some(0), "{stderr}");
     parse_exactly(&stdout.join("\n"))
+}
+
+/// Runs `bin --lifecycle-manifest job` with `env` and parses its JobSpec,
+/// every key in the place Kubernetes reads it from.
+pub fn job_spec(bin: impl AsRef<Path>, env: &[(&str, &str)]) -> JobSpec {
+    let (code, stdout, stderr) = crate::run(bin, &["--lifecycle-manifest", "job"], env);
+    assert_eq!(code, Some(0), "{stderr}");
+    parse_exactly(&stdout.join("\n"))
+}
+
+/// The status of a failed pod whose containers ended with these
+/// `(name, exit code)`, with these pod conditions `(type, status)`.
+pub fn failed_pod(containers: &[(&str, i32)], conditions: &[(&str, &str)]) -> PodStatus {
+    PodStatus {
+        phase: Some("Failed".to_owned()),
+        container_statuses: Some(
+            containers
+                .iter()
+                .map(|(name, code)| ContainerStatus {
+                    name: (*name).to_owned(),
+                    state: Some(ContainerState {
+                        terminated: Some(ContainerStateTerminated {
+                            exit_code: *code,
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        conditions: Some(
+            conditions
+                .iter()
+                .map(|(type_, status)| PodCondition {
+                    type_: (*type_).to_owned(),
+                    status: (*status).to_owned(),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        ..Default::default()
+    }
+}
+
+/// What the Job controller does with a failed pod under `policy`, as its
+/// `matchPodFailurePolicy` decides (pkg/controller/job/pod_failure_policy.go):
+/// the first rule that matches wins, and a pod that matches none is
+/// counted against `backoffLimit` (`"Count"`). An `onExitCodes` rule
+/// matches a container (of the one named, if it names one) that
+/// terminated with a non-zero code `In` (or `NotIn`) its values; an
+/// `onPodConditions` rule, a pod condition of the same type and status.
+pub fn failure_policy_action(policy: &PodFailurePolicy, pod: &PodStatus) -> String {
+    let containers = pod
+        .init_container_statuses
+        .iter()
+        .chain(&pod.container_statuses)
+        .flatten();
+    for rule in &policy.rules {
+        let matched = if let Some(codes) = &rule.on_exit_codes {
+            containers.clone().any(|status| {
+                let Some(code) = status
+                    .state
+                    .as_ref()
+                    .and_then(|state| state.terminated.as_ref())
+                    .map(|terminated| terminated.exit_code)
+                else {
+                    return false;
+                };
+                let named = codes
+                    .container_name
+                    .as_ref()
+                    .is_none_or(|name| *name == status.name);
+                let listed = codes.values.contains(&code);
+                named
+                    && code != 0
+                    && match codes.operator.as_str() {
+                        "In" => listed,
+                        "NotIn" => !listed,
+                        // Unknown operators are not satisfied.
+                        _ => false,
+                    }
+            })
+        } else if let Some(patterns) = &rule.on_pod_conditions {
+            pod.conditions.iter().flatten().any(|condition| {
+                patterns.iter().any(|pattern| {
+                    pattern.type_ == condition.type_ && pattern.status == condition.status
+                })
+            })
+        } else {
+            false
+        };
+        if matched {
+            return rule.action.clone();
+        }
+    }
+    "Count".to_owned()
 }
 
 /// The pod spec of [`pod_template`].

@@ -5,8 +5,14 @@
 
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::batch::v1::{JobSpec, PodFailurePolicy};
+use k8s_openapi::api::core::v1::{Container, PodSpec};
+
 use lifecycle_testing::{Endpoint, Service};
-use lifecycle_tests::kubernetes::{container, grpc_probe, http_probe, manifest, pod_template};
+use lifecycle_tests::kubernetes::{
+    container, failed_pod, failure_policy_action, grpc_probe, http_probe, job_spec, manifest,
+    pod_template,
+};
 use lifecycle_tests::{fixture, free_port, http_get, run, termination_log_path, ServiceExt};
 
 const TESTBED: &str = env!("CARGO_BIN_EXE_testbed");
@@ -129,6 +135,7 @@ fn bad_lifecycle_flags_exit_2_naming_them() {
         &["--lifecycle-probe", "healthz"][..],
         &["--lifecycle-probe"][..],
         &["--lifecycle-manifest=yes"][..],
+        &["--lifecycle-manifest=jobs"][..],
     ] {
         let (code, _, stderr) = run(TESTBED, args, &[]);
         assert_eq!(code, Some(2), "{args:?}");
@@ -198,6 +205,161 @@ fn the_manifest_is_a_pod_template_derived_from_the_configuration() {
         http_probe(&container(&spec, "testbed").liveness_probe).2,
         9200
     );
+}
+
+#[test]
+fn an_unknown_manifest_kind_exits_2_naming_it() {
+    let (code, stdout, stderr) = run(TESTBED, &["--lifecycle-manifest", "cronjob"], &[]);
+    assert_eq!(code, Some(2));
+    assert!(stdout.is_empty(), "{stdout:?}");
+    assert!(
+        stderr.contains("invalid flag --lifecycle-manifest \"cronjob\""),
+        "{stderr}"
+    );
+}
+
+/// Both of testbed's manifests at port 9100, with `env` besides.
+fn pod_and_job(env: &[(&str, &str)]) -> (k8s_openapi::api::core::v1::PodTemplateSpec, JobSpec) {
+    let env: Vec<(&str, &str)> = [("LIFECYCLE_PROBE_ADDR", "0.0.0.0:9100")]
+        .into_iter()
+        .chain(env.iter().copied())
+        .collect();
+    (pod_template(TESTBED, &env), job_spec(TESTBED, &env))
+}
+
+#[test]
+fn the_job_manifest_is_a_job_spec_of_the_same_container_without_probes() {
+    // Parsed and round-tripped by k8s-openapi's batch/v1 JobSpec: every key
+    // where Kubernetes reads it, `onPodConditions`' required `status` too.
+    for protocol in ["http", "grpc"] {
+        let (pod, job) = pod_and_job(&[("LIFECYCLE_PROBE_PROTOCOL", protocol)]);
+        assert_eq!(job.backoff_limit, Some(6), "{protocol}");
+        assert_eq!(job.template.metadata, pod.metadata, "{protocol}");
+        let pod_spec = pod.spec.unwrap();
+        let spec = job.template.spec.expect("the template has a spec");
+        // podFailurePolicy is refused with any other restart policy.
+        assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+        assert_eq!(
+            spec.termination_grace_period_seconds,
+            pod_spec.termination_grace_period_seconds
+        );
+        assert_eq!(spec.termination_grace_period_seconds, Some(35));
+        assert_eq!(spec.containers.len(), 1);
+        let testbed = container(&spec, "testbed");
+        assert_eq!(testbed.liveness_probe, None, "{protocol}");
+        assert_eq!(testbed.readiness_probe, None, "{protocol}");
+        assert_eq!(testbed.startup_probe, None, "{protocol}");
+        assert_eq!(
+            testbed.termination_message_policy.as_deref(),
+            Some("FallbackToLogsOnError")
+        );
+        // Otherwise the very container of the pod template.
+        let in_pod = Container {
+            startup_probe: None,
+            liveness_probe: None,
+            readiness_probe: None,
+            ..container(&pod_spec, "testbed")
+        };
+        assert_eq!(testbed, in_pod, "{protocol}");
+        // Both manifests have the pod-level keys they share in common.
+        assert_eq!(
+            PodSpec {
+                restart_policy: None,
+                containers: Vec::new(),
+                ..spec
+            },
+            PodSpec {
+                containers: Vec::new(),
+                ..pod_spec
+            }
+        );
+    }
+}
+
+#[test]
+fn the_job_s_failure_policy_has_the_two_rules_of_the_exit_code_table() {
+    let (_, job) = pod_and_job(&[]);
+    let policy = job.pod_failure_policy.expect("a podFailurePolicy");
+    assert_eq!(policy.rules.len(), 2, "{policy:?}");
+    let fail = &policy.rules[0];
+    assert_eq!(fail.action, "FailJob");
+    let codes = fail.on_exit_codes.as_ref().unwrap();
+    assert_eq!(
+        (codes.container_name.as_deref(), codes.operator.as_str()),
+        (Some("testbed"), "In")
+    );
+    assert_eq!(codes.values, [2]);
+    let ignore = &policy.rules[1];
+    assert_eq!(ignore.action, "Ignore");
+    let conditions = ignore.on_pod_conditions.as_ref().unwrap();
+    assert_eq!(conditions.len(), 1);
+    assert_eq!(
+        (conditions[0].type_.as_str(), conditions[0].status.as_str()),
+        ("DisruptionTarget", "True")
+    );
+}
+
+/// What the Job controller does with a failed pod whose testbed container
+/// exited with `code`, under testbed's own `podFailurePolicy`.
+fn job_outcome(policy: &PodFailurePolicy, code: i32) -> String {
+    failure_policy_action(policy, &failed_pod(&[("testbed", code)], &[]))
+}
+
+#[test]
+fn a_bad_configuration_fails_the_job_at_once_by_its_failure_policy() {
+    let policy = pod_and_job(&[]).1.pod_failure_policy.unwrap();
+    // Bad LIFECYCLE_* values, as a misconfigured Job would have them.
+    for bad in [
+        ("LIFECYCLE_SHUTDOWN_TIMEOUT_MS", "soon"),
+        ("LIFECYCLE_PROBE_PROTOCOL", "carrier-pigeon"),
+        ("LIFECYCLE_DRAIN_DELAY_MS", "86400001"),
+    ] {
+        let (code, _, stderr) = run(TESTBED, &[], &[bad]);
+        let code = code.expect("an exit code");
+        assert_eq!(code, 2, "{bad:?}: {stderr}");
+        assert_eq!(job_outcome(&policy, code), "FailJob", "{bad:?}");
+    }
+    // The rule is this container's: a sidecar's 2 is its own business.
+    let sidecar = failed_pod(&[("testbed", 0), ("proxy", 2)], &[]);
+    assert_eq!(failure_policy_action(&policy, &sidecar), "Count");
+}
+
+#[test]
+fn other_failures_count_against_the_backoff_limit_and_disruptions_are_ignored() {
+    let policy = pod_and_job(&[]).1.pod_failure_policy.unwrap();
+    // A panic, for real: 101 matches no rule.
+    let mut service = fixture(TESTBED).start().unwrap();
+    service.wait_for_stdout("main running", DEADLINE);
+    service.send("set spawn-panic");
+    let code = service.wait_exit(DEADLINE).unwrap().code.unwrap();
+    assert_eq!(code, 101);
+    assert_eq!(job_outcome(&policy, code), "Count");
+    // A failed preflight check: 1.
+    let (code, _, _) = run(TESTBED, &[], &[("TESTBED_PREFLIGHT_FAIL", "1")]);
+    let code = code.expect("an exit code");
+    assert_eq!(code, 1);
+    assert_eq!(job_outcome(&policy, code), "Count");
+    // A second signal, and the kubelet's SIGKILL.
+    for code in [130, 143, 137] {
+        assert_eq!(job_outcome(&policy, code), "Count", "{code}");
+    }
+    // Preempted or evicted, whatever the exit code: replaced, not counted.
+    for code in [0, 1, 143, 137] {
+        let disrupted = failed_pod(&[("testbed", code)], &[("DisruptionTarget", "True")]);
+        assert_eq!(
+            failure_policy_action(&policy, &disrupted),
+            "Ignore",
+            "{code}"
+        );
+    }
+    // The pattern needs the condition's status to match, as the controller
+    // does.
+    let not_disrupted = failed_pod(&[("testbed", 1)], &[("DisruptionTarget", "False")]);
+    assert_eq!(failure_policy_action(&policy, &not_disrupted), "Count");
+    // A bad configuration in a disrupted pod still fails the Job: the
+    // first rule wins, and a retry would fail the same way.
+    let both = failed_pod(&[("testbed", 2)], &[("DisruptionTarget", "True")]);
+    assert_eq!(failure_policy_action(&policy, &both), "FailJob");
 }
 
 #[test]

@@ -54,6 +54,6 @@ fn without_lifecycle_logging_errors_still_reach_stderr() {
     assert!(stdout.is_empty());
     assert_eq!(
         stderr,
-        "error: exiting with code 2: invalid flag --lifecycle-manifest=yes: --lifecycle-manifest takes no value"
+        "error: exiting with code 2: invalid flag --lifecycle-manifest=yes: --lifecycle-manifest takes no value (a pod template) or job (a JobSpec)"
     );
 }
