@@ -602,6 +602,10 @@ pub trait ServiceExt {
     /// The process's resident set size in KiB, from /proc.
     fn rss_kib(&self) -> u64;
 
+    /// How many times the testbed's on-demand `coalesced` check has run,
+    /// from its application's `/runs`.
+    fn coalesced_runs(&self) -> u64;
+
     /// Every log line so far, joined with `\n`.
     fn log_text(&self) -> String;
 }
@@ -680,6 +684,15 @@ impl ServiceExt for Service {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    fn coalesced_runs(&self) -> u64 {
+        let (_, body) = http_get(&format!("{}/runs", self.app_url())).unwrap();
+        body.split(' ')
+            .next()
+            .and_then(|runs| runs.strip_prefix("coalesced="))
+            .and_then(|runs| runs.parse().ok())
+            .unwrap_or_else(|| panic!("not the testbed's /runs: {body:?}"))
     }
 
     fn rss_kib(&self) -> u64 {

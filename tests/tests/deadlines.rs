@@ -353,12 +353,7 @@ fn a_hundred_concurrent_probes_share_one_run() {
         .start()
         .unwrap();
     service.wait_for_stdout("main running", DEADLINE);
-    let runs = || {
-        let (_, body) = http_get(&format!("{}/runs", service.app_url())).unwrap();
-        body.split(' ').next().unwrap()["coalesced=".len()..]
-            .parse::<u64>()
-            .unwrap()
-    };
+    let runs = || service.coalesced_runs();
     let before = runs();
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(100));
     let threads: Vec<_> = (0..100)

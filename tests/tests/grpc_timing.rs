@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use lifecycle_testing::{Endpoint, ServingStatus, WatchEvent};
-use lifecycle_tests::{fixture, http_get, ServiceExt};
+use lifecycle_tests::{fixture, ServiceExt};
 
 const TESTBED: &str = env!("CARGO_BIN_EXE_testbed");
 const SINGLE_THREAD_BLOCK: &str = env!("CARGO_BIN_EXE_single-thread-block");
@@ -158,12 +158,7 @@ fn one_poll_a_second_serves_every_watcher_of_a_name_and_stops_with_them() {
     let _serial = serial();
     let service = fixture(TESTBED).start().unwrap();
     service.wait_for_stdout("main running", DEADLINE);
-    let runs = || {
-        let (_, body) = http_get(&format!("{}/runs", service.app_url())).unwrap();
-        body.split(' ').next().unwrap()["coalesced=".len()..]
-            .parse::<u64>()
-            .unwrap()
-    };
+    let runs = || service.coalesced_runs();
     let mut watchers: Vec<_> = (0..10)
         .map(|_| service.grpc_watch("readyz/coalesced").unwrap())
         .collect();

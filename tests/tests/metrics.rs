@@ -231,12 +231,7 @@ fn scraping_never_runs_an_on_demand_check() {
     assert_eq!(service.probe(Endpoint::Readyz).status, Some(200));
     let prometheus = scraping(&service);
     let addr = service.probe_addr();
-    let coalesced_runs = || {
-        let (_, body) = http_get(&format!("{}/runs", service.app_url())).unwrap();
-        body.split(' ').next().unwrap()["coalesced=".len()..]
-            .parse::<u64>()
-            .unwrap()
-    };
+    let coalesced_runs = || service.coalesced_runs();
     let toggle_runs =
         "lifecycle_check_runs_total{kind=\"readiness\",name=\"toggle\",result=\"ok\"}";
     let scrapes =
