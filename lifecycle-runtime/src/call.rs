@@ -2,6 +2,7 @@
 //! the application's pools and clients), bounded by its timeout, with a
 //! panic turned into that call's failure.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -88,15 +89,34 @@ pub(crate) async fn run_bounded<T: Send + 'static>(
     }
 }
 
+thread_local! {
+    /// This thread's runtime is one whose timers nothing of the user's can
+    /// hold up: [`sleep`] needs no other clock there.
+    static TIMERS_NEVER_BLOCKED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks the calling thread as one whose runtime's timers no user code can
+/// hold up (the probe server's: checks run elsewhere). [`sleep`] then uses
+/// that runtime's own timer alone, sparing each check run on this thread
+/// two hops to and from the clock thread, which cost more than the rest of
+/// a probe's answer (bench/findings.md).
+pub(crate) fn timers_never_blocked_on_this_thread() {
+    TIMERS_NEVER_BLOCKED.with(|never| never.set(true));
+}
+
 /// Completes once `duration` has passed, timed on lifecycle's own clock:
 /// a runtime of its own on a thread of its own (`lifecycle-clock`), so
 /// that the timeout of a hook, awaited in the application runtime's
 /// `block_on`, fires even when user code blocks the workers that drive
 /// that runtime's timers (tokio's multi-thread timers are driven by a
 /// parked worker: with every worker blocked, or just the one holding the
-/// driver, none fires). Without the clock thread (it could not start), the
-/// awaiting runtime's own timer.
+/// driver, none fires). Without the clock thread (it could not start), or
+/// on a thread marked by [`timers_never_blocked_on_this_thread`], the
+/// awaiting runtime's own timer alone.
 pub(crate) async fn sleep(duration: Duration) {
+    if TIMERS_NEVER_BLOCKED.with(Cell::get) {
+        return tokio::time::sleep(duration).await;
+    }
     match clock() {
         Some(clock) => {
             // Made on the clock's runtime, so that its timer is the clock's.

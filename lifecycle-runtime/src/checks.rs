@@ -169,6 +169,8 @@ pub(crate) struct Check {
     blocking_since: Arc<Mutex<Option<Instant>>>,
     /// Each change of its result, logged once.
     changes: ChangeLog,
+    #[cfg(feature = "metrics")]
+    series: crate::metrics::CheckSeries,
 }
 
 impl Check {
@@ -179,6 +181,8 @@ impl Check {
             latest: Mutex::new(None),
             blocking_since: Arc::new(Mutex::new(None)),
             changes: ChangeLog::new(registration.kind.label(), registration.name, true),
+            #[cfg(feature = "metrics")]
+            series: crate::metrics::CheckSeries::new(registration.kind.label(), registration.name),
         })
     }
 
@@ -226,11 +230,7 @@ impl Check {
                     .unwrap_or_else(|p| p.into_inner());
                 if let Some(since) = *since {
                     #[cfg(feature = "metrics")]
-                    crate::metrics::check_result(
-                        self.registration.kind.label(),
-                        self.name(),
-                        false,
-                    );
+                    self.series.result(false);
                     return self.failed(format!(
                         "{BLOCKED} {} ms (a plain fn cannot be cancelled)",
                         since.elapsed().as_millis()
@@ -248,12 +248,8 @@ impl Check {
         )
         .await;
         #[cfg(feature = "metrics")]
-        crate::metrics::check_ran(
-            self.registration.kind.label(),
-            self.name(),
-            crate::metrics::RunResult::of(&outcome),
-            started.elapsed(),
-        );
+        self.series
+            .ran(crate::metrics::RunResult::of(&outcome), started.elapsed());
         let health = match outcome {
             Outcome::Finished(health) => health,
             other => Health::down(other.failure().unwrap_or_default()),
@@ -288,7 +284,7 @@ impl Check {
                 ));
                 self.note(&stale);
                 #[cfg(feature = "metrics")]
-                crate::metrics::check_result(self.registration.kind.label(), self.name(), false);
+                self.series.result(false);
                 return stale;
             }
             return result;

@@ -35,6 +35,7 @@
 //! orders.inc(); // served as shop_orders_total on the probe port's /metrics
 //! ```
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError};
@@ -136,19 +137,19 @@ pub(crate) fn answer<B>(request: &hyper::Request<B>) -> impl Future<Output = Ans
 /// `NAME` over gRPC: `livez`, `readyz`, `startupz`, `healthz`, `livez/NAME`
 /// and the like for a check the endpoint has, `other` for anything else.
 /// A closed set: no value grows with what clients send.
-pub(crate) fn endpoint_label(evaluator: &Evaluator, name: &str) -> String {
+pub(crate) fn endpoint_label(evaluator: &Evaluator, name: &str) -> Cow<'static, str> {
     let (first, check) = match name.split_once('/') {
         Some((first, check)) => (first, Some(check)),
         None => (name, None),
     };
     match (Endpoint::from_name(first), check) {
-        (Some(endpoint), None) => endpoint.name().to_owned(),
+        (Some(endpoint), None) => Cow::Borrowed(endpoint.name()),
         (Some(endpoint), Some(check))
             if endpoint.has_single_check_paths() && evaluator.has_check(endpoint, check) =>
         {
-            format!("{endpoint}/{check}")
+            Cow::Owned(format!("{endpoint}/{check}"))
         }
-        _ => "other".to_owned(),
+        _ => Cow::Borrowed("other"),
     }
 }
 
@@ -156,21 +157,21 @@ pub(crate) fn endpoint_label(evaluator: &Evaluator, name: &str) -> String {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CheckLabels {
     kind: &'static str,
-    name: String,
+    name: Cow<'static, str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RunLabels {
     kind: &'static str,
-    name: String,
+    name: Cow<'static, str>,
     result: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProbeLabels {
     protocol: &'static str,
-    endpoint: String,
-    code: String,
+    endpoint: Cow<'static, str>,
+    code: Cow<'static, str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -275,46 +276,77 @@ static METRICS: Lazy<Metrics> = Lazy::new(|| {
     metrics
 });
 
-/// A run of a check ended.
-pub(crate) fn check_ran(kind: &'static str, name: &str, result: RunResult, took: Duration) {
-    let labels = CheckLabels {
-        kind,
-        name: name.to_owned(),
-    };
-    METRICS
-        .check_duration
-        .get_or_create(&labels)
-        .observe(took.as_secs_f64());
-    METRICS
-        .check_up
-        .get_or_create(&labels)
-        .set(i64::from(result == RunResult::Ok));
-    METRICS
-        .check_runs
-        .get_or_create(&RunLabels {
-            kind,
-            name: name.to_owned(),
-            result: result.label(),
-        })
-        .inc();
+/// One check's series, looked up in their families the first time each is
+/// recorded and then updated in place: a probe records its checks without
+/// building labels, allocating or hashing (bench/findings.md). A series
+/// appears at its first record, as it would through the family.
+pub(crate) struct CheckSeries {
+    kind: &'static str,
+    name: &'static str,
+    up: OnceLock<Gauge>,
+    duration: OnceLock<Histogram>,
+    /// By [`RunResult`], in its order.
+    runs: [OnceLock<Counter>; 4],
 }
 
-/// A check's current result, without a run: a built-in check, or a
-/// background result grown stale.
-pub(crate) fn check_result(kind: &'static str, name: &str, up: bool) {
-    METRICS
-        .check_up
-        .get_or_create(&CheckLabels {
+impl CheckSeries {
+    pub(crate) const fn new(kind: &'static str, name: &'static str) -> CheckSeries {
+        CheckSeries {
             kind,
-            name: name.to_owned(),
-        })
-        .set(i64::from(up));
+            name,
+            up: OnceLock::new(),
+            duration: OnceLock::new(),
+            runs: [const { OnceLock::new() }; 4],
+        }
+    }
+
+    /// Whether these are the series of check `name` of `kind`.
+    pub(crate) fn is(&self, kind: &str, name: &str) -> bool {
+        self.kind == kind && self.name == name
+    }
+
+    fn labels(&self) -> CheckLabels {
+        CheckLabels {
+            kind: self.kind,
+            name: Cow::Borrowed(self.name),
+        }
+    }
+
+    /// A run of the check ended.
+    pub(crate) fn ran(&self, result: RunResult, took: Duration) {
+        self.duration
+            .get_or_init(|| METRICS.check_duration.get_or_create_owned(&self.labels()))
+            .observe(took.as_secs_f64());
+        self.result(result == RunResult::Ok);
+        self.runs[result as usize]
+            .get_or_init(|| {
+                METRICS.check_runs.get_or_create_owned(&RunLabels {
+                    kind: self.kind,
+                    name: Cow::Borrowed(self.name),
+                    result: result.label(),
+                })
+            })
+            .inc();
+    }
+
+    /// The check's current result, without a run: a built-in check, or a
+    /// background result grown stale.
+    pub(crate) fn result(&self, up: bool) {
+        self.up
+            .get_or_init(|| METRICS.check_up.get_or_create_owned(&self.labels()))
+            .set(i64::from(up));
+    }
 }
 
 /// A probe was answered. `endpoint` is one of the closed set the caller
 /// made it (never what a client sent); `code` an HTTP status or a gRPC
-/// health status name.
-pub(crate) fn probe_answered(protocol: &'static str, endpoint: String, code: String) {
+/// health status name. The usual values are borrowed, so that counting a
+/// probe allocates nothing.
+pub(crate) fn probe_answered(
+    protocol: &'static str,
+    endpoint: Cow<'static, str>,
+    code: Cow<'static, str>,
+) {
     METRICS
         .probe_requests
         .get_or_create(&ProbeLabels {
@@ -323,6 +355,16 @@ pub(crate) fn probe_answered(protocol: &'static str, endpoint: String, code: Str
             code,
         })
         .inc();
+}
+
+/// The `code` label of an HTTP answer.
+pub(crate) fn http_code(status: StatusCode) -> Cow<'static, str> {
+    match status {
+        StatusCode::OK => Cow::Borrowed("200"),
+        StatusCode::SERVICE_UNAVAILABLE => Cow::Borrowed("503"),
+        StatusCode::NOT_FOUND => Cow::Borrowed("404"),
+        other => Cow::Owned(other.as_str().to_owned()),
+    }
 }
 
 /// A hook ended.
@@ -429,14 +471,10 @@ mod tests {
 
     #[tokio::test]
     async fn the_series_are_named_and_labelled_as_the_contract_says() {
-        check_ran(
-            "readiness",
-            "db",
-            RunResult::Timeout,
-            Duration::from_millis(5),
-        );
-        check_ran("readiness", "db", RunResult::Ok, Duration::from_millis(2));
-        check_result("liveness", "runtime", true);
+        let db = CheckSeries::new("readiness", "db");
+        db.ran(RunResult::Timeout, Duration::from_millis(5));
+        db.ran(RunResult::Ok, Duration::from_millis(2));
+        CheckSeries::new("liveness", "runtime").result(true);
         probe_answered("http", "readyz".into(), "503".into());
         probe_answered("grpc", "healthz".into(), "NOT_SERVING".into());
         hook_ran("on_startup", "warm_cache", Duration::from_millis(1500));

@@ -152,10 +152,10 @@ pub(crate) fn target(name: &str) -> Option<(Endpoint, Option<&str>)> {
 
 /// The `endpoint` label of service `name` (`""` is `/healthz`'s).
 #[cfg(feature = "metrics")]
-pub(crate) fn endpoint_label(evaluator: &Evaluator, name: &str) -> String {
+pub(crate) fn endpoint_label(evaluator: &Evaluator, name: &str) -> std::borrow::Cow<'static, str> {
     match target(name) {
-        _ if name.is_empty() => "healthz".to_owned(),
-        None => "other".to_owned(),
+        _ if name.is_empty() => std::borrow::Cow::Borrowed("healthz"),
+        None => std::borrow::Cow::Borrowed("other"),
         Some(_) => crate::metrics::endpoint_label(evaluator, name),
     }
 }
@@ -222,7 +222,7 @@ impl Health for HealthService {
         crate::metrics::probe_answered(
             "grpc",
             endpoint_label(evaluator, name),
-            status.map_or("NOT_FOUND", |s| s.as_str_name()).to_owned(),
+            std::borrow::Cow::Borrowed(status.map_or("NOT_FOUND", |s| s.as_str_name())),
         );
         match status {
             Some(status) => Ok(Response::new(response(status))),

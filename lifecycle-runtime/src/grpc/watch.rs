@@ -68,7 +68,7 @@ impl Watches {
                 let next = watcher.next().await?;
                 // Each status sent is a probe answered.
                 #[cfg(feature = "metrics")]
-                crate::metrics::probe_answered("grpc", label, next.as_str_name().to_owned());
+                crate::metrics::probe_answered("grpc", label, next.as_str_name().into());
                 Some((Ok(response(next)), watcher))
             }
         })

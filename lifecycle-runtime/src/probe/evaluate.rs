@@ -26,6 +26,9 @@ pub(crate) struct Evaluator {
     checks: Vec<Arc<Check>>,
     /// Each change of a built-in check's result, logged once.
     changes: BuiltinChanges,
+    /// The series of the built-in checks of each kind.
+    #[cfg(feature = "metrics")]
+    builtin_series: Vec<crate::metrics::CheckSeries>,
 }
 
 /// The [`ChangeLog`]s of the built-in checks: `lifecycle` once per kind
@@ -76,6 +79,17 @@ impl Evaluator {
             max_tasks,
             checks: checks.into_iter().map(Check::new).collect(),
             changes: BuiltinChanges::new(),
+            #[cfg(feature = "metrics")]
+            builtin_series: [
+                ("liveness", "lifecycle"),
+                ("liveness", "runtime"),
+                ("liveness", "tasks"),
+                ("readiness", "lifecycle"),
+                ("startup", "lifecycle"),
+            ]
+            .into_iter()
+            .map(|(kind, name)| crate::metrics::CheckSeries::new(kind, name))
+            .collect(),
         }
     }
 
@@ -153,7 +167,13 @@ impl Evaluator {
         #[cfg(feature = "metrics")]
         if let Some(kind) = endpoint.check_kind() {
             for builtin in &builtins {
-                crate::metrics::check_result(kind.label(), &builtin.name, builtin.health.is_up());
+                let series = self
+                    .builtin_series
+                    .iter()
+                    .find(|series| series.is(kind.label(), &builtin.name));
+                if let Some(series) = series {
+                    series.result(builtin.health.is_up());
+                }
             }
         }
         builtins

@@ -67,23 +67,26 @@ impl Responder {
         let this = self.clone();
         async move {
             #[cfg(feature = "metrics")]
-            let path = request.uri().path().to_owned();
-            #[cfg(feature = "metrics")]
-            if path == "/metrics" && this.metrics {
+            if request.uri().path() == "/metrics" && this.metrics {
                 let answer = crate::metrics::answer(&request).await;
                 crate::metrics::probe_answered(
                     "http",
-                    "metrics".to_owned(),
-                    answer.status().as_u16().to_string(),
+                    "metrics".into(),
+                    crate::metrics::http_code(answer.status()),
                 );
                 return answer;
             }
+            #[cfg(feature = "metrics")]
+            let endpoint = crate::metrics::endpoint_label(
+                &this.evaluator,
+                request.uri().path().trim_start_matches('/'),
+            );
             let answer = http::answer(&this.evaluator, this.reasons, request).await;
             #[cfg(feature = "metrics")]
             crate::metrics::probe_answered(
                 "http",
-                crate::metrics::endpoint_label(&this.evaluator, path.trim_start_matches('/')),
-                answer.status().as_u16().to_string(),
+                endpoint,
+                crate::metrics::http_code(answer.status()),
             );
             answer
         }

@@ -109,6 +109,7 @@ impl ProbeServer {
         let thread = std::thread::Builder::new()
             .name("lifecycle-probes".into())
             .spawn(move || {
+                crate::call::timers_never_blocked_on_this_thread();
                 runtime.block_on(async move {
                     // The accept loop is a task, queued behind the
                     // connections it has just admitted. As the future that
