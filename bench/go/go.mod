@@ -1,0 +1,3 @@
+module lifecycle.invalid/bench/healthz
+
+go 1.19

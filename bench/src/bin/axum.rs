@@ -1,0 +1,16 @@
+//! The baseline a Rust user writes today: a hand-written `/healthz` route
+//! on the application's own axum server and runtime. Serves on
+//! `BENCH_ADDR`, under the load `BENCH_LOAD` names.
+
+use axum::{routing::get, Router};
+
+#[path = "../../app_load.rs"]
+mod app_load;
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(app_load::addr()).await?;
+    app_load::spawn();
+    let app = Router::new().route("/healthz", get(|| async { "ok" }));
+    axum::serve(listener, app).await
+}
