@@ -435,13 +435,13 @@ pub fn busy(bench: &Bench) -> Result<Vec<Figure>, String> {
         }
     }
     figure.notes.extend(failures);
+    // Each contender against the floor probed beside it.
+    for pair in figure.rows.chunks_mut(2) {
+        let floor = pair[1].clone_values();
+        pair[0].ratio_to(&floor, "the floor's p99 beside it");
+    }
     let floor = figure.row("floor, beside lifecycle /livez").clone_values();
     let axum = figure.row("axum on the app runtime").clone_values();
-    for row in figure.rows.iter_mut() {
-        if !row.name.starts_with("floor") {
-            row.ratio_to(&floor, "floor's p99");
-        }
-    }
     let life = figure.row("lifecycle /livez");
     let (p99, floor_p99) = (life.median(0), floor.median(0));
     let (p50, axum_p50) = (life.median(1), axum.median(1));
@@ -485,6 +485,7 @@ pub fn blocked(bench: &Bench) -> Result<Vec<Figure>, String> {
     let mut tonic = Row::new("tonic-health on the app runtime (gRPC Check)", 2);
     let mut all_named = true;
     let mut all_timed_out = (true, true);
+    let mut tonic_timed_out = true;
     let mut go_statuses = Vec::new();
     for _ in 0..bench.rounds {
         // lifecycle: start-up ends, the body of main blocks every worker.
@@ -555,7 +556,10 @@ pub fn blocked(bench: &Bench) -> Result<Vec<Figure>, String> {
             .and_then(|c| c.check("", timeout));
         let took = started.elapsed().min(timeout);
         tonic.note = match outcome {
-            Ok(_) => "SERVING".into(),
+            Ok(_) => {
+                tonic_timed_out = false;
+                "SERVING".into()
+            }
             Err(error) => error,
         };
         tonic.values[0].push(took.as_secs_f64() * 1000.0);
@@ -575,9 +579,11 @@ pub fn blocked(bench: &Bench) -> Result<Vec<Figure>, String> {
             }
         ),
     );
+    // Go's runtime preempts the goroutines that never yield, so it answers:
+    // recorded, as the issue asks, not counted against the goal.
     figure.goal(
         "baselines time out (record how)",
-        all_timed_out.0,
+        all_timed_out.0 && tonic_timed_out,
         format!(
             "axum: {}; Go: {}; tonic-health: {}",
             axum.note,

@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -32,6 +33,18 @@ pub fn command(bin_dir: &Path, binary: &str) -> Command {
         }
     }
     command.stdin(Stdio::null()).stdout(Stdio::null());
+    // SAFETY: prctl(2) only, which is async-signal-safe, between fork and
+    // exec: a service outlives no driver (one killed mid-run would leave
+    // spinning load behind, on every core).
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
     command
 }
 

@@ -37,7 +37,7 @@
 
 use std::borrow::Cow;
 use std::future::Future;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError};
 use std::time::Duration;
 
@@ -276,6 +276,21 @@ static METRICS: Lazy<Metrics> = Lazy::new(|| {
     metrics
 });
 
+/// Whether lifecycle records its series: on unless the service's
+/// configuration turned metrics off (`metrics = false`,
+/// `LIFECYCLE_METRICS=off`). Nothing serves them then, so a probe does no
+/// metric work at all.
+static RECORDING: AtomicBool = AtomicBool::new(true);
+
+/// Records lifecycle's series from now on, or stops recording them.
+pub(crate) fn set_recording(on: bool) {
+    RECORDING.store(on, Ordering::Relaxed);
+}
+
+fn recording() -> bool {
+    RECORDING.load(Ordering::Relaxed)
+}
+
 /// One check's series, looked up in their families the first time each is
 /// recorded and then updated in place: a probe records its checks without
 /// building labels, allocating or hashing (bench/findings.md). A series
@@ -314,6 +329,9 @@ impl CheckSeries {
 
     /// A run of the check ended.
     pub(crate) fn ran(&self, result: RunResult, took: Duration) {
+        if !recording() {
+            return;
+        }
         self.duration
             .get_or_init(|| METRICS.check_duration.get_or_create_owned(&self.labels()))
             .observe(took.as_secs_f64());
@@ -332,6 +350,9 @@ impl CheckSeries {
     /// The check's current result, without a run: a built-in check, or a
     /// background result grown stale.
     pub(crate) fn result(&self, up: bool) {
+        if !recording() {
+            return;
+        }
         self.up
             .get_or_init(|| METRICS.check_up.get_or_create_owned(&self.labels()))
             .set(i64::from(up));
@@ -347,6 +368,9 @@ pub(crate) fn probe_answered(
     endpoint: Cow<'static, str>,
     code: Cow<'static, str>,
 ) {
+    if !recording() {
+        return;
+    }
     METRICS
         .probe_requests
         .get_or_create(&ProbeLabels {
@@ -369,6 +393,9 @@ pub(crate) fn http_code(status: StatusCode) -> Cow<'static, str> {
 
 /// A hook ended.
 pub(crate) fn hook_ran(kind: &'static str, name: &'static str, took: Duration) {
+    if !recording() {
+        return;
+    }
     METRICS
         .hook_duration
         .get_or_create(&HookLabels { kind, name })
@@ -377,6 +404,9 @@ pub(crate) fn hook_ran(kind: &'static str, name: &'static str, took: Duration) {
 
 /// Start-up finished, `took` after `main` started.
 pub(crate) fn started(took: Duration) {
+    if !recording() {
+        return;
+    }
     METRICS.startup_duration.set(took.as_secs_f64());
 }
 

@@ -175,8 +175,11 @@ where
         settings.metrics,
     );
     #[cfg(feature = "metrics")]
-    if settings.metrics {
-        crate::metrics::observe(lifecycle.clone(), runtime.handle().clone());
+    {
+        crate::metrics::set_recording(settings.metrics);
+        if settings.metrics {
+            crate::metrics::observe(lifecycle.clone(), runtime.handle().clone());
+        }
     }
     let answer = move |request| responder.answer(request);
     let probes = match ProbeServer::start(settings.probe_addr, answer) {
