@@ -182,12 +182,11 @@ pub fn markdown(context: &Context, figures: &[Figure], findings: &str) -> String
     let _ = writeln!(
         out,
         "Figures of the probe path against what users would pick instead, and against the machine's floor, \
-         all measured in one run of `{}` ({} started {}, {:.1} minutes). Each figure is the median of {} \
-         rounds, with the smallest and largest round in brackets; within a round every contender ran \
+         all measured in one run of `{}` (started {}, {:.1} minutes). Each figure is the median of {} \
+         round(s), with the smallest and largest round in brackets; within a round every contender ran \
          side by side on the same machine. Goals are judged on medians. Regenerate with the command \
          above; nothing here is edited by hand but the section *What the profiles showed*.\n",
         context.command,
-        if context.rounds == 1 { "1 round," } else { "rounds" },
         context.started,
         context.minutes,
         context.rounds
