@@ -499,8 +499,36 @@ impl Collector for Live {
 mod tests {
     use super::*;
 
+    /// The tests that read what was recorded, one at a time: one of them
+    /// turns recording off, which is process-wide.
+    static RECORDING_TESTS: Mutex<()> = Mutex::new(());
+
+    #[tokio::test]
+    async fn with_metrics_off_nothing_is_recorded() {
+        let _one = RECORDING_TESTS.lock().unwrap_or_else(|p| p.into_inner());
+        set_recording(false);
+        let unseen = CheckSeries::new("liveness", "recorded_while_off");
+        unseen.ran(RunResult::Ok, Duration::from_millis(1));
+        unseen.result(true);
+        probe_answered("http", "recorded_while_off".into(), "200".into());
+        hook_ran("on_startup", "recorded_while_off", Duration::from_millis(1));
+        set_recording(true);
+        let text = encode();
+        assert!(!text.contains("recorded_while_off"), "{text}");
+        // The series made while off were never looked up: once on again,
+        // they appear at their first record.
+        unseen.result(true);
+        assert!(
+            encode()
+                .contains("lifecycle_check_up{kind=\"liveness\",name=\"recorded_while_off\"} 1"),
+            "{}",
+            encode()
+        );
+    }
+
     #[tokio::test]
     async fn the_series_are_named_and_labelled_as_the_contract_says() {
+        let _one = RECORDING_TESTS.lock().unwrap_or_else(|p| p.into_inner());
         let db = CheckSeries::new("readiness", "db");
         db.ran(RunResult::Timeout, Duration::from_millis(5));
         db.ran(RunResult::Ok, Duration::from_millis(2));
