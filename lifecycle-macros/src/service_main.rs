@@ -13,6 +13,7 @@ const VALID_ARGS: &[&str] = &[
     "probe_addr",
     "shutdown_timeout_ms",
     "drain_delay_ms",
+    "connection_drain_ms",
     "stall_threshold_ms",
     "max_tasks",
     "panic",
@@ -31,6 +32,7 @@ struct Config {
     probe_addr: Option<String>,
     shutdown_timeout_ms: Option<u64>,
     drain_delay_ms: Option<u64>,
+    connection_drain_ms: Option<u64>,
     stall_threshold_ms: Option<u64>,
     max_tasks: Option<u64>,
     panic_log: bool,
@@ -99,6 +101,7 @@ fn parse_config(args: TokenStream, errors: &mut Errors) -> Option<Config> {
             }
             "shutdown_timeout_ms" => config.shutdown_timeout_ms = arg.millis(errors, 1, 25000),
             "drain_delay_ms" => config.drain_delay_ms = arg.millis(errors, 0, 5000),
+            "connection_drain_ms" => config.connection_drain_ms = arg.millis(errors, 0, 5000),
             "stall_threshold_ms" => config.stall_threshold_ms = arg.millis(errors, 1, 10000),
             "max_tasks" => config.max_tasks = arg.unsigned(errors, 1, 10000),
             "worker_threads" => config.worker_threads = arg.unsigned(errors, 1, 4),
@@ -181,6 +184,7 @@ fn generate(config: Config, function: ItemFn) -> TokenStream {
     };
     let shutdown_timeout_ms = some_u64(config.shutdown_timeout_ms);
     let drain_delay_ms = some_u64(config.drain_delay_ms);
+    let connection_drain_ms = some_u64(config.connection_drain_ms);
     let stall_threshold_ms = some_u64(config.stall_threshold_ms);
     let max_tasks = some_u64(config.max_tasks);
     let worker_threads = some_u64(config.worker_threads);
@@ -240,6 +244,7 @@ fn generate(config: Config, function: ItemFn) -> TokenStream {
                 probe_addr: #probe_addr,
                 shutdown_timeout_ms: #shutdown_timeout_ms,
                 drain_delay_ms: #drain_delay_ms,
+                connection_drain_ms: #connection_drain_ms,
                 stall_threshold_ms: #stall_threshold_ms,
                 max_tasks: #max_tasks,
                 panic: #panic,

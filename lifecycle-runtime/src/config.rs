@@ -19,6 +19,8 @@ pub struct ServiceConfig {
     pub shutdown_timeout_ms: Option<u64>,
     /// `drain_delay_ms`.
     pub drain_delay_ms: Option<u64>,
+    /// `connection_drain_ms`.
+    pub connection_drain_ms: Option<u64>,
     /// `stall_threshold_ms`.
     pub stall_threshold_ms: Option<u64>,
     /// `max_tasks`: adds the built-in `tasks` liveness check.
@@ -133,6 +135,9 @@ pub(crate) struct Settings {
     /// The drain delay in force on Kubernetes: the configured one, or the
     /// Kubernetes default. What the generated manifest plans for.
     pub(crate) cluster_drain_delay: Duration,
+    /// How long connections accepted through `net::TcpListener` have to
+    /// close after `shutdown_signal()`, before lifecycle ends them.
+    pub(crate) connection_drain: Duration,
     pub(crate) stall_threshold: Duration,
     pub(crate) max_tasks: Option<u64>,
     pub(crate) reasons: ReasonsPolicy,
@@ -146,6 +151,7 @@ pub(crate) const PROBE_ADDR: &str = "LIFECYCLE_PROBE_ADDR";
 pub(crate) const PROBE_ADDR_FILE: &str = "LIFECYCLE_PROBE_ADDR_FILE";
 pub(crate) const SHUTDOWN_TIMEOUT: &str = "LIFECYCLE_SHUTDOWN_TIMEOUT_MS";
 pub(crate) const DRAIN_DELAY: &str = "LIFECYCLE_DRAIN_DELAY_MS";
+pub(crate) const CONNECTION_DRAIN: &str = "LIFECYCLE_CONNECTION_DRAIN_MS";
 pub(crate) const STALL_THRESHOLD: &str = "LIFECYCLE_STALL_THRESHOLD_MS";
 pub(crate) const LOG_FORMAT: &str = "LIFECYCLE_LOG_FORMAT";
 pub(crate) const TERMINATION_LOG: &str = "LIFECYCLE_TERMINATION_LOG";
@@ -162,6 +168,9 @@ pub(crate) const MAX_MILLIS: u64 = 86_400_000;
 const DEFAULT_PROBE_ADDR: &str = "0.0.0.0:8081";
 const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 25_000;
 const DEFAULT_STALL_THRESHOLD_MS: u64 = 10_000;
+/// Long enough for a request in flight to finish; an SSE stream or a
+/// WebSocket that ignores the stop is ended after it.
+const DEFAULT_CONNECTION_DRAIN_MS: u64 = 5_000;
 /// On Kubernetes, endpoints are removed from load balancers asynchronously
 /// after the pod is marked terminating; keep serving a while.
 const KUBERNETES_DRAIN_DELAY_MS: u64 = 5_000;
@@ -416,6 +425,13 @@ impl Settings {
             drain_delay,
             drain_delay_source,
             cluster_drain_delay,
+            connection_drain: millis(
+                env,
+                CONNECTION_DRAIN,
+                config.connection_drain_ms,
+                DEFAULT_CONNECTION_DRAIN_MS,
+                0,
+            )?,
             stall_threshold: millis(
                 env,
                 STALL_THRESHOLD,
@@ -441,6 +457,7 @@ mod tests {
             probe_addr: Some("127.0.0.1:9000"),
             shutdown_timeout_ms: None,
             drain_delay_ms: Some(100),
+            connection_drain_ms: None,
             stall_threshold_ms: None,
             max_tasks: None,
             panic: PanicPolicy::Crash,
@@ -476,6 +493,7 @@ mod tests {
         for variable in [
             SHUTDOWN_TIMEOUT,
             DRAIN_DELAY,
+            CONNECTION_DRAIN,
             STALL_THRESHOLD,
             PROBE_ADDR,
             REASONS,
@@ -505,6 +523,7 @@ mod tests {
             for variable in [
                 SHUTDOWN_TIMEOUT,
                 DRAIN_DELAY,
+                CONNECTION_DRAIN,
                 PROBE_ADDR,
                 PROBE_ADDR_FILE,
                 REASONS,

@@ -316,6 +316,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+mod address_file;
 mod call;
 mod checks;
 mod config;
@@ -334,6 +335,7 @@ mod logging;
 mod manifest;
 #[cfg(feature = "metrics")]
 pub mod metrics;
+pub mod net;
 mod panics;
 mod pid1;
 mod probe;
@@ -374,6 +376,40 @@ use lifecycle::Lifecycle;
 /// ```
 pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     Lifecycle::global().serving_ends().clone().cancelled_owned()
+}
+
+/// Yields `stream`'s items until [`shutdown_signal`] completes, then
+/// ends: a response streamed from it finishes properly instead of being
+/// cut by the connection drain (contract section 11). An SSE response
+/// sends its last chunk, and the client's `EventSource` reconnects, to an
+/// instance still in rotation; a tonic server stream ends with status
+/// `OK`.
+///
+/// ```no_run
+/// use std::convert::Infallible;
+/// use std::time::Duration;
+///
+/// use axum::response::sse::{Event, Sse};
+/// use futures_util::stream::{self, Stream};
+///
+/// async fn ticks() -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+///     let ticks = stream::unfold(0u64, |n| async move {
+///         tokio::time::sleep(Duration::from_secs(1)).await;
+///         Some((Ok(Event::default().data(n.to_string())), n + 1))
+///     });
+///     Sse::new(lifecycle_runtime::until_shutdown(ticks))
+/// }
+/// ```
+///
+/// A WebSocket has no such end of its own: its handler selects on
+/// [`shutdown_signal`] and sends a Close frame with code 1001 (Going
+/// Away), as `examples/streams` shows.
+pub fn until_shutdown<S>(stream: S) -> impl futures_core::Stream<Item = S::Item>
+where
+    S: futures_core::Stream,
+{
+    use futures_util::StreamExt;
+    stream.take_until(shutdown_signal())
 }
 
 /// A token cancelled at the same moment [`shutdown_signal`] completes.

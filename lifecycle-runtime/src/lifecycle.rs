@@ -18,6 +18,9 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tokio_util::task::task_tracker::TaskTrackerToken;
 use tokio_util::task::TaskTracker;
 
+use crate::address_file::AddressFile;
+use crate::net::Connections;
+
 /// Where the service is in its life.
 ///
 /// The phase only moves forward: `Starting → Running → Draining →
@@ -130,6 +133,15 @@ pub(crate) struct Lifecycle {
     /// Preflight checks and `on_startup` hooks still running: plain `fn`s
     /// on the blocking pool, `async fn`s an abort has not reached yet.
     blocking_startup: BlockingCalls,
+    /// Connections accepted through `net::TcpListener`, until they close.
+    connections: Arc<Connections>,
+    /// The address file: the probe server's address and the application's.
+    addresses: AddressFile,
+    /// When the stop was requested: the shutdown deadline counts from here.
+    stop_requested_at: OnceLock<Instant>,
+    /// When `shutdown_signal()` completed: the connection drain counts
+    /// from here.
+    serving_ended_at: OnceLock<Instant>,
     /// Counts the changes of what probes answer from here (the phase, the
     /// start-up latch, `set_ready`, `mark_broken`) and of background
     /// checks' results: gRPC `Watch` streams wake on it instead of polling.
@@ -153,6 +165,10 @@ impl Lifecycle {
             activities: Mutex::new(Vec::new()),
             blocking_startup: BlockingCalls::default(),
             changes: tokio::sync::watch::Sender::new(0),
+            connections: Arc::default(),
+            addresses: AddressFile::default(),
+            stop_requested_at: OnceLock::new(),
+            serving_ended_at: OnceLock::new(),
         }
     }
 
@@ -228,6 +244,7 @@ impl Lifecycle {
     pub(crate) fn request_stop(&self) {
         // Draining already (or Stopping) is what a stop asks for.
         let moved = self.advance(Phase::Draining);
+        let _ = self.stop_requested_at.set(Instant::now());
         self.stop_requested.cancel();
         self.note_change();
         // Logged after the change, which never waits on a log line.
@@ -251,7 +268,18 @@ impl Lifecycle {
     /// too, when nothing had.
     pub(crate) fn end_serving(&self) {
         self.request_stop();
+        let _ = self.serving_ended_at.set(Instant::now());
         self.serving_ends.cancel();
+    }
+
+    /// When the stop was requested, if it was.
+    pub(crate) fn stop_requested_at(&self) -> Option<Instant> {
+        self.stop_requested_at.get().copied()
+    }
+
+    /// When `shutdown_signal()` completed, if it did.
+    pub(crate) fn serving_ended_at(&self) -> Option<Instant> {
+        self.serving_ended_at.get().copied()
     }
 
     /// Cancelled when the application must stop serving.
@@ -305,6 +333,14 @@ impl Lifecycle {
 
     pub(crate) fn tracker(&self) -> &TaskTracker {
         &self.tracker
+    }
+
+    pub(crate) fn connections(&self) -> &Arc<Connections> {
+        &self.connections
+    }
+
+    pub(crate) fn addresses(&self) -> &AddressFile {
+        &self.addresses
     }
 
     pub(crate) fn heartbeat(&self) -> &Heartbeat {

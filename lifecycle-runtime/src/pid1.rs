@@ -178,6 +178,7 @@ mod tests {
             probe_addr: None,
             shutdown_timeout_ms: None,
             drain_delay_ms: None,
+            connection_drain_ms: None,
             stall_threshold_ms: None,
             max_tasks: None,
             panic: PanicPolicy::Crash,

@@ -195,9 +195,12 @@ where
         }
     };
     tracing::info!("probe server listening on http://{}", probes.local_addr);
-    if let Some(path) = &settings.probe_addr_file {
-        // The listener is bound and listening: connections queue from now.
-        if let Err(error) = probe::server::publish_address(path, probes.local_addr) {
+    // The listener is bound and listening: connections queue from now.
+    let published = lifecycle
+        .addresses()
+        .probe_listening(settings.probe_addr_file.as_deref(), probes.local_addr);
+    if let Err(error) = published {
+        if let Some(path) = &settings.probe_addr_file {
             return Exit::failure(
                 exit::BAD_CONFIG,
                 format!(

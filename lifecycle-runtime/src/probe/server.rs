@@ -10,7 +10,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -165,60 +165,6 @@ fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
-}
-
-/// Writes `addr` (`IP:PORT` and a newline) to `path`, for tools that start
-/// the service on port 0. A regular file (or none yet) is written beside
-/// and renamed into place, so that a reader polling for the file never
-/// sees half a line. Anything else there is written in place, never
-/// replaced: a FIFO a supervisor reads the address from, a character
-/// device, a symbolic link (renaming over them would leave the reader
-/// waiting forever, or swap a device node or a link for a file). It is
-/// opened without blocking, so a FIFO nobody reads fails at once instead
-/// of holding up start-up; a directory, a socket or a block device fails.
-pub(crate) fn publish_address(path: &Path, addr: SocketAddr) -> io::Result<()> {
-    let line = format!("{addr}\n");
-    match std::fs::symlink_metadata(path) {
-        Ok(metadata) if metadata.file_type().is_file() => {}
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-        Ok(_) => return write_in_place(path, line.as_bytes()),
-        Err(error) => return Err(error),
-    }
-    let mut partial = path.as_os_str().to_owned();
-    partial.push(".partial");
-    let partial = PathBuf::from(partial);
-    std::fs::write(&partial, line)?;
-    std::fs::rename(&partial, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&partial);
-    })
-}
-
-/// Writes `bytes` to what is at `path`, following links, without blocking:
-/// a regular file (truncated first), a FIFO or a character device.
-fn write_in_place(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(|error| match error.raw_os_error() {
-            Some(libc::ENXIO) => io::Error::new(
-                error.kind(),
-                format!("{error}: a FIFO nobody reads, or a device that is not there"),
-            ),
-            _ => error,
-        })?;
-    let kind = file.metadata()?.file_type();
-    if kind.is_file() {
-        file.set_len(0)?;
-    } else if !kind.is_fifo() && !kind.is_char_device() {
-        return Err(io::Error::other(
-            "it is not a regular file, a FIFO or a character device",
-        ));
-    }
-    file.write_all(bytes)
 }
 
 /// The open connections, oldest first. At the cap, the oldest connection
@@ -660,57 +606,6 @@ mod tests {
         let mut answer = String::new();
         let _ = stream.read_to_string(&mut answer);
         answer
-    }
-
-    #[test]
-    fn the_address_file_is_renamed_into_place_or_written_in_place_never_replaced() {
-        use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-
-        let dir = std::env::temp_dir().join(format!("lifecycle-addr-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let addr: SocketAddr = "127.0.0.1:8081".parse().unwrap();
-
-        // A regular file, new or old: renamed into place, nothing left beside.
-        let file = dir.join("addr");
-        publish_address(&file, addr).unwrap();
-        std::fs::write(&file, "an older and longer address\n").unwrap();
-        publish_address(&file, addr).unwrap();
-        assert_eq!(std::fs::read_to_string(&file).unwrap(), "127.0.0.1:8081\n");
-        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
-
-        // A FIFO nobody reads: fails at once; with a reader: written there.
-        let fifo = dir.join("fifo");
-        let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-        // SAFETY: mkfifo(3) with a valid C string.
-        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
-        let error = publish_address(&fifo, addr).unwrap_err();
-        assert!(error.to_string().contains("a FIFO nobody reads"), "{error}");
-        let mut reader = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&fifo)
-            .unwrap();
-        publish_address(&fifo, addr).unwrap();
-        let mut read = String::new();
-        reader.read_to_string(&mut read).unwrap();
-        assert_eq!(read, "127.0.0.1:8081\n");
-        assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
-
-        // A character device: written, not replaced.
-        publish_address("/dev/null".as_ref(), addr).unwrap();
-        assert!(std::fs::metadata("/dev/null")
-            .unwrap()
-            .file_type()
-            .is_char_device());
-
-        // A directory, a missing one: errors, and nothing left behind.
-        let sub = dir.join("sub");
-        std::fs::create_dir(&sub).unwrap();
-        assert!(publish_address(&sub, addr).is_err());
-        assert!(publish_address(&dir.join("no").join("addr"), addr).is_err());
-        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 3);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -1,0 +1,190 @@
+//! The table of connections accepted through [`TcpListener`], and the
+//! connection drain that ends the ones still open at its end (contract
+//! section 11).
+//!
+//! Each connection is one [`Connection`], shared by the stream the
+//! application holds and, once the drain has ended it, by the task that
+//! reads and discards what the peer still sends. The socket closes when
+//! the last of them lets go, and only then does the table forget it: the
+//! stop waits for that.
+//!
+//! [`TcpListener`]: super::TcpListener
+
+use std::collections::HashMap;
+use std::io;
+use std::net::Shutdown;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use futures_util::task::AtomicWaker;
+use socket2::SockRef;
+use tokio::sync::Notify;
+
+/// How long an ended connection keeps reading and discarding before it
+/// closes: a close with unread bytes sends a reset (on Linux), and a peer
+/// that keeps writing (WebSocket pings, HTTP/2 PINGs) always has some in
+/// flight. A peer that read our FIN closes within a round trip.
+const DISCARD_FOR: Duration = Duration::from_secs(1);
+
+/// Every connection accepted through lifecycle's listeners that has not
+/// closed yet.
+#[derive(Default)]
+pub(crate) struct Connections {
+    table: Mutex<Table>,
+    /// `table.open.len()`, readable without the lock (probes, scrapes).
+    open: AtomicUsize,
+    /// Connections the drain ended: `lifecycle_connections_ended_total`.
+    ended: AtomicU64,
+    /// Notified whenever the table becomes empty.
+    all_closed: Notify,
+}
+
+#[derive(Default)]
+struct Table {
+    next_id: u64,
+    open: HashMap<u64, Weak<Connection>>,
+}
+
+impl Connections {
+    /// Counts `io` until it closes.
+    pub(crate) fn track(self: &Arc<Self>, io: tokio::net::TcpStream) -> Arc<Connection> {
+        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        let id = table.next_id;
+        table.next_id += 1;
+        let connection = Arc::new(Connection {
+            io,
+            id,
+            opened: Instant::now(),
+            ended: AtomicBool::new(false),
+            reader: AtomicWaker::new(),
+            writer: AtomicWaker::new(),
+            table: self.clone(),
+        });
+        table.open.insert(id, Arc::downgrade(&connection));
+        self.open.store(table.open.len(), Ordering::SeqCst);
+        connection
+    }
+
+    fn forget(&self, id: u64) {
+        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        table.open.remove(&id);
+        self.open.store(table.open.len(), Ordering::SeqCst);
+        if table.open.is_empty() {
+            self.all_closed.notify_waiters();
+        }
+    }
+
+    /// Connections open now.
+    pub(crate) fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+
+    /// Connections the connection drain has ended, in all.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn ended(&self) -> u64 {
+        self.ended.load(Ordering::SeqCst)
+    }
+
+    /// Completes when no connection is open.
+    pub(crate) async fn closed(&self) {
+        loop {
+            let notified = self.all_closed.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so that a close in between
+            // is not missed.
+            notified.as_mut().enable();
+            if self.open() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// The end of the connection drain: ends every connection still open
+    /// (see [`Connection::end`]) and leaves a task on the current runtime
+    /// to read and discard what each peer still sends, for up to
+    /// [`DISCARD_FOR`], before its socket closes. Returns how many it
+    /// ended and how long the oldest had been open.
+    pub(crate) fn end_all(&self) -> Option<(usize, Duration)> {
+        let open: Vec<Arc<Connection>> = {
+            let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+            table.open.values().filter_map(Weak::upgrade).collect()
+        };
+        let mut ended = 0;
+        let mut oldest = Duration::ZERO;
+        for connection in open {
+            if !connection.end() {
+                continue;
+            }
+            ended += 1;
+            oldest = oldest.max(connection.opened.elapsed());
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(DISCARD_FOR, connection.discard_until_eof()).await;
+            });
+        }
+        self.ended.fetch_add(ended as u64, Ordering::SeqCst);
+        (ended > 0).then_some((ended, oldest))
+    }
+}
+
+/// One accepted connection: the socket, and what ending it needs.
+pub(crate) struct Connection {
+    pub(crate) io: tokio::net::TcpStream,
+    id: u64,
+    opened: Instant,
+    /// Set by the drain: reads see end-of-stream, writes fail.
+    ended: AtomicBool,
+    /// The tasks last blocked reading or writing through the stream: the
+    /// drain wakes them, so that a task idle on the stream sees the end.
+    pub(crate) reader: AtomicWaker,
+    pub(crate) writer: AtomicWaker,
+    table: Arc<Connections>,
+}
+
+impl Connection {
+    pub(crate) fn is_ended(&self) -> bool {
+        self.ended.load(Ordering::SeqCst)
+    }
+
+    /// Ends the connection at the socket: the write side is shut down, so
+    /// the peer gets a FIN; the tasks blocked on the stream wake and find
+    /// reads at end-of-stream and writes failing. Returns false when it
+    /// was ended already.
+    fn end(&self) -> bool {
+        if self.ended.swap(true, Ordering::SeqCst) {
+            return false;
+        }
+        // Through the socket the connection owns, alive as long as `self`:
+        // nothing here can touch a descriptor its owner has closed.
+        if let Err(error) = SockRef::from(&self.io).shutdown(Shutdown::Write) {
+            // Already gone (the peer reset it): nothing left to end.
+            tracing::debug!("ending a connection: {error}");
+        }
+        self.reader.wake();
+        self.writer.wake();
+        true
+    }
+
+    /// Reads and discards until the peer's FIN (or an error).
+    async fn discard_until_eof(&self) {
+        let mut scratch = [0u8; 4096];
+        loop {
+            if self.io.readable().await.is_err() {
+                return;
+            }
+            match self.io.try_read(&mut scratch) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.table.forget(self.id);
+    }
+}

@@ -1,0 +1,173 @@
+//! The stream of a connection accepted through lifecycle's listener.
+
+use std::fmt;
+use std::io;
+use std::net::{Shutdown, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use socket2::SockRef;
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+
+use super::connections::Connection;
+
+/// A TCP connection accepted through [`TcpListener`](super::TcpListener):
+/// tokio's stream, counted by lifecycle until it closes, and ended by the
+/// connection drain if it is still open then (contract section 11). Once
+/// ended, reads see end-of-stream and writes fail with `BrokenPipe`.
+pub struct TcpStream {
+    connection: Arc<Connection>,
+}
+
+impl TcpStream {
+    pub(super) fn new(connection: Arc<Connection>) -> TcpStream {
+        TcpStream { connection }
+    }
+
+    /// The remote address of the connection.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.connection.io.peer_addr()
+    }
+
+    /// The local address of the connection.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.connection.io.local_addr()
+    }
+
+    /// Sets `TCP_NODELAY`: segments are sent as soon as possible.
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.connection.io.set_nodelay(nodelay)
+    }
+
+    /// Whether `TCP_NODELAY` is set.
+    pub fn nodelay(&self) -> io::Result<bool> {
+        self.connection.io.nodelay()
+    }
+
+    fn ended_error() -> io::Error {
+        io::Error::new(
+            io::ErrorKind::BrokenPipe,
+            "connection ended by lifecycle at the end of the connection drain",
+        )
+    }
+}
+
+impl fmt::Debug for TcpStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpStream")
+            .field("io", &self.connection.io)
+            .field("ended", &self.connection.is_ended())
+            .finish()
+    }
+}
+
+// The socket is shared with the connection drain, so the stream does its
+// I/O through `&tokio::net::TcpStream`: readiness, then one non-blocking
+// call, as tokio's own `poll_read` and `poll_write` do.
+impl AsyncRead for TcpStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let connection = &*self.connection;
+        loop {
+            if connection.is_ended() {
+                return Poll::Ready(Ok(()));
+            }
+            if let Poll::Pending = connection.io.poll_read_ready(cx)? {
+                connection.reader.register(cx.waker());
+                // Ended between the check and the registration: its wake
+                // may have come before the registration.
+                if connection.is_ended() {
+                    return Poll::Ready(Ok(()));
+                }
+                return Poll::Pending;
+            }
+            // SAFETY: `recv` only writes into the slice, and only the `n`
+            // bytes it reports written are marked initialised and filled.
+            let unfilled = unsafe { buf.unfilled_mut() };
+            let read = connection.io.try_io(Interest::READABLE, || {
+                SockRef::from(&connection.io).recv(unfilled)
+            });
+            match read {
+                Ok(n) => {
+                    unsafe { buf.assume_init(n) };
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                // Readiness was stale and is cleared: poll it again.
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(error) => return Poll::Ready(Err(error)),
+            }
+        }
+    }
+}
+
+impl TcpStream {
+    /// Writes with `write` once the socket is writable; fails once the
+    /// connection is ended.
+    fn poll_write_with(
+        &self,
+        cx: &mut Context<'_>,
+        mut write: impl FnMut(&tokio::net::TcpStream) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        let connection = &*self.connection;
+        loop {
+            if connection.is_ended() {
+                return Poll::Ready(Err(Self::ended_error()));
+            }
+            if let Poll::Pending = connection.io.poll_write_ready(cx)? {
+                connection.writer.register(cx.waker());
+                if connection.is_ended() {
+                    return Poll::Ready(Err(Self::ended_error()));
+                }
+                return Poll::Pending;
+            }
+            match write(&connection.io) {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+                written => return Poll::Ready(written),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for TcpStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_with(cx, |io| io.try_write(buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_with(cx, |io| io.try_write_vectored(bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Nothing is buffered here.
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.connection.is_ended() {
+            // The drain shut the write side down already.
+            return Poll::Ready(Ok(()));
+        }
+        let shut = SockRef::from(&self.connection.io).shutdown(Shutdown::Write);
+        Poll::Ready(match shut {
+            Err(error) if error.kind() == io::ErrorKind::NotConnected => Ok(()),
+            other => other,
+        })
+    }
+}
