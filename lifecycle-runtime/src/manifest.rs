@@ -250,7 +250,11 @@ fn render(container_name: &str, settings: &Settings, manifest: Manifest) -> Resu
     };
     let yaml = serde_norway::to_string(&document).map_err(|e| e.to_string())?;
     // The budget as it will be in the cluster, with its drain delay.
-    let warning = match budget_warning(settings.cluster_drain_delay, settings.shutdown_timeout) {
+    let warning = match budget_warning(
+        settings.cluster_drain_delay,
+        settings.connection_drain,
+        settings.shutdown_timeout,
+    ) {
         Some(warning) => {
             tracing::warn!("{warning}");
             format!("# WARNING: {warning}\n")

@@ -420,7 +420,8 @@ pub(crate) fn observe(lifecycle: Arc<Lifecycle>, app: Handle) {
 }
 
 /// What a scrape reads from memory: the phase, the heartbeat, the log's
-/// dropped lines and the application runtime's stable metrics.
+/// dropped lines, the connections and the application runtime's stable
+/// metrics.
 struct Live {
     lifecycle: Arc<Lifecycle>,
     app: Handle,
@@ -468,6 +469,22 @@ impl Collector for Live {
             "Log lines lost to a stalled or broken log pipe",
             None,
             dropped.metric_type(),
+        )?)?;
+
+        let connections = self.lifecycle.connections();
+        let open = ConstGauge::new(connections.open() as i64);
+        open.encode(encoder.encode_descriptor(
+            "lifecycle_connections_open",
+            "Connections accepted through lifecycle's listener that are open",
+            None,
+            open.metric_type(),
+        )?)?;
+        let ended = ConstCounter::new(connections.ended());
+        ended.encode(encoder.encode_descriptor(
+            "lifecycle_connections_ended",
+            "Connections lifecycle ended at the end of the connection drain",
+            None,
+            ended.metric_type(),
         )?)?;
 
         let runtime = self.app.metrics();

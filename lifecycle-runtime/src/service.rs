@@ -218,16 +218,35 @@ where
         settings.shutdown_timeout.as_millis(),
         settings.stall_threshold.as_millis(),
     );
-    if let Some(warning) = shutdown::budget_warning(settings.drain_delay, settings.shutdown_timeout)
-    {
+    if let Some(warning) = shutdown::budget_warning(
+        settings.drain_delay,
+        settings.connection_drain,
+        settings.shutdown_timeout,
+    ) {
         tracing::warn!("{warning}");
     }
 
     let app = runtime.handle().clone();
     let drain_delay = settings.drain_delay;
+    let plan = shutdown::Plan {
+        shutdown_timeout: settings.shutdown_timeout,
+        connection_drain: settings.connection_drain,
+    };
     let (failures, panicked) = runtime.block_on(async {
         let mut failures = Vec::new();
         let mut panicked = false;
+        let mut main_ended = |ended: MainEnded, failures: &mut Vec<String>| match ended {
+            MainEnded::Ok => {}
+            MainEnded::Err(error) => {
+                let error = format!("main returned an error: {error}");
+                tracing::error!("{error}");
+                failures.push(error);
+            }
+            MainEnded::Panicked(message) => {
+                failures.push(format!("main panicked: {message}"));
+                panicked = true;
+            }
+        };
         // A signal during start-up abandons it: what is running is
         // cancelled (dropped, which aborts it) and main never runs.
         let started = tokio::select! {
@@ -238,6 +257,9 @@ where
         // A signal may also come between the end of start-up and this:
         // the phase machine refuses `Running` once it is `Draining`.
         let started = started.map(|done| done && lifecycle.finish_startup().is_ok());
+        let body = shutdown::main_body(&lifecycle, main());
+        tokio::pin!(body);
+        let mut main_running = false;
         match started {
             Ok(true) => {
                 #[cfg(feature = "metrics")]
@@ -245,17 +267,9 @@ where
                     crate::metrics::started(began.elapsed());
                 }
                 tracing::info!("start-up finished; running");
-                match shutdown::run_main(&lifecycle, main(), drain_delay).await {
-                    MainEnded::Ok => {}
-                    MainEnded::Err(error) => {
-                        let error = format!("main returned an error: {error}");
-                        tracing::error!("{error}");
-                        failures.push(error);
-                    }
-                    MainEnded::Panicked(message) => {
-                        failures.push(format!("main panicked: {message}"));
-                        panicked = true;
-                    }
+                match shutdown::serve(&lifecycle, body.as_mut(), drain_delay).await {
+                    Some(ended) => main_ended(ended, &mut failures),
+                    None => main_running = true,
                 }
             }
             Ok(false) => tracing::info!("start-up abandoned: stopping before main runs"),
@@ -267,7 +281,19 @@ where
                 failures.push(error);
             }
         }
-        failures.extend(shutdown::stop(&lifecycle, &app).await);
+        let main = main_running.then_some(body.as_mut());
+        let stopped = shutdown::stop(&lifecycle, &app, main, &plan).await;
+        if let Some(ended) = stopped.main {
+            main_ended(ended, &mut failures);
+        }
+        failures.extend(stopped.hook_failures);
+        if let Some(running) = stopped.still_running {
+            let failure = format!(
+                "the on_shutdown hooks ran, but what they could wait for no longer had not ended: still running: {running}"
+            );
+            tracing::error!("{failure}");
+            failures.push(failure);
+        }
         (failures, panicked)
     });
 

@@ -1,11 +1,15 @@
-//! The graceful stop: drain, tell the application to stop serving, wait for
-//! it and its tracked tasks, then run the `on_shutdown` hooks in order.
-//! (The deadline over all of it is watched by the signal thread, which no
-//! stalled runtime can hold up.)
+//! The graceful stop: drain, tell the application to stop serving, wait
+//! for it, its tracked tasks and its connections (ending those that
+//! outlive the connection drain), then run the `on_shutdown` hooks in
+//! order, and in time whatever is still running. (The deadline over all
+//! of it is watched by the signal thread, which no stalled runtime can
+//! hold up.)
 
+use std::cell::Cell;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::time::Duration;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use tokio::runtime::Handle;
@@ -14,6 +18,11 @@ use crate::hooks;
 use crate::lifecycle::Lifecycle;
 use crate::panics::payload_message;
 use crate::registry::{self, HookKind};
+
+/// What the hooks' latest start keeps free before the deadline, beyond
+/// their own timeouts: for the probe server's stop, the exit and its
+/// termination message.
+const EXIT_MARGIN: Duration = Duration::from_millis(250);
 
 /// How the body of `main` ended.
 pub(crate) enum MainEnded {
@@ -24,32 +33,37 @@ pub(crate) enum MainEnded {
     Panicked(String),
 }
 
-/// Runs the body of `main` until it returns. On a stop request it drains
-/// first: out of rotation (the request did that), still serving for
-/// `drain_delay`, then `shutdown_signal()` completes and the body gets to
-/// finish its in-flight work.
-pub(crate) async fn run_main<Fut>(
-    lifecycle: &Lifecycle,
-    body: Fut,
-    drain_delay: Duration,
-) -> MainEnded
+/// The body of `main`, recorded as running until it returns, with a
+/// panic caught.
+pub(crate) async fn main_body<Fut>(lifecycle: &Lifecycle, body: Fut) -> MainEnded
 where
     Fut: Future<Output = Result<(), String>>,
 {
     let _running = lifecycle.enter("the body of main".into());
-    let body = AssertUnwindSafe(body)
-        .catch_unwind()
-        .map(|ended| match ended {
-            Ok(Ok(())) => MainEnded::Ok,
-            Ok(Err(error)) => MainEnded::Err(error),
-            Err(payload) => MainEnded::Panicked(payload_message(payload)),
-        });
-    let mut body = std::pin::pin!(body);
+    match AssertUnwindSafe(body).catch_unwind().await {
+        Ok(Ok(())) => MainEnded::Ok,
+        Ok(Err(error)) => MainEnded::Err(error),
+        Err(payload) => MainEnded::Panicked(payload_message(payload)),
+    }
+}
+
+/// Runs the body of `main` until it returns, or until the drain is over:
+/// on a stop request, out of rotation (the request did that), still
+/// serving for `drain_delay`, then `shutdown_signal()` completes. Returns
+/// how `main` ended if it did; otherwise it is still finishing its
+/// in-flight work, and [`stop`] goes on polling it.
+pub(crate) async fn serve<F>(
+    lifecycle: &Lifecycle,
+    mut body: Pin<&mut F>,
+    drain_delay: Duration,
+) -> Option<MainEnded>
+where
+    F: Future<Output = MainEnded>,
+{
     tokio::select! {
-        ended = &mut body => {
+        ended = body.as_mut() => {
             tracing::info!("main returned; stopping");
-            lifecycle.end_serving();
-            return ended;
+            return Some(ended);
         }
         _ = lifecycle.stop_requested() => {}
     }
@@ -59,10 +73,7 @@ where
             drain_delay.as_millis()
         );
         tokio::select! {
-            ended = &mut body => {
-                lifecycle.end_serving();
-                return ended;
-            }
+            ended = body.as_mut() => return Some(ended),
             // On lifecycle's clock: blocked workers cannot stretch it.
             _ = crate::call::sleep(drain_delay) => {}
         }
@@ -70,29 +81,127 @@ where
     // The state change first: a log line never delays it.
     lifecycle.end_serving();
     tracing::info!("drain over: shutdown_signal() completed; waiting for main to return");
-    body.await
+    None
 }
 
-/// After `main` (or an abandoned or failed start-up): waits for every
-/// tracked task, then phase `Stopping` and the `on_shutdown` hooks.
-/// Returns the hooks' failures.
-pub(crate) async fn stop(lifecycle: &Lifecycle, app: &Handle) -> Vec<String> {
+/// What the stop needs to know of the configuration.
+pub(crate) struct Plan {
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) connection_drain: Duration,
+}
+
+/// How the stop went.
+pub(crate) struct Stopped {
+    /// How `main` ended, when it ended during the stop.
+    pub(crate) main: Option<MainEnded>,
+    /// One message per `on_shutdown` hook that failed.
+    pub(crate) hook_failures: Vec<String>,
+    /// What the hooks could wait for no longer (`main`, tracked tasks,
+    /// connections…), when something was still running after them.
+    pub(crate) still_running: Option<String>,
+}
+
+/// The stop, once `main` has returned or the drain is over (or after an
+/// abandoned or failed start-up): `shutdown_signal()` completes (if it
+/// had not); `main` (when it is still running), the start-up calls an
+/// abandoned start-up left running, the tracked tasks and the connections
+/// are waited for, the connections still open `connection_drain` later
+/// ended; then phase `Stopping` and the `on_shutdown` hooks.
+///
+/// The hooks always get their time: they start at the latest at
+/// max(`shutdown_signal()`, deadline − their budget − [`EXIT_MARGIN`]).
+/// What was waited for is not cancelled, only no longer waited for: it
+/// goes on (`main` is still polled) while the hooks run, and whatever had
+/// not ended when they are over is named in [`Stopped::still_running`].
+pub(crate) async fn stop<F>(
+    lifecycle: &Lifecycle,
+    app: &Handle,
+    main: Option<Pin<&mut F>>,
+    plan: &Plan,
+) -> Stopped
+where
+    F: Future<Output = MainEnded>,
+{
     lifecycle.end_serving();
-    wait_for_blocking_startup_hooks(lifecycle).await;
-    wait_for_tracked_tasks(lifecycle).await;
+    let serving_ended = lifecycle.serving_ended_at().unwrap_or_else(Instant::now);
+    let main_ended = Cell::new(None);
+    let waited = async {
+        // First `main`: until it returns it may spawn tasks and accept
+        // connections.
+        if let Some(main) = main {
+            main_ended.set(Some(main.await));
+        }
+        wait_for_blocking_startup_calls(lifecycle).await;
+        wait_for_tracked_tasks(lifecycle).await;
+        wait_for_connections(lifecycle).await;
+    };
+    let ended = end_connections_after(lifecycle, serving_ended + plan.connection_drain);
+    // The connection drain ends connections while `main` (or whatever
+    // else) is still waited for: what makes a server's graceful wait
+    // complete.
+    let waited = async {
+        tokio::pin!(ended);
+        tokio::pin!(waited);
+        loop {
+            tokio::select! {
+                () = &mut waited => return,
+                () = &mut ended => {}
+            }
+        }
+    };
+    tokio::pin!(waited);
+
+    let latest_start = hooks_latest_start(lifecycle, serving_ended, plan.shutdown_timeout);
+    let mut done = tokio::select! {
+        () = &mut waited => true,
+        () = crate::call::sleep(latest_start.saturating_duration_since(Instant::now())) => false,
+    };
+    if !done {
+        tracing::warn!(
+            "the on_shutdown hooks start now, to have their time before the deadline; still running: {}",
+            lifecycle.still_running()
+        );
+    }
     if let Err(refused) = lifecycle.begin_stopping() {
         // Draining is the only way here; anything else is a bug of ours.
         tracing::error!("phase {} cannot become {}", refused.from, refused.to);
     }
-    hooks::run_shutdown_hooks(lifecycle, app).await
+    let hooks = hooks::run_shutdown_hooks(lifecycle, app);
+    tokio::pin!(hooks);
+    let hook_failures = loop {
+        tokio::select! {
+            failures = &mut hooks => break failures,
+            () = &mut waited, if !done => done = true,
+        }
+    };
+    let still_running = (!done).then(|| lifecycle.still_running());
+    Stopped {
+        main: main_ended.take(),
+        hook_failures,
+        still_running,
+    }
+}
+
+/// The latest moment the `on_shutdown` hooks may start and still have
+/// their whole budget before the deadline (counted from the stop request),
+/// though never before `shutdown_signal()`.
+fn hooks_latest_start(
+    lifecycle: &Lifecycle,
+    serving_ended: Instant,
+    shutdown_timeout: Duration,
+) -> Instant {
+    let (budget, _) = registry::hooks_budget(HookKind::OnShutdown);
+    let deadline = lifecycle.stop_requested_at().unwrap_or(serving_ended) + shutdown_timeout;
+    deadline
+        .checked_sub(budget.saturating_add(EXIT_MARGIN))
+        .map_or(serving_ended, |latest| latest.max(serving_ended))
 }
 
 /// Waits for the preflight checks and `on_startup` hooks that an abandoned
 /// or failed start-up left running (a plain `fn`, which nothing cancels,
 /// or an `async fn` that the abort reaches only at its next `.await`): the
-/// `on_shutdown` hooks may release what they are still acquiring. The
-/// shutdown deadline bounds the wait.
-async fn wait_for_blocking_startup_hooks(lifecycle: &Lifecycle) {
+/// `on_shutdown` hooks may release what they are still acquiring.
+async fn wait_for_blocking_startup_calls(lifecycle: &Lifecycle) {
     let running = lifecycle.blocking_startup().running();
     if running.is_empty() {
         return;
@@ -117,18 +226,55 @@ async fn wait_for_tracked_tasks(lifecycle: &Lifecycle) {
     tracker.wait().await;
 }
 
-/// The start-up budget check: when the drain delay and the `on_shutdown`
-/// hooks' timeouts cannot fit in the shutdown timeout, say so with each
-/// figure, before the first rollout rather than during it.
-pub(crate) fn budget_warning(drain_delay: Duration, shutdown_timeout: Duration) -> Option<String> {
+/// Waits for every connection accepted through `net::TcpListener` to
+/// close.
+async fn wait_for_connections(lifecycle: &Lifecycle) {
+    let connections = lifecycle.connections();
+    let open = connections.open();
+    if open == 0 {
+        return;
+    }
+    let _running = lifecycle.enter(format!(
+        "connections accepted through lifecycle's listener ({open} open)"
+    ));
+    tracing::info!(connections = open, "waiting for open connections to close");
+    connections.closed().await;
+}
+
+/// At `when`, the end of the connection drain, ends the connections still
+/// open (section 11) and logs how many; then never completes.
+async fn end_connections_after(lifecycle: &Lifecycle, when: Instant) {
+    crate::call::sleep(when.saturating_duration_since(Instant::now())).await;
+    if let Some((ended, oldest)) = lifecycle.connections().end_all() {
+        let plural = if ended == 1 { "" } else { "s" };
+        tracing::info!(
+            "connection drain over: ended {ended} connection{plural} still open (the oldest open {} s)",
+            oldest.as_secs()
+        );
+    }
+    std::future::pending::<()>().await
+}
+
+/// The start-up budget check: when the drain delay, the connection drain
+/// and the `on_shutdown` hooks' timeouts cannot fit in the shutdown
+/// timeout, say so with each figure, before the first rollout rather than
+/// during it.
+pub(crate) fn budget_warning(
+    drain_delay: Duration,
+    connection_drain: Duration,
+    shutdown_timeout: Duration,
+) -> Option<String> {
     let (hooks, parts) = registry::hooks_budget(HookKind::OnShutdown);
-    let needed = drain_delay.saturating_add(hooks);
+    let needed = drain_delay
+        .saturating_add(connection_drain)
+        .saturating_add(hooks);
     if needed <= shutdown_timeout {
         return None;
     }
     Some(format!(
-        "the shutdown budget cannot hold: drain delay {} ms + on_shutdown hook timeouts {} ms [{}] = {} ms, more than the shutdown timeout of {} ms; raise LIFECYCLE_SHUTDOWN_TIMEOUT_MS (and terminationGracePeriodSeconds) or lower the hooks' timeout_ms",
+        "the shutdown budget cannot hold: drain delay {} ms + connection drain {} ms + on_shutdown hook timeouts {} ms [{}] = {} ms, more than the shutdown timeout of {} ms; raise LIFECYCLE_SHUTDOWN_TIMEOUT_MS (and terminationGracePeriodSeconds), or lower the connection drain (LIFECYCLE_CONNECTION_DRAIN_MS) or the hooks' timeout_ms",
         drain_delay.as_millis(),
+        connection_drain.as_millis(),
         hooks.as_millis(),
         parts.join(", "),
         needed.as_millis(),

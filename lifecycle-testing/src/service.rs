@@ -365,6 +365,8 @@ impl ServiceBuilder {
             stdout,
             stderr,
             probe_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            addr_file: addr_file.clone(),
+            start_deadline: self.start_deadline,
             termination_log,
             exit: Mutex::new(None),
             _scratch: scratch,
@@ -372,7 +374,8 @@ impl ServiceBuilder {
         let until = Instant::now() + self.start_deadline;
         loop {
             if let Ok(text) = std::fs::read_to_string(&addr_file) {
-                if let Ok(addr) = text.trim().parse::<SocketAddr>() {
+                // The first line; the application's addresses follow it.
+                if let Ok(addr) = text.lines().next().unwrap_or("").parse::<SocketAddr>() {
                     service.probe_addr = reachable(addr);
                     return Ok(service);
                 }
@@ -423,6 +426,9 @@ pub struct Service {
     stdout: Lines,
     stderr: Lines,
     probe_addr: SocketAddr,
+    /// The address file: the probe address, then the application's.
+    addr_file: PathBuf,
+    start_deadline: Duration,
     termination_log: PathBuf,
     exit: Mutex<Option<Exit>>,
     _scratch: Scratch,
@@ -448,6 +454,45 @@ impl Service {
     /// The probe server's address.
     pub fn probe_addr(&self) -> SocketAddr {
         self.probe_addr
+    }
+
+    /// The addresses the application bound through
+    /// `lifecycle_runtime::net::TcpListener` so far, in order (an
+    /// unspecified IP given as loopback): with `APP_ADDR=127.0.0.1:0`, a
+    /// test finds the application's port without reading its log.
+    pub fn app_addrs(&self) -> Vec<SocketAddr> {
+        std::fs::read_to_string(&self.addr_file)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| line.strip_prefix("app ")?.parse().ok())
+            .map(reachable)
+            .collect()
+    }
+
+    /// The first address the application bound through
+    /// `lifecycle_runtime::net::TcpListener`, waiting for it up to the
+    /// start deadline.
+    pub fn app_addr(&self) -> Result<SocketAddr, Error> {
+        let until = Instant::now() + self.start_deadline;
+        loop {
+            if let Some(addr) = self.app_addrs().first() {
+                return Ok(*addr);
+            }
+            if let Some(exit) = self.try_exit() {
+                return Err(self.error(format!(
+                    "{} exited ({exit:?}) before its application bound a lifecycle_runtime::net::TcpListener",
+                    self.program.display()
+                )));
+            }
+            if Instant::now() > until {
+                return Err(self.error(format!(
+                    "{} bound no lifecycle_runtime::net::TcpListener within {} ms",
+                    self.program.display(),
+                    self.start_deadline.as_millis()
+                )));
+            }
+            std::thread::sleep(POLL);
+        }
     }
 
     /// The process id.

@@ -627,10 +627,11 @@ fn the_manifest_warns_when_the_shutdown_budget_cannot_hold_in_the_cluster() {
     let env = [("LIFECYCLE_PROBE_ADDR", "0.0.0.0:9100")];
     let (code, stdout, _) = run(TESTBED, &["--lifecycle-manifest"], &env);
     assert_eq!(code, Some(0));
-    // testbed's hooks: 10 s + 60 s + 10 s, and 5 s of drain on Kubernetes.
+    // testbed's hooks: 10 s + 60 s + 10 s, 5 s of drain on Kubernetes and
+    // the default 5 s of connection drain.
     assert!(
         stdout[0].starts_with(
-            "# WARNING: the shutdown budget cannot hold: drain delay 5000 ms + on_shutdown hook timeouts 80000 ms"
+            "# WARNING: the shutdown budget cannot hold: drain delay 5000 ms + connection drain 5000 ms + on_shutdown hook timeouts 80000 ms"
         ),
         "{stdout:?}"
     );

@@ -89,11 +89,13 @@ fn the_budget_warning_appears_exactly_when_the_budget_cannot_hold() {
             .env("APP_ADDR", "127.0.0.1:0")
             .env("LIFECYCLE_SHUTDOWN_TIMEOUT_MS", "3000")
             .env("LIFECYCLE_DRAIN_DELAY_MS", drain_delay_ms)
+            .env("LIFECYCLE_CONNECTION_DRAIN_MS", "400")
             .env("RUST_LOG", "info")
             .spawn()
             .unwrap()
     };
-    // 500 ms drain + 2000 ms hook <= 3000 ms: no warning.
+    // 500 ms drain + 400 ms connection drain + 2000 ms hook <= 3000 ms:
+    // no warning.
     let fits = quickstart("500");
     fits.wait_for_log("start-up finished", DEADLINE).unwrap();
     assert!(
@@ -102,7 +104,8 @@ fn the_budget_warning_appears_exactly_when_the_budget_cannot_hold() {
         fits.log()
     );
 
-    // 1500 ms drain + 2000 ms hook > 3000 ms: a warning with each figure.
+    // 1500 ms drain + 400 ms connection drain + 2000 ms hook > 3000 ms: a
+    // warning with each figure.
     let overruns = quickstart("1500");
     let line = overruns
         .wait_for_log(warning, DEADLINE)
@@ -110,8 +113,8 @@ fn the_budget_warning_appears_exactly_when_the_budget_cannot_hold() {
     assert!(line.contains("WARN"), "{line}");
     assert!(
         line.contains(
-            "drain delay 1500 ms + on_shutdown hook timeouts 2000 ms \
-             [order 0: 2000 ms (report_requests_served)] = 3500 ms, \
+            "drain delay 1500 ms + connection drain 400 ms + on_shutdown hook timeouts 2000 ms \
+             [order 0: 2000 ms (report_requests_served)] = 3900 ms, \
              more than the shutdown timeout of 3000 ms"
         ),
         "{line}"

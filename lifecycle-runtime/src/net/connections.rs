@@ -188,3 +188,98 @@ impl Drop for Connection {
         self.table.forget(self.id);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::net::TcpStream;
+
+    /// A connection through a fresh table: the client's end (blocking
+    /// std) and the server's tracked stream.
+    async fn connected(table: &Arc<Connections>) -> (std::net::TcpStream, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::task::spawn_blocking(move || std::net::TcpStream::connect(addr));
+        let (io, _) = listener.accept().await.unwrap();
+        let client = client.await.unwrap().unwrap();
+        (client, TcpStream::new(table.track(io)))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connections_are_counted_until_they_close() {
+        let table = Arc::new(Connections::default());
+        let (_client, server) = connected(&table).await;
+        let (_client2, server2) = connected(&table).await;
+        assert_eq!(table.open(), 2);
+        drop(server);
+        assert_eq!(table.open(), 1);
+        drop(server2);
+        tokio::time::timeout(Duration::from_secs(5), table.closed())
+            .await
+            .expect("closed() completes once the last one is dropped");
+        assert_eq!(table.ended(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_ended_connection_wakes_its_reader_fails_writes_and_closes_in_order() {
+        let table = Arc::new(Connections::default());
+        let (mut client, server) = connected(&table).await;
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let (mut reading, mut writing) = tokio::io::split(server);
+        // A task idle on the stream, as a WebSocket handler waiting for the
+        // next message is.
+        let idle = tokio::spawn(async move {
+            let mut buf = [0u8; 16];
+            reading.read(&mut buf).await
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!idle.is_finished(), "nothing to read yet");
+
+        let (ended, _oldest) = table.end_all().expect("one connection ended");
+        assert_eq!(ended, 1);
+        assert_eq!(table.ended(), 1);
+        let read = tokio::time::timeout(Duration::from_secs(5), idle)
+            .await
+            .expect("the idle reader wakes")
+            .unwrap();
+        assert_eq!(read.unwrap(), 0, "reads see end-of-stream");
+        let error = writing.write_all(b"late").await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::BrokenPipe);
+
+        // A peer that keeps writing through the drain, as one sending
+        // pings does: its bytes arrive after the end, and are discarded.
+        let mut writer = client.try_clone().unwrap();
+        let pings = std::thread::spawn(move || -> io::Result<()> {
+            for _ in 0..20 {
+                writer.write_all(b"ping")?;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok(())
+        });
+
+        // The application lets go at once; the peer's pings still come.
+        drop(writing);
+        pings
+            .join()
+            .unwrap()
+            .expect("the peer's writes meet no reset");
+        // The peer reads our FIN, never a reset: a close with its pings
+        // unread would have sent one, and the read would fail.
+        let mut rest = Vec::new();
+        let read = tokio::task::spawn_blocking(move || client.read_to_end(&mut rest))
+            .await
+            .unwrap();
+        assert_eq!(read.expect("an orderly end, not a reset"), 0);
+
+        tokio::time::timeout(Duration::from_secs(5), table.closed())
+            .await
+            .expect("closed once discarded and dropped");
+        assert_eq!(table.end_all(), None, "nothing left to end");
+    }
+}

@@ -76,7 +76,7 @@ impl AsyncRead for TcpStream {
             if connection.is_ended() {
                 return Poll::Ready(Ok(()));
             }
-            if let Poll::Pending = connection.io.poll_read_ready(cx)? {
+            if connection.io.poll_read_ready(cx)?.is_pending() {
                 connection.reader.register(cx.waker());
                 // Ended between the check and the registration: its wake
                 // may have come before the registration.
@@ -118,7 +118,7 @@ impl TcpStream {
             if connection.is_ended() {
                 return Poll::Ready(Err(Self::ended_error()));
             }
-            if let Poll::Pending = connection.io.poll_write_ready(cx)? {
+            if connection.io.poll_write_ready(cx)?.is_pending() {
                 connection.writer.register(cx.waker());
                 if connection.is_ended() {
                     return Poll::Ready(Err(Self::ended_error()));

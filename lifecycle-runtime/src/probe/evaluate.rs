@@ -62,6 +62,16 @@ fn noted(log: &ChangeLog, health: Health, steady: Option<&str>) -> Health {
     health
 }
 
+/// The `lifecycle` check's reason during a stop, naming the connections
+/// still open (section 11): what a stop that takes long is waiting for.
+fn shutting_down(open_connections: usize) -> String {
+    match open_connections {
+        0 => "shutting down".to_owned(),
+        1 => "shutting down (1 connection open)".to_owned(),
+        n => format!("shutting down ({n} connections open)"),
+    }
+}
+
 impl Evaluator {
     /// `checks` are the registered liveness, readiness and startup checks
     /// (others are ignored); `app` is the application runtime they run on.
@@ -121,7 +131,9 @@ impl Evaluator {
             match self.lifecycle.phase() {
                 Phase::Running => Health::up(),
                 Phase::Starting => Health::down("start-up has not finished"),
-                Phase::Draining | Phase::Stopping => Health::down("shutting down"),
+                Phase::Draining | Phase::Stopping => {
+                    Health::down(shutting_down(self.lifecycle.connections().open()))
+                }
             }
         };
         noted(&self.changes.ready, health, None)
