@@ -323,6 +323,7 @@ fn a_bad_value_in_any_lifecycle_variable_exits_2_naming_it() {
     };
     for (variable, min) in [
         ("LIFECYCLE_DRAIN_DELAY_MS", 0),
+        ("LIFECYCLE_CONNECTION_DRAIN_MS", 0),
         ("LIFECYCLE_SHUTDOWN_TIMEOUT_MS", 1),
         ("LIFECYCLE_STALL_THRESHOLD_MS", 1),
     ] {

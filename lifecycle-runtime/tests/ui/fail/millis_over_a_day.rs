@@ -9,5 +9,9 @@ fn database() -> bool {
 #[lifecycle_runtime::on_shutdown(timeout_ms = 18446744073709551615)]
 async fn flush() {}
 
-#[lifecycle_runtime::service_main(shutdown_timeout_ms = 86400001, drain_delay_ms = 86400000)]
+#[lifecycle_runtime::service_main(
+    shutdown_timeout_ms = 86400001,
+    drain_delay_ms = 86400000,
+    connection_drain_ms = 86400001
+)]
 async fn main() {}

@@ -12,6 +12,7 @@
     flavor = "current_thread",
     shutdown_timeout_ms = 86400000,
     drain_delay_ms = 0,
+    connection_drain_ms = 86400000,
     stall_threshold_ms = 86400000
 )]
 async fn main() {}
