@@ -14,7 +14,9 @@
 //!   probes (`--lifecycle-manifest`, a configuration error, …);
 //! - raw HTTP over TCP for the probe server's hardening tests and for the
 //!   application, and [`KeepAliveClient`]: requests one after another on
-//!   one connection, for keep-alive through a stop;
+//!   one connection, for keep-alive through a stop, and [`EventStream`]:
+//!   server-sent events read chunk by chunk, which tells a stream that
+//!   ended from one that was cut;
 //! - [`accept_queue`]: the connections the kernel holds for a listener not
 //!   yet accepted, for the tests that flood the probe server;
 //! - [`kubernetes`]: what `--lifecycle-manifest` prints, read as
@@ -487,6 +489,154 @@ pub fn http_get(url: &str) -> io::Result<(u16, String)> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("no address: {url}")))?;
     let answer = try_request(addr, "GET", path, &[])?;
     Ok((answer.status, answer.body))
+}
+
+/// A server-sent event stream read as it comes off a raw HTTP/1.1
+/// connection, chunk by chunk, as an EventSource reads it: the client for
+/// SSE through a stop, which tells a stream that ended (the body's final
+/// chunk, `0\r\n\r\n`) from one that was cut (the connection closed or
+/// reset before it).
+pub struct EventStream {
+    connection: BufReader<TcpStream>,
+    /// Body text received and not yet taken as whole events.
+    pending: String,
+    ended: bool,
+}
+
+impl EventStream {
+    /// Sends `GET path` with `Accept: text/event-stream` on a new
+    /// connection to `addr` and reads the answer's head: an error unless it
+    /// is a 200 with a chunked `text/event-stream` body. The connection's
+    /// connect, reads and writes each time out after `timeout`.
+    pub fn open(addr: SocketAddr, path: &str, timeout: Duration) -> io::Result<EventStream> {
+        use std::io::BufRead;
+        let stream = TcpStream::connect_timeout(&addr, timeout)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        let mut connection = BufReader::new(stream);
+        connection.get_mut().write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n")
+                .as_bytes(),
+        )?;
+        let mut head = Vec::new();
+        loop {
+            let mut line = String::new();
+            if connection.read_line(&mut line)? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("the connection closed in the answer's head: {head:?}"),
+                ));
+            }
+            let line = line.trim_end().to_owned();
+            if line.is_empty() {
+                break;
+            }
+            head.push(line);
+        }
+        let headers: Vec<(String, String)> =
+            head.iter().skip(1).filter_map(|l| header(l)).collect();
+        let value = |name: &str| {
+            headers
+                .iter()
+                .find(|(key, _)| key == name)
+                .map_or("", |(_, value)| value.as_str())
+        };
+        let status_line = head.first().map_or("", String::as_str);
+        if status_line.split_whitespace().nth(1) != Some("200")
+            || !value("content-type").starts_with("text/event-stream")
+            || !value("transfer-encoding").eq_ignore_ascii_case("chunked")
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("not a chunked event stream: {head:?}"),
+            ));
+        }
+        Ok(EventStream {
+            connection,
+            pending: String::new(),
+            ended: false,
+        })
+    }
+
+    /// The next event's data (its `data:` lines joined by newlines;
+    /// comments, such as keep-alives, skipped), or `None` once the body
+    /// has ended with its final chunk. A connection that closes before the
+    /// final chunk is an `UnexpectedEof` error; a reset or a time-out is
+    /// the read's own error.
+    pub fn next_data(&mut self) -> io::Result<Option<String>> {
+        loop {
+            if let Some(end) = self.pending.find("\n\n") {
+                let event: String = self.pending.drain(..end + 2).collect();
+                let data: Vec<&str> = event
+                    .lines()
+                    .filter_map(|line| line.strip_prefix("data:"))
+                    .map(|data| data.strip_prefix(' ').unwrap_or(data))
+                    .collect();
+                if !data.is_empty() {
+                    return Ok(Some(data.join("\n")));
+                }
+                continue;
+            }
+            if self.ended {
+                return Ok(None);
+            }
+            self.read_chunk()?;
+        }
+    }
+
+    /// Reads one chunk of the body into `pending`, or the final chunk and
+    /// the trailers after it.
+    fn read_chunk(&mut self) -> io::Result<()> {
+        use std::io::BufRead;
+        let mut line = String::new();
+        let cut = || {
+            io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the connection closed before the body's final chunk",
+            )
+        };
+        if self.connection.read_line(&mut line)? == 0 {
+            return Err(cut());
+        }
+        let size = line.trim_end().split(';').next().unwrap_or("");
+        let size = usize::from_str_radix(size, 16).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("not a chunk size: {line:?}"),
+            )
+        })?;
+        if size == 0 {
+            // Trailers, if any, up to the empty line that ends the body.
+            loop {
+                line.clear();
+                if self.connection.read_line(&mut line)? == 0 {
+                    return Err(cut());
+                }
+                if line.trim_end().is_empty() {
+                    self.ended = true;
+                    return Ok(());
+                }
+            }
+        }
+        let mut chunk = vec![0; size + 2];
+        self.connection.read_exact(&mut chunk).map_err(|error| {
+            if error.kind() == io::ErrorKind::UnexpectedEof {
+                cut()
+            } else {
+                error
+            }
+        })?;
+        if !chunk.ends_with(b"\r\n") {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a chunk not followed by CRLF",
+            ));
+        }
+        chunk.truncate(size);
+        self.pending
+            .push_str(&String::from_utf8_lossy(&chunk).replace("\r\n", "\n"));
+        Ok(())
+    }
 }
 
 /// Writes `request` to a new connection and reads until the server closes

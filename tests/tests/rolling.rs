@@ -1,7 +1,10 @@
 //! Rolling restarts behind HAProxy (suite item 1 of issue 11): a service
 //! replaced instance after instance behind a load balancer that
 //! health-checks `/readyz`, under a steady load, loses no request and every
-//! old instance exits 0.
+//! old instance exits 0. With long-lived clients connected through HAProxy
+//! as well (issue 21: server-sent events and WebSockets, on the axum
+//! service), every stream ends cleanly at each stop and its client
+//! reconnects to the next instance.
 //!
 //! HAProxy (the Debian package) stands in for the Service's load balancing:
 //! `option httpchk GET /readyz` on the instance's probe port every 100 ms,
@@ -21,6 +24,20 @@
 //! instances). Cases: {the quick start, an axum service} × {keep-alive,
 //! close}; 20 replacements each with `LIFECYCLE_SUITE=full`, 3 otherwise.
 //! Each test prints one `reliability: rolling …` line for RELIABILITY.md.
+//!
+//! In the axum cases, long-lived clients stay connected through HAProxy
+//! for the whole run, as browsers would: server-sent events (`/events`,
+//! read chunk by chunk off a raw connection) and WebSockets (`/ws`,
+//! tungstenite's client, sending a message to echo every 100 ms, so that
+//! it keeps writing through each stop). The instances end their streams at
+//! `shutdown_signal()`, after the drain delay, when HAProxy has long taken
+//! them out: an event stream ends with its final chunk, a WebSocket with
+//! Close 1001 (Going Away) and then an orderly close of the connection.
+//! Each client then reconnects at once, as an EventSource or a WebSocket
+//! client with its reconnect logic would, and must land on the next
+//! instance and receive from it. HAProxy relays a WebSocket as a tunnel
+//! after the upgrade (`timeout tunnel`); an event stream is an HTTP
+//! response whose idle time `timeout server` and `timeout client` bound.
 //!
 //! The kit's `Load` proves one stop of one service; a rolling restart needs
 //! one load across many stops, through a proxy, with each answer traced to
@@ -44,7 +61,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use lifecycle_testing::{http_get, Service, Stopped};
-use lifecycle_tests::{fixture, KeepAliveClient};
+use lifecycle_tests::{fixture, EventStream, KeepAliveClient};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message, WebSocket};
 
 /// The quick-start example's own source (`examples/quickstart`), built in
 /// this package.
@@ -74,6 +94,16 @@ const ROUTING_DEADLINE: Duration = Duration::from_secs(15);
 const GRACE: Duration = Duration::from_secs(30);
 /// How many failures a report shows.
 const SHOWN: usize = 20;
+/// Long-lived clients of each kind (server-sent events, WebSocket) in the
+/// cases of a service that has them.
+const LONG_LIVED_CLIENTS: usize = 2;
+/// How often a WebSocket client sends a message for the instance to echo.
+const ECHO_INTERVAL: Duration = Duration::from_millis(100);
+/// The instances' connection drain (`LIFECYCLE_CONNECTION_DRAIN_MS`): far
+/// longer than a stop whose connections all end on their own takes, so
+/// that an exit within the drain delay plus this shows that lifecycle had
+/// no connection to end.
+const CONNECTION_DRAIN: Duration = Duration::from_secs(10);
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -251,6 +281,12 @@ impl Haproxy {
              \x20 # Longer than any pause of the load: HAProxy never closes a\n\
              \x20 # client's idle connection under it.\n\
              \x20 timeout http-keep-alive 30s\n\
+             \x20 # A WebSocket is a tunnel once upgraded, and this replaces\n\
+             \x20 # the client and server timeouts: how long it may stay idle.\n\
+             \x20 # An event stream stays a response, idle at most as long as\n\
+             \x20 # timeout server and client allow (its events come every\n\
+             \x20 # 100 ms).\n\
+             \x20 timeout tunnel 1h\n\
              \x20 timeout check {check_timeout}ms\n\
              frontend rolling\n\
              \x20 bind {frontend}\n\
@@ -536,11 +572,7 @@ impl Drop for Load {
 fn judge(counts: &Counts, began: Instant, result: Result<(u16, String), String>) {
     let failure = match result {
         Ok((status, body)) if (200..300).contains(&status) => {
-            match body
-                .strip_prefix("instance ")
-                .and_then(|rest| rest.strip_suffix('\n'))
-                .and_then(|number| number.parse::<usize>().ok())
-            {
+            match body.strip_suffix('\n').and_then(instance_number) {
                 Some(instance) => {
                     *counts
                         .by_instance
@@ -566,6 +598,286 @@ fn judge(counts: &Counts, began: Instant, result: Result<(u16, String), String>)
     }
 }
 
+/// The instance that sent `greeting`: its `GREETING`, `instance N`.
+fn instance_number(greeting: &str) -> Option<usize> {
+    greeting.strip_prefix("instance ")?.parse().ok()
+}
+
+/// The long-lived streams the axum service serves.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// `GET /events`: server-sent events, `instance N` every 100 ms.
+    Events,
+    /// `GET /ws`: a WebSocket that says `instance N`, then echoes.
+    WebSocket,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Events => "events",
+            Kind::WebSocket => "websocket",
+        }
+    }
+
+    /// Messages a session must have received from its instance: an event;
+    /// the greeting and an echo.
+    fn least_received(self) -> u64 {
+        match self {
+            Kind::Events => 1,
+            Kind::WebSocket => 2,
+        }
+    }
+}
+
+/// One connection of a long-lived client, from its opening to its end.
+#[derive(Debug)]
+struct Session {
+    /// When it opened and ended, since the run began.
+    opened: Duration,
+    ended: Duration,
+    /// The instance that served it, from its first message.
+    instance: Option<usize>,
+    /// Messages from that instance: events, or the greeting and echoes.
+    received: u64,
+    /// `Ok` for a clean end (the final chunk of the event stream; Close
+    /// 1001, then the connection's orderly close), or what went wrong.
+    end: Result<(), String>,
+}
+
+impl Session {
+    /// Counts a message from `instance`, published in `latest` (the
+    /// instance's number plus one) for the test to wait on.
+    fn received_from(&mut self, instance: usize, latest: &AtomicUsize) -> Result<(), String> {
+        let serving = *self.instance.get_or_insert(instance);
+        if serving != instance {
+            return Err(format!(
+                "a message from instance {instance} on a connection to instance {serving}"
+            ));
+        }
+        self.received += 1;
+        latest.store(instance + 1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// Opens one session of `kind` through `addr` and follows it to its end.
+fn session(kind: Kind, addr: SocketAddr, began: Instant, latest: &AtomicUsize) -> Session {
+    let mut session = Session {
+        opened: began.elapsed(),
+        ended: Duration::ZERO,
+        instance: None,
+        received: 0,
+        end: Ok(()),
+    };
+    session.end = match kind {
+        Kind::Events => follow_events(addr, &mut session, latest),
+        Kind::WebSocket => follow_websocket(addr, &mut session, latest),
+    };
+    session.ended = began.elapsed();
+    session
+}
+
+/// Reads `/events` until its body ends: `Ok` once the final chunk came.
+fn follow_events(
+    addr: SocketAddr,
+    session: &mut Session,
+    latest: &AtomicUsize,
+) -> Result<(), String> {
+    let mut events = EventStream::open(addr, "/events", REQUEST_TIMEOUT)
+        .map_err(|error| format!("opening the event stream: {error}"))?;
+    loop {
+        match events.next_data() {
+            Ok(Some(data)) => {
+                let instance = instance_number(&data)
+                    .ok_or_else(|| format!("an event that is no greeting: {data:?}"))?;
+                session.received_from(instance, latest)?;
+            }
+            Ok(None) => return Ok(()),
+            Err(error) => {
+                return Err(format!(
+                    "the event stream, after {} events: {error}",
+                    session.received
+                ))
+            }
+        }
+    }
+}
+
+/// Talks to `/ws` until the instance closes it: `Ok` for Close 1001 (Going
+/// Away) followed by the connection's orderly close.
+fn follow_websocket(
+    addr: SocketAddr,
+    session: &mut Session,
+    latest: &AtomicUsize,
+) -> Result<(), String> {
+    let stream = std::net::TcpStream::connect_timeout(&addr, REQUEST_TIMEOUT)
+        .map_err(|error| format!("connecting: {error}"))?;
+    for set in [
+        stream.set_nodelay(true),
+        stream.set_read_timeout(Some(REQUEST_TIMEOUT)),
+        stream.set_write_timeout(Some(REQUEST_TIMEOUT)),
+    ] {
+        set.map_err(|error| error.to_string())?;
+    }
+    let (mut socket, _) = tungstenite::client(format!("ws://{addr}/ws"), stream)
+        .map_err(|error| format!("the WebSocket handshake: {error}"))?;
+    let greeting = match socket.read() {
+        Ok(Message::Text(text)) => text,
+        other => return Err(format!("{other:?} instead of a greeting")),
+    };
+    let instance =
+        instance_number(greeting.as_str()).ok_or_else(|| format!("a greeting {greeting:?}"))?;
+    session.received_from(instance, latest)?;
+    let mut next = Instant::now();
+    for sent in 0u64.. {
+        // Pacing, not waiting for a condition: a message every interval,
+        // through the stop too.
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        }
+        next = next.max(now) + ECHO_INTERVAL;
+        let text = format!("echo {sent}");
+        socket
+            .send(Message::text(text.as_str()))
+            .map_err(|error| format!("sending {text:?}: {error}"))?;
+        match socket.read() {
+            Ok(Message::Text(echo)) if echo.as_str() == text => {
+                session.received_from(instance, latest)?;
+            }
+            Ok(Message::Close(frame)) => return closed(socket, frame),
+            other => return Err(format!("{other:?} instead of the echo of {text:?}")),
+        }
+    }
+    unreachable!("the messages' count ran out")
+}
+
+/// After the instance's Close frame: `Ok` if it says 1001 (Going Away) and
+/// the connection then closes in order (a FIN, not a reset).
+fn closed(
+    mut socket: WebSocket<std::net::TcpStream>,
+    frame: Option<CloseFrame>,
+) -> Result<(), String> {
+    if frame.as_ref().map(|frame| frame.code) != Some(CloseCode::Away) {
+        return Err(format!("closed with {frame:?}, not 1001 (Going Away)"));
+    }
+    // tungstenite has queued its Close in reply; the instance closes the
+    // connection once it has it.
+    match socket.flush() {
+        Ok(()) | Err(tungstenite::Error::ConnectionClosed) => {}
+        Err(error) => return Err(format!("replying to the Close: {error}")),
+    }
+    // Read off the socket itself: tungstenite would report a reset after
+    // a Close as a clean close.
+    let mut rest = Vec::new();
+    match socket.get_mut().read_to_end(&mut rest) {
+        Ok(_) if rest.is_empty() => Ok(()),
+        Ok(_) => Err(format!("{} bytes after the Close frame", rest.len())),
+        Err(error) => Err(format!("after the Close frame: {error}")),
+    }
+}
+
+/// One long-lived client: its kind, the instance it last heard from (its
+/// number plus one; 0 before any), and the thread that runs its sessions.
+struct LongLivedClient {
+    name: String,
+    latest: Arc<AtomicUsize>,
+    thread: JoinHandle<Vec<Session>>,
+}
+
+/// The long-lived clients, each one a session after another until told to
+/// stop reconnecting.
+struct LongLived {
+    reconnect: Arc<AtomicBool>,
+    clients: Vec<LongLivedClient>,
+}
+
+impl LongLived {
+    fn start(addr: SocketAddr, began: Instant) -> LongLived {
+        let reconnect = Arc::new(AtomicBool::new(true));
+        let clients = [Kind::Events, Kind::WebSocket]
+            .into_iter()
+            .flat_map(|kind| (0..LONG_LIVED_CLIENTS).map(move |n| (kind, n)))
+            .map(|(kind, n)| {
+                let latest = Arc::new(AtomicUsize::new(0));
+                let thread = {
+                    let reconnect = reconnect.clone();
+                    let latest = latest.clone();
+                    std::thread::spawn(move || {
+                        let mut sessions = Vec::new();
+                        while reconnect.load(Ordering::SeqCst) {
+                            let session = session(kind, addr, began, &latest);
+                            let failed = session.end.is_err();
+                            sessions.push(session);
+                            if failed {
+                                // Pacing of the retries: a failed session
+                                // is already counted.
+                                std::thread::sleep(Duration::from_millis(100));
+                            }
+                        }
+                        sessions
+                    })
+                };
+                LongLivedClient {
+                    name: format!("{} client {n}", kind.name()),
+                    latest,
+                    thread,
+                }
+            })
+            .collect();
+        LongLived { reconnect, clients }
+    }
+
+    /// Waits until every client has heard from `instance`.
+    fn wait_all_on(&self, instance: usize, deadline: Duration) -> Result<(), String> {
+        let until = Instant::now() + deadline;
+        loop {
+            let elsewhere: Vec<String> = self
+                .clients
+                .iter()
+                .filter(|client| client.latest.load(Ordering::SeqCst) != instance + 1)
+                .map(|client| match client.latest.load(Ordering::SeqCst) {
+                    0 => format!("{}: nothing received yet", client.name),
+                    latest => format!("{}: last heard from instance {}", client.name, latest - 1),
+                })
+                .collect();
+            if elsewhere.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > until {
+                return Err(format!(
+                    "not every long-lived client received from instance {instance} within {deadline:?}: {elsewhere:?}"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Each client's sessions, once their streams have ended; call after
+    /// [`stop_reconnecting`](Self::stop_reconnecting) and the last stop.
+    fn finish(mut self) -> Vec<(String, Vec<Session>)> {
+        std::mem::take(&mut self.clients)
+            .into_iter()
+            .map(|client| {
+                let sessions = client.thread.join().expect("a long-lived client panicked");
+                (client.name, sessions)
+            })
+            .collect()
+    }
+
+    /// The clients' current streams are their last: for the last stop.
+    fn stop_reconnecting(&self) {
+        self.reconnect.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for LongLived {
+    fn drop(&mut self) {
+        self.stop_reconnecting();
+    }
+}
+
 /// What happened when, for a failure's report.
 #[derive(Default)]
 struct Timeline(Vec<(Duration, String)>);
@@ -588,6 +900,10 @@ fn start_instance(binary: &str, slot: Slot, number: usize) -> Service {
         .env(
             "LIFECYCLE_DRAIN_DELAY_MS",
             DRAIN_DELAY.as_millis().to_string(),
+        )
+        .env(
+            "LIFECYCLE_CONNECTION_DRAIN_MS",
+            CONNECTION_DRAIN.as_millis().to_string(),
         )
         .env("GREETING", format!("instance {number}"))
         .start()
@@ -617,8 +933,10 @@ fn replace_out(haproxy: &Haproxy, old: &mut Service, slot: Slot) -> (Stopped, Op
 }
 
 /// Rolls `binary` through `replacements()` replacements behind HAProxy
-/// under a steady load in `mode`, and asserts that nothing was lost.
-fn rolling(service: &str, binary: &str, mode: Mode) {
+/// under a steady load in `mode`, with long-lived clients connected too
+/// when `long_lived` (a service with `/events` and `/ws`), and asserts that
+/// nothing was lost and that every stream ended cleanly.
+fn rolling(service: &str, binary: &str, mode: Mode, long_lived: bool) {
     let replacements = replacements();
     let slots = [
         Slot {
@@ -646,8 +964,16 @@ fn rolling(service: &str, binary: &str, mode: Mode) {
     let mut load = Load::start(haproxy.frontend, mode, began);
     load.wait_answer_from(0, ROUTING_DEADLINE)
         .unwrap_or_else(|e| panic!("{e}\nhaproxy:\n{}", haproxy.stderr_text()));
+    let streams = long_lived.then(|| LongLived::start(haproxy.frontend, began));
+    if let Some(streams) = &streams {
+        streams
+            .wait_all_on(0, ROUTING_DEADLINE)
+            .unwrap_or_else(|e| panic!("{e}\nhaproxy:\n{}", haproxy.stderr_text()));
+        timeline.note(began, "long-lived clients on instance 0".into());
+    }
 
     let mut exits = Vec::new();
+    let mut stop_times = Vec::new();
     let mut taken_out = Vec::new();
     let mut answered_while_stopping = Vec::new();
     for number in 1..=replacements {
@@ -697,11 +1023,33 @@ fn rolling(service: &str, binary: &str, mode: Mode) {
             );
         }
         exits.push(stopped.exit);
+        // lifecycle's one line when it had to end connections.
+        let drain_ended = stopped
+            .log
+            .iter()
+            .find(|line| line.contains("connection drain over"))
+            .cloned();
+        stop_times.push((stopped.signal_to_exit, drain_ended));
         taken_out.push(out_after);
         current = new;
+        // Every stream of the old instance ended, and its client is on the
+        // new one.
+        if let Some(streams) = &streams {
+            if let Err(error) = streams.wait_all_on(number, ROUTING_DEADLINE) {
+                panic!(
+                    "instance {number}: {error}\nhaproxy:\n{}",
+                    haproxy.stderr_text()
+                );
+            }
+            timeline.note(began, format!("long-lived clients on instance {number}"));
+        }
     }
     load.finish();
+    if let Some(streams) = &streams {
+        streams.stop_reconnecting();
+    }
     let last = current.stop(GRACE);
+    let sessions = streams.map(LongLived::finish).unwrap_or_default();
     // HAProxy's connections to the instances: opened, and reused for
     // another request.
     let (backend_connects, backend_reuses) = (
@@ -715,17 +1063,39 @@ fn rolling(service: &str, binary: &str, mode: Mode) {
     let failed = counts.failed.load(Ordering::SeqCst);
     let non_2xx = counts.non_2xx.load(Ordering::SeqCst);
     let exits_0 = exits.iter().filter(|exit| exit.code == Some(0)).count();
+    let streams_line = if long_lived {
+        let count = |prefix: &str| -> usize {
+            sessions
+                .iter()
+                .filter(|(name, _)| name.starts_with(prefix))
+                .map(|(_, sessions)| sessions.len())
+                .sum()
+        };
+        let unclean: usize = sessions
+            .iter()
+            .map(|(_, sessions)| sessions.iter().filter(|s| s.end.is_err()).count())
+            .sum();
+        format!(
+            " event_streams={} websockets={} unclean_ends={unclean}",
+            count(Kind::Events.name()),
+            count(Kind::WebSocket.name())
+        )
+    } else {
+        String::new()
+    };
     eprintln!(
-        "reliability: rolling {service} {}: replacements={replacements} requests={sent} failed={failed} non_2xx={non_2xx} old_exits_0={exits_0}",
+        "reliability: rolling {service} {}: replacements={replacements} requests={sent} failed={failed} non_2xx={non_2xx} old_exits_0={exits_0}{streams_line}",
         mode.name()
     );
     let slowest_out = taken_out.iter().flatten().max().copied();
+    let slowest_exit = stop_times.iter().map(|(took, _)| *took).max();
     eprintln!(
-        "rolling {service} {}: answers per instance {:?}; HAProxy took the old instance out at most {} after SIGTERM (drain delay {}); answered while an old instance stopped: {answered_while_stopping:?}; connections: {client_connections} from the clients, {backend_connects} to the instances, {backend_reuses} reuses",
+        "rolling {service} {}: answers per instance {:?}; HAProxy took the old instance out at most {} after SIGTERM (drain delay {}), which exited at most {} after it; answered while an old instance stopped: {answered_while_stopping:?}; connections: {client_connections} from the clients, {backend_connects} to the instances, {backend_reuses} reuses",
         mode.name(),
         counts.by_instance.lock().unwrap(),
         slowest_out.map_or("-".into(), ms),
         ms(DRAIN_DELAY),
+        slowest_exit.map_or("-".into(), ms),
     );
 
     let report = || {
@@ -747,9 +1117,25 @@ fn rolling(service: &str, binary: &str, mode: Mode) {
             .iter()
             .map(|(at, what)| format!("  +{:>6} {what}", ms(*at)))
             .collect();
+        let sessions: Vec<String> = sessions
+            .iter()
+            .flat_map(|(name, sessions)| {
+                sessions.iter().map(move |session| {
+                    format!(
+                        "  {name}: +{}..+{} instance {:?}, {} received, {:?}",
+                        ms(session.opened),
+                        ms(session.ended),
+                        session.instance,
+                        session.received,
+                        session.end
+                    )
+                })
+            })
+            .collect();
         format!(
-            "timeline (first {SHOWN} losses):\n{}\nhaproxy:\n{}",
+            "timeline (first {SHOWN} losses):\n{}\nlong-lived sessions:\n{}\nhaproxy:\n{}",
             events.join("\n"),
+            sessions.join("\n"),
             haproxy.stderr_text()
         )
     };
@@ -765,6 +1151,36 @@ fn rolling(service: &str, binary: &str, mode: Mode) {
         report()
     );
     assert_eq!(last.exit.code, Some(0), "the last instance: {}", last.exit);
+    // Every connection to an old instance closed on its own, before
+    // lifecycle's connection drain would have ended it.
+    for (number, (took, drain_ended)) in stop_times.iter().enumerate() {
+        assert!(
+            *took < DRAIN_DELAY + CONNECTION_DRAIN && drain_ended.is_none(),
+            "instance {number} exited {took:?} after SIGTERM (the drain delay and the connection drain: {:?}); {drain_ended:?}\n{}",
+            DRAIN_DELAY + CONNECTION_DRAIN,
+            report()
+        );
+    }
+    // Each long-lived client was served by every instance in turn, each
+    // session ending cleanly: its stream ended at the stop, and the client
+    // reconnected to the next instance and heard from it.
+    let expected: Vec<Option<usize>> = (0..=replacements).map(Some).collect();
+    for (name, sessions) in &sessions {
+        let kind = if name.starts_with(Kind::Events.name()) {
+            Kind::Events
+        } else {
+            Kind::WebSocket
+        };
+        let instances: Vec<Option<usize>> = sessions.iter().map(|s| s.instance).collect();
+        assert!(
+            instances == expected
+                && sessions
+                    .iter()
+                    .all(|s| s.end.is_ok() && s.received >= kind.least_received()),
+            "{name}: sessions on instances {instances:?}, not one clean session on each of {expected:?}\n{}",
+            report()
+        );
+    }
     // HAProxy took each old instance out of rotation while it still
     // served: the drain delay covered the checks, so the run tested the
     // product and not luck.
@@ -801,23 +1217,23 @@ fn rolling(service: &str, binary: &str, mode: Mode) {
 #[test]
 fn quickstart_rolled_behind_haproxy_with_keep_alive_loses_nothing() {
     let _serial = serial();
-    rolling("quickstart", QUICKSTART, Mode::KeepAlive);
+    rolling("quickstart", QUICKSTART, Mode::KeepAlive, false);
 }
 
 #[test]
 fn quickstart_rolled_behind_haproxy_with_a_connection_per_request_loses_nothing() {
     let _serial = serial();
-    rolling("quickstart", QUICKSTART, Mode::Close);
+    rolling("quickstart", QUICKSTART, Mode::Close, false);
 }
 
 #[test]
-fn axum_service_rolled_behind_haproxy_with_keep_alive_loses_nothing() {
+fn axum_service_rolled_behind_haproxy_with_keep_alive_and_streams_loses_nothing() {
     let _serial = serial();
-    rolling("axum-service", AXUM_SERVICE, Mode::KeepAlive);
+    rolling("axum-service", AXUM_SERVICE, Mode::KeepAlive, true);
 }
 
 #[test]
-fn axum_service_rolled_behind_haproxy_with_a_connection_per_request_loses_nothing() {
+fn axum_service_rolled_behind_haproxy_with_a_connection_per_request_and_streams_loses_nothing() {
     let _serial = serial();
-    rolling("axum-service", AXUM_SERVICE, Mode::Close);
+    rolling("axum-service", AXUM_SERVICE, Mode::Close, true);
 }
