@@ -44,7 +44,9 @@
 //! #[service_main]
 //! async fn main() -> std::io::Result<()> {
 //!     let app = Router::new().route("/", get(|| async { "hello" }));
-//!     let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
+//!     // lifecycle's listener (cargo feature `axum`): the stop waits for its
+//!     // connections, and ends those that outlive the connection drain.
+//!     let listener = lifecycle_runtime::net::TcpListener::bind("0.0.0.0:8080").await?;
 //!     axum::serve(listener, app)
 //!         .with_graceful_shutdown(shutdown_signal())
 //!         .await
@@ -68,7 +70,7 @@
 //! | `#[preflight]` | `name`, `timeout_ms` (10000) | same |
 //! | `#[on_startup]` | `name`, `order` (0), `timeout_ms` (60000) | `()`, `Result<(), E: Display>` |
 //! | `#[on_shutdown]` | `name`, `order` (0), `timeout_ms` (10000) | `()`, `Result<(), E: Display>` |
-//! | `#[service_main]` | `probe_addr`, `shutdown_timeout_ms`, `drain_delay_ms`, `stall_threshold_ms`, `max_tasks`, `panic`, `flavor`, `worker_threads`, `tracing`, `reasons`, `probe_protocol`, `metrics`, `pid1` | `()`, `Result<(), E: Debug>` |
+//! | `#[service_main]` | `probe_addr`, `shutdown_timeout_ms`, `drain_delay_ms`, `connection_drain_ms`, `stall_threshold_ms`, `max_tasks`, `panic`, `flavor`, `worker_threads`, `tracing`, `reasons`, `probe_protocol`, `metrics`, `pid1` | `()`, `Result<(), E: Debug>` |
 //!
 //! Every attribute also takes `crate = "path"` for a renamed dependency.
 //!
@@ -228,9 +230,10 @@
 //! | variable | argument | default |
 //! | --- | --- | --- |
 //! | `LIFECYCLE_PROBE_ADDR` | `probe_addr` | `0.0.0.0:8081` (port 0 picks a free port; the bound address is logged) |
-//! | `LIFECYCLE_PROBE_ADDR_FILE` | | unset; when set, the bound address (`IP:PORT` and a newline) is written there once the probe server listens |
+//! | `LIFECYCLE_PROBE_ADDR_FILE` | | unset; when set, the bound address (`IP:PORT` and a newline) is written there once the probe server listens, then a line `app IP:PORT` for each `net::TcpListener` the application binds |
 //! | `LIFECYCLE_SHUTDOWN_TIMEOUT_MS` | `shutdown_timeout_ms` | 25000 |
 //! | `LIFECYCLE_DRAIN_DELAY_MS` | `drain_delay_ms` | 0, or 5000 when `KUBERNETES_SERVICE_HOST` is set |
+//! | `LIFECYCLE_CONNECTION_DRAIN_MS` | `connection_drain_ms` | 5000: how long connections accepted through `net::TcpListener` have to close after `shutdown_signal()` before lifecycle ends them |
 //! | `LIFECYCLE_STALL_THRESHOLD_MS` | `stall_threshold_ms` | 10000 |
 //! | `LIFECYCLE_LOG_FORMAT` | | `text`; `json` for JSON lines |
 //! | `LIFECYCLE_REASONS` | `reasons` | `loopback`: checks' reasons and detail values only for peers on loopback, `reason withheld` for the others; `show`: for every peer |
@@ -249,11 +252,15 @@
 //! On SIGTERM or SIGINT: [`Phase::Draining`], `/readyz` answers 503 at
 //! once (`/livez` stays 200) → the drain delay, while load balancers take
 //! the pod out → [`shutdown_signal`] completes; `main` finishes its
-//! in-flight work and returns; tracked tasks ([`spawn`]) are awaited →
-//! [`Phase::Stopping`]: `on_shutdown` hooks by ascending `order`, each
-//! bounded by its timeout, a failure logged and the later ones still run →
-//! exit. The whole stop is bounded by the shutdown timeout; a second
-//! signal exits at once. A signal during start-up abandons it: `main` never
+//! in-flight work and returns; tracked tasks ([`spawn`]) are awaited;
+//! connections accepted through [`net::TcpListener`] are awaited, and
+//! those still open `connection_drain_ms` later are ended → [`Phase::Stopping`]:
+//! `on_shutdown` hooks by ascending `order`, each bounded by its timeout,
+//! a failure logged and the later ones still run → exit. The whole stop is
+//! bounded by the shutdown timeout, and the hooks always get their time:
+//! they start at the latest at the deadline less their budget and 250 ms,
+//! and what they no longer waited for, still running after them, exits 1
+//! (`still running: …`). A second signal exits at once. A signal during start-up abandons it: `main` never
 //! runs, the `on_shutdown` hooks do. The handlers are installed first
 //! thing, before logging and configuration: a signal in the first
 //! milliseconds is remembered and acted on, never the default action.
@@ -261,7 +268,7 @@
 //! | situation | exit code |
 //! | --- | --- |
 //! | `main` returned `()` or `Ok`, or graceful shutdown finished in time with every hook succeeding | 0 |
-//! | `main` returned `Err`; a preflight check or `on_startup` hook failed or timed out; the probe address could not be bound; an `on_shutdown` hook failed or timed out; the shutdown deadline passed | 1 |
+//! | `main` returned `Err`; a preflight check or `on_startup` hook failed or timed out; the probe address could not be bound; an `on_shutdown` hook failed or timed out; the shutdown deadline passed; `main`, a tracked task or a connection had not ended when the `on_shutdown` hooks did (`still running: …`) | 1 |
 //! | a bad `LIFECYCLE_*` value, duplicate check names | 2 |
 //! | a panic under `panic = "crash"` | 101 |
 //! | a second SIGTERM / SIGINT during shutdown | 143 / 130 |
@@ -368,7 +375,7 @@ use lifecycle::Lifecycle;
 /// #[service_main]
 /// async fn main() -> std::io::Result<()> {
 ///     let app = Router::new().route("/", get(|| async { "hello" }));
-///     let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
+///     let listener = lifecycle_runtime::net::TcpListener::bind("0.0.0.0:8080").await?;
 ///     axum::serve(listener, app)
 ///         .with_graceful_shutdown(shutdown_signal()) // stop accepting, finish in-flight requests
 ///         .await

@@ -30,8 +30,6 @@ const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 /// With axum (cargo feature `axum`):
 ///
 /// ```no_run
-/// # #[cfg(feature = "axum")]
-/// # mod example {
 /// use axum::{routing::get, Router};
 /// use lifecycle_runtime::{net::TcpListener, service_main, shutdown_signal};
 ///
@@ -43,7 +41,6 @@ const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 ///         .with_graceful_shutdown(shutdown_signal())
 ///         .await
 /// }
-/// # }
 /// ```
 ///
 /// Its address is published beside the probe server's, in
@@ -80,7 +77,6 @@ impl TcpListener {
     /// accepting for a second, logged (see [`Incoming`]).
     ///
     /// ```no_run
-    /// # #[cfg(feature = "tonic")]
     /// # async fn example(routes: tonic::service::Routes) -> Result<(), Box<dyn std::error::Error>> {
     /// let listener = lifecycle_runtime::net::TcpListener::bind("0.0.0.0:50051").await?;
     /// tonic::transport::Server::builder()
