@@ -24,24 +24,31 @@
 //! keep-alive clients to reconnect elsewhere, finishes the requests in
 //! flight, then the buffered writes are flushed and the process exits 0
 //! (1 if Redis could not take them: the reason is in the termination log).
+//! A connection still open `LIFECYCLE_CONNECTION_DRAIN_MS` (5 s) after the
+//! drain delay is ended by lifecycle, so that no client can keep the flush
+//! from running.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Path, Request};
+use axum::extract::{ConnectInfo, Path, Request};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+// lifecycle's listener rather than tokio's: the stop waits for the
+// connections it accepted and ends those still open after the connection
+// drain; `PeerAddr` is its `ConnectInfo` (axum's `SocketAddr` one is for
+// tokio's listener only).
+use lifecycle_runtime::net::{PeerAddr, TcpListener};
 use lifecycle_runtime::{
     liveness, on_shutdown, on_startup, preflight, readiness, service_main, Health, Phase,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, RedisError};
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpListener;
 
 /// The Redis hash that holds the items, field = id.
 const ITEMS_KEY: &str = "items";
@@ -384,8 +391,14 @@ async fn get_item(Path(id): Path<String>) -> Response {
 }
 
 /// `PUT /items/{id}` with `{"value": "…"}`: into the cache and the write
-/// buffer; Redis gets it with the next flush. The answer is the item.
-async fn put_item(Path(id): Path<String>, Json(new): Json<NewValue>) -> Json<Item> {
+/// buffer; Redis gets it with the next flush. The answer is the item. Who
+/// wrote it is logged at `debug` (`RUST_LOG=axum_redis=debug`).
+async fn put_item(
+    ConnectInfo(PeerAddr(client)): ConnectInfo<PeerAddr>,
+    Path(id): Path<String>,
+    Json(new): Json<NewValue>,
+) -> Json<Item> {
+    tracing::debug!("item {id:?} written by {client}");
     let mut store = lock(&STORE);
     store.cache.insert(id.clone(), new.value.clone());
     store.pending.insert(id.clone(), new.value.clone());
@@ -441,9 +454,13 @@ async fn main() -> std::io::Result<()> {
         .route("/items/{id}", get(get_item).put(put_item))
         .layer(middleware::from_fn(close_when_draining));
     // After SIGTERM and the drain delay: stop accepting, finish the
-    // requests in flight, close idle connections; then the shutdown hook
+    // requests in flight, close idle connections (lifecycle ends those
+    // still open after the connection drain); then the shutdown hook
     // flushes the buffer.
-    axum::serve(listener, app)
-        .with_graceful_shutdown(lifecycle_runtime::shutdown_signal())
-        .await
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<PeerAddr>(),
+    )
+    .with_graceful_shutdown(lifecycle_runtime::shutdown_signal())
+    .await
 }

@@ -27,7 +27,7 @@ use std::time::Duration;
 use lifecycle_testing::{Load, LoadReport, RequestError, Stop, Stopped};
 use lifecycle_tests::redis::RedisServer;
 
-use support::{app_addr, builder, hash, Answer, Client};
+use support::{builder, hash, Answer, Client};
 
 const DRAIN_DELAY: Duration = Duration::from_millis(500);
 /// How long the load balancer goes on routing new connections to the pod
@@ -128,7 +128,7 @@ fn stop_under_load(keep_alive: bool) -> (LoadReport, Stopped, Arc<Seen>) {
         .env("FLUSH_INTERVAL_MS", "86400000")
         .start()
         .unwrap();
-    let app = app_addr(&service);
+    let app = service.app_addr().unwrap();
     let seeded = Client::new(app).put("/items/seed", "seeded").unwrap();
     assert_eq!(seeded.status, 200, "{seeded:?}");
 

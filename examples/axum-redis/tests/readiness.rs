@@ -12,7 +12,7 @@ use lifecycle_tests::partition::Partition;
 use lifecycle_tests::redis::RedisServer;
 use lifecycle_tests::run;
 
-use support::{app_addr, builder, Client};
+use support::{builder, Client};
 
 /// The promise: ready again within a second of Redis answering.
 const BACK_WITHIN: Duration = Duration::from_secs(1);
@@ -56,7 +56,7 @@ fn readiness_follows_redis_going_away_and_coming_back() {
     service
         .wait_for_log("cache not warmed, starting cold", Duration::from_secs(5))
         .unwrap();
-    let app = app_addr(&service);
+    let app = service.app_addr().unwrap();
     assert_out_of_rotation_for_redis(&service);
     // An item it has not cached cannot be read: a 503 that says why.
     let answer = Client::new(app).get("/items/missing").unwrap();

@@ -6,12 +6,14 @@
 mod support;
 
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use lifecycle_testing::{Endpoint, DEFAULT_TIMEOUT};
 use lifecycle_tests::redis::RedisServer;
 
-use support::{app_addr, builder, hash, Client};
+use support::{builder, hash, Client, REQUEST_TIMEOUT};
 
 /// A flush interval the tests never reach: only the shutdown hook writes.
 const NEVER: &str = "86400000";
@@ -23,7 +25,7 @@ fn every_put_acknowledged_before_sigterm_is_in_redis_after_the_exit() {
         .env("FLUSH_INTERVAL_MS", NEVER)
         .start()
         .unwrap();
-    let app = app_addr(&service);
+    let app = service.app_addr().unwrap();
 
     // 50 items, each written twice: the second value is the one to keep.
     let mut expected = BTreeMap::new();
@@ -80,7 +82,7 @@ fn the_cache_is_warmed_at_start_up_and_read_through_on_a_miss() {
             Duration::from_secs(5),
         )
         .unwrap();
-    let app = app_addr(&service);
+    let app = service.app_addr().unwrap();
     service
         .wait_for(Endpoint::Readyz, true, Duration::from_secs(5))
         .unwrap();
@@ -124,7 +126,7 @@ fn writes_reach_redis_while_running_and_a_write_redis_cannot_take_fails_the_stop
         .env("FLUSH_INTERVAL_MS", "100")
         .start()
         .unwrap();
-    let app = app_addr(&service);
+    let app = service.app_addr().unwrap();
 
     // The periodic flush writes it while the service runs.
     let answer = Client::new(app).put("/items/early", "flushed").unwrap();
@@ -147,4 +149,39 @@ fn writes_reach_redis_while_running_and_a_write_redis_cannot_take_fails_the_stop
         message.contains("on_shutdown hook \"flush_writes\" failed: 1 write(s) not flushed to Redis: Connection refused"),
         "{message}"
     );
+}
+
+/// `ConnectInfo<PeerAddr>` gives the handler the client's address through
+/// lifecycle's listener: the `PUT` is logged with the address the client's
+/// own socket has.
+#[test]
+fn each_write_is_logged_with_the_clients_address() {
+    let redis = RedisServer::start();
+    let mut service = builder(&redis)
+        .env("RUST_LOG", "info,axum_redis=debug")
+        .start()
+        .unwrap();
+    let app = service.app_addr().unwrap();
+
+    let mut stream = TcpStream::connect_timeout(&app, REQUEST_TIMEOUT).unwrap();
+    stream.set_read_timeout(Some(REQUEST_TIMEOUT)).unwrap();
+    let client = stream.local_addr().unwrap();
+    let body = r#"{"value":"mine"}"#;
+    write!(
+        stream,
+        "PUT /items/whose HTTP/1.1\r\nHost: axum-redis\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+
+    let line = service
+        .wait_for_log(r#"item "whose" written by "#, REQUEST_TIMEOUT)
+        .unwrap();
+    assert!(line.ends_with(&format!(" written by {client}")), "{line}");
+    let stopped = service.stop(Duration::from_secs(15));
+    assert_eq!(stopped.exit.code, Some(0), "{stopped:?}");
 }

@@ -13,7 +13,8 @@
 //!
 //! On SIGTERM (or Ctrl-C) `/readyz` fails at once, the service keeps
 //! serving for the drain delay, then stops accepting, finishes the requests
-//! in flight, runs its `on_shutdown` hook and exits 0.
+//! in flight, runs its `on_shutdown` hook and exits 0. A connection still
+//! open `LIFECYCLE_CONNECTION_DRAIN_MS` (5 s) later is ended by lifecycle.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,11 +26,15 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
+// lifecycle's listener rather than tokio's: the stop waits for every
+// connection it accepted, and ends those still open once the connection
+// drain is over, so that a client that never lets go cannot hold `main`
+// (and the shutdown hook after it) hostage.
+use lifecycle_runtime::net::TcpListener;
 use lifecycle_runtime::{
     liveness, on_shutdown, on_startup, preflight, readiness, service_main, Health,
 };
 use once_cell::sync::OnceCell;
-use tokio::net::TcpListener;
 
 static GREETING: OnceCell<String> = OnceCell::new();
 static ACCEPTING: AtomicBool = AtomicBool::new(false);

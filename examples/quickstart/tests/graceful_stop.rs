@@ -15,7 +15,7 @@ const DRAIN_DELAY: Duration = Duration::from_millis(500);
 const ROUTED_FOR: Duration = Duration::from_millis(250);
 
 /// Starts the example with a drain delay and returns it with the
-/// application's address, read from its log.
+/// application's address.
 fn start() -> (Service, SocketAddr) {
     let service = Service::builder(QUICKSTART)
         .env("APP_ADDR", "127.0.0.1:0")
@@ -25,14 +25,7 @@ fn start() -> (Service, SocketAddr) {
         )
         .start()
         .unwrap();
-    let line = service
-        .wait_for_log("serving on http://", Duration::from_secs(10))
-        .unwrap();
-    let app = line
-        .rsplit("http://")
-        .next()
-        .and_then(|addr| addr.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let app = service.app_addr().unwrap();
     (service, app)
 }
 

@@ -16,11 +16,12 @@ fn quickstart_serves_the_application_and_the_probes() {
         .env("RUST_LOG", "info")
         .spawn()
         .unwrap();
-    let line = service
-        .wait_for_log("serving on http://", Duration::from_secs(10))
+    // Where the application listens, as lifecycle's listener published it.
+    let app = service.app_addr().unwrap();
+    service
+        .wait_for_log(&format!("serving on http://{app}"), Duration::from_secs(10))
         .expect("the application logs its address");
-    let app = &line[line.find("http://").unwrap()..];
-    let answer = http_get(app.trim()).unwrap();
+    let answer = http_get(&format!("http://{app}/")).unwrap();
     assert_eq!(answer, (200, "hi there\n".to_string()));
 
     service

@@ -26,16 +26,19 @@
 //! and the overall status `""` turn `NOT_SERVING` at once, calls are served
 //! through the drain delay, then the server stops accepting, tells its
 //! clients to go (HTTP/2 GOAWAY), finishes the calls in flight, and the
-//! process exits 0.
+//! process exits 0. A connection still open `LIFECYCLE_CONNECTION_DRAIN_MS`
+//! (5 s) after the drain delay is ended by lifecycle.
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+// lifecycle's listener rather than tokio's: the stop waits for the
+// connections it accepted and ends those still open after the connection
+// drain (a client's stream that never ends cannot hold the stop).
+use lifecycle_runtime::net::TcpListener;
 use lifecycle_runtime::{preflight, readiness, service_main};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, RedisError};
-use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status};
 
@@ -279,10 +282,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         // After SIGTERM and the drain delay: stop accepting, send GOAWAY
         // on every connection so that clients open their next one
         // elsewhere, and return once the calls in flight have finished.
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            lifecycle_runtime::shutdown_signal(),
-        )
+        // `incoming()` sets TCP_NODELAY on each connection, as tonic's own
+        // listener does.
+        .serve_with_incoming_shutdown(listener.incoming(), lifecycle_runtime::shutdown_signal())
         .await?;
     tracing::info!("gRPC server stopped; every call in flight was answered");
     Ok(())

@@ -13,7 +13,7 @@ use lifecycle_runtime::grpc::proto::health_check_response::ServingStatus;
 use lifecycle_testing::Endpoint;
 use lifecycle_tests::redis::RedisServer;
 
-use support::{app_addr, assert_status, builder, wait_until, Client};
+use support::{assert_status, builder, wait_until, Client};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -28,7 +28,7 @@ fn the_drain_delay_serves_calls_while_health_says_leave() {
         )
         .start()
         .unwrap();
-    let app = Client::connect(app_addr(&service));
+    let app = Client::connect(service.app_addr().unwrap());
     app.wait_for("readyz", ServingStatus::Serving, DEADLINE);
     assert_status(&app, "", ServingStatus::Serving);
 
@@ -63,7 +63,7 @@ fn the_drain_delay_serves_calls_while_health_says_leave() {
 fn a_call_in_flight_when_the_listener_closes_is_answered_and_the_exit_is_0() {
     let redis = RedisServer::start();
     let mut service = builder(&redis).start().unwrap();
-    let addr = app_addr(&service);
+    let addr = service.app_addr().unwrap();
     let app = Client::connect(addr);
     service.wait_for(Endpoint::Readyz, true, DEADLINE).unwrap();
 

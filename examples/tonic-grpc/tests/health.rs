@@ -14,7 +14,7 @@ use lifecycle_testing::{Endpoint, Kubelet, Manifest, Service};
 use lifecycle_tests::redis::RedisServer;
 use tonic::Code;
 
-use support::{app_addr, assert_code, assert_status, builder, Client};
+use support::{assert_code, assert_status, builder, Client};
 
 /// The promise: ready again within a second of Redis answering.
 const BACK_WITHIN: Duration = Duration::from_secs(1);
@@ -31,7 +31,7 @@ struct Views {
 impl Views {
     fn of(service: &Service) -> Views {
         Views {
-            app: Client::connect(app_addr(service)),
+            app: Client::connect(service.app_addr().unwrap()),
             probes: Client::connect(service.probe_addr()),
         }
     }

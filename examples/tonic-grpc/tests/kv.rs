@@ -11,13 +11,13 @@ use lifecycle_testing::Endpoint;
 use lifecycle_tests::redis::RedisServer;
 use tonic::Code;
 
-use support::{app_addr, assert_code, builder, Client};
+use support::{assert_code, builder, Client};
 
 #[test]
 fn what_is_set_is_got_back_and_is_in_redis() {
     let redis = RedisServer::start();
     let mut service = builder(&redis).start().unwrap();
-    let app = Client::connect(app_addr(&service));
+    let app = Client::connect(service.app_addr().unwrap());
 
     app.set("greeting", "hello, gRPC").unwrap();
     assert_eq!(app.get("greeting").unwrap(), "hello, gRPC");
@@ -43,7 +43,7 @@ fn what_is_set_is_got_back_and_is_in_redis() {
 fn a_redis_outage_answers_unavailable_with_the_reason_until_redis_is_back() {
     let mut redis = RedisServer::start();
     let mut service = builder(&redis).start().unwrap();
-    let app = Client::connect(app_addr(&service));
+    let app = Client::connect(service.app_addr().unwrap());
     app.set("kept", "in memory only").unwrap();
 
     redis.halt();

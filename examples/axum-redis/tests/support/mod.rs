@@ -8,15 +8,12 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use lifecycle_testing::{RequestError, Service, ServiceBuilder};
+use lifecycle_testing::{RequestError, ServiceBuilder};
 use lifecycle_tests::redis::RedisServer;
 pub use lifecycle_tests::Answer;
 use lifecycle_tests::{fixture, KeepAliveClient};
 
 pub const AXUM_REDIS: &str = env!("CARGO_BIN_EXE_axum-redis");
-
-/// How long the application may take to log its address.
-pub const START_DEADLINE: Duration = Duration::from_secs(15);
 
 /// How long one request may take before it counts as failed.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -27,21 +24,6 @@ pub fn builder(redis: &RedisServer) -> ServiceBuilder {
     fixture(AXUM_REDIS)
         .env("APP_ADDR", "127.0.0.1:0")
         .env("REDIS_URL", redis.url())
-}
-
-/// The application's address, from the line it logs once it listens
-/// (`serving on http://ADDR; Redis at URL`).
-pub fn app_addr(service: &Service) -> SocketAddr {
-    let line = service
-        .wait_for_log("serving on http://", START_DEADLINE)
-        .unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split(';').next())
-        .unwrap_or_default();
-    addr.parse()
-        .unwrap_or_else(|_| panic!("no address in {line:?}"))
 }
 
 /// The hash `key` in `redis`, field by field.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use lifecycle_runtime::grpc::proto::health_check_response::ServingStatus;
 use lifecycle_runtime::grpc::proto::health_client::HealthClient;
 use lifecycle_runtime::grpc::proto::{HealthCheckRequest, HealthCheckResponse};
-use lifecycle_testing::{Service, ServiceBuilder};
+use lifecycle_testing::ServiceBuilder;
 use lifecycle_tests::fixture;
 use lifecycle_tests::redis::RedisServer;
 use tokio::runtime::Runtime;
@@ -30,9 +30,6 @@ use kv::{GetRequest, SetRequest};
 
 pub const TONIC_GRPC: &str = env!("CARGO_BIN_EXE_tonic-grpc");
 
-/// How long the application may take to log its address.
-pub const START_DEADLINE: Duration = Duration::from_secs(15);
-
 /// How long one call may take before it counts as failed (the client's
 /// deadline, sent as `grpc-timeout`).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,21 +40,6 @@ pub fn builder(redis: &RedisServer) -> ServiceBuilder {
     fixture(TONIC_GRPC)
         .env("APP_ADDR", "127.0.0.1:0")
         .env("REDIS_URL", redis.url())
-}
-
-/// The application's address, from the line it logs once it listens
-/// (`serving gRPC on ADDR; Redis at HOST:PORT`).
-pub fn app_addr(service: &Service) -> SocketAddr {
-    let line = service
-        .wait_for_log("serving gRPC on ", START_DEADLINE)
-        .unwrap();
-    let addr = line
-        .split("serving gRPC on ")
-        .nth(1)
-        .and_then(|rest| rest.split(';').next())
-        .unwrap_or_default();
-    addr.parse()
-        .unwrap_or_else(|_| panic!("no address in {line:?}"))
 }
 
 /// A tonic client of one address: one HTTP/2 connection, opened at once,
