@@ -10,7 +10,7 @@ use crate::http::{probe, wait_for};
 use crate::procs::{command, free_addr, Service};
 use crate::report::Bound::{AtLeast, AtMost};
 use crate::report::{number, Figure, Row};
-use crate::stats::quantile_ms;
+use crate::stats::{median, quantile_ms};
 use crate::wrk;
 
 /// The run's settings.
@@ -28,6 +28,9 @@ pub struct Bench {
     pub probes: usize,
     /// Clean builds per contender (0: not measured).
     pub builds: usize,
+    /// Alternating pairs of loads (tokio's listener, lifecycle's) per mode
+    /// for the application path.
+    pub pairs: usize,
 }
 
 /// The services, by what they are to the figures.
@@ -45,6 +48,9 @@ pub enum Kind {
     /// bench/lifecycle's fifty checks.
     Lifecycle50,
     Quickstart,
+    /// bench-app: one axum app under `#[service_main]`, tokio's listener
+    /// or lifecycle's as `BENCH_LISTENER` says.
+    App,
 }
 
 impl Kind {
@@ -59,13 +65,18 @@ impl Kind {
             Kind::LifecycleGrpc => "bench-lifecycle-grpc",
             Kind::Lifecycle50 => "bench-lifecycle-50",
             Kind::Quickstart => "quickstart",
+            Kind::App => "bench-app",
         }
     }
 
     fn is_lifecycle(self) -> bool {
         matches!(
             self,
-            Kind::Lifecycle | Kind::LifecycleGrpc | Kind::Lifecycle50 | Kind::Quickstart
+            Kind::Lifecycle
+                | Kind::LifecycleGrpc
+                | Kind::Lifecycle50
+                | Kind::Quickstart
+                | Kind::App
         )
     }
 
@@ -350,6 +361,120 @@ pub fn throughput(bench: &Bench) -> Result<Vec<Figure>, String> {
         ),
     );
     Ok(vec![rate, alive, cpu, metrics])
+}
+
+/// The application's own requests through lifecycle's listener against
+/// tokio's: the same axum app (bench-app) started twice, one per listener,
+/// loaded in alternating turns, keep-alive and with a new connection each.
+pub fn listener(bench: &Bench) -> Result<Vec<Figure>, String> {
+    let listeners = [
+        ("tokio", "tokio's listener"),
+        ("lifecycle", "lifecycle's listener"),
+    ];
+    let modes = [("keep-alive", false), ("new connection each", true)];
+    let mut services = Vec::new();
+    for (listener, _) in listeners {
+        let app = free_addr();
+        let app_text = app.to_string();
+        let service = bench.start_ready(
+            Kind::App,
+            "idle",
+            &[("BENCH_LISTENER", listener), ("BENCH_ADDR", &app_text)],
+        )?;
+        wait_for(app, "/", 200, Duration::from_secs(10))
+            .map_err(|error| format!("bench-app ({listener}): {error}\n{}", service.log_tail()))?;
+        services.push((service, app));
+    }
+    let mut figure = Figure::new(
+        "Application path: lifecycle's listener against tokio's",
+        &format!(
+            "One axum app answering `GET /` with `ok`, under `#[service_main]` in both, served through \
+             `tokio::net::TcpListener` or `lifecycle_runtime::net::TcpListener` (`bench-app`, the same \
+             binary, `BENCH_LISTENER`). wrk, one thread, 8 connections, {} s per load; {} pair(s) per mode, \
+             the two listeners in alternating turns (tokio first in one pair, lifecycle first in the next), \
+             since rounds of the same contender differ by up to 25 % here. Server CPU from \
+             `/proc/PID/stat` as above, in µs per request.",
+            bench.load.as_secs(),
+            bench.pairs
+        ),
+        &["requests/s", "µs/request"],
+    );
+    for (mode, _) in modes {
+        for (_, name) in listeners {
+            figure.rows.push(Row::new(format!("{name}, {mode}"), 2));
+        }
+    }
+    let per_tick = 1e6 / ticks_per_second();
+    let mut fewest = u64::MAX;
+    for pair in 0..bench.pairs {
+        for (m, (mode, new_connection_each)) in modes.iter().enumerate() {
+            let order = if pair % 2 == 0 { [0, 1] } else { [1, 0] };
+            for which in order {
+                let (service, app) = &services[which];
+                let before = service.cpu_ticks()?;
+                let run = wrk::run(
+                    &format!("http://{app}/"),
+                    bench.load,
+                    8,
+                    *new_connection_each,
+                )?;
+                let after = service.cpu_ticks()?;
+                if run.errors > 0 {
+                    figure.notes.push(format!(
+                        "{}, {mode}: {} errors in a load of {} requests.",
+                        listeners[which].1, run.errors, run.requests
+                    ));
+                }
+                fewest = fewest.min(run.requests);
+                let row = &mut figure.rows[2 * m + which];
+                row.values[0].push(run.per_second);
+                row.values[1].push((after - before) as f64 * per_tick / run.requests.max(1) as f64);
+            }
+        }
+    }
+    for (m, (mode, _)) in modes.iter().enumerate() {
+        let (tokio, life) = (
+            figure.rows[2 * m].clone_values(),
+            figure.rows[2 * m + 1].clone_values(),
+        );
+        let rate = life.median(0) / tokio.median(0);
+        let cpu = life.median(1) / tokio.median(1);
+        // Each pair's two loads ran back to back: their ratio leaves out
+        // what drifted between pairs.
+        let paired = |column: usize| {
+            let ratios: Vec<f64> = life.values[column]
+                .iter()
+                .zip(&tokio.values[column])
+                .map(|(life, tokio)| life / tokio)
+                .collect();
+            median(&ratios)
+        };
+        figure.rows[2 * m + 1].ratios = format!(
+            "{rate:.3}× requests/s, {cpu:.3}× µs/request of tokio's (paired: {:.3}×, {:.3}×)",
+            paired(0),
+            paired(1)
+        );
+        figure.goal_ratio(
+            &format!("requests/s, {mode}: lifecycle's listener ≥ 0.98× tokio's"),
+            (life.median(0), tokio.median(0)),
+            AtLeast,
+            0.98,
+            "",
+        );
+        figure.goal_ratio(
+            &format!("CPU per request, {mode}: lifecycle's listener ≤ 1.02× tokio's"),
+            (life.median(1), tokio.median(1)),
+            AtMost,
+            1.02,
+            " µs",
+        );
+    }
+    figure.notes.push(format!(
+        "Ratios are of the medians; \"paired\" is the median of each pair's own ratio. The smallest load \
+         counted {} requests.",
+        number(fewest as f64)
+    ));
+    Ok(vec![figure])
 }
 
 fn clone_row(figure: &Figure, index: usize) -> Row {

@@ -4,8 +4,8 @@
 //!
 //! ```text
 //! bench --bin DIR --root DIR --out FILE [--rounds N] [--seconds S]
-//!       [--samples N] [--probes N] [--builds N] [--command TEXT]
-//!       [--only WORD]...
+//!       [--samples N] [--probes N] [--builds N] [--pairs N]
+//!       [--command TEXT] [--only WORD]...
 //! ```
 
 mod figures;
@@ -41,6 +41,7 @@ fn parse() -> Result<Options, String> {
         samples: 20,
         probes: 1000,
         builds: 3,
+        pairs: 12,
     };
     let mut out = PathBuf::from("BENCHMARKS.md");
     let mut command = String::from("bench/run");
@@ -63,6 +64,7 @@ fn parse() -> Result<Options, String> {
             "--samples" => bench.samples = number()?.max(1),
             "--probes" => bench.probes = number()?.max(1),
             "--builds" => bench.builds = number()?,
+            "--pairs" => bench.pairs = number()?.max(1),
             "--only" => only.push(value.clone()),
             _ => return Err(format!("unknown flag {flag}")),
         }
@@ -139,8 +141,9 @@ fn main() -> ExitCode {
     let started = Instant::now();
     let started_at = first_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
     type Measure = fn(&Bench) -> Result<Vec<Figure>, String>;
-    let steps: [(&str, Measure); 8] = [
+    let steps: [(&str, Measure); 9] = [
         ("throughput and CPU", figures::throughput),
+        ("the application's listener", figures::listener),
         ("latency under a busy runtime", figures::busy),
         ("a blocked runtime", figures::blocked),
         ("start and stop", figures::start_and_stop),
