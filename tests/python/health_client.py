@@ -9,12 +9,16 @@ progress goes to stderr.
       one Check per name; a failed call is its status code.
   health_client.py list ADDR
       {"NAME": "SERVING", ...}: List's statuses, or {"code:...": ""}.
-  health_client.py watch-stop ADDR PID NAME...
-      opens a Watch per name, waits for each one's first message, sends
-      SIGTERM to PID, and follows every stream until it ends:
-      {"NAME": {"events": [["SERVING", MS], ...], "end": ["OK", MS]}, ...}
+  health_client.py watch-stop PID NAME@ADDR...
+      opens a Watch on NAME at ADDR for each argument (one channel per
+      address; NAME may be empty: @ADDR), waits for each one's first
+      message, sends SIGTERM to PID, and follows every stream until it
+      ends: {"NAME@ADDR": {"events": [["SERVING", MS], ...],
+      "end": ["OK", MS, DETAILS]}, ...}
       where MS is milliseconds since the kill() (negative before it), on a
-      monotonic clock read in the thread that received the message.
+      monotonic clock read in the thread that received the message, and the
+      end is what grpcio reports: the status code's name (OK when the
+      server ended the stream with status OK) and its details.
 
 Needs the packages `grpcio` and `grpcio-health-checking` (scripts/test puts
 them in a venv of its own and names its interpreter in LIFECYCLE_PYTHON).
@@ -70,36 +74,46 @@ def list_statuses(addr):
     return {name: status_name(response.status) for name, response in answer.statuses.items()}
 
 
-def watch_stop(addr, pid, names):
-    stub = health_pb2_grpc.HealthStub(channel(addr))
+def watch_stop(pid, targets):
+    stubs = {}
+    for target in targets:
+        addr = target.rpartition("@")[2]
+        if addr not in stubs:
+            stubs[addr] = health_pb2_grpc.HealthStub(channel(addr))
     lock = threading.Lock()
-    events = {name: [] for name in names}
+    events = {target: [] for target in targets}
     ends = {}
-    first = {name: threading.Event() for name in names}
+    first = {target: threading.Event() for target in targets}
     killed_at = [None]
 
-    def follow(name):
-        stream = stub.Watch(health_pb2.HealthCheckRequest(service=name), timeout=WATCH_DEADLINE_S)
+    def follow(target):
+        name, _, addr = target.rpartition("@")
+        request = health_pb2.HealthCheckRequest(service=name)
+        stream = stubs[addr].Watch(request, timeout=WATCH_DEADLINE_S)
         try:
             for message in stream:
                 now = time.monotonic()
                 with lock:
-                    events[name].append([status_name(message.status), now])
-                first[name].set()
-            code = "OK"
+                    events[target].append([status_name(message.status), now])
+                first[target].set()
+            # The stream ended with a status: grpcio's own account of it.
+            code, details = stream.code().name, stream.details() or ""
         except grpc.RpcError as error:
-            code = error.code().name
-            print(f"watch {name!r}: {code}: {error.details()}", file=sys.stderr)
+            code, details = error.code().name, error.details() or ""
+        now = time.monotonic()
+        print(f"watch {target!r}: ended with {code}: {details!r}", file=sys.stderr)
         with lock:
-            ends[name] = [code, time.monotonic()]
-        first[name].set()
+            ends[target] = [code, now, details]
+        first[target].set()
 
-    threads = [threading.Thread(target=follow, args=(name,), daemon=True) for name in names]
+    threads = [
+        threading.Thread(target=follow, args=(target,), daemon=True) for target in targets
+    ]
     for thread in threads:
         thread.start()
-    for name in names:
-        if not first[name].wait(WATCH_DEADLINE_S):
-            raise SystemExit(f"watch {name!r}: no first message within {WATCH_DEADLINE_S} s")
+    for target in targets:
+        if not first[target].wait(WATCH_DEADLINE_S):
+            raise SystemExit(f"watch {target!r}: no first message within {WATCH_DEADLINE_S} s")
     killed_at[0] = time.monotonic()
     os.kill(pid, signal.SIGTERM)
     print(f"SIGTERM sent to {pid}", file=sys.stderr)
@@ -111,24 +125,26 @@ def watch_stop(addr, pid, names):
 
     with lock:
         return {
-            name: {
-                "events": [[status, ms(at)] for status, at in events[name]],
-                "end": [ends[name][0], ms(ends[name][1])] if name in ends else None,
+            target: {
+                "events": [[status, ms(at)] for status, at in events[target]],
+                "end": [ends[target][0], ms(ends[target][1]), ends[target][2]]
+                if target in ends
+                else None,
             }
-            for name in names
+            for target in targets
         }
 
 
 def main(argv):
     if len(argv) < 3:
         raise SystemExit(__doc__)
-    command, addr = argv[1], argv[2]
+    command = argv[1]
     if command == "check":
-        result = check(addr, argv[3:])
+        result = check(argv[2], argv[3:])
     elif command == "list":
-        result = list_statuses(addr)
+        result = list_statuses(argv[2])
     elif command == "watch-stop":
-        result = watch_stop(addr, int(argv[3]), argv[4:])
+        result = watch_stop(int(argv[2]), argv[3:])
     else:
         raise SystemExit(f"unknown command {command!r}\n{__doc__}")
     json.dump(result, sys.stdout)

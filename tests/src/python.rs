@@ -123,44 +123,75 @@ fn strings(document: Value) -> BTreeMap<String, String> {
 /// One Watch stream as `watch-stop` saw it.
 #[derive(Debug, Clone)]
 pub struct Watched {
+    /// What it watched: `NAME@ADDR`.
+    pub target: String,
     /// Each message's status and when it came, in ms since the kill()
     /// (negative before it).
     pub events: Vec<(String, f64)>,
-    /// How the stream ended (`OK`, or a status code's name) and when; `None`
-    /// if it had not ended when the script gave up.
-    pub end: Option<(String, f64)>,
+    /// How the stream ended; `None` if it had not ended when the script
+    /// gave up.
+    pub end: Option<Ended>,
 }
 
-/// Opens a Watch on each of `names`, waits for each one's first message,
-/// sends SIGTERM to `pid` and follows the streams to their end: what each
-/// saw, and the script's stderr.
-pub fn watch_stop(
-    addr: SocketAddr,
-    pid: u32,
-    names: &[&str],
-) -> (BTreeMap<String, Watched>, String) {
-    let mut args = vec!["watch-stop".to_owned(), addr.to_string(), pid.to_string()];
-    args.extend(names.iter().map(|name| name.to_string()));
+impl Watched {
+    /// The statuses it was sent, in order.
+    pub fn statuses(&self) -> Vec<&str> {
+        self.events
+            .iter()
+            .map(|(status, _)| status.as_str())
+            .collect()
+    }
+}
+
+/// The end of a Watch stream, as grpcio reports it.
+#[derive(Debug, Clone)]
+pub struct Ended {
+    /// The status code's name: `OK` when the server ended the stream with
+    /// status OK, as a clean end is.
+    pub code: String,
+    /// When, in ms since the kill().
+    pub at: f64,
+    /// The status's details (empty for most `OK`s).
+    pub details: String,
+}
+
+/// Opens a Watch on each `(addr, name)` of `targets`, waits for each one's
+/// first message, sends SIGTERM to `pid` and follows the streams to their
+/// end: what each saw, in the order of `targets`, and the script's stderr.
+pub fn watch_stop(pid: u32, targets: &[(SocketAddr, &str)]) -> (Vec<Watched>, String) {
+    let targets: Vec<String> = targets
+        .iter()
+        .map(|(addr, name)| format!("{name}@{addr}"))
+        .collect();
+    let mut args = vec!["watch-stop".to_owned(), pid.to_string()];
+    args.extend(targets.iter().cloned());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (document, stderr) = run_script(&args);
-    let pair = |value: &Value| -> (String, f64) {
-        (
-            value[0].as_str().expect("a status").to_owned(),
-            value[1].as_f64().expect("milliseconds"),
-        )
-    };
-    let watched = names
-        .iter()
-        .map(|name| {
-            let stream = &document[*name];
+    let watched = targets
+        .into_iter()
+        .map(|target| {
+            let stream = &document[target.as_str()];
             let events = stream["events"]
                 .as_array()
-                .unwrap_or_else(|| panic!("no events for {name:?}: {document}"))
+                .unwrap_or_else(|| panic!("no events for {target:?}: {document}"))
                 .iter()
-                .map(pair)
+                .map(|event| {
+                    (
+                        event[0].as_str().expect("a status").to_owned(),
+                        event[1].as_f64().expect("milliseconds"),
+                    )
+                })
                 .collect();
-            let end = (!stream["end"].is_null()).then(|| pair(&stream["end"]));
-            (name.to_string(), Watched { events, end })
+            let end = (!stream["end"].is_null()).then(|| Ended {
+                code: stream["end"][0].as_str().expect("a code").to_owned(),
+                at: stream["end"][1].as_f64().expect("milliseconds"),
+                details: stream["end"][2].as_str().expect("details").to_owned(),
+            });
+            Watched {
+                target,
+                events,
+                end,
+            }
         })
         .collect();
     (watched, stderr)
