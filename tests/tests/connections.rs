@@ -7,10 +7,12 @@
 //! signal to the exit, and how each client saw its connection end.
 //!
 //! That last one is read off each client's own socket, below its protocol
-//! library ([`Watched`]): an orderly end is end-of-stream (the server's
-//! FIN) with no read or write failing, where a reset shows as
-//! `ConnectionReset` (libraries such as tungstenite turn a reset after a
-//! close handshake into a clean end of their own).
+//! library ([`Watched`]), since libraries such as tungstenite turn a reset
+//! after a close handshake into a clean end of their own: an orderly end is
+//! end-of-stream (the server's FIN) with no read or write failing. A reset
+//! shows as a read failing with `ConnectionReset`, or, when it follows the
+//! server's FIN (Linux sends one on closing a socket with unread bytes),
+//! as the client's next write failing and the socket's pending error.
 //!
 //! Timing-sensitive, so its own test binary, its tests one at a time.
 
