@@ -96,7 +96,7 @@ fn listening() -> Result<(), &'static str> {
 
 /// Writes the acknowledged writes to `FLUSH_FILE`: what a stop must never
 /// lose, whatever its connections do.
-#[on_shutdown(timeout_ms = 1500)]
+#[on_shutdown(timeout_ms = 3000)]
 async fn flush_writes() -> std::io::Result<()> {
     let delay = env("FLUSH_DELAY_MS").map_or(0, |ms| ms.parse().expect("FLUSH_DELAY_MS"));
     tokio::time::sleep(Duration::from_millis(delay)).await;
