@@ -289,7 +289,7 @@ where
         failures.extend(stopped.hook_failures);
         if let Some(running) = stopped.still_running {
             let failure = format!(
-                "the on_shutdown hooks ran, but what they could wait for no longer had not ended: still running: {running}"
+                "the on_shutdown hooks ran at their latest start and are done; still running: {running}"
             );
             tracing::error!("{failure}");
             failures.push(failure);

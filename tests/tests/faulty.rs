@@ -48,7 +48,7 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_millis(3000);
 const HOOKS_LATEST_START: Duration = Duration::from_millis(3000 - 1300 - 250);
 /// How the exit names what the hooks no longer waited for.
 const STILL_RUNNING: &str =
-    "the on_shutdown hooks ran, but what they could wait for no longer had not ended: still running: ";
+    "the on_shutdown hooks ran at their latest start and are done; still running: ";
 /// What the contract adds to a check's timeout for an answer.
 const SLACK: Duration = Duration::from_millis(50);
 /// The contract's bound plus this keeps an assertion true on a loaded

@@ -624,14 +624,17 @@ fn a_manifest_that_cannot_reach_stdout_is_a_failure_not_a_panic() {
 
 #[test]
 fn the_manifest_warns_when_the_shutdown_budget_cannot_hold_in_the_cluster() {
-    let env = [("LIFECYCLE_PROBE_ADDR", "0.0.0.0:9100")];
+    let env = [
+        ("LIFECYCLE_PROBE_ADDR", "0.0.0.0:9100"),
+        ("LIFECYCLE_SHUTDOWN_TIMEOUT_MS", "20000"),
+    ];
     let (code, stdout, _) = run(TESTBED, &["--lifecycle-manifest"], &env);
     assert_eq!(code, Some(0));
-    // testbed's hooks: 10 s + 60 s + 10 s, 5 s of drain on Kubernetes and
-    // the default 5 s of connection drain.
+    // testbed's hooks: 2 s + 10 s + 2 s, 5 s of drain on Kubernetes and
+    // the default 5 s of connection drain: more than 20 s.
     assert!(
         stdout[0].starts_with(
-            "# WARNING: the shutdown budget cannot hold: drain delay 5000 ms + connection drain 5000 ms + on_shutdown hook timeouts 80000 ms"
+            "# WARNING: the shutdown budget cannot hold: drain delay 5000 ms + connection drain 5000 ms + on_shutdown hook timeouts 14000 ms"
         ),
         "{stdout:?}"
     );

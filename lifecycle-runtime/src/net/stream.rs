@@ -88,7 +88,8 @@ impl AsyncRead for TcpStream {
             // SAFETY: `recv` only writes into the slice, and only the `n`
             // bytes it reports written are marked initialised and filled.
             let unfilled = unsafe { buf.unfilled_mut() };
-            let read = connection.io.try_io(Interest::READABLE, || {
+            let wanted = unfilled.len();
+            let read = transfer(&connection.io, Interest::READABLE, wanted, || {
                 SockRef::from(&connection.io).recv(unfilled)
             });
             match read {
@@ -105,13 +106,44 @@ impl AsyncRead for TcpStream {
     }
 }
 
+/// One non-blocking transfer of up to `wanted` bytes through the socket,
+/// clearing its readiness when the system call says to wait, and after a
+/// short transfer, which means the socket is drained (or its send buffer
+/// full): as tokio's own `poll_read` and `poll_write` do, so that the next
+/// call waits for the reactor rather than making a system call only to
+/// hear EAGAIN (bench/findings.md).
+fn transfer(
+    io: &tokio::net::TcpStream,
+    interest: Interest,
+    wanted: usize,
+    op: impl FnOnce() -> io::Result<usize>,
+) -> io::Result<usize> {
+    let mut short = None;
+    let done = io.try_io(interest, || {
+        let n = op()?;
+        // Not on Windows, where tokio does not either: readiness there is
+        // emulated, and a short transfer says nothing of what is left.
+        if cfg!(not(windows)) && n > 0 && n < wanted {
+            short = Some(n);
+            // What makes `try_io` clear the readiness; the count is kept.
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    });
+    match short {
+        Some(n) => Ok(n),
+        None => done,
+    }
+}
+
 impl TcpStream {
     /// Writes with `write` once the socket is writable; fails once the
     /// connection is ended.
     fn poll_write_with(
         &self,
         cx: &mut Context<'_>,
-        mut write: impl FnMut(&tokio::net::TcpStream) -> io::Result<usize>,
+        wanted: usize,
+        mut write: impl FnMut(&SockRef<'_>) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
         let connection = &*self.connection;
         loop {
@@ -125,7 +157,10 @@ impl TcpStream {
                 }
                 return Poll::Pending;
             }
-            match write(&connection.io) {
+            let written = transfer(&connection.io, Interest::WRITABLE, wanted, || {
+                write(&SockRef::from(&connection.io))
+            });
+            match written {
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
                 written => return Poll::Ready(written),
             }
@@ -139,7 +174,7 @@ impl AsyncWrite for TcpStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.poll_write_with(cx, |io| io.try_write(buf))
+        self.poll_write_with(cx, buf.len(), |socket| socket.send(buf))
     }
 
     fn poll_write_vectored(
@@ -147,7 +182,8 @@ impl AsyncWrite for TcpStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.poll_write_with(cx, |io| io.try_write_vectored(bufs))
+        let wanted = bufs.iter().map(|buf| buf.len()).sum();
+        self.poll_write_with(cx, wanted, |socket| socket.send_vectored(bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
