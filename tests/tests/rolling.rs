@@ -72,8 +72,11 @@ const QUICKSTART: &str = env!("CARGO_BIN_EXE_quickstart-example");
 /// `axum::serve(...).with_graceful_shutdown(shutdown_signal())`.
 const AXUM_SERVICE: &str = env!("CARGO_BIN_EXE_axum-service");
 
-/// HAProxy's health-check interval (`inter`); with `fall 1` an instance is
-/// out of rotation within about one interval of failing `/readyz`.
+/// HAProxy's health-check interval (`inter`); with `fall 2` an instance is
+/// out of rotation within about two intervals of failing `/readyz`, and a
+/// new instance is not taken for dead by one check that a loaded machine
+/// delayed past `timeout check` (with `fall 1`, that left both instances
+/// down for a moment, and HAProxy answered requests itself).
 const CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// The instances' drain delay (`LIFECYCLE_DRAIN_DELAY_MS`): ten check
 /// intervals, so that HAProxy has taken an instance out long before it
@@ -295,7 +298,7 @@ impl Haproxy {
              \x20 balance roundrobin\n\
              \x20 option httpchk GET /readyz\n\
              \x20 http-check expect status 200\n\
-             \x20 default-server inter {inter}ms fall 1 rise 1\n\
+             \x20 default-server inter {inter}ms fall 2 rise 1\n\
              {servers}",
             socket = socket.display(),
             option = mode.haproxy_option(),
