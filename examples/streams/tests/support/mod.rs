@@ -175,9 +175,17 @@ pub async fn connect_websocket(app: SocketAddr) -> (WebSocket, SocketLog) {
     let tcp = TcpStream::connect(app)
         .await
         .unwrap_or_else(|e| panic!("connect to {app}: {e}"));
-    let log = SocketLog::default();
+    // A second handle on the socket keeps it open after the client is done
+    // with it, so that a reset that comes after the client read the
+    // server's FIN (its Close frame's answer reaching a socket the server
+    // had already closed) is still there to read.
+    let tcp = tcp.into_std().unwrap();
+    let log = SocketLog {
+        events: Arc::default(),
+        socket: Arc::new(tcp.try_clone().unwrap()),
+    };
     let watched = Watched {
-        inner: tcp,
+        inner: TcpStream::from_std(tcp).unwrap(),
         log: log.clone(),
     };
     let (socket, _) = tokio_tungstenite::client_async(format!("ws://{app}/ws"), watched)
@@ -187,25 +195,39 @@ pub async fn connect_websocket(app: SocketAddr) -> (WebSocket, SocketLog) {
 }
 
 /// What happened on a [`Watched`] socket.
-#[derive(Debug, Clone, Default)]
-pub struct SocketLog(Arc<Mutex<SocketEvents>>);
+#[derive(Debug, Clone)]
+pub struct SocketLog {
+    events: Arc<Mutex<SocketEvents>>,
+    socket: Arc<std::net::TcpStream>,
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct SocketEvents {
-    /// Each failed read, write or shutdown (a reset: `ConnectionReset`).
+    /// Each failed read, write or shutdown, and the error the socket still
+    /// holds (a reset: `ConnectionReset`, or `BrokenPipe` once the peer's
+    /// FIN was in).
     pub errors: Vec<String>,
     /// A read met the end of the stream: the peer's FIN.
     pub end_of_stream: bool,
 }
 
 impl SocketLog {
+    /// What happened so far. Call it once the server has exited: a reset
+    /// the client has not read yet is taken from the socket.
     pub fn events(&self) -> SocketEvents {
-        self.0.lock().unwrap().clone()
+        let mut events = self.events.lock().unwrap().clone();
+        match self.socket.take_error() {
+            Ok(None) => {}
+            Ok(Some(error)) | Err(error) => events
+                .errors
+                .push(format!("pending: {error} ({:?})", error.kind())),
+        }
+        events
     }
 
     fn record<T>(&self, what: &str, result: &io::Result<T>) {
         if let Err(error) = result {
-            self.0
+            self.events
                 .lock()
                 .unwrap()
                 .errors
@@ -230,7 +252,7 @@ impl AsyncRead for Watched {
         let result = ready!(Pin::new(&mut self.inner).poll_read(cx, buf));
         self.log.record("read", &result);
         if result.is_ok() && buf.filled().len() == before && buf.remaining() > 0 {
-            self.log.0.lock().unwrap().end_of_stream = true;
+            self.log.events.lock().unwrap().end_of_stream = true;
         }
         Poll::Ready(result)
     }
@@ -261,7 +283,7 @@ impl AsyncWrite for Watched {
 }
 
 /// What a WebSocket client read until its connection ended.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct WebSocketEnd {
     /// The server's Close frame.
     pub close: Option<CloseFrame>,
@@ -297,5 +319,16 @@ pub async fn read_to_end(
                 return end;
             }
         }
+    }
+}
+
+impl std::fmt::Debug for WebSocketEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocketEnd")
+            .field("close", &self.close)
+            .field("pongs", &self.pongs.len())
+            .field("others", &self.others)
+            .field("error", &self.error)
+            .finish()
     }
 }
