@@ -232,9 +232,10 @@ async fn echo(mut socket: WebSocket) {
     }
     // Either way, read until the connection ends: the client's Close frame
     // completes the handshake (and a read is what sends a queued Close
-    // answer), and what the client sent meanwhile, a ping say, is read
-    // rather than left in the socket: closing a socket with unread bytes
-    // sends the client a reset (ECONNRESET) instead of an orderly end.
+    // answer). Dropping the connection sooner closes the socket under
+    // what the client still sends, its Close frame or a ping, and Linux
+    // answers bytes that reach a closed socket, or that it closed unread,
+    // with a reset: the client reads ECONNRESET instead of an orderly end.
     let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async {
         while let Some(Ok(_)) = socket.recv().await {}
     })
