@@ -1,5 +1,5 @@
 //! Long-lived connections through a stop (issue 21, contract sections 5
-//! and 11): the streams fixture, with real clients connected — a raw
+//! and 11): the long-lived fixture, with real clients connected — a raw
 //! HTTP/1.1 client reading server-sent events, tokio-tungstenite on a
 //! WebSocket, hyper's HTTP/2 client, tonic's client on a server stream —
 //! across a SIGTERM. Each test asserts the exit code, that the
@@ -42,7 +42,7 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-const STREAMS: &str = env!("CARGO_BIN_EXE_streams");
+const LONG_LIVED: &str = env!("CARGO_BIN_EXE_long-lived");
 const DRAIN_DELAY: Duration = Duration::from_millis(300);
 /// The connection drain where lifecycle ends the connections: long enough
 /// to tell its end from the drain delay's.
@@ -59,7 +59,7 @@ const DISCARD: Duration = Duration::from_secs(1);
 const MARGIN: Duration = Duration::from_millis(1500);
 /// `LIFECYCLE_SHUTDOWN_TIMEOUT_MS` where `main` never returns.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_millis(5000);
-/// The streams fixture's `on_shutdown` hook's `timeout_ms`: the hooks'
+/// The long-lived fixture's `on_shutdown` hook's `timeout_ms`: the hooks'
 /// budget, as it has one hook. Its quick flush leaves most of it, and
 /// the reserve, between the exit and the deadline.
 const HOOK_BUDGET: Duration = Duration::from_millis(3000);
@@ -127,7 +127,7 @@ impl Drop for FlushFile {
     }
 }
 
-/// The streams fixture, ready, with [`WRITES`] acknowledged.
+/// The long-lived fixture, ready, with [`WRITES`] acknowledged.
 struct Streams {
     service: Service,
     /// The application's HTTP address.
@@ -141,7 +141,7 @@ impl Streams {
     /// the writes.
     fn start(listener: &str, handlers: &str, env: &[(&str, String)]) -> Streams {
         let flush = FlushFile::new();
-        let builder = fixture(STREAMS)
+        let builder = fixture(LONG_LIVED)
             .env("LISTENER", listener)
             .env("HANDLERS", handlers)
             .env("FLUSH_FILE", &flush.0)
