@@ -32,8 +32,8 @@
 //! report.assert_never_joined_endpoints();
 //!
 //! // A graceful stop under load loses no request and exits 0.
-//! let line = service.wait_for_log("serving on http://", Duration::from_secs(5))?;
-//! let app = line.rsplit("http://").next().unwrap().trim().parse().unwrap();
+//! // Bound through lifecycle_runtime::net::TcpListener, on port 0.
+//! let app = service.app_addr()?;
 //! let load = Load::new(move || match http_get(app, "/", Duration::from_secs(2))? {
 //!     (200, _) => Ok(()),
 //!     (status, _) => Err(RequestError::status(status)),

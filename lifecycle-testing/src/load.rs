@@ -211,8 +211,8 @@ type Request = dyn Fn() -> Result<(), RequestError> + Send + Sync;
 ///     .env("APP_ADDR", "127.0.0.1:0")
 ///     .env("LIFECYCLE_DRAIN_DELAY_MS", "500")
 ///     .start()?;
-/// let line = service.wait_for_log("serving on http://", Duration::from_secs(10))?;
-/// let app: std::net::SocketAddr = line.rsplit("http://").next().unwrap().trim().parse().unwrap();
+/// // Bound through lifecycle_runtime::net::TcpListener, on port 0.
+/// let app = service.app_addr()?;
 ///
 /// let load = Load::new(move || match http_get(app, "/", Duration::from_secs(2))? {
 ///     (200, _) => Ok(()),
