@@ -79,10 +79,6 @@ const WRITES: [&str; 5] = ["write 1", "write 2", "write 3", "write 4", "write 5"
 /// One test at a time: their timings must not include each other's load.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 fn ms(duration: Duration) -> String {
     duration.as_millis().to_string()
 }
@@ -102,6 +98,13 @@ fn finished<T>(runtime: &Runtime, client: JoinHandle<T>) -> T {
         .block_on(async { tokio::time::timeout(DEADLINE, client).await })
         .unwrap_or_else(|_| panic!("a client's connection still open {DEADLINE:?} after the exit"))
         .unwrap()
+}
+
+/// When, after the signal, lifecycle ends the connections left at the
+/// connection drain's end: after the drain delay and the drain.
+fn connection_drain_end() -> Range<Duration> {
+    let drained = DRAIN_DELAY + CONNECTION_DRAIN;
+    drained..drained + MARGIN
 }
 
 /// Where the fixture's hook flushes the writes: a fresh path, removed
@@ -133,13 +136,20 @@ struct Streams {
     /// The application's HTTP address.
     app: SocketAddr,
     flush: FlushFile,
+    /// [`SERIAL`], held from before the start until the fixture and its
+    /// flush file are gone (fields drop in order): every test starts one,
+    /// so this keeps them one at a time.
+    _serial: MutexGuard<'static, ()>,
 }
 
 impl Streams {
     /// Starts the fixture with `LISTENER=listener`, `HANDLERS=handlers`,
-    /// the [`DRAIN_DELAY`] and `env`, waits until it is ready, and makes
-    /// the writes.
-    fn start(listener: &str, handlers: &str, env: &[(&str, String)]) -> Streams {
+    /// the [`DRAIN_DELAY`] and `env`'s settings in milliseconds, once no
+    /// other test's fixture runs; waits until it is ready, and makes the
+    /// writes.
+    fn start(listener: &str, handlers: &str, env: &[(&str, Duration)]) -> Streams {
+        // A test that panicked poisons the lock; the next may still run.
+        let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
         let flush = FlushFile::new();
         let builder = fixture(LONG_LIVED)
             .env("LISTENER", listener)
@@ -148,7 +158,9 @@ impl Streams {
             .env("LIFECYCLE_DRAIN_DELAY_MS", ms(DRAIN_DELAY));
         let service = env
             .iter()
-            .fold(builder, |builder, (key, value)| builder.env(key, value))
+            .fold(builder, |builder, (key, value)| {
+                builder.env(key, ms(*value))
+            })
             .start()
             .unwrap();
         service
@@ -181,7 +193,15 @@ impl Streams {
             service,
             app,
             flush,
+            _serial: serial,
         }
+    }
+
+    /// [`Streams::start`] on lifecycle's listener with `handlers` and
+    /// `connection_drain`, its only other setting.
+    fn on_lifecycles_listener(handlers: &str, connection_drain: Duration) -> Streams {
+        let env = [("LIFECYCLE_CONNECTION_DRAIN_MS", connection_drain)];
+        Streams::start("lifecycle", handlers, &env)
     }
 
     /// The gRPC server's address: the second listener the application
@@ -200,6 +220,45 @@ impl Streams {
         let stopped = self.service.stop_with(Stop::grace(GRACE));
         eprintln!("signal to exit: {:?}", stopped.signal_to_exit);
         (signalled, stopped)
+    }
+
+    /// [`Streams::stop`], asserting that the service exited 0 and that
+    /// the hook flushed the writes.
+    fn stop_cleanly(&mut self) -> (Instant, Stopped) {
+        let (signalled, stopped) = self.stop();
+        assert_eq!(stopped.exit.code, Some(0), "{stopped:?}");
+        self.assert_flushed();
+        (signalled, stopped)
+    }
+
+    /// [`Streams::stop_cleanly`] where lifecycle ends the connections at
+    /// the [`CONNECTION_DRAIN`]'s end: asserts that the exit followed,
+    /// within the time the ended connections may discard for.
+    fn stop_at_connection_drain(&mut self) -> (Instant, Stopped) {
+        let (signalled, stopped) = self.stop_cleanly();
+        let ended = connection_drain_end();
+        assert_within(
+            "exited",
+            stopped.signal_to_exit,
+            &(ended.start..ended.end + DISCARD),
+        );
+        (signalled, stopped)
+    }
+
+    /// SIGTERM alone, for a test that watches the stop as it goes: the
+    /// instant of the signal.
+    fn signal(&self) -> Instant {
+        let signalled = Instant::now();
+        self.service.signal(libc::SIGTERM);
+        signalled
+    }
+
+    /// After [`Streams::signal`]: waits for the exit, and asserts that it
+    /// was 0 and that the hook flushed the writes.
+    fn assert_exits_cleanly(&mut self) {
+        let exit = self.service.wait_exit(DEADLINE).unwrap();
+        assert_eq!(exit.code, Some(0), "{}", self.service.log_text());
+        self.assert_flushed();
     }
 
     /// Asserts that the hook flushed every acknowledged write.
@@ -335,12 +394,30 @@ fn assert_no_reset(client: &str, seen: &Seen) {
     );
 }
 
-/// Asserts that `at` is `window` after the signal.
-fn assert_within(what: &str, at: Instant, signalled: Instant, window: Range<Duration>) {
-    let after = at.duration_since(signalled);
+/// Asserts that `what` came `after` the signal, within `window`.
+fn assert_within(what: &str, after: Duration, window: &Range<Duration>) {
     assert!(
         window.contains(&after),
         "{what} {after:?} after the signal, outside {window:?}"
+    );
+}
+
+/// Asserts that nothing failed on `client`'s socket and that `what` came
+/// `at`, `window` after the signal: for an end the client saw above its
+/// socket, such as a call's status.
+fn assert_closed_in_order(
+    client: &str,
+    seen: &Mutex<Seen>,
+    what: &str,
+    at: Instant,
+    signalled: Instant,
+    window: &Range<Duration>,
+) {
+    assert_no_reset(client, &seen.lock().unwrap());
+    assert_within(
+        &format!("{client}: {what}"),
+        at.duration_since(signalled),
+        window,
     );
 }
 
@@ -351,19 +428,17 @@ fn assert_ended_in_order(
     client: &str,
     seen: &Mutex<Seen>,
     signalled: Instant,
-    window: Range<Duration>,
+    window: &Range<Duration>,
 ) {
-    let seen = seen.lock().unwrap();
-    let Some((_, at)) = seen.end else {
-        panic!("{client}: its connection never ended: {seen:?}")
+    // Copied out, so that the lock is free for the assertions below.
+    let end = seen.lock().unwrap().end;
+    let Some((_, at)) = end else {
+        panic!(
+            "{client}: its connection never ended: {:?}",
+            seen.lock().unwrap()
+        )
     };
-    assert_no_reset(client, &seen);
-    assert_within(
-        &format!("{client}: its connection ended"),
-        at,
-        signalled,
-        window,
-    );
+    assert_closed_in_order(client, seen, "its connection ended", at, signalled, window);
 }
 
 /// A raw HTTP/1.1 client of `GET /events` that reads the chunked body
@@ -395,6 +470,13 @@ enum Chunk {
 }
 
 impl SseClient {
+    /// Opens a client of `addr` and spawns its read to the end on the
+    /// clients' runtime.
+    fn reading(runtime: &Runtime, addr: SocketAddr) -> JoinHandle<SseEnd> {
+        let client = runtime.block_on(SseClient::open(addr));
+        runtime.spawn(client.read_to_end())
+    }
+
     /// Connects, sends the request, and reads the answer's head and the
     /// first event.
     async fn open(addr: SocketAddr) -> SseClient {
@@ -709,17 +791,55 @@ impl WatchClient {
     }
 }
 
+/// One client of each kind — SSE, WebSocket, HTTP/2, a gRPC server stream
+/// — each reading its stream to its end on the clients' runtime.
+struct Clients {
+    sse: JoinHandle<SseEnd>,
+    ws: JoinHandle<WsEnd>,
+    h2: JoinHandle<H2End>,
+    watch: JoinHandle<WatchEnd>,
+}
+
+impl Clients {
+    /// Opens the four at once, on the fixture's HTTP and gRPC addresses.
+    fn open(runtime: &Runtime, streams: &Streams) -> Clients {
+        let (app, grpc) = (streams.app, streams.grpc());
+        let (sse, ws, h2, watch) = runtime.block_on(async {
+            tokio::join!(
+                SseClient::open(app),
+                WsClient::open(app),
+                H2Client::open(app),
+                WatchClient::open(grpc)
+            )
+        });
+        Clients {
+            sse: runtime.spawn(sse.read_to_end()),
+            ws: runtime.spawn(ws.read_to_end()),
+            h2: runtime.spawn(h2.read_to_end()),
+            watch: runtime.spawn(watch.read_to_end()),
+        }
+    }
+
+    /// How each ended, once the stop is over.
+    fn finished(self, runtime: &Runtime) -> (SseEnd, WsEnd, H2End, WatchEnd) {
+        (
+            finished(runtime, self.sse),
+            finished(runtime, self.ws),
+            finished(runtime, self.h2),
+            finished(runtime, self.watch),
+        )
+    }
+}
+
 #[test]
 fn naive_handlers_on_tokios_listener_keep_main_running_yet_the_hooks_run_before_the_deadline() {
-    let _serial = serial();
     let mut streams = Streams::start(
         "tokio",
         "naive",
-        &[("LIFECYCLE_SHUTDOWN_TIMEOUT_MS", ms(SHUTDOWN_TIMEOUT))],
+        &[("LIFECYCLE_SHUTDOWN_TIMEOUT_MS", SHUTDOWN_TIMEOUT)],
     );
     let runtime = runtime();
-    let sse = runtime.block_on(SseClient::open(streams.app));
-    let sse = runtime.spawn(sse.read_to_end());
+    let sse = SseClient::reading(&runtime, streams.app);
 
     let (_, stopped) = streams.stop();
     // axum waits for the event stream, which never ends: main never
@@ -734,10 +854,10 @@ fn naive_handlers_on_tokios_listener_keep_main_running_yet_the_hooks_run_before_
     // The hooks started when their budget was left before the deadline,
     // and the exit followed them, before the deadline's own exit.
     let hooks_start = SHUTDOWN_TIMEOUT - HOOK_BUDGET - HOOK_RESERVE;
-    assert!(
-        (hooks_start..SHUTDOWN_TIMEOUT).contains(&stopped.signal_to_exit),
-        "exited {:?} after the signal, outside {hooks_start:?}..{SHUTDOWN_TIMEOUT:?}",
-        stopped.signal_to_exit
+    assert_within(
+        "exited",
+        stopped.signal_to_exit,
+        &(hooks_start..SHUTDOWN_TIMEOUT),
     );
     let sse = finished(&runtime, sse);
     assert!(
@@ -748,36 +868,11 @@ fn naive_handlers_on_tokios_listener_keep_main_running_yet_the_hooks_run_before_
 
 #[test]
 fn naive_handlers_on_lifecycles_listener_are_ended_in_order_at_the_connection_drain() {
-    let _serial = serial();
-    let mut streams = Streams::start(
-        "lifecycle",
-        "naive",
-        &[("LIFECYCLE_CONNECTION_DRAIN_MS", ms(CONNECTION_DRAIN))],
-    );
-    let (app, grpc) = (streams.app, streams.grpc());
+    let mut streams = Streams::on_lifecycles_listener("naive", CONNECTION_DRAIN);
     let runtime = runtime();
-    let (sse, ws, h2, watch) = runtime.block_on(async {
-        tokio::join!(
-            SseClient::open(app),
-            WsClient::open(app),
-            H2Client::open(app),
-            WatchClient::open(grpc)
-        )
-    });
-    let sse = runtime.spawn(sse.read_to_end());
-    let ws = runtime.spawn(ws.read_to_end());
-    let h2 = runtime.spawn(h2.read_to_end());
-    let watch = runtime.spawn(watch.read_to_end());
+    let clients = Clients::open(&runtime, &streams);
 
-    let (signalled, stopped) = streams.stop();
-    assert_eq!(stopped.exit.code, Some(0), "{stopped:?}");
-    streams.assert_flushed();
-    let drained = DRAIN_DELAY + CONNECTION_DRAIN;
-    assert!(
-        (drained..drained + DISCARD + MARGIN).contains(&stopped.signal_to_exit),
-        "exited {:?} after the signal",
-        stopped.signal_to_exit
-    );
+    let (signalled, stopped) = streams.stop_at_connection_drain();
     assert!(
         stopped
             .log
@@ -786,27 +881,19 @@ fn naive_handlers_on_lifecycles_listener_are_ended_in_order_at_the_connection_dr
         "{stopped:#?}"
     );
     // Each connection ended by lifecycle at the drain's end, in order.
-    let ended = drained..drained + MARGIN;
-    let sse = finished(&runtime, sse);
+    let ended = connection_drain_end();
+    let (sse, ws, h2, watch) = clients.finished(&runtime);
     assert!(!sse.final_chunk && sse.events > 0, "{sse:?}");
-    assert_ended_in_order("SSE", &sse.seen, signalled, ended.clone());
-    let ws = finished(&runtime, ws);
+    assert_ended_in_order("SSE", &sse.seen, signalled, &ended);
     assert_eq!(ws.close, None, "the naive echo sends no Close: {ws:?}");
-    assert_ended_in_order("WebSocket", &ws.seen, signalled, ended.clone());
-    let h2 = finished(&runtime, h2);
-    assert_ended_in_order("HTTP/2", &h2.seen, signalled, ended.clone());
-    let watch = finished(&runtime, watch);
-    assert_ended_in_order("gRPC stream", &watch.seen, signalled, ended);
+    assert_ended_in_order("WebSocket", &ws.seen, signalled, &ended);
+    assert_ended_in_order("HTTP/2", &h2.seen, signalled, &ended);
+    assert_ended_in_order("gRPC stream", &watch.seen, signalled, &ended);
 }
 
 #[test]
 fn a_websocket_client_pinging_through_the_drain_reads_end_of_stream_never_a_reset() {
-    let _serial = serial();
-    let mut streams = Streams::start(
-        "lifecycle",
-        "naive",
-        &[("LIFECYCLE_CONNECTION_DRAIN_MS", ms(CONNECTION_DRAIN))],
-    );
+    let mut streams = Streams::on_lifecycles_listener("naive", CONNECTION_DRAIN);
     let app = streams.app;
     let runtime = runtime();
     // Several, so that a reset has several chances to show.
@@ -817,15 +904,7 @@ fn a_websocket_client_pinging_through_the_drain_reads_end_of_stream_never_a_rese
         })
         .collect();
 
-    let (signalled, stopped) = streams.stop();
-    assert_eq!(stopped.exit.code, Some(0), "{stopped:?}");
-    streams.assert_flushed();
-    let drained = DRAIN_DELAY + CONNECTION_DRAIN;
-    assert!(
-        (drained..drained + DISCARD + MARGIN).contains(&stopped.signal_to_exit),
-        "exited {:?} after the signal",
-        stopped.signal_to_exit
-    );
+    let (signalled, _) = streams.stop_at_connection_drain();
     for (index, client) in clients.into_iter().enumerate() {
         let ws = finished(&runtime, client);
         assert!(ws.pongs > 0, "pings were answered until the end: {ws:?}");
@@ -833,44 +912,24 @@ fn a_websocket_client_pinging_through_the_drain_reads_end_of_stream_never_a_rese
             &format!("pinging WebSocket {index}"),
             &ws.seen,
             signalled,
-            drained..drained + MARGIN,
+            &connection_drain_end(),
         );
     }
 }
 
 #[test]
 fn cooperative_handlers_end_their_streams_cleanly_without_waiting_for_the_drain() {
-    let _serial = serial();
-    let mut streams = Streams::start(
-        "lifecycle",
-        "cooperative",
-        &[("LIFECYCLE_CONNECTION_DRAIN_MS", ms(LONG_CONNECTION_DRAIN))],
-    );
-    let (app, grpc) = (streams.app, streams.grpc());
+    let mut streams = Streams::on_lifecycles_listener("cooperative", LONG_CONNECTION_DRAIN);
     let runtime = runtime();
-    let (sse, ws, h2, watch) = runtime.block_on(async {
-        tokio::join!(
-            SseClient::open(app),
-            WsClient::open(app),
-            H2Client::open(app),
-            WatchClient::open(grpc)
-        )
-    });
-    let sse = runtime.spawn(sse.read_to_end());
-    let ws = runtime.spawn(ws.read_to_end());
-    let h2 = runtime.spawn(h2.read_to_end());
-    let watch = runtime.spawn(watch.read_to_end());
+    let clients = Clients::open(&runtime, &streams);
 
-    let (signalled, stopped) = streams.stop();
-    assert_eq!(stopped.exit.code, Some(0), "{stopped:?}");
-    streams.assert_flushed();
+    let (signalled, stopped) = streams.stop_cleanly();
     // Within the drain delay and a second; a stop that waited for the
     // connection drain would take more than five.
-    assert!(
-        (DRAIN_DELAY..DRAIN_DELAY + Duration::from_secs(1) + MARGIN)
-            .contains(&stopped.signal_to_exit),
-        "exited {:?} after the signal",
-        stopped.signal_to_exit
+    assert_within(
+        "exited",
+        stopped.signal_to_exit,
+        &(DRAIN_DELAY..DRAIN_DELAY + Duration::from_secs(1) + MARGIN),
     );
     assert!(
         !stopped
@@ -881,78 +940,83 @@ fn cooperative_handlers_end_their_streams_cleanly_without_waiting_for_the_drain(
     );
     // Each stream ended by its handler at shutdown_signal(), cleanly.
     let ended = DRAIN_DELAY..DRAIN_DELAY + MARGIN;
-    let sse = finished(&runtime, sse);
+    let (sse, ws, h2, watch) = clients.finished(&runtime);
     assert!(sse.final_chunk, "the event stream's last chunk: {sse:?}");
-    assert_ended_in_order("SSE", &sse.seen, signalled, ended.clone());
-    let ws = finished(&runtime, ws);
+    assert_ended_in_order("SSE", &sse.seen, signalled, &ended);
     assert_eq!(ws.close, Some(1001), "Going Away: {ws:?}");
-    assert_ended_in_order("WebSocket", &ws.seen, signalled, ended.clone());
-    let h2 = finished(&runtime, h2);
+    assert_ended_in_order("WebSocket", &ws.seen, signalled, &ended);
     const NO_ERROR: u32 = 0;
     assert_eq!(h2.goaway, Some(NO_ERROR), "{h2:?}");
     assert_eq!((&h2.body, &h2.connection), (&Ok(()), &Ok(())), "{h2:?}");
     // Its stream ended and GOAWAY said no other would come: hyper closes
     // the connection itself, without waiting for the server's FIN.
-    assert_no_reset("HTTP/2", &h2.seen.lock().unwrap());
-    assert_within(
-        "HTTP/2: its connection closed",
-        h2.closed,
-        signalled,
-        ended.clone(),
-    );
-    let watch = finished(&runtime, watch);
+    let what = "its connection closed";
+    assert_closed_in_order("HTTP/2", &h2.seen, what, h2.closed, signalled, &ended);
     assert_eq!(watch.status, Ok(()), "status OK: {watch:?}");
     // The call is over; tonic's client may close its idle connection
     // before the server does.
-    assert_no_reset("gRPC stream", &watch.seen.lock().unwrap());
-    assert_within("the gRPC stream ended", watch.ended, signalled, ended);
+    let what = "its call ended";
+    assert_closed_in_order(
+        "gRPC stream",
+        &watch.seen,
+        what,
+        watch.ended,
+        signalled,
+        &ended,
+    );
 }
 
-/// Probes `/readyz?verbose` on `probe` until the `lifecycle` check's
-/// reason is `expected`, or panics at the deadline with the last one.
-fn wait_for_lifecycle_reason(service: &Service, expected: &str) {
+/// Calls `check` until it passes, or panics at the deadline with what it
+/// last said and the service's log.
+fn wait_until(service: &Service, mut check: impl FnMut() -> Result<(), String>) {
     let until = Instant::now() + DEADLINE;
     loop {
-        let answer = probe(service.probe_addr(), "/readyz?verbose", DEFAULT_TIMEOUT);
-        let verbose = answer.verbose();
-        let reason = verbose.check("lifecycle").and_then(|c| c.reason.as_deref());
-        if reason == Some(expected) {
-            return;
-        }
+        let Err(last) = check() else { return };
         assert!(
             Instant::now() < until,
-            "the lifecycle check's reason never read {expected:?}; last: {answer}\nlog:\n{}",
+            "{last}\nlog:\n{}",
             service.log_text()
         );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
 
+/// Probes `/readyz?verbose` on `probe` until the `lifecycle` check's
+/// reason is `expected`, or panics at the deadline with the last one.
+fn wait_for_lifecycle_reason(service: &Service, expected: &str) {
+    wait_until(service, || {
+        let answer = probe(service.probe_addr(), "/readyz?verbose", DEFAULT_TIMEOUT);
+        let verbose = answer.verbose();
+        let reason = verbose.check("lifecycle").and_then(|c| c.reason.as_deref());
+        if reason == Some(expected) {
+            return Ok(());
+        }
+        Err(format!(
+            "the lifecycle check's reason never read {expected:?}; last: {answer}"
+        ))
+    });
+}
+
 #[test]
 fn the_lifecycle_check_names_the_connections_open_during_a_stop() {
-    let _serial = serial();
     // Long enough for two observations and a connection in between.
     let drain_delay = Duration::from_secs(4);
     let mut streams = Streams::start(
         "lifecycle",
         "cooperative",
         &[
-            ("LIFECYCLE_DRAIN_DELAY_MS", ms(drain_delay)),
+            ("LIFECYCLE_DRAIN_DELAY_MS", drain_delay),
             // The hook's time: the stop with no connection left.
-            ("FLUSH_DELAY_MS", "1000".into()),
+            ("FLUSH_DELAY_MS", Duration::from_secs(1)),
         ],
     );
-    let app = streams.app;
     let runtime = runtime();
-    let first = runtime.block_on(SseClient::open(app));
-    let first = runtime.spawn(first.read_to_end());
+    let first = SseClient::reading(&runtime, streams.app);
 
-    let signalled = Instant::now();
-    streams.service.signal(libc::SIGTERM);
+    let signalled = streams.signal();
     wait_for_lifecycle_reason(&streams.service, "shutting down (1 connection open)");
     // Still accepted in the drain delay, as load balancers catch up.
-    let second = runtime.block_on(SseClient::open(app));
-    let second = runtime.spawn(second.read_to_end());
+    let second = SseClient::reading(&runtime, streams.app);
     wait_for_lifecycle_reason(&streams.service, "shutting down (2 connections open)");
     // The streams end at shutdown_signal(); the hook runs after their
     // connections closed.
@@ -962,9 +1026,7 @@ fn the_lifecycle_check_names_the_connections_open_during_a_stop() {
         "the observations took too long to be in the stop"
     );
 
-    let exit = streams.service.wait_exit(DEADLINE).unwrap();
-    assert_eq!(exit.code, Some(0), "{}", streams.service.log_text());
-    streams.assert_flushed();
+    streams.assert_exits_cleanly();
     for sse in [first, second] {
         let sse = finished(&runtime, sse);
         assert!(sse.final_chunk, "{sse:?}");
@@ -972,7 +1034,7 @@ fn the_lifecycle_check_names_the_connections_open_during_a_stop() {
             "SSE",
             &sse.seen,
             signalled,
-            drain_delay..drain_delay + MARGIN,
+            &(drain_delay..drain_delay + MARGIN),
         );
     }
 }
@@ -1000,31 +1062,26 @@ fn connection_metrics(service: &Service) -> (u64, u64) {
 /// Scrapes until the connection metrics read `expected` (open, ended), or
 /// panics at the deadline with the last reading.
 fn wait_for_connection_metrics(service: &Service, expected: (u64, u64)) {
-    let until = Instant::now() + DEADLINE;
-    loop {
+    wait_until(service, || {
         let read = connection_metrics(service);
         if read == expected {
-            return;
+            return Ok(());
         }
-        assert!(
-            Instant::now() < until,
-            "(open, ended) never read {expected:?}; last {read:?}\nlog:\n{}",
-            service.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+        Err(format!(
+            "(open, ended) never read {expected:?}; last {read:?}"
+        ))
+    });
 }
 
 #[test]
 fn metrics_count_the_open_connections_and_those_the_drain_ended() {
-    let _serial = serial();
     let mut streams = Streams::start(
         "lifecycle",
         "naive",
         &[
-            ("LIFECYCLE_CONNECTION_DRAIN_MS", ms(CONNECTION_DRAIN)),
+            ("LIFECYCLE_CONNECTION_DRAIN_MS", CONNECTION_DRAIN),
             // The hook's time: a scrape after the drain's end.
-            ("FLUSH_DELAY_MS", "1000".into()),
+            ("FLUSH_DELAY_MS", Duration::from_secs(1)),
         ],
     );
     let app = streams.app;
@@ -1041,17 +1098,14 @@ fn metrics_count_the_open_connections_and_those_the_drain_ended() {
     let ws = runtime.spawn(ws.read_to_end());
     wait_for_connection_metrics(&streams.service, (3, 0));
 
-    let signalled = Instant::now();
-    streams.service.signal(libc::SIGTERM);
+    let signalled = streams.signal();
     wait_for_connection_metrics(&streams.service, (0, 3));
-    let exit = streams.service.wait_exit(DEADLINE).unwrap();
-    assert_eq!(exit.code, Some(0), "{}", streams.service.log_text());
-    streams.assert_flushed();
-    let drained = DRAIN_DELAY + CONNECTION_DRAIN;
+    streams.assert_exits_cleanly();
+    let ended = connection_drain_end();
     for sse in [first, second] {
         let sse = finished(&runtime, sse);
-        assert_ended_in_order("SSE", &sse.seen, signalled, drained..drained + MARGIN);
+        assert_ended_in_order("SSE", &sse.seen, signalled, &ended);
     }
     let ws = finished(&runtime, ws);
-    assert_ended_in_order("WebSocket", &ws.seen, signalled, drained..drained + MARGIN);
+    assert_ended_in_order("WebSocket", &ws.seen, signalled, &ended);
 }
