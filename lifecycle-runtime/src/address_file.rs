@@ -43,7 +43,10 @@ impl AddressFile {
         published.probe = Some(addr);
         published.path = path.map(Path::to_owned);
         match &published.path {
-            Some(path) => publish(path, &published.text()),
+            Some(path) => {
+                let text = published.text();
+                publish(path, &text, &text)
+            }
             None => Ok(()),
         }
     }
@@ -54,7 +57,7 @@ impl AddressFile {
         let mut published = self.state.lock().unwrap_or_else(|p| p.into_inner());
         published.app.push(addr);
         if let Some(path) = &published.path {
-            if let Err(error) = publish(path, &published.text()) {
+            if let Err(error) = publish(path, &published.text(), &format!("app {addr}\n")) {
                 tracing::warn!(
                     "cannot add the application's address {addr} to {}: {error}",
                     path.display()
@@ -64,19 +67,25 @@ impl AddressFile {
     }
 }
 
-/// Writes `text` to `path`. A regular file (or none yet) is written beside
-/// and renamed into place, so that a reader polling for the file never
-/// sees half a line. Anything else there is written in place, never
-/// replaced: a FIFO a supervisor reads the address from, a character
+/// Publishes `text`, the whole file, at `path`, where `added` is what
+/// `text` has that the last publication had not (all of it the first
+/// time). A regular file (or none yet) is written beside and renamed into
+/// place, so that a reader polling for the file never sees half a line.
+/// Anything else there is written in place, never replaced, and given only
+/// `added`, so that a reader there never reads a line twice nor finds the
+/// file empty: a FIFO a supervisor reads the address from, a character
 /// device, a symbolic link (renaming over them would leave the reader
 /// waiting forever, or swap a device node or a link for a file). It is
 /// opened without blocking, so a FIFO nobody reads fails at once instead
 /// of holding up start-up; a directory, a socket or a block device fails.
-fn publish(path: &Path, text: &str) -> io::Result<()> {
+fn publish(path: &Path, text: &str, added: &str) -> io::Result<()> {
     match std::fs::symlink_metadata(path) {
         Ok(metadata) if metadata.file_type().is_file() => {}
         Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-        Ok(_) => return write_in_place(path, text.as_bytes()),
+        Ok(_) => {
+            let first = added.len() == text.len();
+            return write_in_place(path, added.as_bytes(), first);
+        }
         Err(error) => return Err(error),
     }
     let mut partial = path.as_os_str().to_owned();
@@ -89,13 +98,15 @@ fn publish(path: &Path, text: &str) -> io::Result<()> {
 }
 
 /// Writes `bytes` to what is at `path`, following links, without blocking:
-/// a regular file (truncated first), a FIFO or a character device.
-fn write_in_place(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// a regular file (truncated first when `first`, else appended to), a FIFO
+/// or a character device.
+fn write_in_place(path: &Path, bytes: &[u8], first: bool) -> io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 
     let mut file = std::fs::OpenOptions::new()
         .write(true)
+        .append(!first)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
         .map_err(|error| match error.raw_os_error() {
@@ -107,7 +118,9 @@ fn write_in_place(path: &Path, bytes: &[u8]) -> io::Result<()> {
         })?;
     let kind = file.metadata()?.file_type();
     if kind.is_file() {
-        file.set_len(0)?;
+        if first {
+            file.set_len(0)?;
+        }
     } else if !kind.is_fifo() && !kind.is_char_device() {
         return Err(io::Error::other(
             "it is not a regular file, a FIFO or a character device",
@@ -123,6 +136,33 @@ mod tests {
     use super::*;
 
     const LINE: &str = "127.0.0.1:8081\n";
+
+    #[test]
+    fn a_fifo_reads_each_line_once() {
+        use std::os::unix::fs::OpenOptionsExt;
+
+        let dir = std::env::temp_dir().join(format!("lifecycle-addrs-fifo-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo");
+        let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo(3) with a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        let mut reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        let addresses = AddressFile::default();
+        addresses
+            .probe_listening(Some(&fifo), "127.0.0.1:8081".parse().unwrap())
+            .unwrap();
+        addresses.app_bound("127.0.0.1:1".parse().unwrap());
+        let mut read = String::new();
+        reader.read_to_string(&mut read).unwrap();
+        assert_eq!(read, "127.0.0.1:8081\napp 127.0.0.1:1\n");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn the_probe_address_comes_first_then_each_application_address() {
@@ -144,6 +184,23 @@ mod tests {
             std::fs::read_to_string(&file).unwrap(),
             "127.0.0.1:8081\napp 127.0.0.1:1\napp [::1]:2\n"
         );
+
+        // Through a link: written in place, the new line appended.
+        let link = dir.join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        let linked = AddressFile::default();
+        linked
+            .probe_listening(Some(&link), "127.0.0.1:9".parse().unwrap())
+            .unwrap();
+        linked.app_bound("127.0.0.1:3".parse().unwrap());
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap(),
+            "127.0.0.1:9\napp 127.0.0.1:3\n"
+        );
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -157,9 +214,9 @@ mod tests {
 
         // A regular file, new or old: renamed into place, nothing left beside.
         let file = dir.join("addr");
-        publish(&file, LINE).unwrap();
+        publish(&file, LINE, LINE).unwrap();
         std::fs::write(&file, "an older and longer address\n").unwrap();
-        publish(&file, LINE).unwrap();
+        publish(&file, LINE, LINE).unwrap();
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "127.0.0.1:8081\n");
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
 
@@ -168,21 +225,21 @@ mod tests {
         let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
         // SAFETY: mkfifo(3) with a valid C string.
         assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
-        let error = publish(&fifo, LINE).unwrap_err();
+        let error = publish(&fifo, LINE, LINE).unwrap_err();
         assert!(error.to_string().contains("a FIFO nobody reads"), "{error}");
         let mut reader = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NONBLOCK)
             .open(&fifo)
             .unwrap();
-        publish(&fifo, LINE).unwrap();
+        publish(&fifo, LINE, LINE).unwrap();
         let mut read = String::new();
         reader.read_to_string(&mut read).unwrap();
         assert_eq!(read, "127.0.0.1:8081\n");
         assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
 
         // A character device: written, not replaced.
-        publish("/dev/null".as_ref(), LINE).unwrap();
+        publish("/dev/null".as_ref(), LINE, LINE).unwrap();
         assert!(std::fs::metadata("/dev/null")
             .unwrap()
             .file_type()
@@ -191,8 +248,8 @@ mod tests {
         // A directory, a missing one: errors, and nothing left behind.
         let sub = dir.join("sub");
         std::fs::create_dir(&sub).unwrap();
-        assert!(publish(&sub, LINE).is_err());
-        assert!(publish(&dir.join("no").join("addr"), LINE).is_err());
+        assert!(publish(&sub, LINE, LINE).is_err());
+        assert!(publish(&dir.join("no").join("addr"), LINE, LINE).is_err());
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 3);
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -148,6 +148,10 @@ pub(crate) struct Lifecycle {
     changes: tokio::sync::watch::Sender<u64>,
 }
 
+/// What the stop waits for while connections accepted through
+/// `net::TcpListener` are open; [`Lifecycle::still_running`] adds how many.
+pub(crate) const OPEN_CONNECTIONS: &str = "connections accepted through lifecycle's listener";
+
 static GLOBAL: Lazy<Arc<Lifecycle>> = Lazy::new(|| Arc::new(Lifecycle::new()));
 
 impl Lifecycle {
@@ -368,11 +372,17 @@ impl Lifecycle {
 
     /// What is still running, for the message of a missed deadline.
     pub(crate) fn still_running(&self) -> String {
-        let mut running = self
+        let mut running: Vec<String> = self
             .activities
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone();
+            .iter()
+            .map(|what| match what.as_str() {
+                // Counted now, not when the wait began.
+                OPEN_CONNECTIONS => format!("{what} ({} open)", self.connections.open()),
+                _ => what.clone(),
+            })
+            .collect();
         let tasks = self.tracker.len();
         if tasks > 0 && !running.iter().any(|r| r.starts_with("tracked tasks")) {
             running.push(format!("{tasks} tracked task(s)"));

@@ -16,6 +16,7 @@
 //! | `lifecycle_runtime_last_progress_seconds` | since the application runtime's heartbeat last ticked |
 //! | `lifecycle_log_lines_dropped_total` | log lines lost to a stalled or broken log pipe |
 //! | `lifecycle_runtime_workers`, `lifecycle_runtime_alive_tasks`, `lifecycle_runtime_global_queue_depth` | the application runtime's stable tokio metrics |
+//! | `lifecycle_connections_open`, `lifecycle_connections_ended_total` | connections accepted through `net::TcpListener` that are open; those lifecycle ended at the end of the connection drain |
 //!
 //! Checks record their runs as they happen (a background check's on its
 //! schedule, an on-demand check's when probed); the phase, the runtime's

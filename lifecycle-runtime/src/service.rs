@@ -23,6 +23,13 @@ use crate::registry::{self, CheckKind};
 use crate::shutdown::{self, MainEnded};
 use crate::signals::{self, Handlers};
 
+/// How long the application runtime's shutdown waits for its blocking
+/// threads at the exit. With the probe server's stop
+/// ([`probe::server::STOP_GRACE`]), within the 250 ms that the
+/// `on_shutdown` hooks' latest start keeps before the deadline, so that the
+/// deadline never overtakes an exit already decided.
+pub(crate) const EXIT_TIMEOUT: Duration = Duration::from_millis(50);
+
 /// When `main` started: `lifecycle_startup_duration_seconds` counts from
 /// here.
 #[cfg(feature = "metrics")]
@@ -301,7 +308,7 @@ where
     watch_streams_end.cancel();
     probes.stop();
     // Tasks still running are abandoned: the process is about to exit.
-    runtime.shutdown_timeout(Duration::from_millis(100));
+    runtime.shutdown_timeout(EXIT_TIMEOUT);
     if failures.is_empty() {
         tracing::info!("stopped cleanly; exiting with code 0");
         return Exit::success();

@@ -15,14 +15,19 @@ use futures_util::FutureExt;
 use tokio::runtime::Handle;
 
 use crate::hooks;
-use crate::lifecycle::Lifecycle;
+use crate::lifecycle::{Lifecycle, OPEN_CONNECTIONS};
 use crate::panics::payload_message;
 use crate::registry::{self, HookKind};
 
 /// What the hooks' latest start keeps free before the deadline, beyond
-/// their own timeouts: for the probe server's stop, the exit and its
-/// termination message.
+/// their own timeouts (contract section 5): for the probe server's stop,
+/// the application runtime's shutdown, the exit and its termination
+/// message.
 const EXIT_MARGIN: Duration = Duration::from_millis(250);
+const _: () = assert!(
+    crate::probe::server::STOP_GRACE.as_millis() + crate::service::EXIT_TIMEOUT.as_millis()
+        < EXIT_MARGIN.as_millis()
+);
 
 /// How the body of `main` ended.
 pub(crate) enum MainEnded {
@@ -234,9 +239,7 @@ async fn wait_for_connections(lifecycle: &Lifecycle) {
     if open == 0 {
         return;
     }
-    let _running = lifecycle.enter(format!(
-        "connections accepted through lifecycle's listener ({open} open)"
-    ));
+    let _running = lifecycle.enter(OPEN_CONNECTIONS.to_owned());
     tracing::info!(connections = open, "waiting for open connections to close");
     connections.closed().await;
 }

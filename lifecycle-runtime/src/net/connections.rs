@@ -44,6 +44,9 @@ pub(crate) struct Connections {
 struct Table {
     next_id: u64,
     open: HashMap<u64, Weak<Connection>>,
+    /// The connection drain is over: a connection accepted from now on is
+    /// ended at once (a server the stop does not reach, still accepting).
+    drain_over: bool,
 }
 
 impl Connections {
@@ -63,6 +66,11 @@ impl Connections {
         });
         table.open.insert(id, Arc::downgrade(&connection));
         self.open.store(table.open.len(), Ordering::SeqCst);
+        let drain_over = table.drain_over;
+        drop(table);
+        if drain_over {
+            self.end_and_discard(connection.clone());
+        }
         connection
     }
 
@@ -106,25 +114,42 @@ impl Connections {
     /// to read and discard what each peer still sends, for up to
     /// [`DISCARD_FOR`], before its socket closes. Returns how many it
     /// ended and how long the oldest had been open.
+    ///
+    /// Connections accepted from then on are ended as they come.
     pub(crate) fn end_all(&self) -> Option<(usize, Duration)> {
         let open: Vec<Arc<Connection>> = {
-            let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+            let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+            table.drain_over = true;
             table.open.values().filter_map(Weak::upgrade).collect()
         };
         let mut ended = 0;
         let mut oldest = Duration::ZERO;
         for connection in open {
-            if !connection.end() {
-                continue;
+            let opened = connection.opened;
+            if self.end_and_discard(connection) {
+                ended += 1;
+                oldest = oldest.max(opened.elapsed());
             }
-            ended += 1;
-            oldest = oldest.max(connection.opened.elapsed());
-            tokio::spawn(async move {
-                let _ = tokio::time::timeout(DISCARD_FOR, connection.discard_until_eof()).await;
-            });
         }
-        self.ended.fetch_add(ended as u64, Ordering::SeqCst);
         (ended > 0).then_some((ended, oldest))
+    }
+
+    /// Ends `connection` (false when it was already) and leaves a task on
+    /// the current runtime that reads and discards what the peer still
+    /// sends, for up to [`DISCARD_FOR`]. The connection then no longer
+    /// counts, even if the application still holds its stream (a handler
+    /// that waits on something else and never reads it): what the stop
+    /// waits for is over, and the socket closes when that stream drops.
+    fn end_and_discard(&self, connection: Arc<Connection>) -> bool {
+        if !connection.end() {
+            return false;
+        }
+        self.ended.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(DISCARD_FOR, connection.discard_until_eof()).await;
+            connection.table.forget(connection.id);
+        });
+        true
     }
 }
 
@@ -166,9 +191,11 @@ impl Connection {
         true
     }
 
-    /// Reads and discards until the peer's FIN (or an error).
+    /// Reads and discards until the peer's FIN (or an error). A small
+    /// buffer: pings and the like are small, and ten thousand WebSockets
+    /// ended at once hold one each.
     async fn discard_until_eof(&self) {
-        let mut scratch = [0u8; 4096];
+        let mut scratch = [0u8; 256];
         loop {
             if self.io.readable().await.is_err() {
                 return;
@@ -222,6 +249,46 @@ mod tests {
             .await
             .expect("closed() completes once the last one is dropped");
         assert_eq!(table.ended(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_ended_connection_its_owner_never_touches_stops_counting_after_the_discard() {
+        let table = Arc::new(Connections::default());
+        // Held, never read nor written, never dropped: as a handler that
+        // waits on something else keeps its stream.
+        let (mut client, _held) = connected(&table).await;
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        table.end_all().expect("one connection ended");
+        tokio::time::timeout(DISCARD_FOR + Duration::from_secs(4), table.closed())
+            .await
+            .expect("no longer counted once the discard is over");
+        let read = tokio::task::spawn_blocking(move || client.read(&mut [0; 16]))
+            .await
+            .unwrap();
+        assert_eq!(read.expect("the FIN, not a reset"), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connection_accepted_after_the_drain_is_ended_at_once() {
+        let table = Arc::new(Connections::default());
+        assert_eq!(table.end_all(), None);
+        let (mut client, server) = connected(&table).await;
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut server = server;
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(Duration::from_secs(5), server.read(&mut buf))
+            .await
+            .expect("ended at once: end-of-stream, not a wait");
+        assert_eq!(read.unwrap(), 0);
+        assert_eq!(table.ended(), 1);
+        let read = tokio::task::spawn_blocking(move || client.read(&mut [0; 16]))
+            .await
+            .unwrap();
+        assert_eq!(read.expect("the FIN"), 0);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

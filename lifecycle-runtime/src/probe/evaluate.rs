@@ -132,7 +132,9 @@ impl Evaluator {
                 Phase::Running => Health::up(),
                 Phase::Starting => Health::down("start-up has not finished"),
                 Phase::Draining | Phase::Stopping => {
-                    Health::down(shutting_down(self.lifecycle.connections().open()))
+                    let health = Health::down(shutting_down(self.lifecycle.connections().open()));
+                    // Logged once per stop, not at each count of connections.
+                    return noted(&self.changes.ready, health, Some("shutting down"));
                 }
             }
         };
