@@ -155,7 +155,8 @@ impl Testbed {
         let until = Instant::now() + DEADLINE;
         loop {
             if let Ok(text) = std::fs::read_to_string(&file) {
-                if let Ok(addr) = text.trim().parse() {
+                // The first line: the application's addresses may follow.
+                if let Ok(addr) = text.lines().next().unwrap_or("").parse() {
                     return addr;
                 }
             }
