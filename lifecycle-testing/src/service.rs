@@ -371,30 +371,17 @@ impl ServiceBuilder {
             exit: Mutex::new(None),
             _scratch: scratch,
         };
-        let until = Instant::now() + self.start_deadline;
-        loop {
-            if let Ok(text) = std::fs::read_to_string(&addr_file) {
+        let probe_addr = service.poll_until(
+            "its probe server listened",
+            "did not bind its probe port",
+            || {
+                let text = std::fs::read_to_string(&addr_file).ok()?;
                 // The first line; the application's addresses follow it.
-                if let Ok(addr) = text.lines().next().unwrap_or("").parse::<SocketAddr>() {
-                    service.probe_addr = reachable(addr);
-                    return Ok(service);
-                }
-            }
-            if let Some(exit) = service.try_exit() {
-                return Err(service.error(format!(
-                    "{} exited ({exit:?}) before its probe server listened",
-                    service.program.display()
-                )));
-            }
-            if Instant::now() > until {
-                return Err(service.error(format!(
-                    "{} did not bind its probe port within {} ms",
-                    service.program.display(),
-                    self.start_deadline.as_millis()
-                )));
-            }
-            std::thread::sleep(POLL);
-        }
+                text.lines().next()?.parse::<SocketAddr>().ok()
+            },
+        )?;
+        service.probe_addr = reachable(probe_addr);
+        Ok(service)
     }
 
     /// Starts the service and waits until `/startupz` passes.
@@ -473,20 +460,36 @@ impl Service {
     /// `lifecycle_runtime::net::TcpListener`, waiting for it up to the
     /// start deadline.
     pub fn app_addr(&self) -> Result<SocketAddr, Error> {
+        self.poll_until(
+            "its application bound a lifecycle_runtime::net::TcpListener",
+            "did not bind a lifecycle_runtime::net::TcpListener",
+            || self.app_addrs().first().copied(),
+        )
+    }
+
+    /// Polls `found` until it finds something, the process exits (an error
+    /// saying it exited before `awaited`) or the start deadline passes (an
+    /// error saying it `missed` within it).
+    fn poll_until<T>(
+        &self,
+        awaited: &str,
+        missed: &str,
+        mut found: impl FnMut() -> Option<T>,
+    ) -> Result<T, Error> {
         let until = Instant::now() + self.start_deadline;
         loop {
-            if let Some(addr) = self.app_addrs().first() {
-                return Ok(*addr);
+            if let Some(found) = found() {
+                return Ok(found);
             }
             if let Some(exit) = self.try_exit() {
                 return Err(self.error(format!(
-                    "{} exited ({exit:?}) before its application bound a lifecycle_runtime::net::TcpListener",
+                    "{} exited ({exit:?}) before {awaited}",
                     self.program.display()
                 )));
             }
             if Instant::now() > until {
                 return Err(self.error(format!(
-                    "{} bound no lifecycle_runtime::net::TcpListener within {} ms",
+                    "{} {missed} within {} ms",
                     self.program.display(),
                     self.start_deadline.as_millis()
                 )));
