@@ -10,6 +10,7 @@
 //!   acknowledged with `ack set FLAG` on stdout), lines awaited on stdout,
 //!   the application's address, the process's memory, and requests that are
 //!   not kubelet probes (other methods, headers, exact statuses);
+//! - [`Scratch`]: a folder of a test's own, removed with its files;
 //! - [`run`]: a binary run to its exit, for the modes that never serve
 //!   probes (`--lifecycle-manifest`, a configuration error, …);
 //! - raw HTTP over TCP for the probe server's hardening tests and for the
@@ -160,6 +161,46 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A fresh folder of a test's own under the temp dir, named
+/// `PREFIX-PID-N`, removed with everything in it when dropped (a failed
+/// assertion included): for the files a test hands a process (a
+/// termination log, an address file, a journal) and the odd ones it makes
+/// there itself (a FIFO, a configuration).
+pub struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    /// Creates the folder, emptied of what an earlier process with the same
+    /// id left there.
+    pub fn new(prefix: &str) -> Scratch {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        Scratch(dir)
+    }
+
+    /// The folder itself.
+    pub fn dir(&self) -> &Path {
+        &self.0
+    }
+
+    /// `name` in the folder; nothing is created.
+    pub fn path(&self, name: impl AsRef<Path>) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A fresh path for `LIFECYCLE_TERMINATION_LOG`, not yet created, for a

@@ -19,9 +19,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -35,7 +33,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use lifecycle_runtime::grpc::proto::health_client::HealthClient;
 use lifecycle_runtime::grpc::proto::{HealthCheckRequest, HealthCheckResponse};
 use lifecycle_testing::{probe, Service, Stop, Stopped, DEFAULT_TIMEOUT};
-use lifecycle_tests::{fixture, try_request, KeepAliveClient, ServiceExt, CLIENT_TIMEOUT};
+use lifecycle_tests::{fixture, try_request, KeepAliveClient, Scratch, ServiceExt, CLIENT_TIMEOUT};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
@@ -107,35 +105,17 @@ fn connection_drain_end() -> Range<Duration> {
     drained..drained + MARGIN
 }
 
-/// Where the fixture's hook flushes the writes: a fresh path, removed
-/// with it.
-struct FlushFile(PathBuf);
-
-impl FlushFile {
-    fn new() -> FlushFile {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "lifecycle-streams-flush-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_file(&path);
-        FlushFile(path)
-    }
-}
-
-impl Drop for FlushFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
+/// The file in [`Streams`]'s scratch folder where the fixture's hook
+/// flushes the writes; the hook creates it.
+const FLUSH_FILE_NAME: &str = "flush";
 
 /// The long-lived fixture, ready, with [`WRITES`] acknowledged.
 struct Streams {
     service: Service,
     /// The application's HTTP address.
     app: SocketAddr,
-    flush: FlushFile,
+    /// The folder of the [`FLUSH_FILE_NAME`] file.
+    scratch: Scratch,
     /// [`SERIAL`], held from before the start until the fixture and its
     /// flush file are gone (fields drop in order): every test starts one,
     /// so this keeps them one at a time.
@@ -150,11 +130,11 @@ impl Streams {
     fn start(listener: &str, handlers: &str, env: &[(&str, Duration)]) -> Streams {
         // A test that panicked poisons the lock; the next may still run.
         let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-        let flush = FlushFile::new();
+        let scratch = Scratch::new("lifecycle-streams-flush");
         let builder = fixture(LONG_LIVED)
             .env("LISTENER", listener)
             .env("HANDLERS", handlers)
-            .env("FLUSH_FILE", &flush.0)
+            .env("FLUSH_FILE", scratch.path(FLUSH_FILE_NAME))
             .env("LIFECYCLE_DRAIN_DELAY_MS", ms(DRAIN_DELAY));
         let service = env
             .iter()
@@ -192,7 +172,7 @@ impl Streams {
         Streams {
             service,
             app,
-            flush,
+            scratch,
             _serial: serial,
         }
     }
@@ -263,10 +243,11 @@ impl Streams {
 
     /// Asserts that the hook flushed every acknowledged write.
     fn assert_flushed(&self) {
-        let flushed = std::fs::read_to_string(&self.flush.0).unwrap_or_else(|e| {
+        let flush_file = self.scratch.path(FLUSH_FILE_NAME);
+        let flushed = std::fs::read_to_string(&flush_file).unwrap_or_else(|e| {
             panic!(
                 "the on_shutdown hook flushed nothing ({}: {e}); log:\n{}",
-                self.flush.0.display(),
+                flush_file.display(),
                 self.service.log_text()
             )
         });

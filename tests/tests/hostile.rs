@@ -10,11 +10,12 @@ use std::os::fd::AsRawFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lifecycle_testing::probe;
+use lifecycle_tests::Scratch;
 
 const TESTBED: &str = env!("CARGO_BIN_EXE_testbed");
 /// How long anything that should be quick may take on a loaded machine.
@@ -49,29 +50,6 @@ fn wait_until<T>(deadline: Duration, what: &str, mut ready: impl FnMut() -> Opti
     }
 }
 
-/// A fresh folder for one process's files, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Scratch {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "lifecycle-hostile-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        Scratch(path)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// The testbed with stderr where the test says, stdout read into lines,
 /// stdin for its commands. Killed when dropped.
 struct Testbed {
@@ -90,7 +68,7 @@ impl Testbed {
     /// file, a 3 s shutdown timeout, the termination log in its scratch
     /// folder (unless `env` says otherwise), then `env`.
     fn spawn(env: &[(&str, &str)], stderr: Stdio) -> Testbed {
-        let scratch = Scratch::new();
+        let scratch = Scratch::new("lifecycle-hostile");
         let mut command = Command::new(TESTBED);
         for (key, _) in std::env::vars_os() {
             let key_text = key.to_string_lossy();
@@ -105,11 +83,11 @@ impl Testbed {
             .iter()
             .find(|(key, _)| *key == "LIFECYCLE_TERMINATION_LOG")
             .map(|(_, value)| PathBuf::from(value))
-            .unwrap_or_else(|| scratch.0.join("termination-log"));
+            .unwrap_or_else(|| scratch.path("termination-log"));
         command
             .env("RUST_LOG", "info")
             .env("LIFECYCLE_PROBE_ADDR", "127.0.0.1:0")
-            .env("LIFECYCLE_PROBE_ADDR_FILE", scratch.0.join("probe-addr"))
+            .env("LIFECYCLE_PROBE_ADDR_FILE", scratch.path("probe-addr"))
             .env(
                 "LIFECYCLE_SHUTDOWN_TIMEOUT_MS",
                 SHUTDOWN_TIMEOUT.as_millis().to_string(),
@@ -151,7 +129,7 @@ impl Testbed {
 
     /// The probe server's address, once it listens.
     fn probe_addr(&mut self) -> SocketAddr {
-        let file = self.scratch.0.join("probe-addr");
+        let file = self.scratch.path("probe-addr");
         let until = Instant::now() + DEADLINE;
         loop {
             if let Ok(text) = std::fs::read_to_string(&file) {
@@ -468,15 +446,15 @@ fn a_log_pipe_closed_mid_run_neither_aborts_nor_loses_the_termination_message() 
 #[test]
 fn a_termination_log_that_is_no_file_never_hangs_the_exit() {
     let _serial = serial();
-    let scratch = Scratch::new();
-    let fifo = scratch.0.join("fifo");
+    let scratch = Scratch::new("lifecycle-hostile");
+    let fifo = scratch.path("fifo");
     let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     // SAFETY: mkfifo(3) with a valid C string.
     assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
-    let missing = scratch.0.join("no").join("such").join("dir").join("log");
+    let missing = scratch.path("no").join("such").join("dir").join("log");
     let cases: [(&str, &Path); 4] = [
         ("a FIFO nobody reads", &fifo),
-        ("a directory", &scratch.0),
+        ("a directory", scratch.dir()),
         ("/dev/full", Path::new("/dev/full")),
         ("a file in a missing directory", &missing),
     ];

@@ -33,9 +33,10 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use lifecycle_tests::Scratch;
 
 const TESTBED: &str = env!("CARGO_BIN_EXE_testbed");
 /// How long a run to a configuration error may take, from the spawn, on a
@@ -50,33 +51,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// A fresh folder, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Scratch {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "lifecycle-hostile-config-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        Scratch(path)
-    }
-
-    fn path(&self, name: impl AsRef<OsStr>) -> PathBuf {
-        self.0.join(name.as_ref())
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// The testbed, started with none of the test process's `LIFECYCLE_*` and
@@ -108,7 +82,7 @@ fn collect(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>
 
 impl Testbed {
     fn spawn(env: &[(&str, &OsStr)]) -> Testbed {
-        let scratch = Scratch::new();
+        let scratch = Scratch::new("lifecycle-hostile-config");
         let termination_log = env
             .iter()
             .find(|(key, _)| *key == "LIFECYCLE_TERMINATION_LOG")
@@ -309,7 +283,7 @@ fn mknod_full(path: &Path) -> bool {
 fn a_bad_value_in_any_lifecycle_variable_exits_2_naming_it() {
     let _serial = serial();
     let started = Instant::now();
-    let files = Scratch::new();
+    let files = Scratch::new("lifecycle-hostile-config");
     let regular = files.path("regular-file");
     std::fs::write(&regular, "a file, not a folder").unwrap();
     let fifo = files.path("fifo");
@@ -357,7 +331,7 @@ fn a_bad_value_in_any_lifecycle_variable_exits_2_naming_it() {
     );
     row("LIFECYCLE_PROBE_ADDR", "".into(), Outcome::Serves);
     for path in [
-        files.0.clone(),
+        files.dir().to_path_buf(),
         files.path("no").join("such").join("folder").join("addr"),
         regular.join("addr"),
         // A FIFO nobody reads: writing would block.
@@ -480,8 +454,8 @@ fn a_probe_address_file_that_is_no_utf8_is_a_path_like_any_other() {
     let _serial = serial();
     // Paths are bytes on Unix: one that is no UTF-8 is still a path, and
     // the address goes there, not to some lossy rendering of it.
-    let files = Scratch::new();
-    let path = files.0.join(not_utf8("addr-", ".txt"));
+    let files = Scratch::new("lifecycle-hostile-config");
+    let path = files.path(not_utf8("addr-", ".txt"));
     let mut testbed = Testbed::spawn(&[("LIFECYCLE_PROBE_ADDR_FILE", path.as_os_str())]);
     testbed.wait_running("a probe address file named in bytes");
     let written = std::fs::read_to_string(&path).expect("the address, written there");
@@ -504,7 +478,7 @@ fn a_probe_address_file_that_is_a_fifo_with_a_reader_gets_the_address() {
     let _serial = serial();
     // A supervisor that waits on a FIFO for the address reads it there;
     // the FIFO is written, not replaced by a file.
-    let files = Scratch::new();
+    let files = Scratch::new("lifecycle-hostile-config");
     let fifo = files.path("addr");
     mkfifo(&fifo);
     // The reader is there before the service: opened without blocking
@@ -551,10 +525,10 @@ fn no_value_of_the_termination_log_is_a_configuration_error() {
     // A failed start-up (exit 1) with the termination log at odd paths:
     // the exit code stays 1, whatever the path (hostile.rs has a FIFO, a
     // directory, /dev/full and a missing directory).
-    let files = Scratch::new();
+    let files = Scratch::new("lifecycle-hostile-config");
     let regular = files.path("regular-file");
     std::fs::write(&regular, "a file, not a folder").unwrap();
-    let in_bytes = files.0.join(not_utf8("termination-", ".log"));
+    let in_bytes = files.path(not_utf8("termination-", ".log"));
     let under_a_file = regular.join("termination-log");
     let cases: [(&str, &OsStr, Option<&Path>); 3] = [
         (

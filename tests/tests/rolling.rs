@@ -61,7 +61,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use lifecycle_testing::{http_get, Service, Stopped};
-use lifecycle_tests::{fixture, EventStream, KeepAliveClient};
+use lifecycle_tests::{fixture, EventStream, KeepAliveClient, Scratch};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message, WebSocket};
@@ -219,29 +219,6 @@ fn haproxy_binary() -> PathBuf {
         })
 }
 
-/// A folder of this test's files, removed with it.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "lifecycle-rolling-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// HAProxy in the foreground, killed when dropped (a failed assertion
 /// included), with its stderr (server state changes, alerts) kept.
 struct Haproxy {
@@ -250,14 +227,14 @@ struct Haproxy {
     socket: PathBuf,
     stderr: Arc<Mutex<Vec<String>>>,
     // Last: removed after the process is gone.
-    _dir: TempDir,
+    _dir: Scratch,
 }
 
 impl Haproxy {
     fn start(slots: &[Slot; 2], mode: Mode) -> Haproxy {
         let binary = haproxy_binary();
-        let dir = TempDir::new();
-        let socket = dir.0.join("admin.sock");
+        let dir = Scratch::new("lifecycle-rolling");
+        let socket = dir.path("admin.sock");
         let frontend = SocketAddr::from(([127, 0, 0, 1], slot_port()));
         let servers: String = slots
             .iter()
@@ -305,7 +282,7 @@ impl Haproxy {
             check_timeout = CHECK_TIMEOUT.as_millis(),
             inter = CHECK_INTERVAL.as_millis(),
         );
-        let config_path = dir.0.join("haproxy.cfg");
+        let config_path = dir.path("haproxy.cfg");
         std::fs::write(&config_path, &config).unwrap();
         let mut child = Command::new(&binary)
             .arg("-f")

@@ -8,14 +8,13 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_util::{Stream, StreamExt};
 use lifecycle_testing::{Service, Stop, Stopped};
-use lifecycle_tests::{fixture, KeepAliveClient, CLIENT_TIMEOUT};
+use lifecycle_tests::{fixture, KeepAliveClient, Scratch, CLIENT_TIMEOUT};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -41,34 +40,27 @@ pub const EXIT_WITHIN: Duration = Duration::from_millis(300 + 1000 + 1500);
 /// as slow, not as killed.
 pub const GRACE: Duration = Duration::from_secs(20);
 
-/// A journal file of the test's own, removed with it.
-pub struct Journal(PathBuf);
+/// A journal file of the test's own, not yet created, in a folder removed
+/// with it.
+pub struct Journal(Scratch);
 
 impl Journal {
     fn new() -> Journal {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "streams-journal-{}-{}.log",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_file(&path);
-        Journal(path)
+        Journal(Scratch::new("streams-journal"))
+    }
+
+    fn path(&self) -> PathBuf {
+        self.0.path("journal.log")
     }
 
     /// Its lines; none when the file does not exist.
     pub fn lines(&self) -> Vec<String> {
-        match std::fs::read_to_string(&self.0) {
+        let path = self.path();
+        match std::fs::read_to_string(&path) {
             Ok(text) => text.lines().map(str::to_owned).collect(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => panic!("{}: {e}", self.0.display()),
+            Err(e) => panic!("{}: {e}", path.display()),
         }
-    }
-}
-
-impl Drop for Journal {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
     }
 }
 
@@ -87,7 +79,7 @@ impl Streams {
         let journal = Journal::new();
         let service = fixture(STREAMS)
             .env("APP_ADDR", "127.0.0.1:0")
-            .env("JOURNAL", &journal.0)
+            .env("JOURNAL", journal.path())
             .env(
                 "LIFECYCLE_DRAIN_DELAY_MS",
                 DRAIN_DELAY.as_millis().to_string(),
