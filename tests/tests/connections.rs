@@ -1090,3 +1090,45 @@ fn metrics_count_the_open_connections_and_those_the_drain_ended() {
     let ws = finished(&runtime, ws);
     assert_ended_in_order("WebSocket", &ws.seen, signalled, &ended);
 }
+
+#[test]
+fn tonic_sees_the_peers_address_through_lifecycles_listener() {
+    let streams = Streams::on_lifecycles_listener("naive", LONG_CONNECTION_DRAIN);
+    let grpc = streams.grpc();
+    let runtime = runtime();
+    let (client_addr, seen_by_server) = runtime.block_on(async {
+        // The client's own end of the connection, to compare with.
+        let local = Arc::new(Mutex::new(None));
+        let recorded = local.clone();
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))
+            .unwrap()
+            .connect_with_connector(tower::service_fn(move |_| {
+                let recorded = recorded.clone();
+                async move {
+                    let stream = tokio::net::TcpStream::connect(grpc).await?;
+                    *recorded.lock().unwrap() = Some(stream.local_addr()?);
+                    Ok::<_, io::Error>(TokioIo::new(stream))
+                }
+            }))
+            .await
+            .unwrap();
+        let answer = HealthClient::new(channel)
+            .check(HealthCheckRequest::default())
+            .await
+            .unwrap();
+        let peer = answer
+            .metadata()
+            .get("x-peer-addr")
+            .expect("the fixture's x-peer-addr header")
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let local = local.lock().unwrap().expect("connected");
+        (local, peer)
+    });
+    assert_eq!(
+        seen_by_server,
+        client_addr.to_string(),
+        "Request::remote_addr() through lifecycle's listener"
+    );
+}

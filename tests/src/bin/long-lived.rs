@@ -195,11 +195,22 @@ struct Watched;
 
 #[tonic::async_trait]
 impl Health for Watched {
+    /// `SERVING`, with the peer's address as tonic reports it
+    /// (`Request::remote_addr`) in the `x-peer-addr` header: what lifecycle's
+    /// stream must keep working (its `Connected` info).
     async fn check(
         &self,
-        _: Request<HealthCheckRequest>,
+        request: Request<HealthCheckRequest>,
     ) -> Result<tonic::Response<HealthCheckResponse>, Status> {
-        Err(Status::unimplemented("only Watch is served here"))
+        let peer = request
+            .remote_addr()
+            .map_or_else(|| "none".to_owned(), |addr| addr.to_string());
+        let mut response = tonic::Response::new(HealthCheckResponse {
+            status: ServingStatus::Serving.into(),
+        });
+        let peer = peer.parse().map_err(|_| Status::internal("peer address"))?;
+        response.metadata_mut().insert("x-peer-addr", peer);
+        Ok(response)
     }
 
     async fn list(
