@@ -206,17 +206,16 @@ where
     let published = lifecycle
         .addresses()
         .probe_listening(settings.probe_addr_file.as_deref(), probes.local_addr);
-    if let Err(error) = published {
-        if let Some(path) = &settings.probe_addr_file {
-            return Exit::failure(
-                exit::BAD_CONFIG,
-                format!(
-                    "invalid configuration: {}={:?}: cannot write the probe address there: {error}",
-                    config::PROBE_ADDR_FILE,
-                    path.display()
-                ),
-            );
-        }
+    // Only writing a file can fail.
+    if let (Err(error), Some(path)) = (published, &settings.probe_addr_file) {
+        return Exit::failure(
+            exit::BAD_CONFIG,
+            format!(
+                "invalid configuration: {}={:?}: cannot write the probe address there: {error}",
+                config::PROBE_ADDR_FILE,
+                path.display()
+            ),
+        );
     }
     tracing::info!(
         "drain delay {} ms ({}); shutdown timeout {} ms; stall threshold {} ms",
