@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use crate::special_file;
+
 /// The addresses published so far, and where.
 #[derive(Default)]
 pub(crate) struct AddressFile {
@@ -102,43 +104,33 @@ fn publish(path: &Path, text: &str, added: &str) -> io::Result<()> {
 /// or a character device.
 fn write_in_place(path: &Path, bytes: &[u8], first: bool) -> io::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .append(!first)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(|error| match error.raw_os_error() {
-            Some(libc::ENXIO) => io::Error::new(
-                error.kind(),
-                format!("{error}: a FIFO nobody reads, or a device that is not there"),
-            ),
-            _ => error,
-        })?;
+    let mut file = special_file::open_for_writing(path, false, !first)?;
     let kind = file.metadata()?.file_type();
     if kind.is_file() {
         if first {
             file.set_len(0)?;
         }
-    } else if !kind.is_fifo() && !kind.is_char_device() {
-        return Err(io::Error::other(
-            "it is not a regular file, a FIFO or a character device",
-        ));
+    } else if !special_file::is_fifo(kind) && !special_file::is_char_device(kind) {
+        return Err(io::Error::other(format!(
+            "it is {}, not a regular file, a FIFO or a character device",
+            special_file::describe(kind)
+        )));
     }
     file.write_all(bytes)
 }
 
 #[cfg(test)]
 mod tests {
-    use std::io::Read;
-
     use super::*;
 
+    #[cfg(unix)]
     const LINE: &str = "127.0.0.1:8081\n";
 
+    #[cfg(unix)]
     #[test]
     fn a_fifo_reads_each_line_once() {
+        use std::io::Read;
         use std::os::unix::fs::OpenOptionsExt;
 
         let dir = std::env::temp_dir().join(format!("lifecycle-addrs-fifo-{}", std::process::id()));
@@ -186,26 +178,31 @@ mod tests {
         );
 
         // Through a link: written in place, the new line appended.
-        let link = dir.join("link");
-        std::os::unix::fs::symlink(&file, &link).unwrap();
-        let linked = AddressFile::default();
-        linked
-            .probe_listening(Some(&link), "127.0.0.1:9".parse().unwrap())
-            .unwrap();
-        linked.app_bound("127.0.0.1:3".parse().unwrap());
-        assert_eq!(
-            std::fs::read_to_string(&file).unwrap(),
-            "127.0.0.1:9\napp 127.0.0.1:3\n"
-        );
-        assert!(std::fs::symlink_metadata(&link)
-            .unwrap()
-            .file_type()
-            .is_symlink());
+        #[cfg(unix)]
+        {
+            let link = dir.join("link");
+            std::os::unix::fs::symlink(&file, &link).unwrap();
+            let linked = AddressFile::default();
+            linked
+                .probe_listening(Some(&link), "127.0.0.1:9".parse().unwrap())
+                .unwrap();
+            linked.app_bound("127.0.0.1:3".parse().unwrap());
+            assert_eq!(
+                std::fs::read_to_string(&file).unwrap(),
+                "127.0.0.1:9\napp 127.0.0.1:3\n"
+            );
+            assert!(std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink());
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    #[cfg(unix)]
     #[test]
     fn the_address_file_is_renamed_into_place_or_written_in_place_never_replaced() {
+        use std::io::Read;
         use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 
         let dir = std::env::temp_dir().join(format!("lifecycle-addr-{}", std::process::id()));

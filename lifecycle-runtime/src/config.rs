@@ -366,6 +366,7 @@ fn pid1(env: Env<'_>, from_attribute: bool) -> Result<bool, ConfigError> {
 /// must fork before any thread exists, long before [`Settings::resolve`]).
 /// A bad value is `false`: no fork, and the service, run as usual, exits 2
 /// when `Settings::resolve` reports the same value through the same parse.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(crate) fn pid1_wanted(config: &ServiceConfig, env: Env<'_>) -> bool {
     pid1(env, config.pid1).unwrap_or(false)
 }
@@ -480,12 +481,24 @@ mod tests {
     }
 
     /// `before`, a byte that no UTF-8 text holds, then `after`.
+    #[cfg(unix)]
     fn not_utf8(before: &str, after: &str) -> OsString {
         use std::os::unix::ffi::OsStringExt;
         let mut bytes = before.as_bytes().to_vec();
         bytes.push(0xff);
         bytes.extend_from_slice(after.as_bytes());
         OsString::from_vec(bytes)
+    }
+
+    /// `before`, a lone UTF-16 surrogate (what Windows allows in a
+    /// variable and no UTF-8 text holds), then `after`.
+    #[cfg(windows)]
+    fn not_utf8(before: &str, after: &str) -> OsString {
+        use std::os::windows::ffi::OsStringExt;
+        let mut wide: Vec<u16> = before.encode_utf16().collect();
+        wide.push(0xD800);
+        wide.extend(after.encode_utf16());
+        OsString::from_wide(&wide)
     }
 
     #[test]

@@ -3,12 +3,12 @@
 
 use std::cell::Cell;
 use std::io::{self, Write};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::TERMINATION_LOG;
 use crate::probe::bounds::one_line;
+use crate::special_file;
 
 /// `main` returned `Err`, start-up or shutdown failed, or the deadline passed.
 pub(crate) const FAILURE: i32 = 1;
@@ -157,47 +157,22 @@ fn write_termination_message(reason: &str) {
     }
 }
 
-/// Writes `message` to `path` without ever blocking: opened with
-/// `O_NONBLOCK` (a FIFO nobody reads fails at once instead of waiting for
-/// a reader), `O_NOCTTY`, and `O_CREAT` only when `create`; then written
-/// only if it is a regular file (truncated first) or a character device.
+/// Writes `message` to `path` without ever blocking
+/// ([`special_file::open_for_writing`]), created only when `create`; then
+/// written only if it is a regular file (truncated first) or a character
+/// device.
 fn write_message(path: &Path, create: bool, message: &str) -> io::Result<()> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(create)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ENXIO) => io::Error::new(
-                e.kind(),
-                format!("{e}: a FIFO nobody reads, or a device that is not there"),
-            ),
-            _ => e,
-        })?;
+    let mut file = special_file::open_for_writing(path, create, false)?;
     let kind = file.metadata()?.file_type();
     if kind.is_file() {
         file.set_len(0)?;
-    } else if !kind.is_char_device() {
+    } else if !special_file::is_char_device(kind) {
         return Err(io::Error::other(format!(
             "it is {}, not a regular file or a character device",
-            describe(kind)
+            special_file::describe(kind)
         )));
     }
     file.write_all(message.as_bytes())
-}
-
-fn describe(kind: std::fs::FileType) -> &'static str {
-    if kind.is_fifo() {
-        "a FIFO"
-    } else if kind.is_dir() {
-        "a directory"
-    } else if kind.is_socket() {
-        "a socket"
-    } else if kind.is_block_device() {
-        "a block device"
-    } else {
-        "a file of another kind"
-    }
 }
 
 /// The longest prefix of `text` of at most `max` bytes that ends on a
@@ -216,7 +191,6 @@ pub(crate) fn truncate_on_char_boundary(text: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::{truncate_on_char_boundary, write_message};
-    use std::os::unix::fs::OpenOptionsExt;
     use std::path::PathBuf;
 
     fn scratch(name: &str) -> PathBuf {
@@ -234,12 +208,16 @@ mod tests {
         write_message(&path, true, "a longer first message").unwrap();
         write_message(&path, true, "second").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "second");
+        #[cfg(unix)]
         write_message("/dev/null".as_ref(), false, "gone").unwrap();
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn never_blocks_on_odd_files_and_says_what_they_are() {
+        use std::os::unix::fs::OpenOptionsExt;
+
         let dir = scratch("odd");
         let fifo = dir.join("fifo");
         let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();

@@ -350,6 +350,7 @@ mod registry;
 mod service;
 mod shutdown;
 mod signals;
+mod special_file;
 
 pub use checks::CheckResult;
 pub use health::Health;

@@ -159,6 +159,7 @@ pub(crate) fn drain_before_exit() {
 
 /// Whether stderr can take a byte now (poll, without waiting): false for a
 /// pipe nobody reads that is full.
+#[cfg(unix)]
 fn stderr_writable() -> bool {
     let mut stderr = libc::pollfd {
         fd: libc::STDERR_FILENO,
@@ -168,6 +169,14 @@ fn stderr_writable() -> bool {
     // SAFETY: one valid pollfd, a zero timeout.
     let ready = unsafe { libc::poll(&mut stderr, 1, 0) };
     ready == 1 && stderr.revents & libc::POLLOUT != 0
+}
+
+/// Windows cannot ask a pipe whether a write would block without writing:
+/// stderr counts as writable, so a stalled one holds the exit for
+/// `EXIT_DRAIN_MAX` at most, never longer.
+#[cfg(not(unix))]
+fn stderr_writable() -> bool {
+    true
 }
 
 fn start_writer() {

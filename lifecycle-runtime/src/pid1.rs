@@ -17,11 +17,18 @@
 //! The parent calls nothing but `sigwaitinfo`, `waitpid`, `kill` and
 //! `_exit`: no allocation, no lock, nothing that a fork could have left
 //! half-done (and no thread existed to leave anything so).
+//!
+//! Linux only: PID 1 without an init is the container case. On other
+//! systems [`start`] does nothing, whatever `pid1` says (documented so).
 
+#[cfg(target_os = "linux")]
 use std::io;
+#[cfg(target_os = "linux")]
 use std::mem::MaybeUninit;
 
-use crate::config::{self, ServiceConfig};
+#[cfg(target_os = "linux")]
+use crate::config;
+use crate::config::ServiceConfig;
 
 /// What the service's process (the child, or the process itself when no
 /// init was started) still has to do once its own signal handlers are
@@ -31,6 +38,7 @@ pub(crate) struct Started {
     /// until [`Started::unblock`], so that one forwarded in the meantime
     /// is held until a handler is there to record it rather than taking
     /// the default action.
+    #[cfg(target_os = "linux")]
     restore: Option<libc::sigset_t>,
     /// Why no init runs although the process is PID 1 (the fork failed):
     /// logged once logging is up.
@@ -41,6 +49,7 @@ impl Started {
     /// Nothing was done: not PID 1, or turned off.
     fn nothing() -> Started {
         Started {
+            #[cfg(target_os = "linux")]
             restore: None,
             warning: None,
         }
@@ -48,6 +57,7 @@ impl Started {
 
     /// Restores the signal mask the process started with.
     pub(crate) fn unblock(&mut self) {
+        #[cfg(target_os = "linux")]
         if let Some(mask) = self.restore.take() {
             // SAFETY: `mask` is a signal set the kernel filled in; the
             // old-mask pointer may be null.
@@ -56,12 +66,20 @@ impl Started {
     }
 }
 
+/// Not Linux: the service runs as it is, PID 1 or not.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn start(_config: &ServiceConfig) -> Started {
+    Started::nothing()
+}
+
 /// This process's PID.
+#[cfg(target_os = "linux")]
 fn pid() -> libc::pid_t {
     // SAFETY: getpid has no preconditions and cannot fail.
     unsafe { libc::getpid() }
 }
 
+#[cfg(target_os = "linux")]
 /// Starts the init when the process is PID 1 and `pid1` is not turned off
 /// (argument or `LIFECYCLE_PID1`); returns in the process that runs the
 /// service. Must run before any thread is started.
@@ -103,6 +121,7 @@ pub(crate) fn start(config: &ServiceConfig) -> Started {
     }
 }
 
+#[cfg(target_os = "linux")]
 fn empty_set() -> libc::sigset_t {
     let mut set = MaybeUninit::<libc::sigset_t>::uninit();
     // SAFETY: sigemptyset initialises the whole set it is given.
@@ -112,6 +131,7 @@ fn empty_set() -> libc::sigset_t {
     }
 }
 
+#[cfg(target_os = "linux")]
 /// PID 1's loop: every signal in `blocked` is taken synchronously, one at
 /// a time as it arrives. SIGCHLD means "reap"; every other one is the
 /// child's, forwarded once.
@@ -138,6 +158,7 @@ fn supervise(child: libc::pid_t, blocked: &libc::sigset_t) -> ! {
     }
 }
 
+#[cfg(target_os = "linux")]
 /// Reaps every process that has ended, until none is left: SIGCHLDs that
 /// arrive together are one pending signal, so one per process cannot be
 /// counted on. Returns the exit code to end with once the child is among
@@ -158,6 +179,7 @@ fn reap(child: libc::pid_t) -> Option<i32> {
     }
 }
 
+#[cfg(target_os = "linux")]
 /// The shell's convention, which the kubelet reports too: the exit code,
 /// or 128 + N for a process killed by signal N.
 fn exit_code(status: libc::c_int) -> i32 {
@@ -168,7 +190,7 @@ fn exit_code(status: libc::c_int) -> i32 {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
     use crate::config::{Flavor, PanicPolicy, ProbeProtocol, ReasonsPolicy};

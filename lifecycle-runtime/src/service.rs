@@ -86,7 +86,10 @@ where
         Err(error) => {
             return Exit::failure(
                 exit::FAILURE,
-                format!("cannot install the SIGTERM and SIGINT handlers: {error}"),
+                format!(
+                    "cannot install the handlers of {}: {error}",
+                    signals::WATCHED
+                ),
             )
         }
     };
@@ -133,7 +136,10 @@ where
 /// default action would have.
 fn serve_nothing(handlers: Handlers) {
     if let Err(error) = signals::default_action(handlers) {
-        tracing::warn!("SIGTERM and SIGINT are ignored until this run ends: {error}");
+        tracing::warn!(
+            "{} are ignored until this run ends: {error}",
+            signals::WATCHED
+        );
     }
 }
 
@@ -152,7 +158,10 @@ where
     if let Err(error) = signals::start(handlers, lifecycle.clone(), settings.shutdown_timeout) {
         return Exit::failure(
             exit::FAILURE,
-            format!("cannot start the thread that watches SIGTERM and SIGINT: {error}"),
+            format!(
+                "cannot start the thread that watches {}: {error}",
+                signals::WATCHED
+            ),
         );
     }
     let runtime = match build_runtime(config) {

@@ -1,0 +1,254 @@
+//! What stops the service, and the shutdown deadline, watched from a
+//! thread of their own: a stalled application runtime still leaves
+//! rotation at once, still exits on a second stop event and still cannot
+//! overrun its deadline.
+//!
+//! The stop events are SIGTERM and SIGINT on unix ([`unix`]), the console
+//! control events on Windows ([`windows`]); which event is a stop, what
+//! it is called and the exit code of a second one are decided here, the
+//! same on every system ([`StopEvent`]).
+//!
+//! The handlers are installed first thing in `run_service`, before logging
+//! and configuration, so that no stop event takes the default action once
+//! `main` runs. They only record the event; the thread, started later,
+//! reads it: an event that came before it is remembered there and acted on
+//! as soon as it runs.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::exit::{self, terminate};
+use crate::lifecycle::Lifecycle;
+
+#[cfg(unix)]
+mod unix;
+#[cfg(unix)]
+use unix as platform;
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+use windows as platform;
+
+use platform::Received;
+pub(crate) use platform::{install, Handlers};
+
+/// What stops the service here, for messages.
+#[cfg(unix)]
+pub(crate) const WATCHED: &str = "SIGTERM and SIGINT";
+/// What stops the service here, for messages.
+#[cfg(windows)]
+pub(crate) const WATCHED: &str = "the console's stop events (Ctrl-C, Ctrl-Break, close, shutdown)";
+
+/// The Windows console control events, as `wincon.h` numbers them (and
+/// tokio's handler receives them). Used on Windows, tested everywhere.
+#[cfg_attr(not(windows), allow(dead_code))]
+pub(crate) mod console {
+    pub(crate) const CTRL_C_EVENT: u32 = 0;
+    pub(crate) const CTRL_BREAK_EVENT: u32 = 1;
+    pub(crate) const CTRL_CLOSE_EVENT: u32 = 2;
+    /// No stop: named for the tests that say so.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) const CTRL_LOGOFF_EVENT: u32 = 5;
+    pub(crate) const CTRL_SHUTDOWN_EVENT: u32 = 6;
+}
+
+/// An event that asks the service to stop: the first starts the graceful
+/// stop, a second during it exits at once with [`StopEvent::exit_code`].
+/// Each system constructs its own variants only.
+#[allow(dead_code)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StopEvent {
+    /// Unix: SIGTERM, what the kubelet sends.
+    Sigterm,
+    /// Unix: SIGINT, Ctrl-C in a terminal.
+    Sigint,
+    /// Windows: Ctrl-C in the console.
+    CtrlC,
+    /// Windows: Ctrl-Break in the console.
+    CtrlBreak,
+    /// Windows: the console window is being closed.
+    CtrlClose,
+    /// Windows: the system is shutting down; what a Windows container
+    /// receives when it is stopped.
+    CtrlShutdown,
+}
+
+impl StopEvent {
+    /// A Windows console control event, or `None` for one that is not a
+    /// stop: logoff (a service outlives its user's session) or an unknown
+    /// number.
+    #[cfg_attr(not(windows), allow(dead_code))]
+    pub(crate) fn from_console_event(event: u32) -> Option<StopEvent> {
+        match event {
+            console::CTRL_C_EVENT => Some(StopEvent::CtrlC),
+            console::CTRL_BREAK_EVENT => Some(StopEvent::CtrlBreak),
+            console::CTRL_CLOSE_EVENT => Some(StopEvent::CtrlClose),
+            console::CTRL_SHUTDOWN_EVENT => Some(StopEvent::CtrlShutdown),
+            _ => None,
+        }
+    }
+
+    /// The event as the log names it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            StopEvent::Sigterm => "SIGTERM",
+            StopEvent::Sigint => "SIGINT",
+            StopEvent::CtrlC => "Ctrl-C",
+            StopEvent::CtrlBreak => "Ctrl-Break",
+            StopEvent::CtrlClose => "the console's close event",
+            StopEvent::CtrlShutdown => "CTRL_SHUTDOWN_EVENT",
+        }
+    }
+
+    /// The exit code of a second stop event during the stop, or of one
+    /// where no service runs: 128 + the signal's number, as a shell reports
+    /// a process the signal ended. Windows follows Linux: Ctrl-C is an
+    /// interrupt (130, as SIGINT), the others ask the service to terminate
+    /// (143, as SIGTERM).
+    pub(crate) fn exit_code(self) -> i32 {
+        const SIGINT: i32 = 2;
+        const SIGTERM: i32 = 15;
+        match self {
+            StopEvent::Sigint | StopEvent::CtrlC => 128 + SIGINT,
+            StopEvent::Sigterm
+            | StopEvent::CtrlBreak
+            | StopEvent::CtrlClose
+            | StopEvent::CtrlShutdown => 128 + SIGTERM,
+        }
+    }
+}
+
+fn current_thread_runtime() -> io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+/// Starts the thread that requests the stop of `lifecycle` on the first
+/// signal (received now or before), exits on the second, and enforces the
+/// shutdown deadline from the moment a stop is requested.
+pub(crate) fn start(
+    handlers: Handlers,
+    lifecycle: Arc<Lifecycle>,
+    shutdown_timeout: Duration,
+) -> io::Result<()> {
+    spawn_signal_thread(handlers, move |runtime, mut signals| {
+        runtime.block_on(async move {
+                let cause = tokio::select! {
+                    event = signals.next() => {
+                        lifecycle.request_stop();
+                        tracing::info!("{} received: leaving rotation and shutting down", event.name());
+                        Some(event)
+                    }
+                    _ = lifecycle.stop_requested() => None,
+                };
+                let deadline = tokio::time::sleep(shutdown_timeout);
+                tokio::pin!(deadline);
+                let mut signalled = cause.is_some();
+                loop {
+                    tokio::select! {
+                        event = signals.next() => {
+                            if signalled {
+                                terminate(
+                                    event.exit_code(),
+                                    &format!("{} received again during shutdown: exiting at once", event.name()),
+                                );
+                            }
+                            // The first stop event of a stop that began otherwise.
+                            signalled = true;
+                            tracing::info!("{} received: already shutting down", event.name());
+                        }
+                        _ = &mut deadline => {
+                            let since = match cause {
+                                Some(event) => format!("of {}", event.name()),
+                                None => "of the stop".to_owned(),
+                            };
+                            terminate(
+                                exit::FAILURE,
+                                &format!(
+                                    "shutdown did not finish within {} ms {since}; still running: {}",
+                                    shutdown_timeout.as_millis(),
+                                    lifecycle.still_running()
+                                ),
+                            );
+                        }
+                    }
+                }
+            });
+    })
+}
+
+/// For the modes that serve nothing (`--lifecycle-preflight`, `-probe`,
+/// `-manifest`): a signal, received now or before, ends the process as
+/// the default action would have.
+pub(crate) fn default_action(handlers: Handlers) -> io::Result<()> {
+    spawn_signal_thread(handlers, |runtime, mut signals| {
+        let event = runtime.block_on(signals.next());
+        platform::default_action(event)
+    })
+}
+
+/// Runs `body` on the `lifecycle-signals` thread with a runtime of its own
+/// and the signals the handlers recorded, from the first one on.
+fn spawn_signal_thread(
+    handlers: Handlers,
+    body: impl FnOnce(tokio::runtime::Runtime, Received) + Send + 'static,
+) -> io::Result<()> {
+    let runtime = current_thread_runtime()?;
+    let signals = {
+        let _on = runtime.enter();
+        Received::new(handlers)?
+    };
+    std::thread::Builder::new()
+        .name("lifecycle-signals".into())
+        .spawn(move || body(runtime, signals))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::console::*;
+    use super::StopEvent;
+
+    #[test]
+    fn windows_console_events_stop_as_linux_signals_do() {
+        let stop = |event| StopEvent::from_console_event(event).map(StopEvent::exit_code);
+        // Ctrl-C is an interrupt, as SIGINT is.
+        assert_eq!(stop(CTRL_C_EVENT), Some(130));
+        assert_eq!(stop(CTRL_C_EVENT), Some(StopEvent::Sigint.exit_code()));
+        // Ctrl-Break, the console's close and the system's shutdown (a
+        // Windows container's stop) ask to terminate, as SIGTERM does.
+        for event in [CTRL_BREAK_EVENT, CTRL_CLOSE_EVENT, CTRL_SHUTDOWN_EVENT] {
+            assert_eq!(stop(event), Some(143), "event {event}");
+            assert_eq!(stop(event), Some(StopEvent::Sigterm.exit_code()));
+        }
+        // Logoff is no stop, nor is a number Windows may add later.
+        assert_eq!(StopEvent::from_console_event(CTRL_LOGOFF_EVENT), None);
+        assert_eq!(StopEvent::from_console_event(3), None);
+        assert_eq!(StopEvent::from_console_event(7), None);
+    }
+
+    #[test]
+    fn each_stop_event_is_named_as_the_log_says_it() {
+        assert_eq!(StopEvent::Sigterm.name(), "SIGTERM");
+        assert_eq!(StopEvent::Sigint.name(), "SIGINT");
+        assert_eq!(
+            StopEvent::from_console_event(CTRL_C_EVENT).unwrap().name(),
+            "Ctrl-C"
+        );
+        assert_eq!(
+            StopEvent::from_console_event(CTRL_SHUTDOWN_EVENT)
+                .unwrap()
+                .name(),
+            "CTRL_SHUTDOWN_EVENT"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn unix_signals_exit_with_128_plus_their_number() {
+        assert_eq!(StopEvent::Sigterm.exit_code(), 128 + libc::SIGTERM);
+        assert_eq!(StopEvent::Sigint.exit_code(), 128 + libc::SIGINT);
+    }
+}
