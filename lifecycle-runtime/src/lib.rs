@@ -122,8 +122,9 @@
 //! - `pid1 = bool` (true): when the process is PID 1 (a container
 //!   without an init), run the service as the child of a minimal init, as
 //!   tini would: every signal forwarded to it once, orphans reaped, its
-//!   exit code passed on. No effect when the process is not PID 1. `false`
-//!   (or `LIFECYCLE_PID1=off`): the service is PID 1 itself.
+//!   exit code passed on. No effect when the process is not PID 1, nor on
+//!   systems other than Linux (PID 1 without an init is the container
+//!   case). `false` (or `LIFECYCLE_PID1=off`): the service is PID 1 itself.
 //! - `tracing = bool` (true): install the default log subscriber (cargo
 //!   feature `tracing-subscriber`, on by default; without the feature,
 //!   `tracing = true` is a compile error naming it). It writes to stderr
@@ -239,7 +240,7 @@
 //! | `LIFECYCLE_REASONS` | `reasons` | `loopback`: checks' reasons and detail values only for peers on loopback, `reason withheld` for the others; `show`: for every peer |
 //! | `LIFECYCLE_PROBE_PROTOCOL` | `probe_protocol` | `http`: `--lifecycle-manifest` emits `httpGet` probes and `--lifecycle-probe` asks over HTTP; `grpc` (cargo feature `grpc`): `grpc:` probes of the services `livez`, `readyz`, `startupz`, and the exec probe asks gRPC health's `Check`. `grpc` in a binary built without the feature exits 2 |
 //! | `LIFECYCLE_METRICS` | `metrics` | `on`: `GET /metrics` on the probe port, and the `prometheus.io/scrape`, `prometheus.io/port` and `prometheus.io/path` annotations on the pod template of `--lifecycle-manifest`; `off`: `/metrics` answers 404 and the pod template has none of them. `true`/`false` and `1`/`0` are taken too |
-//! | `LIFECYCLE_PID1` | `pid1` | `on`: when the process is PID 1 (a container without an init), the service runs as the child of a minimal init that forwards every signal to it once, reaps orphans and exits with its code; no effect otherwise. `off`: the service is PID 1 itself. `true`/`false` and `1`/`0` are taken too |
+//! | `LIFECYCLE_PID1` | `pid1` | `on`: when the process is PID 1 (a container without an init) on Linux, the service runs as the child of a minimal init that forwards every signal to it once, reaps orphans and exits with its code; no effect otherwise (not PID 1, or another system). `off`: the service is PID 1 itself. `true`/`false` and `1`/`0` are taken too |
 //! | `LIFECYCLE_TERMINATION_LOG` | | `/dev/termination-log` when it exists and is writable |
 //! | `RUST_LOG` | | `info` |
 //!
@@ -272,6 +273,7 @@
 //! | a bad `LIFECYCLE_*` value, duplicate check names | 2 |
 //! | a panic under `panic = "crash"` | 101 |
 //! | a second SIGTERM / SIGINT during shutdown | 143 / 130 |
+//! | Windows: a second stop event during shutdown: Ctrl-Break, the console's close, `CTRL_SHUTDOWN_EVENT` / Ctrl-C | 143 / 130 |
 //!
 //! On every non-zero exit the reason is the last line logged (on one
 //! line, nothing logged after it) and is written (at most 4096 bytes) to
@@ -279,6 +281,25 @@
 //! `/dev/termination-log`, so that `kubectl describe pod` shows it. Only a
 //! regular file or a character device is written, without blocking;
 //! anything else is reported on stderr and never holds up the exit.
+//!
+//! ## Platforms
+//!
+//! - **Linux**, the deployment target: everything.
+//! - **macOS**, for development: everything but PID-1 mode (`pid1` has no
+//!   effect there).
+//! - **Windows**: builds and stops gracefully. The stop events are Ctrl-C,
+//!   Ctrl-Break, the console's close and `CTRL_SHUTDOWN_EVENT` (what a
+//!   Windows container receives when stopped), through tokio's handler;
+//!   logoff is not a stop. A second one exits as a second signal does on
+//!   Linux: 130 after Ctrl-C, 143 after the others. Windows ends a
+//!   container's process about 5 s after `CTRL_SHUTDOWN_EVENT`, whatever
+//!   the shutdown timeout says (the registry's `WaitToKillServiceTimeout`
+//!   and `cexecsvc`'s `ProcessShutdownTimeoutSeconds`), so the deadline
+//!   and the hooks' time are not guaranteed there as on Linux; at
+//!   start-up a warning says when the drain delay and the hooks' budget
+//!   exceed those 5 s. The termination message goes to
+//!   `LIFECYCLE_TERMINATION_LOG` when set (`/dev/termination-log` rarely
+//!   exists there), and `[::]` takes IPv4 too, as on Linux.
 //!
 //! ## Panics
 //!

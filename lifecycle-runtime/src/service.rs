@@ -240,6 +240,12 @@ where
     ) {
         tracing::warn!("{warning}");
     }
+    if cfg!(windows) {
+        let hooks = registry::hooks_budget(registry::HookKind::OnShutdown);
+        if let Some(warning) = shutdown::windows_stop_window_warning(settings.drain_delay, hooks) {
+            tracing::warn!("{warning}");
+        }
+    }
 
     let app = runtime.handle().clone();
     let drain_delay = settings.drain_delay;

@@ -258,6 +258,35 @@ async fn end_connections_after(lifecycle: &Lifecycle, when: Instant) {
     std::future::pending::<()>().await
 }
 
+/// How long Windows lets a process live after `CTRL_SHUTDOWN_EVENT`, a
+/// Windows container's stop, by default: the registry's
+/// `WaitToKillServiceTimeout` and `cexecsvc`'s
+/// `ProcessShutdownTimeoutSeconds`, whatever the grace period says.
+pub(crate) const WINDOWS_STOP_WINDOW: Duration = Duration::from_secs(5);
+
+/// The start-up check of Windows' own limit: when the drain delay and the
+/// `on_shutdown` hooks' timeouts exceed [`WINDOWS_STOP_WINDOW`], Windows
+/// may end the process before the stop is done, so say so with each
+/// figure and the keys that raise the limit. `hooks` is the hooks' budget
+/// and its parts, as [`registry::hooks_budget`] gives them.
+pub(crate) fn windows_stop_window_warning(
+    drain_delay: Duration,
+    (hooks, parts): (Duration, Vec<String>),
+) -> Option<String> {
+    let needed = drain_delay.saturating_add(hooks);
+    if needed <= WINDOWS_STOP_WINDOW {
+        return None;
+    }
+    Some(format!(
+        "on Windows the stop may be cut short: a container's process is ended about {} s after CTRL_SHUTDOWN_EVENT, whatever the shutdown timeout says, and drain delay {} ms + on_shutdown hook timeouts {} ms [{}] = {} ms; lower LIFECYCLE_DRAIN_DELAY_MS or the hooks' timeout_ms, or raise the limit in the image: WaitToKillServiceTimeout (HKLM\\SYSTEM\\CurrentControlSet\\Control, REG_SZ, ms) and ProcessShutdownTimeoutSeconds (HKLM\\SYSTEM\\CurrentControlSet\\Services\\cexecsvc, REG_DWORD, s)",
+        WINDOWS_STOP_WINDOW.as_secs(),
+        drain_delay.as_millis(),
+        hooks.as_millis(),
+        parts.join(", "),
+        needed.as_millis(),
+    ))
+}
+
 /// The start-up budget check: when the drain delay, the connection drain
 /// and the `on_shutdown` hooks' timeouts cannot fit in the shutdown
 /// timeout, say so with each figure, before the first rollout rather than
@@ -283,4 +312,36 @@ pub(crate) fn budget_warning(
         needed.as_millis(),
         shutdown_timeout.as_millis(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_stop_window_warns_past_five_seconds_with_each_figure() {
+        let ms = Duration::from_millis;
+        let hooks =
+            |total, parts: &[&str]| (ms(total), parts.iter().map(|p| p.to_string()).collect());
+        // Within Windows' 5 s, the limit itself included: no warning.
+        assert_eq!(windows_stop_window_warning(ms(0), hooks(0, &[])), None);
+        assert_eq!(
+            windows_stop_window_warning(ms(3000), hooks(2000, &["flush 2000 ms"])),
+            None
+        );
+        // Kubernetes' default drain delay alone fills it; a hook on top
+        // does not fit.
+        let warning = windows_stop_window_warning(ms(5000), hooks(1, &["close 1 ms"]))
+            .expect("5001 ms is past the window");
+        for figure in [
+            "about 5 s after CTRL_SHUTDOWN_EVENT",
+            "drain delay 5000 ms",
+            "on_shutdown hook timeouts 1 ms [close 1 ms]",
+            "= 5001 ms",
+            "WaitToKillServiceTimeout (HKLM\\SYSTEM\\CurrentControlSet\\Control",
+            "ProcessShutdownTimeoutSeconds (HKLM\\SYSTEM\\CurrentControlSet\\Services\\cexecsvc",
+        ] {
+            assert!(warning.contains(figure), "{figure:?} in {warning}");
+        }
+    }
 }

@@ -164,7 +164,15 @@ fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     };
     // As std's `bind` does on Unix: a restarted service binds its port at
     // once, whatever connections of its predecessor are in TIME_WAIT.
+    // Not on Windows, where SO_REUSEADDR would let a second process take
+    // a port in use, and TIME_WAIT never blocks a new listener anyway.
+    #[cfg(not(windows))]
     socket.set_reuseaddr(true)?;
+    // `[::]` takes IPv4 too, as on Linux by default, on every system
+    // (Windows makes an IPv6 socket IPv6-only unless told).
+    if addr.ip() == std::net::Ipv6Addr::UNSPECIFIED {
+        socket2::SockRef::from(&socket).set_only_v6(false)?;
+    }
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
 }
