@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::special_file;
+use crate::special_file::{self, Kind};
 
 /// The addresses published so far, and where.
 #[derive(Default)]
@@ -106,16 +106,15 @@ fn write_in_place(path: &Path, bytes: &[u8], first: bool) -> io::Result<()> {
     use std::io::Write;
 
     let mut file = special_file::open_for_writing(path, false, !first)?;
-    let kind = file.metadata()?.file_type();
-    if kind.is_file() {
-        if first {
-            file.set_len(0)?;
+    match Kind::of(file.metadata()?.file_type()) {
+        Kind::Regular if first => file.set_len(0)?,
+        Kind::Regular | Kind::Fifo | Kind::CharDevice => {}
+        other => {
+            return Err(io::Error::other(format!(
+                "it is {}, not a regular file, a FIFO or a character device",
+                other.name()
+            )))
         }
-    } else if !special_file::is_fifo(kind) && !special_file::is_char_device(kind) {
-        return Err(io::Error::other(format!(
-            "it is {}, not a regular file, a FIFO or a character device",
-            special_file::describe(kind)
-        )));
     }
     file.write_all(bytes)
 }

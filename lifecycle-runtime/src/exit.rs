@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::TERMINATION_LOG;
 use crate::probe::bounds::one_line;
-use crate::special_file;
+use crate::special_file::{self, Kind};
 
 /// `main` returned `Err`, start-up or shutdown failed, or the deadline passed.
 pub(crate) const FAILURE: i32 = 1;
@@ -163,14 +163,15 @@ fn write_termination_message(reason: &str) {
 /// device.
 fn write_message(path: &Path, create: bool, message: &str) -> io::Result<()> {
     let mut file = special_file::open_for_writing(path, create, false)?;
-    let kind = file.metadata()?.file_type();
-    if kind.is_file() {
-        file.set_len(0)?;
-    } else if !special_file::is_char_device(kind) {
-        return Err(io::Error::other(format!(
-            "it is {}, not a regular file or a character device",
-            special_file::describe(kind)
-        )));
+    match Kind::of(file.metadata()?.file_type()) {
+        Kind::Regular => file.set_len(0)?,
+        Kind::CharDevice => {}
+        other => {
+            return Err(io::Error::other(format!(
+                "it is {}, not a regular file or a character device",
+                other.name()
+            )))
+        }
     }
     file.write_all(message.as_bytes())
 }

@@ -36,53 +36,53 @@ pub(crate) fn open_for_writing(path: &Path, create: bool, append: bool) -> io::R
     opened
 }
 
-/// Whether `kind` is a FIFO (never on Windows).
-pub(crate) fn is_fifo(kind: FileType) -> bool {
-    #[cfg(unix)]
-    {
-        std::os::unix::fs::FileTypeExt::is_fifo(&kind)
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = kind;
-        false
-    }
+/// What an opened path is, as far as writing to it goes.
+#[cfg_attr(not(unix), allow(dead_code))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Regular,
+    /// Never on Windows.
+    Fifo,
+    /// Never on Windows.
+    CharDevice,
+    /// Anything else, named for an error that says why it was not written.
+    Other(&'static str),
 }
 
-/// Whether `kind` is a character device (never on Windows).
-pub(crate) fn is_char_device(kind: FileType) -> bool {
-    #[cfg(unix)]
-    {
-        std::os::unix::fs::FileTypeExt::is_char_device(&kind)
+impl Kind {
+    pub(crate) fn of(file_type: FileType) -> Kind {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileTypeExt;
+            if file_type.is_fifo() {
+                return Kind::Fifo;
+            }
+            if file_type.is_char_device() {
+                return Kind::CharDevice;
+            }
+            if file_type.is_socket() {
+                return Kind::Other("a socket");
+            }
+            if file_type.is_block_device() {
+                return Kind::Other("a block device");
+            }
+        }
+        if file_type.is_file() {
+            Kind::Regular
+        } else if file_type.is_dir() {
+            Kind::Other("a directory")
+        } else {
+            Kind::Other("a file of another kind")
+        }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = kind;
-        false
-    }
-}
 
-/// What `kind` is, for an error that says why it was not written.
-pub(crate) fn describe(kind: FileType) -> &'static str {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt;
-        if kind.is_socket() {
-            return "a socket";
+    /// The kind as an error names it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::Regular => "a regular file",
+            Kind::Fifo => "a FIFO",
+            Kind::CharDevice => "a character device",
+            Kind::Other(name) => name,
         }
-        if kind.is_block_device() {
-            return "a block device";
-        }
-    }
-    if is_fifo(kind) {
-        "a FIFO"
-    } else if kind.is_dir() {
-        "a directory"
-    } else if is_char_device(kind) {
-        "a character device"
-    } else if kind.is_file() {
-        "a regular file"
-    } else {
-        "a file of another kind"
     }
 }
