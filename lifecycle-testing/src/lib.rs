@@ -10,7 +10,9 @@
 //! ```no_run
 //! use std::time::Duration;
 //!
-//! use lifecycle_testing::{http_get, Endpoint, Kubelet, Load, Manifest, RequestError, Service, Stop};
+//! use lifecycle_testing::{Endpoint, Kubelet, Manifest, Service};
+//! # #[cfg(unix)]
+//! use lifecycle_testing::{http_get, Load, RequestError, Stop};
 //!
 //! # fn main() -> Result<(), lifecycle_testing::Error> {
 //! # let binary = "my-service";
@@ -31,7 +33,10 @@
 //! report.assert_never_restarted();
 //! report.assert_never_joined_endpoints();
 //!
-//! // A graceful stop under load loses no request and exits 0.
+//! // A graceful stop under load loses no request and exits 0 (Unix: the
+//! // stop is SIGTERM).
+//! # #[cfg(unix)]
+//! # {
 //! // Bound through lifecycle_runtime::net::TcpListener, on port 0.
 //! let app = service.app_addr()?;
 //! let load = Load::new(move || match http_get(app, "/", Duration::from_secs(2))? {
@@ -44,6 +49,7 @@
 //! report.assert_nothing_lost();
 //! assert_eq!(stopped.exit.code, Some(0));
 //! assert!(stopped.unready_after.is_some() && !stopped.killed);
+//! # }
 //! # Ok(())
 //! # }
 //! ```
@@ -52,15 +58,15 @@
 //!   address from `LIFECYCLE_PROBE_ADDR_FILE`, so logs may be JSON or off),
 //!   with a temporary termination log; [`Service::probe`] asks as the
 //!   kubelet does (a new connection, `User-Agent: kube-probe/…`, success on
-//!   200–399, at most 10 KiB read, a time-out); [`Service::stop`] sends
+//!   200–399, at most 10 KiB read, a time-out); `Service::stop` sends
 //!   SIGTERM and reports the exit, its timing, when `/readyz` failed, the
-//!   termination message and the log, and SIGKILLs at the end of the grace.
-//!   A failed assertion prints the endpoint's verbose answer and the last
-//!   log lines.
+//!   termination message and the log, and SIGKILLs at the end of the grace;
+//!   [`Service::kill`] kills at once. A failed assertion prints the
+//!   endpoint's verbose answer and the last log lines.
 //! - [`Kubelet`] runs the startup, liveness and readiness probe loops on the
 //!   manifest's schedule and reports restarts, endpoint changes and the
 //!   startup budget.
-//! - [`Load`] keeps requests flowing across a stop and counts what was
+//! - `Load` keeps requests flowing across a stop and counts what was
 //!   lost.
 //! - [`run_checks`] runs the checks registered in the test binary, without
 //!   a service: from a unit test of the crate that defines them, or from an
@@ -83,6 +89,16 @@
 //! assert!(results.iter().any(|r| r.name() == "worker_alive" && r.health().is_up()));
 //! # }
 //! ```
+//!
+//! # Platforms
+//!
+//! On Linux and macOS, everything. On Windows: starting a service, its
+//! probes (HTTP and gRPC), the [`Kubelet`]'s probe loops, [`run_checks`],
+//! [`http_get`], and [`Service::kill`]; not the graceful stop
+//! (`Stop`, `Service::stop`, `Service::stop_with`, `Service::signal`) nor
+//! what builds on it (`Load`, `LoadReport`), nor [`Exit`]'s `signal`: the
+//! kit stops a service with a signal, Windows has none, and std cannot send
+//! a process the console event lifecycle stops on there.
 
 #![warn(missing_docs, unreachable_pub)]
 
@@ -90,18 +106,25 @@
 mod grpc;
 mod http;
 mod kubelet;
+// Across a stop, which is a signal: Unix only.
+#[cfg(unix)]
 mod load;
 mod probe;
+mod request;
 mod service;
 
 pub use kubelet::{
     EventKind, Kubelet, KubeletEvent, KubeletReport, Manifest, ProbeKind, ProbeSpec, Probed, Watch,
 };
-pub use load::{http_get, ErrorKind, Failure, Load, LoadReport, RequestError, SignalOffset};
+#[cfg(unix)]
+pub use load::{Failure, Load, LoadReport, SignalOffset};
 pub use probe::{
     probe, CheckLine, Endpoint, ProbeAnswer, Verbose, DEFAULT_TIMEOUT, MAX_BODY, USER_AGENT,
 };
-pub use service::{Error, Exit, Service, ServiceBuilder, Stop, Stopped};
+pub use request::{http_get, ErrorKind, RequestError};
+pub use service::{Error, Exit, Service, ServiceBuilder};
+#[cfg(unix)]
+pub use service::{Stop, Stopped};
 
 #[cfg(feature = "grpc")]
 pub use grpc::{grpc_probe, Code, GrpcAnswer, GrpcWatch, ServingStatus, WatchEvent};

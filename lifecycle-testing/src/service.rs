@@ -1,5 +1,6 @@
 //! A service binary run as the kubelet runs it: started on probe port 0,
-//! probed from outside, stopped with SIGTERM and a grace period.
+//! probed from outside, stopped with SIGTERM and a grace period (on Unix;
+//! on Windows, killed).
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -20,6 +21,9 @@ const DEFAULT_START_DEADLINE: Duration = Duration::from_secs(30);
 pub(crate) const LOG_TAIL: usize = 20;
 /// How often waits look again.
 const POLL: Duration = Duration::from_millis(10);
+/// How long a killed process may take to end: the system tears it down at
+/// once, unless it is stuck in the kernel.
+const KILLED_DEADLINE: Duration = Duration::from_secs(10);
 /// How long, once the process has exited, the readers may take to reach
 /// the end of its output (longer only if another process holds the pipes).
 const OUTPUT_DRAIN: Duration = Duration::from_secs(1);
@@ -73,25 +77,33 @@ pub struct Exit {
     /// The exit code, when it exited.
     pub code: Option<i32>,
     /// The signal that killed it, when one did.
+    ///
+    /// Unix only: Windows has no signals. A process ended there by
+    /// [`Service::kill`] (TerminateProcess) has an exit code, the one
+    /// the killer chose.
+    #[cfg(unix)]
     pub signal: Option<i32>,
 }
 
 impl fmt::Display for Exit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.code, self.signal) {
-            (Some(code), _) => write!(f, "exit code {code}"),
-            (None, Some(signal)) => write!(f, "killed by signal {signal}"),
-            (None, None) => f.write_str("ended"),
+        #[cfg(unix)]
+        if let (None, Some(signal)) = (self.code, self.signal) {
+            return write!(f, "killed by signal {signal}");
+        }
+        match self.code {
+            Some(code) => write!(f, "exit code {code}"),
+            None => f.write_str("ended"),
         }
     }
 }
 
 impl From<std::process::ExitStatus> for Exit {
     fn from(status: std::process::ExitStatus) -> Exit {
-        use std::os::unix::process::ExitStatusExt;
         Exit {
             code: status.code(),
-            signal: status.signal(),
+            #[cfg(unix)]
+            signal: std::os::unix::process::ExitStatusExt::signal(&status),
         }
     }
 }
@@ -99,6 +111,11 @@ impl From<std::process::ExitStatus> for Exit {
 /// How to stop a service: a signal, a grace period, perhaps a second
 /// signal. At the end of the grace period the service is killed, as the
 /// kubelet does.
+///
+/// Unix only: the stop is a signal (SIGTERM, as the kubelet sends). On
+/// Windows a process gets no signal from another, and std has no way to
+/// send it a console event; [`Service::kill`] ends it there.
+#[cfg(unix)]
 #[derive(Debug, Clone, Copy)]
 pub struct Stop {
     signal: i32,
@@ -106,6 +123,7 @@ pub struct Stop {
     second_signal_after: Option<Duration>,
 }
 
+#[cfg(unix)]
 impl Stop {
     /// SIGTERM, then SIGKILL after `grace` (the pod's
     /// `terminationGracePeriodSeconds`).
@@ -134,6 +152,9 @@ impl Stop {
 }
 
 /// What a stop showed.
+///
+/// Unix only, as [`Stop`] is.
+#[cfg(unix)]
 #[derive(Debug, Clone)]
 pub struct Stopped {
     /// How the process ended.
@@ -665,6 +686,9 @@ impl Service {
 
     /// Sends `signal` (`libc::SIGTERM`, …) to the process, unless it has
     /// already ended.
+    ///
+    /// Unix only: Windows has no signals (see [`Stop`]).
+    #[cfg(unix)]
     pub fn signal(&self, signal: i32) {
         // Held across the kill: the child cannot be reaped meanwhile.
         let exit = self.exit.lock().unwrap_or_else(|p| p.into_inner());
@@ -691,8 +715,23 @@ impl Service {
         *exit
     }
 
-    fn kill(&self) {
+    /// SIGKILL on Unix, TerminateProcess on Windows (std's
+    /// `Child::kill`); nothing if the process has ended.
+    fn send_kill(&self) {
         let _ = self.child.lock().unwrap_or_else(|p| p.into_inner()).kill();
+    }
+
+    /// Kills the process at once, as the kubelet does at the end of the
+    /// grace period, and waits for it to end; its log and stdout are then
+    /// complete. A process that had already ended is left as it was: its
+    /// own exit is returned.
+    ///
+    /// On Unix it gets SIGKILL; on Windows, where it is the only way the
+    /// kit ends a service, TerminateProcess (std's `Child::kill`): it ends
+    /// with an exit code, and no shutdown of its own runs.
+    pub fn kill(&mut self) -> Result<Exit, Error> {
+        self.send_kill();
+        self.wait_exit(KILLED_DEADLINE)
     }
 
     /// The error for a wait that cannot succeed: the process is gone.
@@ -740,11 +779,17 @@ impl Service {
 
     /// Stops the service as the kubelet does: SIGTERM, then SIGKILL once
     /// `grace` has passed.
+    ///
+    /// Unix only (see [`Stop`]); on Windows, [`kill`](Self::kill).
+    #[cfg(unix)]
     pub fn stop(&mut self, grace: Duration) -> Stopped {
         self.stop_with(Stop::grace(grace))
     }
 
     /// Stops the service as `stop` says, watching `/readyz` meanwhile.
+    ///
+    /// Unix only (see [`Stop`]).
+    #[cfg(unix)]
     pub fn stop_with(&mut self, stop: Stop) -> Stopped {
         let addr = self.probe_addr;
         let signalled = Instant::now();
@@ -783,7 +828,7 @@ impl Service {
                 }
             }
             if elapsed >= stop.grace && !kill_sent {
-                self.kill();
+                self.send_kill();
                 kill_sent = true;
             }
             std::thread::sleep(Duration::from_millis(2));
