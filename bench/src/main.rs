@@ -8,6 +8,11 @@
 //!       [--command TEXT] [--only WORD]...
 //! ```
 
+// Linux only, not ported: on another system this is the first error, and
+// it says why.
+#[cfg(not(target_os = "linux"))]
+compile_error!("lifecycle-bench is lifecycle's Linux benchmark (bench/run: CPU and memory from /proc, wrk, Debian packages); it is not built for other systems");
+
 mod figures;
 mod grpc;
 mod http;

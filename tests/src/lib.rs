@@ -44,6 +44,11 @@
 //! assert_eq!(service.probe(Endpoint::Readyz).status, Some(503));
 //! ```
 
+// Linux only, not ported: on another system this is the error, and it says
+// why (rather than the errors of everything Linux-specific below).
+#[cfg(not(target_os = "linux"))]
+compile_error!("lifecycle-tests is lifecycle's Linux end-to-end harness (network namespaces, PID namespaces, signals, Linux packages); it is not built for other systems");
+
 mod grpc;
 pub use grpc::{grpc_list, h2_get};
 pub mod kubernetes;

@@ -3,6 +3,11 @@
 //! `fn` and a non-critical one). The application does nothing but the load
 //! `BENCH_LOAD` asks for.
 
+// Linux only, not ported: on another system this is the first error, and
+// it says why.
+#[cfg(not(target_os = "linux"))]
+compile_error!("bench-lifecycle is a service of lifecycle's Linux benchmark (bench/run); it is not built for other systems");
+
 use lifecycle_runtime::{liveness, readiness, service_main, Health};
 
 #[path = "../../app_load.rs"]

@@ -2,6 +2,11 @@
 //! `#[tokio::main]`, a graceful stop on SIGTERM or SIGINT, nothing else.
 //! Serves on `BENCH_ADDR`.
 
+// Linux only, not ported: on another system this is the first error, and
+// it says why.
+#[cfg(not(target_os = "linux"))]
+compile_error!("bench-plain-tokio is a baseline of lifecycle's Linux benchmark (bench/run); it is not built for other systems");
+
 use std::convert::Infallible;
 
 use http_body_util::Full;

@@ -3,6 +3,11 @@
 //! `BENCH_LISTENER` says (`tokio` or `lifecycle`), on `BENCH_ADDR`. One
 //! binary for both, so that the two differ by the listener only.
 
+// Linux only, not ported: on another system this is the first error, and
+// it says why.
+#[cfg(not(target_os = "linux"))]
+compile_error!("lifecycle-bench is lifecycle's Linux benchmark (bench/run: CPU and memory from /proc, wrk, Debian packages); it is not built for other systems");
+
 use axum::{routing::get, Router};
 use lifecycle_runtime::{service_main, shutdown_signal};
 

@@ -2,6 +2,11 @@
 //! on the application's own axum server and runtime. Serves on
 //! `BENCH_ADDR`, under the load `BENCH_LOAD` names.
 
+// Linux only, not ported: on another system this is the first error, and
+// it says why.
+#[cfg(not(target_os = "linux"))]
+compile_error!("lifecycle-bench is lifecycle's Linux benchmark (bench/run: CPU and memory from /proc, wrk, Debian packages); it is not built for other systems");
+
 use axum::{routing::get, Router};
 
 #[path = "../../app_load.rs"]

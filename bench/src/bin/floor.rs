@@ -2,6 +2,11 @@
 //! sockets, no HTTP library. Accepts, reads until the end of the request
 //! head, writes a fixed 200 and closes. Serves on `BENCH_ADDR`.
 
+// Linux only, not ported: on another system this is the first error, and
+// it says why.
+#[cfg(not(target_os = "linux"))]
+compile_error!("lifecycle-bench is lifecycle's Linux benchmark (bench/run: CPU and memory from /proc, wrk, Debian packages); it is not built for other systems");
+
 use std::io::{Read, Write};
 use std::net::TcpListener;
 

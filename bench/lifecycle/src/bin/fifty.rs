@@ -2,6 +2,11 @@
 //! probed once before a scrape, so that `/metrics` carries the series of
 //! fifty checks: the cost of a scrape at that size.
 
+// Linux only, not ported: on another system this is the first error, and
+// it says why.
+#[cfg(not(target_os = "linux"))]
+compile_error!("bench-lifecycle is a service of lifecycle's Linux benchmark (bench/run); it is not built for other systems");
+
 use lifecycle_runtime::{liveness, readiness, service_main, startup};
 
 macro_rules! checks {
