@@ -15,6 +15,9 @@
 //! any moment, because the service tells them to reconnect during the drain
 //! delay (`Connection: close`), long before its listener closes.
 
+// Against a real redis-server started by the Linux harness (lifecycle-tests).
+#![cfg(target_os = "linux")]
+
 mod support;
 
 use std::cell::RefCell;

@@ -3,6 +3,9 @@
 //! second of Redis coming up, leaves rotation when Redis goes away and
 //! comes back within a second of its return.
 
+// A real redis-server, partitioned, from the Linux harness (lifecycle-tests).
+#![cfg(target_os = "linux")]
+
 mod support;
 
 use std::time::{Duration, Instant};

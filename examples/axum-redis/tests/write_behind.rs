@@ -3,6 +3,9 @@
 //! once the process has exited 0 (or an exit 1 that says how many were
 //! lost).
 
+// Against a real redis-server started by the Linux harness (lifecycle-tests).
+#![cfg(target_os = "linux")]
+
 mod support;
 
 use std::collections::BTreeMap;

@@ -2,6 +2,9 @@
 //! other argument to the application; without lifecycle's logging, its
 //! errors still reach stderr.
 
+// Runs the binary to its exit with the Linux harness (lifecycle-tests).
+#![cfg(target_os = "linux")]
+
 use std::time::Duration;
 
 use lifecycle_testing::Service;

@@ -1,6 +1,9 @@
 //! Under `panic = "log"` a panicking task is logged and the service keeps
 //! serving.
 
+// Waits for the service's stdout with the Linux harness (lifecycle-tests).
+#![cfg(target_os = "linux")]
+
 use std::time::Duration;
 
 use lifecycle_testing::{Endpoint, Service};

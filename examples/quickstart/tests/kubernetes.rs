@@ -1,6 +1,9 @@
 //! The quick start on Kubernetes: its generated manifest, the Deployment in
 //! `examples/k8s/` kept in sync with it, and the shutdown budget warning.
 
+// The manifest read as Kubernetes does, by the Linux harness (lifecycle-tests).
+#![cfg(target_os = "linux")]
+
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;

@@ -7,6 +7,9 @@
 //! HTTP client library would hide whether the body ended with its final
 //! chunk or was cut.
 
+// The Linux harness's fixtures and clients (lifecycle-tests).
+#![cfg(target_os = "linux")]
+
 mod support;
 
 use std::io::{self, BufRead, BufReader, Read, Write};

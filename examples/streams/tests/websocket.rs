@@ -4,6 +4,9 @@
 //! 0 at once rather than after the connection drain, and the messages
 //! posted before the signal are in the journal.
 
+// The Linux harness's fixtures and clients (lifecycle-tests).
+#![cfg(target_os = "linux")]
+
 mod support;
 
 use futures_util::{SinkExt, StreamExt};

@@ -6,6 +6,9 @@
 //! its Close frame, without reading to the client's, would cost this
 //! client an `ECONNRESET`.
 
+// The Linux harness's fixtures and clients (lifecycle-tests); Linux's resets.
+#![cfg(target_os = "linux")]
+
 mod support;
 
 use std::time::{Duration, Instant};

@@ -4,6 +4,9 @@
 //! `SERVING`; then the listener closes, a call in flight is answered, and
 //! the process exits 0.
 
+// A real redis-server from the Linux harness (lifecycle-tests); libc signals.
+#![cfg(target_os = "linux")]
+
 mod support;
 
 use std::net::TcpStream;

@@ -5,6 +5,9 @@
 //! instance leave rotation when Redis goes away, and come back within a
 //! second of its return, while `livez` never asks Redis.
 
+// Against a real redis-server started by the Linux harness (lifecycle-tests).
+#![cfg(target_os = "linux")]
+
 mod support;
 
 use std::time::{Duration, Instant};

@@ -3,6 +3,9 @@
 //! `--lifecycle-manifest` generates from the binary (`probe_protocol =
 //! "grpc"`), and the generated manifest never pointing a probe at `""`.
 
+// The manifest read as Kubernetes does, by the Linux harness (lifecycle-tests).
+#![cfg(target_os = "linux")]
+
 mod support;
 
 use k8s_openapi::api::apps::v1::Deployment;

@@ -3,6 +3,9 @@
 //! missing key have their own status codes, and a Redis outage answers
 //! `UNAVAILABLE` with the reason, which clients may retry elsewhere.
 
+// Against a real redis-server started by the Linux harness (lifecycle-tests).
+#![cfg(target_os = "linux")]
+
 mod support;
 
 use std::time::Duration;

@@ -2,6 +2,9 @@
 //! once, whatever stops the worker, as long as it starts again with the
 //! same identity.
 
+// A real redis-server from the Linux harness (lifecycle-tests); libc signals.
+#![cfg(target_os = "linux")]
+
 mod support;
 
 use std::collections::BTreeMap;

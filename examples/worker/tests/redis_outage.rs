@@ -2,6 +2,9 @@
 //! liveness never asks it, and the consumer loop neither errs on an idle
 //! queue nor wedges on a silent connection.
 
+// A real redis-server, partitioned, from the Linux harness (lifecycle-tests).
+#![cfg(target_os = "linux")]
+
 mod support;
 
 use std::time::{Duration, Instant};

@@ -2,6 +2,9 @@
 //! variable to fix: `worker --lifecycle-preflight` (an initContainer) and
 //! a start alike.
 
+// Runs the binary to its exit with the Linux harness (lifecycle-tests).
+#![cfg(target_os = "linux")]
+
 use lifecycle_tests::run;
 
 const WORKER: &str = env!("CARGO_BIN_EXE_worker");
