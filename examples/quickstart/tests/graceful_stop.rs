@@ -2,6 +2,9 @@
 //! serving through its drain delay after SIGTERM, and the load's report
 //! would show a request lost if it dropped one.
 
+// The kit's stop is a signal, and its load runs across a stop: Unix only.
+#![cfg(unix)]
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
