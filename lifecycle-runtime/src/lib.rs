@@ -297,9 +297,16 @@
 //!   and `cexecsvc`'s `ProcessShutdownTimeoutSeconds`), so the deadline
 //!   and the hooks' time are not guaranteed there as on Linux; at
 //!   start-up a warning says when the drain delay and the hooks' budget
-//!   exceed those 5 s. The termination message goes to
+//!   exceed those 5 s. After the console's close or
+//!   `CTRL_SHUTDOWN_EVENT`, a later event may never reach the process
+//!   (tokio keeps that event's handler running so that Windows does not
+//!   end the process at once, and the console delivers one event at a
+//!   time): the stop then ends on its own, at the shutdown deadline, or by
+//!   Windows' kill. The termination message goes to
 //!   `LIFECYCLE_TERMINATION_LOG` when set (`/dev/termination-log` rarely
-//!   exists there), and `[::]` takes IPv4 too, as on Linux.
+//!   exists there). The probe server on `[::]` takes IPv4 too, as on
+//!   Linux; [`net::TcpListener::bind`] binds as tokio's does, IPv6 only
+//!   on Windows.
 //!
 //! ## Panics
 //!

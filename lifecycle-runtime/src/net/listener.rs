@@ -52,7 +52,10 @@ pub struct TcpListener {
 }
 
 impl TcpListener {
-    /// Binds to `addr`, as [`tokio::net::TcpListener::bind`] does.
+    /// Binds to `addr`, as [`tokio::net::TcpListener::bind`] does: `[::]`
+    /// takes IPv4 too where the system's default says so (Linux, macOS),
+    /// and not on Windows, whose IPv6 sockets are IPv6-only; bind
+    /// `0.0.0.0` there for IPv4.
     pub async fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<TcpListener> {
         Ok(TcpListener::from(
             tokio::net::TcpListener::bind(addr).await?,
