@@ -121,6 +121,28 @@ fn a_shutdown_longer_than_the_grace_period_is_killed() {
 }
 
 #[test]
+fn kill_ends_a_service_at_once_and_then_returns_the_same_exit() {
+    let mut service = fixture(TESTBED).start().unwrap();
+    service.wait_for_stdout("main running", DEADLINE);
+    let killed = service.kill().unwrap();
+    assert_eq!(killed.signal, Some(libc::SIGKILL), "{killed}");
+    assert_eq!(killed.code, None);
+    assert!(!service.is_running());
+    // No stop ran: the log is complete, and it has no stop in it.
+    assert!(
+        !service
+            .log()
+            .iter()
+            .any(|line| line.contains("shutting down")),
+        "{:#?}",
+        service.log()
+    );
+    // Killing what has ended leaves it as it was.
+    let again = service.kill().unwrap();
+    assert_eq!((again.code, again.signal), (killed.code, killed.signal));
+}
+
+#[test]
 fn a_failing_services_termination_message_is_what_it_wrote() {
     let mut service = fixture(TESTBED)
         .env("TESTBED_STARTUP_FAIL", "1")
