@@ -297,7 +297,7 @@
 //!   and `cexecsvc`'s `ProcessShutdownTimeoutSeconds`), so the deadline
 //!   and the hooks' time are not guaranteed there as on Linux; at
 //!   start-up a warning says when the drain delay and the hooks' budget
-//!   exceed those 5 s. After the console's close or
+//!   reach those 5 s. After the console's close or
 //!   `CTRL_SHUTDOWN_EVENT`, a later event may never reach the process
 //!   (tokio keeps that event's handler running so that Windows does not
 //!   end the process at once, and the console delivers one event at a

@@ -168,7 +168,9 @@ fn stderr_writable() -> bool {
     };
     // SAFETY: one valid pollfd, a zero timeout.
     let ready = unsafe { libc::poll(&mut stderr, 1, 0) };
-    ready == 1 && stderr.revents & libc::POLLOUT != 0
+    // POLLNVAL: a device poll cannot watch (a terminal, on macOS); it
+    // cannot tell, so writable, bounded by `EXIT_DRAIN_MAX` as on Windows.
+    ready == 1 && stderr.revents & (libc::POLLOUT | libc::POLLNVAL) != 0
 }
 
 /// Windows cannot ask a pipe whether a write would block without writing:

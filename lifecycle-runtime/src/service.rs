@@ -137,8 +137,9 @@ where
 fn serve_nothing(handlers: Handlers) {
     if let Err(error) = signals::default_action(handlers) {
         tracing::warn!(
-            "{} are ignored until this run ends: {error}",
-            signals::WATCHED
+            "cannot watch {} ({error}): they {}",
+            signals::WATCHED,
+            signals::UNWATCHED
         );
     }
 }
@@ -242,7 +243,11 @@ where
     }
     if cfg!(windows) {
         let hooks = registry::hooks_budget(registry::HookKind::OnShutdown);
-        if let Some(warning) = shutdown::windows_stop_window_warning(settings.drain_delay, hooks) {
+        if let Some(warning) = shutdown::windows_stop_window_warning(
+            settings.drain_delay,
+            settings.connection_drain,
+            hooks,
+        ) {
             tracing::warn!("{warning}");
         }
     }

@@ -265,25 +265,29 @@ async fn end_connections_after(lifecycle: &Lifecycle, when: Instant) {
 pub(crate) const WINDOWS_STOP_WINDOW: Duration = Duration::from_secs(5);
 
 /// The start-up check of Windows' own limit: when the drain delay and the
-/// `on_shutdown` hooks' timeouts exceed [`WINDOWS_STOP_WINDOW`], Windows
-/// may end the process before the stop is done, so say so with each
-/// figure and the keys that raise the limit. `hooks` is the hooks' budget
-/// and its parts, as [`registry::hooks_budget`] gives them.
+/// `on_shutdown` hooks' timeouts reach [`WINDOWS_STOP_WINDOW`], Windows
+/// ends the process before the stop is done, so say so with each figure
+/// and the keys that raise the limit. The connection drain, spent only
+/// while connections stay open, is named as what may come on top. `hooks`
+/// is the hooks' budget and its parts, as [`registry::hooks_budget`]
+/// gives them.
 pub(crate) fn windows_stop_window_warning(
     drain_delay: Duration,
+    connection_drain: Duration,
     (hooks, parts): (Duration, Vec<String>),
 ) -> Option<String> {
     let needed = drain_delay.saturating_add(hooks);
-    if needed <= WINDOWS_STOP_WINDOW {
+    if needed < WINDOWS_STOP_WINDOW {
         return None;
     }
     Some(format!(
-        "on Windows the stop may be cut short: a container's process is ended about {} s after CTRL_SHUTDOWN_EVENT, whatever the shutdown timeout says, and drain delay {} ms + on_shutdown hook timeouts {} ms [{}] = {} ms; lower LIFECYCLE_DRAIN_DELAY_MS or the hooks' timeout_ms, or raise the limit in the image: WaitToKillServiceTimeout (HKLM\\SYSTEM\\CurrentControlSet\\Control, REG_SZ, ms) and ProcessShutdownTimeoutSeconds (HKLM\\SYSTEM\\CurrentControlSet\\Services\\cexecsvc, REG_DWORD, s)",
+        "on Windows the stop may be cut short: a container's process is ended about {} s after CTRL_SHUTDOWN_EVENT, whatever the shutdown timeout says, and drain delay {} ms + on_shutdown hook timeouts {} ms [{}] = {} ms (and up to the connection drain of {} ms on top while connections stay open); lower LIFECYCLE_DRAIN_DELAY_MS or the hooks' timeout_ms, or raise the limit in the image: WaitToKillServiceTimeout (HKLM\\SYSTEM\\CurrentControlSet\\Control, REG_SZ, ms) and ProcessShutdownTimeoutSeconds (HKLM\\SYSTEM\\CurrentControlSet\\Services\\cexecsvc, REG_DWORD, s)",
         WINDOWS_STOP_WINDOW.as_secs(),
         drain_delay.as_millis(),
         hooks.as_millis(),
         parts.join(", "),
         needed.as_millis(),
+        connection_drain.as_millis(),
     ))
 }
 
@@ -319,25 +323,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn windows_stop_window_warns_past_five_seconds_with_each_figure() {
+    fn windows_stop_window_warns_from_five_seconds_with_each_figure() {
         let ms = Duration::from_millis;
         let hooks =
             |total, parts: &[&str]| (ms(total), parts.iter().map(|p| p.to_string()).collect());
-        // Within Windows' 5 s, the limit itself included: no warning.
-        assert_eq!(windows_stop_window_warning(ms(0), hooks(0, &[])), None);
+        let drain = ms(5000);
+        // Within Windows' 5 s: no warning, whatever the connection drain
+        // (spent only while connections stay open).
         assert_eq!(
-            windows_stop_window_warning(ms(3000), hooks(2000, &["flush 2000 ms"])),
+            windows_stop_window_warning(ms(0), drain, hooks(0, &[])),
             None
         );
-        // Kubernetes' default drain delay alone fills it; a hook on top
-        // does not fit.
-        let warning = windows_stop_window_warning(ms(5000), hooks(1, &["close 1 ms"]))
+        assert_eq!(
+            windows_stop_window_warning(ms(2999), drain, hooks(2000, &["flush 2000 ms"])),
+            None
+        );
+        // Kubernetes' default drain delay alone fills it: the stop cannot
+        // end before Windows' kill.
+        assert!(windows_stop_window_warning(ms(5000), drain, hooks(0, &[])).is_some());
+        let warning = windows_stop_window_warning(ms(3000), drain, hooks(2001, &["close 2001 ms"]))
             .expect("5001 ms is past the window");
         for figure in [
             "about 5 s after CTRL_SHUTDOWN_EVENT",
-            "drain delay 5000 ms",
-            "on_shutdown hook timeouts 1 ms [close 1 ms]",
+            "drain delay 3000 ms",
+            "on_shutdown hook timeouts 2001 ms [close 2001 ms]",
             "= 5001 ms",
+            "up to the connection drain of 5000 ms on top",
             "WaitToKillServiceTimeout (HKLM\\SYSTEM\\CurrentControlSet\\Control",
             "ProcessShutdownTimeoutSeconds (HKLM\\SYSTEM\\CurrentControlSet\\Services\\cexecsvc",
         ] {

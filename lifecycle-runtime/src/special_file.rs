@@ -4,10 +4,10 @@
 //! termination message and the address file both go through here.
 //!
 //! On unix the file is opened with `O_NONBLOCK` (a FIFO nobody reads fails
-//! at once instead of waiting for a reader) and `O_NOCTTY`. Windows has
-//! neither FIFOs in its file system nor terminals among its files: a plain
-//! open there cannot block, and every path is a regular file or a
-//! directory.
+//! at once instead of waiting for a reader) and `O_NOCTTY`. On Windows a
+//! plain open cannot block; what std calls a file there is anything but a
+//! directory or a link, devices (`NUL`) and named pipes included, which
+//! then fail at the truncation, reported, never holding up the exit.
 
 use std::fs::{File, FileType, OpenOptions};
 use std::io;

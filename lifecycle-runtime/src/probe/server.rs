@@ -168,10 +168,12 @@ fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     // a port in use, and TIME_WAIT never blocks a new listener anyway.
     #[cfg(not(windows))]
     socket.set_reuseaddr(true)?;
-    // `[::]` takes IPv4 too, as on Linux by default, on every system
-    // (Windows makes an IPv6 socket IPv6-only unless told).
+    // `[::]` takes IPv4 too on every system, whatever Linux's
+    // `net.ipv6.bindv6only` says (Windows makes an IPv6 socket IPv6-only
+    // unless told). Where that cannot be turned off (OpenBSD) it stays
+    // IPv6 only rather than failing to start.
     if addr.ip() == std::net::Ipv6Addr::UNSPECIFIED {
-        socket2::SockRef::from(&socket).set_only_v6(false)?;
+        let _ = socket2::SockRef::from(&socket).set_only_v6(false);
     }
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)

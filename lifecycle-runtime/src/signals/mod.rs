@@ -31,7 +31,7 @@ mod windows;
 use windows as platform;
 
 use platform::Received;
-pub(crate) use platform::{install, Handlers};
+pub(crate) use platform::{install, Handlers, UNWATCHED};
 
 /// What stops the service here, for messages.
 #[cfg(unix)]
@@ -55,13 +55,13 @@ pub(crate) mod console {
 
 /// An event that asks the service to stop: the first starts the graceful
 /// stop, a second during it exits at once with [`StopEvent::exit_code`].
-/// Each system constructs its own variants only.
-#[allow(dead_code)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum StopEvent {
     /// Unix: SIGTERM, what the kubelet sends.
+    #[cfg_attr(windows, allow(dead_code))]
     Sigterm,
     /// Unix: SIGINT, Ctrl-C in a terminal.
+    #[cfg_attr(windows, allow(dead_code))]
     Sigint,
     /// Windows: Ctrl-C in the console.
     CtrlC,

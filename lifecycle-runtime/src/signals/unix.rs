@@ -73,6 +73,10 @@ async fn one(socket: &UnixStream) {
     }
 }
 
+/// What the signals do while no thread watches them: the handlers stay
+/// installed, recording into sockets nobody reads.
+pub(crate) const UNWATCHED: &str = "are ignored until this run ends";
+
 /// Ends the process as the signal's default action would have: killed by
 /// it, so that the parent sees the signal, not an exit code.
 pub(crate) fn default_action(event: StopEvent) -> ! {

@@ -48,7 +48,9 @@ impl Received {
     }
 
     /// The next stop event, the system's shutdown first when several wait.
-    /// Cancel-safe.
+    /// Cancel-safe. Each listener's event goes through
+    /// [`StopEvent::from_console_event`], the one place (tested on every
+    /// system) that says which console event is which stop.
     pub(crate) async fn next(&mut self) -> StopEvent {
         let handlers = &mut self.handlers;
         loop {
@@ -67,8 +69,14 @@ impl Received {
     }
 }
 
-/// Ends the process with the code a second such event would give: Windows
-/// has no default action to emulate that the parent could tell apart.
-pub(crate) fn default_action(event: StopEvent) -> ! {
-    std::process::exit(event.exit_code())
+/// Ends the process as Windows' default handler would have: with
+/// `STATUS_CONTROL_C_EXIT`, which shells and cargo report as an interrupt.
+pub(crate) fn default_action(_event: StopEvent) -> ! {
+    const STATUS_CONTROL_C_EXIT: u32 = 0xC000_013A;
+    std::process::exit(STATUS_CONTROL_C_EXIT as i32)
 }
+
+/// What the stop events do while no thread watches them: the listeners
+/// are gone with the thread that could not start, so Windows' default
+/// handler runs.
+pub(crate) const UNWATCHED: &str = "end the process at once, as Windows' default does";
