@@ -4,11 +4,13 @@
 //! each change of a check's result with its reason ([`ChangeLog`]), since
 //! answers to the network withhold reasons.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::future::{BoxFuture, FutureExt, WeakShared};
 use tokio::runtime::Handle;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::call::{run_bounded, Outcome, OwnTask};
@@ -27,6 +29,11 @@ const STALE: &str = "stale: the last result is";
 /// The start of the reason of a plain `fn` check still blocked in an
 /// earlier run; the rest (for how long) changes with every probe.
 const BLOCKED: &str = "the previous run has not returned after";
+
+/// The reason of a background check before its runner starts, which is
+/// when start-up has finished: what it checks may not exist before the
+/// `on_startup` hooks have run.
+const NOT_STARTED: &str = "not yet run: background checks start when start-up has finished";
 
 /// Logs each change of one check's result, once, with its reason: up to
 /// down, a new reason, down to up. Answers to peers outside loopback
@@ -163,6 +170,11 @@ pub(crate) struct Check {
     /// In the background: the latest result and when it was taken, if a
     /// run has ended.
     latest: Mutex<Option<(CheckResult, Instant)>>,
+    /// In the background: whether the runner has started (start-up has
+    /// finished), and the first result's arrival, which a probe in the
+    /// meantime waits for rather than answer "not yet run".
+    runner_started: AtomicBool,
+    first_result: Notify,
     /// Since when a plain `fn` call has been running: one that outlived
     /// its timeout cannot be cancelled, so no second one is started
     /// beside it (each would hold a blocking-pool thread).
@@ -179,6 +191,8 @@ impl Check {
             registration,
             in_flight: Mutex::new(None),
             latest: Mutex::new(None),
+            runner_started: AtomicBool::new(false),
+            first_result: Notify::new(),
             blocking_since: Arc::new(Mutex::new(None)),
             changes: ChangeLog::new(registration.kind.label(), registration.name, true),
             #[cfg(feature = "metrics")]
@@ -264,16 +278,12 @@ impl Check {
 
     /// The check's current answer. A background check never runs here: it
     /// answers its latest result, unless that is too old to trust (the
-    /// runner lives on the application runtime, which may be stalled).
+    /// runner lives on the application runtime, which may be stalled); a
+    /// probe during its first run waits for it.
     pub(crate) async fn result(self: &Arc<Self>, app: &Handle) -> CheckResult {
         if let Some(interval) = self.interval() {
-            let latest = self
-                .latest
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
-            let Some((result, taken)) = latest else {
-                return self.failed("not yet run".into());
+            let Some((result, taken)) = self.latest() else {
+                return self.first_result().await;
             };
             let fresh_for = interval + self.registration.timeout() + STALE_SLACK;
             if taken.elapsed() > fresh_for {
@@ -313,6 +323,45 @@ impl Check {
         run.await
     }
 
+    fn latest(&self) -> Option<(CheckResult, Instant)> {
+        self.latest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// A background check without a result yet: before start-up has
+    /// finished, "not yet run"; during its first run (started when
+    /// start-up finished), that run's result, so that `/readyz` can pass
+    /// as soon as `/startupz` does. The wait is bounded by the check's
+    /// timeout and a margin: the runner lives on the application runtime,
+    /// which may be stalled.
+    async fn first_result(&self) -> CheckResult {
+        if !self.runner_started.load(Ordering::SeqCst) {
+            return self.failed(NOT_STARTED.into());
+        }
+        let arrived = self.first_result.notified();
+        tokio::pin!(arrived);
+        // Registered before looking, so that a result stored in between is
+        // not missed.
+        arrived.as_mut().enable();
+        if let Some((result, _)) = self.latest() {
+            return result;
+        }
+        let bound = self.registration.timeout() + STALE_SLACK;
+        tokio::select! {
+            () = arrived => {}
+            () = tokio::time::sleep(bound) => {}
+        }
+        match self.latest() {
+            Some((result, _)) => result,
+            None => self.failed(format!(
+                "not yet run: the first run has not ended after {} ms",
+                bound.as_millis()
+            )),
+        }
+    }
+
     /// For a check with `interval_ms`: runs it now and every interval on
     /// the application runtime, until `stop` is cancelled, calling
     /// `changed` after its first result and each that passes where the one
@@ -327,6 +376,7 @@ impl Check {
         let Some(interval) = self.interval() else {
             return false;
         };
+        self.runner_started.store(true, Ordering::SeqCst);
         let this = self.clone();
         let handle = app.clone();
         let own = OwnTask::start();
@@ -347,6 +397,9 @@ impl Check {
                 // A pass turned failure or back, or the first result (which
                 // ends "not yet run"): a reason that changes from run to run
                 // is no change of status.
+                if before.is_none() {
+                    this.first_result.notify_waiters();
+                }
                 if before.is_none_or(|(before, _)| before.health.is_up() != up) {
                     changed();
                 }
@@ -420,25 +473,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_background_check_is_not_yet_run_until_its_first_run_ends() {
+    async fn a_background_check_waits_for_its_runner_and_a_probe_for_its_first_run() {
         let check = Check::new(&BACKGROUND);
         let app = Handle::current();
         let result = check.result(&app).await;
-        assert_eq!(result.health.reason(), Some("not yet run"));
-        assert_eq!(
-            RUNS.load(std::sync::atomic::Ordering::SeqCst),
-            0,
-            "probes never run it"
-        );
+        assert_eq!(result.health.reason(), Some(NOT_STARTED));
+        assert_eq!(RUNS.load(Ordering::SeqCst), 0, "probes never run it");
 
+        // Once the runner starts, the first probe gets the first run's
+        // result, not "not yet run": the runner is spawned, the probe
+        // comes first and waits for it.
         let stop = CancellationToken::new();
         assert!(check.start_background(&app, stop.clone(), || {}));
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while check.result(&app).await.health.reason().is_some() {
-            assert!(Instant::now() < deadline, "the first run never ended");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let result = check.result(&app).await;
+        assert!(result.health.is_up(), "{result:?}");
         stop.cancel();
-        assert_eq!(RUNS.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(RUNS.load(Ordering::SeqCst), 1, "one run, from the runner");
     }
 }

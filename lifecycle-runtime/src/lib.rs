@@ -86,7 +86,11 @@
 //!   its endpoint.
 //! - `interval_ms = N` (readiness, startup): the check runs in the
 //!   background every N ms and probes read the latest result, so probes
-//!   never cause I/O; until its first run ends it fails with `not yet run`.
+//!   never cause I/O. It starts when start-up has finished (after the
+//!   `on_startup` hooks, which may create what it checks), with a first
+//!   run at once that a probe in the meantime waits for, so `/readyz` can
+//!   pass as soon as `/startupz` does; during start-up it fails with
+//!   `not yet run`.
 //!   Without it, a check runs when probed, and concurrent probes of the
 //!   same check share one run.
 //! - `order`: hooks run in ascending order; equal orders run concurrently.

@@ -177,7 +177,8 @@ where
         settings.max_tasks,
         registry::probe_checks(),
     ));
-    evaluator.start_background_checks();
+    // Started once start-up has finished (below).
+    let background_checks = evaluator.clone();
     #[cfg(feature = "grpc")]
     crate::grpc::install(evaluator.clone());
     // Ended before the probe server stops, so that it stops gracefully.
@@ -282,7 +283,16 @@ where
         };
         // A signal may also come between the end of start-up and this:
         // the phase machine refuses `Running` once it is `Draining`.
-        let started = started.map(|done| done && lifecycle.finish_startup().is_ok());
+        let started = started.map(|done| {
+            if done {
+                // Now that the on_startup hooks have made what they check,
+                // with a first run at once; before `Running`, so that a
+                // probe that sees it finds the first run under way. (A stop
+                // requested meanwhile ends them at once.)
+                background_checks.start_background_checks();
+            }
+            done && lifecycle.finish_startup().is_ok()
+        });
         let body = shutdown::main_body(&lifecycle, main());
         tokio::pin!(body);
         let mut main_running = false;

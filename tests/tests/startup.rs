@@ -26,12 +26,14 @@ fn startupz_and_readyz_fail_until_the_on_startup_hooks_finish() {
         "{}",
         startup.body
     );
+    // Background checks start when start-up has finished.
     let ready = service.probe(Endpoint::Readyz);
     assert_eq!(
         (ready.status, ready.body.as_str()),
         (
             Some(503),
-            "[-]lifecycle failed: start-up has not finished\n"
+            "[-]lifecycle failed: start-up has not finished\n\
+             [-]background failed: not yet run: background checks start when start-up has finished\n"
         )
     );
     assert_eq!(
@@ -44,6 +46,40 @@ fn startupz_and_readyz_fail_until_the_on_startup_hooks_finish() {
     service.wait_for_stdout("main running", DEADLINE);
     assert_eq!(service.probe(Endpoint::Startupz).status, Some(200));
     assert_eq!(service.probe(Endpoint::Readyz).status, Some(200));
+}
+
+#[test]
+fn background_checks_start_when_start_up_has_finished_and_readyz_passes_with_startupz() {
+    let mut service = fixture(TESTBED)
+        .env("TESTBED_HOLD_STARTUP", "1")
+        .spawn()
+        .unwrap();
+    service.wait_for_stdout("warm_up holding", DEADLINE);
+    // What the check needs does not exist yet: it has not run.
+    let background = service.get("/readyz/background?verbose");
+    assert_eq!(background.status, Some(503), "{background}");
+    assert!(
+        background.body.contains(
+            "[-]background failed: not yet run: background checks start when start-up has finished"
+        ),
+        "{}",
+        background.body
+    );
+
+    service.command("set release");
+    service
+        .wait_for(Endpoint::Startupz, true, DEADLINE)
+        .unwrap();
+    // The first probe after start-up gets the first run's result.
+    let ready = service.get("/readyz?verbose");
+    assert_eq!(ready.status, Some(200), "{ready}");
+    assert!(ready.body.contains("[+]background ok"), "{}", ready.body);
+    service.wait_for_stdout("main running", DEADLINE);
+    assert!(
+        !service.log_text().contains("warm_up has not run"),
+        "a clean start logs no failing check:\n{}",
+        service.log_text()
+    );
 }
 
 #[test]

@@ -10,7 +10,7 @@
 mod control;
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use http_body_util::Full;
@@ -50,8 +50,13 @@ async fn warm_up() -> Result<(), String> {
         println!("warm_up holding");
         control::wait_for("release").await;
     }
+    WARMED_UP.store(true, Ordering::SeqCst);
     Ok(())
 }
+
+/// Set once `warm_up` has run: what the background check needs, as a
+/// pool an `on_startup` hook creates.
+static WARMED_UP: AtomicBool = AtomicBool::new(false);
 
 /// A plain `fn` that blocks its thread for TESTBED_BLOCKING_STARTUP_MS:
 /// nothing can cancel it, so a stop during it must wait for it to return.
@@ -118,12 +123,15 @@ async fn coalesced() {
     }
 }
 
-/// In the background every 200 ms; follows the `background-down` flag.
+/// In the background every 200 ms; fails until `warm_up` has run (it
+/// checks what start-up made); follows the `background-down` flag.
 /// Counts its runs (`/runs`).
 #[readiness(interval_ms = 200)]
 fn background() -> Result<(), &'static str> {
     BACKGROUND_RUNS.fetch_add(1, Ordering::SeqCst);
-    if control::is_set("background-down") {
+    if !WARMED_UP.load(Ordering::SeqCst) {
+        Err("warm_up has not run")
+    } else if control::is_set("background-down") {
         Err("background flag down")
     } else {
         Ok(())
