@@ -354,6 +354,9 @@
 //! every feature on, need 1.85 (tokio, hyper-util, tracing-subscriber).
 
 #![warn(missing_docs, unreachable_pub)]
+// docs.rs (`--cfg docsrs`, nightly): each item says which cargo feature
+// it needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod address_file;
 mod call;
@@ -366,6 +369,7 @@ mod flags;
 #[doc(hidden)]
 pub mod fuzzing;
 #[cfg(feature = "grpc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
 pub mod grpc;
 mod health;
 mod hooks;
@@ -373,6 +377,7 @@ mod lifecycle;
 mod logging;
 mod manifest;
 #[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
 pub mod net;
 mod panics;
@@ -396,6 +401,12 @@ pub use tokio_util::sync::CancellationToken;
 use std::future::Future;
 
 use lifecycle::Lifecycle;
+
+// The quick start of the README that crates.io shows, compiled with the
+// doc tests so that it keeps to the code.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 /// Completes when the application must stop serving: after SIGTERM or
 /// SIGINT and the drain delay (or once `main` returned, or start-up

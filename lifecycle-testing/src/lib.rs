@@ -101,6 +101,9 @@
 //! a process the console event lifecycle stops on there.
 
 #![warn(missing_docs, unreachable_pub)]
+// docs.rs (`--cfg docsrs`, nightly): each item says which cargo feature
+// or system it needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "grpc")]
 mod grpc;
@@ -127,6 +130,7 @@ pub use service::{Error, Exit, Service, ServiceBuilder};
 pub use service::{Stop, Stopped};
 
 #[cfg(feature = "grpc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
 pub use grpc::{grpc_probe, Code, GrpcAnswer, GrpcWatch, ServingStatus, WatchEvent};
 
 /// In-process checks: run the checks a crate registers from its own unit

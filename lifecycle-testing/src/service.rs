@@ -548,12 +548,14 @@ impl Service {
     /// once on the probe port, as the kubelet's gRPC prober does, with its
     /// default 1 s timeout.
     #[cfg(feature = "grpc")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
     pub fn grpc_probe(&self, service: &str) -> crate::GrpcAnswer {
         crate::grpc_probe(self.probe_addr, service, DEFAULT_TIMEOUT)
     }
 
     /// Opens a gRPC `Watch` of `service` on the probe port.
     #[cfg(feature = "grpc")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
     pub fn grpc_watch(&self, service: &str) -> Result<crate::GrpcWatch, Error> {
         crate::GrpcWatch::open(self.probe_addr, service, Duration::from_secs(5))
             .map_err(|e| self.error(format!("gRPC Watch {service:?}: {e}")))

@@ -8,6 +8,7 @@ use axum::serve::{IncomingStream, Listener};
 
 use super::{TcpListener, TcpStream};
 
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 impl Listener for TcpListener {
     type Io = TcpStream;
     type Addr = SocketAddr;
@@ -42,6 +43,7 @@ impl Listener for TcpListener {
 ///         .await
 /// }
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PeerAddr(pub SocketAddr);
 

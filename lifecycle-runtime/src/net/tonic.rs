@@ -5,6 +5,7 @@ use tonic::transport::server::{Connected, TcpConnectInfo};
 
 use super::TcpStream;
 
+#[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
 impl Connected for TcpStream {
     type ConnectInfo = TcpConnectInfo;
 
