@@ -210,38 +210,52 @@ fn registration(kind: Kind, config: &Config, function: &ItemFn, name: &str) -> T
         ReturnType::Default => (quote!(()), function.sig.ident.span()),
         ReturnType::Type(_, ty) => (quote!(#ty), ty.span()),
     };
-    let (convert_trait, convert_fn, result_ty) = if kind.is_hook() {
+    let (with_causes, from_return, convert_fn, result_ty) = if kind.is_hook() {
         (
-            quote!(IntoHookOutcome),
-            quote!(into_hook_outcome),
+            quote!(HookOutcomeWithCauses),
+            quote!(HookOutcomeFromReturn),
+            "lifecycle_into_hook_outcome",
             quote!(#private::HookOutcome),
         )
     } else {
         (
-            quote!(IntoHealth),
-            quote!(into_health),
+            quote!(HealthWithCauses),
+            quote!(HealthFromReturn),
+            "lifecycle_into_health",
             quote!(#krate::Health),
         )
     };
-    // The conversion is spanned on the return type, so an unsupported type
-    // is reported there, with the trait's `on_unimplemented` message.
-    let convert = quote_spanned! {output_span=>
-        <#output_ty as #private::#convert_trait>::#convert_fn
+    // The runtime picks the conversion (an error's causes kept when it is
+    // a `std::error::Error`) by method resolution on the concrete type. It
+    // is spanned on the return type, so an unsupported type is reported
+    // there, with the conversion trait's `on_unimplemented` message.
+    let convert_fn = syn::Ident::new(convert_fn, output_span);
+    let convert = |value: TokenStream| {
+        quote_spanned! {output_span=>
+            {
+                #[allow(unused_imports)]
+                use #private::{#with_causes as _, #from_return as _};
+                let __lifecycle_returned: #output_ty = #value;
+                (&&#private::Returned::new(__lifecycle_returned)).#convert_fn()
+            }
+        }
     };
     let call = if function.sig.asyncness.is_some() {
+        let convert = convert(quote!(#ident().await));
         quote! {
             #private::Call::Async({
                 fn __lifecycle_call() -> #private::BoxFuture<#result_ty> {
-                    ::std::boxed::Box::pin(async { #convert(#ident().await) })
+                    ::std::boxed::Box::pin(async { #convert })
                 }
                 __lifecycle_call
             })
         }
     } else {
+        let convert = convert(quote!(#ident()));
         quote! {
             #private::Call::Blocking({
                 fn __lifecycle_call() -> #result_ty {
-                    #convert(#ident())
+                    #convert
                 }
                 __lifecycle_call
             })

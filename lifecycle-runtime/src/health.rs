@@ -1,6 +1,8 @@
 //! What a check says about itself, and the conversions from the return
 //! types the attributes accept.
 
+use std::cell::Cell;
+use std::error::Error;
 use std::fmt::{Debug, Display};
 
 /// The result of a health check: up or down, a reason when down, and
@@ -105,8 +107,122 @@ impl<E: Display> IntoHealth for Result<(), E> {
     fn into_health(self) -> Health {
         match self {
             Ok(()) => Health::up(),
-            Err(e) => Health::down(e.to_string()),
+            Err(e) => Health::down(display_reason(&e)),
         }
+    }
+}
+
+/// The reason of an error known only as `Display`: its alternate form,
+/// which is the whole chain for `anyhow::Error` and `eyre::Report`
+/// ("outer: inner") and the plain message for most other types.
+fn display_reason(error: &impl Display) -> String {
+    format!("{error:#}")
+}
+
+/// The reason of a `std::error::Error`: its message and each of its
+/// causes (`source()`), joined with ": " as anyhow's `{:#}` does, so
+/// "error connecting to server" keeps its "Connection refused (os error
+/// 111)". A cause whose message the text so far already ends with is left
+/// out (errors that print their source themselves). The bound on a
+/// reason's length applies where it is reported.
+pub(crate) fn chain_reason(error: &(dyn Error + 'static)) -> String {
+    let mut reason = error.to_string();
+    let mut cause = error.source();
+    // A bound on the walk: a cyclic or endless chain must not hang a probe.
+    for _ in 0..16 {
+        let Some(next) = cause else { break };
+        let message = next.to_string();
+        if !message.is_empty() && !reason.ends_with(&message) {
+            reason.push_str(": ");
+            reason.push_str(&message);
+        }
+        cause = next.source();
+    }
+    reason
+}
+
+/// What a check or hook returned, as the generated code hands it to the
+/// conversion: a `Result` whose error is a `std::error::Error` is turned
+/// into a reason with its causes ([`chain_reason`]); any other supported
+/// type goes through [`IntoHealth`] or [`IntoHookOutcome`]. The choice
+/// is made by method resolution on `&&Returned<T>` (autoref
+/// specialisation: the impl for `&&Returned<Result<(), E: Error>>` is
+/// found first when it applies), which needs the concrete type the
+/// generated code has; the value moves out through the `Cell`.
+#[doc(hidden)]
+pub struct Returned<T>(Cell<Option<T>>);
+
+impl<T> Returned<T> {
+    #[doc(hidden)]
+    pub fn new(value: T) -> Returned<T> {
+        Returned(Cell::new(Some(value)))
+    }
+
+    fn take(&self) -> T {
+        self.0.take().expect("a returned value is converted once")
+    }
+}
+
+/// A `Result<(), E: Error>` check: the reason keeps the causes.
+#[doc(hidden)]
+pub trait HealthWithCauses {
+    fn lifecycle_into_health(self) -> Health;
+}
+
+impl<E: Error + 'static> HealthWithCauses for &&Returned<Result<(), E>> {
+    fn lifecycle_into_health(self) -> Health {
+        match self.take() {
+            Ok(()) => Health::up(),
+            Err(error) => Health::down(chain_reason(&error)),
+        }
+    }
+}
+
+/// Any other check: through [`IntoHealth`], whose bound sits on the
+/// method, so that an unsupported type is reported with that trait's
+/// message on the return type.
+#[doc(hidden)]
+pub trait HealthFromReturn<T> {
+    fn lifecycle_into_health(self) -> Health
+    where
+        T: IntoHealth;
+}
+
+impl<T> HealthFromReturn<T> for &Returned<T> {
+    fn lifecycle_into_health(self) -> Health
+    where
+        T: IntoHealth,
+    {
+        self.take().into_health()
+    }
+}
+
+/// A `Result<(), E: Error>` hook: the reason keeps the causes.
+#[doc(hidden)]
+pub trait HookOutcomeWithCauses {
+    fn lifecycle_into_hook_outcome(self) -> HookOutcome;
+}
+
+impl<E: Error + 'static> HookOutcomeWithCauses for &&Returned<Result<(), E>> {
+    fn lifecycle_into_hook_outcome(self) -> HookOutcome {
+        self.take().map_err(|error| chain_reason(&error))
+    }
+}
+
+/// Any other hook: through [`IntoHookOutcome`].
+#[doc(hidden)]
+pub trait HookOutcomeFromReturn<T> {
+    fn lifecycle_into_hook_outcome(self) -> HookOutcome
+    where
+        T: IntoHookOutcome;
+}
+
+impl<T> HookOutcomeFromReturn<T> for &Returned<T> {
+    fn lifecycle_into_hook_outcome(self) -> HookOutcome
+    where
+        T: IntoHookOutcome,
+    {
+        self.take().into_hook_outcome()
     }
 }
 
@@ -131,7 +247,7 @@ impl IntoHookOutcome for () {
 
 impl<E: Display> IntoHookOutcome for Result<(), E> {
     fn into_hook_outcome(self) -> HookOutcome {
-        self.map_err(|e| e.to_string())
+        self.map_err(|e| display_reason(&e))
     }
 }
 
@@ -155,5 +271,68 @@ impl MainOutcome for () {
 impl<E: Debug> MainOutcome for Result<(), E> {
     fn into_main_outcome(self) -> Result<(), String> {
         self.map_err(|e| format!("{e:?}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl Error for Layer {
+        fn source(&self) -> Option<&(dyn Error + 'static)> {
+            self.1
+                .as_deref()
+                .map(|cause| cause as &(dyn Error + 'static))
+        }
+    }
+
+    fn chain(messages: &[&'static str]) -> Layer {
+        let mut layers = messages.iter().rev();
+        let mut error = Layer(layers.next().unwrap(), None);
+        for message in layers {
+            error = Layer(message, Some(Box::new(error)));
+        }
+        error
+    }
+
+    #[test]
+    fn a_reason_joins_an_errors_causes_and_skips_those_it_already_says() {
+        let refused = chain(&[
+            "error connecting to server",
+            "Connection refused (os error 111)",
+        ]);
+        assert_eq!(
+            chain_reason(&refused),
+            "error connecting to server: Connection refused (os error 111)"
+        );
+        // A message that already ends with its cause's, and an empty one.
+        let said = chain(&["query failed: timed out", "timed out", "", "deadline"]);
+        assert_eq!(chain_reason(&said), "query failed: timed out: deadline");
+        // An endless chain is cut, not followed for ever.
+        let long = chain(&["x"; 40]);
+        assert!(chain_reason(&long).len() < 60, "{}", chain_reason(&long));
+    }
+
+    #[test]
+    fn the_generated_conversion_keeps_causes_for_std_errors_only() {
+        let refused = || -> Result<(), Layer> { Err(chain(&["outer", "inner"])) };
+        let health = (&&Returned::new(refused())).lifecycle_into_health();
+        assert_eq!(health.reason(), Some("outer: inner"));
+        let outcome = (&&Returned::new(refused())).lifecycle_into_hook_outcome();
+        assert_eq!(outcome, Err("outer: inner".to_owned()));
+        // Display only: its alternate form (anyhow's chain), else as is.
+        let plain = (&&Returned::new(Err::<(), _>("plain"))).lifecycle_into_health();
+        assert_eq!(plain.reason(), Some("plain"));
+        assert!((&&Returned::new(true)).lifecycle_into_health().is_up());
+        assert_eq!((&&Returned::new(())).lifecycle_into_hook_outcome(), Ok(()));
     }
 }

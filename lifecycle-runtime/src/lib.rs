@@ -74,6 +74,11 @@
 //!
 //! Every attribute also takes `crate = "path"` for a renamed dependency.
 //!
+//! - An `Err` is the failure's reason: a `std::error::Error` with its
+//!   causes (`source()`), joined as anyhow's `{:#}` does
+//!   (`error connecting to server: Connection refused (os error 111)`),
+//!   any other `Display` type in its alternate form (the whole chain for
+//!   `anyhow::Error`).
 //! - `name`: the check's or hook's name, in probe paths (`/readyz/NAME`)
 //!   and answers; the function's name by default. Unique per kind (a
 //!   duplicate exits 2 at start-up); `lifecycle`, `runtime` and `tasks` are
@@ -602,7 +607,10 @@ pub async fn run_checks(kind: CheckKind) -> Vec<CheckResult> {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::config::{Flavor, PanicPolicy, ProbeProtocol, ReasonsPolicy, ServiceConfig};
-    pub use crate::health::{HookOutcome, IntoHealth, IntoHookOutcome, MainOutcome};
+    pub use crate::health::{
+        HealthFromReturn, HealthWithCauses, HookOutcome, HookOutcomeFromReturn,
+        HookOutcomeWithCauses, IntoHealth, IntoHookOutcome, MainOutcome, Returned,
+    };
     pub use crate::registry::{
         BoxFuture, Call, CheckKind, CheckRegistration, HookKind, HookRegistration, Site,
     };

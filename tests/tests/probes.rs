@@ -30,6 +30,22 @@ fn readiness_check_toggled_at_run_time_moves_readyz_not_livez() {
 }
 
 #[test]
+fn a_checks_reason_keeps_the_causes_of_its_error() {
+    let mut service = running_testbed();
+    service.command("set refused");
+    let ready = service.probe(Endpoint::Readyz);
+    assert_eq!(ready.status, Some(503));
+    // The error's own message, then its source's, as anyhow's `{:#}` joins
+    // them: the check's Display alone would say only the first.
+    assert_eq!(
+        ready.body,
+        "[-]toggle failed: error connecting to server: Connection refused (os error 111)\n"
+    );
+    service.command("clear refused");
+    assert_eq!(service.probe(Endpoint::Readyz).status, Some(200));
+}
+
+#[test]
 fn verbose_answers_list_every_check_in_kube_style() {
     let service = running_testbed();
     let ready = service.request("GET", "/readyz?verbose", &[]);

@@ -69,13 +69,43 @@ fn blocking_warm_up() {
     }
 }
 
-/// Follows the `down` flag: the readiness check toggled at run time.
+/// Follows the `down` flag: the readiness check toggled at run time; with
+/// the `refused` flag, it fails with an error whose cause is the system's
+/// (its reason keeps it).
 #[readiness(timeout_ms = 200)]
-async fn toggle() -> Result<(), String> {
-    if control::is_set("down") {
-        Err("toggled down by the test".into())
+async fn toggle() -> Result<(), ToggleError> {
+    if control::is_set("refused") {
+        Err(ToggleError::Refused(std::io::Error::from_raw_os_error(
+            libc::ECONNREFUSED,
+        )))
+    } else if control::is_set("down") {
+        Err(ToggleError::Down)
     } else {
         Ok(())
+    }
+}
+
+#[derive(Debug)]
+enum ToggleError {
+    Down,
+    Refused(std::io::Error),
+}
+
+impl std::fmt::Display for ToggleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ToggleError::Down => "toggled down by the test",
+            ToggleError::Refused(_) => "error connecting to server",
+        })
+    }
+}
+
+impl std::error::Error for ToggleError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ToggleError::Down => None,
+            ToggleError::Refused(cause) => Some(cause),
+        }
     }
 }
 
