@@ -495,7 +495,9 @@ pub fn shutdown_token() -> CancellationToken {
 /// # Panics
 ///
 /// When called outside a tokio runtime, like [`tokio::spawn`]: call it
-/// from the body of `main`, a task, or a check or hook.
+/// from the body of `main`, a task, or a check or hook. The panic, and
+/// the task's spawn location that tokio records, are the caller's
+/// (`#[track_caller]`, as tokio-util's `TaskTracker::spawn`).
 ///
 /// ```no_run
 /// #[lifecycle_runtime::service_main]
@@ -508,6 +510,7 @@ pub fn shutdown_token() -> CancellationToken {
 ///     lifecycle_runtime::shutdown_signal().await;
 /// }
 /// ```
+#[track_caller]
 pub fn spawn<F>(future: F) -> tokio::task::JoinHandle<F::Output>
 where
     F: Future + Send + 'static,
