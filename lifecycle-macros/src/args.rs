@@ -8,8 +8,8 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, ExprUnary, Lit, Meta, Token, UnOp};
 
-/// The largest millisecond value an argument may take: a day (contract,
-/// section 5; the runtime bounds its `LIFECYCLE_*_MS` variables alike).
+/// The largest millisecond value an argument may take: a day (the runtime
+/// bounds its `LIFECYCLE_*_MS` variables alike).
 pub(crate) const MAX_MILLIS: u64 = 86_400_000;
 
 /// Collects errors so that all of them are reported at once.

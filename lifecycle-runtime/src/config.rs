@@ -160,8 +160,8 @@ pub(crate) const PROBE_PROTOCOL: &str = "LIFECYCLE_PROBE_PROTOCOL";
 pub(crate) const METRICS: &str = "LIFECYCLE_METRICS";
 pub(crate) const PID1: &str = "LIFECYCLE_PID1";
 
-/// The largest millisecond value, as a variable or an argument: a day
-/// (contract, section 5). Anything larger is a mistake, and the sums made
+/// The largest millisecond value, as a variable or an argument: a day.
+/// Anything larger is a mistake, and the sums made
 /// of these (deadlines, the manifest's grace period) stay far from overflow.
 pub(crate) const MAX_MILLIS: u64 = 86_400_000;
 
@@ -316,7 +316,7 @@ fn probe_protocol(
     }
 }
 
-/// `LIFECYCLE_METRICS`: `on` or `off`, the words of the contract; `true`
+/// `LIFECYCLE_METRICS`: `on` or `off`, the words the documentation uses; `true`
 /// and `false`, `1` and `0` are taken too, as a switch is often written
 /// so. Nothing else: a typo must not turn the metrics off unnoticed.
 ///

@@ -436,7 +436,7 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
 
 /// Yields `stream`'s items until [`shutdown_signal`] completes, then
 /// ends: a response streamed from it finishes properly instead of being
-/// cut by the connection drain (contract section 11). An SSE response
+/// cut by the connection drain. An SSE response
 /// sends its last chunk, and the client's `EventSource` reconnects, to an
 /// instance still in rotation; a tonic server stream ends with status
 /// `OK`.

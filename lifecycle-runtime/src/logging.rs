@@ -3,6 +3,13 @@
 //! (default `info`), writes to stderr, and JSON lines with
 //! `LIFECYCLE_LOG_FORMAT=json`.
 //!
+//! `RUST_LOG` is read as a list of `level` and `target=level` directives
+//! (tracing-subscriber's `Targets`), which needs no regular expressions;
+//! the cargo feature `env-filter` reads it with `EnvFilter` instead, for
+//! span and field directives, at the cost of the regex crates in the
+//! build. A value the filter cannot take is logged once, and `info` is
+//! used.
+//!
 //! Every line lifecycle writes to stderr, through its subscriber or as a
 //! fallback without one, goes into a bounded queue that a thread of its
 //! own (`lifecycle-log`) writes out. A log pipe that stalls (nobody reads
@@ -279,14 +286,119 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for QueuedStderr {
     }
 }
 
+/// The level for every target when `RUST_LOG` is unset or empty, and when
+/// the filter cannot take its value.
+#[cfg(feature = "tracing-subscriber")]
+const DEFAULT_LEVEL: tracing::level_filters::LevelFilter =
+    tracing::level_filters::LevelFilter::INFO;
+
+/// What `RUST_LOG` filters with: tracing-subscriber's `EnvFilter` with the
+/// feature `env-filter`, its `Targets` without.
+#[cfg(feature = "env-filter")]
+type LogFilter = tracing_subscriber::EnvFilter;
+#[cfg(all(feature = "tracing-subscriber", not(feature = "env-filter")))]
+type LogFilter = tracing_subscriber::filter::Targets;
+
+/// The filter for `RUST_LOG` as read from the environment: `info` when it
+/// is unset or empty, or when its value cannot be taken, with the warning
+/// that says why.
+#[cfg(feature = "tracing-subscriber")]
+fn log_filter(rust_log: Result<String, std::env::VarError>) -> (LogFilter, Option<String>) {
+    let value = match rust_log {
+        Ok(value) if !value.trim().is_empty() => value,
+        Ok(_) | Err(std::env::VarError::NotPresent) => return (default_filter(), None),
+        Err(std::env::VarError::NotUnicode(value)) => {
+            return (
+                default_filter(),
+                Some(format!(
+                    "RUST_LOG={value:?} is not UTF-8: logging at `{DEFAULT_LEVEL}` instead"
+                )),
+            )
+        }
+    };
+    match parse_filter(&value) {
+        Ok(filter) => (filter, None),
+        Err(why) => (
+            default_filter(),
+            Some(format!(
+                "RUST_LOG={value:?} {why}: logging at `{DEFAULT_LEVEL}` instead"
+            )),
+        ),
+    }
+}
+
+#[cfg(feature = "env-filter")]
+fn default_filter() -> LogFilter {
+    tracing_subscriber::EnvFilter::default().add_directive(DEFAULT_LEVEL.into())
+}
+
+#[cfg(all(feature = "tracing-subscriber", not(feature = "env-filter")))]
+fn default_filter() -> LogFilter {
+    tracing_subscriber::filter::Targets::new().with_default(DEFAULT_LEVEL)
+}
+
+/// `RUST_LOG`'s full syntax, as `EnvFilter` reads it; the error is the
+/// rest of a sentence starting with the value.
+#[cfg(feature = "env-filter")]
+fn parse_filter(value: &str) -> Result<LogFilter, String> {
+    tracing_subscriber::EnvFilter::builder()
+        .parse(value)
+        .map_err(|error| format!("is not a valid filter ({error})"))
+}
+
+/// `RUST_LOG` as comma-separated `level`, `target=level` and `target`
+/// directives (`info`, `my_crate=debug,hyper=warn`), spaces around each
+/// ignored as `EnvFilter` does. `Targets` takes all of the value or none
+/// of it, and would read a span directive (`my_crate[span]=debug`) as an
+/// odd target name: one of those, or a directive it rejects, is named in
+/// the error, with the feature that reads it. The error is the rest of a
+/// sentence starting with the value.
+#[cfg(all(feature = "tracing-subscriber", not(feature = "env-filter")))]
+fn parse_filter(value: &str) -> Result<LogFilter, String> {
+    use std::str::FromStr;
+    use tracing_subscriber::filter::Targets;
+
+    const FEATURE: &str = "lifecycle-runtime's cargo feature `env-filter`";
+    let directives: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|directive| !directive.is_empty())
+        .collect();
+    for directive in &directives {
+        if directive.contains(['[', ']', '{', '}']) {
+            return Err(format!(
+                "has the span or field directive `{directive}`, which needs {FEATURE}"
+            ));
+        }
+        // Not a target: `Targets` would take it for one matching every
+        // target.
+        let parsed = if directive.starts_with('=') {
+            Err("no target before `=`".to_owned())
+        } else {
+            Targets::from_str(directive).map_err(|error| error.to_string())
+        };
+        if let Err(error) = parsed {
+            return Err(format!(
+                "has the directive `{directive}`, which is not `level`, `target=level` or `target` \
+                 ({error}); the full syntax needs {FEATURE}"
+            ));
+        }
+    }
+    Targets::from_str(&directives.join(","))
+        .map_err(|error| format!("is not a valid filter ({error})"))
+}
+
 #[cfg(feature = "tracing-subscriber")]
 pub(crate) fn install(format: LogFormat) {
     use std::io::IsTerminal;
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
 
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, warning) = log_filter(std::env::var("RUST_LOG"));
+    // Every level reaches the filter, which alone decides: the builder's
+    // own default would stop at `info` before it.
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(tracing::level_filters::LevelFilter::TRACE)
         .with_writer(QueuedStderr)
         .with_ansi(std::io::stderr().is_terminal())
         // Its own report of a failed write goes to stderr with
@@ -294,12 +406,15 @@ pub(crate) fn install(format: LogFormat) {
         // fails a write anyway.)
         .log_internal_errors(false);
     // `try_init` fails only when the application already installed a
-    // subscriber, which is then the one to use.
+    // subscriber, which is then the one to use, with its own filter.
     let installed = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().finish().with(filter).try_init(),
+        LogFormat::Text => builder.finish().with(filter).try_init(),
     };
     OWN_SUBSCRIBER.store(installed.is_ok(), Ordering::SeqCst);
+    if let (Ok(()), Some(warning)) = (installed, warning) {
+        tracing::warn!("{warning}");
+    }
 }
 
 /// Without the feature, `#[service_main]` with `tracing = true` does not
@@ -330,4 +445,127 @@ macro_rules! require_default_subscriber {
             "#[service_main] installs a log subscriber unless `tracing = false`, and that needs lifecycle-runtime's cargo feature `tracing-subscriber` (on by default): enable it, or write #[service_main(tracing = false)] and install your own subscriber"
         );
     };
+}
+
+#[cfg(all(test, feature = "tracing-subscriber"))]
+mod tests {
+    use super::*;
+    use std::env::VarError;
+    use tracing::level_filters::LevelFilter;
+
+    fn read(value: &str) -> (LogFilter, Option<String>) {
+        log_filter(Ok(value.to_owned()))
+    }
+
+    /// The level `filter` lets through for `target`.
+    #[cfg(not(feature = "env-filter"))]
+    fn level(filter: &LogFilter, target: &str) -> LevelFilter {
+        [
+            LevelFilter::TRACE,
+            LevelFilter::DEBUG,
+            LevelFilter::INFO,
+            LevelFilter::WARN,
+            LevelFilter::ERROR,
+        ]
+        .into_iter()
+        .find(|level| {
+            level
+                .into_level()
+                .is_some_and(|level| filter.would_enable(target, &level))
+        })
+        .unwrap_or(LevelFilter::OFF)
+    }
+
+    #[cfg(not(feature = "env-filter"))]
+    fn assert_default(filter: &LogFilter) {
+        assert_eq!(level(filter, "my_crate"), LevelFilter::INFO);
+        assert_eq!(
+            level(filter, "lifecycle_runtime::logging"),
+            LevelFilter::INFO
+        );
+    }
+
+    #[cfg(feature = "env-filter")]
+    fn assert_default(filter: &LogFilter) {
+        assert_eq!(filter.to_string(), "info");
+    }
+
+    #[test]
+    fn unset_or_empty_is_info_without_a_warning() {
+        for (filter, warning) in [log_filter(Err(VarError::NotPresent)), read(""), read("  ")] {
+            assert_default(&filter);
+            assert_eq!(warning, None);
+        }
+    }
+
+    #[test]
+    fn a_value_that_is_not_utf8_is_info_with_a_warning() {
+        let (filter, warning) = log_filter(Err(VarError::NotUnicode("in\u{fffd}fo".into())));
+        assert_default(&filter);
+        let warning = warning.unwrap();
+        assert!(warning.contains("not UTF-8"), "{warning}");
+        assert!(warning.contains("logging at `info`"), "{warning}");
+    }
+
+    #[test]
+    #[cfg(not(feature = "env-filter"))]
+    fn everyday_directives_are_read_without_env_filter() {
+        let (filter, warning) = read("my_crate=debug,hyper=warn");
+        assert_eq!(warning, None);
+        assert_eq!(level(&filter, "my_crate"), LevelFilter::DEBUG);
+        assert_eq!(level(&filter, "my_crate::db"), LevelFilter::DEBUG);
+        assert_eq!(level(&filter, "hyper"), LevelFilter::WARN);
+        // No default level: the other targets are off.
+        assert_eq!(level(&filter, "tokio"), LevelFilter::OFF);
+
+        let (filter, warning) = read(" warn , my_crate=TRACE, ,my_crate::noisy=off,");
+        assert_eq!(warning, None);
+        assert_eq!(level(&filter, "tokio"), LevelFilter::WARN);
+        assert_eq!(level(&filter, "my_crate"), LevelFilter::TRACE);
+        assert_eq!(level(&filter, "my_crate::noisy::inner"), LevelFilter::OFF);
+
+        // A bare target: every level of it, as with `EnvFilter`.
+        let (filter, warning) = read("error,my_crate");
+        assert_eq!(warning, None);
+        assert_eq!(level(&filter, "my_crate"), LevelFilter::TRACE);
+        assert_eq!(level(&filter, "hyper"), LevelFilter::ERROR);
+    }
+
+    #[test]
+    #[cfg(not(feature = "env-filter"))]
+    fn a_directive_targets_cannot_take_is_info_with_a_warning_naming_env_filter() {
+        for (value, named) in [
+            ("info,my_crate[request]=debug", "`my_crate[request]=debug`"),
+            ("my_crate[{id}]=trace", "`my_crate[{id}]=trace`"),
+            ("[request{id=7}]=debug", "`[request{id=7}]=debug`"),
+            ("info,my_crate=verbose", "`my_crate=verbose`"),
+            ("my_crate=debug=trace", "`my_crate=debug=trace`"),
+            ("=debug", "`=debug`"),
+        ] {
+            let (filter, warning) = read(value);
+            assert_default(&filter);
+            let warning = warning.unwrap_or_else(|| panic!("{value}: no warning"));
+            assert!(warning.contains(named), "{value}: {warning}");
+            assert!(warning.contains("`env-filter`"), "{value}: {warning}");
+            assert!(warning.contains("logging at `info`"), "{value}: {warning}");
+        }
+    }
+
+    #[test]
+    #[cfg(feature = "env-filter")]
+    fn env_filter_reads_span_and_field_directives() {
+        let (filter, warning) = read("info,my_crate[request{id=7}]=debug");
+        assert_eq!(warning, None);
+        assert_eq!(filter.to_string(), "info,my_crate[request{id=7}]=debug");
+    }
+
+    #[test]
+    #[cfg(feature = "env-filter")]
+    fn env_filter_rejects_a_bad_directive_with_a_warning() {
+        let (filter, warning) = read("info,my_crate=verbose");
+        assert_default(&filter);
+        let warning = warning.unwrap();
+        assert!(warning.contains("not a valid filter"), "{warning}");
+        assert!(warning.contains("logging at `info`"), "{warning}");
+    }
 }

@@ -18,9 +18,9 @@ use crate::shutdown::budget_warning;
 /// The kubelet's grace after the deadline: the process exits by then, but
 /// SIGKILL should never be what ends it.
 const GRACE_SLACK: Duration = Duration::from_secs(5);
-/// What the contract promises over a check's timeout for an answer.
+/// What lifecycle promises over a check's timeout for an answer.
 const ANSWER_SLACK: Duration = Duration::from_millis(50);
-/// Where the probe server serves the metrics (contract, section 9).
+/// Where the probe server serves the metrics.
 const METRICS_PATH: &str = "/metrics";
 /// A Job's `backoffLimit`: Kubernetes' own default, written out so that
 /// the rules of the `podFailurePolicy` read with the count they feed.

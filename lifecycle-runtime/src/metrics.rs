@@ -545,7 +545,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_series_are_named_and_labelled_as_the_contract_says() {
+    async fn the_series_are_named_and_labelled_as_documented() {
         let _one = RECORDING_TESTS.lock().unwrap_or_else(|p| p.into_inner());
         let db = CheckSeries::new("readiness", "db");
         db.ran(RunResult::Timeout, Duration::from_millis(5));

@@ -1,4 +1,4 @@
-//! PID 1 (contract, section 10): in a container without an init, the
+//! PID 1: in a container without an init, the
 //! service is the namespace's PID 1, which the kernel gives no default
 //! signal actions and every orphan to reap. There the process does what
 //! tini does, first thing in `run_service`, before any thread exists: it

@@ -36,7 +36,7 @@ pub(crate) const EXIT_TIMEOUT: Duration = Duration::from_millis(50);
 static MAIN_STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
 
 /// Runs a service: what `#[service_main]` expands to. Never returns: the
-/// process exits with the code the contract gives.
+/// process exits with the code the crate docs' exit-code table gives.
 /// `main` is the user's body with its result already converted by
 /// [`MainOutcome`](crate::health::MainOutcome).
 pub fn run_service<F, Fut>(config: ServiceConfig, main: F) -> !

@@ -20,7 +20,7 @@ use crate::panics::payload_message;
 use crate::registry::{self, HookKind};
 
 /// What the hooks' latest start keeps free before the deadline, beyond
-/// their own timeouts (contract section 5): for the probe server's stop,
+/// their own timeouts: for the probe server's stop,
 /// the application runtime's shutdown, the exit and its termination
 /// message.
 const EXIT_MARGIN: Duration = Duration::from_millis(250);
@@ -245,7 +245,7 @@ async fn wait_for_connections(lifecycle: &Lifecycle) {
 }
 
 /// At `when`, the end of the connection drain, ends the connections still
-/// open (section 11) and logs how many; then never completes.
+/// open and logs how many; then never completes.
 async fn end_connections_after(lifecycle: &Lifecycle, when: Instant) {
     crate::call::sleep(when.saturating_duration_since(Instant::now())).await;
     if let Some((ended, oldest)) = lifecycle.connections().end_all() {

@@ -134,7 +134,7 @@ impl HealthService {
 }
 
 /// The endpoint (and the one check) a service name addresses; `None` for
-/// a name that is none of the contract's.
+/// a name that is none of these.
 pub(crate) fn target(name: &str) -> Option<(Endpoint, Option<&str>)> {
     if name.is_empty() {
         return Some((Endpoint::Healthz, None));

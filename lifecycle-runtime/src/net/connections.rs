@@ -1,6 +1,5 @@
 //! The table of connections accepted through [`TcpListener`], and the
-//! connection drain that ends the ones still open at its end (contract
-//! section 11).
+//! connection drain that ends the ones still open at its end.
 //!
 //! Each connection is one [`Connection`], shared by the stream the
 //! application holds and, once the drain has ended it, by the task that

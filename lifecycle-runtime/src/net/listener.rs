@@ -24,8 +24,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 /// A TCP listener whose every accepted connection lifecycle counts until
 /// it closes, upgraded ones (WebSockets) included: the graceful stop waits
 /// for them, and ends at the socket those still open `connection_drain_ms`
-/// after [`shutdown_signal`](crate::shutdown_signal) completes (contract
-/// section 11). A drop-in for [`tokio::net::TcpListener`].
+/// after [`shutdown_signal`](crate::shutdown_signal) completes. A drop-in
+/// for [`tokio::net::TcpListener`].
 ///
 /// With axum (cargo feature `axum`):
 ///

@@ -1,5 +1,5 @@
 //! Connections the graceful stop waits for, and ends when they outlive
-//! it (contract section 11).
+//! it.
 //!
 //! A server's graceful stop waits for its connections, and a long-lived
 //! one (an SSE stream, a WebSocket, a gRPC server stream) never ends by

@@ -14,7 +14,7 @@ use super::connections::Connection;
 
 /// A TCP connection accepted through [`TcpListener`](super::TcpListener):
 /// tokio's stream, counted by lifecycle until it closes, and ended by the
-/// connection drain if it is still open then (contract section 11). Once
+/// connection drain if it is still open then. Once
 /// ended, reads see end-of-stream and writes fail with `BrokenPipe`.
 pub struct TcpStream {
     connection: Arc<Connection>,

@@ -1,4 +1,4 @@
-//! The bounds of a probe's answer (contract, section 3): a reason or a
+//! The bounds of a probe's answer: a reason or a
 //! detail value is one line of at most [`MAX_VALUE`] bytes, the cut mark
 //! included, and a whole answer at most [`MAX_ANSWER`] bytes, what the
 //! kubelet reads of it. A check that returns a megabyte of error text must

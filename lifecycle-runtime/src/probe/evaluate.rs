@@ -1,6 +1,6 @@
-//! Which checks a probe runs and what they say: the endpoint table of the
-//! contract, as a function of the lifecycle state and the registered
-//! checks. No socket here: the HTTP (and later gRPC) front ends ask this.
+//! Which checks a probe runs and what they say: the endpoint table (the
+//! README's "Probe endpoints"), as a function of the lifecycle state and
+//! the registered checks. No socket here: the HTTP (and later gRPC) front ends ask this.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,7 +63,7 @@ fn noted(log: &ChangeLog, health: Health, steady: Option<&str>) -> Health {
 }
 
 /// The `lifecycle` check's reason during a stop, naming the connections
-/// still open (section 11): what a stop that takes long is waiting for.
+/// still open: what a stop that takes long is waiting for.
 fn shutting_down(open_connections: usize) -> String {
     match open_connections {
         0 => "shutting down".to_owned(),

@@ -1,4 +1,4 @@
-//! Who reads the checks' reasons (contract, section 3). Reasons carry
+//! Who reads the checks' reasons. Reasons carry
 //! connection strings and internal host names; the probe port listens on
 //! every interface. As kube-apiserver does, an answer to a peer outside
 //! loopback says `reason withheld` (the kubelet reads only the status
