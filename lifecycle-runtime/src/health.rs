@@ -322,6 +322,9 @@ mod tests {
         assert!(chain_reason(&long).len() < 60, "{}", chain_reason(&long));
     }
 
+    // `&&` as the generated code writes it: method resolution starts there,
+    // which is what chooses the conversion.
+    #[allow(clippy::needless_borrow)]
     #[test]
     fn the_generated_conversion_keeps_causes_for_std_errors_only() {
         let refused = || -> Result<(), Layer> { Err(chain(&["outer", "inner"])) };
