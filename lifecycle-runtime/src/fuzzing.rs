@@ -37,7 +37,7 @@ pub struct State {
     pub stopping: bool,
     /// `mark_broken` was called.
     pub broken: bool,
-    /// `set_ready(false)` is in force.
+    /// An `out_of_rotation` guard is held.
     pub withdrawn: bool,
     /// `max_tasks`, for the built-in `tasks` check.
     pub max_tasks: Option<u64>,
@@ -81,7 +81,10 @@ impl ProbeHarness {
         if state.broken {
             lifecycle.mark_broken("the fuzz target said so".into());
         }
-        lifecycle.set_withdrawn(state.withdrawn);
+        if state.withdrawn {
+            // Held for the harness's life: its lifecycle is its own.
+            lifecycle.out_of_rotation("the fuzz target said so".into());
+        }
         lifecycle.heartbeat().beat();
         let evaluator = Arc::new(Evaluator::new(
             lifecycle.clone(),

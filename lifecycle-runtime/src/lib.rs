@@ -150,7 +150,7 @@
 //! | path | 200 when | otherwise |
 //! | --- | --- | --- |
 //! | `/livez` | every critical liveness check passes, the application runtime is not stalled, `mark_broken` was never called | 503 |
-//! | `/readyz` | start-up has finished, no shutdown has begun, `set_ready(false)` is not in force, every critical readiness check passes | 503 |
+//! | `/readyz` | start-up has finished, no shutdown has begun, no `out_of_rotation` guard is held, every critical readiness check passes | 503 |
 //! | `/startupz` | preflight checks and `on_startup` hooks have finished and every critical startup check passes; once passed, it stays passed | 503 |
 //! | `/healthz` | `/livez` and `/readyz` both pass | 503 |
 //! | `/livez/NAME`, `/readyz/NAME`, `/startupz/NAME` | that one check passes | 503, or 404 for an unknown name |
@@ -188,7 +188,7 @@
 //!   verdict line, which stays last); a longer JSON answer drops whole
 //!   checks from the end and adds `"truncated": N`.
 //! - Built-in checks: `lifecycle` on every endpoint (the framework's own
-//!   state: start-up, shutdown, [`set_ready`], [`mark_broken`]); on
+//!   state: start-up, shutdown, [`out_of_rotation`], [`mark_broken`]); on
 //!   `/livez`, `runtime` (no progress of the application runtime for
 //!   `stall_threshold_ms`) and, with `max_tasks = N`, `tasks`.
 //!
@@ -220,7 +220,7 @@
 //! | `shutdown_signal()` | a future that completes when the application must stop serving (after the drain delay); pass it to `with_graceful_shutdown` |
 //! | `shutdown_token()` | a `CancellationToken` (tokio-util) cancelled at the same moment |
 //! | `spawn(fut)` | spawns a tracked task; shutdown waits for tracked tasks before running `on_shutdown` hooks |
-//! | `set_ready(bool)` | takes the instance out of (or back into) rotation by hand |
+//! | `out_of_rotation(reason)` | takes the instance out of rotation until the returned guard drops (`out of rotation: REASON`; several guards listed oldest first) |
 //! | `mark_broken(reason)` | fails `/livez` from then on, so the kubelet restarts the container: the way to give up instead of `process::exit` |
 //! | `phase()` | `Starting`, `Running`, `Draining`, `Stopping` |
 //! | `run_checks(kind)` | runs the checks of one kind registered in this binary and returns their results, without a service: for a crate's own unit tests |
@@ -531,21 +531,58 @@ pub fn phase() -> Phase {
     Lifecycle::global().phase()
 }
 
-/// Takes the instance out of rotation (`false`: `/readyz` fails with
-/// `taken out of rotation by set_ready(false)`) or puts it back (`true`),
-/// by hand, e.g. while a cache reloads. It never brings back an instance
-/// that is starting or shutting down.
+/// Takes the instance out of rotation until the returned guard drops, e.g.
+/// while a cache reloads: `/readyz` fails with `out of rotation: REASON`.
+/// The instance is back in rotation when the guard drops, however the
+/// work that held it ends: returned, cancelled at an `.await`, or
+/// unwound by a panic. Several guards may be held at once: the reason
+/// then lists them oldest first (`out of rotation: reloading config;
+/// rebuilding index`), and the instance is back when the last drops.
+/// Taking a guard or dropping one wakes gRPC `Watch` streams, as every
+/// change does. It never brings back an instance that is starting or
+/// shutting down: those phases fail `/readyz` whatever the guards say.
 ///
 /// ```no_run
 /// # async fn reload_cache() {}
 /// # async fn example() {
-/// lifecycle_runtime::set_ready(false);
+/// let _out = lifecycle_runtime::out_of_rotation("reloading config");
 /// reload_cache().await;
-/// lifecycle_runtime::set_ready(true);
+/// // `_out` drops here: back in rotation.
 /// # }
 /// ```
-pub fn set_ready(ready: bool) {
-    Lifecycle::global().set_withdrawn(!ready);
+pub fn out_of_rotation(reason: impl Into<String>) -> OutOfRotation {
+    let lifecycle = Lifecycle::global().clone();
+    let guard = lifecycle.out_of_rotation(reason.into());
+    OutOfRotation { lifecycle, guard }
+}
+
+/// Keeps the instance out of rotation until it drops: see
+/// [`out_of_rotation`]. (As tokio-util's `DropGuard`, the state is undone
+/// by `Drop`, so no path out of the work can leave it set.)
+#[must_use = "the instance is back in rotation as soon as the guard drops: bind it, `let _out = ...`"]
+pub struct OutOfRotation {
+    lifecycle: std::sync::Arc<Lifecycle>,
+    guard: u64,
+}
+
+impl std::fmt::Debug for OutOfRotation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutOfRotation")
+            .field("guard", &self.guard)
+            .finish_non_exhaustive()
+    }
+}
+
+// Held across `.await`s in tasks that move between threads.
+const _: fn() = || {
+    fn send<T: Send>() {}
+    send::<OutOfRotation>();
+};
+
+impl Drop for OutOfRotation {
+    fn drop(&mut self) {
+        self.lifecycle.back_in_rotation(self.guard);
+    }
 }
 
 /// Fails `/livez` from now on with `reason`, so the kubelet restarts the

@@ -110,8 +110,11 @@ pub(crate) struct Refused {
 /// The lifecycle of one service.
 pub(crate) struct Lifecycle {
     phase: AtomicU8,
-    /// `set_ready(false)` in force.
-    withdrawn: AtomicBool,
+    /// The reasons of the `out_of_rotation` guards held now, oldest first,
+    /// each with its guard's number.
+    out_of_rotation: Mutex<Vec<(u64, String)>>,
+    /// The number of the next `out_of_rotation` guard.
+    next_guard: AtomicU64,
     /// The first reason given to `mark_broken`: the root cause.
     broken: OnceLock<String>,
     /// Preflight checks and `on_startup` hooks all succeeded and the phase
@@ -143,7 +146,7 @@ pub(crate) struct Lifecycle {
     /// from here.
     serving_ended_at: OnceLock<Instant>,
     /// Counts the changes of what probes answer from here (the phase, the
-    /// start-up latch, `set_ready`, `mark_broken`) and of background
+    /// start-up latch, `out_of_rotation` guards, `mark_broken`) and of background
     /// checks' results: gRPC `Watch` streams wake on it instead of polling.
     changes: tokio::sync::watch::Sender<u64>,
 }
@@ -158,7 +161,8 @@ impl Lifecycle {
     pub(crate) fn new() -> Lifecycle {
         Lifecycle {
             phase: AtomicU8::new(Phase::Starting.index()),
-            withdrawn: AtomicBool::new(false),
+            out_of_rotation: Mutex::new(Vec::new()),
+            next_guard: AtomicU64::new(0),
             broken: OnceLock::new(),
             started: AtomicBool::new(false),
             startup_passed: AtomicBool::new(false),
@@ -301,13 +305,38 @@ impl Lifecycle {
 
     // Readiness and liveness by hand.
 
-    pub(crate) fn set_withdrawn(&self, withdrawn: bool) {
-        self.withdrawn.store(withdrawn, Ordering::SeqCst);
+    /// Takes the instance out of rotation for `reason` until
+    /// [`back_in_rotation`](Lifecycle::back_in_rotation) is called with the
+    /// number returned.
+    pub(crate) fn out_of_rotation(&self, reason: String) -> u64 {
+        let guard = self.next_guard.fetch_add(1, Ordering::SeqCst);
+        self.out_of_rotation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((guard, reason));
+        self.note_change();
+        guard
+    }
+
+    pub(crate) fn back_in_rotation(&self, guard: u64) {
+        self.out_of_rotation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(held, _)| *held != guard);
         self.note_change();
     }
 
-    pub(crate) fn withdrawn(&self) -> bool {
-        self.withdrawn.load(Ordering::SeqCst)
+    /// Why the instance is out of rotation by hand, the reasons of the
+    /// guards held, oldest first; `None` when none is.
+    pub(crate) fn out_of_rotation_reasons(&self) -> Option<String> {
+        let held = self
+            .out_of_rotation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        (!held.is_empty()).then(|| {
+            let reasons: Vec<&str> = held.iter().map(|(_, reason)| reason.as_str()).collect();
+            reasons.join("; ")
+        })
     }
 
     /// Keeps the first reason: it is the root cause.

@@ -1,7 +1,7 @@
 //! Signals, the ordered shutdown, the panic policy, exit codes and the
 //! termination message, on real processes with real signals.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lifecycle_testing::{Endpoint, Service};
 use lifecycle_tests::{fixture, ServiceExt};
@@ -179,19 +179,36 @@ fn mark_broken_fails_livez_with_its_reason() {
 }
 
 #[test]
-fn set_ready_false_fails_readyz_until_set_ready_true() {
+fn out_of_rotation_guards_fail_readyz_oldest_first_until_each_drops_cancelled_or_not() {
     let mut service = running_testbed(&[]);
-    service.command("set unready");
+    // A guard held by a task, then one held by the control thread.
+    service.command("set reload");
+    service.command("set reindex");
     let ready = service.probe(Endpoint::Readyz);
     assert_eq!(
         (ready.status, ready.body.as_str()),
         (
             Some(503),
-            "[-]lifecycle failed: taken out of rotation by set_ready(false)\n"
+            "[-]lifecycle failed: out of rotation: reloading config; rebuilding index\n"
         )
     );
     assert_eq!(service.probe(Endpoint::Livez).status, Some(200));
-    service.command("clear unready");
+
+    // The task is cancelled at its `.await`: its guard drops with it.
+    service.command("clear reload");
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let ready = service.probe(Endpoint::Readyz);
+        if ready.body == "[-]lifecycle failed: out of rotation: rebuilding index\n" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cancelled guard never dropped: {ready}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    service.command("clear reindex");
     assert_eq!(service.probe(Endpoint::Readyz).status, Some(200));
 }
 

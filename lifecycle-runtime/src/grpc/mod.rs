@@ -33,7 +33,7 @@
 //! - `Check` answers within the largest timeout of the checks it runs plus
 //!   50 ms, whatever they do; concurrent probes share runs, as over HTTP.
 //! - `Watch` sends the current status at once, then each change: a change
-//!   of phase (the end of start-up, SIGTERM), of `set_ready` or
+//!   of phase (the end of start-up, SIGTERM), of `out_of_rotation` or
 //!   `mark_broken` at once; a change of a check with `interval_ms` as soon
 //!   as its runner sees it; checks without run once a second, one run for
 //!   all the watchers of a name, only while one is open. A watcher is sent

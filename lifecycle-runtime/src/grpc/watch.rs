@@ -1,6 +1,6 @@
 //! `Watch`: one poll per watched name, shared by all its watchers and
 //! running only while one is open. It wakes on each change the lifecycle
-//! notes (the phase, `set_ready`, `mark_broken`, a background check's
+//! notes (the phase, `out_of_rotation`, `mark_broken`, a background check's
 //! result) and once a second for the checks that run on demand.
 
 use std::collections::HashMap;

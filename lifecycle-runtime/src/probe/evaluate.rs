@@ -122,20 +122,20 @@ impl Evaluator {
         noted(&self.changes.live, health, None)
     }
 
-    /// Readiness follows the phase alone (and `set_ready`): every stop
-    /// moves the phase to `Draining` the moment it is requested.
+    /// Readiness follows the phase, then the `out_of_rotation` guards
+    /// while `Running`: every stop moves the phase to `Draining` the moment
+    /// it is requested.
     fn lifecycle_readiness(&self) -> Health {
-        let health = if self.lifecycle.withdrawn() {
-            Health::down("taken out of rotation by set_ready(false)")
-        } else {
-            match self.lifecycle.phase() {
-                Phase::Running => Health::up(),
-                Phase::Starting => Health::down("start-up has not finished"),
-                Phase::Draining | Phase::Stopping => {
-                    let health = Health::down(shutting_down(self.lifecycle.connections().open()));
-                    // Logged once per stop, not at each count of connections.
-                    return noted(&self.changes.ready, health, Some("shutting down"));
-                }
+        let health = match self.lifecycle.phase() {
+            Phase::Running => match self.lifecycle.out_of_rotation_reasons() {
+                Some(reasons) => Health::down(format!("out of rotation: {reasons}")),
+                None => Health::up(),
+            },
+            Phase::Starting => Health::down("start-up has not finished"),
+            Phase::Draining | Phase::Stopping => {
+                let health = Health::down(shutting_down(self.lifecycle.connections().open()));
+                // Logged once per stop, not at each count of connections.
+                return noted(&self.changes.ready, health, Some("shutting down"));
             }
         };
         noted(&self.changes.ready, health, None)
@@ -543,15 +543,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn set_ready_false_takes_the_instance_out_until_set_ready_true() {
+    async fn out_of_rotation_guards_list_their_reasons_oldest_first_until_the_last_drops() {
         let evaluator = evaluator(&[&DB]);
-        running(&evaluator);
-        evaluator.lifecycle.set_withdrawn(true);
+        let lifecycle = evaluator.lifecycle.clone();
+        // The phase rules win: a guard taken while starting says nothing.
+        let early = lifecycle.out_of_rotation("reloading config".into());
         assert!(lines(&evaluator, Endpoint::Readyz)
             .await
-            .contains("[-]lifecycle failed: taken out of rotation by set_ready(false)\n"));
+            .contains("[-]lifecycle failed: start-up has not finished\n"));
+        running(&evaluator);
+        let later = lifecycle.out_of_rotation("rebuilding index".into());
+        assert!(lines(&evaluator, Endpoint::Readyz).await.contains(
+            "[-]lifecycle failed: out of rotation: reloading config; rebuilding index\n"
+        ));
         assert!(passes(&evaluator, Endpoint::Livez).await);
-        evaluator.lifecycle.set_withdrawn(false);
+        lifecycle.back_in_rotation(early);
+        assert!(lines(&evaluator, Endpoint::Readyz)
+            .await
+            .contains("[-]lifecycle failed: out of rotation: rebuilding index\n"));
+        lifecycle.back_in_rotation(later);
         assert!(passes(&evaluator, Endpoint::Readyz).await);
     }
 
