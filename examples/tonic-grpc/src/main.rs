@@ -277,7 +277,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         // proxies that health-check the port they send calls to (grpc's
         // client-side health checking, Envoy) see this instance leave
         // rotation when Redis goes away or a stop begins.
-        .add_service(lifecycle_runtime::grpc::health_service())
+        .add_service(lifecycle_runtime::grpc::health_service()?)
         .add_service(KvServer::new(KvService))
         // After SIGTERM and the drain delay: stop accepting, send GOAWAY
         // on every connection so that clients open their next one

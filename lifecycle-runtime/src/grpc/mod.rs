@@ -14,12 +14,13 @@
 //! use lifecycle_runtime::{service_main, shutdown_signal};
 //!
 //! #[service_main]
-//! async fn main() -> Result<(), tonic::transport::Error> {
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //!     tonic::transport::Server::builder()
-//!         .add_service(lifecycle_runtime::grpc::health_service())
+//!         .add_service(lifecycle_runtime::grpc::health_service()?)
 //!         // .add_service(KvServer::new(kv::Store))
-//!         .serve_with_shutdown("0.0.0.0:50051".parse().unwrap(), shutdown_signal())
-//!         .await
+//!         .serve_with_shutdown("0.0.0.0:50051".parse()?, shutdown_signal())
+//!         .await?;
+//!     Ok(())
 //! }
 //! ```
 //!
@@ -47,7 +48,7 @@
 mod service;
 mod watch;
 
-pub use service::{health_service, HealthService};
+pub use service::{health_service, HealthService, NotRunning};
 
 pub(crate) use service::{install, is_grpc, probe_port_service};
 

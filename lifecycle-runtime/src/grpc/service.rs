@@ -31,18 +31,42 @@ pub(crate) fn install(evaluator: Arc<Evaluator>) {
 
 /// `grpc.health.v1.Health` answered from lifecycle's checks and phase, for
 /// the application's own tonic server: add it with
-/// `tonic::transport::Server::builder().add_service(health_service())`.
+/// `tonic::transport::Server::builder().add_service(health_service()?)`.
 ///
-/// It answers once `#[service_main]` has started the service (before, and
-/// in a process without it, every call fails with `UNAVAILABLE`). Its
+/// It is built inside a `#[service_main]`: in the body of `main`, a hook,
+/// a check or a task. Anywhere else no lifecycle runs the service, and it
+/// fails with [`NotRunning`], as tokio's `Handle::try_current()` does
+/// outside a runtime, rather than answer `UNAVAILABLE` to every call. Its
 /// `Watch` streams end when [`shutdown_signal`](crate::shutdown_signal)
 /// completes, so that tonic's graceful stop does not wait on them.
-pub fn health_service() -> HealthServer<HealthService> {
-    HealthServer::new(HealthService {
-        source: Source::Installed,
+pub fn health_service() -> Result<HealthServer<HealthService>, NotRunning> {
+    let evaluator = INSTALLED.get().ok_or(NotRunning(()))?.clone();
+    let streams_end = evaluator.lifecycle().serving_ends().clone();
+    Ok(server(HealthService {
+        evaluator,
+        streams_end,
+        serves: "application",
         watches: Arc::new(Watches::default()),
-    })
-    .max_decoding_message_size(MAX_REQUEST_BYTES)
+    }))
+}
+
+/// The error of [`health_service`] outside a `#[service_main]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotRunning(());
+
+impl fmt::Display for NotRunning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "lifecycle is not running this service: health_service() is built inside a \
+             #[service_main] (its body, a hook, a check or a task)",
+        )
+    }
+}
+
+impl std::error::Error for NotRunning {}
+
+fn server(service: HealthService) -> HealthServer<HealthService> {
+    HealthServer::new(service).max_decoding_message_size(MAX_REQUEST_BYTES)
 }
 
 /// A health request is a service name: anything larger is not one, and is
@@ -55,14 +79,12 @@ pub(crate) fn probe_port_service(
     evaluator: Arc<Evaluator>,
     streams_end: CancellationToken,
 ) -> HealthServer<HealthService> {
-    HealthServer::new(HealthService {
-        source: Source::Probes {
-            evaluator,
-            streams_end,
-        },
+    server(HealthService {
+        evaluator,
+        streams_end,
+        serves: "probe port",
         watches: Arc::new(Watches::default()),
     })
-    .max_decoding_message_size(MAX_REQUEST_BYTES)
 }
 
 /// Whether the probe server hands `request` to gRPC: HTTP/2 with a gRPC
@@ -84,52 +106,21 @@ pub(crate) fn is_grpc<B>(request: &Request<B>) -> bool {
 /// The implementation of `grpc.health.v1.Health` behind
 /// [`health_service`]: answers from lifecycle's checks and phase.
 pub struct HealthService {
-    source: Source,
+    evaluator: Arc<Evaluator>,
+    /// Ends the `Watch` streams: the probe server's stop on the probe
+    /// port, `shutdown_signal()` on the application's.
+    streams_end: CancellationToken,
+    /// Which port it serves, for `Debug`.
+    serves: &'static str,
     /// One poll per watched name, shared by its watchers.
     watches: Arc<Watches>,
 }
 
 impl fmt::Debug for HealthService {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let source = match self.source {
-            Source::Probes { .. } => "probe port",
-            Source::Installed => "application",
-        };
         f.debug_struct("HealthService")
-            .field("serves", &source)
+            .field("serves", &self.serves)
             .finish_non_exhaustive()
-    }
-}
-
-/// Where a [`HealthService`] finds the evaluator, and when its `Watch`
-/// streams end.
-enum Source {
-    Probes {
-        evaluator: Arc<Evaluator>,
-        streams_end: CancellationToken,
-    },
-    /// The one `#[service_main]` installed, once it has.
-    Installed,
-}
-
-impl HealthService {
-    fn evaluator(&self) -> Result<(&Arc<Evaluator>, CancellationToken), Status> {
-        match &self.source {
-            Source::Probes {
-                evaluator,
-                streams_end,
-            } => Ok((evaluator, streams_end.clone())),
-            Source::Installed => match INSTALLED.get() {
-                Some(evaluator) => {
-                    let streams_end = evaluator.lifecycle().serving_ends().clone();
-                    Ok((evaluator, streams_end))
-                }
-                None => Err(Status::unavailable(
-                    "lifecycle has not started this service: health_service() answers \
-                     inside a #[service_main] once start-up has begun",
-                )),
-            },
-        }
     }
 }
 
@@ -215,7 +206,7 @@ impl Health for HealthService {
         &self,
         request: tonic::Request<HealthCheckRequest>,
     ) -> Result<Response<HealthCheckResponse>, Status> {
-        let (evaluator, _) = self.evaluator()?;
+        let evaluator = &self.evaluator;
         let name = &request.get_ref().service;
         let status = status(evaluator, name).await;
         #[cfg(feature = "metrics")]
@@ -237,7 +228,7 @@ impl Health for HealthService {
         &self,
         _request: tonic::Request<HealthListRequest>,
     ) -> Result<Response<HealthListResponse>, Status> {
-        let (evaluator, _) = self.evaluator()?;
+        let evaluator = &self.evaluator;
         // One run per check: concurrent evaluations share it.
         let statuses = join_all(names(evaluator).into_iter().map(|name| async move {
             let status = status(evaluator, &name)
@@ -257,7 +248,7 @@ impl Health for HealthService {
         &self,
         request: tonic::Request<HealthCheckRequest>,
     ) -> Result<Response<WatchStream>, Status> {
-        let (evaluator, streams_end) = self.evaluator()?;
+        let (evaluator, streams_end) = (&self.evaluator, self.streams_end.clone());
         let name = request.into_inner().service;
         let stream = self.watches.watch(evaluator.clone(), name, streams_end);
         Ok(Response::new(Box::pin(stream)))
@@ -267,6 +258,17 @@ impl Health for HealthService {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outside_a_service_main_health_service_is_an_error_that_says_where() {
+        // No unit test installs an evaluator: this process runs no service.
+        let error = health_service().unwrap_err();
+        assert_eq!(error, NotRunning(()));
+        assert!(
+            error.to_string().contains("inside a #[service_main]"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn service_names_map_to_the_endpoints() {

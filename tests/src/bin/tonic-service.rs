@@ -37,7 +37,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = TcpListener::bind(addr).await?;
     tracing::info!("serving gRPC on {}", listener.local_addr()?);
     Server::builder()
-        .add_service(lifecycle_runtime::grpc::health_service())
+        .add_service(lifecycle_runtime::grpc::health_service()?)
         // After SIGTERM and the drain delay: the health Watch streams end
         // (status OK), tonic stops accepting, sends GOAWAY and returns
         // once the calls in flight have finished.
