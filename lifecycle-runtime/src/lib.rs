@@ -208,9 +208,10 @@
 //!
 //! `GET /metrics` on the probe port: Prometheus metrics of the checks,
 //! probes, phases, hooks and the application runtime, in the OpenMetrics
-//! text format, with the application's own if it registers them in
-//! `metrics::registry()` (cargo feature `metrics`, on by default; at run
-//! time `metrics = false` or `LIFECYCLE_METRICS=off` turns it off). A
+//! text format, with the application's own if it registers them with
+//! `metrics::register(|registry| …)` (cargo feature `metrics`, on by
+//! default; at run time `metrics = false` or `LIFECYCLE_METRICS=off` turns
+//! it off). A
 //! scrape never runs a check. The `metrics` module lists the series.
 //!
 //! # Runtime API

@@ -28,15 +28,14 @@
 //! use lifecycle_runtime::metrics::prometheus_client::metrics::counter::Counter;
 //!
 //! let orders = Counter::<u64>::default();
-//! lifecycle_runtime::metrics::registry().register(
-//!     "shop_orders",
-//!     "Orders taken",
-//!     orders.clone(),
-//! );
+//! lifecycle_runtime::metrics::register(|registry| {
+//!     registry.register("shop_orders", "Orders taken", orders.clone());
+//! });
 //! orders.inc(); // served as shop_orders_total on the probe port's /metrics
 //! ```
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError};
@@ -64,10 +63,56 @@ use crate::probe::{Endpoint, Evaluator};
 /// register them in [`registry`] with this version's types.
 pub use prometheus_client;
 
-/// The registry `/metrics` serves: lifecycle's series, and any the
-/// application registers. Hold the guard briefly: a scrape waits for it a
-/// little, then answers 503 (probes never wait for it).
-pub fn registry() -> MutexGuard<'static, Registry> {
+/// Registers the application's metrics in the registry `/metrics` serves,
+/// beside lifecycle's own: `register` hands it to `f` and takes it back
+/// when `f` returns, so that no guard can be kept, and returns what `f`
+/// returns. (kubert's admin server and prometheus-client's examples
+/// hand out a `&mut Registry` the same way.) A scrape meanwhile waits for
+/// it a little, then answers 503; probes never wait for it.
+///
+/// ```no_run
+/// use lifecycle_runtime::metrics::prometheus_client::metrics::counter::Counter;
+/// use lifecycle_runtime::metrics::prometheus_client::metrics::gauge::Gauge;
+///
+/// let (orders, carts) = lifecycle_runtime::metrics::register(|registry| {
+///     let shop = registry.sub_registry_with_prefix("shop");
+///     let orders = Counter::<u64>::default();
+///     shop.register("orders", "Orders taken", orders.clone());
+///     let carts = Gauge::<i64>::default();
+///     shop.register("open_carts", "Carts not yet checked out", carts.clone());
+///     (orders, carts)
+/// });
+/// orders.inc();
+/// carts.set(3);
+/// ```
+///
+/// # Panics
+///
+/// When called from inside `f` (the registry is `f`'s already): register
+/// everything in the one closure.
+pub fn register<R>(f: impl FnOnce(&mut Registry) -> R) -> R {
+    thread_local! {
+        static REGISTERING: Cell<bool> = const { Cell::new(false) };
+    }
+    /// Clears the flag however `f` ends, a panic included.
+    struct Registering;
+    impl Drop for Registering {
+        fn drop(&mut self) {
+            REGISTERING.with(|registering| registering.set(false));
+        }
+    }
+    if REGISTERING.with(|registering| registering.replace(true)) {
+        panic!(
+            "lifecycle_runtime::metrics::register called from inside its own closure: \
+             register everything with the registry the closure was given"
+        );
+    }
+    let _registering = Registering;
+    f(&mut registry())
+}
+
+/// The registry, locked, for lifecycle's own use.
+fn registry() -> MutexGuard<'static, Registry> {
     METRICS
         .registry
         .lock()
@@ -516,6 +561,35 @@ impl Collector for Live {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn register_lends_the_registry_for_one_closure_and_says_so_when_nested() {
+        let counter = register(|registry| {
+            let counter = Counter::<u64>::default();
+            registry.register(
+                "unit_registered",
+                "Registered by a unit test",
+                counter.clone(),
+            );
+            counter
+        });
+        counter.inc();
+        assert!(encode_registry(&registry()).contains("unit_registered_total 1"));
+
+        let nested = std::panic::catch_unwind(|| register(|_| register(|_| ())));
+        let payload = nested.unwrap_err();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or(payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap();
+        assert!(
+            message.contains("called from inside its own closure"),
+            "{message}"
+        );
+        // Neither the lock nor the flag outlives the panic.
+        assert_eq!(register(|_| 7), 7);
+    }
 
     /// The tests that read what was recorded, one at a time: one of them
     /// turns recording off, which is process-wide.

@@ -319,13 +319,15 @@ fn last() {
 /// The application's own metric, in lifecycle's registry: served on the
 /// probe port's `/metrics` as `testbed_requests_total`.
 static REQUESTS: once_cell::sync::Lazy<Counter> = once_cell::sync::Lazy::new(|| {
-    let requests = Counter::default();
-    lifecycle_runtime::metrics::registry().register(
-        "testbed_requests",
-        "Requests the application answered",
-        requests.clone(),
-    );
-    requests
+    lifecycle_runtime::metrics::register(|registry| {
+        let requests = Counter::default();
+        registry.register(
+            "testbed_requests",
+            "Requests the application answered",
+            requests.clone(),
+        );
+        requests
+    })
 });
 
 async fn app(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
@@ -404,12 +406,13 @@ fn spawn_command_handlers() {
     });
     tokio::spawn(async {
         control::wait_for("hold-registry").await;
-        // An application holding the metrics registry's guard, as one
-        // registering its metrics while blocked elsewhere would.
+        // An application whose registration blocks on something else
+        // while it has the registry.
         std::thread::spawn(|| {
-            let _registry = lifecycle_runtime::metrics::registry();
-            println!("registry held");
-            std::thread::sleep(Duration::from_secs(20));
+            lifecycle_runtime::metrics::register(|_registry| {
+                println!("registry held");
+                std::thread::sleep(Duration::from_secs(20));
+            });
         });
     });
     tokio::spawn(async {
