@@ -16,20 +16,47 @@ use register::Kind;
 /// Replaces `#[tokio::main]`: builds the runtime, starts the probe server,
 /// runs the preflight checks and `on_startup` hooks, then the body of `main`.
 ///
-/// Arguments (all optional): `probe_addr = "0.0.0.0:8081"`,
-/// `shutdown_timeout_ms = 25000`, `drain_delay_ms = 0`,
-/// `stall_threshold_ms = 10000`, `max_tasks = N`,
-/// `panic = "crash" | "log"`, `flavor = "multi_thread" | "current_thread"`,
-/// `worker_threads = N`, `tracing = bool`,
-/// `reasons = "loopback" | "show"` (who reads the checks' reasons in probe
-/// answers: peers on loopback only, by default, or every peer),
-/// `probe_protocol = "http" | "grpc"` (what `--lifecycle-manifest` and
-/// `--lifecycle-probe` speak; `"grpc"` needs lifecycle-runtime's cargo
-/// feature `grpc`),
-/// `metrics = bool` (true: `GET /metrics` on the probe port, and the
-/// Prometheus annotations in `--lifecycle-manifest`),
-/// `crate = "path"`. Every millisecond value is at most 86400000 (a day).
 /// `main` may return `()` or `Result<(), E: Debug>`; `Err` exits 1.
+///
+/// # Arguments
+///
+/// All optional; each `LIFECYCLE_*` variable named overrides its argument.
+/// Every millisecond value is at most 86400000 (a day).
+///
+/// - `probe_addr = "0.0.0.0:8081"`: the probe server's address
+///   (`LIFECYCLE_PROBE_ADDR`); port 0 picks a free one.
+/// - `shutdown_timeout_ms = 25000`: the bound on the whole stop, from the
+///   signal (`LIFECYCLE_SHUTDOWN_TIMEOUT_MS`).
+/// - `drain_delay_ms = 0`: how long the instance keeps serving, out of
+///   rotation, before `shutdown_signal()` completes; 5000 when
+///   `KUBERNETES_SERVICE_HOST` is set (`LIFECYCLE_DRAIN_DELAY_MS`).
+/// - `connection_drain_ms = 5000`: how long connections accepted through
+///   `net::TcpListener` have to close after `shutdown_signal()` before
+///   lifecycle ends them (`LIFECYCLE_CONNECTION_DRAIN_MS`).
+/// - `stall_threshold_ms = 10000`: how long the application runtime may
+///   make no progress before `/livez` fails
+///   (`LIFECYCLE_STALL_THRESHOLD_MS`).
+/// - `max_tasks = N`: `/livez` fails while more tasks than this are
+///   alive; no limit by default.
+/// - `panic = "crash" | "log"`: a panic outside a check or hook exits 101
+///   (`"crash"`, the default) or is only logged.
+/// - `flavor = "multi_thread" | "current_thread"`: the tokio runtime.
+/// - `worker_threads = N`: its worker threads (the number of cores by
+///   default).
+/// - `tracing = bool`: install the default log subscriber (true; needs the
+///   cargo feature `tracing-subscriber`).
+/// - `reasons = "loopback" | "show"`: who reads the checks' reasons in
+///   probe answers: peers on loopback only (the default) or every peer
+///   (`LIFECYCLE_REASONS`).
+/// - `probe_protocol = "http" | "grpc"`: what `--lifecycle-manifest` and
+///   `--lifecycle-probe` speak (`LIFECYCLE_PROBE_PROTOCOL`); `"grpc"` needs
+///   the cargo feature `grpc`.
+/// - `metrics = bool`: `GET /metrics` on the probe port, and the Prometheus
+///   annotations in `--lifecycle-manifest` (true; `LIFECYCLE_METRICS`).
+/// - `pid1 = bool`: as PID 1 on Linux (a container without an init), run
+///   the service as the child of a minimal init that forwards signals and
+///   reaps orphans (true; `LIFECYCLE_PID1`); no effect elsewhere.
+/// - `crate = "path"`: lifecycle-runtime's path, for a renamed dependency.
 ///
 /// ```no_run
 /// use lifecycle_runtime::service_main;
@@ -65,8 +92,17 @@ pub fn service_main(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// Liveness answers "is this process beyond repair?": never check a
 /// dependency here (a database outage would restart every pod).
-/// Arguments: `name = "…"`, `timeout_ms = 500`, `critical = bool`, `crate = "path"`.
-/// Return `bool`, `()`, `Result<(), E: Display>` or `lifecycle_runtime::Health`.
+/// Return `bool`, `()`, `Result<(), E: Display>` or `lifecycle_runtime::Health`;
+/// an `Err` is the reason, with its causes when it is a `std::error::Error`.
+///
+/// # Arguments
+///
+/// - `name = "…"`: the check's name in paths and answers (the function's
+///   name by default).
+/// - `timeout_ms = 500`: a check that has not answered by then fails.
+/// - `critical = bool`: `false` reports the check but never fails its
+///   endpoint (true).
+/// - `crate = "path"`: lifecycle-runtime's path, for a renamed dependency.
 ///
 /// ```
 /// use lifecycle_runtime::liveness;
@@ -94,10 +130,17 @@ pub fn liveness(args: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// Registers a readiness check, served on `/readyz` and `/readyz/NAME`.
+/// Returns as [`macro@liveness`] does.
 ///
-/// Arguments: `name`, `timeout_ms = 500`, `critical = bool`,
-/// `interval_ms = N` (run in the background; probes read the latest result),
-/// `crate`.
+/// # Arguments
+///
+/// - `name = "…"`: the check's name (the function's name by default).
+/// - `timeout_ms = 500`: a check that has not answered by then fails.
+/// - `critical = bool`: `false` reports the check but never fails its
+///   endpoint (true).
+/// - `interval_ms = N`: run in the background every N ms, from the end of
+///   start-up; probes read the latest result and never cause a run.
+/// - `crate = "path"`: lifecycle-runtime's path, for a renamed dependency.
 ///
 /// ```
 /// use lifecycle_runtime::readiness;
@@ -113,8 +156,18 @@ pub fn readiness(args: TokenStream, item: TokenStream) -> TokenStream {
     register::expand(Kind::Readiness, args.into(), item.into()).into()
 }
 
-/// Registers a startup check, served on `/startupz` and `/startupz/NAME`;
-/// same arguments as [`macro@readiness`].
+/// Registers a startup check, served on `/startupz` and `/startupz/NAME`.
+/// Returns as [`macro@liveness`] does.
+///
+/// # Arguments
+///
+/// - `name = "…"`: the check's name (the function's name by default).
+/// - `timeout_ms = 500`: a check that has not answered by then fails.
+/// - `critical = bool`: `false` reports the check but never fails its
+///   endpoint (true).
+/// - `interval_ms = N`: run in the background every N ms, from the end of
+///   start-up; probes read the latest result and never cause a run.
+/// - `crate = "path"`: lifecycle-runtime's path, for a renamed dependency.
 ///
 /// ```
 /// use lifecycle_runtime::{startup, Health};
@@ -131,7 +184,14 @@ pub fn startup(args: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// Registers a preflight check: run once before the `on_startup` hooks; any
-/// failure exits 1. Arguments: `name`, `timeout_ms = 10000`, `crate`.
+/// failure exits 1. `--lifecycle-preflight` runs them alone. Returns as
+/// [`macro@liveness`] does.
+///
+/// # Arguments
+///
+/// - `name = "…"`: the check's name (the function's name by default).
+/// - `timeout_ms = 10000`: a check that has not answered by then fails.
+/// - `crate = "path"`: lifecycle-runtime's path, for a renamed dependency.
 ///
 /// ```
 /// use lifecycle_runtime::preflight;
@@ -149,8 +209,15 @@ pub fn preflight(args: TokenStream, item: TokenStream) -> TokenStream {
 
 /// Registers a hook run at start-up, in ascending `order` (equal orders run
 /// concurrently), before `main`'s body. A failure or a time-out exits 1.
-/// Arguments: `name`, `order = 0`, `timeout_ms = 60000`, `crate`.
 /// Return `()` or `Result<(), E: Display>`.
+///
+/// # Arguments
+///
+/// - `name = "…"`: the hook's name in logs (the function's name by
+///   default).
+/// - `order = 0`: hooks run in ascending order; equal orders together.
+/// - `timeout_ms = 60000`: a hook still running then fails.
+/// - `crate = "path"`: lifecycle-runtime's path, for a renamed dependency.
 ///
 /// ```
 /// use lifecycle_runtime::on_startup;
@@ -167,8 +234,16 @@ pub fn on_startup(args: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// Registers a hook run at shutdown, in ascending `order` (equal orders run
-/// concurrently), each bounded by `timeout_ms` (default 10000).
-/// Arguments: `name`, `order = 0`, `timeout_ms`, `crate`.
+/// concurrently), each bounded by its timeout; a failing hook is logged
+/// and the later ones still run. Return `()` or `Result<(), E: Display>`.
+///
+/// # Arguments
+///
+/// - `name = "…"`: the hook's name in logs (the function's name by
+///   default).
+/// - `order = 0`: hooks run in ascending order; equal orders together.
+/// - `timeout_ms = 10000`: a hook still running then fails.
+/// - `crate = "path"`: lifecycle-runtime's path, for a renamed dependency.
 ///
 /// ```
 /// use lifecycle_runtime::on_shutdown;
