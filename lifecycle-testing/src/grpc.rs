@@ -1,8 +1,11 @@
 //! gRPC health probing (cargo feature `grpc`), as the kubelet's gRPC prober
 //! does it: a new plaintext HTTP/2 connection for every probe,
 //! `User-Agent: kube-probe/…`, one `grpc.health.v1.Health/Check` within the
-//! probe's timeout, success only on `SERVING`. And `Watch`, as gRPC
-//! clients' health checking and proxies use it.
+//! probe's timeout, success only on `SERVING` ([`grpc_probe`],
+//! [`Service::grpc_probe`](crate::Service::grpc_probe), a [`GrpcAnswer`]).
+//! And `Watch`, as gRPC clients' health checking and proxies use it
+//! ([`GrpcWatch`], [`Service::grpc_watch`](crate::Service::grpc_watch)),
+//! each message a [`GrpcWatchEvent`].
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -13,7 +16,8 @@ use lifecycle_runtime::grpc::proto::HealthCheckRequest;
 use tonic::transport::{Channel, Endpoint};
 use tonic::Streaming;
 
-use crate::probe::USER_AGENT;
+use crate::error::{Error, ErrorKind};
+use crate::probe::{ProbeAnswer, USER_AGENT};
 
 /// A gRPC health status: `SERVING`, `NOT_SERVING`, `SERVICE_UNKNOWN`
 /// (`Watch` only) or `UNKNOWN`.
@@ -62,10 +66,10 @@ impl fmt::Display for GrpcAnswer {
     }
 }
 
-impl From<GrpcAnswer> for crate::ProbeAnswer {
+impl From<GrpcAnswer> for ProbeAnswer {
     /// As the kit's kubelet records a gRPC probe.
-    fn from(answer: GrpcAnswer) -> crate::ProbeAnswer {
-        crate::ProbeAnswer {
+    fn from(answer: GrpcAnswer) -> ProbeAnswer {
+        ProbeAnswer {
             path: format!("grpc:{}", answer.service),
             status: None,
             grpc_status: answer.status.map(|s| s.as_str_name().to_owned()),
@@ -93,8 +97,10 @@ fn endpoint(addr: SocketAddr, timeout: Duration) -> Endpoint {
         .timeout(timeout)
 }
 
-/// Sends one gRPC health probe of `service` to `addr`, within `timeout` in
-/// all, on a new connection.
+/// Sends one gRPC health probe of health service `service` (`livez`,
+/// `readyz/db`, `""` for the whole server) to `addr`, on a new connection,
+/// within `timeout` in all. A probe that gets no status is a failed
+/// [`GrpcAnswer`] saying why, not an error.
 pub fn grpc_probe(addr: SocketAddr, service: &str, timeout: Duration) -> GrpcAnswer {
     let started = Instant::now();
     let outcome = runtime().block_on(async {
@@ -128,8 +134,10 @@ pub fn grpc_probe(addr: SocketAddr, service: &str, timeout: Duration) -> GrpcAns
     }
 }
 
-/// An open `Watch` stream: each status the server sends, in order.
+/// An open `Watch` stream of one health service: each status the server
+/// sends, in order.
 pub struct GrpcWatch {
+    service: String,
     runtime: tokio::runtime::Runtime,
     stream: Streaming<lifecycle_runtime::grpc::proto::HealthCheckResponse>,
     /// Kept open with the stream.
@@ -142,78 +150,123 @@ impl fmt::Debug for GrpcWatch {
     }
 }
 
-/// How a `Watch` stream went on.
+/// What a `Watch` stream said next ([`GrpcWatch::next`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WatchEvent {
+pub enum GrpcWatchEvent {
     /// The server sent a status.
     Status(ServingStatus),
     /// The stream ended with status `OK` (the server stopped serving it).
     Ended,
-    /// The stream ended with an error (its code and message), or the
-    /// connection broke.
-    Failed(Option<Code>, String),
+    /// The stream ended with an error status, its code and message (a
+    /// broken connection is one too: `UNAVAILABLE`, `UNKNOWN`…).
+    Failed(Code, String),
     /// Nothing came within the time given.
     Silent,
 }
 
 impl GrpcWatch {
-    /// Opens a `Watch` of `service` on `addr`, connecting within `timeout`.
-    pub fn open(addr: SocketAddr, service: &str, timeout: Duration) -> Result<GrpcWatch, String> {
+    /// Opens a `Watch` of health service `service` (`livez`, `readyz/db`,
+    /// `""`) on `addr`, connecting and getting the call answered within
+    /// `timeout`.
+    pub fn open(addr: SocketAddr, service: &str, timeout: Duration) -> Result<GrpcWatch, Error> {
         let runtime = runtime();
+        let what = format!("gRPC Watch {service:?} on {addr}");
         let (channel, stream) = runtime.block_on(async {
             let channel = Endpoint::from_shared(format!("http://{addr}"))
                 .expect("an address is a valid URI")
                 .connect_timeout(timeout)
                 .connect()
                 .await
-                .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+                .map_err(|e| {
+                    let error = Error::from_error(&e);
+                    Error::new(
+                        error.kind(),
+                        format!("{what}: cannot connect: {}", error.message()),
+                    )
+                })?;
             let mut client = HealthClient::new(channel.clone());
             let call = client.watch(HealthCheckRequest {
                 service: service.to_owned(),
             });
             let stream = tokio::time::timeout(timeout, call)
                 .await
-                .map_err(|_| format!("no answer to Watch within {} ms", timeout.as_millis()))?
-                .map_err(|status| status.to_string())?
+                .map_err(|_| {
+                    Error::new(
+                        ErrorKind::TimedOut,
+                        format!("{what}: no answer within {} ms", timeout.as_millis()),
+                    )
+                })?
+                .map_err(|status| {
+                    Error::new(ErrorKind::UnexpectedAnswer, format!("{what}: {status}"))
+                })?
                 .into_inner();
-            Ok::<_, String>((channel, stream))
+            Ok::<_, Error>((channel, stream))
         })?;
         Ok(GrpcWatch {
+            service: service.to_owned(),
             runtime,
             stream,
             _channel: channel,
         })
     }
 
-    /// The next thing the stream says, waiting up to `timeout`.
-    pub fn next(&mut self, timeout: Duration) -> WatchEvent {
+    /// The next thing the stream says, waiting up to `timeout`
+    /// ([`GrpcWatchEvent::Silent`] when nothing came).
+    pub fn next(&mut self, timeout: Duration) -> GrpcWatchEvent {
         let stream = &mut self.stream;
         self.runtime.block_on(async {
             match tokio::time::timeout(timeout, stream.message()).await {
-                Err(_) => WatchEvent::Silent,
-                Ok(Ok(Some(message))) => WatchEvent::Status(message.status()),
-                Ok(Ok(None)) => WatchEvent::Ended,
-                Ok(Err(status)) => WatchEvent::Failed(Some(status.code()), status.to_string()),
+                Err(_) => GrpcWatchEvent::Silent,
+                Ok(Ok(Some(message))) => GrpcWatchEvent::Status(message.status()),
+                Ok(Ok(None)) => GrpcWatchEvent::Ended,
+                Ok(Err(status)) => GrpcWatchEvent::Failed(status.code(), status.to_string()),
             }
         })
     }
 
-    /// Waits up to `deadline` for `status`, skipping others; returns how
-    /// long it took, or what came instead when the stream ended or the
-    /// deadline passed.
+    /// Waits up to `deadline` for the stream to send `status`, skipping
+    /// others; returns how long it took. The error says what came instead:
+    /// [`ErrorKind::TimedOut`] when the deadline passed,
+    /// [`ErrorKind::UnexpectedAnswer`] when the stream ended or failed.
     pub fn wait_for(
         &mut self,
         status: ServingStatus,
         deadline: Duration,
-    ) -> Result<Duration, WatchEvent> {
+    ) -> Result<Duration, Error> {
         let started = Instant::now();
-        loop {
+        let awaited = status.as_str_name();
+        let mut last = None;
+        let (kind, what) = loop {
             let left = deadline.saturating_sub(started.elapsed());
             match self.next(left) {
-                WatchEvent::Status(seen) if seen == status => return Ok(started.elapsed()),
-                WatchEvent::Status(_) if !left.is_zero() => continue,
-                other => return Err(other),
+                GrpcWatchEvent::Status(seen) if seen == status => return Ok(started.elapsed()),
+                GrpcWatchEvent::Status(seen) if !left.is_zero() => last = Some(seen),
+                GrpcWatchEvent::Status(_) | GrpcWatchEvent::Silent => {
+                    break (
+                        ErrorKind::TimedOut,
+                        format!("no {awaited} within {} ms", deadline.as_millis()),
+                    )
+                }
+                GrpcWatchEvent::Ended => {
+                    break (
+                        ErrorKind::UnexpectedAnswer,
+                        format!("the stream ended (OK) before {awaited}"),
+                    )
+                }
+                GrpcWatchEvent::Failed(_, message) => {
+                    break (
+                        ErrorKind::UnexpectedAnswer,
+                        format!("the stream failed before {awaited}: {message}"),
+                    )
+                }
             }
-        }
+        };
+        let last = last
+            .map(|seen| format!(" (the last status: {})", seen.as_str_name()))
+            .unwrap_or_default();
+        Err(Error::new(
+            kind,
+            format!("gRPC Watch {:?}: {what}{last}", self.service),
+        ))
     }
 }

@@ -1,204 +1,358 @@
-//! One HTTP/1.1 `GET` on a new connection (`Connection: close`), std only,
-//! bounded by one time-out over the whole exchange: what the kit's probes
-//! and its load client both send.
+//! The kit's HTTP client for the application: one request on a new
+//! connection, for a [`Load`](crate::Load)'s closure or any request of a
+//! test. [`http_get`] sends a `GET`; an [`HttpRequest`] any method, with
+//! headers and a body. Any other client will do; [`Error::from_error`]
+//! classifies its errors.
 
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::time::Duration;
 
-/// How much of a head the client reads before it gives up.
-const MAX_HEAD: usize = 64 * 1024;
+use crate::error::Error;
+use crate::wire::{self, BodyLimit, Outgoing};
 
-/// What to do with a body longer than the client reads.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum BodyLimit {
-    /// Read this much and leave the rest unread, as the kubelet does.
-    Truncate(usize),
-    /// A longer answer is an error.
-    Refuse(usize),
+/// The largest answer the client reads.
+const MAX_ANSWER: usize = 16 * 1024 * 1024;
+
+/// The `User-Agent` the client sends, unless told otherwise.
+const USER_AGENT: &str = "lifecycle-testing";
+
+/// Sends `GET path` to `addr` on a new connection and reads the whole
+/// answer, all within `timeout`: [`HttpRequest::get`]`(path)`, sent.
+///
+/// - `addr`: where the application listens
+///   ([`Service::app_addr`](crate::Service::app_addr) finds it when it
+///   binds port 0 through lifecycle's listener).
+/// - `path`: the request target, query included (`/items?page=2`).
+/// - `timeout`: the bound of the whole exchange, from connecting to the
+///   last byte of the answer.
+///
+/// Returns the status and the body, as [`HttpRequest::send`] does: any
+/// status is an answer, judging it is the caller's business
+/// ([`Error::unexpected_status`]).
+///
+/// # Panics
+/// When `path` does not start with `/`, or holds a space or a control
+/// character.
+pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(u16, String), Error> {
+    HttpRequest::get(path).send(addr, timeout)
 }
 
-impl BodyLimit {
-    fn bytes(self) -> usize {
-        match self {
-            BodyLimit::Truncate(n) | BodyLimit::Refuse(n) => n,
+/// One HTTP/1.1 request to the application, with any method, headers and
+/// a body: built once, sent as often as wanted (from a
+/// [`Load`](crate::Load)'s closure, say), each time on a new connection
+/// (`Connection: close`).
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// use lifecycle_testing::{Error, HttpRequest, Service};
+///
+/// # fn main() -> Result<(), Error> {
+/// # let binary = "my-service";
+/// let service = Service::builder(binary).env("APP_ADDR", "127.0.0.1:0").start()?;
+/// let app = service.app_addr()?;
+///
+/// // axum's `Json` extractor wants the content type.
+/// let create = HttpRequest::post("/items")
+///     .header("Content-Type", "application/json")
+///     .body(r#"{"name":"lamp"}"#);
+/// match create.send(app, Duration::from_secs(2))? {
+///     (201, _) => {}
+///     (status, body) => panic!("POST /items answered {status}: {body}"),
+/// }
+/// # Ok(())
+/// # }
+/// ```
+///
+/// The kit sends `Host` (the address), `User-Agent: lifecycle-testing` and
+/// `Accept: */*` unless [`header`](Self::header) sets them, the body's
+/// `Content-Length` (for `POST`, `PUT` and `PATCH` even when it is empty),
+/// and `Connection: close`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRequest {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl HttpRequest {
+    /// A request of `method` (`GET`, `OPTIONS`, any token) for `path`, the
+    /// request target, query included (`/items?page=2`); no headers of its
+    /// own, no body.
+    ///
+    /// # Panics
+    /// When `method` is not an HTTP token (empty, or with a space or a
+    /// separator), or `path` does not start with `/` or holds a space or a
+    /// control character.
+    pub fn new(method: &str, path: &str) -> HttpRequest {
+        assert!(
+            is_token(method),
+            "HttpRequest: {method:?} is not an HTTP method (a token: letters, digits, `!#$%&'*+-.^_|~`)"
+        );
+        assert!(
+            path.starts_with('/') && !path.chars().any(|c| c == ' ' || c.is_control()),
+            "HttpRequest: the path {path:?} must start with `/` and hold no space or control \
+             character (percent-encode them)"
+        );
+        HttpRequest {
+            method: method.to_owned(),
+            path: path.to_owned(),
+            headers: Vec::new(),
+            body: Vec::new(),
         }
     }
 
-    /// Whether `read` body bytes are all the client wants.
-    fn satisfied(self, read: usize) -> bool {
-        matches!(self, BodyLimit::Truncate(n) if read >= n)
+    /// `GET path` (see [`new`](Self::new)).
+    pub fn get(path: &str) -> HttpRequest {
+        HttpRequest::new("GET", path)
     }
-}
 
-fn left(timeout: Duration, started: Instant) -> io::Result<Duration> {
-    timeout
-        .checked_sub(started.elapsed())
-        .filter(|left| !left.is_zero())
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("no whole answer within {} ms", timeout.as_millis()),
-            )
-        })
-}
-
-/// Sends `GET path` to `addr` and reads the status and the body
-/// (`Content-Length`, chunked, or up to the end of the connection), all
-/// within `timeout`. A connection closed before a whole answer (or the
-/// part `limit` reads) is an [`io::ErrorKind::UnexpectedEof`].
-pub(crate) fn get(
-    addr: SocketAddr,
-    path: &str,
-    timeout: Duration,
-    user_agent: &str,
-    limit: BodyLimit,
-) -> io::Result<(u16, Vec<u8>)> {
-    let started = Instant::now();
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
-    stream.set_nodelay(true)?;
-    stream.set_write_timeout(Some(left(timeout, started)?))?;
-    // One write, as a buffered client sends it: `write!` on the socket
-    // would send each piece as its own segment (no Nagle), and a server
-    // reading once would see half a request.
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: {user_agent}\r\nAccept: */*\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes())?;
-    let cap = MAX_HEAD + limit.bytes();
-    let mut received = Vec::new();
-    let mut chunk = [0u8; 8192];
-    // Reads more: the count read, 0 at the end of the connection.
-    let mut read_more = |stream: &mut TcpStream, received: &mut Vec<u8>| -> io::Result<usize> {
-        stream.set_read_timeout(Some(left(timeout, started)?))?;
-        let read = stream.read(&mut chunk)?;
-        received.extend_from_slice(&chunk[..read]);
-        if received.len() > cap {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("answer larger than {cap} bytes"),
-            ));
-        }
-        Ok(read)
-    };
-    let eof = |what: &str| {
-        io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            format!("connection closed {what}"),
-        )
-    };
-    let head_end = loop {
-        if let Some(end) = find(&received, b"\r\n\r\n") {
-            break end;
-        }
-        if received.len() > MAX_HEAD {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "head too large"));
-        }
-        if read_more(&mut stream, &mut received)? == 0 {
-            return Err(eof(if received.is_empty() {
-                "before an answer"
-            } else {
-                "in the answer's head"
-            }));
-        }
-    };
-    let head = String::from_utf8_lossy(&received[..head_end]).into_owned();
-    let status = head
-        .lines()
-        .next()
-        .filter(|line| line.starts_with("HTTP/"))
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no HTTP status line"))?;
-    let header = |wanted: &str| {
-        head.lines().skip(1).find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.trim()
-                .eq_ignore_ascii_case(wanted)
-                .then(|| value.trim().to_owned())
-        })
-    };
-    let chunked = header("transfer-encoding")
-        .is_some_and(|value| value.to_ascii_lowercase().contains("chunked"));
-    let length = match header("content-length") {
-        Some(value) => Some(
-            value
-                .parse::<usize>()
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "a bad Content-Length"))?,
-        ),
-        None => None,
-    };
-    let body_start = head_end + 4;
-    let mut body = if status == 204 || status == 304 {
-        Vec::new()
-    } else if chunked {
-        loop {
-            let (body, complete) = dechunk(&received[body_start..])?;
-            if complete || limit.satisfied(body.len()) {
-                break body;
-            }
-            if read_more(&mut stream, &mut received)? == 0 {
-                return Err(eof("in a chunked body"));
-            }
-        }
-    } else if let Some(length) = length {
-        while received.len() - body_start < length && !limit.satisfied(received.len() - body_start)
-        {
-            if read_more(&mut stream, &mut received)? == 0 {
-                return Err(eof(&format!(
-                    "after {} of {length} body bytes",
-                    received.len() - body_start
-                )));
-            }
-        }
-        let end = (body_start + length).min(received.len());
-        received[body_start..end].to_vec()
-    } else {
-        while !limit.satisfied(received.len() - body_start)
-            && read_more(&mut stream, &mut received)? != 0
-        {}
-        received[body_start..].to_vec()
-    };
-    if let BodyLimit::Truncate(n) = limit {
-        body.truncate(n);
-    } else if body.len() > limit.bytes() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("a body larger than {} bytes", limit.bytes()),
-        ));
+    /// `POST path` (see [`new`](Self::new)).
+    pub fn post(path: &str) -> HttpRequest {
+        HttpRequest::new("POST", path)
     }
-    Ok((status, body))
-}
 
-/// Decodes a chunked body: what it holds so far, and whether it is whole.
-fn dechunk(mut data: &[u8]) -> io::Result<(Vec<u8>, bool)> {
-    let bad = || io::Error::new(io::ErrorKind::InvalidData, "a bad chunked body");
-    let mut body = Vec::new();
-    loop {
-        let Some(line_end) = find(data, b"\r\n") else {
-            return Ok((body, false));
+    /// `PUT path` (see [`new`](Self::new)).
+    pub fn put(path: &str) -> HttpRequest {
+        HttpRequest::new("PUT", path)
+    }
+
+    /// `DELETE path` (see [`new`](Self::new)).
+    pub fn delete(path: &str) -> HttpRequest {
+        HttpRequest::new("DELETE", path)
+    }
+
+    /// Adds the header `name: value` (`Content-Type: application/json`,
+    /// `Authorization: Bearer …`); one named `Host`, `User-Agent` or
+    /// `Accept` replaces the kit's.
+    ///
+    /// # Panics
+    /// When `name` is not an HTTP token, `value` holds a line break or
+    /// another control character than a tab, or `name` is one the kit
+    /// sets from the request itself: `Content-Length` (set the
+    /// [`body`](Self::body)), `Transfer-Encoding` or `Connection`.
+    #[must_use]
+    pub fn header(mut self, name: &str, value: &str) -> HttpRequest {
+        assert!(
+            is_token(name),
+            "HttpRequest::header: {name:?} is not a header name (a token: letters, digits, `!#$%&'*+-.^_|~`)"
+        );
+        assert!(
+            !value.chars().any(|c| c.is_control() && c != '\t'),
+            "HttpRequest::header: the value of {name} holds a line break or a control character: {value:?}"
+        );
+        for (kit, why) in [
+            (
+                "Content-Length",
+                "the kit sets it from the body: set the body",
+            ),
+            (
+                "Transfer-Encoding",
+                "the kit sends the body whole, with its Content-Length",
+            ),
+            ("Connection", "the kit sends `Connection: close`"),
+        ] {
+            assert!(
+                !name.eq_ignore_ascii_case(kit),
+                "HttpRequest::header: {name} is not set by hand: {why}"
+            );
+        }
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Sets the body: text, JSON, bytes (anything that converts into
+    /// `Vec<u8>`), sent as is with its `Content-Length`. Say what it is
+    /// with a `Content-Type` [`header`](Self::header).
+    #[must_use]
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> HttpRequest {
+        self.body = body.into();
+        self
+    }
+
+    /// Sends the request to `addr` on a new connection and reads the whole
+    /// answer, all within `timeout` (from connecting to the last byte of
+    /// the answer): the status and the body (`Content-Length`, chunked, or
+    /// up to the end of the connection), lossily decoded as UTF-8.
+    ///
+    /// Any status is an answer: judging it is the caller's business
+    /// ([`Error::unexpected_status`]). Errors are classified as
+    /// [`Error::from_io`] says: a connection closed before a whole answer
+    /// came is [`ErrorKind::Reset`](crate::ErrorKind::Reset), a malformed
+    /// answer or one over 16 MiB
+    /// [`ErrorKind::UnexpectedAnswer`](crate::ErrorKind::UnexpectedAnswer).
+    pub fn send(&self, addr: SocketAddr, timeout: Duration) -> Result<(u16, String), Error> {
+        let request = Outgoing {
+            method: &self.method,
+            path: &self.path,
+            user_agent: USER_AGENT,
+            headers: &self.headers,
+            body: &self.body,
         };
-        let size_text = std::str::from_utf8(&data[..line_end]).map_err(|_| bad())?;
-        let size_text = size_text.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_text, 16).map_err(|_| bad())?;
-        data = &data[line_end + 2..];
-        if size == 0 {
-            // Trailers, then an empty line.
-            let complete = find(data, b"\r\n").is_some();
-            return Ok((body, complete));
-        }
-        if data.len() < size + 2 {
-            body.extend_from_slice(&data[..size.min(data.len())]);
-            return Ok((body, false));
-        }
-        body.extend_from_slice(&data[..size]);
-        data = &data[size + 2..];
+        wire::exchange(addr, &request, timeout, BodyLimit::Refuse(MAX_ANSWER))
+            .map(|(status, body)| (status, String::from_utf8_lossy(&body).into_owned()))
+            .map_err(|error| Error::from_io(&error))
     }
 }
 
-/// Where `needle` first stands in `haystack`.
-pub(crate) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
+/// Whether `text` is an HTTP token (RFC 9110): a method or a header name.
+fn is_token(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::sync::mpsc;
+    use std::time::Instant;
+
+    use crate::error::ErrorKind;
+    use crate::wire::find;
+
+    use super::*;
+
+    /// A one-shot server: answers each connection with the next of
+    /// `answers` (raw bytes), then closes it; each request it read (head
+    /// and `Content-Length` body) comes out of the receiver.
+    fn serve(answers: Vec<Vec<u8>>) -> (SocketAddr, mpsc::Receiver<String>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (requests, received) = mpsc::channel();
+        std::thread::spawn(move || {
+            for answer in answers {
+                let (mut stream, _) = listener.accept().unwrap();
+                let mut request = Vec::new();
+                let mut chunk = [0u8; 1024];
+                let complete = |request: &[u8]| {
+                    let Some(end) = find(request, b"\r\n\r\n") else {
+                        return false;
+                    };
+                    let head = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
+                    let length = head
+                        .lines()
+                        .find_map(|line| line.strip_prefix("content-length: "))
+                        .map_or(0, |n| n.parse::<usize>().unwrap());
+                    request.len() >= end + 4 + length
+                };
+                while !complete(&request) {
+                    let read = stream.read(&mut chunk).unwrap();
+                    if read == 0 {
+                        break;
+                    }
+                    request.extend_from_slice(&chunk[..read]);
+                }
+                let _ = requests.send(String::from_utf8_lossy(&request).into_owned());
+                let _ = stream.write_all(&answer);
+            }
+        });
+        (addr, received)
+    }
+
+    #[test]
+    fn http_get_reads_every_framing_and_classifies_a_cut_answer() {
+        let (addr, _) = serve(vec![
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello and more".to_vec(),
+            b"HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n4;x=y\r\ndown\r\n3\r\n!!!\r\n0\r\n\r\n"
+                .to_vec(),
+            b"HTTP/1.0 200 OK\r\n\r\nto the end".to_vec(),
+            b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\ncut".to_vec(),
+            Vec::new(),
+        ]);
+        let timeout = Duration::from_secs(5);
+        assert_eq!(http_get(addr, "/", timeout), Ok((200, "hello".into())));
+        assert_eq!(http_get(addr, "/", timeout), Ok((503, "down!!!".into())));
+        assert_eq!(http_get(addr, "/", timeout), Ok((200, "to the end".into())));
+        let cut = http_get(addr, "/", timeout).unwrap_err();
+        assert_eq!(cut.kind(), ErrorKind::Reset, "{cut}");
+        assert!(cut.message().contains("after 3 of 50 body bytes"), "{cut}");
+        let nothing = http_get(addr, "/", timeout).unwrap_err();
+        assert_eq!(nothing.kind(), ErrorKind::Reset, "{nothing}");
+        assert!(nothing.message().contains("before an answer"), "{nothing}");
+    }
+
+    #[test]
+    fn http_get_classifies_refusals_and_time_outs() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let refused = http_get(closed, "/", Duration::from_secs(1)).unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::Refused, "{refused}");
+
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let started = Instant::now();
+        let timed_out = http_get(
+            silent.local_addr().unwrap(),
+            "/",
+            Duration::from_millis(200),
+        )
+        .unwrap_err();
+        assert_eq!(timed_out.kind(), ErrorKind::TimedOut, "{timed_out}");
+        assert!(timed_out.message().starts_with("timed out"), "{timed_out}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        drop(silent);
+    }
+
+    #[test]
+    fn a_request_sends_its_method_headers_and_body() {
+        let (addr, requests) = serve(vec![
+            b"HTTP/1.1 201 Created\r\nContent-Length: 7\r\n\r\ncreated".to_vec(),
+            b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n".to_vec(),
+            b"HTTP/1.1 204 No Content\r\n\r\n".to_vec(),
+        ]);
+        let timeout = Duration::from_secs(5);
+        let create = HttpRequest::post("/items?x=1")
+            .header("Content-Type", "application/json")
+            .header("user-agent", "my-test")
+            .body(r#"{"name":"lamp"}"#);
+        assert_eq!(create.send(addr, timeout), Ok((201, "created".into())));
+        let sent = requests.recv().unwrap();
+        assert!(sent.starts_with("POST /items?x=1 HTTP/1.1\r\n"), "{sent}");
+        assert!(
+            sent.contains("\r\nContent-Type: application/json\r\n"),
+            "{sent}"
+        );
+        assert!(sent.contains("\r\nuser-agent: my-test\r\n"), "{sent}");
+        assert!(!sent.contains("lifecycle-testing"), "replaced: {sent}");
+        assert!(sent.contains("\r\nContent-Length: 15\r\n"), "{sent}");
+        assert!(sent.contains("\r\nConnection: close\r\n"), "{sent}");
+        assert!(sent.ends_with("\r\n\r\n{\"name\":\"lamp\"}"), "{sent}");
+
+        // A HEAD's answer has a length and no body.
+        let head = HttpRequest::new("HEAD", "/items").send(addr, timeout);
+        assert_eq!(head, Ok((200, String::new())));
+        let sent = requests.recv().unwrap();
+        assert!(sent.starts_with("HEAD /items HTTP/1.1\r\n"), "{sent}");
+        assert!(!sent.contains("Content-Length"), "{sent}");
+
+        // A PUT with no body still says so.
+        let put = HttpRequest::put("/items/1").send(addr, timeout);
+        assert_eq!(put, Ok((204, String::new())));
+        let sent = requests.recv().unwrap();
+        assert!(sent.contains("\r\nContent-Length: 0\r\n"), "{sent}");
+    }
+
+    #[test]
+    fn a_malformed_request_is_refused_naming_what_to_fix() {
+        let message = |build: fn() -> HttpRequest| {
+            let panic = std::panic::catch_unwind(build).unwrap_err();
+            panic.downcast_ref::<String>().cloned().unwrap()
+        };
+        assert!(message(|| HttpRequest::get("items")).contains("must start with `/`"));
+        assert!(message(|| HttpRequest::get("/a b")).contains("no space"));
+        assert!(message(|| HttpRequest::new("GET /", "/")).contains("not an HTTP method"));
+        assert!(
+            message(|| HttpRequest::get("/").header("Content-Length", "3"))
+                .contains("Content-Length is not set by hand: the kit sets it from the body")
+        );
+        assert!(
+            message(|| HttpRequest::get("/").header("X-A", "b\r\nX-B: c"))
+                .contains("the value of X-A holds a line break")
+        );
+        assert!(message(|| HttpRequest::get("/").header("X A", "b")).contains("not a header name"));
+    }
 }

@@ -1,10 +1,15 @@
 //! The kubelet's probe loops, simulated from the service's own manifest:
 //! what the kubelet would have done with a running service, and why.
 //!
-//! The startup, liveness and readiness probes run on the manifest's
-//! schedule (periods and initial delays optionally scaled down, probe
-//! timeouts real) against the service's probe address, and the pure state
-//! machine in `prober.rs` decides as `pkg/kubelet/prober` does.
+//! A [`Manifest`] is what the kubelet reads of the service's pod template
+//! (its probes, as [`ProbeSpec`]s); a [`Kubelet`] runs the startup,
+//! liveness and readiness probes on that schedule (periods and initial
+//! delays optionally scaled down, probe timeouts real) against the
+//! service's probe address. [`Kubelet::watch`] runs it for a while and
+//! returns a [`KubeletReport`]; [`Kubelet::start`] runs it in the
+//! background as a [`KubeletSession`] while the test acts on the service.
+//! The report's [`KubeletEvent`]s (restarts, endpoint changes) carry the
+//! [`ProbeRecord`]s that decided them.
 
 mod manifest;
 mod prober;
@@ -18,8 +23,9 @@ use std::time::{Duration, Instant};
 
 pub use manifest::{Manifest, ProbeKind, ProbeSpec};
 
-use crate::probe::{probe, ProbeAnswer};
-use crate::service::{Error, Lines, Service, LOG_TAIL};
+use crate::error::{Error, ErrorKind};
+use crate::probe::{http_probe, ProbeAnswer};
+use crate::service::{Lines, Service, LOG_TAIL};
 use prober::{Decision, Pod};
 
 /// The shortest period a time scale leaves.
@@ -72,7 +78,7 @@ impl fmt::Display for EventKind {
 
 /// One probe the kubelet sent, and its answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Probed {
+pub struct ProbeRecord {
     /// Which probe.
     pub probe: ProbeKind,
     /// When the answer was judged, from the start of the watch.
@@ -81,7 +87,7 @@ pub struct Probed {
     pub answer: ProbeAnswer,
 }
 
-impl fmt::Display for Probed {
+impl fmt::Display for ProbeRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}: ", self.probe, seconds(self.at))?;
         let answer = &self.answer;
@@ -122,7 +128,7 @@ pub struct KubeletEvent {
     pub kind: EventKind,
     /// The answers that decided it; none for a start without a startup
     /// probe.
-    pub answers: Vec<Probed>,
+    pub answers: Vec<ProbeRecord>,
 }
 
 /// What the kubelet would have done with the service while it watched.
@@ -146,7 +152,7 @@ pub struct KubeletReport {
     /// Everything above, in order, with the answers that decided it.
     pub events: Vec<KubeletEvent>,
     /// Every answer, in the order they came.
-    pub probes: Vec<Probed>,
+    pub probes: Vec<ProbeRecord>,
     schedule: Vec<(ProbeKind, ProbeSpec)>,
     time_scale: f64,
     log_tail: Vec<String>,
@@ -168,7 +174,7 @@ impl KubeletReport {
         }
     }
 
-    fn record(&mut self, at: Duration, decision: Decision<Probed>) {
+    fn record(&mut self, at: Duration, decision: Decision<ProbeRecord>) {
         match decision.event {
             EventKind::Started => {
                 self.started_after.get_or_insert(at);
@@ -201,7 +207,7 @@ impl KubeletReport {
     }
 
     /// The answers to one probe.
-    pub fn probes_of(&self, kind: ProbeKind) -> impl Iterator<Item = &Probed> {
+    pub fn probes_of(&self, kind: ProbeKind) -> impl Iterator<Item = &ProbeRecord> {
         self.probes
             .iter()
             .filter(move |probed| probed.probe == kind)
@@ -368,7 +374,7 @@ impl fmt::Display for KubeletReport {
             )?;
         }
         writeln!(f)?;
-        let last: Vec<&Probed> = self
+        let last: Vec<&ProbeRecord> = self
             .schedule
             .iter()
             .filter_map(|(kind, _)| self.probes_of(*kind).last())
@@ -466,16 +472,43 @@ impl Kubelet {
         &self.manifest
     }
 
-    /// Watches `service` for `duration` and reports what the kubelet
-    /// would have done.
+    /// Probes `service` on the manifest's schedule for `duration` (real
+    /// time: scale the schedule with [`time_scale`](Self::time_scale), not
+    /// the duration), then reports what the kubelet would have done.
     pub fn watch(&self, service: &Service, duration: Duration) -> KubeletReport {
         self.start(service, duration).finish()
     }
 
-    /// Starts watching `service` in the background, for `duration` at
-    /// most, so that the test can act on the service meanwhile (and
-    /// [`wait_until`](Watch::wait_until) the kubelet reacts).
-    pub fn start(&self, service: &Service, duration: Duration) -> Watch {
+    /// Starts probing `service` in the background, for `duration` at most
+    /// (real time), so that the test can act on the service meanwhile and
+    /// [`wait_until`](KubeletSession::wait_until) the kubelet reacts; the
+    /// session's [`stop`](KubeletSession::stop) or
+    /// [`finish`](KubeletSession::finish) reports.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// use lifecycle_testing::{Kubelet, Manifest, Service};
+    ///
+    /// # fn main() -> Result<(), lifecycle_testing::Error> {
+    /// # let binary = "my-service";
+    /// let builder = Service::builder(binary);
+    /// let kubelet = Kubelet::new(Manifest::from_builder(&builder)?).time_scale(0.1);
+    /// let service = builder.start()?;
+    ///
+    /// let session = kubelet.start(&service, Duration::from_secs(30));
+    /// session.wait_until("the pod joins the endpoints", Duration::from_secs(10), |report| {
+    ///     report.in_endpoints()
+    /// })?;
+    /// // … break the service's dependency here …
+    /// session.wait_until("the pod leaves the endpoints", Duration::from_secs(10), |report| {
+    ///     !report.in_endpoints()
+    /// })?;
+    /// session.stop().assert_never_restarted();
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn start(&self, service: &Service, duration: Duration) -> KubeletSession {
         self.start_at(service.probe_addr(), Some(service.log_lines()), duration)
     }
 
@@ -492,7 +525,7 @@ impl Kubelet {
             .collect()
     }
 
-    fn start_at(&self, addr: SocketAddr, log: Option<Lines>, duration: Duration) -> Watch {
+    fn start_at(&self, addr: SocketAddr, log: Option<Lines>, duration: Duration) -> KubeletSession {
         let schedule = self.schedule();
         let started = Instant::now();
         let shared = Arc::new(Shared {
@@ -521,7 +554,7 @@ impl Kubelet {
                 })
                 .expect("a thread for the kubelet")
         };
-        Watch {
+        KubeletSession {
             shared,
             stop: sender,
             thread: Some(thread),
@@ -564,9 +597,12 @@ enum Message {
     Stop,
 }
 
-/// A watch running in the background ([`Kubelet::start`]). Dropping it
+/// The kubelet's probe loops running in the background against a service,
+/// from [`Kubelet::start`]: look at its [`report`](Self::report) so far,
+/// [`wait_until`](Self::wait_until) it shows something, then
+/// [`stop`](Self::stop) it or let it [`finish`](Self::finish). Dropping it
 /// stops it.
-pub struct Watch {
+pub struct KubeletSession {
     shared: Arc<Shared>,
     stop: mpsc::Sender<Message>,
     thread: Option<JoinHandle<()>>,
@@ -574,16 +610,17 @@ pub struct Watch {
     log: Option<Lines>,
 }
 
-impl fmt::Debug for Watch {
+impl fmt::Debug for KubeletSession {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Watch")
+        f.debug_struct("KubeletSession")
             .field("elapsed", &self.elapsed())
             .finish_non_exhaustive()
     }
 }
 
-impl Watch {
-    /// The time since the watch started: the clock of the report's times.
+impl KubeletSession {
+    /// The time since the session started: the clock of the report's
+    /// times.
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
     }
@@ -604,19 +641,11 @@ impl Watch {
         self.snapshot(&self.shared.lock())
     }
 
-    /// Waits until `condition` holds of the report (checked at every
-    /// answer), up to `deadline`; fails, naming `what` and showing the
-    /// timeline, when the deadline passes or the watch ends first.
-    ///
-    /// ```no_run
-    /// # use std::time::Duration;
-    /// # fn f(watch: &lifecycle_testing::Watch) -> Result<(), lifecycle_testing::Error> {
-    /// watch.wait_until("the pod joins the endpoints", Duration::from_secs(10), |report| {
-    ///     report.in_endpoints()
-    /// })?;
-    /// # Ok(())
-    /// # }
-    /// ```
+    /// Waits until `condition` holds of the report so far (checked at
+    /// every answer), up to `deadline`, and returns that report. When the
+    /// deadline passes or the session ends first, the error
+    /// ([`ErrorKind::TimedOut`]) names `what` was awaited and shows the
+    /// timeline. See [`Kubelet::start`].
     pub fn wait_until(
         &self,
         what: &str,
@@ -646,6 +675,7 @@ impl Watch {
             };
             let log_tail = report.log_tail.clone();
             return Err(Error::with_log(
+                ErrorKind::TimedOut,
                 format!(
                     "{why} ({} ms) before {what}\n{report}",
                     deadline.as_millis()
@@ -662,13 +692,13 @@ impl Watch {
         }
     }
 
-    /// Stops the watch now and reports.
+    /// Stops the session now and reports.
     pub fn stop(mut self) -> KubeletReport {
         self.end();
         self.report()
     }
 
-    /// Waits until the watch's duration has passed and reports.
+    /// Waits until the session's duration has passed and reports.
     pub fn finish(mut self) -> KubeletReport {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -677,7 +707,7 @@ impl Watch {
     }
 }
 
-impl Drop for Watch {
+impl Drop for KubeletSession {
     fn drop(&mut self) {
         self.end();
     }
@@ -733,11 +763,11 @@ fn drive(driver: Driver) {
                 for container in inbox {
                     let answer = match &grpc_service {
                         #[cfg(feature = "grpc")]
-                        Some(service) => crate::grpc_probe(addr, service, timeout).into(),
+                        Some(service) => crate::grpc::grpc_probe(addr, service, timeout).into(),
                         // The manifest parser refuses `grpc` probes then.
                         #[cfg(not(feature = "grpc"))]
                         Some(_) => unreachable!("a grpc probe without the grpc feature"),
-                        None => probe(addr, &path, timeout),
+                        None => http_probe(addr, &path, timeout),
                     };
                     let at = Instant::now();
                     let message = Message::Answer {
@@ -762,7 +792,7 @@ fn drive(driver: Driver) {
         });
     }
     drop(sender);
-    let mut pod: Pod<Probed> = Pod::new(thresholds);
+    let mut pod: Pod<ProbeRecord> = Pod::new(thresholds);
     let mut container_start = started;
     let decisions = pod.start_container();
     shared.update(|progress| {
@@ -817,7 +847,7 @@ fn drive(driver: Driver) {
             lane.in_flight = false;
         }
         let at_watch = at.saturating_duration_since(started);
-        let probed = Probed {
+        let probed = ProbeRecord {
             probe: kind,
             at: at_watch,
             answer,

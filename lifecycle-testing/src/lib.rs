@@ -12,7 +12,7 @@
 //!
 //! use lifecycle_testing::{Endpoint, Kubelet, Manifest, Service};
 //! # #[cfg(unix)]
-//! use lifecycle_testing::{http_get, Load, RequestError, Stop};
+//! use lifecycle_testing::{http_get, Error, Load, Stop};
 //!
 //! # fn main() -> Result<(), lifecycle_testing::Error> {
 //! # let binary = "my-service";
@@ -41,7 +41,7 @@
 //! let app = service.app_addr()?;
 //! let load = Load::new(move || match http_get(app, "/", Duration::from_secs(2))? {
 //!     (200, _) => Ok(()),
-//!     (status, _) => Err(RequestError::status(status)),
+//!     (status, _) => Err(Error::unexpected_status(status)),
 //! })
 //! .routed_for(Duration::from_millis(250)); // well within the drain delay
 //! let grace = Stop::grace(Duration::from_secs(30));
@@ -105,34 +105,33 @@
 // or system it needs.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod error;
 #[cfg(feature = "grpc")]
-mod grpc;
-mod http;
-mod kubelet;
+pub mod grpc;
+pub mod http;
+pub mod kubelet;
 // Across a stop, which is a signal: Unix only.
 #[cfg(unix)]
-mod load;
-mod probe;
-mod request;
-mod service;
+pub mod load;
+pub mod probe;
+pub mod service;
+mod wire;
 
-pub use kubelet::{
-    EventKind, Kubelet, KubeletEvent, KubeletReport, Manifest, ProbeKind, ProbeSpec, Probed, Watch,
-};
+pub use error::{Error, ErrorKind};
+pub use http::{http_get, HttpRequest};
+pub use kubelet::{Kubelet, Manifest};
 #[cfg(unix)]
-pub use load::{Failure, Load, LoadReport, SignalOffset};
-pub use probe::{
-    probe, CheckLine, Endpoint, ProbeAnswer, Verbose, DEFAULT_TIMEOUT, MAX_BODY, USER_AGENT,
-};
-pub use request::{http_get, ErrorKind, RequestError};
-pub use service::{Error, Exit, Service, ServiceBuilder};
+pub use load::Load;
+pub use probe::Endpoint;
 #[cfg(unix)]
-pub use service::{Stop, Stopped};
+pub use service::Stop;
+pub use service::{Service, ServiceBuilder};
 
-#[cfg(feature = "grpc")]
-#[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
-pub use grpc::{grpc_probe, Code, GrpcAnswer, GrpcWatch, ServingStatus, WatchEvent};
+pub use checks::{run_checks, CheckKind};
 
-/// In-process checks: run the checks a crate registers from its own unit
-/// tests, without starting a service.
-pub use lifecycle_runtime::{run_checks, CheckKind, CheckResult};
+/// In-process checks: run the checks a crate registers, from its own unit
+/// tests or an integration test of a library crate, without starting a
+/// service (see the crate documentation).
+pub mod checks {
+    pub use lifecycle_runtime::{run_checks, CheckKind, CheckResult};
+}

@@ -2,11 +2,12 @@
 //!
 //! [`Load`] sends requests from a few client threads while the service is
 //! stopped, and [`LoadReport`] says what became of each one relative to the
-//! signal and to the exit.
+//! signal and to the exit: each request that got no good answer is a
+//! [`FailedRequest`], sent at a [`SignalOffset`].
 //!
 //! Unix only, as the stop it runs across is ([`Service::stop_with`] sends
-//! a signal); what a request's closure uses ([`RequestError`],
-//! [`http_get`](crate::http_get)) is in request.rs, on every system.
+//! a signal); what a request's closure uses ([`Error`],
+//! [`http_get`](crate::http_get)) is on every system.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::request::{ErrorKind, RequestError};
-use crate::service::{Service, Stop, Stopped};
+use crate::error::{Error, ErrorKind};
+use crate::service::{Service, Stop, StopReport};
 
 /// How long [`Load::across_stop`] waits, past its warm-up, for a first
 /// answer before it stops the service anyway.
@@ -26,7 +27,7 @@ const AFTER_EXIT: Duration = Duration::from_secs(1);
 /// How many of the service's log lines a failed assertion shows.
 const LOG_TAIL: usize = 20;
 
-type Request = dyn Fn() -> Result<(), RequestError> + Send + Sync;
+type Request = dyn Fn() -> Result<(), Error> + Send + Sync;
 
 /// A steady load of requests from a few client threads, kept running
 /// across a stop of the service: the proof that a graceful stop loses
@@ -34,13 +35,13 @@ type Request = dyn Fn() -> Result<(), RequestError> + Send + Sync;
 ///
 /// The closure sends one request to the application and says what became
 /// of it: `Ok` for an answer it accepts, an error otherwise. Its error is
-/// anything that converts into a [`RequestError`] (an [`io::Error`](std::io::Error)
+/// anything that converts into an [`Error`] (an [`io::Error`](std::io::Error)
 /// does); it must bound its own request with a time-out.
 ///
 /// ```no_run
 /// use std::time::Duration;
 ///
-/// use lifecycle_testing::{http_get, Load, RequestError, Service, Stop};
+/// use lifecycle_testing::{http_get, Error, Load, Service, Stop};
 ///
 /// # fn main() -> Result<(), lifecycle_testing::Error> {
 /// # let binary = "my-service";
@@ -53,7 +54,7 @@ type Request = dyn Fn() -> Result<(), RequestError> + Send + Sync;
 ///
 /// let load = Load::new(move || match http_get(app, "/", Duration::from_secs(2))? {
 ///     (200, _) => Ok(()),
-///     (status, _) => Err(RequestError::status(status)),
+///     (status, _) => Err(Error::unexpected_status(status)),
 /// })
 /// .clients(4)
 /// .rate(200)
@@ -96,7 +97,7 @@ impl Load {
     pub fn new<F, T, E>(request: F) -> Load
     where
         F: Fn() -> Result<T, E> + Send + Sync + 'static,
-        E: Into<RequestError>,
+        E: Into<Error>,
     {
         Load {
             request: Arc::new(move || request().map(drop).map_err(Into::into)),
@@ -178,7 +179,7 @@ impl Load {
         service: &mut Service,
         stop: Stop,
         warmup: Duration,
-    ) -> (LoadReport, Stopped) {
+    ) -> (LoadReport, StopReport) {
         let running = Running::start(self);
         let started = Instant::now();
         while started.elapsed() < warmup
@@ -219,7 +220,7 @@ struct Record {
     sent: Instant,
     took: Duration,
     /// `None`: still running when the load was given up.
-    outcome: Option<Result<(), RequestError>>,
+    outcome: Option<Result<(), Error>>,
 }
 
 #[derive(Default)]
@@ -340,9 +341,10 @@ fn send(client: usize, shared: &Shared, request: &Request, turns: Option<(Instan
                     .map(|s| (*s).to_owned())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "a panic".to_owned());
-                Err(RequestError::failed(format!(
-                    "the request panicked: {message}"
-                )))
+                Err(Error::new(
+                    ErrorKind::Other,
+                    format!("the request panicked: {message}"),
+                ))
             });
         let took = sent.elapsed();
         if outcome.is_ok() {
@@ -397,25 +399,28 @@ impl fmt::Display for SignalOffset {
     }
 }
 
-/// A request that got no (good) answer.
+/// A request of the load that got no good answer: a record of the
+/// report, not an error of the kit.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    /// How it is counted.
-    pub kind: ErrorKind,
+pub struct FailedRequest {
+    /// What went wrong; its [`kind`](Error::kind) is how the report counts
+    /// it ([`ErrorKind::Refused`] as refused, [`ErrorKind::Reset`] as
+    /// reset, any other kind as failed). A request still running when the
+    /// load was given up is [`ErrorKind::TimedOut`], counted as
+    /// unfinished.
+    pub error: Error,
     /// When it was sent.
     pub sent: SignalOffset,
     /// How long it took to fail.
     pub took: Duration,
-    /// What went wrong.
-    pub error: String,
 }
 
-impl fmt::Display for Failure {
+impl fmt::Display for FailedRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "{}, sent at {}, after {:.1} ms: {}",
-            self.kind,
+            self.error.kind(),
             self.sent,
             self.took.as_secs_f64() * 1000.0,
             self.error
@@ -440,7 +445,8 @@ pub struct LoadReport {
     pub sent: u64,
     /// Answered to the closure's satisfaction.
     pub answered: u64,
-    /// Failed otherwise: time-outs, statuses the closure rejected…
+    /// Failed otherwise (any other [`ErrorKind`]): time-outs, answers the
+    /// closure rejected…
     pub failed: u64,
     /// Refused: nothing listened.
     pub refused: u64,
@@ -471,9 +477,9 @@ pub struct LoadReport {
     /// The first request (by the moment it was sent) that got no good
     /// answer, whatever the kind and the phase: usually the first refusal
     /// once the listener closed.
-    pub first_failure: Option<Failure>,
+    pub first_failure: Option<FailedRequest>,
     /// The first lost request (see [`lost`](Self::lost)).
-    pub first_lost: Option<Failure>,
+    pub first_lost: Option<FailedRequest>,
     /// The longest a request took.
     pub slowest: Duration,
     /// From the signal to the exit.
@@ -549,29 +555,32 @@ impl LoadReport {
                 Some(Err(error)) => error.clone(),
                 None => {
                     report.unfinished += 1;
-                    RequestError::failed(format!(
-                        "still running {} ms after it was sent",
-                        record.took.as_millis()
-                    ))
+                    Error::new(
+                        ErrorKind::TimedOut,
+                        format!(
+                            "still running {} ms after it was sent",
+                            record.took.as_millis()
+                        ),
+                    )
                 }
             };
+            let kind = failure.kind();
             if record.outcome.is_some() {
-                *match failure.kind {
+                *match kind {
                     ErrorKind::Refused => &mut report.refused,
                     ErrorKind::Reset => &mut report.reset,
-                    ErrorKind::Failed => &mut report.failed,
+                    _ => &mut report.failed,
                 } += 1;
             }
-            let failure = Failure {
-                kind: failure.kind,
+            let failure = FailedRequest {
+                error: failure,
                 sent: SignalOffset::of(record.sent, at.signalled),
                 took: record.took,
-                error: failure.message,
             };
             // A refusal is lost only when the service should have been
             // listening: before the signal, or while still routed to.
             let listening = before_signal || (routed && judged);
-            let lost = judged && (failure.kind != ErrorKind::Refused || listening);
+            let lost = judged && (kind != ErrorKind::Refused || listening);
             if lost {
                 report.lost += 1;
                 if report.first_lost.is_none() {
@@ -702,7 +711,7 @@ mod tests {
 
     use super::*;
 
-    fn record(sent: Instant, outcome: Option<Result<(), RequestError>>) -> Record {
+    fn record(sent: Instant, outcome: Option<Result<(), Error>>) -> Record {
         Record {
             sent,
             took: Duration::from_millis(1),
@@ -724,16 +733,28 @@ mod tests {
             record(ms(-100), Some(Ok(()))),
             record(
                 ms(-50),
-                Some(Err(RequestError::refused("before the signal"))),
+                Some(Err(Error::new(ErrorKind::Refused, "before the signal"))),
             ),
             record(ms(10), Some(Ok(()))),
-            record(ms(100), Some(Err(RequestError::refused("closed early")))),
+            record(
+                ms(100),
+                Some(Err(Error::new(ErrorKind::Refused, "closed early"))),
+            ),
             record(ms(200), Some(Ok(()))),
-            record(ms(300), Some(Err(RequestError::refused("listener closed")))),
-            record(ms(301), Some(Err(RequestError::reset("in the close")))),
-            record(ms(350), Some(Err(RequestError::failed("timed out")))),
+            record(
+                ms(300),
+                Some(Err(Error::new(ErrorKind::Refused, "listener closed"))),
+            ),
+            record(
+                ms(301),
+                Some(Err(Error::new(ErrorKind::Reset, "in the close"))),
+            ),
+            record(
+                ms(350),
+                Some(Err(Error::new(ErrorKind::TimedOut, "timed out"))),
+            ),
             record(ms(400), None),
-            record(ms(600), Some(Err(RequestError::refused("gone")))),
+            record(ms(600), Some(Err(Error::new(ErrorKind::Refused, "gone")))),
             record(ms(601), Some(Ok(()))),
         ];
         let moments = |routed: Option<i64>| Moments {
@@ -762,7 +783,7 @@ mod tests {
         // refusals after the signal nor anything after the exit.
         assert_eq!((strict.lost(), strict.judged), (4, 9));
         let first_lost = strict.first_lost.as_ref().unwrap();
-        assert_eq!(first_lost.kind, ErrorKind::Refused);
+        assert_eq!(first_lost.error.kind(), ErrorKind::Refused);
         assert_eq!(
             first_lost.sent,
             SignalOffset::Before(Duration::from_millis(50))
@@ -809,7 +830,10 @@ mod tests {
                 record(signalled - Duration::from_millis(5), Some(Ok(()))),
                 record(
                     signalled + Duration::from_millis(20),
-                    Some(Err(RequestError::reset("connection reset by peer"))),
+                    Some(Err(Error::new(
+                        ErrorKind::Reset,
+                        "connection reset by peer",
+                    ))),
                 ),
             ],
             moments,
@@ -835,11 +859,11 @@ mod tests {
                 record(signalled + Duration::from_millis(5), Some(Ok(()))),
                 record(
                     signalled + Duration::from_millis(300),
-                    Some(Err(RequestError::refused("closed"))),
+                    Some(Err(Error::new(ErrorKind::Refused, "closed"))),
                 ),
                 record(
                     signalled + Duration::from_millis(700),
-                    Some(Err(RequestError::refused("gone"))),
+                    Some(Err(Error::new(ErrorKind::Refused, "gone"))),
                 ),
             ],
             moments,
@@ -870,7 +894,7 @@ mod tests {
         let report = LoadReport::new(
             &[record(
                 signalled,
-                Some(Err(RequestError::failed("timed out"))),
+                Some(Err(Error::new(ErrorKind::TimedOut, "timed out"))),
             )],
             Moments {
                 signalled,
@@ -888,7 +912,7 @@ mod tests {
         let counted = count.clone();
         let load = Load::new(move || {
             counted.fetch_add(1, Ordering::SeqCst);
-            Ok::<_, RequestError>(())
+            Ok::<_, Error>(())
         })
         .clients(2)
         .rate(100);

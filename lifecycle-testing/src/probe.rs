@@ -1,13 +1,18 @@
 //! Probing as the kubelet's HTTP prober does: a new connection for every
 //! probe, `User-Agent: kube-probe/…`, success on 200–399, at most 10 KiB of
 //! body read, and a time-out over the whole exchange.
+//!
+//! [`Service::probe`](crate::Service::probe) probes one of the service's
+//! [`Endpoint`]s; [`http_probe`] probes any address. A [`ProbeAnswer`] is
+//! judged as the kubelet judges it, and a `?verbose` answer reads as a
+//! [`VerboseAnswer`], one [`CheckLine`] per check.
 
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::http::{self, BodyLimit};
+use crate::wire::{self, BodyLimit};
 
 /// What the kubelet reads of a probe's body at most.
 pub const MAX_BODY: usize = 10 * 1024;
@@ -76,8 +81,8 @@ impl ProbeAnswer {
     }
 
     /// The body as a verbose answer (meaningful for `?verbose` probes).
-    pub fn verbose(&self) -> Verbose {
-        Verbose::parse(&self.body)
+    pub fn verbose(&self) -> VerboseAnswer {
+        VerboseAnswer::parse(&self.body)
     }
 }
 
@@ -105,10 +110,14 @@ impl fmt::Display for ProbeAnswer {
     }
 }
 
-/// Sends one probe of `path` to `addr`, within `timeout` in all.
-pub fn probe(addr: SocketAddr, path: &str, timeout: Duration) -> ProbeAnswer {
+/// Sends one HTTP probe of `path` (`/livez`, `/readyz/db?verbose`) to
+/// `addr`, as the kubelet does, within `timeout` in all (the manifest's
+/// `timeoutSeconds`; [`DEFAULT_TIMEOUT`] is the kubelet's default). A
+/// probe that gets no answer is a failed [`ProbeAnswer`] saying why, not
+/// an error.
+pub fn http_probe(addr: SocketAddr, path: &str, timeout: Duration) -> ProbeAnswer {
     let started = Instant::now();
-    let answer = http::get(
+    let answer = wire::get(
         addr,
         path,
         timeout,
@@ -144,7 +153,7 @@ fn describe(error: &io::Error, timeout: Duration) -> String {
 
 /// A verbose answer (`?verbose`), line by line.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Verbose {
+pub struct VerboseAnswer {
     /// One entry per `[+]` or `[-]` line, in order.
     pub checks: Vec<CheckLine>,
     /// The closing `… check passed` or `… check failed` line's verdict.
@@ -168,10 +177,10 @@ pub struct CheckLine {
     pub details: Vec<(String, String)>,
 }
 
-impl Verbose {
+impl VerboseAnswer {
     /// Parses the text of a `?verbose` answer.
-    pub fn parse(text: &str) -> Verbose {
-        let mut verbose = Verbose::default();
+    pub fn parse(text: &str) -> VerboseAnswer {
+        let mut verbose = VerboseAnswer::default();
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix("[+]") {
                 let (name, after) = rest.split_once(' ').unwrap_or((rest, ""));
@@ -231,7 +240,7 @@ mod tests {
 
     #[test]
     fn verbose_answers_parse_into_checks() {
-        let verbose = Verbose::parse(
+        let verbose = VerboseAnswer::parse(
             "[+]lifecycle ok\n[+]db ok (pool=3, mode=rw)\n[-]cache failed: refused (retries=2)\n\
              [+]queue excluded: ok\nwarn: some health checks cannot be excluded: no matches for \"x\"\n\
              readyz check failed\n",
@@ -257,7 +266,7 @@ mod tests {
             .unwrap()
             .local_addr()
             .unwrap();
-        let answer = probe(port, "/livez", DEFAULT_TIMEOUT);
+        let answer = http_probe(port, "/livez", DEFAULT_TIMEOUT);
         assert!(!answer.passed());
         assert!(answer.error.is_some(), "{answer}");
     }
@@ -282,10 +291,10 @@ mod tests {
             }
             seen
         });
-        let redirect = probe(addr, "/readyz", DEFAULT_TIMEOUT);
+        let redirect = http_probe(addr, "/readyz", DEFAULT_TIMEOUT);
         assert!(redirect.passed(), "3xx passes: {redirect}");
         assert_eq!(redirect.body.len(), MAX_BODY);
-        let unavailable = probe(addr, "/readyz", DEFAULT_TIMEOUT);
+        let unavailable = http_probe(addr, "/readyz", DEFAULT_TIMEOUT);
         assert!(!unavailable.passed());
         let requests = server.join().unwrap();
         assert!(requests[0].contains(&format!("User-Agent: {USER_AGENT}\r\n")));
@@ -296,7 +305,7 @@ mod tests {
     fn a_silent_server_times_the_probe_out() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let answer = probe(addr, "/livez", Duration::from_millis(200));
+        let answer = http_probe(addr, "/livez", Duration::from_millis(200));
         assert!(!answer.passed());
         assert_eq!(answer.error.as_deref(), Some("timed out after 200 ms"));
         assert!(answer.elapsed < Duration::from_secs(2), "{answer:?}");

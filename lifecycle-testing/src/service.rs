@@ -1,6 +1,11 @@
-//! A service binary run as the kubelet runs it: started on probe port 0,
-//! probed from outside, stopped with SIGTERM and a grace period (on Unix;
-//! on Windows, killed).
+//! Starting and stopping a service binary as the kubelet runs it: started
+//! on probe port 0, probed from outside, stopped with SIGTERM and a grace
+//! period (on Unix; on Windows, killed).
+//!
+//! [`Service::builder`] sets up the program, its arguments and variables
+//! ([`ServiceBuilder`]); [`ServiceBuilder::start`] starts it and waits for
+//! `/startupz`. A [`Stop`] says how to stop it, and the [`StopReport`]
+//! what the stop showed; an [`Exit`] is how its process ended.
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -12,7 +17,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::probe::{probe, Endpoint, ProbeAnswer, Verbose, DEFAULT_TIMEOUT};
+use crate::error::{Error, ErrorKind};
+use crate::probe::{http_probe, Endpoint, ProbeAnswer, VerboseAnswer, DEFAULT_TIMEOUT};
 
 /// How long a service may take to bind its probe port, by default: a debug
 /// build on a loaded machine.
@@ -27,49 +33,6 @@ const KILLED_DEADLINE: Duration = Duration::from_secs(10);
 /// How long, once the process has exited, the readers may take to reach
 /// the end of its output (longer only if another process holds the pipes).
 const OUTPUT_DRAIN: Duration = Duration::from_secs(1);
-
-/// Why a service could not be started or did not do what was waited for.
-/// Its `Debug` form, which `unwrap` prints, ends with the service's last
-/// log lines.
-pub struct Error {
-    message: String,
-    log_tail: Vec<String>,
-}
-
-impl Error {
-    fn new(message: impl Into<String>, log: &Lines) -> Error {
-        Error::with_log(message, log.tail(LOG_TAIL))
-    }
-
-    /// An error showing `log_tail` as the service's last log lines.
-    pub(crate) fn with_log(message: impl Into<String>, log_tail: Vec<String>) -> Error {
-        Error {
-            message: message.into(),
-            log_tail,
-        }
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)?;
-        if !self.log_tail.is_empty() {
-            write!(f, "\nthe service's last log lines:")?;
-            for line in &self.log_tail {
-                write!(f, "\n  {line}")?;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-impl std::error::Error for Error {}
 
 /// How a process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,12 +114,13 @@ impl Stop {
     }
 }
 
-/// What a stop showed.
+/// What a stop showed: how the process ended, when, whether `/readyz`
+/// failed first, and what it wrote.
 ///
 /// Unix only, as [`Stop`] is.
 #[cfg(unix)]
 #[derive(Debug, Clone)]
-pub struct Stopped {
+pub struct StopReport {
     /// How the process ended.
     pub exit: Exit,
     /// From the first signal to the exit.
@@ -339,9 +303,11 @@ impl ServiceBuilder {
     /// Starts the service and waits until its probe server listens; it may
     /// still be starting.
     pub fn spawn(self) -> Result<Service, Error> {
-        let scratch = Scratch::new().map_err(|e| Error {
-            message: format!("cannot make a temporary folder: {e}"),
-            log_tail: Vec::new(),
+        let scratch = Scratch::new().map_err(|e| {
+            Error::new(
+                ErrorKind::Spawn,
+                format!("cannot make a temporary folder: {e}"),
+            )
         })?;
         let addr_file = scratch.0.join("probe-addr");
         let termination_log = scratch.0.join("termination-log");
@@ -371,9 +337,11 @@ impl ServiceBuilder {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| Error {
-                message: format!("cannot start {}: {e}", self.program.display()),
-                log_tail: Vec::new(),
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Spawn,
+                    format!("cannot start {}: {e}", self.program.display()),
+                )
             })?;
         let stdin = child.stdin.take();
         let stdout = Lines::collect(child.stdout.take().expect("piped stdout"));
@@ -503,17 +471,23 @@ impl Service {
                 return Ok(found);
             }
             if let Some(exit) = self.try_exit() {
-                return Err(self.error(format!(
-                    "{} exited ({exit:?}) before {awaited}",
-                    self.program.display()
-                )));
+                return Err(self.error(
+                    ErrorKind::Exited,
+                    format!(
+                        "{} exited ({exit}) before {awaited}",
+                        self.program.display()
+                    ),
+                ));
             }
             if Instant::now() > until {
-                return Err(self.error(format!(
-                    "{} {missed} within {} ms",
-                    self.program.display(),
-                    self.start_deadline.as_millis()
-                )));
+                return Err(self.error(
+                    ErrorKind::TimedOut,
+                    format!(
+                        "{} {missed} within {} ms",
+                        self.program.display(),
+                        self.start_deadline.as_millis()
+                    ),
+                ));
             }
             std::thread::sleep(POLL);
         }
@@ -524,8 +498,9 @@ impl Service {
         self.pid
     }
 
-    fn error(&self, message: String) -> Error {
-        Error::new(message, &self.stderr)
+    /// An error of `kind` showing the service's last log lines.
+    fn error(&self, kind: ErrorKind, message: String) -> Error {
+        Error::with_log(kind, message, self.stderr.tail(LOG_TAIL))
     }
 
     /// The service's log (stderr), as it grows.
@@ -541,7 +516,7 @@ impl Service {
 
     /// Probes any path (`/readyz/db`, `/livez?exclude=x`), within `timeout`.
     pub fn probe_path(&self, path: &str, timeout: Duration) -> ProbeAnswer {
-        probe(self.probe_addr, path, timeout)
+        http_probe(self.probe_addr, path, timeout)
     }
 
     /// Probes gRPC health service `service` (`livez`, `readyz/db`, `""`)
@@ -549,33 +524,30 @@ impl Service {
     /// default 1 s timeout.
     #[cfg(feature = "grpc")]
     #[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
-    pub fn grpc_probe(&self, service: &str) -> crate::GrpcAnswer {
-        crate::grpc_probe(self.probe_addr, service, DEFAULT_TIMEOUT)
+    pub fn grpc_probe(&self, service: &str) -> crate::grpc::GrpcAnswer {
+        crate::grpc::grpc_probe(self.probe_addr, service, DEFAULT_TIMEOUT)
     }
 
-    /// Opens a gRPC `Watch` of `service` on the probe port.
+    /// Opens a gRPC `Watch` of health service `service` on the probe port,
+    /// connecting within 5 s.
     #[cfg(feature = "grpc")]
     #[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
-    pub fn grpc_watch(&self, service: &str) -> Result<crate::GrpcWatch, Error> {
-        crate::GrpcWatch::open(self.probe_addr, service, Duration::from_secs(5))
-            .map_err(|e| self.error(format!("gRPC Watch {service:?}: {e}")))
+    pub fn grpc_watch(&self, service: &str) -> Result<crate::grpc::GrpcWatch, Error> {
+        crate::grpc::GrpcWatch::open(self.probe_addr, service, Duration::from_secs(5))
+            .map_err(|e| self.error(e.kind(), e.message().to_owned()))
     }
 
     /// Probes `endpoint` with `?verbose` and reads its per-check lines.
-    pub fn verbose(&self, endpoint: Endpoint) -> Verbose {
+    pub fn verbose(&self, endpoint: Endpoint) -> VerboseAnswer {
         self.probe_path(&format!("{}?verbose", endpoint.path()), DEFAULT_TIMEOUT)
             .verbose()
     }
 
-    /// Why an assertion about `endpoint` failed: the verbose answer and the
-    /// last log lines.
+    /// Why `endpoint` did not do what was expected: the expectation and
+    /// the endpoint's verbose answer now.
     fn explain(&self, endpoint: Endpoint, expectation: &str) -> String {
         let verbose = self.probe_path(&format!("{}?verbose", endpoint.path()), DEFAULT_TIMEOUT);
-        Error::new(
-            format!("{endpoint} {expectation}\nits verbose answer: {verbose}"),
-            &self.stderr,
-        )
-        .to_string()
+        format!("{endpoint} {expectation}\nits verbose answer: {verbose}")
     }
 
     /// Panics, with the verbose answer and the last log lines, unless
@@ -584,7 +556,8 @@ impl Service {
     pub fn assert_passing(&self, endpoint: Endpoint) -> ProbeAnswer {
         let answer = self.probe(endpoint);
         if !answer.passed() {
-            panic!("{}", self.explain(endpoint, "should pass but failed"));
+            let why = self.explain(endpoint, "should pass but failed");
+            panic!("{}", self.error(ErrorKind::UnexpectedAnswer, why));
         }
         answer
     }
@@ -595,7 +568,8 @@ impl Service {
     pub fn assert_failing(&self, endpoint: Endpoint) -> ProbeAnswer {
         let answer = self.probe(endpoint);
         if answer.passed() {
-            panic!("{}", self.explain(endpoint, "should fail but passed"));
+            let why = self.explain(endpoint, "should fail but passed");
+            panic!("{}", self.error(ErrorKind::UnexpectedAnswer, why));
         }
         answer
     }
@@ -619,13 +593,11 @@ impl Service {
                 return Err(self.exited_while(exit, &format!("waiting for {endpoint} to {state}")));
             }
             if Instant::now() > until {
-                return Err(Error::new(
-                    self.explain(
-                        endpoint,
-                        &format!("did not {state} within {} ms", deadline.as_millis()),
-                    ),
-                    &Lines::default(),
-                ));
+                let why = self.explain(
+                    endpoint,
+                    &format!("did not {state} within {} ms", deadline.as_millis()),
+                );
+                return Err(self.error(ErrorKind::TimedOut, why));
             }
             std::thread::sleep(POLL);
         }
@@ -667,10 +639,13 @@ impl Service {
                 );
             }
             if Instant::now() > until {
-                return Err(self.error(format!(
-                    "no log line with {needle:?} within {} ms",
-                    deadline.as_millis()
-                )));
+                return Err(self.error(
+                    ErrorKind::TimedOut,
+                    format!(
+                        "no log line with {needle:?} within {} ms",
+                        deadline.as_millis()
+                    ),
+                ));
             }
             std::thread::sleep(POLL);
         }
@@ -743,11 +718,13 @@ impl Service {
             .termination_message()
             .map(|m| format!(": {m}"))
             .unwrap_or_default();
-        self.error(format!(
-            "{} exited ({}) while {waiting}{reason}",
-            self.program.display(),
-            exit
-        ))
+        self.error(
+            ErrorKind::Exited,
+            format!(
+                "{} exited ({exit}) while {waiting}{reason}",
+                self.program.display()
+            ),
+        )
     }
 
     /// Whether the process is still running.
@@ -773,7 +750,10 @@ impl Service {
                 return Ok(exit);
             }
             if Instant::now() > until {
-                return Err(self.error(format!("still running after {} ms", deadline.as_millis())));
+                return Err(self.error(
+                    ErrorKind::TimedOut,
+                    format!("still running after {} ms", deadline.as_millis()),
+                ));
             }
             std::thread::sleep(POLL);
         }
@@ -784,7 +764,7 @@ impl Service {
     ///
     /// Unix only (see [`Stop`]); on Windows, [`kill`](Self::kill).
     #[cfg(unix)]
-    pub fn stop(&mut self, grace: Duration) -> Stopped {
+    pub fn stop(&mut self, grace: Duration) -> StopReport {
         self.stop_with(Stop::grace(grace))
     }
 
@@ -792,7 +772,7 @@ impl Service {
     ///
     /// Unix only (see [`Stop`]).
     #[cfg(unix)]
-    pub fn stop_with(&mut self, stop: Stop) -> Stopped {
+    pub fn stop_with(&mut self, stop: Stop) -> StopReport {
         let addr = self.probe_addr;
         let signalled = Instant::now();
         let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -806,7 +786,7 @@ impl Service {
                     // failing status: a refused connection or a time-out
                     // is not the service saying "not ready".
                     let sent = Instant::now();
-                    let answer = probe(addr, Endpoint::Readyz.path(), DEFAULT_TIMEOUT);
+                    let answer = http_probe(addr, Endpoint::Readyz.path(), DEFAULT_TIMEOUT);
                     if sent >= signalled && answer.status.is_some() && !answer.passed() {
                         return Some(signalled.elapsed());
                     }
@@ -847,7 +827,7 @@ impl Service {
             .flatten()
             .filter(|after| *after <= signal_to_exit);
         self.drain_output();
-        Stopped {
+        StopReport {
             exit,
             signal_to_exit,
             unready_after,

@@ -9,7 +9,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use lifecycle_runtime::grpc::proto::health_client::HealthClient;
 use lifecycle_runtime::grpc::proto::HealthListRequest;
-use lifecycle_testing::ServingStatus;
+use lifecycle_testing::grpc::ServingStatus;
 
 use crate::CLIENT_TIMEOUT;
 

@@ -63,7 +63,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lifecycle_testing::{ProbeAnswer, Service, ServiceBuilder, DEFAULT_TIMEOUT};
+use lifecycle_testing::probe::{ProbeAnswer, DEFAULT_TIMEOUT};
+use lifecycle_testing::{Service, ServiceBuilder};
 
 /// How long a request that is not a kubelet probe may take: the
 /// application's, a probe whose latency a test measures beyond the

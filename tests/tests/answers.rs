@@ -116,7 +116,7 @@ fn a_reason_with_newlines_forges_no_line() {
         0,
         "{lines:#?}"
     );
-    let parsed = lifecycle_testing::Verbose::parse(&verbose.body);
+    let parsed = lifecycle_testing::probe::VerboseAnswer::parse(&verbose.body);
     assert_eq!(parsed.passed, Some(false));
     assert!(parsed.check("fake").is_none() && parsed.check("fake2").is_none());
     // The kubelet's plain answer: the one failing line.

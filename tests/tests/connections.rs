@@ -32,7 +32,9 @@ use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use lifecycle_runtime::grpc::proto::health_client::HealthClient;
 use lifecycle_runtime::grpc::proto::{HealthCheckRequest, HealthCheckResponse};
-use lifecycle_testing::{probe, Service, Stop, Stopped, DEFAULT_TIMEOUT};
+use lifecycle_testing::probe::{http_probe, DEFAULT_TIMEOUT};
+use lifecycle_testing::service::StopReport;
+use lifecycle_testing::{Service, Stop};
 use lifecycle_tests::{fixture, try_request, KeepAliveClient, Scratch, ServiceExt, CLIENT_TIMEOUT};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::runtime::Runtime;
@@ -195,7 +197,7 @@ impl Streams {
 
     /// SIGTERM, and the kubelet's grace: the instant of the signal, and
     /// what the stop showed.
-    fn stop(&mut self) -> (Instant, Stopped) {
+    fn stop(&mut self) -> (Instant, StopReport) {
         let signalled = Instant::now();
         let stopped = self.service.stop_with(Stop::grace(GRACE));
         eprintln!("signal to exit: {:?}", stopped.signal_to_exit);
@@ -204,7 +206,7 @@ impl Streams {
 
     /// [`Streams::stop`], asserting that the service exited 0 and that
     /// the hook flushed the writes.
-    fn stop_cleanly(&mut self) -> (Instant, Stopped) {
+    fn stop_cleanly(&mut self) -> (Instant, StopReport) {
         let (signalled, stopped) = self.stop();
         assert_eq!(stopped.exit.code, Some(0), "{stopped:?}");
         self.assert_flushed();
@@ -214,7 +216,7 @@ impl Streams {
     /// [`Streams::stop_cleanly`] where lifecycle ends the connections at
     /// the [`CONNECTION_DRAIN`]'s end: asserts that the exit followed,
     /// within the time the ended connections may discard for.
-    fn stop_at_connection_drain(&mut self) -> (Instant, Stopped) {
+    fn stop_at_connection_drain(&mut self) -> (Instant, StopReport) {
         let (signalled, stopped) = self.stop_cleanly();
         let ended = connection_drain_end();
         assert_within(
@@ -966,7 +968,7 @@ fn wait_until(service: &Service, mut check: impl FnMut() -> Result<(), String>) 
 /// reason is `expected`, or panics at the deadline with the last one.
 fn wait_for_lifecycle_reason(service: &Service, expected: &str) {
     wait_until(service, || {
-        let answer = probe(service.probe_addr(), "/readyz?verbose", DEFAULT_TIMEOUT);
+        let answer = http_probe(service.probe_addr(), "/readyz?verbose", DEFAULT_TIMEOUT);
         let verbose = answer.verbose();
         let reason = verbose.check("lifecycle").and_then(|c| c.reason.as_deref());
         if reason == Some(expected) {

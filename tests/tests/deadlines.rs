@@ -5,7 +5,8 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use lifecycle_testing::{Endpoint, ProbeAnswer, Service, Stop};
+use lifecycle_testing::probe::ProbeAnswer;
+use lifecycle_testing::{Endpoint, Service, Stop};
 use lifecycle_tests::{
     fixture, http_get, raise_open_file_limit, wait_accepted, ServiceExt, CLIENT_TIMEOUT,
 };
@@ -363,7 +364,7 @@ fn a_hundred_concurrent_probes_share_one_run() {
             std::thread::spawn(move || {
                 barrier.wait();
                 // The check takes 1.5 s, within its own 3 s timeout.
-                lifecycle_testing::probe(addr, "/readyz/coalesced", CLIENT_TIMEOUT)
+                lifecycle_testing::probe::http_probe(addr, "/readyz/coalesced", CLIENT_TIMEOUT)
             })
         })
         .collect();

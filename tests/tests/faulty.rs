@@ -30,7 +30,8 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use lifecycle_testing::{Endpoint, Service, Stop, MAX_BODY, USER_AGENT};
+use lifecycle_testing::probe::{MAX_BODY, USER_AGENT};
+use lifecycle_testing::{Endpoint, Service, Stop};
 use lifecycle_tests::{fixture, termination_log_path, try_request, ServiceExt};
 
 const FAULTY: &str = env!("CARGO_BIN_EXE_faulty");

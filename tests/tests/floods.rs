@@ -25,7 +25,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use lifecycle_testing::{probe, Endpoint, ProbeAnswer, Service, DEFAULT_TIMEOUT};
+use lifecycle_testing::probe::{http_probe, ProbeAnswer, DEFAULT_TIMEOUT};
+use lifecycle_testing::{Endpoint, Service};
 use lifecycle_tests::{accept_queue, fixture, raise_open_file_limit};
 
 const TESTBED: &str = env!("CARGO_BIN_EXE_testbed");
@@ -361,7 +362,7 @@ impl Prober {
                 };
                 watch
                     .answers
-                    .push(probe(addr, endpoint.path(), DEFAULT_TIMEOUT));
+                    .push(http_probe(addr, endpoint.path(), DEFAULT_TIMEOUT));
                 watch.fds_peak = watch.fds_peak.max(open_fds(pid));
                 watch.queue_peak = watch.queue_peak.max(accept_queue(addr));
                 // A steady cadence, as the kubelet's; a late probe does not
@@ -743,7 +744,8 @@ fn a_burst_that_comes_while_the_probe_server_cannot_run_is_queued_and_answered()
     // The kubelet's probe comes behind the burst; the service runs again
     // once the probe is queued, and the probe's one second counts from its
     // connection.
-    let queued = std::thread::spawn(move || probe(addr, Endpoint::Livez.path(), DEFAULT_TIMEOUT));
+    let queued =
+        std::thread::spawn(move || http_probe(addr, Endpoint::Livez.path(), DEFAULT_TIMEOUT));
     wait_until(
         DEADLINE,
         || format!("the probe never queued: {} queued", accept_queue(addr)),

@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use lifecycle_testing::{Code, GrpcAnswer, Service, ServingStatus, WatchEvent};
+use lifecycle_testing::grpc::{Code, GrpcAnswer, GrpcWatchEvent, ServingStatus};
+use lifecycle_testing::Service;
 use lifecycle_tests::{fixture, ServiceExt};
 
 const TESTBED: &str = env!("CARGO_BIN_EXE_testbed");
@@ -136,10 +137,13 @@ fn unknown_names_are_not_found_from_check_and_service_unknown_from_watch() {
     let mut watch = service.grpc_watch("nope").unwrap();
     assert_eq!(
         watch.next(DEADLINE),
-        WatchEvent::Status(ServingStatus::ServiceUnknown)
+        GrpcWatchEvent::Status(ServingStatus::ServiceUnknown)
     );
     // The protocol keeps the stream open on an unknown name.
-    assert_eq!(watch.next(Duration::from_millis(1500)), WatchEvent::Silent);
+    assert_eq!(
+        watch.next(Duration::from_millis(1500)),
+        GrpcWatchEvent::Silent
+    );
 }
 
 #[test]
@@ -185,7 +189,8 @@ fn http2_without_grpc_gets_the_http_answers() {
 
 #[test]
 fn the_kits_kubelet_runs_grpc_probes_from_a_manifest() {
-    use lifecycle_testing::{EventKind, Kubelet, Manifest, ProbeKind};
+    use lifecycle_testing::kubelet::{EventKind, ProbeKind};
+    use lifecycle_testing::{Kubelet, Manifest};
 
     let manifest = Manifest::parse(
         "spec:\n  containers:\n  - name: app\n\

@@ -20,7 +20,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use lifecycle_testing::{probe, Service, DEFAULT_TIMEOUT};
+use lifecycle_testing::probe::{http_probe, DEFAULT_TIMEOUT};
+use lifecycle_testing::Service;
 use lifecycle_tests::{fixture, raise_open_file_limit, ServiceExt};
 
 const TESTBED: &str = env!("CARGO_BIN_EXE_testbed");
@@ -464,7 +465,7 @@ impl Prober {
             let mut probed = Vec::new();
             while !stopping.load(Ordering::SeqCst) {
                 let tick = Instant::now();
-                let answer = probe(addr, "/livez", DEFAULT_TIMEOUT);
+                let answer = http_probe(addr, "/livez", DEFAULT_TIMEOUT);
                 probed.push(Probed {
                     protocol: "http",
                     took: answer.elapsed,

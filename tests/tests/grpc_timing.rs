@@ -7,7 +7,8 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use lifecycle_testing::{Endpoint, ServingStatus, WatchEvent};
+use lifecycle_testing::grpc::{GrpcWatchEvent, ServingStatus};
+use lifecycle_testing::Endpoint;
 use lifecycle_tests::{fixture, ServiceExt};
 
 const TESTBED: &str = env!("CARGO_BIN_EXE_testbed");
@@ -39,7 +40,7 @@ fn watch_sees_sigterm_at_once_while_livez_serves_through_the_drain() {
     for watch in [&mut ready, &mut overall, &mut live] {
         assert_eq!(
             watch.next(DEADLINE),
-            WatchEvent::Status(ServingStatus::Serving)
+            GrpcWatchEvent::Status(ServingStatus::Serving)
         );
     }
     let signalled = Instant::now();
@@ -63,12 +64,16 @@ fn watch_sees_sigterm_at_once_while_livez_serves_through_the_drain() {
     // livez serves on through the drain: no message until the stream ends,
     // cleanly, when the probe server stops.
     let ended = live.next(DEADLINE);
-    assert_eq!(ended, WatchEvent::Ended, "livez's Watch during the drain");
+    assert_eq!(
+        ended,
+        GrpcWatchEvent::Ended,
+        "livez's Watch during the drain"
+    );
     assert!(
         signalled.elapsed() >= Duration::from_millis(1500),
         "the livez stream ended before the drain was over"
     );
-    assert_eq!(ready.next(DEADLINE), WatchEvent::Ended);
+    assert_eq!(ready.next(DEADLINE), GrpcWatchEvent::Ended);
     assert_eq!(service.wait_exit(DEADLINE).unwrap().code, Some(0));
 }
 
@@ -85,7 +90,7 @@ fn watch_sees_the_end_of_start_up_at_once() {
     for watch in [&mut startup, &mut ready] {
         assert_eq!(
             watch.next(DEADLINE),
-            WatchEvent::Status(ServingStatus::NotServing)
+            GrpcWatchEvent::Status(ServingStatus::NotServing)
         );
     }
     let released = Instant::now();
@@ -116,7 +121,7 @@ fn watch_sees_check_changes_within_their_interval_or_a_second() {
     for watch in [&mut background, &mut toggle, &mut ready] {
         assert_eq!(
             watch.next(DEADLINE),
-            WatchEvent::Status(ServingStatus::Serving)
+            GrpcWatchEvent::Status(ServingStatus::Serving)
         );
     }
 
@@ -168,7 +173,7 @@ fn one_poll_a_second_serves_every_watcher_of_a_name_and_stops_with_them() {
     for watch in &mut watchers {
         assert_eq!(
             watch.next(DEADLINE),
-            WatchEvent::Status(ServingStatus::Serving)
+            GrpcWatchEvent::Status(ServingStatus::Serving)
         );
     }
     let before = runs();
@@ -207,7 +212,7 @@ fn sigterm_reaches_a_watcher_at_once_after_another_change_during_a_slow_check() 
     let mut ready = service.grpc_watch("readyz").unwrap();
     assert_eq!(
         ready.next(DEADLINE),
-        WatchEvent::Status(ServingStatus::Serving)
+        GrpcWatchEvent::Status(ServingStatus::Serving)
     );
     // Each `set_ready(true)` is a change: the first starts a run of the
     // 800 ms check, the second comes during it.

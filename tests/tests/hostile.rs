@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lifecycle_testing::probe;
+use lifecycle_testing::probe::http_probe;
 use lifecycle_tests::Scratch;
 
 const TESTBED: &str = env!("CARGO_BIN_EXE_testbed");
@@ -153,7 +153,8 @@ impl Testbed {
     fn started(&mut self) -> SocketAddr {
         let addr = self.probe_addr();
         wait_until(DEADLINE, "/startupz passes", || {
-            (probe(addr, "/startupz", Duration::from_secs(1)).status == Some(200)).then_some(())
+            (http_probe(addr, "/startupz", Duration::from_secs(1)).status == Some(200))
+                .then_some(())
         });
         addr
     }
@@ -285,7 +286,7 @@ fn a_stalled_log_pipe_neither_keeps_the_service_in_rotation_nor_delays_its_exit(
     loop {
         let left = bound.saturating_sub(signalled.elapsed());
         assert!(!left.is_zero(), "/readyz still not 503 1 s after SIGTERM");
-        let ready = probe(addr, "/readyz", left);
+        let ready = http_probe(addr, "/readyz", left);
         if ready.status == Some(503) {
             break;
         }
@@ -409,7 +410,7 @@ fn a_log_pipe_closed_mid_run_neither_aborts_nor_loses_the_termination_message() 
     testbed.command("set log-flood");
     testbed.wait_for_line("log flood done");
     assert_eq!(
-        probe(addr, "/readyz", Duration::from_secs(1)).status,
+        http_probe(addr, "/readyz", Duration::from_secs(1)).status,
         Some(200)
     );
     testbed.signal(libc::SIGTERM);

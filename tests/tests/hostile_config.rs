@@ -461,7 +461,7 @@ fn a_probe_address_file_that_is_no_utf8_is_a_path_like_any_other() {
     let written = std::fs::read_to_string(&path).expect("the address, written there");
     let addr: std::net::SocketAddr = written.trim_end().parse().unwrap();
     assert_eq!(written, format!("{addr}\n"));
-    let answer = lifecycle_testing::probe(addr, "/livez", Duration::from_secs(1));
+    let answer = lifecycle_testing::probe::http_probe(addr, "/livez", Duration::from_secs(1));
     assert_eq!(answer.status, Some(200), "{answer}");
     testbed.sigterm();
     let (status, _) = testbed.exit_within(DEADLINE, "a probe address file named in bytes");
@@ -509,7 +509,7 @@ fn a_probe_address_file_that_is_a_fifo_with_a_reader_gets_the_address() {
     let addr: std::net::SocketAddr = written.trim_end().parse().unwrap();
     testbed.wait_running("a probe address FIFO");
     assert_eq!(
-        lifecycle_testing::probe(addr, "/livez", Duration::from_secs(1)).status,
+        lifecycle_testing::probe::http_probe(addr, "/livez", Duration::from_secs(1)).status,
         Some(200)
     );
     use std::os::unix::fs::FileTypeExt;

@@ -5,7 +5,8 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use lifecycle_testing::{EventKind, Kubelet, KubeletReport, Manifest, ProbeKind, Service};
+use lifecycle_testing::kubelet::{EventKind, KubeletReport, ProbeKind};
+use lifecycle_testing::{Kubelet, Manifest, Service};
 
 const TESTBED: &str = env!("CARGO_BIN_EXE_testbed");
 /// For anything waited on: generous, for a loaded machine.

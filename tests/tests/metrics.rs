@@ -12,7 +12,8 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use lifecycle_testing::{Endpoint, Service, ServingStatus};
+use lifecycle_testing::grpc::ServingStatus;
+use lifecycle_testing::{Endpoint, Service};
 use lifecycle_tests::prometheus::{sample_lines, Prometheus, Sample, JOB};
 use lifecycle_tests::{fixture, http_get, ServiceExt};
 

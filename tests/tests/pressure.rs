@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use lifecycle_testing::{Endpoint, Service, DEFAULT_TIMEOUT};
+use lifecycle_testing::probe::DEFAULT_TIMEOUT;
+use lifecycle_testing::{Endpoint, Service};
 use lifecycle_tests::{fixture, http_get, ServiceExt};
 
 const TESTBED: &str = env!("CARGO_BIN_EXE_testbed");
@@ -57,8 +58,11 @@ fn a_burst_of_probes_never_runs_a_background_check() {
             let addr = service.probe_addr();
             std::thread::spawn(move || {
                 for _ in 0..50 {
-                    let answer =
-                        lifecycle_testing::probe(addr, "/readyz/background", DEFAULT_TIMEOUT);
+                    let answer = lifecycle_testing::probe::http_probe(
+                        addr,
+                        "/readyz/background",
+                        DEFAULT_TIMEOUT,
+                    );
                     assert_eq!(answer.status, Some(200), "{answer}");
                 }
             })

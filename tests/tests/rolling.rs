@@ -60,7 +60,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use lifecycle_testing::{http_get, Service, Stopped};
+use lifecycle_testing::service::StopReport;
+use lifecycle_testing::{http_get, Service};
 use lifecycle_tests::{fixture, EventStream, KeepAliveClient, Scratch};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -892,7 +893,7 @@ fn start_instance(binary: &str, slot: Slot, number: usize) -> Service {
 
 /// Stops `old` (on `slot`) as the kubelet does, and measures meanwhile how
 /// long after the signal HAProxy took it out of rotation.
-fn replace_out(haproxy: &Haproxy, old: &mut Service, slot: Slot) -> (Stopped, Option<Duration>) {
+fn replace_out(haproxy: &Haproxy, old: &mut Service, slot: Slot) -> (StopReport, Option<Duration>) {
     let signalled = Instant::now();
     let done = AtomicBool::new(false);
     std::thread::scope(|scope| {

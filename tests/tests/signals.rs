@@ -32,7 +32,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use lifecycle_testing::{Exit, Service};
+use lifecycle_testing::service::Exit;
+use lifecycle_testing::Service;
 use lifecycle_tests::fixture;
 
 const PHASES: &str = env!("CARGO_BIN_EXE_phases");

@@ -27,7 +27,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lifecycle_testing::{Load, LoadReport, RequestError, Stop, Stopped};
+use lifecycle_testing::load::LoadReport;
+use lifecycle_testing::service::StopReport;
+use lifecycle_testing::{Error, Load, Stop};
 use lifecycle_tests::redis::RedisServer;
 
 use support::{builder, hash, Answer, Client};
@@ -66,7 +68,7 @@ fn one_request(
     keep_alive: bool,
     counter: &AtomicU64,
     seen: &Seen,
-) -> Result<(), RequestError> {
+) -> Result<(), Error> {
     let n = counter.fetch_add(1, Ordering::SeqCst);
     let write = n.is_multiple_of(2);
     CLIENT.with(|client| {
@@ -109,17 +111,17 @@ fn one_request(
                 }
                 Ok(())
             }
-            200 => Err(RequestError::failed(format!(
+            200 => Err(Error::unexpected_answer(format!(
                 "unexpected body {:?}",
                 answer.body
             ))),
-            status => Err(RequestError::status(status)),
+            status => Err(Error::unexpected_status(status)),
         }
     })
 }
 
 /// Runs the load across a SIGTERM and checks what every case must show.
-fn stop_under_load(keep_alive: bool) -> (LoadReport, Stopped, Arc<Seen>) {
+fn stop_under_load(keep_alive: bool) -> (LoadReport, StopReport, Arc<Seen>) {
     let redis = RedisServer::start();
     let mut service = builder(&redis)
         .env(

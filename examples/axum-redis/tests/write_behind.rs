@@ -13,7 +13,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use lifecycle_testing::{Endpoint, DEFAULT_TIMEOUT};
+use lifecycle_testing::probe::DEFAULT_TIMEOUT;
+use lifecycle_testing::Endpoint;
 use lifecycle_tests::redis::RedisServer;
 
 use support::{builder, hash, Client, REQUEST_TIMEOUT};

@@ -2,7 +2,8 @@
 //! checks and hooks: its liveness check answers, and its start-up hook
 //! ran before it did.
 
-use lifecycle_testing::{Service, DEFAULT_TIMEOUT};
+use lifecycle_testing::probe::DEFAULT_TIMEOUT;
+use lifecycle_testing::Service;
 
 #[test]
 fn the_binary_runs_the_librarys_checks_and_hooks() {

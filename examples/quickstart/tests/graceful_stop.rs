@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use lifecycle_testing::{http_get, ErrorKind, Load, RequestError, Service, Stop};
+use lifecycle_testing::{http_get, Error, ErrorKind, Load, Service, Stop};
 
 const QUICKSTART: &str = env!("CARGO_BIN_EXE_quickstart");
 const DRAIN_DELAY: Duration = Duration::from_millis(500);
@@ -37,8 +37,10 @@ fn a_graceful_stop_under_load_loses_nothing() {
     let (mut service, app) = start();
     let load = Load::new(move || match http_get(app, "/", Duration::from_secs(2))? {
         (200, body) if body == "hello from lifecycle\n" => Ok(()),
-        (200, body) => Err(RequestError::failed(format!("unexpected body {body:?}"))),
-        (status, _) => Err(RequestError::status(status)),
+        (200, body) => Err(Error::unexpected_answer(format!(
+            "unexpected body {body:?}"
+        ))),
+        (status, _) => Err(Error::unexpected_status(status)),
     })
     .clients(4)
     .rate(200)
@@ -82,7 +84,7 @@ fn a_graceful_stop_under_load_loses_nothing() {
 
 /// Sends `GET /` in two halves, 300 ms apart: a request that is always in
 /// flight for 300 ms, a slow upload of sorts.
-fn slow_get(app: SocketAddr) -> Result<(), RequestError> {
+fn slow_get(app: SocketAddr) -> Result<(), Error> {
     let mut stream = TcpStream::connect_timeout(&app, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     stream.write_all(b"GET / HTTP/1.1\r\nHost: quickstart\r\n")?;
@@ -97,7 +99,7 @@ fn slow_get(app: SocketAddr) -> Result<(), RequestError> {
     if answer.starts_with(b"HTTP/1.1 200 ") {
         Ok(())
     } else {
-        Err(RequestError::failed(
+        Err(Error::unexpected_answer(
             String::from_utf8_lossy(&answer).into_owned(),
         ))
     }
@@ -128,7 +130,7 @@ fn a_kill_under_load_is_reported_as_loss() {
     assert_eq!(stopped.exit.signal, Some(libc::SIGKILL));
     assert!(report.lost() >= 1, "{report}");
     let first_lost = report.first_lost.as_ref().expect("a first lost request");
-    assert_eq!(first_lost.kind, ErrorKind::Reset, "{report}");
+    assert_eq!(first_lost.error.kind(), ErrorKind::Reset, "{report}");
     assert!(first_lost.sent.after_signal().is_none(), "{first_lost}");
     assert_eq!(report.answered_after_signal, 0, "{report}");
     // The load went on past the exit; those requests were refused and are

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use lifecycle_testing::{http_get, Endpoint, Service, DEFAULT_TIMEOUT};
+use lifecycle_testing::probe::DEFAULT_TIMEOUT;
+use lifecycle_testing::{http_get, Endpoint, Service};
 
 const QUICKSTART: &str = env!("CARGO_BIN_EXE_quickstart");
 

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use lifecycle_testing::{Endpoint, Service, DEFAULT_TIMEOUT};
+use lifecycle_testing::probe::DEFAULT_TIMEOUT;
+use lifecycle_testing::{Endpoint, Service};
 
 const SINGLE_THREAD: &str = env!("CARGO_BIN_EXE_single-thread");
 const DEADLINE: Duration = Duration::from_secs(10);

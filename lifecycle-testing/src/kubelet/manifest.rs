@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
-use crate::service::{Error, Scratch, Service, ServiceBuilder, LOG_TAIL};
+use crate::error::{Error, ErrorKind};
+use crate::service::{Scratch, Service, ServiceBuilder, LOG_TAIL};
 
 /// The address the manifest is rendered for. Its port is never used: the
 /// simulation probes the running service where it listens.
@@ -121,7 +122,10 @@ impl Manifest {
     pub fn from_builder(builder: &ServiceBuilder) -> Result<Manifest, Error> {
         let program = builder.program().display().to_string();
         let scratch = Scratch::new().map_err(|e| {
-            Error::with_log(format!("cannot make a temporary folder: {e}"), Vec::new())
+            Error::new(
+                ErrorKind::Spawn,
+                format!("cannot make a temporary folder: {e}"),
+            )
         })?;
         let termination_log = scratch.0.join("termination-log");
         let mut command =
@@ -133,9 +137,9 @@ impl Manifest {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = command.spawn().map_err(|e| {
-            Error::with_log(
+            Error::new(
+                ErrorKind::Spawn,
                 format!("cannot run {program} --lifecycle-manifest: {e}"),
-                Vec::new(),
             )
         })?;
         let stdout = read_all(child.stdout.take().expect("piped stdout"));
@@ -160,6 +164,7 @@ impl Manifest {
         let log_tail = log[log.len().saturating_sub(LOG_TAIL)..].to_vec();
         match status {
             None => Err(Error::with_log(
+                ErrorKind::TimedOut,
                 format!(
                     "{program} --lifecycle-manifest did not exit within {} ms",
                     builder.deadline().as_millis()
@@ -167,12 +172,17 @@ impl Manifest {
                 log_tail,
             )),
             Some(status) if !status.success() => Err(Error::with_log(
+                ErrorKind::InvalidManifest,
                 format!("{program} --lifecycle-manifest failed ({status})"),
                 log_tail,
             )),
             Some(_) => Manifest::parse(&stdout).map_err(|e| {
                 Error::with_log(
-                    format!("{program} --lifecycle-manifest printed {e}:\n{stdout}"),
+                    ErrorKind::InvalidManifest,
+                    format!(
+                        "{program} --lifecycle-manifest printed {}:\n{stdout}",
+                        e.message()
+                    ),
                     log_tail,
                 )
             }),
@@ -189,7 +199,7 @@ impl Manifest {
     /// HTTPS`, and `grpc` without the kit's `grpc` feature). `httpHeaders`
     /// are ignored.
     pub fn parse(yaml: &str) -> Result<Manifest, Error> {
-        parse(yaml).map_err(|message| Error::with_log(message, Vec::new()))
+        parse(yaml).map_err(|message| Error::new(ErrorKind::InvalidManifest, message))
     }
 
     /// The container's name.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use lifecycle_testing::{RequestError, ServiceBuilder};
+use lifecycle_testing::{Error, ServiceBuilder};
 use lifecycle_tests::redis::RedisServer;
 pub use lifecycle_tests::Answer;
 use lifecycle_tests::{fixture, KeepAliveClient};
@@ -72,12 +72,12 @@ impl Client {
         self.connection.reused
     }
 
-    pub fn get(&mut self, path: &str) -> Result<Answer, RequestError> {
+    pub fn get(&mut self, path: &str) -> Result<Answer, Error> {
         self.request("GET", path, None)
     }
 
     /// `PUT path` with `{"value": VALUE}`.
-    pub fn put(&mut self, path: &str, value: &str) -> Result<Answer, RequestError> {
+    pub fn put(&mut self, path: &str, value: &str) -> Result<Answer, Error> {
         assert!(
             !value.contains(['"', '\\']) && !value.chars().any(char::is_control),
             "a value that needs no JSON escaping: {value:?}"
@@ -85,12 +85,7 @@ impl Client {
         self.request("PUT", path, Some(&format!(r#"{{"value":"{value}"}}"#)))
     }
 
-    fn request(
-        &mut self,
-        method: &str,
-        path: &str,
-        body: Option<&str>,
-    ) -> Result<Answer, RequestError> {
+    fn request(&mut self, method: &str, path: &str, body: Option<&str>) -> Result<Answer, Error> {
         let mut request = format!("{method} {path} HTTP/1.1\r\nHost: axum-redis\r\n");
         if !self.keep_alive {
             request.push_str("Connection: close\r\n");
@@ -107,6 +102,6 @@ impl Client {
         if !self.keep_alive {
             self.connection.close();
         }
-        result.map_err(|error| RequestError::from_io(&error))
+        result.map_err(|error| Error::from_io(&error))
     }
 }

@@ -13,7 +13,8 @@ use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_util::{Stream, StreamExt};
-use lifecycle_testing::{Service, Stop, Stopped};
+use lifecycle_testing::service::StopReport;
+use lifecycle_testing::{Service, Stop};
 use lifecycle_tests::{fixture, KeepAliveClient, Scratch, CLIENT_TIMEOUT};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -121,7 +122,7 @@ impl Streams {
     }
 
     /// SIGTERM, then SIGKILL past [`GRACE`].
-    pub fn stop(&mut self) -> Stopped {
+    pub fn stop(&mut self) -> StopReport {
         self.service.stop_with(Stop::grace(GRACE))
     }
 }
@@ -131,7 +132,7 @@ impl Streams {
 /// delay, within [`EXIT_WITHIN`], no connection left for lifecycle to end,
 /// and the shutdown hook's journal of `journaled` messages.
 #[track_caller]
-pub fn assert_quick_clean_stop(stopped: &Stopped, journaled: usize) {
+pub fn assert_quick_clean_stop(stopped: &StopReport, journaled: usize) {
     let log = stopped.log.join("\n");
     assert_eq!(stopped.exit.code, Some(0), "{stopped:?}");
     assert!(!stopped.killed, "{stopped:?}");
