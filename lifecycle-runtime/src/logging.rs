@@ -451,6 +451,7 @@ macro_rules! require_default_subscriber {
 mod tests {
     use super::*;
     use std::env::VarError;
+    #[cfg(not(feature = "env-filter"))]
     use tracing::level_filters::LevelFilter;
 
     fn read(value: &str) -> (LogFilter, Option<String>) {
