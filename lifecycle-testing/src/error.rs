@@ -8,7 +8,7 @@ use std::io;
 ///
 /// A request's kinds ([`Refused`](Self::Refused), [`Reset`](Self::Reset),
 /// [`TimedOut`](Self::TimedOut), [`UnexpectedAnswer`](Self::UnexpectedAnswer))
-/// are how a [`Load`](crate::Load) counts a request that got no good
+/// are how a `Load` counts a request that got no good
 /// answer; the others say why a service could not be started or did not do
 /// what the test waited for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -70,7 +70,7 @@ impl fmt::Display for ErrorKind {
 /// front.
 ///
 /// An [`io::Error`] converts into one (classified by
-/// [`from_io`](Self::from_io)), so a [`Load`](crate::Load)'s closure
+/// [`from_io`](Self::from_io)), so a `Load`'s closure
 /// written on `std::net` can use `?`; [`from_error`](Self::from_error)
 /// classifies another client's error (reqwest's, hyper's…).
 #[derive(Clone, PartialEq, Eq)]

@@ -1,5 +1,5 @@
 //! The kit's HTTP client for the application: one request on a new
-//! connection, for a [`Load`](crate::Load)'s closure or any request of a
+//! connection, for a `Load`'s closure or any request of a
 //! test. [`http_get`] sends a `GET`; an [`HttpRequest`] any method, with
 //! headers and a body. Any other client will do; [`Error::from_error`]
 //! classifies its errors.
@@ -39,7 +39,7 @@ pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(u16,
 
 /// One HTTP/1.1 request to the application, with any method, headers and
 /// a body: built once, sent as often as wanted (from a
-/// [`Load`](crate::Load)'s closure, say), each time on a new connection
+/// `Load`'s closure, say), each time on a new connection
 /// (`Connection: close`).
 ///
 /// ```no_run

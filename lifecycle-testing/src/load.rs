@@ -5,9 +5,10 @@
 //! signal and to the exit: each request that got no good answer is a
 //! [`FailedRequest`], sent at a [`SignalOffset`].
 //!
-//! Unix only, as the stop it runs across is ([`Service::stop_with`] sends
-//! a signal); what a request's closure uses ([`Error`],
-//! [`http_get`](crate::http_get)) is on every system.
+//! Unix only, as the stop it runs across is ([`Service::stop`] sends a
+//! signal); what a request's closure uses ([`Error`],
+//! [`http_get`](crate::http_get), [`HttpRequest`](crate::HttpRequest)) is
+//! on every system.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -33,10 +34,26 @@ type Request = dyn Fn() -> Result<(), Error> + Send + Sync;
 /// across a stop of the service: the proof that a graceful stop loses
 /// nothing.
 ///
-/// The closure sends one request to the application and says what became
-/// of it: `Ok` for an answer it accepts, an error otherwise. Its error is
-/// anything that converts into an [`Error`] (an [`io::Error`](std::io::Error)
-/// does); it must bound its own request with a time-out.
+/// [`Load::new`] takes a closure that sends one request to the
+/// application and says what became of it: `Ok` for an answer it accepts,
+/// an error otherwise. Its error is anything that converts into an
+/// [`Error`] (an [`io::Error`](std::io::Error) does, so `?` works on
+/// `std::net`; [`Error::from_error`] classifies another client's), and the
+/// error's [`ErrorKind`] is how the report counts the request. The closure
+/// runs on several threads at once, so it must be `Send + Sync`, and it
+/// must bound its own request with a time-out.
+///
+/// Then [`across_stop`](Self::across_stop) runs the load, stops the
+/// service in the middle of it, and reports. What the load does is set
+/// with these methods; unset, each keeps its default:
+///
+/// | setting | default | what it is |
+/// | --- | --- | --- |
+/// | [`clients`](Self::clients) | 4 | client threads, each sending one request at a time |
+/// | [`rate`](Self::rate) | none: back to back | requests per second of all the clients together |
+/// | [`warmup`](Self::warmup) | 200 ms | how long the load runs before the stop (and until a first answer) |
+/// | [`routed_for`](Self::routed_for) | none: every request sent before the exit is judged | how long after the signal a load balancer still routes to the pod |
+/// | [`finish_timeout`](Self::finish_timeout) | 10 s | how long the requests in flight at the exit may take to end |
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -60,11 +77,7 @@ type Request = dyn Fn() -> Result<(), Error> + Send + Sync;
 /// .rate(200)
 /// // The load balancer stops routing to the pod well within the drain delay.
 /// .routed_for(Duration::from_millis(250));
-/// let (report, stopped) = load.across_stop(
-///     &mut service,
-///     Stop::grace(Duration::from_secs(10)),
-///     Duration::from_millis(200),
-/// );
+/// let (report, stopped) = load.across_stop(&mut service, Stop::grace(Duration::from_secs(10)));
 /// report.assert_nothing_lost();
 /// assert!(report.answered_after_signal > 0, "the drain delay served: {report}");
 /// assert_eq!(stopped.exit.code, Some(0));
@@ -76,6 +89,7 @@ pub struct Load {
     request: Arc<Request>,
     clients: usize,
     rate: Option<u32>,
+    warmup: Duration,
     routed_for: Option<Duration>,
     finish_timeout: Duration,
 }
@@ -85,6 +99,7 @@ impl fmt::Debug for Load {
         f.debug_struct("Load")
             .field("clients", &self.clients)
             .field("rate", &self.rate)
+            .field("warmup", &self.warmup)
             .field("routed_for", &self.routed_for)
             .field("finish_timeout", &self.finish_timeout)
             .finish_non_exhaustive()
@@ -92,8 +107,10 @@ impl fmt::Debug for Load {
 }
 
 impl Load {
-    /// A load of `request`s: 4 clients sending back to back, every request
-    /// judged up to the exit.
+    /// A load of `request`s, each a call of the closure (see [`Load`]),
+    /// with the default settings: 4 clients sending back to back, a 200 ms
+    /// warm-up, every request sent before the exit judged, 10 s for those
+    /// in flight to end.
     pub fn new<F, T, E>(request: F) -> Load
     where
         F: Fn() -> Result<T, E> + Send + Sync + 'static,
@@ -103,6 +120,7 @@ impl Load {
             request: Arc::new(move || request().map(drop).map_err(Into::into)),
             clients: 4,
             rate: None,
+            warmup: Duration::from_millis(200),
             routed_for: None,
             finish_timeout: Duration::from_secs(10),
         }
@@ -139,6 +157,16 @@ impl Load {
         self
     }
 
+    /// How long the load runs before the service is stopped (200 ms by
+    /// default), so that the signal lands in a steady load: the stop also
+    /// waits for a first answer, up to 10 s more, since a load that was
+    /// never answered proves nothing.
+    #[must_use]
+    pub fn warmup(mut self, warmup: Duration) -> Load {
+        self.warmup = warmup;
+        self
+    }
+
     /// Judges the requests sent until `lag` after the signal, as a load
     /// balancer routes to the pod until it has seen its readiness fail:
     /// within that window the service must answer every request (a
@@ -146,8 +174,8 @@ impl Load {
     /// end; the later requests are still sent, and counted (as
     /// [`unrouted`](LoadReport::unrouted) or
     /// [`after_exit`](LoadReport::after_exit)), but not lost whatever
-    /// becomes of them. Without it, every request sent before the exit is
-    /// judged, and a refusal after the signal is not lost.
+    /// becomes of them. Without it (the default), every request sent before
+    /// the exit is judged, and a refusal after the signal is not lost.
     ///
     /// A server that closes its listener while requests keep coming resets
     /// the connections waiting in its accept queue, whatever it does: in
@@ -169,19 +197,26 @@ impl Load {
         self
     }
 
-    /// Starts the load, waits at least `warmup` and until a request was
-    /// answered (giving up on that 10 s later), stops the service as `stop`
-    /// says ([`Service::stop_with`]), goes on through the routing window if
-    /// there is one and until a request was sent after the exit (at most a
-    /// second more), then stops the load and reports.
-    pub fn across_stop(
-        &self,
-        service: &mut Service,
-        stop: Stop,
-        warmup: Duration,
-    ) -> (LoadReport, StopReport) {
+    /// Runs the load across a stop of `service`, and reports what became of
+    /// every request and how the service stopped.
+    ///
+    /// - `service`: the running service; the load's closure should talk to
+    ///   it ([`Service::app_addr`]).
+    /// - `stop`: how to stop it, as for [`Service::stop`]:
+    ///   `Stop::grace(Duration::from_secs(30))` is SIGTERM, then SIGKILL
+    ///   30 s later.
+    ///
+    /// It starts the clients, waits the [`warmup`](Self::warmup) and until
+    /// a request was answered (giving up on that 10 s later), stops the
+    /// service, goes on through the routing window if there is one
+    /// ([`routed_for`](Self::routed_for)) and until a request was sent
+    /// after the exit (at most a second more), then stops the clients,
+    /// waits for the requests in flight ([`finish_timeout`](Self::finish_timeout))
+    /// and reports.
+    pub fn across_stop(&self, service: &mut Service, stop: Stop) -> (LoadReport, StopReport) {
         let running = Running::start(self);
         let started = Instant::now();
+        let warmup = self.warmup;
         while started.elapsed() < warmup
             || (running.shared.answered.load(Ordering::SeqCst) == 0
                 && started.elapsed() < warmup + FIRST_ANSWER_DEADLINE)
@@ -189,7 +224,7 @@ impl Load {
             std::thread::sleep(Duration::from_millis(2));
         }
         let signalled = Instant::now();
-        let stopped = service.stop_with(stop);
+        let stopped = service.stop(stop);
         let exited = signalled + stopped.signal_to_exit;
         let routed_until = self.routed_for.map(|lag| signalled + lag);
         // Through the routing window, and until a request met the exit.

@@ -4,8 +4,8 @@
 //!
 //! [`Service::builder`] sets up the program, its arguments and variables
 //! ([`ServiceBuilder`]); [`ServiceBuilder::start`] starts it and waits for
-//! `/startupz`. A [`Stop`] says how to stop it, and the [`StopReport`]
-//! what the stop showed; an [`Exit`] is how its process ended.
+//! `/startupz`. A `Stop` says how to stop it, and the `StopReport` what
+//! the stop showed (Unix only); an [`Exit`] is how its process ended.
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -574,9 +574,32 @@ impl Service {
         answer
     }
 
-    /// Probes `endpoint` until it passes (or, with `passing = false`,
-    /// fails), up to `deadline`.
-    pub fn wait_for(
+    /// Probes `endpoint` as the kubelet does until it passes, up to
+    /// `deadline`, and returns the passing answer: for a state the service
+    /// reaches on its own (ready once a dependency is back). The error is
+    /// [`ErrorKind::TimedOut`] with the endpoint's verbose answer, or
+    /// [`ErrorKind::Exited`] at once if the process exits meanwhile, both
+    /// with the last log lines.
+    pub fn wait_passing(
+        &self,
+        endpoint: Endpoint,
+        deadline: Duration,
+    ) -> Result<ProbeAnswer, Error> {
+        self.wait_verdict(endpoint, true, deadline)
+    }
+
+    /// Probes `endpoint` until it fails, up to `deadline`, and returns the
+    /// failing answer (not ready once a dependency is down); errors as
+    /// [`wait_passing`](Self::wait_passing) does.
+    pub fn wait_failing(
+        &self,
+        endpoint: Endpoint,
+        deadline: Duration,
+    ) -> Result<ProbeAnswer, Error> {
+        self.wait_verdict(endpoint, false, deadline)
+    }
+
+    fn wait_verdict(
         &self,
         endpoint: Endpoint,
         passing: bool,
@@ -603,9 +626,10 @@ impl Service {
         }
     }
 
-    /// Waits until `/startupz` passes, as the kubelet's startup probe does.
+    /// Waits until `/startupz` passes, as the kubelet's startup probe does:
+    /// [`wait_passing`](Self::wait_passing)`(Endpoint::Startupz, deadline)`.
     pub fn wait_started(&self, deadline: Duration) -> Result<(), Error> {
-        self.wait_for(Endpoint::Startupz, true, deadline).map(drop)
+        self.wait_passing(Endpoint::Startupz, deadline).map(drop)
     }
 
     /// Every log line (stderr) so far.
@@ -728,7 +752,7 @@ impl Service {
     }
 
     /// Whether the process is still running.
-    pub fn is_running(&mut self) -> bool {
+    pub fn is_running(&self) -> bool {
         self.try_exit().is_none()
     }
 
@@ -759,20 +783,16 @@ impl Service {
         }
     }
 
-    /// Stops the service as the kubelet does: SIGTERM, then SIGKILL once
-    /// `grace` has passed.
+    /// Stops the service as `stop` says, as the kubelet does: the signal
+    /// (SIGTERM), then SIGKILL once the grace period has passed;
+    /// `Stop::grace(Duration::from_secs(30))` is the kubelet's default
+    /// stop. Meanwhile it probes `/readyz` to see when the service took
+    /// itself out of rotation. Returns once the process has exited, with
+    /// its log and stdout complete.
     ///
     /// Unix only (see [`Stop`]); on Windows, [`kill`](Self::kill).
     #[cfg(unix)]
-    pub fn stop(&mut self, grace: Duration) -> StopReport {
-        self.stop_with(Stop::grace(grace))
-    }
-
-    /// Stops the service as `stop` says, watching `/readyz` meanwhile.
-    ///
-    /// Unix only (see [`Stop`]).
-    #[cfg(unix)]
-    pub fn stop_with(&mut self, stop: Stop) -> StopReport {
+    pub fn stop(&mut self, stop: Stop) -> StopReport {
         let addr = self.probe_addr;
         let signalled = Instant::now();
         let done = Arc::new(std::sync::atomic::AtomicBool::new(false));

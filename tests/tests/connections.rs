@@ -146,7 +146,7 @@ impl Streams {
             .start()
             .unwrap();
         service
-            .wait_for(lifecycle_testing::Endpoint::Readyz, true, DEADLINE)
+            .wait_passing(lifecycle_testing::Endpoint::Readyz, DEADLINE)
             .unwrap();
         let app = match listener {
             "lifecycle" => service.app_addr().unwrap(),
@@ -199,7 +199,7 @@ impl Streams {
     /// what the stop showed.
     fn stop(&mut self) -> (Instant, StopReport) {
         let signalled = Instant::now();
-        let stopped = self.service.stop_with(Stop::grace(GRACE));
+        let stopped = self.service.stop(Stop::grace(GRACE));
         eprintln!("signal to exit: {:?}", stopped.signal_to_exit);
         (signalled, stopped)
     }

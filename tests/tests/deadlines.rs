@@ -39,7 +39,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 #[test]
 fn a_hanging_check_fails_readyz_within_its_timeout() {
     let _serial = serial();
-    let mut service = fixture(TESTBED).env("TESTBED_HANG", "1").start().unwrap();
+    let service = fixture(TESTBED).env("TESTBED_HANG", "1").start().unwrap();
     for _ in 0..5 {
         let ready = service.probe(Endpoint::Readyz);
         assert_eq!(ready.status, Some(503), "{ready}");
@@ -58,7 +58,7 @@ fn a_hanging_check_fails_readyz_within_its_timeout() {
 #[test]
 fn a_blocking_check_fails_readyz_within_its_timeout() {
     let _serial = serial();
-    let mut service = fixture(TESTBED).env("TESTBED_BLOCK", "1").start().unwrap();
+    let service = fixture(TESTBED).env("TESTBED_BLOCK", "1").start().unwrap();
     let ready = service.get("/readyz?verbose");
     assert_eq!(ready.status, Some(503), "{ready}");
     assert!(
@@ -104,7 +104,7 @@ fn a_blocking_check_fails_readyz_within_its_timeout() {
 #[test]
 fn a_panicking_check_is_that_checks_failure_and_the_process_lives_on() {
     let _serial = serial();
-    let mut service = fixture(TESTBED).env("TESTBED_PANIC", "1").start().unwrap();
+    let service = fixture(TESTBED).env("TESTBED_PANIC", "1").start().unwrap();
     for _ in 0..3 {
         let ready = service.probe(Endpoint::Readyz);
         assert_eq!(ready.status, Some(503), "{ready}");
@@ -125,7 +125,7 @@ fn sigterm_drains_then_stops_in_order_and_exits_0() {
         .env("LIFECYCLE_DRAIN_DELAY_MS", "300")
         .spawn()
         .unwrap();
-    service.wait_for(Endpoint::Readyz, true, DEADLINE).unwrap();
+    service.wait_passing(Endpoint::Readyz, DEADLINE).unwrap();
     let app = service.app_url();
     service.command("set tracked-work");
     service.wait_for_stdout("tracked task started", DEADLINE);
@@ -199,7 +199,7 @@ fn a_hook_past_the_shutdown_deadline_exits_1_naming_it() {
         .unwrap();
     service.wait_for_stdout("main running", DEADLINE);
     // A grace period well past the deadline: the service ends by itself.
-    let stopped = service.stop_with(Stop::grace(DEADLINE));
+    let stopped = service.stop(Stop::grace(DEADLINE));
     let took = stopped.signal_to_exit;
     assert_eq!(stopped.exit.code, Some(1), "{stopped:?}");
     assert!(!stopped.killed);
@@ -260,7 +260,7 @@ fn every_worker_blocked_fails_the_runtime_check_and_probes_still_answer() {
         .env("LIFECYCLE_STALL_THRESHOLD_MS", "1000")
         .spawn()
         .unwrap();
-    service.wait_for(Endpoint::Readyz, true, DEADLINE).unwrap();
+    service.wait_passing(Endpoint::Readyz, DEADLINE).unwrap();
     service.command("set block-workers");
     let blocked = std::time::Instant::now();
     let (live, _) = probe_until(
@@ -335,7 +335,7 @@ fn a_busy_but_progressing_runtime_stays_live() {
         .env("LIFECYCLE_STALL_THRESHOLD_MS", "1000")
         .spawn()
         .unwrap();
-    service.wait_for(Endpoint::Readyz, true, DEADLINE).unwrap();
+    service.wait_passing(Endpoint::Readyz, DEADLINE).unwrap();
     service.command("set busy-cpu");
     service.wait_for_stdout("busy-cpu started", DEADLINE);
     let started = std::time::Instant::now();
@@ -401,7 +401,7 @@ fn a_thousand_slow_connections_do_not_delay_probes() {
     let _serial = serial();
     raise_open_file_limit(1100);
     let service = fixture(TESTBED).spawn().unwrap();
-    service.wait_for(Endpoint::Readyz, true, DEADLINE).unwrap();
+    service.wait_passing(Endpoint::Readyz, DEADLINE).unwrap();
     let rss_before = service.rss_kib();
 
     // Each sends half a request and then nothing.
@@ -461,7 +461,7 @@ fn connections_busy_on_a_slow_check_do_not_lock_out_new_probes() {
         .env("TESTBED_SLOW_CHECK_MS", "2500")
         .spawn()
         .unwrap();
-    service.wait_for(Endpoint::Livez, true, DEADLINE).unwrap();
+    service.wait_passing(Endpoint::Livez, DEADLINE).unwrap();
     service.wait_for_stdout("main running", DEADLINE);
     // More than the cap of 512, each waiting on the same slow check.
     let busy: Vec<std::net::TcpStream> = (0..600)

@@ -394,7 +394,7 @@ fn check_case(tally: &mut Tally, mode: &str, targets: &[&str], ending: Ending) {
         // The spinning runs end after 2 s and give their workers back.
         service.wait_for_status("/readyz/steady", 200, DEADLINE);
     }
-    let stopped = service.stop_with(Stop::grace(DEADLINE));
+    let stopped = service.stop(Stop::grace(DEADLINE));
     assert!(!stopped.killed, "{context}: {stopped:?}");
     match ending {
         Ending::Clean => {
@@ -717,7 +717,7 @@ fn a_faulty_on_shutdown_hook_makes_the_exit_1_and_the_later_hooks_run() {
             .start()
             .unwrap_or_else(|e| panic!("{context}: {e}"));
         service.wait_for_stdout("main running", DEADLINE);
-        let stopped = service.stop_with(Stop::grace(DEADLINE));
+        let stopped = service.stop(Stop::grace(DEADLINE));
         assert!(!stopped.killed, "{context}: {stopped:?}");
         assert_eq!(stopped.exit.code, Some(1), "{context}: {stopped:?}");
         assert!(
@@ -854,7 +854,7 @@ fn process_exit_in_a_check_or_a_hook_exits_with_the_users_code() {
             .start()
             .unwrap_or_else(|e| panic!("{context}: {e}"));
         service.wait_for_stdout("main running", DEADLINE);
-        let stopped = service.stop_with(Stop::grace(DEADLINE));
+        let stopped = service.stop(Stop::grace(DEADLINE));
         assert!(!stopped.killed, "{context}: {stopped:?}");
         assert_eq!(stopped.exit.code, Some(USER_EXIT_CODE), "{context}");
         assert!(

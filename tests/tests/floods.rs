@@ -166,7 +166,7 @@ impl Flood {
     fn start(needed_fds: u64) -> Flood {
         raise_open_file_limit(needed_fds);
         let service = fixture(TESTBED).start().unwrap();
-        service.wait_for(Endpoint::Readyz, true, DEADLINE).unwrap();
+        service.wait_passing(Endpoint::Readyz, DEADLINE).unwrap();
         // Every path a probe takes has run once (a check on the blocking
         // pool, the log), so nothing opened lazily by the first probes
         // counts as a leak of the flood.

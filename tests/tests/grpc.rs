@@ -71,7 +71,7 @@ fn grpc_and_http_agree_in_every_phase() {
 
     service.command("set release");
     service
-        .wait_for(lifecycle_testing::Endpoint::Readyz, true, DEADLINE)
+        .wait_passing(lifecycle_testing::Endpoint::Readyz, DEADLINE)
         .unwrap();
     let running = assert_agree(&service, "running");
     assert_eq!(&running[..4], &[Some(200); 4]);
@@ -92,7 +92,7 @@ fn grpc_and_http_agree_in_every_phase() {
 
     service.signal(libc::SIGTERM);
     service
-        .wait_for(lifecycle_testing::Endpoint::Readyz, false, DEADLINE)
+        .wait_failing(lifecycle_testing::Endpoint::Readyz, DEADLINE)
         .unwrap();
     let draining = assert_agree(&service, "draining");
     assert_eq!(

@@ -20,7 +20,7 @@ fn the_probe_address_comes_from_the_address_file_whatever_the_log() {
         .spawn()
         .unwrap();
     assert_ne!(json.probe_addr().port(), 0);
-    json.wait_for(Endpoint::Startupz, true, DEADLINE).unwrap();
+    json.wait_passing(Endpoint::Startupz, DEADLINE).unwrap();
     json.assert_passing(Endpoint::Livez);
     let line = json
         .wait_for_log("probe server listening", DEADLINE)
@@ -38,7 +38,7 @@ fn the_probe_address_comes_from_the_address_file_whatever_the_log() {
         .spawn()
         .unwrap();
     assert_ne!(silent.probe_addr().port(), 0);
-    silent.wait_for(Endpoint::Startupz, true, DEADLINE).unwrap();
+    silent.wait_passing(Endpoint::Startupz, DEADLINE).unwrap();
     silent.assert_passing(Endpoint::Readyz);
     assert_eq!(silent.log(), Vec::<String>::new(), "nothing logged");
 }
@@ -48,7 +48,7 @@ fn stopping_a_healthy_service_reports_a_clean_exit_and_readiness_first() {
     let mut service = fixture(TESTBED).start().unwrap();
     service.wait_for_stdout("main running", DEADLINE);
     service.assert_passing(Endpoint::Readyz);
-    let stopped = service.stop(DEADLINE);
+    let stopped = service.stop(Stop::grace(DEADLINE));
     assert_eq!(stopped.exit.code, Some(0), "{stopped:?}");
     assert_eq!(stopped.exit.signal, None);
     assert!(!stopped.killed);
@@ -75,7 +75,7 @@ fn a_second_sigterm_during_a_slow_shutdown_exits_143() {
         .start()
         .unwrap();
     service.wait_for_stdout("main running", DEADLINE);
-    let stopped = service.stop_with(
+    let stopped = service.stop(
         Stop::grace(Duration::from_secs(30)).second_signal_after(Duration::from_millis(1000)),
     );
     assert_eq!(stopped.exit.code, Some(143), "{stopped:?}");
@@ -104,7 +104,7 @@ fn a_shutdown_longer_than_the_grace_period_is_killed() {
         .start()
         .unwrap();
     service.wait_for_stdout("main running", DEADLINE);
-    let stopped = service.stop_with(Stop::grace(Duration::from_millis(500)));
+    let stopped = service.stop(Stop::grace(Duration::from_millis(500)));
     assert!(stopped.killed, "{stopped:?}");
     assert_eq!(stopped.exit.signal, Some(libc::SIGKILL));
     assert_eq!(stopped.exit.code, None);

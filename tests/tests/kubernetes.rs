@@ -78,7 +78,7 @@ fn the_exec_probe_asks_the_running_instance() {
         .env("LIFECYCLE_PROBE_ADDR", "0.0.0.0:0")
         .start()
         .unwrap();
-    service.wait_for(Endpoint::Readyz, true, DEADLINE).unwrap();
+    service.wait_passing(Endpoint::Readyz, DEADLINE).unwrap();
     let addr = probe_addr_of(&service, "0.0.0.0");
     let env = [("LIFECYCLE_PROBE_ADDR", addr.as_str())];
 
@@ -521,7 +521,7 @@ fn the_grpc_exec_probe_asks_the_running_instance_in_every_phase() {
     assert_eq!(grpc_exec_probe(&addr, "livez"), serving(), "starting");
 
     service.command("set release");
-    service.wait_for(Endpoint::Readyz, true, DEADLINE).unwrap();
+    service.wait_passing(Endpoint::Readyz, DEADLINE).unwrap();
     for endpoint in ["readyz", "startupz", "livez"] {
         assert_eq!(grpc_exec_probe(&addr, endpoint), serving(), "running");
     }
@@ -535,7 +535,7 @@ fn the_grpc_exec_probe_asks_the_running_instance_in_every_phase() {
 
     // Draining: out of rotation, alive.
     service.signal(libc::SIGTERM);
-    service.wait_for(Endpoint::Readyz, false, DEADLINE).unwrap();
+    service.wait_failing(Endpoint::Readyz, DEADLINE).unwrap();
     let drain_began = Instant::now();
     assert_eq!(grpc_exec_probe(&addr, "readyz"), not_serving(), "draining");
     assert_eq!(grpc_exec_probe(&addr, "livez"), serving(), "draining");
@@ -676,7 +676,7 @@ fn on_kubernetes_the_default_drain_delay_keeps_serving_for_5_s() {
         .env("KUBERNETES_SERVICE_HOST", "10.96.0.1")
         .spawn()
         .unwrap();
-    service.wait_for(Endpoint::Readyz, true, DEADLINE).unwrap();
+    service.wait_passing(Endpoint::Readyz, DEADLINE).unwrap();
     service
         .wait_for_log(
             "drain delay 5000 ms (the default on Kubernetes: KUBERNETES_SERVICE_HOST is set)",

@@ -22,7 +22,7 @@ fn runs(service: &Service) -> (u64, u64) {
 #[test]
 fn spawning_past_max_tasks_fails_livez_until_the_tasks_finish() {
     let mut service = fixture(TESTBED).spawn().unwrap();
-    service.wait_for(Endpoint::Readyz, true, DEADLINE).unwrap();
+    service.wait_passing(Endpoint::Readyz, DEADLINE).unwrap();
     assert_eq!(service.probe(Endpoint::Livez).status, Some(200));
 
     service.command("set spawn-many");
@@ -49,7 +49,7 @@ fn spawning_past_max_tasks_fails_livez_until_the_tasks_finish() {
 #[test]
 fn a_burst_of_probes_never_runs_a_background_check() {
     let mut service = fixture(TESTBED).spawn().unwrap();
-    service.wait_for(Endpoint::Readyz, true, DEADLINE).unwrap();
+    service.wait_passing(Endpoint::Readyz, DEADLINE).unwrap();
     service.wait_for_stdout("main running", DEADLINE);
     let (_, before) = runs(&service);
     let started = Instant::now();
@@ -91,7 +91,7 @@ fn background_runners_stop_once_shutdown_begins() {
         .env("LIFECYCLE_DRAIN_DELAY_MS", "3000")
         .spawn()
         .unwrap();
-    service.wait_for(Endpoint::Readyz, true, DEADLINE).unwrap();
+    service.wait_passing(Endpoint::Readyz, DEADLINE).unwrap();
     service.wait_for_stdout("main running", DEADLINE);
     let (_, before) = runs(&service);
     std::thread::sleep(Duration::from_millis(500));

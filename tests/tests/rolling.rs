@@ -61,7 +61,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use lifecycle_testing::service::StopReport;
-use lifecycle_testing::{http_get, Service};
+use lifecycle_testing::{http_get, Service, Stop};
 use lifecycle_tests::{fixture, EventStream, KeepAliveClient, Scratch};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -907,7 +907,7 @@ fn replace_out(haproxy: &Haproxy, old: &mut Service, slot: Slot) -> (StopReport,
             }
             None
         });
-        let stopped = old.stop(GRACE);
+        let stopped = old.stop(Stop::grace(GRACE));
         done.store(true, Ordering::SeqCst);
         (stopped, watcher.join().unwrap())
     })
@@ -1029,7 +1029,7 @@ fn rolling(service: &str, binary: &str, mode: Mode, long_lived: bool) {
     if let Some(streams) = &streams {
         streams.stop_reconnecting();
     }
-    let last = current.stop(GRACE);
+    let last = current.stop(Stop::grace(GRACE));
     let sessions = streams.map(LongLived::finish).unwrap_or_default();
     // HAProxy's connections to the instances: opened, and reused for
     // another request.

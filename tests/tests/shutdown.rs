@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use lifecycle_testing::{Endpoint, Service};
+use lifecycle_testing::{Endpoint, Service, Stop};
 use lifecycle_tests::{fixture, ServiceExt};
 
 const TESTBED: &str = env!("CARGO_BIN_EXE_testbed");
@@ -61,7 +61,7 @@ fn sigint_twice_exits_130() {
 #[test]
 fn a_failing_and_a_panicking_hook_do_not_stop_the_later_ones() {
     let mut service = running_testbed(&[("TESTBED_HOOK_FAIL", "1"), ("TESTBED_HOOK_PANIC", "1")]);
-    let stopped = service.stop(DEADLINE);
+    let stopped = service.stop(Stop::grace(DEADLINE));
     assert_eq!(stopped.exit.code, Some(1), "{stopped:?}");
     let lines = service.stdout();
     assert!(position(&lines, "hook explosive start") < position(&lines, "hook last start"));
@@ -147,7 +147,7 @@ fn sigterm_during_start_up_abandons_it_and_runs_the_shutdown_hooks() {
         .unwrap();
     service.wait_for_stdout("warm_up holding", DEADLINE);
     assert_eq!(service.probe(Endpoint::Startupz).status, Some(503));
-    let stopped = service.stop(DEADLINE);
+    let stopped = service.stop(Stop::grace(DEADLINE));
     assert_eq!(stopped.exit.code, Some(0), "{stopped:?}");
     let lines = service.stdout();
     assert!(!lines.contains(&"main running".to_string()), "{lines:?}");
@@ -249,7 +249,7 @@ fn readyz_fails_once_main_returns_while_tracked_tasks_finish() {
 
 #[test]
 fn a_check_that_panics_when_its_time_out_drops_it_is_contained() {
-    let mut service = fixture(TESTBED)
+    let service = fixture(TESTBED)
         .env("TESTBED_DROP_PANIC", "1")
         .spawn()
         .unwrap();

@@ -67,9 +67,7 @@ fn background_checks_start_when_start_up_has_finished_and_readyz_passes_with_sta
     );
 
     service.command("set release");
-    service
-        .wait_for(Endpoint::Startupz, true, DEADLINE)
-        .unwrap();
+    service.wait_passing(Endpoint::Startupz, DEADLINE).unwrap();
     // The first probe after start-up gets the first run's result.
     let ready = service.get("/readyz?verbose");
     assert_eq!(ready.status, Some(200), "{ready}");
@@ -208,7 +206,7 @@ fn the_probe_address_comes_from_the_environment_first() {
         .spawn()
         .unwrap();
     assert_eq!(service.probe_addr(), addr);
-    service.wait_for(Endpoint::Livez, true, DEADLINE).unwrap();
+    service.wait_passing(Endpoint::Livez, DEADLINE).unwrap();
 }
 
 #[test]

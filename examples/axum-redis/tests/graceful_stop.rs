@@ -145,12 +145,9 @@ fn stop_under_load(keep_alive: bool) -> (LoadReport, StopReport, Arc<Seen>) {
     }
     .clients(4)
     .rate(200)
+    .warmup(Duration::from_millis(300))
     .routed_for(ROUTED_FOR);
-    let (report, stopped) = load.across_stop(
-        &mut service,
-        Stop::grace(Duration::from_secs(10)),
-        Duration::from_millis(300),
-    );
+    let (report, stopped) = load.across_stop(&mut service, Stop::grace(Duration::from_secs(10)));
     eprintln!("{report}");
 
     report.assert_nothing_lost();

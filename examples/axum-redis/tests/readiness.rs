@@ -10,7 +10,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use lifecycle_testing::{Endpoint, Kubelet, Manifest, Service};
+use lifecycle_testing::{Endpoint, Kubelet, Manifest, Service, Stop};
 use lifecycle_tests::partition::Partition;
 use lifecycle_tests::redis::RedisServer;
 use lifecycle_tests::run;
@@ -41,7 +41,7 @@ fn assert_out_of_rotation_for_redis(service: &Service) {
 /// Waits for `/readyz` to pass and returns how long that took.
 fn ready_after(service: &Service, since: Instant) -> Duration {
     service
-        .wait_for(Endpoint::Readyz, true, BACK_WITHIN)
+        .wait_passing(Endpoint::Readyz, BACK_WITHIN)
         .unwrap_or_else(|e| panic!("not ready within {BACK_WITHIN:?} of Redis answering: {e}"));
     since.elapsed()
 }
@@ -79,9 +79,7 @@ fn readiness_follows_redis_going_away_and_coming_back() {
 
     // Redis goes away (killed, as a lost node): out of rotation, alive.
     redis.halt();
-    service
-        .wait_for(Endpoint::Readyz, false, GONE_WITHIN)
-        .unwrap();
+    service.wait_failing(Endpoint::Readyz, GONE_WITHIN).unwrap();
     assert_out_of_rotation_for_redis(&service);
 
     // And back: the shared connection is re-established, ready within a
@@ -92,7 +90,7 @@ fn readiness_follows_redis_going_away_and_coming_back() {
     let answer = Client::new(app).get("/items/missing").unwrap();
     assert_eq!(answer.status, 404, "{answer:?}");
 
-    let stopped = service.stop(Duration::from_secs(15));
+    let stopped = service.stop(Stop::grace(Duration::from_secs(15)));
     assert_eq!(stopped.exit.code, Some(0), "{stopped:?}");
 }
 
@@ -111,13 +109,11 @@ fn readiness_comes_back_after_a_partition_on_a_new_connection() {
         .start()
         .unwrap();
     service
-        .wait_for(Endpoint::Readyz, true, Duration::from_secs(5))
+        .wait_passing(Endpoint::Readyz, Duration::from_secs(5))
         .unwrap();
 
     partition.cut();
-    service
-        .wait_for(Endpoint::Readyz, false, GONE_WITHIN)
-        .unwrap();
+    service.wait_failing(Endpoint::Readyz, GONE_WITHIN).unwrap();
     let ready = service.verbose(Endpoint::Readyz);
     let check = ready.check("redis").expect("a redis check");
     let reason = check.reason.as_deref().unwrap_or_default();
@@ -133,7 +129,7 @@ fn readiness_comes_back_after_a_partition_on_a_new_connection() {
     let took = ready_after(&service, Instant::now());
     eprintln!("ready {took:?} after the partition ended");
 
-    let stopped = service.stop(Duration::from_secs(15));
+    let stopped = service.stop(Stop::grace(Duration::from_secs(15)));
     assert_eq!(stopped.exit.code, Some(0), "{stopped:?}");
 }
 
@@ -180,7 +176,7 @@ fn the_logs_name_redis_without_its_password() {
         line.ends_with(&format!("; Redis at 127.0.0.1:{}", redis.port())),
         "{line}"
     );
-    let stopped = service.stop(Duration::from_secs(15));
+    let stopped = service.stop(Stop::grace(Duration::from_secs(15)));
     assert_eq!(stopped.exit.code, Some(0), "{stopped:?}");
     assert!(
         stopped.log.iter().all(|line| !line.contains("s3cret")),

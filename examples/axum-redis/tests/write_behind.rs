@@ -14,7 +14,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use lifecycle_testing::probe::DEFAULT_TIMEOUT;
-use lifecycle_testing::Endpoint;
+use lifecycle_testing::{Endpoint, Stop};
 use lifecycle_tests::redis::RedisServer;
 
 use support::{builder, hash, Client, REQUEST_TIMEOUT};
@@ -59,7 +59,7 @@ fn every_put_acknowledged_before_sigterm_is_in_redis_after_the_exit() {
     // was written by the stop.
     assert_eq!(redis.command(&["EXISTS", "items"]), ":0");
 
-    let stopped = service.stop(Duration::from_secs(15));
+    let stopped = service.stop(Stop::grace(Duration::from_secs(15)));
     assert_eq!(stopped.exit.code, Some(0), "{stopped:?}");
     assert!(
         stopped
@@ -88,7 +88,7 @@ fn the_cache_is_warmed_at_start_up_and_read_through_on_a_miss() {
         .unwrap();
     let app = service.app_addr().unwrap();
     service
-        .wait_for(Endpoint::Readyz, true, Duration::from_secs(5))
+        .wait_passing(Endpoint::Readyz, Duration::from_secs(5))
         .unwrap();
 
     // Written by another instance after this one started: read through.
@@ -104,7 +104,7 @@ fn the_cache_is_warmed_at_start_up_and_read_through_on_a_miss() {
     // Redis gone: what was warmed or read through is still served.
     redis.halt();
     service
-        .wait_for(Endpoint::Readyz, false, Duration::from_secs(2))
+        .wait_failing(Endpoint::Readyz, Duration::from_secs(2))
         .unwrap();
     for (id, value) in [
         ("a", "from-redis-a"),
@@ -119,7 +119,7 @@ fn the_cache_is_warmed_at_start_up_and_read_through_on_a_miss() {
     }
     // Nothing buffered: the stop has nothing to flush and exits 0 without
     // Redis.
-    let stopped = service.stop(Duration::from_secs(15));
+    let stopped = service.stop(Stop::grace(Duration::from_secs(15)));
     assert_eq!(stopped.exit.code, Some(0), "{stopped:?}");
 }
 
@@ -146,7 +146,7 @@ fn writes_reach_redis_while_running_and_a_write_redis_cannot_take_fails_the_stop
     redis.halt();
     let answer = Client::new(app).put("/items/late", "lost").unwrap();
     assert_eq!(answer.status, 200, "{answer:?}");
-    let stopped = service.stop(Duration::from_secs(15));
+    let stopped = service.stop(Stop::grace(Duration::from_secs(15)));
     assert_eq!(stopped.exit.code, Some(1), "{stopped:?}");
     let message = stopped.termination_message.unwrap_or_default();
     assert!(
@@ -186,6 +186,6 @@ fn each_write_is_logged_with_the_clients_address() {
         .wait_for_log(r#"item "whose" written by "#, REQUEST_TIMEOUT)
         .unwrap();
     assert!(line.ends_with(&format!(" written by {client}")), "{line}");
-    let stopped = service.stop(Duration::from_secs(15));
+    let stopped = service.stop(Stop::grace(Duration::from_secs(15)));
     assert_eq!(stopped.exit.code, Some(0), "{stopped:?}");
 }

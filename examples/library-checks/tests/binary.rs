@@ -25,7 +25,9 @@ fn the_binary_runs_the_librarys_checks_and_hooks() {
     // only kill the service.
     #[cfg(unix)]
     {
-        let stopped = service.stop(std::time::Duration::from_secs(15));
+        let stopped = service.stop(lifecycle_testing::Stop::grace(
+            std::time::Duration::from_secs(15),
+        ));
         assert_eq!(stopped.exit.code, Some(0), "{stopped:?}");
     }
     #[cfg(not(unix))]

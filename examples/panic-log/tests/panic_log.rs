@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use lifecycle_testing::{Endpoint, Service};
+use lifecycle_testing::{Endpoint, Service, Stop};
 use lifecycle_tests::ServiceExt;
 
 const PANIC_LOG: &str = env!("CARGO_BIN_EXE_panic-log");
@@ -26,7 +26,7 @@ fn under_panic_log_a_panicking_task_is_logged_and_the_service_keeps_serving() {
     assert!(service.is_running());
     assert_eq!(service.probe(Endpoint::Livez).status, Some(200));
     assert_eq!(service.probe(Endpoint::Readyz).status, Some(200));
-    let stopped = service.stop(DEADLINE);
+    let stopped = service.stop(Stop::grace(DEADLINE));
     assert_eq!(stopped.exit.code, Some(0), "{stopped:?}");
     assert!(!stopped.killed);
 }

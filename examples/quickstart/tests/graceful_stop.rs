@@ -50,11 +50,7 @@ fn a_graceful_stop_under_load_loses_nothing() {
     // the accept queue as the listener closes is reset, whatever the
     // server does (that is what the drain delay is for).
     .routed_for(ROUTED_FOR);
-    let (report, stopped) = load.across_stop(
-        &mut service,
-        Stop::grace(Duration::from_secs(10)),
-        Duration::from_millis(200),
-    );
+    let (report, stopped) = load.across_stop(&mut service, Stop::grace(Duration::from_secs(10)));
     eprintln!("{report}");
 
     report.assert_nothing_lost();
@@ -118,12 +114,11 @@ fn slow_get(app: SocketAddr) -> Result<(), Error> {
 #[test]
 fn a_kill_under_load_is_reported_as_loss() {
     let (mut service, app) = start();
-    let load = Load::new(move || slow_get(app)).clients(4).rate(20);
-    let (report, stopped) = load.across_stop(
-        &mut service,
-        Stop::grace(Duration::ZERO),
-        Duration::from_millis(100),
-    );
+    let load = Load::new(move || slow_get(app))
+        .clients(4)
+        .rate(20)
+        .warmup(Duration::from_millis(100));
+    let (report, stopped) = load.across_stop(&mut service, Stop::grace(Duration::ZERO));
     eprintln!("{report}");
 
     assert!(stopped.killed, "{stopped:?}");

@@ -25,7 +25,7 @@ fn quickstart_serves_the_application_and_the_probes() {
     assert_eq!(answer, (200, "hi there\n".to_string()));
 
     service
-        .wait_for(Endpoint::Readyz, true, Duration::from_secs(10))
+        .wait_passing(Endpoint::Readyz, Duration::from_secs(10))
         .unwrap();
     let ready = service.verbose(Endpoint::Readyz);
     assert_eq!(ready.passed, Some(true), "{ready:?}");
@@ -46,7 +46,7 @@ fn quickstart_serves_the_application_and_the_probes() {
     // only kill the service, and no shutdown hook runs.
     #[cfg(unix)]
     {
-        let stopped = service.stop(Duration::from_secs(15));
+        let stopped = service.stop(lifecycle_testing::Stop::grace(Duration::from_secs(15)));
         assert_eq!(stopped.exit.code, Some(0), "{stopped:?}");
         assert!(!stopped.killed);
         assert!(stopped

@@ -12,7 +12,7 @@ const DEADLINE: Duration = Duration::from_secs(10);
 #[test]
 fn a_current_thread_service_runs_its_checks_on_its_own_thread() {
     let mut service = Service::builder(SINGLE_THREAD).spawn().unwrap();
-    service.wait_for(Endpoint::Readyz, true, DEADLINE).unwrap();
+    service.wait_passing(Endpoint::Readyz, DEADLINE).unwrap();
     let ready = service.probe_path("/readyz?verbose", DEFAULT_TIMEOUT);
     assert_eq!(ready.status, Some(200), "{ready}");
     assert_eq!(
@@ -27,7 +27,7 @@ fn a_current_thread_service_runs_its_checks_on_its_own_thread() {
     // kill the service.
     #[cfg(unix)]
     {
-        let stopped = service.stop(DEADLINE);
+        let stopped = service.stop(lifecycle_testing::Stop::grace(DEADLINE));
         assert_eq!(stopped.exit.code, Some(0), "{stopped:?}");
         assert!(
             stopped.signal_to_exit < Duration::from_secs(2),

@@ -68,7 +68,7 @@ fn a_call_in_flight_when_the_listener_closes_is_answered_and_the_exit_is_0() {
     let mut service = builder(&redis).start().unwrap();
     let addr = service.app_addr().unwrap();
     let app = Client::connect(addr);
-    service.wait_for(Endpoint::Readyz, true, DEADLINE).unwrap();
+    service.wait_passing(Endpoint::Readyz, DEADLINE).unwrap();
 
     // Redis holds every write until told otherwise, so a `Set` stays in
     // flight as long as the test needs: in Redis, its client blocked.

@@ -13,7 +13,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use lifecycle_runtime::grpc::proto::health_check_response::ServingStatus::{NotServing, Serving};
-use lifecycle_testing::{Endpoint, Kubelet, Manifest, Service};
+use lifecycle_testing::{Endpoint, Kubelet, Manifest, Service, Stop};
 use lifecycle_tests::redis::RedisServer;
 use tonic::Code;
 
@@ -110,7 +110,7 @@ fn readiness_follows_redis_on_both_ports_and_agrees_with_http() {
     );
     views.assert_ready(&service, true);
 
-    let stopped = service.stop(Duration::from_secs(15));
+    let stopped = service.stop(Stop::grace(Duration::from_secs(15)));
     assert_eq!(stopped.exit.code, Some(0), "{stopped:?}");
 }
 
@@ -140,6 +140,6 @@ fn a_start_without_redis_is_alive_and_out_of_rotation() {
     let report = kubelet.watch(&service, Duration::from_secs(2));
     report.assert_joined_endpoints();
     report.assert_never_restarted();
-    let stopped = service.stop(Duration::from_secs(15));
+    let stopped = service.stop(Stop::grace(Duration::from_secs(15)));
     assert_eq!(stopped.exit.code, Some(0), "{stopped:?}");
 }

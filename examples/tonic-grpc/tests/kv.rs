@@ -10,7 +10,7 @@ mod support;
 
 use std::time::Duration;
 
-use lifecycle_testing::Endpoint;
+use lifecycle_testing::{Endpoint, Stop};
 use lifecycle_tests::redis::RedisServer;
 use tonic::Code;
 
@@ -38,7 +38,7 @@ fn what_is_set_is_got_back_and_is_in_redis() {
     assert_code(app.get(""), Code::InvalidArgument);
     assert_code(app.set("", "x"), Code::InvalidArgument);
 
-    let stopped = service.stop(Duration::from_secs(15));
+    let stopped = service.stop(Stop::grace(Duration::from_secs(15)));
     assert_eq!(stopped.exit.code, Some(0), "{stopped:?}");
 }
 
@@ -51,7 +51,7 @@ fn a_redis_outage_answers_unavailable_with_the_reason_until_redis_is_back() {
 
     redis.halt();
     service
-        .wait_for(Endpoint::Readyz, false, Duration::from_secs(2))
+        .wait_failing(Endpoint::Readyz, Duration::from_secs(2))
         .unwrap();
     let message = assert_code(app.get("kept"), Code::Unavailable);
     assert!(
@@ -64,13 +64,13 @@ fn a_redis_outage_answers_unavailable_with_the_reason_until_redis_is_back() {
     // the same client connection: the outage cost the service nothing.
     redis.resume();
     service
-        .wait_for(Endpoint::Readyz, true, Duration::from_secs(1))
+        .wait_passing(Endpoint::Readyz, Duration::from_secs(1))
         .unwrap();
     assert_code(app.get("kept"), Code::NotFound);
     app.set("kept", "again").unwrap();
     assert_eq!(app.get("kept").unwrap(), "again");
 
-    let stopped = service.stop(Duration::from_secs(15));
+    let stopped = service.stop(Stop::grace(Duration::from_secs(15)));
     assert_eq!(stopped.exit.code, Some(0), "{stopped:?}");
 }
 

@@ -10,6 +10,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use lifecycle_testing::Stop;
 use lifecycle_tests::redis::RedisServer;
 use support::{blocked_in_blmove, llen, push_jobs, wait_until, worker};
 
@@ -61,7 +62,7 @@ fn every_job_runs_to_completion_exactly_once_across_sigterms_and_restarts() {
                 (llen(&redis, "done") >= target && !running.is_empty()).then_some(running)
             },
         );
-        let stopped = service.stop(GRACE);
+        let stopped = service.stop(Stop::grace(GRACE));
         let log = stopped.log.join("\n");
         assert_eq!(stopped.exit.code, Some(0), "stop {stop}: {stopped:?}");
         assert!(!stopped.killed);
@@ -98,7 +99,7 @@ fn every_job_runs_to_completion_exactly_once_across_sigterms_and_restarts() {
         Duration::from_secs(30),
         || (llen(&redis, "jobs") == 0 && llen(&redis, "processing:w1") == 0).then_some(()),
     );
-    let stopped = service.stop(GRACE);
+    let stopped = service.stop(Stop::grace(GRACE));
     assert_eq!(stopped.exit.code, Some(0), "{stopped:?}");
 
     let done = recorded(&redis);
@@ -124,7 +125,7 @@ fn a_job_cut_by_the_deadline_runs_again_when_the_same_identity_starts_again() {
     wait_until("two jobs running", Duration::from_secs(10), || {
         (llen(&redis, "processing:w1") == 2).then_some(())
     });
-    let stopped = service.stop(GRACE);
+    let stopped = service.stop(Stop::grace(GRACE));
     assert_eq!(
         stopped.exit.code,
         Some(1),
@@ -142,7 +143,7 @@ fn a_job_cut_by_the_deadline_runs_again_when_the_same_identity_starts_again() {
     wait_until("slow-3 done by w2", Duration::from_secs(10), || {
         (redis.list("done") == ["slow-3"]).then_some(())
     });
-    let stopped = other.stop(GRACE);
+    let stopped = other.stop(Stop::grace(GRACE));
     assert_eq!(stopped.exit.code, Some(0), "{stopped:?}");
     assert_eq!(llen(&redis, "processing:w1"), 2);
 
@@ -157,7 +158,7 @@ fn a_job_cut_by_the_deadline_runs_again_when_the_same_identity_starts_again() {
     wait_until("three jobs done", Duration::from_secs(10), || {
         (llen(&redis, "done") >= 3 && llen(&redis, "processing:w1") == 0).then_some(())
     });
-    let stopped = service.stop(GRACE);
+    let stopped = service.stop(Stop::grace(GRACE));
     assert_eq!(stopped.exit.code, Some(0), "{stopped:?}");
     let mut done = redis.list("done");
     done.sort();

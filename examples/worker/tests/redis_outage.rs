@@ -9,7 +9,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use lifecycle_testing::{Endpoint, Service};
+use lifecycle_testing::{Endpoint, Service, Stop};
 use lifecycle_tests::partition::Partition;
 use lifecycle_tests::redis::RedisServer;
 use support::{blocked_in_blmove, llen, push_jobs, wait_until, worker};
@@ -59,7 +59,7 @@ fn readiness_follows_redis_and_liveness_never_asks_it() {
     redis.resume();
     let back = Instant::now();
     service
-        .wait_for(Endpoint::Readyz, true, Duration::from_secs(1))
+        .wait_passing(Endpoint::Readyz, Duration::from_secs(1))
         .unwrap();
     assert!(
         back.elapsed() <= Duration::from_secs(1),
@@ -77,7 +77,7 @@ fn readiness_follows_redis_and_liveness_never_asks_it() {
     // Redis gone again: out of rotation, never restarted, however long.
     redis.halt();
     service
-        .wait_for(Endpoint::Readyz, false, Duration::from_secs(1))
+        .wait_failing(Endpoint::Readyz, Duration::from_secs(1))
         .unwrap();
     passes_throughout(
         &service,
@@ -86,7 +86,7 @@ fn readiness_follows_redis_and_liveness_never_asks_it() {
     );
     service.assert_failing(Endpoint::Readyz);
 
-    let stopped = service.stop(GRACE);
+    let stopped = service.stop(Stop::grace(GRACE));
     assert_eq!(stopped.exit.code, Some(0), "{stopped:?}");
 }
 
@@ -95,7 +95,7 @@ fn an_idle_queue_is_no_error_and_the_readiness_ping_never_waits_behind_the_block
     let redis = RedisServer::start();
     let mut service = worker(&redis.url(), "w1", 100).start().unwrap();
     service
-        .wait_for(Endpoint::Readyz, true, Duration::from_secs(5))
+        .wait_passing(Endpoint::Readyz, Duration::from_secs(5))
         .unwrap();
     // The queue is empty: the consumer sits in BLMOVE, a second at a time.
     // A PING queued behind it would wait up to a second and fail the
@@ -122,7 +122,7 @@ fn an_idle_queue_is_no_error_and_the_readiness_ping_never_waits_behind_the_block
     );
 
     // A SIGTERM is noticed within the block.
-    let stopped = service.stop(GRACE);
+    let stopped = service.stop(Stop::grace(GRACE));
     assert_eq!(stopped.exit.code, Some(0), "{stopped:?}");
     assert!(
         stopped.signal_to_exit < Duration::from_millis(2500),
@@ -139,7 +139,7 @@ fn a_silent_redis_never_wedges_the_consumer() {
         .start()
         .unwrap();
     service
-        .wait_for(Endpoint::Readyz, true, Duration::from_secs(5))
+        .wait_passing(Endpoint::Readyz, Duration::from_secs(5))
         .unwrap();
     let waiting = || blocked_in_blmove(&redis).then_some(());
     wait_until(
@@ -154,7 +154,7 @@ fn a_silent_redis_never_wedges_the_consumer() {
     // goes on well past the liveness limit.
     network.cut();
     service
-        .wait_for(Endpoint::Readyz, false, Duration::from_secs(2))
+        .wait_failing(Endpoint::Readyz, Duration::from_secs(2))
         .unwrap();
     passes_throughout(
         &service,
@@ -169,7 +169,7 @@ fn a_silent_redis_never_wedges_the_consumer() {
     // again on a new connection, and taking jobs.
     network.restore();
     service
-        .wait_for(Endpoint::Readyz, true, Duration::from_secs(3))
+        .wait_passing(Endpoint::Readyz, Duration::from_secs(3))
         .unwrap();
     push_jobs(&redis, &["after-partition".into()]);
     wait_until("after-partition done", Duration::from_secs(5), || {
@@ -183,7 +183,7 @@ fn a_silent_redis_never_wedges_the_consumer() {
         waiting,
     );
     network.cut();
-    let stopped = service.stop(GRACE);
+    let stopped = service.stop(Stop::grace(GRACE));
     assert_eq!(stopped.exit.code, Some(0), "{stopped:?}");
     assert!(
         stopped.signal_to_exit < Duration::from_secs(5),

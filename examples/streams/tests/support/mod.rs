@@ -123,7 +123,7 @@ impl Streams {
 
     /// SIGTERM, then SIGKILL past [`GRACE`].
     pub fn stop(&mut self) -> StopReport {
-        self.service.stop_with(Stop::grace(GRACE))
+        self.service.stop(Stop::grace(GRACE))
     }
 }
 
