@@ -3,7 +3,7 @@
 //! framing, sizes), sent on one connection to the probe server's own
 //! connection handling. Beyond what every answer must be
 //! (`lifecycle_fuzz::answers`), requests that are well formed get one
-//! answer each, in order, with the status the contract gives them.
+//! answer each, in order, with the status the documentation gives them.
 
 #![no_main]
 

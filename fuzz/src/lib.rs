@@ -130,7 +130,7 @@ pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 pub const H2_CLOSE_BOUND: Duration = Duration::from_secs(10 + 5 + 3);
 
 /// The longest a probe may take (the largest check time-out above, 100 ms,
-/// plus the contract's 50 ms): what each pipelined answer adds.
+/// plus the documented 50 ms): what each pipelined answer adds.
 pub const PER_ANSWER: Duration = Duration::from_millis(150);
 
 /// The most bytes of an answer's body (10 KiB), and of its head.
@@ -518,7 +518,7 @@ fn show(bytes: &[u8]) -> String {
 /// What any answer of the probe server must be, whatever was asked:
 /// never a 500, one of the statuses it has reasons to give, a body of at
 /// most 10 KiB, valid JSON when it says JSON, and a text body whose every
-/// line is one the contract allows, naming only checks that exist, so
+/// line is one the documentation allows, naming only checks that exist, so
 /// that nothing the client or a check said forges a line.
 pub fn check_answer(answer: &Answer) {
     let status = answer.status;
@@ -602,7 +602,7 @@ fn check_text(status: u16, body: &str) {
                 let expected = if status == 200 { "passed" } else { "failed" };
                 assert_eq!(verdict, expected, "{status} says {line:?}");
             }
-            None => panic!("a line the contract has no place for: {line:?}\n{body}"),
+            None => panic!("a line the documentation has no place for: {line:?}\n{body}"),
         }
     }
     if status == 200 {

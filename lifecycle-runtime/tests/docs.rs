@@ -122,7 +122,9 @@ fn accepted_arguments(name: &str) -> BTreeSet<String> {
         return list(&source[start..end]);
     }
     let source = read("../lifecycle-macros/src/register.rs");
-    let valid = source.find("fn valid_args").expect("fn valid_args in register.rs");
+    let valid = source
+        .find("fn valid_args")
+        .expect("fn valid_args in register.rs");
     let source = &source[valid..];
     let kind = match name {
         "liveness" => "Kind::Liveness =>",

@@ -1,5 +1,4 @@
-//! Long-lived connections through a stop (issue 21, contract sections 5
-//! and 11): the long-lived fixture, with real clients connected — a raw
+//! Long-lived connections through a stop: the long-lived fixture, with real clients connected — a raw
 //! HTTP/1.1 client reading server-sent events, tokio-tungstenite on a
 //! WebSocket, hyper's HTTP/2 client, tonic's client on a server stream —
 //! across a SIGTERM. Each test asserts the exit code, that the
@@ -63,7 +62,7 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_millis(5000);
 /// budget, as it has one hook. Its quick flush leaves most of it, and
 /// the reserve, between the exit and the deadline.
 const HOOK_BUDGET: Duration = Duration::from_millis(3000);
-/// What the contract keeps between the hooks' budget and the deadline.
+/// What lifecycle keeps between the hooks' budget and the deadline.
 const HOOK_RESERVE: Duration = Duration::from_millis(250);
 /// How long a pinging WebSocket client goes on pinging after it read the
 /// end: well within the time an ended connection keeps discarding.

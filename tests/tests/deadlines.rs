@@ -15,7 +15,7 @@ const TESTBED: &str = env!("CARGO_BIN_EXE_testbed");
 /// Blocks its current_thread runtime's only thread after 300 ms.
 const SINGLE_THREAD_BLOCK: &str = env!("CARGO_BIN_EXE_single-thread-block");
 const DEADLINE: Duration = Duration::from_secs(10);
-/// The contract's bound is the largest timeout + 50 ms; this margin keeps
+/// The documented bound is the largest timeout + 50 ms; this margin keeps
 /// the assertion true on a loaded 2-core machine running a debug build.
 const MARGIN: Duration = Duration::from_millis(250);
 

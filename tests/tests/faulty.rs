@@ -4,9 +4,9 @@
 //! lines, or call `std::process::exit`. The `faulty` fixture misbehaves as
 //! its `FAULTY` variable says.
 //!
-//! What the contract promises, and these tests hold it to:
+//! What lifecycle promises, and these tests hold it to:
 //! - every probe answer comes within the largest timeout of the checks it
-//!   runs + 50 ms (section 3), at most 10 KiB, its verdict line last, with
+//!   runs + 50 ms, at most 10 KiB, its verdict line last, with
 //!   no line a reason forged, and the status the checks' results make;
 //! - a check that panics is that check's failure, `panicked: MESSAGE`
 //!   (`Box<dyn Any>` for a payload that is no string, as `std` prints
@@ -19,9 +19,9 @@
 //!   exits 1 after them naming what still runs); a failing, panicking or
 //!   timed-out `on_shutdown` hook makes the exit 1 and the later hooks still run; the
 //!   reason is the termination message (at most 4096 bytes) and the last
-//!   line logged (section 6);
-//! - `std::process::exit(N)` in user code is the user's choice (the
-//!   contract offers `mark_broken` instead): the process exits with N, the
+//!   line logged;
+//! - `std::process::exit(N)` in user code is the user's choice (lifecycle
+//!   offers `mark_broken` instead): the process exits with N, the
 //!   code the user passed, at once; lifecycle never gets control back, so
 //!   no termination message is written and no later hook runs.
 //!
@@ -45,14 +45,14 @@ const HOOK_TIMEOUT: Duration = Duration::from_millis(300);
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_millis(3000);
 /// When the `on_shutdown` hooks start at the latest, counted from the
 /// stop: the shutdown timeout less their budget (300 ms for order 0,
-/// 1000 ms for order 1) and 250 ms (contract section 5).
+/// 1000 ms for order 1) and 250 ms.
 const HOOKS_LATEST_START: Duration = Duration::from_millis(3000 - 1300 - 250);
 /// How the exit names what the hooks no longer waited for.
 const STILL_RUNNING: &str =
     "the on_shutdown hooks ran at their latest start and are done; still running: ";
-/// What the contract adds to a check's timeout for an answer.
+/// What lifecycle adds to a check's timeout for an answer.
 const SLACK: Duration = Duration::from_millis(50);
-/// The contract's bound plus this keeps an assertion true on a loaded
+/// The documented bound plus this keeps an assertion true on a loaded
 /// 2-core machine running a debug build (as in deadlines.rs).
 const MARGIN: Duration = Duration::from_millis(250);
 /// What a stop with nothing slow in it may take, from the signal to the

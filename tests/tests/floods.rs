@@ -39,7 +39,7 @@ const PEAK_RSS_LIMIT_KIB: u64 = 64 * 1024;
 /// connections left idle.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// The probe server's cap on open connections (`MAX_CONNECTIONS` in
-/// server.rs; the contract, section 3, promises a cap).
+/// server.rs; the README's Hardening promises a cap).
 const MAX_CONNECTIONS: usize = 512;
 /// How many connections the accept loop may admit in one turn before the
 /// connections it evicted have run and closed their sockets: tokio's

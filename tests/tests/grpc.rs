@@ -1,7 +1,7 @@
 //! gRPC health on the probe port (feature `grpc`), from a tonic client
 //! through the kit: the answers agree with `/livez`, `/readyz`,
-//! `/startupz` and `/healthz` in every phase, names map as the contract's
-//! section 8 says, and `List` gives them all.
+//! `/startupz` and `/healthz` in every phase, names map as the README's
+//! gRPC health table says, and `List` gives them all.
 
 use std::time::Duration;
 

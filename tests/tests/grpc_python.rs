@@ -1,7 +1,7 @@
 //! Python's `grpcio-health-checking` (a client nobody here wrote) against
 //! the testbed's probe port: `Check` on every service name and `List`, in
 //! every phase (start-up held, running, draining), each answer agreeing
-//! with the HTTP endpoint it maps to (contract, section 8): 200 ↔
+//! with the HTTP endpoint it maps to: 200 ↔
 //! `SERVING`, 503 ↔ `NOT_SERVING`, 404 ↔ the `NOT_FOUND` status code.
 //!
 //! The interpreter comes from `./scripts/test` (`LIFECYCLE_PYTHON`, see
@@ -25,12 +25,12 @@ const DRAIN_DELAY: Duration = Duration::from_secs(8);
 /// answers their paths 404.
 const UNKNOWN_CHECKS: [&str; 2] = ["readyz/no-such-check", "startupz/toggle"];
 
-/// Names that are none of the contract's, whatever HTTP does with a path
+/// Names that are none of the documented ones, whatever HTTP does with a path
 /// of that name (`/healthz` is one, but the gRPC name of `/healthz` is
 /// `""`): `Check` answers them `NOT_FOUND`.
 const NOT_NAMES: [&str; 5] = ["no-such-service", "healthz", "livez/", "READYZ", "/readyz"];
 
-/// Every service name the contract gives, for the testbed's checks as its
+/// Every documented service name, for the testbed's checks as its
 /// verbose HTTP answers list them, and a few unknown ones.
 fn every_name(service: &Service) -> Vec<String> {
     let mut names = vec![String::new()];

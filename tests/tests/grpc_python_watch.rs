@@ -1,12 +1,12 @@
 //! Python's `grpcio-health-checking` watching through a SIGTERM.
 //!
-//! The testbed's probe port (issue 13, contract section 8): `Watch` on
+//! The testbed's probe port: `Watch` on
 //! `readyz` and `""` sees `NOT_SERVING` within 100 ms of the signal,
 //! `livez` stays `SERVING` through the drain, an unknown name gets
 //! `SERVICE_UNKNOWN` and its stream stays open, and every stream ends with
 //! status `OK` when the service stops.
 //!
-//! The streams' ends on both ports (issue 21, contract section 11), with
+//! The streams' ends on both ports, with
 //! the `tonic-service` fixture: `health_service()` on the application's
 //! tonic server ends its streams at `shutdown_signal()`, so that tonic's
 //! graceful stop is not held up by them, and the probe port ends its own
@@ -36,7 +36,7 @@ const TESTBED: &str = env!("CARGO_BIN_EXE_testbed");
 const TONIC_SERVICE: &str = env!("CARGO_BIN_EXE_tonic-service");
 /// For anything waited on: generous, for a loaded 2-core machine.
 const DEADLINE: Duration = Duration::from_secs(10);
-/// The contract's bound on a phase change reaching a Watch stream.
+/// The documented bound on a phase change reaching a Watch stream.
 const PHASE_CHANGE_MS: f64 = 100.0;
 /// What the measurement adds to the server's bound on a loaded 2-core
 /// machine: the signal thread's wake-up in the service, the client's

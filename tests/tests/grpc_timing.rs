@@ -14,11 +14,11 @@ use lifecycle_tests::{fixture, ServiceExt};
 const TESTBED: &str = env!("CARGO_BIN_EXE_testbed");
 const SINGLE_THREAD_BLOCK: &str = env!("CARGO_BIN_EXE_single-thread-block");
 const DEADLINE: Duration = Duration::from_secs(10);
-/// The contract's bounds are exact; this margin keeps the assertions true
+/// The documented bounds are exact; this margin keeps the assertions true
 /// on a loaded 2-core machine running a debug build, where the client's
 /// own threads may wait that long to be scheduled.
 const MARGIN: Duration = Duration::from_millis(150);
-/// The contract's bound for a phase change to reach a watcher.
+/// The documented bound for a phase change to reach a watcher.
 const PHASE_BOUND: Duration = Duration::from_millis(100);
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -214,7 +214,7 @@ fn sigterm_reaches_a_watcher_at_once_after_another_change_during_a_slow_check() 
         ready.next(DEADLINE),
         GrpcWatchEvent::Status(ServingStatus::Serving)
     );
-    // Each `set_ready(true)` is a change: the first starts a run of the
+    // Each guard dropped is a change: the first starts a run of the
     // 800 ms check, the second comes during it.
     service.command("clear unready");
     service.command("clear unready");

@@ -1,10 +1,10 @@
 //! A hostile environment, its configuration part (issue 11, item 6): the
 //! probe port already taken, and bad values in every `LIFECYCLE_*`
-//! variable of the contract. (Stderr closed, broken or stalled, and the
+//! variable lifecycle reads. (Stderr closed, broken or stalled, and the
 //! termination log at a FIFO, a directory, `/dev/full` or in a missing
 //! directory are in hostile.rs.)
 //!
-//! The contract (sections 5 and 6, and the README's Configuration): a bad
+//! As the README's Configuration says: a bad
 //! value exits 2 with a message naming the variable and the accepted form;
 //! an empty variable counts as unset; a millisecond value is at most
 //! 86 400 000; the probe address that cannot be bound exits 1. The
@@ -17,11 +17,11 @@
 //! (`cargo test -p lifecycle-runtime --no-default-features`) check that it
 //! exits 2 naming the feature.
 //!
-//! `LIFECYCLE_METRICS` (section 9) takes `on` and `off`, and `true`/`false`
+//! `LIFECYCLE_METRICS` takes `on` and `off`, and `true`/`false`
 //! and `1`/`0`, in any case; `off` serves all the same (the manifest's
 //! side of it is in kubernetes.rs).
 //!
-//! `LIFECYCLE_PID1` (section 10) takes the same words as
+//! `LIFECYCLE_PID1` takes the same words as
 //! `LIFECYCLE_METRICS`; the testbed is not PID 1 here, so `on` changes
 //! nothing and the service serves (its PID-1 side is in pid1.rs).
 

@@ -1,4 +1,4 @@
-//! `GET /metrics` (contract section 9) scraped by a real Prometheus: the
+//! `GET /metrics` scraped by a real Prometheus: the
 //! Debian package's server, started by the test on a port of its own,
 //! scraping the service every second, and queried over its HTTP API. A
 //! missing `prometheus` fails the test, naming `./scripts/test`, which
@@ -140,7 +140,7 @@ fn prometheus_ingests_every_sample_served_without_an_error() {
     let target = prometheus.wait_target_up(addr, DEADLINE);
     assert_eq!(target.last_error, "", "{target:?}");
 
-    // Every series of the contract is there.
+    // Every documented series is there.
     for series in [
         "lifecycle_check_up",
         "lifecycle_check_duration_seconds_bucket",

@@ -1,4 +1,4 @@
-//! PID 1 (issue 15, contract section 10), for real: the `pid1` fixture runs
+//! PID 1, for real: the `pid1` fixture runs
 //! as the first process of a new PID namespace (`unshare --pid --fork
 //! --mount-proc`, which needs root, as in CI and `./scripts/test`), where
 //! the kernel gives it what a container without an init gives it: no

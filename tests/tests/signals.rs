@@ -2,7 +2,8 @@
 //! random moment of preflight, the `on_startup` hooks (`async` and plain
 //! `fn`), `main`, the drain and the `on_shutdown` hooks, sometimes twice;
 //! each run's exit code, termination message and record of what ran are
-//! checked against the contract (CONTRACT.md sections 5 and 6).
+//! checked against what the README promises (its stop sequence and exit
+//! codes).
 //!
 //! Randomized from a seed printed at the start and in every failure:
 //! `LIFECYCLE_SEED=S` replays the same plans (`LIFECYCLE_SIGNALS_RUN=I`
@@ -500,7 +501,7 @@ fn execute(plan: &Plan) -> Result<Observed, String> {
     })
 }
 
-/// The contract's verdict on one run: every violation found.
+/// The documented behaviour's verdict on one run: every violation found.
 fn check(plan: &Plan, seen: &Observed) -> Vec<String> {
     let mut violations = Vec::new();
     let mut fail = |message: String| violations.push(message);
@@ -671,7 +672,7 @@ fn check(plan: &Plan, seen: &Observed) -> Vec<String> {
         }
     }
 
-    // The exit code (section 6). A second signal while the stop still has
+    // The exit code. A second signal while the stop still has
     // work ahead exits at once with 128 + its number; near the very end
     // the stop may win. Two signals close together may be read in either
     // order (the service finds both pending): then either number.
@@ -805,7 +806,7 @@ fn run_one(seed: u64, run: usize) -> Verdict {
     }
 }
 
-/// A run that broke the contract: how, where its signals landed, what ran
+/// A run that broke a documented promise: how, where its signals landed, what ran
 /// and the service's last words.
 fn describe(plan: &Plan, seen: &Observed, violations: &[String]) -> String {
     let tail = &seen.log[seen.log.len().saturating_sub(15)..];
@@ -910,7 +911,7 @@ fn signals_at_every_phase() {
     ));
     assert!(
         failures.is_empty(),
-        "seed={seed}: {} of {} runs broke the contract:\n\n{}",
+        "seed={seed}: {} of {} runs broke a documented promise:\n\n{}",
         failures.len(),
         verdicts.len(),
         failures
@@ -944,8 +945,9 @@ fn fixed_plan(target: Target, anchor: &'static str, after_ms: u64) -> Plan {
     }
 }
 
-/// Runs `plan` and panics with the contract's violations, if any.
-fn assert_contract(plan: &Plan) {
+/// Runs `plan` and panics with the violations of the documented
+/// behaviour, if any.
+fn assert_as_documented(plan: &Plan) {
     let seen = execute(plan).unwrap_or_else(|reason| panic!("{reason}\nplan: {plan:?}"));
     let violations = check(plan, &seen);
     assert!(
@@ -961,7 +963,7 @@ fn a_stop_waits_for_an_async_on_startup_hook_that_the_abort_reaches_late() {
     // causes at 0.2 s takes effect only at its next `.await`, and until
     // then it runs on, and may still acquire what an on_shutdown hook
     // would release.
-    assert_contract(&Plan {
+    assert_as_documented(&Plan {
         startup_async_ms: 1500,
         startup_async_blocks: true,
         ..fixed_plan(Target::StartupAsync, "startup-async", 200)
@@ -973,7 +975,7 @@ fn a_stop_waits_for_a_plain_fn_preflight_check() {
     // Preflight abandoned on SIGTERM at 0.3 s while a plain-fn check blocks
     // for 1.5 s: it cannot be cancelled, as a plain-fn on_startup hook
     // cannot (failure 6), and the on_shutdown hooks must wait for it.
-    assert_contract(&Plan {
+    assert_as_documented(&Plan {
         preflight_blocking_ms: Some(1500),
         ..fixed_plan(Target::Preflight, "preflight-blocking", 300)
     });
@@ -982,10 +984,10 @@ fn a_stop_waits_for_a_plain_fn_preflight_check() {
 /// Runs `plan` on three services at once: a window too short for one run
 /// to hit reliably is almost surely hit by one of three when the product
 /// is wrong.
-fn assert_contract_thrice_at_once(plan: &Plan) {
+fn assert_as_documented_thrice_at_once(plan: &Plan) {
     std::thread::scope(|scope| {
         let runs: Vec<_> = (0..3)
-            .map(|_| scope.spawn(|| assert_contract(plan)))
+            .map(|_| scope.spawn(|| assert_as_documented(plan)))
             .collect();
         for run in runs {
             if let Err(panic) = run.join() {
@@ -999,7 +1001,7 @@ fn assert_contract_thrice_at_once(plan: &Plan) {
 fn the_reason_of_an_exit_on_a_second_signal_is_the_last_line_logged() {
     // A second SIGTERM while an on_shutdown hook logs every 100 µs: the
     // hook's thread goes on while the signal thread exits, and none of its
-    // lines may follow the reason (section 6: "It is also the last line
+    // lines may follow the reason (the README: "the reason is the last line
     // logged"). The window is short: three services at once, so that one
     // of them almost surely hits it when the product is wrong.
     let mut plan = Plan {
@@ -1012,7 +1014,7 @@ fn the_reason_of_an_exit_on_a_second_signal_is_the_last_line_logged() {
         anchor: Anchor::Start("shutdown-2"),
         after_ms: 300,
     });
-    assert_contract_thrice_at_once(&plan);
+    assert_as_documented_thrice_at_once(&plan);
 }
 
 #[test]
@@ -1020,7 +1022,7 @@ fn a_second_signal_while_the_stop_exits_0_never_leaves_a_mixed_story() {
     // The last hook ends and leaves the log flooded and stderr slow, so
     // that the exit with code 0 spends its 250 ms draining the log queue; a
     // second SIGTERM comes 50 ms after that hook's end, while it drains.
-    // Either exit is the contract's (the stop had finished, or the signal
+    // Either exit is as documented (the stop had finished, or the signal
     // exits at once), but one only: exit 0 with no termination message, or
     // 143 with its reason, never exit 0 with the reason of a 143 in the
     // termination log.
@@ -1033,5 +1035,5 @@ fn a_second_signal_while_the_stop_exits_0_never_leaves_a_mixed_story() {
         anchor: Anchor::End("shutdown-3"),
         after_ms: 50,
     });
-    assert_contract_thrice_at_once(&plan);
+    assert_as_documented_thrice_at_once(&plan);
 }

@@ -38,7 +38,7 @@ fn the_drain_delay_serves_calls_while_health_says_leave() {
     let signalled = Instant::now();
     service.signal(libc::SIGTERM);
     // Clients and proxies that health-check the application's port see it
-    // leave at once (the contract's 100 ms, with room for a loaded
+    // leave at once (the documented 100 ms, with room for a loaded
     // machine)…
     let took = app.wait_for("readyz", ServingStatus::NotServing, DEADLINE);
     assert!(

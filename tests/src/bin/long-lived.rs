@@ -1,6 +1,5 @@
 //! A service whose clients stay connected, for the tests of long-lived
-//! connections through a stop (tests/tests/connections.rs, contract
-//! section 11). Its environment selects its shape:
+//! connections through a stop (tests/tests/connections.rs). Its environment selects its shape:
 //!
 //! - `LISTENER=tokio|lifecycle`: the application's listeners are tokio's
 //!   `TcpListener`, as the README once taught, or lifecycle's, whose

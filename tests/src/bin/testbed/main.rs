@@ -262,7 +262,7 @@ fn env_millis(name: &str) -> Option<Duration> {
 
 // The hooks' budget (2 s + 10 s + 2 s) fits the default shutdown timeout
 // with the default connection drain: the stop waits for main until the
-// hooks' latest start, 25 s - 14 s - 250 ms after the signal (section 5).
+// hooks' latest start, 25 s - 14 s - 250 ms after the signal.
 #[on_shutdown(order = 0, timeout_ms = 2000)]
 async fn stop_intake() {
     recorded("stop_intake", Duration::ZERO).await;
