@@ -146,13 +146,14 @@ fn main() -> ExitCode {
     let started = Instant::now();
     let started_at = first_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
     type Measure = fn(&Bench) -> Result<Vec<Figure>, String>;
-    let steps: [(&str, Measure); 9] = [
+    let steps: [(&str, Measure); 10] = [
         ("throughput and CPU", figures::throughput),
         ("the application's listener", figures::listener),
         ("latency under a busy runtime", figures::busy),
         ("a blocked runtime", figures::blocked),
         ("start and stop", figures::start_and_stop),
         ("memory", figures::memory),
+        ("binary size", figures::size),
         ("gRPC", figures::grpc),
         ("/metrics", figures::scrape),
         ("clean builds", figures::build),

@@ -48,6 +48,13 @@ pub fn command(bin_dir: &Path, binary: &str) -> Command {
     command
 }
 
+/// A process's resident memory, in KiB.
+pub struct Memory {
+    pub rss: u64,
+    pub anonymous: u64,
+    pub executable: u64,
+}
+
 /// A running service.
 pub struct Service {
     pub name: String,
@@ -116,15 +123,50 @@ impl Service {
         Ok(field(14).unwrap_or(0) + field(15).unwrap_or(0))
     }
 
-    /// The resident set size in KiB.
-    pub fn rss_kib(&self) -> Result<u64, String> {
+    /// The resident set size in KiB, and of it the anonymous memory (heap,
+    /// stacks) and the pages of the executable itself (its code and
+    /// read-only data, as far as they were touched), from `smaps`.
+    pub fn memory_kib(&self) -> Result<Memory, String> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
             .map_err(|e| format!("{}: {e}", self.name))?;
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|value| value.split_whitespace().next()?.parse().ok())
-            .ok_or_else(|| format!("{}: no VmRSS", self.name))
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|value| value.split_whitespace().next()?.parse().ok())
+                .ok_or_else(|| format!("{}: no {name} in /proc/PID/status", self.name))
+        };
+        let executable = std::fs::read_link(format!("/proc/{}/exe", self.pid()))
+            .map_err(|e| format!("{}: {e}", self.name))?;
+        let smaps = std::fs::read_to_string(format!("/proc/{}/smaps", self.pid()))
+            .map_err(|e| format!("{}: {e}", self.name))?;
+        // A mapping's header line names its file last; its `Rss:` line
+        // follows.
+        let mut in_executable = false;
+        let mut executable_kib = 0;
+        for line in smaps.lines() {
+            if let Some(kib) = line.strip_prefix("Rss:") {
+                if in_executable {
+                    executable_kib += kib
+                        .split_whitespace()
+                        .next()
+                        .and_then(|kib| kib.parse::<u64>().ok())
+                        .unwrap_or(0);
+                }
+            } else if line.split_whitespace().next().is_some_and(|range| {
+                range.contains('-') && range.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+            }) {
+                in_executable = line
+                    .split_whitespace()
+                    .nth(5)
+                    .is_some_and(|path| std::path::Path::new(path) == executable);
+            }
+        }
+        Ok(Memory {
+            rss: field("VmRSS:")?,
+            anonymous: field("RssAnon:")?,
+            executable: executable_kib,
+        })
     }
 
     /// Sends SIGTERM and waits for the exit: the time from the signal to
