@@ -344,7 +344,17 @@
 //!
 //! - `tracing-subscriber` (default): the log subscriber `#[service_main]`
 //!   installs unless `tracing = false`. Leave it out
-//!   (`default-features = false`) when you install your own.
+//!   (`default-features = false`) when you install your own. It reads
+//!   `RUST_LOG` as comma-separated `level`, `target=level` and `target`
+//!   directives (`info`, `my_crate=debug,hyper=warn`). A value with a span
+//!   or field directive (`my_crate[request]=debug`), or with a directive
+//!   it cannot read, is logged once as a warning naming `env-filter`, and
+//!   `info` is used.
+//! - `env-filter`: `RUST_LOG` in the full syntax of tracing-subscriber's
+//!   `EnvFilter` (span and field directives, regular expressions) for that
+//!   subscriber; it turns `tracing-subscriber` on. Off by default: it
+//!   brings the regex crates, which took longer to compile than the rest
+//!   of the subscriber.
 //! - `metrics` (default): `GET /metrics` and the `metrics` module; without
 //!   it, nothing of prometheus-client is built.
 //! - `grpc`: gRPC health on the probe port and for the application's tonic
