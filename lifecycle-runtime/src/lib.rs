@@ -252,7 +252,7 @@
 //! | `LIFECYCLE_METRICS` | `metrics` | `on`: `GET /metrics` on the probe port, and the `prometheus.io/scrape`, `prometheus.io/port` and `prometheus.io/path` annotations on the pod template of `--lifecycle-manifest`; `off`: `/metrics` answers 404 and the pod template has none of them. `true`/`false` and `1`/`0` are taken too |
 //! | `LIFECYCLE_PID1` | `pid1` | `on`: when the process is PID 1 (a container without an init) on Linux, the service runs as the child of a minimal init that forwards every signal to it once, reaps orphans and exits with its code; no effect otherwise (not PID 1, or another system). `off`: the service is PID 1 itself. `true`/`false` and `1`/`0` are taken too |
 //! | `LIFECYCLE_TERMINATION_LOG` | | `/dev/termination-log` when it exists and is writable |
-//! | `RUST_LOG` | | `info` |
+//! | `RUST_LOG` | | `info`; comma-separated `level`, `target=level` and `target` directives; the full `EnvFilter` syntax with the cargo feature `env-filter` |
 //!
 //! # Start-up, shutdown and exit codes
 //!

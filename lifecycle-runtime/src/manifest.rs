@@ -601,11 +601,7 @@ podFailurePolicy:
       type: DisruptionTarget
 template:
   metadata:
-    annotations:
-      prometheus.io/path: /metrics
-      prometheus.io/port: '9100'
-      prometheus.io/scrape: 'true'
-    labels:
+{annotations}    labels:
       app.kubernetes.io/name: svc
   spec:
     containers:
@@ -617,7 +613,17 @@ template:
       terminationMessagePolicy: FallbackToLogsOnError
     restartPolicy: Never
     terminationGracePeriodSeconds: 35";
-        assert_eq!(body, expected);
+        // Without the `metrics` feature there is nothing to scrape.
+        let annotations = if cfg!(feature = "metrics") {
+            "    annotations:
+      prometheus.io/path: /metrics
+      prometheus.io/port: '9100'
+      prometheus.io/scrape: 'true'
+"
+        } else {
+            ""
+        };
+        assert_eq!(body, expected.replace("{annotations}", annotations));
     }
 
     /// The probe of the container in the manifest rendered with `env`,

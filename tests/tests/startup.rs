@@ -81,6 +81,33 @@ fn background_checks_start_when_start_up_has_finished_and_readyz_passes_with_sta
 }
 
 #[test]
+fn a_rust_log_the_default_filter_cannot_read_is_one_warning_naming_env_filter_then_info() {
+    let service = fixture(TESTBED)
+        .env("RUST_LOG", "debug,testbed[request]=trace")
+        .start()
+        .unwrap();
+    let warning = service
+        .wait_for_log("env-filter", DEADLINE)
+        .expect("a warning naming the feature");
+    assert!(
+        warning.contains("has the span or field directive `testbed[request]=trace`")
+            && warning.contains("logging at `info` instead"),
+        "{warning}"
+    );
+    // At info: lifecycle's own info lines, and none at debug.
+    service
+        .wait_for_log("probe server listening", DEADLINE)
+        .unwrap();
+    let log = service.log();
+    assert_eq!(
+        log.iter().filter(|line| line.contains("env-filter")).count(),
+        1,
+        "{log:#?}"
+    );
+    assert!(!log.iter().any(|line| line.contains("DEBUG")), "{log:#?}");
+}
+
+#[test]
 fn a_failing_on_startup_hook_exits_1_and_main_never_runs() {
     let mut service = fixture(TESTBED)
         .env("TESTBED_STARTUP_FAIL", "1")

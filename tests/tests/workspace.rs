@@ -138,3 +138,34 @@ fn without_the_grpc_feature_the_runtime_depends_on_nothing_of_tonic() {
         "{with_grpc:?}"
     );
 }
+
+#[test]
+fn the_default_build_compiles_no_regex_and_no_libyaml() {
+    let heavy = |crates: &[String]| -> Vec<String> {
+        let mut found: Vec<String> = crates
+            .iter()
+            .filter(|name| {
+                name.starts_with("regex")
+                    || *name == "serde_norway"
+                    || name.starts_with("unsafe-libyaml")
+            })
+            .cloned()
+            .collect();
+        found.sort();
+        found.dedup();
+        found
+    };
+    let default = runtime_dependencies(&[]);
+    assert!(
+        default.iter().any(|name| name == "tracing-subscriber"),
+        "{default:?}"
+    );
+    assert_eq!(heavy(&default), Vec::<String>::new(), "the default build");
+    // The `env-filter` feature brings the regex crates back: the check
+    // above sees them when they are there.
+    let with_env_filter = heavy(&runtime_dependencies(&["--features", "env-filter"]));
+    assert!(
+        with_env_filter.iter().any(|name| name == "regex-automata"),
+        "{with_env_filter:?}"
+    );
+}
