@@ -210,8 +210,9 @@ fn registration(kind: Kind, config: &Config, function: &ItemFn, name: &str) -> T
         ReturnType::Default => (quote!(()), function.sig.ident.span()),
         ReturnType::Type(_, ty) => (quote!(#ty), ty.span()),
     };
-    let (with_causes, from_return, convert_fn, result_ty) = if kind.is_hook() {
+    let (with_boxed_causes, with_causes, from_return, convert_fn, result_ty) = if kind.is_hook() {
         (
+            quote!(HookOutcomeWithBoxedCauses),
             quote!(HookOutcomeWithCauses),
             quote!(HookOutcomeFromReturn),
             "lifecycle_into_hook_outcome",
@@ -219,6 +220,7 @@ fn registration(kind: Kind, config: &Config, function: &ItemFn, name: &str) -> T
         )
     } else {
         (
+            quote!(HealthWithBoxedCauses),
             quote!(HealthWithCauses),
             quote!(HealthFromReturn),
             "lifecycle_into_health",
@@ -234,9 +236,9 @@ fn registration(kind: Kind, config: &Config, function: &ItemFn, name: &str) -> T
         quote_spanned! {output_span=>
             {
                 #[allow(unused_imports)]
-                use #private::{#with_causes as _, #from_return as _};
+                use #private::{#with_boxed_causes as _, #with_causes as _, #from_return as _};
                 let __lifecycle_returned: #output_ty = #value;
-                (&&#private::Returned::new(__lifecycle_returned)).#convert_fn()
+                (&&&#private::Returned::new(__lifecycle_returned)).#convert_fn()
             }
         }
     };

@@ -30,6 +30,12 @@ const STALE: &str = "stale: the last result is";
 /// earlier run; the rest (for how long) changes with every probe.
 const BLOCKED: &str = "the previous run has not returned after";
 
+/// The longest a probe waits for a background check's first run: within
+/// the 1 s that `--lifecycle-manifest` gives an endpoint whose checks all
+/// answer from memory (`timeoutSeconds`), whatever the check's own
+/// timeout.
+const FIRST_RUN_WAIT: Duration = Duration::from_millis(800);
+
 /// The reason of a background check before its runner starts, which is
 /// when start-up has finished: what it checks may not exist before the
 /// `on_startup` hooks have run.
@@ -174,7 +180,9 @@ pub(crate) struct Check {
     /// finished), and the first result's arrival, which a probe in the
     /// meantime waits for rather than answer "not yet run".
     runner_started: AtomicBool,
-    first_result: Notify,
+    /// The runner has ended (a stop), with or without a first result.
+    runner_ended: Arc<AtomicBool>,
+    first_result: Arc<Notify>,
     /// Since when a plain `fn` call has been running: one that outlived
     /// its timeout cannot be cancelled, so no second one is started
     /// beside it (each would hold a blocking-pool thread).
@@ -192,7 +200,8 @@ impl Check {
             in_flight: Mutex::new(None),
             latest: Mutex::new(None),
             runner_started: AtomicBool::new(false),
-            first_result: Notify::new(),
+            runner_ended: Arc::default(),
+            first_result: Arc::default(),
             blocking_since: Arc::new(Mutex::new(None)),
             changes: ChangeLog::new(registration.kind.label(), registration.name, true),
             #[cfg(feature = "metrics")]
@@ -334,27 +343,31 @@ impl Check {
     /// finished, "not yet run"; during its first run (started when
     /// start-up finished), that run's result, so that `/readyz` can pass
     /// as soon as `/startupz` does. The wait is bounded by the check's
-    /// timeout and a margin: the runner lives on the application runtime,
-    /// which may be stalled.
+    /// timeout and by [`FIRST_RUN_WAIT`] (the runner lives on the
+    /// application runtime, which may be stalled, and the kubelet's probe
+    /// has its own timeout), and ends at once if the runner has ended (a
+    /// stop) without a result.
     async fn first_result(&self) -> CheckResult {
         if !self.runner_started.load(Ordering::SeqCst) {
             return self.failed(NOT_STARTED.into());
         }
         let arrived = self.first_result.notified();
         tokio::pin!(arrived);
-        // Registered before looking, so that a result stored in between is
-        // not missed.
+        // Registered before looking, so that a result stored (or the
+        // runner's end) in between is not missed.
         arrived.as_mut().enable();
-        if let Some((result, _)) = self.latest() {
-            return result;
-        }
-        let bound = self.registration.timeout() + STALE_SLACK;
-        tokio::select! {
-            () = arrived => {}
-            () = tokio::time::sleep(bound) => {}
+        let bound = self.registration.timeout().min(FIRST_RUN_WAIT);
+        if self.latest().is_none() && !self.runner_ended.load(Ordering::SeqCst) {
+            tokio::select! {
+                () = arrived => {}
+                () = tokio::time::sleep(bound) => {}
+            }
         }
         match self.latest() {
             Some((result, _)) => result,
+            None if self.runner_ended.load(Ordering::SeqCst) => {
+                self.failed("not yet run: stopped before its first run ended".into())
+            }
             None => self.failed(format!(
                 "not yet run: the first run has not ended after {} ms",
                 bound.as_millis()
@@ -380,12 +393,18 @@ impl Check {
         let this = self.clone();
         let handle = app.clone();
         let own = OwnTask::start();
+        let ended = RunnerEnded {
+            ended: self.runner_ended.clone(),
+            waiters: self.first_result.clone(),
+        };
         app.spawn(contained("a background check runner", async move {
             let _own = own;
+            let _ended = ended;
             loop {
                 let result = tokio::select! {
-                    result = this.run(&handle) => result,
+                    biased;
                     _ = stop.cancelled() => return,
+                    result = this.run(&handle) => result,
                 };
                 this.note(&result);
                 let up = result.health.is_up();
@@ -404,12 +423,28 @@ impl Check {
                     changed();
                 }
                 tokio::select! {
-                    _ = tokio::time::sleep(interval) => {}
+                    biased;
                     _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(interval) => {}
                 }
             }
         }));
         true
+    }
+}
+
+/// Marks a runner ended however its task ends (a stop, a panic, the
+/// runtime's shutdown), and wakes the probes waiting for a first result
+/// that will not come.
+struct RunnerEnded {
+    ended: Arc<AtomicBool>,
+    waiters: Arc<Notify>,
+}
+
+impl Drop for RunnerEnded {
+    fn drop(&mut self) {
+        self.ended.store(true, Ordering::SeqCst);
+        self.waiters.notify_waiters();
     }
 }
 
@@ -489,5 +524,23 @@ mod tests {
         assert!(result.health.is_up(), "{result:?}");
         stop.cancel();
         assert_eq!(RUNS.load(Ordering::SeqCst), 1, "one run, from the runner");
+
+        // A runner stopped before its first result: probes are not held.
+        let stopped = Check::new(&BACKGROUND);
+        let stop = CancellationToken::new();
+        stop.cancel();
+        assert!(stopped.start_background(&app, stop, || {}));
+        let began = Instant::now();
+        let result = stopped.result(&app).await;
+        assert_eq!(
+            result.health.reason(),
+            Some("not yet run: stopped before its first run ended")
+        );
+        assert!(began.elapsed() < FIRST_RUN_WAIT, "{:?}", began.elapsed());
+        assert_eq!(
+            RUNS.load(Ordering::SeqCst),
+            1,
+            "a stopped runner never ran it"
+        );
     }
 }

@@ -74,7 +74,8 @@
 //!
 //! Every attribute also takes `crate = "path"` for a renamed dependency.
 //!
-//! - An `Err` is the failure's reason: a `std::error::Error` with its
+//! - An `Err` is the failure's reason: a `std::error::Error` (or a
+//!   `Box<dyn Error>`) with its
 //!   causes (`source()`), joined as anyhow's `{:#}` does
 //!   (`error connecting to server: Connection refused (os error 111)`),
 //!   any other `Display` type in its alternate form (the whole chain for
@@ -553,6 +554,9 @@ pub fn phase() -> Phase {
 /// change does. It never brings back an instance that is starting or
 /// shutting down: those phases fail `/readyz` whatever the guards say.
 ///
+/// Bind the guard to a name (`_out`, not `_`): `let _ = …` drops it at
+/// once, which `#[must_use]` does not catch.
+///
 /// ```no_run
 /// # async fn reload_cache() {}
 /// # async fn example() {
@@ -659,8 +663,9 @@ pub async fn run_checks(kind: CheckKind) -> Vec<CheckResult> {
 pub mod __private {
     pub use crate::config::{Flavor, PanicPolicy, ProbeProtocol, ReasonsPolicy, ServiceConfig};
     pub use crate::health::{
-        HealthFromReturn, HealthWithCauses, HookOutcome, HookOutcomeFromReturn,
-        HookOutcomeWithCauses, IntoHealth, IntoHookOutcome, MainOutcome, Returned,
+        HealthFromReturn, HealthWithBoxedCauses, HealthWithCauses, HookOutcome,
+        HookOutcomeFromReturn, HookOutcomeWithBoxedCauses, HookOutcomeWithCauses, IntoHealth,
+        IntoHookOutcome, MainOutcome, Returned,
     };
     pub use crate::registry::{
         BoxFuture, Call, CheckKind, CheckRegistration, HookKind, HookRegistration, Site,

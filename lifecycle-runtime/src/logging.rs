@@ -305,7 +305,15 @@ type LogFilter = tracing_subscriber::filter::Targets;
 #[cfg(feature = "tracing-subscriber")]
 fn log_filter(rust_log: Result<String, std::env::VarError>) -> (LogFilter, Option<String>) {
     let value = match rust_log {
-        Ok(value) if !value.trim().is_empty() => value,
+        // A value with no directive at all (``, ` `, `,`) is unset: `Targets`
+        // would read nothing as `error`.
+        Ok(value)
+            if value
+                .split(',')
+                .any(|directive| !directive.trim().is_empty()) =>
+        {
+            value
+        }
         Ok(_) | Err(std::env::VarError::NotPresent) => return (default_filter(), None),
         Err(std::env::VarError::NotUnicode(value)) => {
             return (
@@ -348,7 +356,7 @@ fn parse_filter(value: &str) -> Result<LogFilter, String> {
 
 /// `RUST_LOG` as comma-separated `level`, `target=level` and `target`
 /// directives (`info`, `my_crate=debug,hyper=warn`), spaces around each
-/// ignored as `EnvFilter` does. `Targets` takes all of the value or none
+/// ignored. `Targets` takes all of the value or none
 /// of it, and would read a span directive (`my_crate[span]=debug`) as an
 /// odd target name: one of those, or a directive it rejects, is named in
 /// the error, with the feature that reads it. The error is the rest of a
@@ -374,6 +382,9 @@ fn parse_filter(value: &str) -> Result<LogFilter, String> {
         // target.
         let parsed = if directive.starts_with('=') {
             Err("no target before `=`".to_owned())
+        } else if directive.ends_with('=') {
+            // `Targets` would read a missing level as `error`.
+            Err("no level after `=`".to_owned())
         } else {
             Targets::from_str(directive).map_err(|error| error.to_string())
         };
@@ -395,21 +406,22 @@ pub(crate) fn install(format: LogFormat) {
     use tracing_subscriber::util::SubscriberInitExt;
 
     let (filter, warning) = log_filter(std::env::var("RUST_LOG"));
-    // Every level reaches the filter, which alone decides: the builder's
-    // own default would stop at `info` before it.
-    let builder = tracing_subscriber::fmt()
-        .with_max_level(tracing::level_filters::LevelFilter::TRACE)
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(QueuedStderr)
         .with_ansi(std::io::stderr().is_terminal())
         // Its own report of a failed write goes to stderr with
         // `eprintln!`, which panics on a closed pipe. (The queue never
         // fails a write anyway.)
         .log_internal_errors(false);
+    // The filter under the formatter: its level is the subscriber's
+    // hint, so `tracing`'s and `log`'s macros below it (debug and trace
+    // by default) are cut at the call site instead of reaching it.
     // `try_init` fails only when the application already installed a
     // subscriber, which is then the one to use, with its own filter.
+    let registry = tracing_subscriber::registry().with(filter);
     let installed = match format {
-        LogFormat::Json => builder.json().finish().with(filter).try_init(),
-        LogFormat::Text => builder.finish().with(filter).try_init(),
+        LogFormat::Json => registry.with(layer.json()).try_init(),
+        LogFormat::Text => registry.with(layer).try_init(),
     };
     OWN_SUBSCRIBER.store(installed.is_ok(), Ordering::SeqCst);
     if let (Ok(()), Some(warning)) = (installed, warning) {
@@ -493,7 +505,14 @@ mod tests {
 
     #[test]
     fn unset_or_empty_is_info_without_a_warning() {
-        for (filter, warning) in [log_filter(Err(VarError::NotPresent)), read(""), read("  ")] {
+        for (filter, warning) in [
+            log_filter(Err(VarError::NotPresent)),
+            read(""),
+            read("  "),
+            // No directive at all: as empty, not `error`.
+            read(","),
+            read(" , "),
+        ] {
             assert_default(&filter);
             assert_eq!(warning, None);
         }
@@ -542,6 +561,8 @@ mod tests {
             ("info,my_crate=verbose", "`my_crate=verbose`"),
             ("my_crate=debug=trace", "`my_crate=debug=trace`"),
             ("=debug", "`=debug`"),
+            // `Targets` would read a missing level as `error`.
+            ("info,my_crate=", "`my_crate=`"),
         ] {
             let (filter, warning) = read(value);
             assert_default(&filter);

@@ -1,8 +1,8 @@
 //! Prometheus metrics (cargo feature `metrics`, on by default): what
 //! lifecycle knows of its checks, probes, phases, hooks and the application
 //! runtime, served as `GET /metrics` on the probe port in the OpenMetrics
-//! text format, with the application's own metrics if it registers them in
-//! [`registry`].
+//! text format, with the application's own metrics if it registers them
+//! with [`register`].
 //!
 //! | series | meaning |
 //! | --- | --- |
@@ -60,7 +60,7 @@ use crate::probe::http::{self, Answer};
 use crate::probe::{Endpoint, Evaluator};
 
 /// The crate lifecycle's metrics are made with, for the application's own:
-/// register them in [`registry`] with this version's types.
+/// register them with [`register`] in this version's types.
 pub use prometheus_client;
 
 /// Registers the application's metrics in the registry `/metrics` serves,
@@ -123,8 +123,8 @@ fn registry() -> MutexGuard<'static, Registry> {
 /// for first.
 pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// How long a scrape waits for the registry while the application holds
-/// its guard, before it answers 503.
+/// How long a scrape waits for the registry while an application's
+/// registration has it, before it answers 503.
 const REGISTRY_WAIT: Duration = Duration::from_millis(250);
 
 /// The registry as text.

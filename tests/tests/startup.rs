@@ -100,7 +100,9 @@ fn a_rust_log_the_default_filter_cannot_read_is_one_warning_naming_env_filter_th
         .unwrap();
     let log = service.log();
     assert_eq!(
-        log.iter().filter(|line| line.contains("env-filter")).count(),
+        log.iter()
+            .filter(|line| line.contains("env-filter"))
+            .count(),
         1,
         "{log:#?}"
     );
