@@ -56,6 +56,13 @@ use register::Kind;
 /// - `pid1 = bool`: as PID 1 on Linux (a container without an init), run
 ///   the service as the child of a minimal init that forwards signals and
 ///   reaps orphans (true; `LIFECYCLE_PID1`); no effect elsewhere.
+/// - `stop_signal = "SIGQUIT"`: a signal that starts the graceful stop as
+///   SIGTERM does (SIGTERM and SIGINT still do), and that
+///   `--lifecycle-manifest` names in `lifecycle.stopSignal`
+///   (`LIFECYCLE_STOP_SIGNAL`): `SIGINT`, `SIGQUIT`, `SIGHUP`, `SIGUSR1`,
+///   `SIGUSR2` or `SIGWINCH`, upper case, the `SIG` prefix optional
+///   (`"SIGTERM"` by default). Unix only: any other than `"SIGTERM"` is a
+///   compile error on Windows.
 /// - `crate = "path"`: lifecycle-runtime's path, for a renamed dependency.
 ///
 /// ```no_run

@@ -6,7 +6,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{ItemFn, ReturnType};
 
-use crate::args::{parse_args, runtime_path, Errors};
+use crate::args::{parse_args, runtime_path, Arg, Errors};
 use crate::signature::{self, Subject};
 
 const VALID_ARGS: &[&str] = &[
@@ -24,7 +24,15 @@ const VALID_ARGS: &[&str] = &[
     "probe_protocol",
     "metrics",
     "pid1",
+    "stop_signal",
     "crate",
+];
+
+/// The stop signals, as the runtime's `StopSignal::ALL` names them (this
+/// crate cannot use the runtime's: a test keeps the two equal). Upper case,
+/// as Kubernetes spells them; the `SIG` prefix may be left out.
+const STOP_SIGNALS: &[&str] = &[
+    "SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGWINCH",
 ];
 
 #[derive(Default)]
@@ -48,6 +56,9 @@ struct Config {
     grpc_probes: Option<syn::LitStr>,
     metrics: Option<bool>,
     pid1: Option<bool>,
+    /// `stop_signal`: the signal's full name (`"SIGQUIT"`) and its literal,
+    /// for the error on Windows.
+    stop_signal: Option<(&'static str, syn::LitStr)>,
     krate: Option<syn::Path>,
 }
 
@@ -111,6 +122,7 @@ fn parse_config(args: TokenStream, errors: &mut Errors) -> Option<Config> {
             }
             "metrics" => config.metrics = arg.boolean(errors),
             "pid1" => config.pid1 = arg.boolean(errors),
+            "stop_signal" => config.stop_signal = stop_signal(arg, errors),
             "crate" => config.krate = arg.crate_path(errors),
             "panic" => {
                 if let Some(policy) = arg.one_of(errors, "panic policy", &["crash", "log"]) {
@@ -148,6 +160,41 @@ fn parse_config(args: TokenStream, errors: &mut Errors) -> Option<Config> {
         }
     }
     Some(config)
+}
+
+/// `stop_signal = "SIGQUIT"` (or `"QUIT"`): one of [`STOP_SIGNALS`],
+/// exactly, as `LIFECYCLE_STOP_SIGNAL` takes it.
+fn stop_signal(arg: &Arg, errors: &mut Errors) -> Option<(&'static str, syn::LitStr)> {
+    let lit = arg.string(errors, "stop_signal = \"SIGQUIT\"")?;
+    let value = lit.value();
+    if let Some(name) = stop_signal_named(&value) {
+        return Some((name, lit));
+    }
+    let accepted = STOP_SIGNALS.join(", ");
+    let hint = match stop_signal_named(&value.to_ascii_uppercase()) {
+        Some(name) => format!(": signal names are upper case, as Kubernetes spells them, e.g. `stop_signal = \"{name}\"`"),
+        None => String::new(),
+    };
+    errors.push_at(
+        lit.span(),
+        format!("unknown stop signal {value:?}; expected one of {accepted} (the SIG prefix optional){hint}"),
+    );
+    None
+}
+
+/// The full name of the stop signal `value` names, with or without the
+/// `SIG` prefix.
+fn stop_signal_named(value: &str) -> Option<&'static str> {
+    STOP_SIGNALS
+        .iter()
+        .find(|name| value == **name || Some(value) == name.strip_prefix("SIG"))
+        .copied()
+}
+
+/// The runtime's `StopSignal` variant for the full name `name`: `SIGQUIT`
+/// is `Sigquit`.
+fn stop_signal_variant(name: &str) -> proc_macro2::Ident {
+    format_ident!("Sig{}", name["SIG".len()..].to_ascii_lowercase())
 }
 
 fn check_signature(function: &ItemFn, errors: &mut Errors) {
@@ -215,6 +262,30 @@ fn generate(config: Config, function: ItemFn) -> TokenStream {
         .grpc_probes
         .as_ref()
         .map(|lit| respan(quote!(#private::require_grpc_feature!(#lit);), lit.span()));
+    let stop_signal = {
+        let name = config
+            .stop_signal
+            .as_ref()
+            .map_or("SIGTERM", |(name, _)| name);
+        let variant = stop_signal_variant(name);
+        quote!(#private::StopSignal::#variant)
+    };
+    // Windows has no signals: a Windows pod allows only SIGTERM (and
+    // SIGKILL), and the console's events stop the service. The macro runs
+    // on the host, so the target is asked by `cfg`, in the generated code.
+    let unix_only = config
+        .stop_signal
+        .as_ref()
+        .filter(|(name, _)| *name != "SIGTERM")
+        .map(|(name, lit)| {
+            let message = format!(
+                "`stop_signal = \"{name}\"` is unix only: Windows pods allow only SIGTERM and SIGKILL, and Windows stops a service with its console events; leave `stop_signal` out of Windows builds"
+            );
+            respan(
+                quote!(#[cfg(windows)] ::core::compile_error!(#message);),
+                lit.span(),
+            )
+        });
     let metrics = config.metrics.unwrap_or(true);
     // On by default: it only acts when the process is PID 1.
     let pid1 = config.pid1.unwrap_or(true);
@@ -239,6 +310,7 @@ fn generate(config: Config, function: ItemFn) -> TokenStream {
         #vis fn #outer_ident() {
             #require_subscriber
             #require_grpc
+            #unix_only
             #inner_sig #block
             let __lifecycle_config = #private::ServiceConfig {
                 probe_addr: #probe_addr,
@@ -255,6 +327,7 @@ fn generate(config: Config, function: ItemFn) -> TokenStream {
                 probe_protocol: #probe_protocol,
                 metrics: #metrics,
                 pid1: #pid1,
+                stop_signal: #stop_signal,
             };
             #private::run_service(__lifecycle_config, || async {
                 #convert(#inner_ident().await)
@@ -301,5 +374,33 @@ fn fallback(function: ItemFn, error: syn::Error) -> TokenStream {
             #inner_sig #block
         }
         #error
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lifecycle_runtime::__private::StopSignal;
+
+    #[test]
+    fn the_stop_signals_are_the_runtimes_by_name_and_variant() {
+        let runtime: Vec<&str> = StopSignal::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(STOP_SIGNALS, runtime);
+        for name in STOP_SIGNALS {
+            let signal = StopSignal::parse(name).unwrap();
+            assert_eq!(
+                stop_signal_variant(name).to_string(),
+                format!("{signal:?}"),
+                "the generated code names the runtime's variant for {name}"
+            );
+            // Both take the name without its prefix alike.
+            let short = &name["SIG".len()..];
+            assert_eq!(stop_signal_named(short), Some(*name));
+            assert_eq!(StopSignal::parse(short), Some(signal));
+        }
+        for other in ["SIGKILL", "KILL", "sigquit", "quit", "SIGQUIT ", "SIG", ""] {
+            assert_eq!(stop_signal_named(other), None, "{other:?}");
+            assert_eq!(StopSignal::parse(other), None, "{other:?}");
+        }
     }
 }

@@ -43,6 +43,99 @@ pub struct ServiceConfig {
     /// `pid1`: when the process is PID 1, run the service as its child
     /// behind a minimal init (signals forwarded, orphans reaped).
     pub pid1: bool,
+    /// `stop_signal`: the signal that starts the graceful stop besides
+    /// SIGTERM and SIGINT.
+    pub stop_signal: StopSignal,
+}
+
+/// `#[service_main(stop_signal = "…")]`, env `LIFECYCLE_STOP_SIGNAL`: the
+/// signal that starts the graceful stop as SIGTERM does (SIGTERM and SIGINT
+/// always do), and that the manifest asks the kubelet to send
+/// (`lifecycle.stopSignal`). Unix only.
+///
+/// Only signals a service can take as a request to stop: none that cannot
+/// be caught (SIGKILL, SIGSTOP), none that the kernel raises on a fault
+/// (SIGSEGV, SIGBUS, SIGFPE, SIGILL), none that reports something else
+/// (SIGCHLD, SIGPIPE). Each is named as Kubernetes spells it, upper case;
+/// the argument and the variable also take it without the `SIG` prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StopSignal {
+    /// What the kubelet sends unless told otherwise.
+    #[default]
+    Sigterm,
+    /// Ctrl-C in a terminal.
+    Sigint,
+    /// What some images stop on (nginx's graceful stop, for one).
+    Sigquit,
+    /// The terminal's hang-up.
+    Sighup,
+    /// The first user-defined signal.
+    Sigusr1,
+    /// The second user-defined signal.
+    Sigusr2,
+    /// The terminal's resize (httpd's graceful stop).
+    Sigwinch,
+}
+
+impl StopSignal {
+    /// Every stop signal, in the order messages list them.
+    pub const ALL: [StopSignal; 7] = [
+        StopSignal::Sigterm,
+        StopSignal::Sigint,
+        StopSignal::Sigquit,
+        StopSignal::Sighup,
+        StopSignal::Sigusr1,
+        StopSignal::Sigusr2,
+        StopSignal::Sigwinch,
+    ];
+
+    /// What is accepted, for the error on any other value (every name of
+    /// [`StopSignal::ALL`], in order: a test keeps them together).
+    pub(crate) const EXPECTED: &'static str = "one of SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH (upper case, the SIG prefix optional)";
+
+    /// The name as Kubernetes spells it (`lifecycle.stopSignal`), and as
+    /// the log does: `"SIGQUIT"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopSignal::Sigterm => "SIGTERM",
+            StopSignal::Sigint => "SIGINT",
+            StopSignal::Sigquit => "SIGQUIT",
+            StopSignal::Sighup => "SIGHUP",
+            StopSignal::Sigusr1 => "SIGUSR1",
+            StopSignal::Sigusr2 => "SIGUSR2",
+            StopSignal::Sigwinch => "SIGWINCH",
+        }
+    }
+
+    /// The stop signal `name` names, `"SIGQUIT"` or `"QUIT"`, exactly so
+    /// (upper case, nothing around it); `None` for any other text.
+    pub fn parse(name: &str) -> Option<StopSignal> {
+        StopSignal::ALL.into_iter().find(|signal| {
+            let full = signal.as_str();
+            name == full || Some(name) == full.strip_prefix("SIG")
+        })
+    }
+
+    /// The signal's number on this system (they differ between Linux and
+    /// the BSDs: SIGUSR1 is 10 on Linux, 30 on macOS).
+    #[cfg(unix)]
+    pub(crate) fn number(self) -> i32 {
+        match self {
+            StopSignal::Sigterm => libc::SIGTERM,
+            StopSignal::Sigint => libc::SIGINT,
+            StopSignal::Sigquit => libc::SIGQUIT,
+            StopSignal::Sighup => libc::SIGHUP,
+            StopSignal::Sigusr1 => libc::SIGUSR1,
+            StopSignal::Sigusr2 => libc::SIGUSR2,
+            StopSignal::Sigwinch => libc::SIGWINCH,
+        }
+    }
+}
+
+impl fmt::Display for StopSignal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// `#[service_main(probe_protocol = "…")]`, env `LIFECYCLE_PROBE_PROTOCOL`:
@@ -145,6 +238,9 @@ pub(crate) struct Settings {
     /// `GET /metrics` is served, and the manifest carries the Prometheus
     /// annotations.
     pub(crate) metrics: bool,
+    /// The signal that starts the graceful stop besides SIGTERM and
+    /// SIGINT; SIGTERM unless configured.
+    pub(crate) stop_signal: StopSignal,
 }
 
 pub(crate) const PROBE_ADDR: &str = "LIFECYCLE_PROBE_ADDR";
@@ -159,6 +255,7 @@ pub(crate) const REASONS: &str = "LIFECYCLE_REASONS";
 pub(crate) const PROBE_PROTOCOL: &str = "LIFECYCLE_PROBE_PROTOCOL";
 pub(crate) const METRICS: &str = "LIFECYCLE_METRICS";
 pub(crate) const PID1: &str = "LIFECYCLE_PID1";
+pub(crate) const STOP_SIGNAL: &str = "LIFECYCLE_STOP_SIGNAL";
 
 /// The largest millisecond value, as a variable or an argument: a day.
 /// Anything larger is a mistake, and the sums made
@@ -371,6 +468,41 @@ pub(crate) fn pid1_wanted(config: &ServiceConfig, env: Env<'_>) -> bool {
     pid1(env, config.pid1).unwrap_or(false)
 }
 
+/// `LIFECYCLE_STOP_SIGNAL`: a [`StopSignal`] by name, upper case as in the
+/// argument, blanks around it ignored as in every variable.
+///
+/// Windows has no signals: a Windows container is stopped with the
+/// console's events, and a Windows pod allows no stop signal but SIGTERM
+/// and SIGKILL. There SIGTERM is taken (it changes nothing) and any other
+/// name is a bad value.
+fn stop_signal(env: Env<'_>, from_attribute: StopSignal) -> Result<StopSignal, ConfigError> {
+    #[cfg(windows)]
+    const EXPECTED: &str = "SIGTERM or nothing: Windows stops a service with its console events, and Windows pods allow only SIGTERM and SIGKILL";
+    #[cfg(not(windows))]
+    const EXPECTED: &str = StopSignal::EXPECTED;
+    let Some(value) = var(env, STOP_SIGNAL, EXPECTED)? else {
+        return Ok(from_attribute);
+    };
+    match StopSignal::parse(value.trim()) {
+        Some(signal) if cfg!(not(windows)) || signal == StopSignal::Sigterm => Ok(signal),
+        _ => Err(ConfigError {
+            variable: STOP_SIGNAL,
+            value,
+            expected: EXPECTED,
+        }),
+    }
+}
+
+/// The stop signal to install a handler for, read before anything else
+/// runs (the handlers come before [`Settings::resolve`]). A bad value is
+/// SIGTERM: nothing but the usual handlers, and the service, run as usual,
+/// exits 2 when `Settings::resolve` reports the same value through the
+/// same parse.
+#[cfg_attr(not(unix), allow(dead_code))]
+pub(crate) fn stop_signal_wanted(config: &ServiceConfig, env: Env<'_>) -> StopSignal {
+    stop_signal(env, config.stop_signal).unwrap_or_default()
+}
+
 impl Settings {
     pub(crate) fn resolve(config: &ServiceConfig, env: Env<'_>) -> Result<Settings, ConfigError> {
         const ADDR_EXPECTED: &str =
@@ -444,6 +576,7 @@ impl Settings {
             reasons: reasons(env, config.reasons)?,
             probe_protocol: probe_protocol(env, config.probe_protocol)?,
             metrics: metrics(env, config.metrics)?,
+            stop_signal: stop_signal(env, config.stop_signal)?,
         })
     }
 }
@@ -469,6 +602,7 @@ mod tests {
             probe_protocol: ProbeProtocol::Http,
             metrics: true,
             pid1: true,
+            stop_signal: StopSignal::Sigterm,
         }
     }
 
@@ -513,6 +647,7 @@ mod tests {
             PROBE_PROTOCOL,
             METRICS,
             PID1,
+            STOP_SIGNAL,
         ] {
             let bytes = not_utf8("5", "0");
             let env = move |name: &str| (name == variable).then(|| bytes.clone());
@@ -543,6 +678,7 @@ mod tests {
                 PROBE_PROTOCOL,
                 METRICS,
                 PID1,
+                STOP_SIGNAL,
             ] {
                 // Off by the argument: a blank variable must not turn them on.
                 let without_metrics = ServiceConfig {
@@ -554,6 +690,7 @@ mod tests {
                 assert_eq!(settings.drain_delay, Duration::from_millis(100));
                 assert_eq!(settings.probe_addr_file, None);
                 assert!(!settings.metrics, "{variable}={blank:?}");
+                assert_eq!(settings.stop_signal, StopSignal::Sigterm);
             }
             // Blank is unset: the argument's `true` stands.
             assert!(pid1_wanted(&config(), &env(&[(PID1, blank)])));
@@ -741,6 +878,168 @@ mod tests {
             );
             // No fork on a bad value: the service runs and exits 2.
             assert!(!pid1_wanted(&config(), &env(&[(PID1, bad)])), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn stop_signals_are_named_as_kubernetes_spells_them_with_or_without_sig() {
+        let names: Vec<&str> = StopSignal::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(
+            names,
+            ["SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGWINCH"]
+        );
+        for signal in StopSignal::ALL {
+            let name = signal.as_str();
+            assert_eq!(StopSignal::parse(name), Some(signal));
+            assert_eq!(StopSignal::parse(&name[3..]), Some(signal), "{name}");
+            assert_eq!(signal.to_string(), name);
+        }
+        let listed: Vec<&str> = StopSignal::EXPECTED
+            .trim_start_matches("one of ")
+            .split(" (")
+            .next()
+            .unwrap()
+            .split(", ")
+            .collect();
+        assert_eq!(listed, names, "the error lists exactly the accepted ones");
+        assert_eq!(StopSignal::default(), StopSignal::Sigterm);
+    }
+
+    #[test]
+    fn a_stop_signal_is_upper_case_and_exact() {
+        for bad in [
+            "sigquit",
+            "quit",
+            "SigQuit",
+            "SIG",
+            "",
+            "SIGQUIT ",
+            " QUIT",
+            "SIGSIGQUIT",
+            "3",
+            "SIGQUIT,SIGTERM",
+        ] {
+            assert_eq!(StopSignal::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn signals_that_cannot_mean_stop_are_no_stop_signal() {
+        // Uncatchable, raised by a fault, or reporting something else: as
+        // an argument or a variable, with or without the prefix.
+        for name in [
+            "SIGKILL",
+            "SIGSTOP",
+            "SIGCHLD",
+            "SIGPIPE",
+            "SIGSEGV",
+            "SIGBUS",
+            "SIGFPE",
+            "SIGILL",
+            "SIGABRT",
+            "SIGTRAP",
+            "SIGSYS",
+            "SIGALRM",
+            "SIGCONT",
+            "SIGTSTP",
+            "SIGTTIN",
+            "SIGURG",
+            "SIGRTMIN",
+            "SIGRTMIN+1",
+        ] {
+            for given in [name, &name[3..]] {
+                assert_eq!(StopSignal::parse(given), None, "{given}");
+                let err = Settings::resolve(&config(), &env(&[(STOP_SIGNAL, given)])).unwrap_err();
+                assert_eq!(err.variable, STOP_SIGNAL);
+                let message = err.to_string();
+                assert!(
+                    message.starts_with(&format!(
+                        "invalid configuration: LIFECYCLE_STOP_SIGNAL={given:?}: expected "
+                    )),
+                    "{message}"
+                );
+                // Never taken for the default, before the settings either.
+                assert_eq!(
+                    stop_signal_wanted(&config(), &env(&[(STOP_SIGNAL, given)])),
+                    StopSignal::Sigterm
+                );
+            }
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_stop_signal_follows_the_variable_over_the_argument() {
+        let quit = ServiceConfig {
+            stop_signal: StopSignal::Sigquit,
+            ..config()
+        };
+        let resolve = |config: &ServiceConfig, pairs: &[(&str, &str)]| {
+            Settings::resolve(config, &env(pairs)).map(|s| s.stop_signal)
+        };
+        assert_eq!(resolve(&config(), &[]), Ok(StopSignal::Sigterm));
+        assert_eq!(resolve(&quit, &[]), Ok(StopSignal::Sigquit));
+        assert_eq!(
+            resolve(&quit, &[(STOP_SIGNAL, "SIGTERM")]),
+            Ok(StopSignal::Sigterm)
+        );
+        for (given, signal) in [
+            ("SIGHUP", StopSignal::Sighup),
+            ("USR1", StopSignal::Sigusr1),
+            (" SIGUSR2\t", StopSignal::Sigusr2),
+            ("WINCH", StopSignal::Sigwinch),
+            ("INT", StopSignal::Sigint),
+        ] {
+            assert_eq!(resolve(&config(), &[(STOP_SIGNAL, given)]), Ok(signal));
+            assert_eq!(
+                stop_signal_wanted(&config(), &env(&[(STOP_SIGNAL, given)])),
+                signal
+            );
+        }
+        assert_eq!(stop_signal_wanted(&quit, &env(&[])), StopSignal::Sigquit);
+        for bad in ["sigquit", "quit", "SIGQUIT,SIGTERM", "15"] {
+            let err = resolve(&quit, &[(STOP_SIGNAL, bad)]).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "invalid configuration: LIFECYCLE_STOP_SIGNAL={bad:?}: expected one of SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH (upper case, the SIG prefix optional)"
+                )
+            );
+            // A bad value installs nothing but the usual handlers, not
+            // even the argument's.
+            assert_eq!(
+                stop_signal_wanted(&quit, &env(&[(STOP_SIGNAL, bad)])),
+                StopSignal::Sigterm
+            );
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn stop_signals_have_this_systems_numbers() {
+        let numbers: Vec<i32> = StopSignal::ALL.iter().map(|s| s.number()).collect();
+        #[cfg(target_os = "linux")]
+        assert_eq!(numbers, [15, 2, 3, 1, 10, 12, 28]);
+        #[cfg(target_os = "macos")]
+        assert_eq!(numbers, [15, 2, 3, 1, 30, 31, 28]);
+        let _ = numbers;
+    }
+
+    #[cfg(windows)]
+    #[test]
+    fn on_windows_the_stop_signal_can_only_be_sigterm() {
+        for term in ["SIGTERM", "TERM"] {
+            let settings = Settings::resolve(&config(), &env(&[(STOP_SIGNAL, term)])).unwrap();
+            assert_eq!(settings.stop_signal, StopSignal::Sigterm);
+        }
+        for other in ["SIGQUIT", "SIGINT", "HUP"] {
+            let err = Settings::resolve(&config(), &env(&[(STOP_SIGNAL, other)])).unwrap_err();
+            assert_eq!(err.variable, STOP_SIGNAL);
+            assert!(
+                err.to_string()
+                    .contains("Windows pods allow only SIGTERM and SIGKILL"),
+                "{err}"
+            );
         }
     }
 

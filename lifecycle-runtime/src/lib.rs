@@ -70,7 +70,7 @@
 //! | `#[preflight]` | `name`, `timeout_ms` (10000) | same |
 //! | `#[on_startup]` | `name`, `order` (0), `timeout_ms` (60000) | `()`, `Result<(), E: Display>` |
 //! | `#[on_shutdown]` | `name`, `order` (0), `timeout_ms` (10000) | `()`, `Result<(), E: Display>` |
-//! | `#[service_main]` | `probe_addr`, `shutdown_timeout_ms`, `drain_delay_ms`, `connection_drain_ms`, `stall_threshold_ms`, `max_tasks`, `panic`, `flavor`, `worker_threads`, `tracing`, `reasons`, `probe_protocol`, `metrics`, `pid1` | `()`, `Result<(), E: Debug>` |
+//! | `#[service_main]` | `probe_addr`, `shutdown_timeout_ms`, `drain_delay_ms`, `connection_drain_ms`, `stall_threshold_ms`, `max_tasks`, `panic`, `flavor`, `worker_threads`, `tracing`, `reasons`, `probe_protocol`, `metrics`, `pid1`, `stop_signal` | `()`, `Result<(), E: Debug>` |
 //!
 //! Every attribute also takes `crate = "path"` for a renamed dependency.
 //!
@@ -135,6 +135,15 @@
 //!   exit code passed on. No effect when the process is not PID 1, nor on
 //!   systems other than Linux (PID 1 without an init is the container
 //!   case). `false` (or `LIFECYCLE_PID1=off`): the service is PID 1 itself.
+//! - `stop_signal = "SIGQUIT"` (`"SIGTERM"`): a signal that starts the
+//!   graceful stop as SIGTERM does (SIGTERM and SIGINT still do), for an
+//!   image whose stop signal is another: `SIGINT`, `SIGQUIT`, `SIGHUP`,
+//!   `SIGUSR1`, `SIGUSR2` or `SIGWINCH`, upper case as Kubernetes spells
+//!   them, the `SIG` prefix optional; any other is a compile error naming
+//!   these. `--lifecycle-manifest` then sets the container's
+//!   `lifecycle.stopSignal`, so that the kubelet sends it. Unix only: on
+//!   Windows, whose pods allow only SIGTERM and SIGKILL, any other than
+//!   `"SIGTERM"` is a compile error.
 //! - `tracing = bool` (true): install the default log subscriber (cargo
 //!   feature `tracing-subscriber`, on by default; without the feature,
 //!   `tracing = true` is a compile error naming it). It writes to stderr
@@ -252,6 +261,7 @@
 //! | `LIFECYCLE_PROBE_PROTOCOL` | `probe_protocol` | `http`: `--lifecycle-manifest` emits `httpGet` probes and `--lifecycle-probe` asks over HTTP; `grpc` (cargo feature `grpc`): `grpc:` probes of the services `livez`, `readyz`, `startupz`, and the exec probe asks gRPC health's `Check`. `grpc` in a binary built without the feature exits 2 |
 //! | `LIFECYCLE_METRICS` | `metrics` | `on`: `GET /metrics` on the probe port, and the `prometheus.io/scrape`, `prometheus.io/port` and `prometheus.io/path` annotations on the pod template of `--lifecycle-manifest`; `off`: `/metrics` answers 404 and the pod template has none of them. `true`/`false` and `1`/`0` are taken too |
 //! | `LIFECYCLE_PID1` | `pid1` | `on`: when the process is PID 1 (a container without an init) on Linux, the service runs as the child of a minimal init that forwards every signal to it once, reaps orphans and exits with its code; no effect otherwise (not PID 1, or another system). `off`: the service is PID 1 itself. `true`/`false` and `1`/`0` are taken too |
+//! | `LIFECYCLE_STOP_SIGNAL` | `stop_signal` | `SIGTERM`; `SIGINT`, `SIGQUIT`, `SIGHUP`, `SIGUSR1`, `SIGUSR2` or `SIGWINCH` (upper case, as Kubernetes spells them, the `SIG` prefix optional) also starts the graceful stop, as SIGTERM and SIGINT still do, and `--lifecycle-manifest` sets `lifecycle.stopSignal`; any other signal exits 2. Unix only: on Windows anything but `SIGTERM` exits 2 |
 //! | `LIFECYCLE_TERMINATION_LOG` | | `/dev/termination-log` when it exists and is writable |
 //! | `RUST_LOG` | | `info`; comma-separated `level`, `target=level` and `target` directives; the full `EnvFilter` syntax with the cargo feature `env-filter` |
 //!
@@ -261,7 +271,7 @@
 //! answer 503) → preflight checks → `on_startup` hooks by ascending
 //! `order` → [`Phase::Running`], `/startupz` passes → the body of `main`.
 //!
-//! On SIGTERM or SIGINT: [`Phase::Draining`], `/readyz` answers 503 at
+//! On SIGTERM, SIGINT or the `stop_signal`: [`Phase::Draining`], `/readyz` answers 503 at
 //! once (`/livez` stays 200) → the drain delay, while load balancers take
 //! the pod out → [`shutdown_signal`] completes; `main` finishes its
 //! in-flight work and returns; tracked tasks ([`spawn`]) are awaited;
@@ -283,7 +293,7 @@
 //! | `main` returned `Err`; a preflight check or `on_startup` hook failed or timed out; the probe address could not be bound; an `on_shutdown` hook failed or timed out; the shutdown deadline passed; `main`, a tracked task or a connection had not ended when the `on_shutdown` hooks did (`still running: …`) | 1 |
 //! | a bad `LIFECYCLE_*` value, duplicate check names | 2 |
 //! | a panic under `panic = "crash"` | 101 |
-//! | a second SIGTERM / SIGINT during shutdown | 143 / 130 |
+//! | a second SIGTERM / SIGINT during shutdown, or of the stop signal N (`stop_signal`) | 143 / 130, 128 + N (131 for SIGQUIT) |
 //! | Windows: a second stop event during shutdown: Ctrl-Break, the console's close, `CTRL_SHUTDOWN_EVENT` / Ctrl-C | 143 / 130 |
 //!
 //! On every non-zero exit the reason is the last line logged (on one
@@ -661,7 +671,9 @@ pub async fn run_checks(kind: CheckKind) -> Vec<CheckResult> {
 /// What generated code calls; not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::config::{Flavor, PanicPolicy, ProbeProtocol, ReasonsPolicy, ServiceConfig};
+    pub use crate::config::{
+        Flavor, PanicPolicy, ProbeProtocol, ReasonsPolicy, ServiceConfig, StopSignal,
+    };
     pub use crate::health::{
         HealthFromReturn, HealthWithBoxedCauses, HealthWithCauses, HookOutcome,
         HookOutcomeFromReturn, HookOutcomeWithBoxedCauses, HookOutcomeWithCauses, IntoHealth,

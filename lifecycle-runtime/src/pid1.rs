@@ -193,7 +193,7 @@ fn exit_code(status: libc::c_int) -> i32 {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
-    use crate::config::{Flavor, PanicPolicy, ProbeProtocol, ReasonsPolicy};
+    use crate::config::{Flavor, PanicPolicy, ProbeProtocol, ReasonsPolicy, StopSignal};
 
     fn config(pid1: bool) -> ServiceConfig {
         ServiceConfig {
@@ -211,6 +211,7 @@ mod tests {
             probe_protocol: ProbeProtocol::Http,
             metrics: true,
             pid1,
+            stop_signal: StopSignal::Sigterm,
         }
     }
 
