@@ -2,6 +2,7 @@
 //! `main` runs. Every other argument is left to the application.
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 
 use crate::probe::Endpoint;
 
@@ -16,6 +17,25 @@ pub(crate) enum Mode {
     Probe(Endpoint),
     /// `--lifecycle-manifest [job]`: print the Kubernetes snippet.
     Manifest(Manifest),
+    /// `--lifecycle-check-manifest PATH|-`: audit the user's manifests
+    /// against this binary.
+    CheckManifest(CheckManifest),
+}
+
+/// What `--lifecycle-check-manifest` reads, and which container it audits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CheckManifest {
+    pub(crate) input: Input,
+    /// `--lifecycle-container NAME`; `None` takes the binary's name.
+    pub(crate) container: Option<String>,
+}
+
+/// Where the manifests come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Input {
+    /// `-`.
+    Stdin,
+    Path(PathBuf),
 }
 
 /// Which Kubernetes snippet `--lifecycle-manifest` prints.
@@ -33,6 +53,10 @@ const JOB: &str = "job";
 const PREFLIGHT: &str = "--lifecycle-preflight";
 const PROBE: &str = "--lifecycle-probe";
 const MANIFEST: &str = "--lifecycle-manifest";
+const CHECK_MANIFEST: &str = "--lifecycle-check-manifest";
+const CONTAINER: &str = "--lifecycle-container";
+/// The value of `--lifecycle-check-manifest` that reads stdin.
+const STDIN: &str = "-";
 /// `livez|readyz|startupz`.
 fn probe_choices(separator: &str) -> String {
     Endpoint::PROBED.map(Endpoint::name).join(separator)
@@ -40,17 +64,18 @@ fn probe_choices(separator: &str) -> String {
 
 fn usage() -> String {
     format!(
-        "the lifecycle flags are {PREFLIGHT}, {PROBE} {} and {MANIFEST} [{JOB}]",
+        "the lifecycle flags are {PREFLIGHT}, {PROBE} {}, {MANIFEST} [{JOB}] and {CHECK_MANIFEST} PATH|{STDIN} [{CONTAINER} NAME]",
         probe_choices("|")
     )
 }
 
 /// Reads the mode from the arguments (the program name first, as from
-/// `std::env::args_os()`). Only the three flags are lifecycle's; every
+/// `std::env::args_os()`). Only the five flags are lifecycle's; every
 /// other argument (another `--lifecycle-…` included, and everything after
 /// a `--`) is the application's, and left alone.
 pub(crate) fn mode(args: impl IntoIterator<Item = OsString>) -> Result<Mode, String> {
     let mut modes = Vec::new();
+    let mut container = None;
     let mut args = args.into_iter().skip(1).peekable();
     while let Some(arg) = args.next() {
         let Some(arg) = arg.to_str() else { continue };
@@ -94,6 +119,57 @@ pub(crate) fn mode(args: impl IntoIterator<Item = OsString>) -> Result<Mode, Str
                     }
                 }
             }
+            // The value is required: the path (`=PATH` may start with a
+            // dash), or `-` for stdin. A flag in its place is a forgotten
+            // path, not a file named `--lifecycle-container`.
+            CHECK_MANIFEST => {
+                let value = match inline_value {
+                    Some(value) => Some(OsString::from(value)),
+                    None => args.next_if(|next| {
+                        next == STDIN || next.to_str().is_none_or(|next| !next.starts_with('-'))
+                    }),
+                };
+                match value {
+                    Some(value) if value.is_empty() => {
+                        return Err(format!(
+                            "invalid flag {arg}: {CHECK_MANIFEST} takes the manifest's path, or {STDIN} for stdin"
+                        ))
+                    }
+                    Some(value) => Mode::CheckManifest(CheckManifest {
+                        input: if value == STDIN {
+                            Input::Stdin
+                        } else {
+                            Input::Path(PathBuf::from(value))
+                        },
+                        container: None,
+                    }),
+                    None => {
+                        return Err(format!(
+                            "invalid flag {CHECK_MANIFEST}: it takes the manifest's path, or {STDIN} for stdin (a path that starts with a dash as {CHECK_MANIFEST}=PATH)"
+                        ))
+                    }
+                }
+            }
+            CONTAINER => {
+                let value = inline_value.or_else(|| {
+                    args.next_if(|next| next.to_str().is_some_and(|next| !next.starts_with('-')))
+                        .and_then(|next| next.into_string().ok())
+                });
+                match value {
+                    Some(name) if !name.is_empty() && container.is_none() => {
+                        container = Some(name);
+                        continue;
+                    }
+                    Some(name) if !name.is_empty() => {
+                        return Err(format!(
+                            "invalid flag {CONTAINER} {name:?}: give {CONTAINER} once"
+                        ))
+                    }
+                    _ => return Err(format!(
+                        "invalid flag {arg}: {CONTAINER} takes the name of the container to check"
+                    )),
+                }
+            }
             PROBE => {
                 let value = inline_value
                     .or_else(|| args.next().and_then(|v| v.into_string().ok()))
@@ -112,10 +188,20 @@ pub(crate) fn mode(args: impl IntoIterator<Item = OsString>) -> Result<Mode, Str
         };
         modes.push(mode);
     }
-    match modes.len() {
-        0 => Ok(Mode::Serve),
-        1 => Ok(modes.remove(0)),
-        _ => Err(format!("give one lifecycle flag at a time: {}", usage())),
+    let mode = match modes.len() {
+        0 => Mode::Serve,
+        1 => modes.remove(0),
+        _ => return Err(format!("give one lifecycle flag at a time: {}", usage())),
+    };
+    match (mode, container) {
+        (Mode::CheckManifest(check), container) => Ok(Mode::CheckManifest(CheckManifest {
+            container,
+            ..check
+        })),
+        (mode, None) => Ok(mode),
+        (_, Some(name)) => Err(format!(
+            "invalid flag {CONTAINER} {name:?}: it names the container that {CHECK_MANIFEST} checks, and goes with that flag only"
+        )),
     }
 }
 
@@ -210,5 +296,90 @@ mod tests {
             .contains("--lifecycle-probe \"healthz\""));
         assert!(parse(&["--lifecycle-probe"]).is_err());
         assert!(parse(&["--lifecycle-preflight", "--lifecycle-manifest"]).is_err());
+    }
+
+    fn check(input: Input, container: Option<&str>) -> Result<Mode, String> {
+        Ok(Mode::CheckManifest(CheckManifest {
+            input,
+            container: container.map(str::to_owned),
+        }))
+    }
+
+    #[test]
+    fn the_check_flag_takes_a_path_or_stdin_and_the_container_flag_goes_with_it() {
+        let path = || Input::Path(PathBuf::from("deploy.yaml"));
+        assert_eq!(
+            parse(&["--lifecycle-check-manifest", "deploy.yaml"]),
+            check(path(), None)
+        );
+        assert_eq!(
+            parse(&["--lifecycle-check-manifest=deploy.yaml"]),
+            check(path(), None)
+        );
+        assert_eq!(
+            parse(&["--lifecycle-check-manifest", "-"]),
+            check(Input::Stdin, None)
+        );
+        // `=` carries a path that starts with a dash.
+        assert_eq!(
+            parse(&["--lifecycle-check-manifest=-x.yaml"]),
+            check(Input::Path(PathBuf::from("-x.yaml")), None)
+        );
+        for args in [
+            &[
+                "--lifecycle-check-manifest",
+                "-",
+                "--lifecycle-container",
+                "web",
+            ][..],
+            &[
+                "--lifecycle-container=web",
+                "--lifecycle-check-manifest",
+                "-",
+            ][..],
+        ] {
+            assert_eq!(parse(args), check(Input::Stdin, Some("web")), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn check_flag_mistakes_are_errors_naming_the_flag() {
+        for args in [
+            &["--lifecycle-check-manifest"][..],
+            &["--lifecycle-check-manifest", "--lifecycle-container", "web"][..],
+            &["--lifecycle-check-manifest="][..],
+        ] {
+            let error = parse(args).unwrap_err();
+            assert!(
+                error.starts_with("invalid flag --lifecycle-check-manifest")
+                    && error.contains("path, or - for stdin"),
+                "{args:?}: {error}"
+            );
+        }
+        let alone = parse(&["--lifecycle-container", "web"]).unwrap_err();
+        assert_eq!(
+            alone,
+            "invalid flag --lifecycle-container \"web\": it names the container that --lifecycle-check-manifest checks, and goes with that flag only"
+        );
+        assert!(parse(&["--lifecycle-manifest", "--lifecycle-container", "web"]).is_err());
+        for args in [
+            &["--lifecycle-check-manifest", "-", "--lifecycle-container"][..],
+            &["--lifecycle-check-manifest", "-", "--lifecycle-container="][..],
+        ] {
+            let error = parse(args).unwrap_err();
+            assert!(
+                error.starts_with("invalid flag --lifecycle-container"),
+                "{args:?}: {error}"
+            );
+        }
+        let twice = parse(&[
+            "--lifecycle-check-manifest",
+            "-",
+            "--lifecycle-container=a",
+            "--lifecycle-container=b",
+        ])
+        .unwrap_err();
+        assert!(twice.contains("give --lifecycle-container once"), "{twice}");
+        assert!(parse(&["--lifecycle-check-manifest", "-", "--lifecycle-manifest"]).is_err());
     }
 }

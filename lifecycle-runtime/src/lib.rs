@@ -386,6 +386,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod address_file;
+mod audit;
 mod call;
 mod checks;
 mod config;

@@ -8,15 +8,15 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::config::{ProbeProtocol, Settings};
+use crate::config::{ProbeProtocol, Settings, StopSignal};
 use crate::exit::{self, Exit};
 use crate::flags::Manifest;
 use crate::probe::Endpoint;
-use crate::registry::{self, CheckKind, HookKind};
+use crate::registry::{self, CheckKind, CheckRegistration, HookKind};
 use crate::shutdown::budget_warning;
 
-/// The kubelet's grace after the deadline: the process exits by then, but
-/// SIGKILL should never be what ends it.
+/// What the generated grace period keeps beyond the deadline: the process
+/// has exited by then, but SIGKILL should never be what ends it.
 const GRACE_SLACK: Duration = Duration::from_secs(5);
 /// What lifecycle promises over a check's timeout for an answer.
 const ANSWER_SLACK: Duration = Duration::from_millis(50);
@@ -26,35 +26,77 @@ const METRICS_PATH: &str = "/metrics";
 /// the rules of the `podFailurePolicy` read with the count they feed.
 const BACKOFF_LIMIT: u32 = 6;
 
-fn ceil_seconds(duration: Duration) -> u64 {
+pub(crate) fn ceil_seconds(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis().div_ceil(1000)).unwrap_or(u64::MAX)
 }
 
-/// `timeoutSeconds` for an endpoint: the largest timeout of the checks a
-/// probe of it runs (background checks answer from memory), plus the
-/// promised 50 ms, rounded up to a whole second.
-pub(crate) fn probe_timeout_seconds(endpoint: Endpoint) -> u64 {
-    let largest = endpoint
-        .check_kinds()
-        .iter()
-        .flat_map(|kind| registry::checks(*kind))
+/// How long a probe that runs `checks` may take to be answered: the
+/// largest timeout of the on-demand ones (background checks answer from
+/// memory), plus the promised 50 ms. What the generator's `timeoutSeconds`
+/// is rounded up from, and what the audit holds a manifest's to.
+pub(crate) fn probe_time_needed<'a>(
+    checks: impl IntoIterator<Item = &'a CheckRegistration>,
+) -> Duration {
+    checks
+        .into_iter()
         .filter(|check| check.interval_ms.is_none())
         .map(|check| check.timeout())
         .max()
-        .unwrap_or(Duration::ZERO);
-    ceil_seconds(largest.saturating_add(ANSWER_SLACK)).max(1)
+        .unwrap_or(Duration::ZERO)
+        .saturating_add(ANSWER_SLACK)
 }
 
-/// `terminationGracePeriodSeconds`: the drain delay on Kubernetes plus the
-/// shutdown timeout plus the slack, rounded up. Each figure is at most a
-/// day (configuration refuses more), and the sum saturates regardless.
-fn grace_seconds(settings: &Settings) -> u64 {
+/// `timeoutSeconds` for an endpoint: [`probe_time_needed`] by its checks,
+/// rounded up to a whole second.
+pub(crate) fn probe_timeout_seconds(endpoint: Endpoint) -> u64 {
+    let checks = endpoint
+        .check_kinds()
+        .iter()
+        .flat_map(|kind| registry::checks(*kind));
+    ceil_seconds(probe_time_needed(checks)).max(1)
+}
+
+/// How long start-up may take before the kubelet may give up on it: the
+/// preflight checks (which run together: the largest timeout) and then
+/// every `on_startup` hook to its timeout (`hooks`, from
+/// [`registry::hooks_budget`]).
+pub(crate) fn startup_time_needed<'a>(
+    preflight: impl IntoIterator<Item = &'a CheckRegistration>,
+    hooks: Duration,
+) -> Duration {
+    preflight
+        .into_iter()
+        .map(|check| check.timeout())
+        .max()
+        .unwrap_or(Duration::ZERO)
+        .saturating_add(hooks)
+}
+
+/// The least `terminationGracePeriodSeconds` the pod needs, before
+/// rounding: the kubelet counts the grace period from the start of the
+/// preStop hook (`pre_stop` long), and sends the signal after it; the
+/// shutdown timeout counts from the signal and holds the drain delay. The
+/// audit's bound and, with the slack, the generator's value.
+pub(crate) fn grace_needed(pre_stop: Duration, shutdown_timeout: Duration) -> Duration {
+    pre_stop.saturating_add(shutdown_timeout)
+}
+
+/// `terminationGracePeriodSeconds` as generated: [`grace_needed`] without a
+/// preStop hook, plus the slack, rounded up. Each figure is at most a day
+/// (configuration refuses more), and the sum saturates regardless.
+pub(crate) fn grace_seconds(settings: &Settings) -> u64 {
     ceil_seconds(
-        settings
-            .cluster_drain_delay
-            .saturating_add(settings.shutdown_timeout)
-            .saturating_add(GRACE_SLACK),
+        grace_needed(Duration::ZERO, settings.shutdown_timeout).saturating_add(GRACE_SLACK),
     )
+}
+
+/// The binary's file name, which names its container in the manifest.
+pub(crate) fn binary_name() -> String {
+    std::env::args_os()
+        .next()
+        .map(std::path::PathBuf::from)
+        .and_then(|path| path.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "service".to_owned())
 }
 
 /// The key of a probe's handler in the manifest.
@@ -136,12 +178,7 @@ fn pod_failure_policy(container_name: &str) -> serde_json::Value {
 /// `--lifecycle-manifest [job]`: prints the pod template, or the JobSpec,
 /// for this binary.
 pub(crate) fn print(settings: &Settings, manifest: Manifest) -> Exit {
-    let name = std::env::args_os()
-        .next()
-        .map(std::path::PathBuf::from)
-        .and_then(|path| path.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "service".to_owned());
-    match render(&name, settings, manifest) {
+    match render(&binary_name(), settings, manifest) {
         // A manifest that did not reach stdout (closed, full) is a failure
         // the caller must see, not a panic and not a silent success.
         Ok(yaml) => match std::io::Write::write_all(&mut std::io::stdout().lock(), yaml.as_bytes())
@@ -159,7 +196,11 @@ pub(crate) fn print(settings: &Settings, manifest: Manifest) -> Exit {
 
 /// A PodTemplateSpec (pod metadata and a spec with one container), or a
 /// JobSpec around one, in YAML, with a header comment.
-fn render(container_name: &str, settings: &Settings, manifest: Manifest) -> Result<String, String> {
+pub(crate) fn render(
+    container_name: &str,
+    settings: &Settings,
+    manifest: Manifest,
+) -> Result<String, String> {
     let port = settings.probe_addr.port();
     if settings.probe_addr.ip().is_loopback() {
         return Err(format!(
@@ -186,14 +227,9 @@ fn render(container_name: &str, settings: &Settings, manifest: Manifest) -> Resu
     };
     // The startup probe must let preflight checks and every on_startup
     // hook run to their timeouts before the kubelet gives up.
-    let preflight = registry::checks(CheckKind::Preflight)
-        .iter()
-        .map(|check| check.timeout())
-        .max()
-        .unwrap_or(Duration::ZERO);
     let (hooks, _) = registry::hooks_budget(HookKind::OnStartup);
     let startup_period = 2;
-    let startup_budget = preflight.saturating_add(hooks);
+    let startup_budget = startup_time_needed(registry::checks(CheckKind::Preflight), hooks);
     let startup_failures = (ceil_seconds(startup_budget) / startup_period + 2).max(3);
     let grace = grace_seconds(settings);
 
@@ -231,6 +267,14 @@ fn render(container_name: &str, settings: &Settings, manifest: Manifest) -> Resu
         // restart policy).
         Manifest::Job => spec["restartPolicy"] = json!("Never"),
     }
+    // Another stop signal than SIGTERM is asked of the kubelet, which
+    // takes `lifecycle.stopSignal` only with the ContainerStopSignals
+    // feature gate (alpha in 1.33) and only in a pod that names its OS.
+    let stop_signal = settings.stop_signal;
+    if stop_signal != StopSignal::Sigterm {
+        container["lifecycle"] = json!({ "stopSignal": stop_signal.as_str() });
+        spec["os"] = json!({ "name": "linux" });
+    }
     spec["containers"] = json!([container]);
     // The same pod metadata in a Job: the probe server serves `/metrics`
     // there as well, and a long run is worth scraping while it lasts
@@ -262,20 +306,29 @@ fn render(container_name: &str, settings: &Settings, manifest: Manifest) -> Resu
         None => String::new(),
     };
     let grace_line = format!(
-        "# drain delay on Kubernetes {} ms + shutdown timeout {} ms (+ {} s slack) = terminationGracePeriodSeconds",
-        settings.cluster_drain_delay.as_millis(),
+        "# shutdown timeout {} ms (from the signal, the drain delay of {} ms on Kubernetes included) + {} s to exit\n\
+         # = terminationGracePeriodSeconds",
         settings.shutdown_timeout.as_millis(),
+        settings.cluster_drain_delay.as_millis(),
         GRACE_SLACK.as_secs(),
     );
+    let stop_line = if stop_signal == StopSignal::Sigterm {
+        String::new()
+    } else {
+        format!(
+            "# lifecycle.stopSignal {stop_signal} needs Kubernetes' ContainerStopSignals feature gate (alpha in 1.33),\n\
+             # and spec.os.name linux with it.\n"
+        )
+    };
     Ok(match manifest {
         Manifest::Pod => format!(
-            "{warning}# Generated by `{container_name} --lifecycle-manifest` from its configuration and checks:\n\
+            "{warning}{stop_line}# Generated by `{container_name} --lifecycle-manifest` from its configuration and checks:\n\
              {grace_line};\n\
              # the startup probe allows {} ms of preflight checks and on_startup hooks.\n{yaml}",
             startup_budget.as_millis(),
         ),
         Manifest::Job => format!(
-            "{warning}# Generated by `{container_name} --lifecycle-manifest job` from its configuration and exit codes:\n\
+            "{warning}{stop_line}# Generated by `{container_name} --lifecycle-manifest job` from its configuration and exit codes:\n\
              # a JobSpec, for a Job's spec or a CronJob's jobTemplate.spec;\n\
              {grace_line};\n\
              # exit {} (invalid configuration) fails the Job at once, a pod disrupted by the cluster is replaced\n\
@@ -407,59 +460,10 @@ fn single_quotable(c: char) -> bool {
         && !matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}')
 }
 
-/// YAML as JSON values, one per document: YAML 1.2, which takes JSON as it
-/// is; aliases expanded, each a copy. How `--lifecycle-check-manifest`
-/// reads the user's manifests, and how this module's tests read the one it
-/// writes. yaml-rust2 is the runtime's YAML reader, chosen with both uses
-/// in mind: pure Rust, and a third of the build time of the libyaml
-/// translation the alternatives bring.
-#[cfg_attr(not(test), allow(dead_code))]
-pub(crate) fn read_yaml(text: &str) -> Result<Vec<serde_json::Value>, String> {
-    let documents =
-        yaml_rust2::YamlLoader::load_from_str(text).map_err(|error| error.to_string())?;
-    documents.iter().map(json_of).collect()
-}
-
-fn json_of(node: &yaml_rust2::Yaml) -> Result<serde_json::Value, String> {
-    use serde_json::Value;
-    use yaml_rust2::Yaml;
-    Ok(match node {
-        Yaml::Null => Value::Null,
-        Yaml::Boolean(value) => Value::Bool(*value),
-        Yaml::Integer(value) => Value::from(*value),
-        Yaml::Real(text) => node
-            .as_f64()
-            .and_then(serde_json::Number::from_f64)
-            .map(Value::Number)
-            .ok_or_else(|| format!("the number {text} has no JSON form"))?,
-        Yaml::String(text) => Value::String(text.clone()),
-        Yaml::Array(items) => Value::Array(items.iter().map(json_of).collect::<Result<_, _>>()?),
-        Yaml::Hash(fields) => Value::Object(
-            fields
-                .iter()
-                .map(|(key, value)| Ok((json_key(key)?, json_of(value)?)))
-                .collect::<Result<_, String>>()?,
-        ),
-        Yaml::Alias(_) | Yaml::BadValue => return Err(format!("an unreadable node: {node:?}")),
-    })
-}
-
-/// A map's key as JSON's string: a scalar as written (`8080: x` is the key
-/// `"8080"`, as Kubernetes reads it).
-fn json_key(key: &yaml_rust2::Yaml) -> Result<String, String> {
-    use yaml_rust2::Yaml;
-    match key {
-        Yaml::String(text) | Yaml::Real(text) => Ok(text.clone()),
-        Yaml::Integer(value) => Ok(value.to_string()),
-        Yaml::Boolean(value) => Ok(value.to_string()),
-        Yaml::Null => Ok("null".to_owned()),
-        _ => Err(format!("a map's key is not a scalar: {key:?}")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::read::read_yaml;
     use crate::config::{Flavor, PanicPolicy, ServiceConfig};
 
     /// The one YAML document in `yaml`, as a tool reading the manifest
@@ -612,7 +616,7 @@ template:
         protocol: TCP
       terminationMessagePolicy: FallbackToLogsOnError
     restartPolicy: Never
-    terminationGracePeriodSeconds: 35";
+    terminationGracePeriodSeconds: 30";
         // Without the `metrics` feature there is nothing to scrape.
         let annotations = if cfg!(feature = "metrics") {
             "    annotations:
@@ -697,6 +701,7 @@ template:
             probe_protocol: crate::config::ProbeProtocol::Http,
             metrics: true,
             pid1: true,
+            stop_signal: crate::config::StopSignal::Sigterm,
         };
         let env: Vec<(String, String)> = env
             .iter()
@@ -886,8 +891,8 @@ template:
             ("LIFECYCLE_DRAIN_DELAY_MS", day),
         ])
         .unwrap();
-        // Two days and the 5 s of slack.
-        assert_eq!(grace_seconds(&largest), 2 * 86_400 + 5);
+        // A day (the drain delay is within it) and the 5 s of slack.
+        assert_eq!(grace_seconds(&largest), 86_400 + 5);
         // What was taken before the bound, and printed as 36893488147419109 s.
         assert!(settings(&[("LIFECYCLE_SHUTDOWN_TIMEOUT_MS", "18446744073709551615")]).is_err());
         let absurd = Settings {
@@ -896,5 +901,39 @@ template:
             ..largest
         };
         assert_eq!(grace_seconds(&absurd), u64::MAX, "saturates, never panics");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn another_stop_signal_is_asked_of_the_kubelet_on_linux_with_its_feature_gate() {
+        for manifest in [Manifest::Pod, Manifest::Job] {
+            let yaml = render(
+                "svc",
+                &settings(&[("LIFECYCLE_STOP_SIGNAL", "SIGQUIT")]).unwrap(),
+                manifest,
+            )
+            .unwrap();
+            let document = from_yaml(&yaml);
+            let spec = match manifest {
+                Manifest::Pod => &document["spec"],
+                Manifest::Job => &document["template"]["spec"],
+            };
+            assert_eq!(spec["os"], json!({ "name": "linux" }), "{yaml}");
+            assert_eq!(
+                spec["containers"][0]["lifecycle"],
+                json!({ "stopSignal": "SIGQUIT" }),
+                "{yaml}"
+            );
+            assert!(
+                yaml.starts_with("# lifecycle.stopSignal SIGQUIT needs Kubernetes' ContainerStopSignals feature gate (alpha in 1.33),\n"),
+                "{yaml}"
+            );
+        }
+        // SIGTERM is what the kubelet sends anyway: nothing to ask.
+        let yaml = render("svc", &settings(&[]).unwrap(), Manifest::Pod).unwrap();
+        let document = from_yaml(&yaml);
+        assert!(document["spec"].get("os").is_none(), "{yaml}");
+        assert!(document["spec"]["containers"][0].get("lifecycle").is_none());
+        assert!(!yaml.contains("stopSignal"), "{yaml}");
     }
 }

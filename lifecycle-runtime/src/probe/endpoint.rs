@@ -68,6 +68,19 @@ impl Endpoint {
         }
     }
 
+    /// The names of this endpoint's built-in checks: `lifecycle`, and for
+    /// liveness `runtime` and, with `max_tasks`, `tasks`.
+    pub(crate) fn builtin_check_names(self, max_tasks: bool) -> Vec<&'static str> {
+        let mut names = vec!["lifecycle"];
+        if matches!(self, Endpoint::Livez | Endpoint::Healthz) {
+            names.push("runtime");
+            if max_tasks {
+                names.push("tasks");
+            }
+        }
+        names
+    }
+
     /// Whether `/ENDPOINT/NAME` addresses one check here (`/healthz` has
     /// no single-check paths: its checks live under `/livez` and `/readyz`).
     pub(crate) fn has_single_check_paths(self) -> bool {

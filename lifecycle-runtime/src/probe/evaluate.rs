@@ -195,14 +195,7 @@ impl Evaluator {
 
     /// The names of an endpoint's built-in checks.
     fn builtin_names(&self, endpoint: Endpoint) -> Vec<&'static str> {
-        let mut names = vec!["lifecycle"];
-        if matches!(endpoint, Endpoint::Livez | Endpoint::Healthz) {
-            names.push("runtime");
-            if self.max_tasks.is_some() {
-                names.push("tasks");
-            }
-        }
-        names
+        endpoint.builtin_check_names(self.max_tasks.is_some())
     }
 
     fn runtime_health(&self) -> Health {

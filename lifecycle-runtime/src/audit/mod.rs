@@ -1,0 +1,216 @@
+//! `--lifecycle-check-manifest PATH|-`: the user's own manifests checked
+//! against this binary. Every container that runs it (by default the one
+//! named like the binary, else `--lifecycle-container NAME`) is compared
+//! with the checks and hooks it registers and with the configuration its
+//! own `env` gives, read by start-up's code, on Kubernetes: never the
+//! environment the audit itself runs in. Init containers running
+//! `--lifecycle-preflight` are its preflight, their `env` read the same
+//! way. One line per finding on stdout, for CI logs; exit 0 without
+//! errors, 1 with one at least, 2 when the input cannot be read or no
+//! container runs the binary.
+
+pub(crate) mod findings;
+pub(crate) mod read;
+mod render;
+
+#[cfg(test)]
+mod tests;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::config::ServiceConfig;
+use crate::exit::{self, Exit};
+use crate::flags::{CheckManifest, Input};
+use crate::manifest::{binary_name, startup_time_needed};
+use crate::registry::{self, CheckKind, CheckRegistration, HookKind};
+use findings::{Finding, Severity};
+use render::Located;
+
+/// What this binary registered, that a manifest is held to.
+pub(crate) struct Binary {
+    /// Every registered check, of every kind.
+    pub(crate) checks: Vec<&'static CheckRegistration>,
+    /// How long the `on_startup` hooks may take in all.
+    pub(crate) startup_hooks: Duration,
+}
+
+impl Binary {
+    fn registered() -> Binary {
+        Binary {
+            checks: [
+                CheckKind::Liveness,
+                CheckKind::Readiness,
+                CheckKind::Startup,
+                CheckKind::Preflight,
+            ]
+            .into_iter()
+            .flat_map(registry::checks)
+            .collect(),
+            startup_hooks: registry::hooks_budget(HookKind::OnStartup).0,
+        }
+    }
+
+    fn preflight(&self) -> impl Iterator<Item = &'static CheckRegistration> + '_ {
+        self.checks
+            .iter()
+            .copied()
+            .filter(|check| check.kind == CheckKind::Preflight)
+    }
+
+    /// The preflight checks' part of start-up.
+    pub(crate) fn preflight_needed(&self) -> Duration {
+        startup_time_needed(self.preflight(), Duration::ZERO)
+    }
+
+    /// What start-up may take, as the generator's startup probe allows.
+    pub(crate) fn startup_needed(&self) -> Duration {
+        startup_time_needed(self.preflight(), self.startup_hooks)
+    }
+}
+
+/// What the audit of some manifests found.
+pub(crate) struct Audit {
+    pub(crate) findings: Vec<Located>,
+    /// The containers running the binary, init containers included.
+    pub(crate) containers: usize,
+    /// The containers running the binary as the service.
+    pub(crate) services: usize,
+    /// Every container seen, `NAME in KIND/NAME`, for the message when
+    /// none runs the binary.
+    pub(crate) seen: Vec<String>,
+}
+
+impl Audit {
+    fn errors(&self) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.finding.severity == Severity::Error)
+            .count()
+    }
+}
+
+/// Audits the containers named `container` in `documents`.
+pub(crate) fn audit(
+    config: &ServiceConfig,
+    binary: &Binary,
+    documents: &[Value],
+    container: &str,
+) -> Audit {
+    let mut audit = Audit {
+        findings: Vec::new(),
+        containers: 0,
+        services: 0,
+        seen: Vec::new(),
+    };
+    for workload in read::workloads(documents) {
+        let mut found = |name: &str, findings: Vec<Finding>| {
+            audit
+                .findings
+                .extend(findings.into_iter().map(|finding| Located {
+                    kind: workload.kind.clone(),
+                    name: workload.name.clone(),
+                    container: name.to_owned(),
+                    finding,
+                }));
+        };
+        let mut preflight = Vec::new();
+        for init in read::containers(workload.pod_spec, "initContainers") {
+            if findings::runs_preflight(init) {
+                preflight.push(init);
+            }
+        }
+        for init in &preflight {
+            found(
+                read::container_name(init),
+                findings::preflight_container(config, init),
+            );
+        }
+        let mut services = 0;
+        let mut seen = Vec::new();
+        for candidate in read::containers(workload.pod_spec, "containers") {
+            let name = read::container_name(candidate);
+            if name != container {
+                seen.push(format!("{name} in {}/{}", workload.kind, workload.name));
+                continue;
+            }
+            services += 1;
+            found(
+                name,
+                findings::service_container(config, binary, &workload, candidate),
+            );
+        }
+        audit.containers += services + preflight.len();
+        audit.services += services;
+        audit.seen.extend(seen);
+    }
+    audit
+}
+
+/// Runs the audit, and prints it.
+pub(crate) fn run(config: &ServiceConfig, check: &CheckManifest) -> Exit {
+    let (source, text) = match read_input(&check.input) {
+        Ok(read) => read,
+        Err(error) => return unusable(&error),
+    };
+    let documents = match read::read_yaml(&text) {
+        Ok(documents) => documents,
+        Err(error) => return unusable(&format!("cannot read {source} as YAML: {error}")),
+    };
+    let container = check.container.clone().unwrap_or_else(binary_name);
+    let audit = audit(config, &Binary::registered(), &documents, &container);
+    if audit.services == 0 {
+        let given = if check.container.is_some() {
+            "given by --lifecycle-container"
+        } else {
+            "the binary's name; name another with --lifecycle-container NAME"
+        };
+        let seen = if audit.seen.is_empty() {
+            "no pod template at all (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, Pod, PodTemplate, List)".to_owned()
+        } else {
+            format!("only {}", audit.seen.join(", "))
+        };
+        return unusable(&format!(
+            "no container named \"{container}\" ({given}) in {source}: it has {seen}"
+        ));
+    }
+    // A closed stdout loses the lines, never the verdict.
+    let mut stdout = std::io::stdout().lock();
+    for finding in &audit.findings {
+        let _ = writeln!(stdout, "{}", render::line(finding));
+    }
+    let _ = writeln!(
+        stdout,
+        "{}",
+        render::summary(&audit.findings, audit.containers, &container)
+    );
+    let _ = stdout.flush();
+    Exit::quiet(if audit.errors() > 0 { exit::FAILURE } else { 0 })
+}
+
+/// The input's name for messages, and its text.
+fn read_input(input: &Input) -> Result<(String, String), String> {
+    match input {
+        Input::Stdin => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|error| format!("cannot read the manifests from stdin: {error}"))?;
+            Ok(("stdin".to_owned(), text))
+        }
+        Input::Path(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+            Ok((path.display().to_string(), text))
+        }
+    }
+}
+
+/// Exit 2, saying why: not a finding about a container, but an audit that
+/// could not be made. Not a failure of a service: no termination message.
+fn unusable(reason: &str) -> Exit {
+    let _ = writeln!(std::io::stderr(), "--lifecycle-check-manifest: {reason}");
+    Exit::quiet(exit::BAD_CONFIG)
+}
