@@ -76,6 +76,8 @@ impl From<GrpcAnswer> for ProbeAnswer {
             body: String::new(),
             error: answer.error,
             elapsed: answer.elapsed,
+            redirects: Vec::new(),
+            warning: None,
         }
     }
 }

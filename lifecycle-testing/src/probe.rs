@@ -1,6 +1,7 @@
 //! Probing as the kubelet's HTTP prober does: a new connection for every
 //! probe, `User-Agent: kube-probe/…`, success on 200–399, at most 10 KiB of
-//! body read, and a time-out over the whole exchange.
+//! body read, redirects followed as it follows them, and a time-out over
+//! the whole exchange.
 //!
 //! [`Service::probe`](crate::Service::probe) probes one of the service's
 //! [`Endpoint`]s; [`http_probe`] probes any address. A [`ProbeAnswer`] is
@@ -22,6 +23,11 @@ pub const USER_AGENT: &str = "kube-probe/1.33";
 
 /// The kubelet's default probe timeout (`timeoutSeconds: 1`).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The most requests one probe sends, the first included: Go's client,
+/// which the kubelet's prober uses, stops at the tenth redirect ("stopped
+/// after 10 redirects") and the probe fails.
+const MAX_REQUESTS: usize = 10;
 
 /// A probe endpoint of the service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -68,10 +74,18 @@ pub struct ProbeAnswer {
     pub grpc_status: Option<String>,
     /// The body, at most [`MAX_BODY`] bytes of it, lossily decoded.
     pub body: String,
-    /// Why there is no status: refused, reset, timed out, malformed.
+    /// Why there is no status: refused, reset, timed out, malformed, too
+    /// many redirects.
     pub error: Option<String>,
     /// From connecting to the end of what was read.
     pub elapsed: Duration,
+    /// The `Location` of each redirect followed, in order (see
+    /// [`http_probe`]).
+    pub redirects: Vec<String>,
+    /// The kubelet's warning about a passing answer: a 3xx it did not
+    /// follow (a redirect to another host), which counts as a success,
+    /// with a `ProbeWarning` event.
+    pub warning: Option<String>,
 }
 
 impl ProbeAnswer {
@@ -97,13 +111,22 @@ impl fmt::Display for ProbeAnswer {
             );
         }
         match (self.status, &self.error) {
-            (Some(status), _) => write!(
-                f,
-                "GET {} -> {status} in {} ms:\n{}",
-                self.path,
-                self.elapsed.as_millis(),
-                self.body.trim_end()
-            ),
+            (Some(status), _) => {
+                write!(f, "GET {}", self.path)?;
+                for location in &self.redirects {
+                    write!(f, " -> redirected to {location}")?;
+                }
+                write!(
+                    f,
+                    " -> {status} in {} ms:\n{}",
+                    self.elapsed.as_millis(),
+                    self.body.trim_end()
+                )?;
+                match &self.warning {
+                    Some(warning) => write!(f, "\nwarning: {warning}"),
+                    None => Ok(()),
+                }
+            }
             (None, Some(error)) => write!(f, "GET {} -> no answer: {error}", self.path),
             (None, None) => write!(f, "GET {} -> no answer", self.path),
         }
@@ -115,31 +138,163 @@ impl fmt::Display for ProbeAnswer {
 /// `timeoutSeconds`; [`DEFAULT_TIMEOUT`] is the kubelet's default). A
 /// probe that gets no answer is a failed [`ProbeAnswer`] saying why, not
 /// an error.
+///
+/// Redirects go as in the kubelet's prober
+/// ([`pkg/probe/http/http.go`](https://github.com/kubernetes/kubernetes/blob/master/pkg/probe/http/http.go),
+/// `RedirectChecker(false)`, on Go's client): a 301, 302, 303, 307 or 308
+/// with a `Location` on the same host name is followed, whatever its port;
+/// the tenth such redirect fails the probe ("stopped after 10
+/// redirects"); a redirect to another host name is not followed, and the
+/// redirect itself passes, with a [`warning`](ProbeAnswer::warning), as
+/// does any other 3xx answer not followed. The
+/// host name is the address's IP, as the kubelet's is the pod's: a
+/// redirect to `localhost` goes to another host. The time-out covers the
+/// redirects too.
 pub fn http_probe(addr: SocketAddr, path: &str, timeout: Duration) -> ProbeAnswer {
     let started = Instant::now();
-    let answer = wire::get(
-        addr,
-        path,
-        timeout,
-        USER_AGENT,
-        BodyLimit::Truncate(MAX_BODY),
-    );
-    let (status, body, error) = match answer {
-        Ok((status, body)) => (
-            Some(status),
-            String::from_utf8_lossy(&body).into_owned(),
-            None,
-        ),
-        Err(error) => (None, String::new(), Some(describe(&error, timeout))),
-    };
-    ProbeAnswer {
+    let mut answer = ProbeAnswer {
         path: path.to_owned(),
-        status,
+        status: None,
         grpc_status: None,
-        body,
-        error,
-        elapsed: started.elapsed(),
+        body: String::new(),
+        error: None,
+        elapsed: Duration::ZERO,
+        redirects: Vec::new(),
+        warning: None,
+    };
+    let mut target = (addr, path.to_owned());
+    for sent in 1.. {
+        let left = timeout.saturating_sub(started.elapsed());
+        let got = if left.is_zero() {
+            Err(io::Error::from(io::ErrorKind::TimedOut))
+        } else {
+            wire::get(
+                target.0,
+                &target.0.to_string(),
+                &target.1,
+                left,
+                USER_AGENT,
+                BodyLimit::Truncate(MAX_BODY),
+            )
+        };
+        let got = match got {
+            Ok(got) => got,
+            Err(error) => {
+                answer.error = Some(describe(&error, timeout));
+                break;
+            }
+        };
+        let body = String::from_utf8_lossy(&got.body).into_owned();
+        let redirect = match (got.status, got.location) {
+            (301 | 302 | 303 | 307 | 308, Some(location)) => Some(location),
+            _ => None,
+        };
+        let Some(location) = redirect else {
+            answer.status = Some(got.status);
+            answer.body = body;
+            break;
+        };
+        match follow(addr, &target, &location) {
+            Redirect::OtherHost => {
+                answer.status = Some(got.status);
+                answer.body = body;
+                break;
+            }
+            Redirect::Unusable(why) => {
+                answer.error = Some(format!("redirect to {location:?}: {why}"));
+                break;
+            }
+            Redirect::SameHost(next) if sent < MAX_REQUESTS => {
+                answer.redirects.push(location);
+                target = next;
+            }
+            Redirect::SameHost(_) => {
+                answer.redirects.push(location);
+                answer.error = Some(format!("stopped after {MAX_REQUESTS} redirects"));
+                break;
+            }
+        }
     }
+    // Any 3xx answer passes with a warning: one not followed (another
+    // host, no `Location`, a 300 or a 304).
+    if let Some(300..=399) = answer.status {
+        answer.warning = Some(format!(
+            "Probe terminated redirects, Response body: {}",
+            answer.body
+        ));
+    }
+    answer.elapsed = started.elapsed();
+    answer
+}
+
+/// Where a redirect leads, as the kubelet's redirect checker sees it.
+enum Redirect {
+    /// The same host name: followed, to this address and path.
+    SameHost((SocketAddr, String)),
+    /// Another host name: not followed.
+    OtherHost,
+    /// A `Location` the kit cannot follow (HTTPS, a malformed one).
+    Unusable(&'static str),
+}
+
+/// Resolves `location` against the request `from` (`probed` is the
+/// probe's first address: its IP is the host name compared).
+fn follow(probed: SocketAddr, from: &(SocketAddr, String), location: &str) -> Redirect {
+    let location = location.split('#').next().unwrap_or_default();
+    let lower = location.to_ascii_lowercase();
+    let (scheme, rest) = if lower.starts_with("http://") {
+        ("http", &location[7..])
+    } else if lower.starts_with("https://") {
+        ("https", &location[8..])
+    } else if let Some(rest) = location.strip_prefix("//") {
+        ("http", rest)
+    } else {
+        // A path on the same authority: absolute, or relative to the
+        // request's folder.
+        let path = if location.starts_with('/') {
+            location.to_owned()
+        } else {
+            let base = from.1.split('?').next().unwrap_or("/");
+            let folder = &base[..base.rfind('/').map_or(0, |i| i + 1)];
+            format!("{folder}{location}")
+        };
+        return Redirect::SameHost((from.0, path));
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    let path = match path {
+        "" => "/".to_owned(),
+        path if path.starts_with('?') => format!("/{path}"),
+        path => path.to_owned(),
+    };
+    let authority = authority.rsplit('@').next().unwrap_or_default();
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((host, port)) => (host, port.strip_prefix(':')),
+            None => return Redirect::Unusable("a malformed host"),
+        },
+        None => match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    let same_host = host
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip == probed.ip());
+    if !same_host {
+        return Redirect::OtherHost;
+    }
+    if scheme == "https" {
+        return Redirect::Unusable("the kit probes plain HTTP only");
+    }
+    let port = match port.filter(|p| !p.is_empty()) {
+        None => 80,
+        Some(port) => match port.parse::<u16>() {
+            Ok(port) => port,
+            Err(_) => return Redirect::Unusable("a malformed port"),
+        },
+    };
+    Redirect::SameHost((SocketAddr::new(probed.ip(), port), path))
 }
 
 fn describe(error: &io::Error, timeout: Duration) -> String {
@@ -299,6 +454,93 @@ mod tests {
         let requests = server.join().unwrap();
         assert!(requests[0].contains(&format!("User-Agent: {USER_AGENT}\r\n")));
         assert!(requests[0].contains("Connection: close\r\n"));
+    }
+
+    /// A server of redirects: `/hop/N` redirects (relatively) to
+    /// `/hop/N-1` and `/hop/0` answers 200; `/to?URL` redirects to URL;
+    /// anything else answers 200 with its path. Every path asked comes out
+    /// of the receiver.
+    fn redirects() -> (SocketAddr, std::sync::mpsc::Receiver<String>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (asked, paths) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut request = [0u8; 2048];
+                let read = stream.read(&mut request).unwrap_or(0);
+                let request = String::from_utf8_lossy(&request[..read]).into_owned();
+                let path = request.split_whitespace().nth(1).unwrap_or("").to_owned();
+                let _ = asked.send(path.clone());
+                let location = if let Some(hops) = path.strip_prefix("/hop/") {
+                    let hops: u32 = hops.parse().unwrap();
+                    (hops > 0).then(|| format!("{}", hops - 1))
+                } else {
+                    path.strip_prefix("/to?").map(str::to_owned)
+                };
+                let _ = match location {
+                    Some(location) => write!(
+                        stream,
+                        "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 5\r\n\r\nmoved"
+                    ),
+                    None => write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{path}",
+                        path.len()
+                    ),
+                };
+            }
+        });
+        (addr, paths)
+    }
+
+    #[test]
+    fn redirects_are_followed_on_the_same_host_up_to_the_tenth() {
+        let (addr, paths) = redirects();
+        let nine = http_probe(addr, "/hop/9", DEFAULT_TIMEOUT);
+        assert!(nine.passed(), "{nine}");
+        assert_eq!(nine.status, Some(200));
+        assert_eq!(nine.body, "/hop/0");
+        assert_eq!(nine.redirects.len(), 9, "{nine}");
+        assert_eq!(nine.warning, None);
+        assert_eq!(paths.try_iter().count(), 10);
+
+        let ten = http_probe(addr, "/hop/10", DEFAULT_TIMEOUT);
+        assert!(!ten.passed(), "{ten}");
+        assert_eq!(ten.error.as_deref(), Some("stopped after 10 redirects"));
+        assert_eq!(paths.try_iter().count(), 10, "no eleventh request");
+
+        // Another port of the same host is the same host.
+        let (other, other_paths) = redirects();
+        let moved = http_probe(
+            addr,
+            &format!("/to?http://127.0.0.1:{}/there", other.port()),
+            DEFAULT_TIMEOUT,
+        );
+        assert!(moved.passed(), "{moved}");
+        assert_eq!(moved.body, "/there");
+        assert_eq!(other_paths.try_iter().collect::<Vec<_>>(), ["/there"]);
+    }
+
+    #[test]
+    fn a_redirect_to_another_host_passes_unfollowed_with_a_warning() {
+        let (addr, paths) = redirects();
+        let away = http_probe(
+            addr,
+            &format!("/to?http://localhost:{}/elsewhere", addr.port()),
+            DEFAULT_TIMEOUT,
+        );
+        assert!(away.passed(), "{away}");
+        assert_eq!(away.status, Some(302));
+        assert!(away.redirects.is_empty(), "{away}");
+        assert_eq!(
+            away.warning.as_deref(),
+            Some("Probe terminated redirects, Response body: moved")
+        );
+        assert!(away
+            .to_string()
+            .contains("warning: Probe terminated redirects"));
+        assert_eq!(paths.try_iter().count(), 1, "not followed");
     }
 
     #[test]

@@ -290,6 +290,17 @@ impl ServiceBuilder {
         command
     }
 
+    /// Sets the variables the test set on `command` (a `preStop` hook's,
+    /// run in the service's environment).
+    pub(crate) fn apply_env(&self, command: &mut Command) {
+        for (key, value) in &self.env {
+            match value {
+                Some(value) => command.env(key, value),
+                None => command.env_remove(key),
+            };
+        }
+    }
+
     /// The program to run.
     pub(crate) fn program(&self) -> &Path {
         &self.program
@@ -343,11 +354,13 @@ impl ServiceBuilder {
                     format!("cannot start {}: {e}", self.program.display()),
                 )
             })?;
+        let spawned = Instant::now();
         let stdin = child.stdin.take();
         let stdout = Lines::collect(child.stdout.take().expect("piped stdout"));
         let stderr = Lines::collect(child.stderr.take().expect("piped stderr"));
         let mut service = Service {
             program: self.program,
+            spawned,
             pid: child.id(),
             child: Mutex::new(child),
             stdin,
@@ -395,6 +408,8 @@ fn reachable(bound: SocketAddr) -> SocketAddr {
 /// A running service binary. Dropping it kills the process.
 pub struct Service {
     program: PathBuf,
+    /// When the process started: a container's start, for the kubelet.
+    spawned: Instant,
     /// Behind a lock so that waits through `&self` notice an exit.
     child: Mutex<Child>,
     pid: u32,
@@ -501,6 +516,11 @@ impl Service {
     /// An error of `kind` showing the service's last log lines.
     fn error(&self, kind: ErrorKind, message: String) -> Error {
         Error::with_log(kind, message, self.stderr.tail(LOG_TAIL))
+    }
+
+    /// When the process started.
+    pub(crate) fn spawned(&self) -> Instant {
+        self.spawned
     }
 
     /// The service's log (stderr), as it grows.
@@ -707,7 +727,7 @@ impl Service {
         unsafe { libc::kill(pid, signal) };
     }
 
-    fn try_exit(&self) -> Option<Exit> {
+    pub(crate) fn try_exit(&self) -> Option<Exit> {
         let mut exit = self.exit.lock().unwrap_or_else(|p| p.into_inner());
         if exit.is_none() {
             let mut child = self.child.lock().unwrap_or_else(|p| p.into_inner());
@@ -718,7 +738,7 @@ impl Service {
 
     /// SIGKILL on Unix, TerminateProcess on Windows (std's
     /// `Child::kill`); nothing if the process has ended.
-    fn send_kill(&self) {
+    pub(crate) fn send_kill(&self) {
         let _ = self.child.lock().unwrap_or_else(|p| p.into_inner()).kill();
     }
 

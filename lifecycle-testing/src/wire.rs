@@ -98,22 +98,33 @@ impl Outgoing<'_> {
     }
 }
 
-/// Sends `GET path` to `addr`: [`exchange`] with no body.
+/// An answer: its status, its `Location` header, its body.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) location: Option<String>,
+    pub(crate) body: Vec<u8>,
+}
+
+/// Sends `GET path` to `addr` (the `Host` header is `host`): [`answer`]
+/// with no body.
 pub(crate) fn get(
     addr: SocketAddr,
+    host: &str,
     path: &str,
     timeout: Duration,
     user_agent: &str,
     limit: BodyLimit,
-) -> io::Result<(u16, Vec<u8>)> {
+) -> io::Result<Answer> {
+    let headers = [("Host".to_owned(), host.to_owned())];
     let request = Outgoing {
         method: "GET",
         path,
         user_agent,
-        headers: &[],
+        headers: &headers,
         body: &[],
     };
-    exchange(addr, &request, timeout, limit)
+    answer(addr, &request, timeout, limit)
 }
 
 /// Sends `request` to `addr` and reads the status and the body
@@ -126,6 +137,16 @@ pub(crate) fn exchange(
     timeout: Duration,
     limit: BodyLimit,
 ) -> io::Result<(u16, Vec<u8>)> {
+    answer(addr, request, timeout, limit).map(|answer| (answer.status, answer.body))
+}
+
+/// [`exchange`], with the `Location` header.
+fn answer(
+    addr: SocketAddr,
+    request: &Outgoing<'_>,
+    timeout: Duration,
+    limit: BodyLimit,
+) -> io::Result<Answer> {
     let started = Instant::now();
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_nodelay(true)?;
@@ -238,7 +259,11 @@ pub(crate) fn exchange(
             format!("a body larger than {} bytes", limit.bytes()),
         ));
     }
-    Ok((status, body))
+    Ok(Answer {
+        status,
+        location: header("location"),
+        body,
+    })
 }
 
 /// Decodes a chunked body: what it holds so far, and whether it is whole.

@@ -84,19 +84,116 @@ pub struct ProbeSpec {
     pub success_threshold: u32,
     /// `failureThreshold` (default 3).
     pub failure_threshold: u32,
+    /// The probe's own `terminationGracePeriodSeconds` (startup and
+    /// liveness only): the grace period of a kill this probe decides, in
+    /// place of the pod's.
+    pub termination_grace_period: Option<Duration>,
+}
+
+/// A container's `lifecycle.preStop` hook, as the kit's kubelet runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PreStop {
+    /// `exec.command`: the kit cannot run it inside a container, so it
+    /// runs it on the host, in the service's environment and the
+    /// manifest's `env` values.
+    Exec(Vec<String>),
+    /// `sleep.seconds`: real seconds, as the grace period is real.
+    Sleep(Duration),
+}
+
+/// The signal names `lifecycle.stopSignal` accepts (the API's `Signal`
+/// type).
+const STOP_SIGNALS: [&str; 31] = [
+    "SIGABRT",
+    "SIGALRM",
+    "SIGBUS",
+    "SIGCHLD",
+    "SIGCLD",
+    "SIGCONT",
+    "SIGFPE",
+    "SIGHUP",
+    "SIGILL",
+    "SIGINT",
+    "SIGIO",
+    "SIGIOT",
+    "SIGKILL",
+    "SIGPIPE",
+    "SIGPOLL",
+    "SIGPROF",
+    "SIGPWR",
+    "SIGQUIT",
+    "SIGSEGV",
+    "SIGSTKFLT",
+    "SIGSTOP",
+    "SIGSYS",
+    "SIGTERM",
+    "SIGTRAP",
+    "SIGTSTP",
+    "SIGTTIN",
+    "SIGTTOU",
+    "SIGURG",
+    "SIGUSR1",
+    "SIGUSR2",
+    "SIGWINCH",
+];
+
+/// The number of a signal named as `lifecycle.stopSignal` names it, on
+/// this system.
+#[cfg(unix)]
+pub(crate) fn signal_number(name: &str) -> Option<i32> {
+    Some(match name {
+        "SIGABRT" | "SIGIOT" => libc::SIGABRT,
+        "SIGALRM" => libc::SIGALRM,
+        "SIGBUS" => libc::SIGBUS,
+        "SIGCHLD" | "SIGCLD" => libc::SIGCHLD,
+        "SIGCONT" => libc::SIGCONT,
+        "SIGFPE" => libc::SIGFPE,
+        "SIGHUP" => libc::SIGHUP,
+        "SIGILL" => libc::SIGILL,
+        "SIGINT" => libc::SIGINT,
+        "SIGIO" | "SIGPOLL" => libc::SIGIO,
+        "SIGKILL" => libc::SIGKILL,
+        "SIGPIPE" => libc::SIGPIPE,
+        "SIGPROF" => libc::SIGPROF,
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        "SIGPWR" => libc::SIGPWR,
+        "SIGQUIT" => libc::SIGQUIT,
+        "SIGSEGV" => libc::SIGSEGV,
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        "SIGSTKFLT" => libc::SIGSTKFLT,
+        "SIGSTOP" => libc::SIGSTOP,
+        "SIGSYS" => libc::SIGSYS,
+        "SIGTERM" => libc::SIGTERM,
+        "SIGTRAP" => libc::SIGTRAP,
+        "SIGTSTP" => libc::SIGTSTP,
+        "SIGTTIN" => libc::SIGTTIN,
+        "SIGTTOU" => libc::SIGTTOU,
+        "SIGURG" => libc::SIGURG,
+        "SIGUSR1" => libc::SIGUSR1,
+        "SIGUSR2" => libc::SIGUSR2,
+        "SIGWINCH" => libc::SIGWINCH,
+        _ => return None,
+    })
 }
 
 /// What the kubelet reads of a service's manifest: its container's three
-/// probes and the pod's `terminationGracePeriodSeconds`.
+/// probes, its `preStop` hook, `lifecycle.stopSignal` and `env` values,
+/// and the pod's `terminationGracePeriodSeconds`.
 ///
 /// Read it from the binary itself ([`Manifest::of`],
-/// [`Manifest::from_builder`]: `BINARY --lifecycle-manifest`) or from YAML
-/// ([`Manifest::parse`]), then give it to a [`Kubelet`](crate::Kubelet).
+/// [`Manifest::from_builder`]: `BINARY --lifecycle-manifest`), from the
+/// manifest you deploy ([`Manifest::from_file`]) or from YAML
+/// ([`Manifest::parse`], [`Manifest::parse_container`]), then give it to a
+/// [`Kubelet`](crate::Kubelet).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
     container: String,
     probes: [Option<ProbeSpec>; 3],
     termination_grace_period: Duration,
+    pre_stop: Option<PreStop>,
+    stop_signal: Option<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Manifest {
@@ -199,7 +296,50 @@ impl Manifest {
     /// HTTPS`, and `grpc` without the kit's `grpc` feature). `httpHeaders`
     /// are ignored.
     pub fn parse(yaml: &str) -> Result<Manifest, Error> {
-        parse(yaml).map_err(|message| Error::new(ErrorKind::InvalidManifest, message))
+        parse(yaml, None).map_err(|message| Error::new(ErrorKind::InvalidManifest, message))
+    }
+
+    /// Reads the container named `container` from Kubernetes YAML, one
+    /// document or many (what `kubectl get -o yaml`, `helm template` or
+    /// `kustomize build` print, `List`s included): the first one of that
+    /// name among the containers of a Deployment, StatefulSet, DaemonSet,
+    /// ReplicaSet, Job, CronJob, Pod or PodTemplate. Read as
+    /// [`parse`](Self::parse) reads, with the same errors, and an error
+    /// naming the containers found when none has that name.
+    pub fn parse_container(yaml: &str, container: &str) -> Result<Manifest, Error> {
+        parse(yaml, Some(container))
+            .map_err(|message| Error::new(ErrorKind::InvalidManifest, message))
+    }
+
+    /// Reads the container named `container` from the manifest file at
+    /// `path`, the one you deploy (see
+    /// [`parse_container`](Self::parse_container)): a test then runs the
+    /// probes, `preStop` hook and grace periods that will run in the
+    /// cluster.
+    ///
+    /// ```no_run
+    /// use lifecycle_testing::{Kubelet, Manifest};
+    ///
+    /// # fn main() -> Result<(), lifecycle_testing::Error> {
+    /// let manifest = Manifest::from_file("deploy/deployment.yaml", "my-service")?;
+    /// let kubelet = Kubelet::new(manifest).time_scale(0.1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn from_file(path: impl AsRef<Path>, container: &str) -> Result<Manifest, Error> {
+        let path = path.as_ref();
+        let yaml = std::fs::read_to_string(path).map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidManifest,
+                format!("cannot read the manifest {}: {e}", path.display()),
+            )
+        })?;
+        parse(&yaml, Some(container)).map_err(|message| {
+            Error::new(
+                ErrorKind::InvalidManifest,
+                format!("{}: {message}", path.display()),
+            )
+        })
     }
 
     /// The container's name.
@@ -216,6 +356,23 @@ impl Manifest {
     pub fn termination_grace_period(&self) -> Duration {
         self.termination_grace_period
     }
+
+    /// The container's `lifecycle.preStop` hook, if it has one.
+    pub fn pre_stop(&self) -> Option<&PreStop> {
+        self.pre_stop.as_ref()
+    }
+
+    /// The container's `lifecycle.stopSignal` (`SIGQUIT`), if set: the
+    /// signal a kill sends in place of SIGTERM.
+    pub fn stop_signal(&self) -> Option<&str> {
+        self.stop_signal.as_deref()
+    }
+
+    /// The container's `env` variables that have a `value` (those from
+    /// `valueFrom` are left out).
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
 }
 
 fn read_all(mut stream: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
@@ -227,8 +384,13 @@ fn read_all(mut stream: impl Read + Send + 'static) -> std::thread::JoinHandle<S
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct RawDocument {
     spec: Option<RawSpec>,
+    /// A PodTemplate's.
+    template: Option<RawTemplate>,
+    /// A List's.
+    items: Option<Vec<RawDocument>>,
 }
 
 #[derive(Deserialize)]
@@ -236,6 +398,8 @@ struct RawDocument {
 struct RawSpec {
     containers: Option<Vec<RawContainer>>,
     template: Option<RawTemplate>,
+    /// A CronJob's.
+    job_template: Option<RawTemplate>,
     termination_grace_period_seconds: Option<i64>,
 }
 
@@ -251,6 +415,40 @@ struct RawContainer {
     startup_probe: Option<RawProbe>,
     liveness_probe: Option<RawProbe>,
     readiness_probe: Option<RawProbe>,
+    lifecycle: Option<RawLifecycle>,
+    env: Option<Vec<RawEnv>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawLifecycle {
+    pre_stop: Option<RawHandler>,
+    stop_signal: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawHandler {
+    exec: Option<RawExec>,
+    sleep: Option<RawSleep>,
+    http_get: Option<IgnoredAny>,
+    tcp_socket: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct RawExec {
+    command: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+struct RawSleep {
+    seconds: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct RawEnv {
+    name: String,
+    value: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -265,6 +463,7 @@ struct RawProbe {
     timeout_seconds: Option<i64>,
     success_threshold: Option<i64>,
     failure_threshold: Option<i64>,
+    termination_grace_period_seconds: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -278,55 +477,164 @@ struct RawHttpGet {
     scheme: Option<String>,
 }
 
-/// The pod spec of a document: its own, or its template's.
+/// The pod specs of a document: its own, its template's (a workload, a
+/// PodTemplate), its job template's (a CronJob), or its items' (a List).
+fn pod_specs(document: RawDocument, found: &mut Vec<(RawSpec, Vec<RawContainer>)>) {
+    if let Some(spec) = document.spec.and_then(pod_spec) {
+        found.push(spec);
+    }
+    if let Some(spec) = document
+        .template
+        .and_then(|t| t.spec)
+        .and_then(|s| pod_spec(*s))
+    {
+        found.push(spec);
+    }
+    for item in document.items.into_iter().flatten() {
+        pod_specs(item, found);
+    }
+}
+
+/// The pod spec of a spec: itself, or its (job) template's.
 fn pod_spec(mut spec: RawSpec) -> Option<(RawSpec, Vec<RawContainer>)> {
     match spec.containers.take() {
         Some(containers) => Some((spec, containers)),
         None => spec
             .template
+            .or(spec.job_template)
             .and_then(|t| t.spec)
             .and_then(|s| pod_spec(*s)),
     }
 }
 
-fn parse(yaml: &str) -> Result<Manifest, String> {
+/// Reads the first container (of the first pod spec), or the first one
+/// named `wanted`.
+fn parse(yaml: &str, wanted: Option<&str>) -> Result<Manifest, String> {
+    let mut names = Vec::new();
     for document in serde_norway::Deserializer::from_str(yaml) {
         let document = RawDocument::deserialize(document)
             .map_err(|e| format!("not a Kubernetes manifest: {e}"))?;
-        let Some((spec, containers)) = document.spec.and_then(pod_spec) else {
-            continue;
-        };
-        let container = containers
-            .into_iter()
-            .next()
-            .ok_or("a pod spec with no container")?;
-        let name = container.name.unwrap_or_default();
-        let mut probes = [None, None, None];
-        for (kind, raw) in [
-            (ProbeKind::Startup, container.startup_probe),
-            (ProbeKind::Liveness, container.liveness_probe),
-            (ProbeKind::Readiness, container.readiness_probe),
-        ] {
-            if let Some(raw) = raw {
-                probes[kind.index()] = Some(
-                    probe_spec(kind, raw)
-                        .map_err(|e| format!("container {name:?}: {}: {e}", kind.field()))?,
-                );
+        let mut specs = Vec::new();
+        pod_specs(document, &mut specs);
+        for (spec, containers) in specs {
+            if wanted.is_none() && containers.is_empty() {
+                return Err("a pod spec with no container".to_owned());
+            }
+            for container in containers {
+                let name = container.name.clone().unwrap_or_default();
+                if wanted.is_some_and(|wanted| wanted != name) {
+                    names.push(name);
+                    continue;
+                }
+                return manifest(&spec, container);
             }
         }
-        let grace = match spec.termination_grace_period_seconds {
-            None => 30,
-            Some(seconds) => u64::try_from(seconds).map_err(|_| {
-                format!("terminationGracePeriodSeconds: must be at least 0, not {seconds}")
-            })?,
-        };
-        return Ok(Manifest {
-            container: name,
-            probes,
-            termination_grace_period: Duration::from_secs(grace),
-        });
     }
-    Err("no pod spec (`spec.containers` or `spec.template.spec.containers`)".to_owned())
+    match wanted {
+        None => {
+            Err("no pod spec (`spec.containers` or `spec.template.spec.containers`)".to_owned())
+        }
+        Some(wanted) if names.is_empty() => Err(format!(
+            "no container named {wanted:?}: no pod spec (`spec.containers`, \
+             `spec.template.spec.containers`, `spec.jobTemplate.spec.template.spec.containers`, \
+             `template.spec.containers`)"
+        )),
+        Some(wanted) => Err(format!(
+            "no container named {wanted:?}; the containers are: {}",
+            names
+                .iter()
+                .map(|name| format!("{name:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+fn manifest(spec: &RawSpec, container: RawContainer) -> Result<Manifest, String> {
+    let name = container.name.unwrap_or_default();
+    let mut probes = [None, None, None];
+    for (kind, raw) in [
+        (ProbeKind::Startup, container.startup_probe),
+        (ProbeKind::Liveness, container.liveness_probe),
+        (ProbeKind::Readiness, container.readiness_probe),
+    ] {
+        if let Some(raw) = raw {
+            probes[kind.index()] = Some(
+                probe_spec(kind, raw)
+                    .map_err(|e| format!("container {name:?}: {}: {e}", kind.field()))?,
+            );
+        }
+    }
+    let grace = match spec.termination_grace_period_seconds {
+        None => 30,
+        Some(seconds) => u64::try_from(seconds).map_err(|_| {
+            format!("terminationGracePeriodSeconds: must be at least 0, not {seconds}")
+        })?,
+    };
+    let (pre_stop, stop_signal) = match container.lifecycle {
+        None => (None, None),
+        Some(lifecycle) => (
+            lifecycle
+                .pre_stop
+                .map(pre_stop)
+                .transpose()
+                .map_err(|e| format!("container {name:?}: lifecycle.preStop: {e}"))?,
+            lifecycle
+                .stop_signal
+                .map(|signal| {
+                    if STOP_SIGNALS.contains(&signal.as_str()) {
+                        Ok(signal)
+                    } else {
+                        Err(format!(
+                            "container {name:?}: lifecycle.stopSignal: {signal:?} is not a \
+                             signal name Kubernetes accepts (SIGTERM, SIGQUIT, SIGUSR1, …)"
+                        ))
+                    }
+                })
+                .transpose()?,
+        ),
+    };
+    let env = container
+        .env
+        .into_iter()
+        .flatten()
+        .filter_map(|var| Some((var.name, var.value?)))
+        .collect();
+    Ok(Manifest {
+        container: name,
+        probes,
+        termination_grace_period: Duration::from_secs(grace),
+        pre_stop,
+        stop_signal,
+        env,
+    })
+}
+
+fn pre_stop(raw: RawHandler) -> Result<PreStop, String> {
+    for (present, handler) in [
+        (raw.http_get.is_some(), "httpGet"),
+        (raw.tcp_socket.is_some(), "tcpSocket"),
+    ] {
+        if present {
+            return Err(format!(
+                "{handler} hooks are not supported by the kit's kubelet (exec and sleep only)"
+            ));
+        }
+    }
+    match (raw.exec, raw.sleep) {
+        (Some(_), Some(_)) => Err("two handlers (exec and sleep)".to_owned()),
+        (Some(exec), None) => match exec.command {
+            Some(command) if !command.is_empty() => Ok(PreStop::Exec(command)),
+            _ => Err("exec.command: required".to_owned()),
+        },
+        (None, Some(sleep)) => {
+            let seconds = sleep.seconds.unwrap_or(0);
+            u64::try_from(seconds)
+                .map(|seconds| PreStop::Sleep(Duration::from_secs(seconds)))
+                .map_err(|_| format!("sleep.seconds: must be at least 0, not {seconds}"))
+        }
+        (None, None) => Err("no handler (exec or sleep)".to_owned()),
+    }
 }
 
 /// Kubernetes' defaulting: an absent or zero field takes the default; a
@@ -384,7 +692,22 @@ fn probe_spec(kind: ProbeKind, raw: RawProbe) -> Result<ProbeSpec, String> {
         Some(seconds) => u32::try_from(seconds)
             .map_err(|_| format!("initialDelaySeconds: must be at least 0, not {seconds}"))?,
     };
+    let termination_grace_period = match raw.termination_grace_period_seconds {
+        None => None,
+        Some(_) if kind == ProbeKind::Readiness => {
+            return Err(
+                "terminationGracePeriodSeconds: must not be set for readiness probes".to_owned(),
+            )
+        }
+        Some(seconds) if seconds > 0 => Some(Duration::from_secs(seconds.unsigned_abs())),
+        Some(seconds) => {
+            return Err(format!(
+                "terminationGracePeriodSeconds: must be greater than 0, not {seconds}"
+            ))
+        }
+    };
     Ok(ProbeSpec {
+        termination_grace_period,
         path,
         grpc_service,
         initial_delay: Duration::from_secs(initial_delay.into()),
@@ -451,6 +774,7 @@ spec:
             timeout: Duration::from_secs(timeout),
             success_threshold: 1,
             failure_threshold: failures,
+            termination_grace_period: None,
         }
     }
 
@@ -581,6 +905,147 @@ spec:
         let grace =
             error("spec:\n  terminationGracePeriodSeconds: -1\n  containers: [{name: a}]\n");
         assert!(grace.contains("terminationGracePeriodSeconds"), "{grace}");
+    }
+
+    /// Helm-style output: a List holding a Deployment, then a CronJob and
+    /// a PodTemplate, each with containers of their own.
+    const DEPLOYED: &str = "\
+# Source: chart/templates/list.yaml
+apiVersion: v1
+kind: List
+items:
+- apiVersion: apps/v1
+  kind: Deployment
+  spec:
+    template:
+      spec:
+        terminationGracePeriodSeconds: 12
+        containers:
+        - name: sidecar
+        - name: api
+          env:
+          - {name: LIFECYCLE_DRAIN_DELAY_MS, value: '300'}
+          - name: FROM_SECRET
+            valueFrom: {secretKeyRef: {name: s, key: k}}
+          lifecycle:
+            preStop:
+              sleep: {seconds: 3}
+            stopSignal: SIGQUIT
+          livenessProbe:
+            httpGet: {path: /livez, port: probes}
+            terminationGracePeriodSeconds: 4
+---
+apiVersion: batch/v1
+kind: CronJob
+spec:
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          containers:
+          - name: nightly
+            lifecycle:
+              preStop:
+                exec: {command: [sh, -c, 'echo bye']}
+            startupProbe:
+              httpGet: {path: /startupz}
+---
+apiVersion: v1
+kind: PodTemplate
+template:
+  spec:
+    containers:
+    - name: templated
+      readinessProbe:
+        httpGet: {path: /readyz}
+";
+
+    #[test]
+    fn the_deployed_manifest_is_read_for_the_named_container() {
+        let api = Manifest::parse_container(DEPLOYED, "api").unwrap();
+        assert_eq!(api.container(), "api");
+        assert_eq!(api.termination_grace_period(), Duration::from_secs(12));
+        assert_eq!(
+            api.pre_stop(),
+            Some(&PreStop::Sleep(Duration::from_secs(3)))
+        );
+        assert_eq!(api.stop_signal(), Some("SIGQUIT"));
+        assert_eq!(
+            api.env(),
+            [("LIFECYCLE_DRAIN_DELAY_MS".to_owned(), "300".to_owned())]
+        );
+        let liveness = api.probe(ProbeKind::Liveness).unwrap();
+        assert_eq!(
+            liveness.termination_grace_period,
+            Some(Duration::from_secs(4))
+        );
+
+        let nightly = Manifest::parse_container(DEPLOYED, "nightly").unwrap();
+        assert_eq!(
+            nightly.pre_stop(),
+            Some(&PreStop::Exec(vec![
+                "sh".into(),
+                "-c".into(),
+                "echo bye".into()
+            ]))
+        );
+        assert_eq!(nightly.stop_signal(), None);
+        assert_eq!(nightly.termination_grace_period(), Duration::from_secs(30));
+        let templated = Manifest::parse_container(DEPLOYED, "templated").unwrap();
+        assert!(templated.probe(ProbeKind::Readiness).is_some());
+
+        let missing = Manifest::parse_container(DEPLOYED, "web")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            missing.contains(
+                r#"no container named "web"; the containers are: "sidecar", "api", "nightly", "templated""#
+            ),
+            "{missing}"
+        );
+
+        let file = std::env::temp_dir().join(format!("kit-manifest-{}.yaml", std::process::id()));
+        std::fs::write(&file, DEPLOYED).unwrap();
+        let from_file = Manifest::from_file(&file, "api");
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(from_file.unwrap(), api);
+        let unreadable = Manifest::from_file(&file, "api").unwrap_err().to_string();
+        assert!(
+            unreadable.contains("cannot read the manifest"),
+            "{unreadable}"
+        );
+    }
+
+    #[test]
+    fn lifecycle_fields_kubernetes_rejects_are_rejected() {
+        let container = |body: &str| {
+            Manifest::parse_container(&format!("spec:\n  containers:\n  - name: a\n{body}"), "a")
+                .unwrap_err()
+                .to_string()
+        };
+        let readiness = container(
+            "    readinessProbe:\n      httpGet: {}\n      terminationGracePeriodSeconds: 3\n",
+        );
+        assert!(
+            readiness.contains("must not be set for readiness probes"),
+            "{readiness}"
+        );
+        let zero = container(
+            "    livenessProbe:\n      httpGet: {}\n      terminationGracePeriodSeconds: 0\n",
+        );
+        assert!(zero.contains("must be greater than 0"), "{zero}");
+        let signal = container("    lifecycle: {stopSignal: SIGFOO}\n");
+        assert!(
+            signal.contains("\"SIGFOO\" is not a signal name"),
+            "{signal}"
+        );
+        let http = container("    lifecycle: {preStop: {httpGet: {path: /}}}\n");
+        assert!(
+            http.contains("httpGet hooks are not supported by the kit's kubelet"),
+            "{http}"
+        );
+        let empty = container("    lifecycle: {preStop: {exec: {command: []}}}\n");
+        assert!(empty.contains("exec.command: required"), "{empty}");
     }
 
     #[test]

@@ -7,9 +7,10 @@
 //! failing, liveness as passing, startup as unknown); liveness and
 //! readiness are not probed until the startup probe has passed, nor the
 //! startup probe after; a published startup or liveness failure kills the
-//! container, and the new one starts over.
+//! container, and the new one starts over after the restart back-off.
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use super::{EventKind, ProbeKind};
 
@@ -78,6 +79,23 @@ impl<A: Clone> ProbeLoop<A> {
         Some((passed, self.answers.iter().cloned().collect()))
     }
 
+    /// Counts one more failure and publishes a failure now, whatever the
+    /// threshold: the answers of the run of failures, this one last.
+    pub(crate) fn fail_now(&mut self, answer: A) -> Vec<A> {
+        if self.last != Some(false) {
+            self.last = Some(false);
+            self.run = 0;
+            self.answers.clear();
+        }
+        self.run = self.run.saturating_add(1);
+        self.answers.push_back(answer);
+        while self.answers.len() > self.failure_threshold as usize {
+            self.answers.pop_front();
+        }
+        self.published = Some(false);
+        self.answers.iter().cloned().collect()
+    }
+
     /// A new container: the initial result again, no run.
     pub(crate) fn reset(&mut self) {
         self.published = self.initial;
@@ -100,7 +118,14 @@ pub(crate) struct Pod<A> {
     loops: [Option<ProbeLoop<A>>; 3],
     started: bool,
     ready: bool,
+    /// The container's process runs (not yet exited, maybe being killed).
+    running: bool,
+    /// A kill was decided: liveness and startup are on hold until the
+    /// next container.
+    killing: bool,
+    deleted: bool,
     container: u32,
+    containers: u32,
 }
 
 impl<A: Clone> Pod<A> {
@@ -117,7 +142,11 @@ impl<A: Clone> Pod<A> {
             loops,
             started: false,
             ready: false,
+            running: false,
+            killing: false,
+            deleted: false,
             container: 0,
+            containers: 0,
         }
     }
 
@@ -138,15 +167,45 @@ impl<A: Clone> Pod<A> {
         self.ready
     }
 
-    /// Whether the kubelet sends this probe now: the startup probe until
-    /// it has passed, the other two after.
-    pub(crate) fn wants(&self, kind: ProbeKind) -> bool {
-        self.loops[kind.index()].is_some() && (kind == ProbeKind::Startup) != self.started
+    /// Whether the container's process runs.
+    pub(crate) fn running(&self) -> bool {
+        self.running
     }
 
-    /// The container starts: without a startup probe it has started at
-    /// once, and without a readiness probe it is ready once started.
+    /// Whether the pod was deleted.
+    pub(crate) fn deleted(&self) -> bool {
+        self.deleted
+    }
+
+    /// Whether the kubelet sends this probe now, following
+    /// `pkg/kubelet/prober/worker.go`'s `doProbe`: only to a running
+    /// container; the startup probe until it has passed, the other two
+    /// after; liveness and startup neither once a kill is decided (on
+    /// hold until a new container) nor once the pod is deleted, while
+    /// readiness goes on until the container exits.
+    pub(crate) fn wants(&self, kind: ProbeKind) -> bool {
+        let held = self.killing || self.deleted;
+        self.running
+            && self.loops[kind.index()].is_some()
+            && match kind {
+                ProbeKind::Startup => !self.started && !held,
+                ProbeKind::Liveness => self.started && !held,
+                ProbeKind::Readiness => self.started,
+            }
+    }
+
+    /// A container starts (the first, or a restart's): every probe starts
+    /// over; without a startup probe it has started at once, and without
+    /// a readiness probe it is ready once started.
     pub(crate) fn start_container(&mut self) -> Vec<Decision<A>> {
+        self.container = self.containers;
+        self.containers += 1;
+        self.running = true;
+        self.killing = false;
+        self.started = false;
+        for probe in self.loops.iter_mut().flatten() {
+            probe.reset();
+        }
         let mut decisions = Vec::new();
         if self.loops[ProbeKind::Startup.index()].is_none() {
             self.mark_started(Vec::new(), &mut decisions);
@@ -154,26 +213,76 @@ impl<A: Clone> Pod<A> {
         decisions
     }
 
+    /// The container's process ended (killed, or by itself): a container
+    /// that does not run is not ready.
+    pub(crate) fn container_exited(&mut self) -> Vec<Decision<A>> {
+        self.running = false;
+        let mut decisions = Vec::new();
+        self.set_ready(false, Vec::new(), &mut decisions);
+        decisions
+    }
+
+    /// The pod is deleted. As in `worker.go`, the liveness and startup
+    /// workers record a success and stop: a container not yet started
+    /// counts as started, and readiness is probed from then on, until
+    /// the container exits. The pod leaves the endpoints at once: a
+    /// terminating endpoint is not ready, whatever readiness says.
+    pub(crate) fn delete(&mut self) -> Vec<Decision<A>> {
+        let mut decisions = Vec::new();
+        if self.deleted {
+            return decisions;
+        }
+        self.set_ready(false, Vec::new(), &mut decisions);
+        self.deleted = true;
+        self.started = true;
+        decisions
+    }
+
     /// Takes one probe's result; a probe the kubelet would not have sent
     /// now is ignored.
     pub(crate) fn feed(&mut self, kind: ProbeKind, passed: bool, answer: A) -> Vec<Decision<A>> {
-        let mut decisions = Vec::new();
         if !self.wants(kind) {
-            return decisions;
+            return Vec::new();
         }
         let Some((result, answers)) = self.loops[kind.index()]
             .as_mut()
             .and_then(|probe| probe.feed(passed, answer))
         else {
-            return decisions;
+            return Vec::new();
         };
+        self.publish(kind, result, answers)
+    }
+
+    /// A failed startup answer once the start-up budget's time is over:
+    /// the startup probe fails now, with the run's answers.
+    pub(crate) fn startup_overdue(&mut self, answer: A) -> Vec<Decision<A>> {
+        if !self.wants(ProbeKind::Startup) {
+            return Vec::new();
+        }
+        let Some(probe) = self.loops[ProbeKind::Startup.index()].as_mut() else {
+            return Vec::new();
+        };
+        let answers = probe.fail_now(answer);
+        self.publish(ProbeKind::Startup, false, answers)
+    }
+
+    fn publish(&mut self, kind: ProbeKind, result: bool, answers: Vec<A>) -> Vec<Decision<A>> {
+        let mut decisions = Vec::new();
         match (kind, result) {
             (ProbeKind::Startup, true) => self.mark_started(answers, &mut decisions),
             (ProbeKind::Startup, false) => {
-                self.restart(EventKind::StartupBudgetExceeded, answers, &mut decisions);
+                self.killing = true;
+                decisions.push(Decision {
+                    event: EventKind::StartupBudgetExceeded,
+                    answers,
+                });
             }
             (ProbeKind::Liveness, false) => {
-                self.restart(EventKind::LivenessRestart, answers, &mut decisions);
+                self.killing = true;
+                decisions.push(Decision {
+                    event: EventKind::LivenessRestart,
+                    answers,
+                });
             }
             // Liveness starts as passing and is reset to it: never a change.
             (ProbeKind::Liveness, true) => {}
@@ -194,6 +303,10 @@ impl<A: Clone> Pod<A> {
     }
 
     fn set_ready(&mut self, ready: bool, answers: Vec<A>, decisions: &mut Vec<Decision<A>>) {
+        // A deleted pod's endpoint stays out, whatever readiness says.
+        if self.deleted {
+            return;
+        }
         if self.ready != ready {
             self.ready = ready;
             let event = if ready {
@@ -204,21 +317,46 @@ impl<A: Clone> Pod<A> {
             decisions.push(Decision { event, answers });
         }
     }
+}
 
-    /// The container is killed (it leaves the endpoints) and a new one
-    /// starts over.
-    fn restart(&mut self, event: EventKind, answers: Vec<A>, decisions: &mut Vec<Decision<A>>) {
-        decisions.push(Decision {
-            event,
-            answers: answers.clone(),
-        });
-        self.set_ready(false, answers, decisions);
-        self.container += 1;
-        self.started = false;
-        for probe in self.loops.iter_mut().flatten() {
-            probe.reset();
+/// The kubelet's restart back-off of a container
+/// (`k8s.io/client-go/util/flowcontrol/backoff.go`, as
+/// `pkg/kubelet/kuberuntime/kuberuntime_manager.go`'s `doBackOff` uses
+/// it): the first restart comes at once, the next after `initial`, then
+/// twice as long each time up to `max`; a container that ran for more
+/// than twice `max` since the last restart starts a fresh back-off.
+#[derive(Debug, Clone)]
+pub(crate) struct BackOff {
+    initial: Duration,
+    max: Duration,
+    /// The current back-off, and when it was last moved on.
+    entry: Option<(Duration, Duration)>,
+}
+
+impl BackOff {
+    pub(crate) fn new(initial: Duration, max: Duration) -> BackOff {
+        BackOff {
+            initial,
+            max,
+            entry: None,
         }
-        decisions.extend(self.start_container());
+    }
+
+    /// How long after `finished` (the container's exit, on the watch's
+    /// clock) the next container starts.
+    pub(crate) fn delay(&mut self, finished: Duration) -> Duration {
+        match self.entry {
+            Some((backoff, last_update))
+                if finished.saturating_sub(last_update) <= self.max * 2 =>
+            {
+                self.entry = Some(((backoff * 2).min(self.max), finished + backoff));
+                backoff
+            }
+            _ => {
+                self.entry = Some((self.initial, finished));
+                Duration::ZERO
+            }
+        }
     }
 }
 
@@ -419,7 +557,7 @@ mod tests {
     }
 
     #[test]
-    fn a_liveness_failure_restarts_the_container_and_start_up_runs_again() {
+    fn a_liveness_failure_kills_the_container_and_start_up_runs_again() {
         let mut pod = all_probes();
         pod.start_container();
         pod.feed(Startup, true, 0);
@@ -428,17 +566,17 @@ mod tests {
         let restart = pod.feed(Liveness, false, 3);
         assert_eq!(
             restart,
-            [
-                Decision {
-                    event: LivenessRestart,
-                    answers: vec![2, 3]
-                },
-                Decision {
-                    event: LeftEndpoints,
-                    answers: vec![2, 3]
-                },
-            ]
+            [Decision {
+                event: LivenessRestart,
+                answers: vec![2, 3]
+            }]
         );
+        assert!(!pod.wants(Liveness), "liveness is on hold during the kill");
+        assert!(pod.wants(Readiness), "readiness goes on until the exit");
+        assert!(pod.ready(), "ready until the container exits");
+        assert_eq!(events(&pod.container_exited()), [LeftEndpoints]);
+        assert!(!pod.wants(Readiness) && !pod.wants(Startup));
+        assert!(pod.start_container().is_empty());
         assert_eq!(pod.container(), 1);
         assert!(!pod.started() && !pod.ready());
         assert!(pod.wants(Startup) && !pod.wants(Liveness));
@@ -448,11 +586,13 @@ mod tests {
         assert!(pod.feed(Liveness, true, 6).is_empty());
         assert!(pod.feed(Liveness, false, 7).is_empty());
         assert_eq!(events(&pod.feed(Liveness, false, 8)), [LivenessRestart]);
+        pod.container_exited();
+        pod.start_container();
         assert_eq!(pod.container(), 2);
     }
 
     #[test]
-    fn a_startup_over_its_budget_restarts_the_container() {
+    fn a_startup_over_its_budget_kills_the_container() {
         let mut pod = all_probes();
         pod.start_container();
         assert!(pod.feed(Startup, false, 0).is_empty());
@@ -464,10 +604,77 @@ mod tests {
                 answers: vec![0, 1]
             }]
         );
+        assert!(!pod.wants(Startup), "on hold until the new container");
+        assert!(pod.container_exited().is_empty(), "never ready");
+        pod.start_container();
         assert_eq!(pod.container(), 1);
         assert!(pod.wants(Startup));
         assert!(pod.feed(Startup, false, 2).is_empty(), "a fresh budget");
         assert_eq!(events(&pod.feed(Startup, true, 3)), [Started]);
+    }
+
+    #[test]
+    fn a_startup_overdue_fails_at_once_with_the_run() {
+        let mut pod: Pod<usize> = Pod::new([Some((1, 5)), None, None]);
+        pod.start_container();
+        assert!(pod.feed(Startup, false, 0).is_empty());
+        assert_eq!(
+            pod.startup_overdue(1),
+            [Decision {
+                event: StartupBudgetExceeded,
+                answers: vec![0, 1]
+            }]
+        );
+        assert!(pod.startup_overdue(2).is_empty(), "once");
+    }
+
+    #[test]
+    fn a_deleted_pod_stops_liveness_and_startup_and_goes_on_probing_readiness() {
+        let mut pod = all_probes();
+        pod.start_container();
+        pod.feed(Startup, true, 0);
+        pod.feed(Readiness, true, 1);
+        assert_eq!(events(&pod.delete()), [LeftEndpoints]);
+        assert!(pod.deleted());
+        assert!(!pod.wants(Liveness) && !pod.wants(Startup));
+        assert!(pod.wants(Readiness));
+        assert!(pod.feed(Liveness, false, 2).is_empty());
+        assert!(pod.feed(Liveness, false, 3).is_empty(), "never a restart");
+        assert!(pod.feed(Readiness, false, 4).is_empty());
+        assert!(
+            pod.feed(Readiness, true, 5).is_empty(),
+            "a terminating pod does not join the endpoints"
+        );
+        assert!(pod.container_exited().is_empty());
+        assert!(!pod.wants(Readiness));
+
+        // Deleted before start-up: counted as started, readiness probed.
+        let mut starting = all_probes();
+        starting.start_container();
+        assert!(starting.delete().is_empty());
+        assert!(starting.started() && starting.wants(Readiness));
+        assert!(!starting.wants(Startup));
+    }
+
+    #[test]
+    fn the_back_off_doubles_to_its_cap_and_resets_after_a_long_run() {
+        let s = Duration::from_secs;
+        let mut back_off = super::BackOff::new(s(10), s(300));
+        // Each container dies 1 s after it starts.
+        let mut now = s(0);
+        let mut delays = Vec::new();
+        for _ in 0..9 {
+            let delay = back_off.delay(now);
+            delays.push(delay.as_secs());
+            now += delay + s(1);
+        }
+        assert_eq!(delays, [0, 10, 20, 40, 80, 160, 300, 300, 300]);
+        // Ten minutes since the last restart is not enough; more is.
+        let restarted = now - s(1);
+        assert_eq!(back_off.delay(restarted + s(600)), s(300));
+        let restarted = restarted + s(900);
+        assert_eq!(back_off.delay(restarted + s(601)), s(0));
+        assert_eq!(back_off.delay(restarted + s(602)), s(10));
     }
 
     #[test]
@@ -476,10 +683,9 @@ mod tests {
         assert_eq!(events(&pod.start_container()), [Started]);
         assert!(pod.wants(Liveness) && pod.wants(Readiness) && !pod.wants(Startup));
         assert_eq!(events(&pod.feed(Readiness, true, 0)), [JoinedEndpoints]);
-        assert_eq!(
-            events(&pod.feed(Liveness, false, 1)),
-            [LivenessRestart, LeftEndpoints, Started]
-        );
+        assert_eq!(events(&pod.feed(Liveness, false, 1)), [LivenessRestart]);
+        assert_eq!(events(&pod.container_exited()), [LeftEndpoints]);
+        assert_eq!(events(&pod.start_container()), [Started]);
     }
 
     #[test]
