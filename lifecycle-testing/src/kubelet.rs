@@ -201,6 +201,8 @@ pub struct Kill {
     pub sigkilled: bool,
     /// How the process ended.
     pub exit: Option<Exit>,
+    /// Every log line (stderr) of the killed process.
+    pub log: Vec<String>,
 }
 
 impl fmt::Display for Kill {
@@ -1518,7 +1520,14 @@ fn kill(slot: &Slot, plan: KillPlan) -> (Instant, Kill) {
     };
     let exited_after = signalled.elapsed();
     let ended = Instant::now();
-    drop(lock(slot).take());
+    let log = match lock(slot).take() {
+        // Exited: the wait returns at once, with its output complete.
+        Some(mut service) => {
+            let _ = service.wait_exit(Duration::ZERO);
+            service.log()
+        }
+        None => Vec::new(),
+    };
     let kill = Kill {
         at: plan.at.saturating_duration_since(plan.started),
         reason: plan.reason,
@@ -1530,6 +1539,7 @@ fn kill(slot: &Slot, plan: KillPlan) -> (Instant, Kill) {
         exited_after,
         sigkilled,
         exit,
+        log,
     };
     (ended, kill)
 }

@@ -229,7 +229,7 @@ fn a_liveness_fault_restarts_the_container_after_its_failure_threshold() {
     // liveness again.
     let report = watch
         .wait_until("two restarts", Duration::from_secs(20), |r| {
-            r.restarts.len() >= 2
+            r.events_of(EventKind::BackOff).next().is_some()
         })
         .unwrap();
     drop(watch);
@@ -265,23 +265,32 @@ fn a_liveness_fault_restarts_the_container_after_its_failure_threshold() {
         );
     }
     // Each restart takes the pod out of the endpoints; the new container
-    // starts over (the process still answers /startupz and /readyz).
+    // starts over (the process still answers /startupz and /readyz), at
+    // once the first time, after the back-off the next.
     let after_fault: Vec<EventKind> = report
         .events
         .iter()
         .filter(|event| event.at >= before_broken)
         .map(|event| event.kind)
-        .take(5)
+        .take(8)
         .collect();
     assert_eq!(
         after_fault,
         [
             EventKind::LivenessRestart,
             EventKind::LeftEndpoints,
+            EventKind::Restarted,
             EventKind::Started,
             EventKind::JoinedEndpoints,
             EventKind::LivenessRestart,
+            EventKind::LeftEndpoints,
+            EventKind::BackOff,
         ],
+        "{report}"
+    );
+    assert_eq!(
+        report.back_offs[..2],
+        [Duration::ZERO, Duration::from_secs(10).mul_f64(SCALE)],
         "{report}"
     );
     let panic = std::panic::catch_unwind(|| report.assert_never_restarted()).unwrap_err();
@@ -380,4 +389,278 @@ fn a_start_up_held_past_its_budget_is_reported() {
             .all(|e| e.kind == EventKind::StartupBudgetExceeded),
         "{report}"
     );
+}
+
+/// A Deployment running the testbed under the kit's own kubelet: the
+/// testbed's probes (startup with a roomy budget), the pod-level lines
+/// `pod` and the container-level lines `container` (YAML, indented for
+/// their place), and a liveness probe with the lines `liveness` added.
+fn deployment(pod: &str, container: &str, liveness: &str) -> String {
+    format!(
+        "\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: testbed}}
+spec:
+  template:
+    spec:
+{pod}      containers:
+      - name: testbed
+{container}        startupProbe:
+          httpGet: {{path: /startupz, port: 8081}}
+          periodSeconds: 2
+          failureThreshold: 30
+        livenessProbe:
+          httpGet: {{path: /livez, port: 8081}}
+          periodSeconds: 10
+{liveness}        readinessProbe:
+          httpGet: {{path: /readyz, port: 8081}}
+          periodSeconds: 5
+          failureThreshold: 2
+"
+    )
+}
+
+#[test]
+fn a_deleted_pod_runs_its_pre_stop_then_the_signal_and_probes_readiness_alone() {
+    // The manifest a team deploys, read from its file: an exec preStop
+    // that takes a second, in the service's environment.
+    let folder = std::env::temp_dir().join(format!("kubelet-delete-{}", std::process::id()));
+    std::fs::create_dir_all(&folder).unwrap();
+    let mark = folder.join("pre-stop-ran");
+    let file = folder.join("deployment.yaml");
+    let pod = "      terminationGracePeriodSeconds: 20\n";
+    let container = format!(
+        "        lifecycle:\n          preStop:\n            exec:\n              command: \
+         [sh, -c, 'echo \"$PRE_STOP_WORD\" > {}; sleep 1']\n",
+        mark.display()
+    );
+    std::fs::write(&file, deployment(pod, &container, "")).unwrap();
+    let manifest = Manifest::from_file(&file, "testbed").unwrap();
+    let builder = Service::builder(TESTBED)
+        .env("PRE_STOP_WORD", "drained")
+        .env("LIFECYCLE_DRAIN_DELAY_MS", "800");
+    let session = Kubelet::new(manifest)
+        .time_scale(SCALE)
+        .run(builder, WATCH_LIMIT)
+        .unwrap();
+    session
+        .wait_until("the pod joins", DEADLINE, KubeletReport::in_endpoints)
+        .unwrap();
+    session.delete_pod();
+    let report = session
+        .wait_until("the kill", DEADLINE, |r| !r.kills.is_empty())
+        .unwrap();
+    drop(session);
+    let written = std::fs::read_to_string(&mark);
+    std::fs::remove_dir_all(&folder).unwrap();
+
+    let deleted = report.deleted_at.expect("deleted");
+    assert_eq!(
+        report.endpoint_changes.last(),
+        Some(&(deleted, false)),
+        "{report}"
+    );
+    let kill = report.assert_killed();
+    assert_eq!(kill.reason, EventKind::PodDeleted);
+    assert_eq!(kill.grace, Duration::from_secs(20));
+    assert_eq!(
+        written.unwrap().trim(),
+        "drained",
+        "the hook ran with the service's env"
+    );
+    assert_eq!(kill.pre_stop_error, None, "{report}");
+    let pre_stop = kill.pre_stop.expect("the hook ran");
+    assert!(
+        pre_stop >= Duration::from_secs(1) && pre_stop < Duration::from_secs(4),
+        "{report}"
+    );
+    // What the hook took (whole seconds) counts against the grace period.
+    assert_eq!(
+        kill.stop_window,
+        kill.grace - Duration::from_secs(pre_stop.as_secs()),
+        "{report}"
+    );
+    assert_eq!(kill.signal, "SIGTERM");
+    assert!(!kill.sigkilled, "{report}");
+    assert_eq!(kill.exit.and_then(|exit| exit.code), Some(0), "{report}");
+    assert!(
+        kill.log
+            .iter()
+            .any(|line| line.contains("SIGTERM received")),
+        "{:?}",
+        kill.log
+    );
+    // The signal came after the hook: readiness passed through it.
+    let signalled = kill.at + pre_stop;
+    let sent = |p: &&lifecycle_testing::kubelet::ProbeRecord| p.at.saturating_sub(p.answer.elapsed);
+    assert!(
+        report
+            .probes_of(ProbeKind::Readiness)
+            .filter(|p| sent(p) > deleted && p.at < signalled)
+            .all(|p| p.answer.passed()),
+        "{report}"
+    );
+    // Liveness stopped at the deletion; readiness went on, and saw the
+    // drain.
+    assert_eq!(
+        report
+            .probes_of(ProbeKind::Liveness)
+            .filter(|p| sent(p) > deleted)
+            .count(),
+        0,
+        "{report}"
+    );
+    assert!(
+        report
+            .probes_of(ProbeKind::Readiness)
+            .any(|p| sent(&p) > signalled && p.answer.status == Some(503)),
+        "{report}"
+    );
+    assert!(report.back_offs.is_empty(), "never restarted:\n{report}");
+    assert_eq!(
+        report.events_of(EventKind::Restarted).count(),
+        0,
+        "{report}"
+    );
+}
+
+#[test]
+fn the_container_gets_sigkill_two_seconds_after_a_pre_stop_that_took_the_grace_period() {
+    let yaml = deployment(
+        "      terminationGracePeriodSeconds: 1\n",
+        "        lifecycle:\n          preStop:\n            sleep: {seconds: 5}\n",
+        "",
+    );
+    // A shutdown that outlasts any grace period here.
+    let builder = Service::builder(TESTBED).env("TESTBED_HOOK_SLOW_MS", "20000");
+    let session = Kubelet::new(Manifest::parse_container(&yaml, "testbed").unwrap())
+        .time_scale(SCALE)
+        .run(builder, WATCH_LIMIT)
+        .unwrap();
+    session
+        .wait_until("the pod joins", DEADLINE, KubeletReport::in_endpoints)
+        .unwrap();
+    session.delete_pod();
+    let report = session
+        .wait_until("the kill", DEADLINE, |r| !r.kills.is_empty())
+        .unwrap();
+    drop(session);
+
+    let kill = report.assert_killed();
+    let pre_stop = kill.pre_stop.unwrap();
+    assert!(
+        pre_stop >= Duration::from_secs(1) && pre_stop < Duration::from_millis(1500),
+        "the sleep is cut at the grace period:\n{report}"
+    );
+    assert_eq!(kill.stop_window, Duration::from_secs(2), "{report}");
+    assert!(kill.sigkilled, "{report}");
+    assert_eq!(kill.exit.and_then(|exit| exit.signal), Some(libc::SIGKILL));
+    assert!(
+        kill.exited_after >= Duration::from_secs(2)
+            && kill.exited_after < Duration::from_millis(3500),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_liveness_kill_takes_the_probes_grace_and_stop_signal_and_restarts_the_process() {
+    // The pod's grace period would be 30 s; the liveness probe's own is
+    // 1 s (2 s at least), and the stop signal SIGINT.
+    let yaml = deployment(
+        "",
+        "        lifecycle: {stopSignal: SIGINT}\n",
+        "          terminationGracePeriodSeconds: 1\n",
+    );
+    let builder = Service::builder(TESTBED).env("TESTBED_HOOK_SLOW_MS", "20000");
+    let session = Kubelet::new(Manifest::parse_container(&yaml, "testbed").unwrap())
+        .time_scale(SCALE)
+        .run(builder, WATCH_LIMIT)
+        .unwrap();
+    session
+        .wait_until("the pod joins", DEADLINE, KubeletReport::in_endpoints)
+        .unwrap();
+    let first_pid = session.with_service(|service| service.pid()).unwrap();
+    session
+        .with_service(|service| command(service, "set broken"))
+        .unwrap();
+    let report = session
+        .wait_until("a new process joins", DEADLINE, |r| {
+            r.events_of(EventKind::Restarted).next().is_some() && r.in_endpoints()
+        })
+        .unwrap();
+    let second_pid = session.with_service(|service| service.pid()).unwrap();
+    drop(session);
+
+    let kill = report.assert_killed();
+    assert_eq!(kill.reason, EventKind::LivenessRestart);
+    assert_eq!(kill.grace, Duration::from_secs(1), "{report}");
+    assert_eq!(kill.stop_window, Duration::from_secs(2), "{report}");
+    assert_eq!(kill.signal, "SIGINT");
+    assert!(kill.sigkilled, "{report}");
+    assert!(
+        kill.log.iter().any(|line| line.contains("SIGINT received")),
+        "{:?}",
+        kill.log
+    );
+    assert_ne!(first_pid, second_pid, "a new process");
+    assert_eq!(
+        report.back_offs,
+        [Duration::ZERO],
+        "the first restart is at once"
+    );
+    let restarted = report.events_of(EventKind::Restarted).next().unwrap().at;
+    let killed = report.events_of(EventKind::Killed).next().unwrap().at;
+    assert!(killed <= restarted, "{report}");
+    assert!(
+        report
+            .probes_of(ProbeKind::Startup)
+            .any(|p| p.at >= restarted),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_crash_loop_backs_off_doubling_on_the_scaled_clock() {
+    // Every process fails its start-up hook and exits.
+    let scale = 0.01;
+    let builder = Service::builder(TESTBED).env("TESTBED_STARTUP_FAIL", "1");
+    let yaml = deployment("", "", "");
+    let session = Kubelet::new(Manifest::parse_container(&yaml, "testbed").unwrap())
+        .time_scale(scale)
+        .run(builder, WATCH_LIMIT)
+        .unwrap();
+    let report = session
+        .wait_until("five restarts", Duration::from_secs(20), |r| {
+            r.events_of(EventKind::Restarted).count() >= 5
+        })
+        .unwrap();
+    drop(session);
+
+    let ms = Duration::from_millis;
+    assert_eq!(
+        report.back_offs[..5],
+        [ms(0), ms(100), ms(200), ms(400), ms(800)],
+        "{report}"
+    );
+    // Each restart waits its back-off after the exit (or the kill).
+    let mut ended = None;
+    let mut waits = report.back_offs.iter();
+    for event in &report.events {
+        match event.kind {
+            EventKind::Exited | EventKind::Killed => ended = Some(event.at),
+            EventKind::Restarted => {
+                let (ended, wait) = (ended.take().unwrap(), *waits.next().unwrap());
+                let gap = event.at - ended;
+                assert!(
+                    gap >= wait && gap < wait + Duration::from_secs(1),
+                    "restarted {gap:?} after the end, back-off {wait:?}:\n{report}"
+                );
+            }
+            _ => {}
+        }
+    }
+    assert!(report
+        .to_string()
+        .contains("back-off 800 ms restarting failed container"));
 }
