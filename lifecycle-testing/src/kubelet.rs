@@ -763,13 +763,10 @@ impl Kubelet {
             .collect()
     }
 
+    /// Probes `addr`, as a process started `spawned`.
     #[cfg(test)]
-    fn start_at(&self, addr: SocketAddr, log: Option<Lines>, duration: Duration) -> KubeletSession {
-        let target = Target::Borrowed {
-            addr,
-            spawned: Instant::now(),
-        };
-        self.begin(target, log, duration)
+    fn start_at(&self, addr: SocketAddr, spawned: Instant, duration: Duration) -> KubeletSession {
+        self.begin(Target::Borrowed { addr, spawned }, None, duration)
     }
 
     fn begin(&self, target: Target, log: Option<Lines>, duration: Duration) -> KubeletSession {
@@ -1595,6 +1592,8 @@ mod tests {
         startup: Arc<AtomicBool>,
         live: Arc<AtomicBool>,
         ready: Arc<AtomicBool>,
+        /// `/readyz` redirects to `localhost`: another host.
+        redirect: Arc<AtomicBool>,
     }
 
     impl Fake {
@@ -1605,7 +1604,10 @@ mod tests {
                 startup: Arc::new(AtomicBool::new(true)),
                 live: Arc::new(AtomicBool::new(true)),
                 ready: Arc::new(AtomicBool::new(true)),
+                redirect: Arc::new(AtomicBool::new(false)),
             };
+            let redirect = fake.redirect.clone();
+            let port = fake.addr.port();
             let flags = [
                 ("/startupz", fake.startup.clone()),
                 ("/livez", fake.live.clone()),
@@ -1628,6 +1630,14 @@ mod tests {
                         .iter()
                         .find(|(p, _)| *p == path)
                         .is_some_and(|(_, flag)| flag.load(Ordering::SeqCst));
+                    if path == "/readyz" && redirect.load(Ordering::SeqCst) {
+                        let _ = write!(
+                            stream,
+                            "HTTP/1.1 302 Found\r\nLocation: http://localhost:{port}/readyz\r\n\
+                             Content-Length: 5\r\n\r\nmoved"
+                        );
+                        continue;
+                    }
                     let (status, body) = if up {
                         (200, "ok")
                     } else {
@@ -1671,7 +1681,7 @@ spec:
     fn probes_keep_to_the_startup_gate_and_the_initial_delay() {
         let fake = Fake::new();
         fake.startup.store(false, Ordering::SeqCst);
-        let watch = kubelet().start_at(fake.addr, None, Duration::from_secs(20));
+        let watch = kubelet().start_at(fake.addr, Instant::now(), Duration::from_secs(20));
         watch
             .wait_until("two startup failures", Duration::from_secs(10), |r| {
                 r.probes_of(ProbeKind::Startup).count() >= 2
@@ -1716,7 +1726,7 @@ spec:
     #[test]
     fn the_timeline_shows_the_deciding_answers() {
         let fake = Fake::new();
-        let watch = kubelet().start_at(fake.addr, None, Duration::from_secs(20));
+        let watch = kubelet().start_at(fake.addr, Instant::now(), Duration::from_secs(20));
         watch
             .wait_until(
                 "the pod joins",
@@ -1752,7 +1762,7 @@ spec:
     #[test]
     fn a_watch_stops_by_itself_and_a_missed_condition_is_an_error() {
         let fake = Fake::new();
-        let watch = kubelet().start_at(fake.addr, None, Duration::from_millis(300));
+        let watch = kubelet().start_at(fake.addr, Instant::now(), Duration::from_millis(300));
         let error = watch
             .wait_until("a restart", Duration::from_secs(10), |r| {
                 !r.restarts.is_empty()
@@ -1767,7 +1777,7 @@ spec:
         assert!(report.watched <= Duration::from_millis(300), "{report}");
         assert!(report.in_endpoints(), "{report}");
         let started = Instant::now();
-        let short = kubelet().start_at(fake.addr, None, Duration::from_secs(60));
+        let short = kubelet().start_at(fake.addr, Instant::now(), Duration::from_secs(60));
         let error = short
             .wait_until("never", Duration::from_millis(100), |_| false)
             .unwrap_err()
@@ -1780,6 +1790,71 @@ spec:
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "stop does not wait for the end"
+        );
+    }
+
+    #[test]
+    fn readiness_joins_at_its_success_threshold_and_a_redirect_elsewhere_warns() {
+        let fake = Fake::new();
+        let manifest = MANIFEST.replace(
+            "      httpGet: {path: /readyz}\n",
+            "      httpGet: {path: /readyz}\n      successThreshold: 3\n",
+        );
+        let kubelet = Kubelet::new(Manifest::parse(&manifest).unwrap()).time_scale(0.02);
+        let watch = kubelet.start_at(fake.addr, Instant::now(), Duration::from_secs(20));
+        watch
+            .wait_until(
+                "the pod joins",
+                Duration::from_secs(10),
+                KubeletReport::in_endpoints,
+            )
+            .unwrap();
+        fake.redirect.store(true, Ordering::SeqCst);
+        let report = watch
+            .wait_until("a warning", Duration::from_secs(10), |r| {
+                r.events_of(EventKind::ProbeWarning).next().is_some()
+            })
+            .unwrap();
+        drop(watch);
+        let joined = report.events_of(EventKind::JoinedEndpoints).next().unwrap();
+        assert_eq!(joined.answers.len(), 3, "{report}");
+        let warning = report.events_of(EventKind::ProbeWarning).next().unwrap();
+        assert_eq!(
+            warning.detail.as_deref(),
+            Some("readiness probe warning: Probe terminated redirects, Response body: moved")
+        );
+        assert_eq!(warning.answers[0].answer.status, Some(302));
+        assert_eq!(
+            report.events_of(EventKind::ProbeWarning).count(),
+            1,
+            "one event while the warning lasts:\n{report}"
+        );
+        report.assert_in_endpoints();
+    }
+
+    #[test]
+    fn the_start_up_budget_counts_from_the_process_start() {
+        let fake = Fake::new();
+        fake.startup.store(false, Ordering::SeqCst);
+        // Started 2 s ago: the budget (30 × 20 ms) is spent before the
+        // watch, and the first failure is over it.
+        let spawned = Instant::now() - Duration::from_secs(2);
+        let watch = kubelet().start_at(fake.addr, spawned, Duration::from_secs(20));
+        let report = watch
+            .wait_until("start-up over its budget", Duration::from_secs(10), |r| {
+                r.startup_budget_exceeded.is_some()
+            })
+            .unwrap();
+        drop(watch);
+        let exceeded = report
+            .events_of(EventKind::StartupBudgetExceeded)
+            .next()
+            .unwrap();
+        let first = report.probes_of(ProbeKind::Startup).next().unwrap();
+        assert_eq!(
+            exceeded.answers,
+            [first.clone()],
+            "the first answer:\n{report}"
         );
     }
 

@@ -173,9 +173,11 @@ impl Load {
     /// refusal, even after the exit, is lost too), and the load runs to its
     /// end; the later requests are still sent, and counted (as
     /// [`unrouted`](LoadReport::unrouted) or
-    /// [`after_exit`](LoadReport::after_exit)), but not lost whatever
-    /// becomes of them. Without it (the default), every request sent before
-    /// the exit is judged, and a refusal after the signal is not lost.
+    /// [`after_exit`](LoadReport::after_exit)), but not lost, unless one is
+    /// reset while the service still answered requests sent after it (the
+    /// service dropped it). Without it (the default), every request sent
+    /// before the exit is judged, and a refusal after the signal is not
+    /// lost.
     ///
     /// A server that closes its listener while requests keep coming resets
     /// the connections waiting in its accept queue, whatever it does: in
@@ -497,7 +499,7 @@ pub struct LoadReport {
     /// Sent after the signal, before the exit.
     pub sent_after_signal: u64,
     /// Sent after the routing window ([`Load::routed_for`]), before the
-    /// exit: not judged.
+    /// exit: not judged (but for a reset while the service still answered).
     pub unrouted: u64,
     /// Sent after the exit: they should all be refused. Not judged, unless
     /// sent within the routing window ([`Load::routed_for`]): a load
@@ -519,8 +521,9 @@ pub struct LoadReport {
     pub slowest: Duration,
     /// From the signal to the exit.
     pub signal_to_exit: Duration,
-    /// The requests whose loss counts: those sent before the exit, or
-    /// within the routing window when [`Load::routed_for`] set one.
+    /// The requests whose loss counts: those sent before the exit, or,
+    /// when [`Load::routed_for`] set a routing window, those sent within it
+    /// and those reset after it while the service still answered.
     pub judged: u64,
     lost: u64,
     routed_for: Option<Duration>,
@@ -553,14 +556,30 @@ impl LoadReport {
             log_tail,
         };
         let routed = at.routed_until.is_some();
+        // The last request the service answered before its exit: it was
+        // still serving then.
+        let last_served = records
+            .iter()
+            .filter(|record| record.sent < at.exited && matches!(record.outcome, Some(Ok(()))))
+            .map(|record| record.sent)
+            .max();
         for record in records {
             report.sent += 1;
             report.slowest = report.slowest.max(record.took);
             let before_signal = record.sent < at.signalled;
             let after_exit = record.sent >= at.exited;
             // Routed to, the service must answer even after it exited.
+            // Past the routing window, a reset is judged when the service
+            // answered a request sent later: it was still serving, so it
+            // dropped this one itself. A reset after the last answer is
+            // the listener's close catching a request in its accept
+            // queue, whatever the server does.
+            let dropped_while_serving = matches!(
+                &record.outcome,
+                Some(Err(error)) if error.kind() == ErrorKind::Reset
+            ) && last_served.is_some_and(|last| record.sent < last);
             let judged = match at.routed_until {
-                Some(until) => record.sent < until,
+                Some(until) => record.sent < until || dropped_while_serving,
                 None => !after_exit,
             };
             if judged {
@@ -658,7 +677,10 @@ impl LoadReport {
     pub fn check_nothing_lost(&self) -> Result<(), String> {
         let problem = if self.lost > 0 {
             let judged = match self.routed_for {
-                Some(lag) => format!("sent within {} ms of the signal", lag.as_millis()),
+                Some(lag) => format!(
+                    "sent within {} ms of the signal, or reset while the service still answered",
+                    lag.as_millis()
+                ),
                 None => "sent before the exit".to_owned(),
             };
             let mut problem = format!(
@@ -846,10 +868,57 @@ mod tests {
         let message = outlived.check_nothing_lost().unwrap_err();
         assert!(
             message.starts_with(
-                "lost 7 of the 11 requests judged (those sent within 650 ms of the signal)"
+                "lost 7 of the 11 requests judged (those sent within 650 ms of the signal, or \
+                 reset while the service still answered)"
             ),
             "{message}"
         );
+    }
+
+    #[test]
+    fn a_reset_after_the_routing_window_is_lost_while_the_service_still_answered() {
+        let signalled = Instant::now() + Duration::from_secs(1);
+        let ms = |offset: u64| signalled + Duration::from_millis(offset);
+        let reset = || {
+            Some(Err(Error::new(
+                ErrorKind::Reset,
+                "connection reset by peer",
+            )))
+        };
+        let moments = Moments {
+            signalled,
+            exited: ms(500),
+            routed_until: Some(ms(100)),
+        };
+        let report = |records: &[Record]| LoadReport::new(records, moments, Vec::new());
+        let before = record(signalled - Duration::from_millis(10), Some(Ok(())));
+        // Reset at 200 ms, and a request sent at 300 ms answered: the
+        // service was serving, it dropped the first.
+        let dropped = report(&[
+            before.clone(),
+            record(ms(200), reset()),
+            record(ms(300), Some(Ok(()))),
+        ]);
+        assert_eq!(
+            (dropped.lost(), dropped.judged, dropped.unrouted),
+            (1, 2, 1)
+        );
+        let message = dropped.check_nothing_lost().unwrap_err();
+        assert!(
+            message.starts_with(
+                "lost 1 of the 2 requests judged (those sent within 100 ms of the signal, or \
+                 reset while the service still answered); the first one: reset, sent at signal + 200.0 ms"
+            ),
+            "{message}"
+        );
+        // Reset after the last answer: the listener's close, not judged.
+        let closed = report(&[
+            before,
+            record(ms(200), Some(Ok(()))),
+            record(ms(300), reset()),
+        ]);
+        assert_eq!((closed.lost(), closed.judged, closed.unrouted), (0, 1, 2));
+        closed.check_nothing_lost().unwrap();
     }
 
     #[test]

@@ -395,6 +395,18 @@ impl ServiceBuilder {
     }
 }
 
+/// Whether the service answered the probe: a status, or a time-out (it
+/// accepted the connection and said nothing in time); not a refused or
+/// reset connection.
+fn answered(answer: &ProbeAnswer) -> bool {
+    answer.status.is_some()
+        || answer.grpc_status.is_some()
+        || answer
+            .error
+            .as_deref()
+            .is_some_and(|error| error.starts_with("timed out"))
+}
+
 /// Where a client on this host reaches a server bound to `bound`.
 fn reachable(bound: SocketAddr) -> SocketAddr {
     let ip = match bound.ip() {
@@ -583,9 +595,35 @@ impl Service {
     }
 
     /// Panics, with the verbose answer and the last log lines, unless
-    /// `endpoint` fails now.
+    /// `endpoint` fails now with an answer of the service's: a failing
+    /// status, or a time-out. A refused or reset connection does not pass:
+    /// nothing listens, and "not ready" from a service that is not running
+    /// proves nothing. When no answer is what you expect (a stopped
+    /// service), say so with
+    /// [`assert_failing_or_unreachable`](Self::assert_failing_or_unreachable).
     #[track_caller]
     pub fn assert_failing(&self, endpoint: Endpoint) -> ProbeAnswer {
+        let answer = self.probe(endpoint);
+        if answer.passed() {
+            let why = self.explain(endpoint, "should fail but passed");
+            panic!("{}", self.error(ErrorKind::UnexpectedAnswer, why));
+        }
+        if !answered(&answer) {
+            let why = format!(
+                "{endpoint} should fail with the service's answer, but {answer}\n(nothing \
+                 answered: use assert_failing_or_unreachable if the service is meant to be gone)"
+            );
+            panic!("{}", self.error(ErrorKind::UnexpectedAnswer, why));
+        }
+        answer
+    }
+
+    /// Panics, with the verbose answer and the last log lines, if
+    /// `endpoint` passes now: a refused or reset connection counts as
+    /// failing, as it does for the kubelet. For a service meant to be gone
+    /// or going; otherwise [`assert_failing`](Self::assert_failing).
+    #[track_caller]
+    pub fn assert_failing_or_unreachable(&self, endpoint: Endpoint) -> ProbeAnswer {
         let answer = self.probe(endpoint);
         if answer.passed() {
             let why = self.explain(endpoint, "should fail but passed");
@@ -608,9 +646,11 @@ impl Service {
         self.wait_verdict(endpoint, true, deadline)
     }
 
-    /// Probes `endpoint` until it fails, up to `deadline`, and returns the
-    /// failing answer (not ready once a dependency is down); errors as
-    /// [`wait_passing`](Self::wait_passing) does.
+    /// Probes `endpoint` until it fails with an answer of the service's
+    /// (as [`assert_failing`](Self::assert_failing) judges it), up to
+    /// `deadline`, and returns the failing answer (not ready once a
+    /// dependency is down); errors as [`wait_passing`](Self::wait_passing)
+    /// does.
     pub fn wait_failing(
         &self,
         endpoint: Endpoint,
@@ -628,7 +668,7 @@ impl Service {
         let until = Instant::now() + deadline;
         loop {
             let answer = self.probe(endpoint);
-            if answer.passed() == passing {
+            if answer.passed() == passing && (passing || answered(&answer)) {
                 return Ok(answer);
             }
             let state = if passing { "pass" } else { "fail" };

@@ -211,3 +211,39 @@ fn an_address_file_in_a_missing_folder_exits_2_naming_the_variable() {
     );
     assert!(!stdout.contains(&"main running".to_owned()), "{stdout:?}");
 }
+
+#[test]
+fn assert_failing_wants_the_services_own_answer_unless_told_otherwise() {
+    let mut service = fixture(TESTBED).start().unwrap();
+    let readiness_down = |service: &mut Service| {
+        use std::io::Write;
+        writeln!(service.stdin(), "set down").unwrap();
+        service.stdin().flush().unwrap();
+        service.wait_failing(Endpoint::Readyz, DEADLINE).unwrap()
+    };
+    let down = readiness_down(&mut service);
+    assert_eq!(down.status, Some(503), "{down}");
+    service.assert_failing(Endpoint::Readyz);
+    service.kill().unwrap();
+
+    // Nothing listens now: not the service saying "not ready".
+    let refused = std::panic::catch_unwind(|| service.assert_failing(Endpoint::Readyz))
+        .expect_err("a refused connection is not a failing answer");
+    let message = refused.downcast_ref::<String>().unwrap();
+    assert!(
+        message.contains("nothing answered: use assert_failing_or_unreachable"),
+        "{message}"
+    );
+    let gone = service.assert_failing_or_unreachable(Endpoint::Readyz);
+    assert_eq!(gone.status, None, "{gone}");
+    // Waiting for a failure of a process that is gone is an error, not a
+    // refused connection taken for one.
+    let error = service
+        .wait_failing(Endpoint::Readyz, Duration::from_secs(1))
+        .unwrap_err();
+    assert_eq!(
+        error.kind(),
+        lifecycle_testing::ErrorKind::Exited,
+        "{error}"
+    );
+}
