@@ -1853,7 +1853,7 @@ spec:
         let first = report.probes_of(ProbeKind::Startup).next().unwrap();
         assert_eq!(
             exceeded.answers,
-            [first.clone()],
+            std::slice::from_ref(first),
             "the first answer:\n{report}"
         );
     }
