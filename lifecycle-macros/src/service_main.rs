@@ -172,12 +172,12 @@ fn stop_signal(arg: &Arg, errors: &mut Errors) -> Option<(&'static str, syn::Lit
     }
     let accepted = STOP_SIGNALS.join(", ");
     let hint = match stop_signal_named(&value.to_ascii_uppercase()) {
-        Some(name) => format!(": signal names are upper case, as Kubernetes spells them, e.g. `stop_signal = \"{name}\"`"),
+        Some(name) => format!(": `stop_signal = \"{name}\"`"),
         None => String::new(),
     };
     errors.push_at(
         lit.span(),
-        format!("unknown stop signal {value:?}; expected one of {accepted} (the SIG prefix optional){hint}"),
+        format!("unknown stop signal {value:?}; expected one of {accepted} (upper case, the SIG prefix optional){hint}"),
     );
     None
 }
@@ -398,9 +398,23 @@ mod tests {
             assert_eq!(stop_signal_named(short), Some(*name));
             assert_eq!(StopSignal::parse(short), Some(signal));
         }
-        for other in ["SIGKILL", "KILL", "sigquit", "quit", "SIGQUIT ", "SIG", ""] {
+        for other in [
+            "sigquit", "quit", "Quit", "SIGQUIT ", " QUIT", "SIG", "", "3",
+        ] {
             assert_eq!(stop_signal_named(other), None, "{other:?}");
             assert_eq!(StopSignal::parse(other), None, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn signals_that_cannot_mean_stop_are_rejected() {
+        // Uncatchable, raised by a fault, or reporting something else.
+        for name in [
+            "SIGKILL", "SIGSTOP", "SIGCHLD", "SIGPIPE", "SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL",
+        ] {
+            for given in [name, &name["SIG".len()..]] {
+                assert_eq!(stop_signal_named(given), None, "{given}");
+            }
         }
     }
 }

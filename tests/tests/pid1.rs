@@ -255,12 +255,12 @@ impl Drop for Namespace {
     }
 }
 
-/// SIGTERM or SIGINT to PID 1: the graceful stop runs in the service, one
-/// signal's worth (a second would exit 143 or 130 at once), the
-/// `on_shutdown` hook to its end, and PID 1 exits 0. The hook takes
-/// 3.5 s: no timeout of PID 1's own cuts it short.
-fn graceful_stop(signal: i32, name: &str) {
-    let mut namespace = Namespace::start(&[("PID1_SHUTDOWN_MS", "3500")]);
+/// SIGTERM or SIGINT (or the stop signal `env` configures) to PID 1: the
+/// graceful stop runs in the service, one signal's worth (a second would
+/// exit 143 or 130 at once), the `on_shutdown` hook to its end, and PID 1
+/// exits 0. The hook takes 3.5 s: no timeout of PID 1's own cuts it short.
+fn graceful_stop(signal: i32, name: &str, env: &[(&str, &str)]) {
+    let mut namespace = Namespace::start(&[&[("PID1_SHUTDOWN_MS", "3500")][..], env].concat());
     let running = namespace.seen.last().unwrap().clone();
     assert_eq!(
         running, "running pid=2 ppid=1",
@@ -299,13 +299,57 @@ fn graceful_stop(signal: i32, name: &str) {
 #[test]
 fn sigterm_to_pid1_stops_the_service_gracefully_and_exits_0_past_3_s() {
     let _serial = serial();
-    graceful_stop(libc::SIGTERM, "SIGTERM");
+    graceful_stop(libc::SIGTERM, "SIGTERM", &[]);
 }
 
 #[test]
 fn sigint_to_pid1_exits_0_not_130() {
     let _serial = serial();
-    graceful_stop(libc::SIGINT, "SIGINT");
+    graceful_stop(libc::SIGINT, "SIGINT", &[]);
+}
+
+/// The configured stop signal is forwarded as every other is, and stops
+/// the service as SIGTERM does.
+#[test]
+fn the_configured_stop_signal_is_forwarded_and_stops_the_service_gracefully() {
+    let _serial = serial();
+    graceful_stop(
+        libc::SIGQUIT,
+        "SIGQUIT",
+        &[("LIFECYCLE_STOP_SIGNAL", "SIGQUIT")],
+    );
+}
+
+/// A second stop signal through PID 1 reaches the service while its hook
+/// runs: it exits at once with 128 + 3, PID 1 with it, and the reason is
+/// the termination message.
+#[test]
+fn a_second_configured_stop_signal_through_pid1_exits_131() {
+    let _serial = serial();
+    let mut namespace = Namespace::start(&[
+        ("PID1_SHUTDOWN_MS", "15000"),
+        ("LIFECYCLE_STOP_SIGNAL", "QUIT"),
+    ]);
+    kill(namespace.init, libc::SIGQUIT);
+    namespace.expect_line("shutdown start");
+    let second = Instant::now();
+    kill(namespace.init, libc::SIGQUIT);
+    let status = namespace.wait_exit();
+    let took = second.elapsed();
+    assert_eq!(
+        status.code(),
+        Some(131),
+        "{status}; stderr: {}",
+        namespace.stderr()
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "exited {took:?} after the second SIGQUIT"
+    );
+    assert_eq!(
+        namespace.termination_message().as_deref(),
+        Some("SIGQUIT received again during shutdown: exiting at once")
+    );
 }
 
 /// Signals the service has no handler for reach it all the same: it dies

@@ -25,6 +25,10 @@
 //! abandoned start-up whose plain-`fn` preflight check or late-aborted
 //! `async` hook still runs, a second signal while another thread logs, and
 //! a second signal while the stop exits with 0.
+//!
+//! Last, the configured stop signal (`stop_signal`, `LIFECYCLE_STOP_SIGNAL`):
+//! SIGQUIT stops the service as SIGTERM does, through the same checks; the
+//! `stop-signal` fixture sets it by its attribute.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -34,10 +38,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use lifecycle_testing::service::Exit;
-use lifecycle_testing::Service;
-use lifecycle_tests::fixture;
+use lifecycle_testing::{Endpoint, Service};
+use lifecycle_tests::{fixture, termination_log_path};
 
 const PHASES: &str = env!("CARGO_BIN_EXE_phases");
+const STOP_SIGNAL: &str = env!("CARGO_BIN_EXE_stop-signal");
 
 /// Runs in the short variant (CI) and in the full one.
 const SHORT_RUNS: usize = 24;
@@ -64,6 +69,9 @@ const EXIT_DEADLINE: Duration = Duration::from_secs(40);
 
 const SIGTERM: i32 = libc::SIGTERM;
 const SIGINT: i32 = libc::SIGINT;
+/// A stop signal only when configured (`LIFECYCLE_STOP_SIGNAL`,
+/// `stop_signal`).
+const SIGQUIT: i32 = libc::SIGQUIT;
 
 /// Microseconds of CLOCK_MONOTONIC, the clock the fixture stamps with.
 fn monotonic_us() -> u64 {
@@ -80,6 +88,7 @@ fn signal_name(signo: i32) -> &'static str {
     match signo {
         SIGTERM => "SIGTERM",
         SIGINT => "SIGINT",
+        SIGQUIT => "SIGQUIT",
         _ => "another signal",
     }
 }
@@ -216,6 +225,8 @@ struct Plan {
     drain_ms: u64,
     hooks_ms: [u64; 3],
     main_return_ms: Option<u64>,
+    /// `LIFECYCLE_STOP_SIGNAL`, when set.
+    stop_signal: Option<&'static str>,
     shots: Vec<Shot>,
 }
 
@@ -308,6 +319,7 @@ impl Plan {
             drain_ms,
             hooks_ms,
             main_return_ms,
+            stop_signal: None,
             shots,
         }
     }
@@ -449,6 +461,9 @@ fn execute(plan: &Plan) -> Result<Observed, String> {
     }
     if let Some(ms) = plan.main_return_ms {
         builder = builder.env("PHASES_MAIN_RETURN_MS", ms.to_string());
+    }
+    if let Some(signal) = plan.stop_signal {
+        builder = builder.env("LIFECYCLE_STOP_SIGNAL", signal);
     }
     let mut service = builder
         .spawn()
@@ -714,7 +729,7 @@ fn check(plan: &Plan, seen: &Observed) -> Vec<String> {
                 fail(format!("a termination message on exit 0: {message:?}"));
             }
         }
-        Some(code) if code == 128 + SIGTERM || code == 128 + SIGINT => {
+        Some(code) if [SIGTERM, SIGINT, SIGQUIT].contains(&(code - 128)) => {
             let message = format!(
                 "{} received again during shutdown: exiting at once",
                 signal_name(code - 128)
@@ -937,6 +952,7 @@ fn fixed_plan(target: Target, anchor: &'static str, after_ms: u64) -> Plan {
         drain_ms: 100,
         hooks_ms: [100, 100, 100],
         main_return_ms: None,
+        stop_signal: None,
         shots: vec![Shot {
             signo: SIGTERM,
             anchor: Anchor::Start(anchor),
@@ -1036,4 +1052,259 @@ fn a_second_signal_while_the_stop_exits_0_never_leaves_a_mixed_story() {
         after_ms: 50,
     });
     assert_as_documented_thrice_at_once(&plan);
+}
+
+/// The phases fixture with `LIFECYCLE_STOP_SIGNAL=SIGQUIT` and one SIGQUIT
+/// while `main` runs: the whole graceful stop, every hook, exit 0.
+#[test]
+fn the_configured_stop_signal_starts_the_same_graceful_stop() {
+    let mut plan = Plan {
+        stop_signal: Some("SIGQUIT"),
+        ..fixed_plan(Target::Running, "main", 50)
+    };
+    plan.shots[0].signo = SIGQUIT;
+    let seen = execute(&plan).unwrap_or_else(|reason| panic!("{reason}\nplan: {plan:?}"));
+    let violations = check(&plan, &seen);
+    assert!(
+        violations.is_empty(),
+        "{}",
+        describe(&plan, &seen, &violations)
+    );
+    assert_eq!(seen.exit.code, Some(0), "{}", seen.exit);
+    assert!(
+        seen.log
+            .iter()
+            .any(|line| line.contains("SIGQUIT received: leaving rotation and shutting down")),
+        "the log names the signal: {:#?}",
+        seen.log
+    );
+}
+
+/// A second SIGQUIT while a slow `on_shutdown` hook runs exits at once
+/// with 128 + 3, its reason the termination message and the last line
+/// logged; after a first SIGQUIT, and after a first SIGTERM (which still
+/// stops the service when another stop signal is configured).
+#[test]
+fn a_second_configured_stop_signal_exits_131_at_once() {
+    for first in [SIGQUIT, SIGTERM] {
+        let mut plan = Plan {
+            hooks_ms: [100, 2000, 100],
+            stop_signal: Some("QUIT"),
+            ..fixed_plan(Target::Hook(2), "main", 50)
+        };
+        plan.shots[0].signo = first;
+        plan.shots.push(Shot {
+            signo: SIGQUIT,
+            anchor: Anchor::Start("shutdown-2"),
+            after_ms: 300,
+        });
+        let seen = execute(&plan).unwrap_or_else(|reason| panic!("{reason}\nplan: {plan:?}"));
+        let violations = check(&plan, &seen);
+        assert!(
+            violations.is_empty(),
+            "{}",
+            describe(&plan, &seen, &violations)
+        );
+        // Decisive: 1.7 s of the hook were still ahead.
+        assert_eq!(seen.exit.code, Some(128 + SIGQUIT), "{}", seen.exit);
+        assert_eq!(
+            seen.termination_message.as_deref(),
+            Some("SIGQUIT received again during shutdown: exiting at once")
+        );
+    }
+}
+
+/// Only the signal named becomes a stop: with `LIFECYCLE_STOP_SIGNAL=SIGQUIT`
+/// the phases fixture has no handler for SIGUSR1, which ends it as its
+/// default action does, with no hook run. (SIGUSR1 rather than an
+/// unconfigured SIGQUIT, whose default action dumps core.)
+#[test]
+fn a_signal_not_named_stays_no_stop() {
+    let mut service = fixture(PHASES)
+        .env("LIFECYCLE_STOP_SIGNAL", "SIGQUIT")
+        .start()
+        .expect("the phases fixture starts");
+    service.signal(libc::SIGUSR1);
+    let exit = service.wait_exit(EXIT_DEADLINE).expect("it exits");
+    assert_eq!(exit.signal, Some(libc::SIGUSR1), "{exit}");
+    assert!(
+        !service
+            .stdout()
+            .iter()
+            .any(|line| line.starts_with("hook shutdown-1")),
+        "no hook ran: {:#?}",
+        service.stdout()
+    );
+}
+
+/// How long the stop-signal fixture drains in the tests below: long
+/// enough to see `/readyz` fail while `main` still serves, on a loaded
+/// machine too.
+const DRAIN: Duration = Duration::from_millis(3000);
+
+/// Starts the `stop-signal` fixture (`stop_signal = "SIGQUIT"`) with
+/// `env`, a drain of [`DRAIN`] and a hook of 300 ms, sends `signal` and
+/// checks the graceful stop: `/readyz` fails during the drain, while
+/// `main` has not ended; then `main` ends, the hook runs to its end and
+/// the process exits 0, with no termination message. The log names the
+/// signal received.
+fn graceful_stop_on(signal: i32, name: &str, env: &[(&str, &str)]) {
+    let mut builder = fixture(STOP_SIGNAL)
+        .env("LIFECYCLE_DRAIN_DELAY_MS", DRAIN.as_millis().to_string())
+        .env("STOP_SIGNAL_SHUTDOWN_MS", "300");
+    for (key, value) in env {
+        builder = builder.env(key, value);
+    }
+    let mut service = builder.start().expect("the stop-signal fixture starts");
+    service
+        .wait_passing(Endpoint::Readyz, ANCHOR_DEADLINE)
+        .expect("ready");
+    service.signal(signal);
+    service
+        .wait_failing(Endpoint::Readyz, DRAIN)
+        .unwrap_or_else(|e| panic!("{name}: /readyz still passes: {e}"));
+    assert!(
+        !service.stdout().iter().any(|line| line == "main end"),
+        "{name}: /readyz failed only after the drain: {:#?}",
+        service.stdout()
+    );
+    let exit = service.wait_exit(EXIT_DEADLINE).expect("it exits");
+    let stdout = service.stdout();
+    assert_eq!(
+        exit.code,
+        Some(0),
+        "{name}: {exit}\nlog: {:#?}",
+        service.log()
+    );
+    assert_eq!(
+        stdout,
+        ["main start", "main end", "shutdown start", "shutdown end"],
+        "{name}"
+    );
+    assert_eq!(service.termination_message(), None, "{name}");
+    let log = service.log();
+    assert!(
+        log.iter().any(|line| line.contains(&format!(
+            "{name} received: leaving rotation and shutting down"
+        ))),
+        "the log names {name}: {log:#?}"
+    );
+}
+
+#[test]
+fn sigquit_stops_a_service_whose_attribute_names_it_gracefully() {
+    graceful_stop_on(SIGQUIT, "SIGQUIT", &[]);
+}
+
+#[test]
+fn sigterm_and_sigint_still_stop_a_service_whose_stop_signal_is_sigquit() {
+    graceful_stop_on(SIGTERM, "SIGTERM", &[]);
+    graceful_stop_on(SIGINT, "SIGINT", &[]);
+}
+
+#[test]
+fn lifecycle_stop_signal_overrides_the_attribute() {
+    graceful_stop_on(
+        libc::SIGHUP,
+        "SIGHUP",
+        &[("LIFECYCLE_STOP_SIGNAL", "SIGHUP")],
+    );
+    graceful_stop_on(
+        libc::SIGUSR1,
+        "SIGUSR1",
+        &[("LIFECYCLE_STOP_SIGNAL", " USR1 ")],
+    );
+}
+
+/// A signal that cannot mean "stop", a name in lower case, a number: exit
+/// 2 before anything runs, the message naming the variable and what it
+/// takes, the attribute's SIGQUIT notwithstanding.
+#[test]
+fn a_bad_lifecycle_stop_signal_exits_2_naming_the_variable() {
+    for bad in [
+        "SIGKILL", "SIGSTOP", "SIGCHLD", "SIGPIPE", "SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL",
+        "KILL", "sigquit", "3",
+    ] {
+        let termination_log = termination_log_path();
+        let path = termination_log.to_str().unwrap();
+        let (code, stdout, log) = lifecycle_tests::run(
+            STOP_SIGNAL,
+            &[],
+            &[
+                ("LIFECYCLE_STOP_SIGNAL", bad),
+                ("LIFECYCLE_TERMINATION_LOG", path),
+            ],
+        );
+        let message = std::fs::read_to_string(&termination_log).unwrap_or_default();
+        let _ = std::fs::remove_file(&termination_log);
+        assert_eq!(code, Some(2), "{bad}: {log}");
+        assert!(stdout.is_empty(), "{bad}: main never runs: {stdout:?}");
+        let expected = format!(
+            "invalid configuration: LIFECYCLE_STOP_SIGNAL={bad:?}: expected one of SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH (upper case, the SIG prefix optional)"
+        );
+        assert_eq!(message, expected, "{bad}");
+        assert!(
+            log.lines().last().unwrap_or("").contains(&expected),
+            "{bad}: the reason is the last line logged: {log}"
+        );
+    }
+}
+
+/// `--lifecycle-preflight`, a mode that serves nothing, with the phases
+/// fixture's preflight check taking 1.5 s: the configured stop signal
+/// (installed before the mode is known) does what its default action
+/// does. SIGWINCH's is to be ignored: the check runs to its end and the
+/// mode exits 0. SIGHUP's is to end the process: it dies of it.
+#[test]
+fn in_a_mode_that_serves_nothing_the_stop_signal_does_its_default_action() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+
+    for (signal, name, dies) in [
+        (libc::SIGWINCH, "SIGWINCH", false),
+        (libc::SIGHUP, "HUP", true),
+    ] {
+        let mut child = Command::new(PHASES)
+            .arg("--lifecycle-preflight")
+            .env("LIFECYCLE_STOP_SIGNAL", name)
+            .env("PHASES_PREFLIGHT_MS", "1500")
+            .env("RUST_LOG", "off")
+            .env_remove("LIFECYCLE_TERMINATION_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run the phases fixture");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let started = stdout
+            .by_ref()
+            .map_while(Result::ok)
+            .find(|line| line.starts_with("hook preflight start"));
+        assert!(
+            started.is_some(),
+            "{name}: the preflight check never started"
+        );
+        // SAFETY: kill takes plain integers.
+        unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        let until = Instant::now() + EXIT_DEADLINE;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < until, "{name}: still running");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        // Gone: the rest of its output is there to read, to the end.
+        let rest: Vec<String> = stdout.map_while(Result::ok).collect();
+        if dies {
+            assert_eq!(status.signal(), Some(signal), "{name}: {status}");
+        } else {
+            assert_eq!(status.code(), Some(0), "{name}: {status}");
+            assert!(
+                rest.iter()
+                    .any(|line| line.starts_with("hook preflight end")),
+                "{name}: the check ran to its end: {rest:?}"
+            );
+        }
+    }
 }

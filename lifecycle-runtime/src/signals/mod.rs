@@ -3,10 +3,11 @@
 //! rotation at once, still exits on a second stop event and still cannot
 //! overrun its deadline.
 //!
-//! The stop events are SIGTERM and SIGINT on unix ([`unix`]), the console
-//! control events on Windows ([`windows`]); which event is a stop, what
-//! it is called and the exit code of a second one are decided here, the
-//! same on every system ([`StopEvent`]).
+//! The stop events are SIGTERM, SIGINT and the configured stop signal
+//! ([`StopSignal`]) on unix ([`unix`]), the console control events on
+//! Windows ([`windows`]); which event is a stop, what it is called and the
+//! exit code of a second one are decided here, the same on every system
+//! ([`StopEvent`]).
 //!
 //! The handlers are installed first thing in `run_service`, before logging
 //! and configuration, so that no stop event takes the default action once
@@ -18,6 +19,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::StopSignal;
 use crate::exit::{self, terminate};
 use crate::lifecycle::Lifecycle;
 
@@ -33,12 +35,22 @@ use windows as platform;
 use platform::Received;
 pub(crate) use platform::{install, Handlers, UNWATCHED};
 
-/// What stops the service here, for messages.
+/// What stops the service here, for messages: SIGTERM, SIGINT and
+/// `stop_signal`.
 #[cfg(unix)]
-pub(crate) const WATCHED: &str = "SIGTERM and SIGINT";
-/// What stops the service here, for messages.
+pub(crate) fn watched(stop_signal: StopSignal) -> String {
+    match stop_signal {
+        StopSignal::Sigterm | StopSignal::Sigint => "SIGTERM and SIGINT".to_owned(),
+        other => format!("SIGTERM, SIGINT and {other}"),
+    }
+}
+
+/// What stops the service here, for messages (Windows has no stop
+/// signal but its console's events).
 #[cfg(windows)]
-pub(crate) const WATCHED: &str = "the console's stop events (Ctrl-C, Ctrl-Break, close, shutdown)";
+pub(crate) fn watched(_stop_signal: StopSignal) -> String {
+    "the console's stop events (Ctrl-C, Ctrl-Break, close, shutdown)".to_owned()
+}
 
 /// The Windows console control events, as `wincon.h` numbers them (and
 /// tokio's handler receives them). Used on Windows, tested everywhere.
@@ -57,12 +69,10 @@ pub(crate) mod console {
 /// stop, a second during it exits at once with [`StopEvent::exit_code`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum StopEvent {
-    /// Unix: SIGTERM, what the kubelet sends.
-    #[cfg_attr(windows, allow(dead_code))]
-    Sigterm,
-    /// Unix: SIGINT, Ctrl-C in a terminal.
-    #[cfg_attr(windows, allow(dead_code))]
-    Sigint,
+    /// Unix: SIGTERM (what the kubelet sends unless told otherwise), SIGINT
+    /// (Ctrl-C in a terminal), or the configured stop signal.
+    #[cfg(unix)]
+    Signal(StopSignal),
     /// Windows: Ctrl-C in the console.
     CtrlC,
     /// Windows: Ctrl-Break in the console.
@@ -92,8 +102,8 @@ impl StopEvent {
     /// The event as the log names it.
     pub(crate) fn name(self) -> &'static str {
         match self {
-            StopEvent::Sigterm => "SIGTERM",
-            StopEvent::Sigint => "SIGINT",
+            #[cfg(unix)]
+            StopEvent::Signal(signal) => signal.as_str(),
             StopEvent::CtrlC => "Ctrl-C",
             StopEvent::CtrlBreak => "Ctrl-Break",
             StopEvent::CtrlClose => "the console's close event",
@@ -103,18 +113,18 @@ impl StopEvent {
 
     /// The exit code of a second stop event during the stop, or of one
     /// where no service runs: 128 + the signal's number, as a shell reports
-    /// a process the signal ended. Windows follows Linux: Ctrl-C is an
-    /// interrupt (130, as SIGINT), the others ask the service to terminate
-    /// (143, as SIGTERM).
+    /// a process the signal ended (this system's number: SIGUSR1 is 138 on
+    /// Linux, 158 on macOS). Windows follows Linux: Ctrl-C is an interrupt
+    /// (130, as SIGINT), the others ask the service to terminate (143, as
+    /// SIGTERM).
     pub(crate) fn exit_code(self) -> i32 {
         const SIGINT: i32 = 2;
         const SIGTERM: i32 = 15;
         match self {
-            StopEvent::Sigint | StopEvent::CtrlC => 128 + SIGINT,
-            StopEvent::Sigterm
-            | StopEvent::CtrlBreak
-            | StopEvent::CtrlClose
-            | StopEvent::CtrlShutdown => 128 + SIGTERM,
+            #[cfg(unix)]
+            StopEvent::Signal(signal) => 128 + signal.number(),
+            StopEvent::CtrlC => 128 + SIGINT,
+            StopEvent::CtrlBreak | StopEvent::CtrlClose | StopEvent::CtrlShutdown => 128 + SIGTERM,
         }
     }
 }
@@ -180,12 +190,12 @@ pub(crate) fn start(
 }
 
 /// For the modes that serve nothing (`--lifecycle-preflight`, `-probe`,
-/// `-manifest`): a signal, received now or before, ends the process as
-/// the default action would have.
+/// `-manifest`): a signal, received now or before, does what its default
+/// action would have: it ends the process, or (SIGWINCH) nothing.
 pub(crate) fn default_action(handlers: Handlers) -> io::Result<()> {
-    spawn_signal_thread(handlers, |runtime, mut signals| {
+    spawn_signal_thread(handlers, |runtime, mut signals| loop {
         let event = runtime.block_on(signals.next());
-        platform::default_action(event)
+        platform::default_action(event);
     })
 }
 
@@ -210,18 +220,28 @@ fn spawn_signal_thread(
 mod tests {
     use super::console::*;
     use super::StopEvent;
+    #[cfg(unix)]
+    use crate::config::StopSignal;
 
     #[test]
     fn windows_console_events_stop_as_linux_signals_do() {
         let stop = |event| StopEvent::from_console_event(event).map(StopEvent::exit_code);
         // Ctrl-C is an interrupt, as SIGINT is.
         assert_eq!(stop(CTRL_C_EVENT), Some(130));
-        assert_eq!(stop(CTRL_C_EVENT), Some(StopEvent::Sigint.exit_code()));
+        #[cfg(unix)]
+        assert_eq!(
+            stop(CTRL_C_EVENT),
+            Some(StopEvent::Signal(StopSignal::Sigint).exit_code())
+        );
         // Ctrl-Break, the console's close and the system's shutdown (a
         // Windows container's stop) ask to terminate, as SIGTERM does.
         for event in [CTRL_BREAK_EVENT, CTRL_CLOSE_EVENT, CTRL_SHUTDOWN_EVENT] {
             assert_eq!(stop(event), Some(143), "event {event}");
-            assert_eq!(stop(event), Some(StopEvent::Sigterm.exit_code()));
+            #[cfg(unix)]
+            assert_eq!(
+                stop(event),
+                Some(StopEvent::Signal(StopSignal::Sigterm).exit_code())
+            );
         }
         // Logoff is no stop, nor is a number Windows may add later.
         assert_eq!(StopEvent::from_console_event(CTRL_LOGOFF_EVENT), None);
@@ -231,8 +251,10 @@ mod tests {
 
     #[test]
     fn each_stop_event_is_named_as_the_log_says_it() {
-        assert_eq!(StopEvent::Sigterm.name(), "SIGTERM");
-        assert_eq!(StopEvent::Sigint.name(), "SIGINT");
+        #[cfg(unix)]
+        for signal in StopSignal::ALL {
+            assert_eq!(StopEvent::Signal(signal).name(), signal.as_str());
+        }
         assert_eq!(
             StopEvent::from_console_event(CTRL_C_EVENT).unwrap().name(),
             "Ctrl-C"
@@ -248,7 +270,24 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn unix_signals_exit_with_128_plus_their_number() {
-        assert_eq!(StopEvent::Sigterm.exit_code(), 128 + libc::SIGTERM);
-        assert_eq!(StopEvent::Sigint.exit_code(), 128 + libc::SIGINT);
+        let exit = |signal| StopEvent::Signal(signal).exit_code();
+        assert_eq!(exit(StopSignal::Sigterm), 128 + libc::SIGTERM);
+        assert_eq!(exit(StopSignal::Sigint), 128 + libc::SIGINT);
+        assert_eq!(exit(StopSignal::Sigquit), 131);
+        assert_eq!(exit(StopSignal::Sighup), 129);
+        assert_eq!(exit(StopSignal::Sigusr1), 128 + libc::SIGUSR1);
+        assert_eq!(exit(StopSignal::Sigusr2), 128 + libc::SIGUSR2);
+        assert_eq!(exit(StopSignal::Sigwinch), 156);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_messages_name_the_configured_stop_signal() {
+        assert_eq!(super::watched(StopSignal::Sigterm), "SIGTERM and SIGINT");
+        assert_eq!(super::watched(StopSignal::Sigint), "SIGTERM and SIGINT");
+        assert_eq!(
+            super::watched(StopSignal::Sigquit),
+            "SIGTERM, SIGINT and SIGQUIT"
+        );
     }
 }

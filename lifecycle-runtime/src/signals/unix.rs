@@ -1,7 +1,7 @@
-//! Unix: SIGTERM and SIGINT. Each handler (signal-hook's, async-signal-safe)
-//! only writes a byte to a socket of its own signal; the signal thread
-//! reads them, so a signal that came before it ran is still there to act
-//! on, and two signals are two bytes.
+//! Unix: SIGTERM, SIGINT and the configured stop signal. Each handler
+//! (signal-hook's, async-signal-safe) only writes a byte to a socket of its
+//! own signal; the signal thread reads them, so a signal that came before
+//! it ran is still there to act on, and two signals are two bytes.
 
 use std::io;
 use std::os::unix::net::UnixStream as StdUnixStream;
@@ -9,52 +9,90 @@ use std::os::unix::net::UnixStream as StdUnixStream;
 use tokio::net::UnixStream;
 
 use super::StopEvent;
-
-const SIGINT: i32 = signal_hook::consts::SIGINT;
-const SIGTERM: i32 = signal_hook::consts::SIGTERM;
+use crate::config::StopSignal;
 
 /// The handlers' read ends: one byte on `term` for each SIGTERM, on `int`
-/// for each SIGINT, kept until read.
+/// for each SIGINT, on `other` for each of the configured stop signal when
+/// it is neither, kept until read.
 pub(crate) struct Handlers {
     term: StdUnixStream,
     int: StdUnixStream,
+    other: Option<(StopSignal, StdUnixStream)>,
 }
 
-/// Installs the SIGTERM and SIGINT handlers: from now on neither takes the
-/// default action. A few system calls, nothing else.
-pub(crate) fn install() -> io::Result<Handlers> {
-    let (term, term_write) = StdUnixStream::pair()?;
-    signal_hook::low_level::pipe::register(SIGTERM, term_write)?;
-    let (int, int_write) = StdUnixStream::pair()?;
-    signal_hook::low_level::pipe::register(SIGINT, int_write)?;
-    Ok(Handlers { term, int })
+/// Installs the handlers of SIGTERM, SIGINT and `stop_signal`: from now on
+/// none takes the default action. A few system calls, nothing else.
+pub(crate) fn install(stop_signal: StopSignal) -> io::Result<Handlers> {
+    let other = match stop_signal {
+        StopSignal::Sigterm | StopSignal::Sigint => None,
+        other => Some((other, handler(other)?)),
+    };
+    Ok(Handlers {
+        term: handler(StopSignal::Sigterm)?,
+        int: handler(StopSignal::Sigint)?,
+        other,
+    })
+}
+
+impl Handlers {
+    /// The stop signal installed besides SIGTERM and SIGINT, or SIGTERM.
+    pub(crate) fn stop_signal(&self) -> StopSignal {
+        self.other
+            .as_ref()
+            .map_or(StopSignal::Sigterm, |(signal, _)| *signal)
+    }
+}
+
+/// Installs the handler of `signal`, which writes to the socket returned.
+fn handler(signal: StopSignal) -> io::Result<StdUnixStream> {
+    let (read, write) = StdUnixStream::pair()?;
+    signal_hook::low_level::pipe::register(signal.number(), write)?;
+    Ok(read)
 }
 
 /// The handlers' sockets on the signal thread's runtime.
 pub(crate) struct Received {
     term: UnixStream,
     int: UnixStream,
+    other: Option<(StopSignal, UnixStream)>,
 }
 
 impl Received {
     /// Must be called inside the runtime that will poll [`Received::next`].
     pub(crate) fn new(handlers: Handlers) -> io::Result<Received> {
-        handlers.term.set_nonblocking(true)?;
-        handlers.int.set_nonblocking(true)?;
+        let on_runtime = |socket: StdUnixStream| {
+            socket.set_nonblocking(true)?;
+            UnixStream::from_std(socket)
+        };
         Ok(Received {
-            term: UnixStream::from_std(handlers.term)?,
-            int: UnixStream::from_std(handlers.int)?,
+            term: on_runtime(handlers.term)?,
+            int: on_runtime(handlers.int)?,
+            other: match handlers.other {
+                Some((signal, socket)) => Some((signal, on_runtime(socket)?)),
+                None => None,
+            },
         })
     }
 
-    /// The next signal, SIGTERM first when both wait: what was received
-    /// before the call is still there to read. Cancel-safe.
+    /// The next signal, SIGTERM first, then SIGINT, when several wait: what
+    /// was received before the call is still there to read. Cancel-safe.
     pub(crate) async fn next(&mut self) -> StopEvent {
-        tokio::select! {
+        let other = async {
+            match &self.other {
+                Some((signal, socket)) => {
+                    one(socket).await;
+                    *signal
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let signal = tokio::select! {
             biased;
-            () = one(&self.term) => StopEvent::Sigterm,
-            () = one(&self.int) => StopEvent::Sigint,
-        }
+            () = one(&self.term) => StopSignal::Sigterm,
+            () = one(&self.int) => StopSignal::Sigint,
+            signal = other => signal,
+        };
+        StopEvent::Signal(signal)
     }
 }
 
@@ -77,14 +115,18 @@ async fn one(socket: &UnixStream) {
 /// installed, recording into sockets nobody reads.
 pub(crate) const UNWATCHED: &str = "are ignored until this run ends";
 
-/// Ends the process as the signal's default action would have: killed by
-/// it, so that the parent sees the signal, not an exit code.
-pub(crate) fn default_action(event: StopEvent) -> ! {
+/// Does what the signal's default action would have: ends the process,
+/// killed by the signal so that the parent sees it rather than an exit
+/// code; or, for a signal whose default is to be ignored (SIGWINCH),
+/// returns.
+pub(crate) fn default_action(event: StopEvent) {
     let signo = match event {
-        StopEvent::Sigint => SIGINT,
-        _ => SIGTERM,
+        StopEvent::Signal(signal) => signal.number(),
+        _ => libc::SIGTERM,
     };
-    let _ = signal_hook::low_level::emulate_default_handler(signo);
-    // Only if the default action did not end the process.
-    std::process::exit(event.exit_code())
+    // Returns only when the default action is to ignore the signal (it
+    // ends the process otherwise), or when `signo` is unknown to it.
+    if signal_hook::low_level::emulate_default_handler(signo).is_err() {
+        std::process::exit(event.exit_code())
+    }
 }

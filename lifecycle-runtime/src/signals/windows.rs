@@ -17,6 +17,7 @@ use std::io;
 use tokio::signal::windows::{CtrlBreak, CtrlC, CtrlClose, CtrlShutdown};
 
 use super::{console, StopEvent};
+use crate::config::StopSignal;
 
 /// The listeners, registered first thing: an event from then on is
 /// recorded, never Windows' default action.
@@ -27,14 +28,23 @@ pub(crate) struct Handlers {
     ctrl_shutdown: CtrlShutdown,
 }
 
-/// Registers the listeners for the events that stop the service.
-pub(crate) fn install() -> io::Result<Handlers> {
+/// Registers the listeners for the events that stop the service. (No
+/// stop signal but SIGTERM is accepted here, and the console's events
+/// stand for it.)
+pub(crate) fn install(_stop_signal: StopSignal) -> io::Result<Handlers> {
     Ok(Handlers {
         ctrl_c: tokio::signal::windows::ctrl_c()?,
         ctrl_break: tokio::signal::windows::ctrl_break()?,
         ctrl_close: tokio::signal::windows::ctrl_close()?,
         ctrl_shutdown: tokio::signal::windows::ctrl_shutdown()?,
     })
+}
+
+impl Handlers {
+    /// No stop signal but SIGTERM here.
+    pub(crate) fn stop_signal(&self) -> StopSignal {
+        StopSignal::Sigterm
+    }
 }
 
 /// The listeners on the signal thread's runtime.
@@ -71,7 +81,9 @@ impl Received {
 
 /// Ends the process as Windows' default handler would have: with
 /// `STATUS_CONTROL_C_EXIT`, which shells and cargo report as an interrupt.
-pub(crate) fn default_action(_event: StopEvent) -> ! {
+/// (Every stop event ends it: this never returns, unlike the unix side's
+/// for a signal ignored by default.)
+pub(crate) fn default_action(_event: StopEvent) {
     const STATUS_CONTROL_C_EXIT: u32 = 0xC000_013A;
     std::process::exit(STATUS_CONTROL_C_EXIT as i32)
 }
