@@ -190,7 +190,9 @@ pub struct Kill {
     /// Why the `preStop` hook failed (the kubelet's `FailedPreStopHook`),
     /// if it did: the kill goes on.
     pub pre_stop_error: Option<String>,
-    /// The stop signal sent: `SIGTERM`, or `lifecycle.stopSignal`.
+    /// The stop signal sent: `SIGTERM`, or `lifecycle.stopSignal` (on
+    /// Windows, which has no signals, the process is terminated at once
+    /// instead).
     pub signal: String,
     /// From the signal to SIGKILL: the grace period less the whole seconds
     /// the `preStop` hook took, at least 2 s.

@@ -70,7 +70,9 @@
 //!   `LIFECYCLE_PROBE_ADDR_FILE`, so logs may be JSON or off) with a
 //!   temporary termination log, and waits for `/startupz`. Then wait for
 //!   what the service does on its own: [`Service::wait_passing`] and
-//!   [`Service::wait_failing`] probe an endpoint until it passes or fails,
+//!   [`Service::wait_failing`] probe an endpoint until it passes or fails
+//!   (failing is the service's own answer: a refused connection is not
+//!   one; [`Service::assert_failing_or_unreachable`] accepts it),
 //!   [`Service::wait_for_log`] waits for a log line. `Service::stop` takes
 //!   a `Stop` (`Stop::grace(Duration::from_secs(30))`: SIGTERM, then
 //!   SIGKILL 30 s later) and returns a `StopReport`: the exit, its timing,
@@ -79,15 +81,22 @@
 //!   [`Service::kill`] kills at once.
 //! - [`probe`]: probe as the kubelet does ([`Service::probe`], any address
 //!   with [`probe::http_probe`]): a new connection, `User-Agent:
-//!   kube-probe/…`, success on 200–399, at most 10 KiB read, a time-out.
+//!   kube-probe/…`, success on 200–399, at most 10 KiB read, redirects
+//!   followed on the same host (the tenth fails; another host passes with
+//!   a warning), a time-out.
 //!   [`Service::verbose`] reads a `?verbose` answer check by check. A
 //!   failed assertion ([`Service::assert_passing`]) prints the endpoint's
 //!   verbose answer and the last log lines.
 //! - [`kubelet`]: a [`Kubelet`] runs the startup, liveness and readiness
-//!   probe loops on the [`Manifest`]'s schedule and reports restarts,
-//!   endpoint changes and the startup budget: [`Kubelet::watch`] for a
-//!   while, or [`Kubelet::start`] in the background while the test acts
-//!   on the service, then waits until the kubelet reacts.
+//!   probe loops on the [`Manifest`]'s schedule (the binary's own, or the
+//!   one you deploy: [`Manifest::from_file`]) and reports restarts with
+//!   their back-off, endpoint changes and the startup budget:
+//!   [`Kubelet::watch`] for a while, or [`Kubelet::start`] in the
+//!   background while the test acts on the service, then waits until the
+//!   kubelet reacts. [`Kubelet::run`] runs the process itself: it kills it
+//!   as the kubelet does (`preStop`, the stop signal, the grace period,
+//!   SIGKILL) and starts it again after the back-off;
+//!   [`kubelet::KubeletSession::delete_pod`] terminates the pod.
 //! - `load` (Unix): a `Load` keeps requests flowing across a stop and
 //!   counts what was lost.
 //! - [`http`]: requests to the application: [`http_get`], or an
