@@ -1147,8 +1147,8 @@ const DRAIN: Duration = Duration::from_millis(3000);
 /// checks the graceful stop: `/readyz` fails during the drain, while
 /// `main` has not ended; then `main` ends, the hook runs to its end and
 /// the process exits 0, with no termination message. The log names the
-/// signal received.
-fn graceful_stop_on(signal: i32, name: &str, env: &[(&str, &str)]) {
+/// signal received; it is returned.
+fn graceful_stop_on(signal: i32, name: &str, env: &[(&str, &str)]) -> Vec<String> {
     let mut builder = fixture(STOP_SIGNAL)
         .env("LIFECYCLE_DRAIN_DELAY_MS", DRAIN.as_millis().to_string())
         .env("STOP_SIGNAL_SHUTDOWN_MS", "300");
@@ -1189,26 +1189,37 @@ fn graceful_stop_on(signal: i32, name: &str, env: &[(&str, &str)]) {
         ))),
         "the log names {name}: {log:#?}"
     );
+    log
+}
+
+/// Whether the start-up log says that `name` stops the service.
+fn announces(log: &[String], name: &str) -> bool {
+    let announced = format!("stop signal {name}: it starts the graceful stop");
+    log.iter().any(|line| line.contains(&announced))
 }
 
 #[test]
 fn sigquit_stops_a_service_whose_attribute_names_it_gracefully() {
-    graceful_stop_on(SIGQUIT, "SIGQUIT", &[]);
+    let log = graceful_stop_on(SIGQUIT, "SIGQUIT", &[]);
+    assert!(announces(&log, "SIGQUIT"), "{log:#?}");
 }
 
 #[test]
 fn sigterm_and_sigint_still_stop_a_service_whose_stop_signal_is_sigquit() {
-    graceful_stop_on(SIGTERM, "SIGTERM", &[]);
-    graceful_stop_on(SIGINT, "SIGINT", &[]);
+    for (signal, name) in [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT")] {
+        graceful_stop_on(signal, name, &[]);
+    }
 }
 
 #[test]
 fn lifecycle_stop_signal_overrides_the_attribute() {
-    graceful_stop_on(
+    let log = graceful_stop_on(
         libc::SIGHUP,
         "SIGHUP",
         &[("LIFECYCLE_STOP_SIGNAL", "SIGHUP")],
     );
+    assert!(announces(&log, "SIGHUP"), "{log:#?}");
+    assert!(!announces(&log, "SIGQUIT"), "{log:#?}");
     graceful_stop_on(
         libc::SIGUSR1,
         "SIGUSR1",
