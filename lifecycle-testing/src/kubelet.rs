@@ -945,8 +945,9 @@ impl KubeletSession {
     }
 
     /// Runs `act` on the process the kubelet runs now (with
-    /// [`Kubelet::run`]), to drive it or read its log; `None` between a
-    /// kill and the next start, or for a session of [`Kubelet::start`].
+    /// [`Kubelet::run`]; after an exit of its own, until the next start,
+    /// the exited one), to drive it or read its log; `None` between a kill
+    /// and the next start, or for a session of [`Kubelet::start`].
     /// The kubelet waits meanwhile to look at it: keep `act` short.
     pub fn with_service<R>(&self, act: impl FnOnce(&mut Service) -> R) -> Option<R> {
         let slot = self.slot.as_ref()?;
@@ -1286,7 +1287,12 @@ fn drive(driver: Driver) {
                     container_start = at;
                     restarted(&mut pod, &mut lanes, at, started, &shared);
                 }
-                Ok(_) => {}
+                // Deleted while it started: it never runs as the pod's.
+                Ok(_) => {
+                    if let Target::Owned { slot, .. } = &target {
+                        drop(lock(slot).take());
+                    }
+                }
                 Err(error) => {
                     shared.update(|progress| {
                         progress.report.note(since(at), EventKind::Exited, error);

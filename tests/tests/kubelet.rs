@@ -63,7 +63,8 @@ fn a_healthy_service_starts_joins_the_endpoints_and_is_never_restarted() {
     assert_eq!(probe(ProbeKind::Startup).0, "/startupz");
     assert_eq!(probe(ProbeKind::Liveness), ("/livez", 10, 3));
     assert_eq!(probe(ProbeKind::Readiness), ("/readyz", 5, 2));
-    assert_eq!(manifest.termination_grace_period(), Duration::from_secs(35));
+    // The shutdown timeout (25 s, the drain delay in it) + 5 s.
+    assert_eq!(manifest.termination_grace_period(), Duration::from_secs(30));
 
     let service = builder.start().unwrap();
     let report = Kubelet::new(manifest)
