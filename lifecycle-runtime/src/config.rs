@@ -500,7 +500,6 @@ fn stop_signal(env: Env<'_>, from_attribute: StopSignal) -> Result<StopSignal, C
 /// SIGTERM: nothing but the usual handlers, and the service, run as usual,
 /// exits 2 when `Settings::resolve` reports the same value through the
 /// same parse.
-#[cfg_attr(not(unix), allow(dead_code))]
 pub(crate) fn stop_signal_wanted(config: &ServiceConfig, env: Env<'_>) -> StopSignal {
     stop_signal(env, config.stop_signal).unwrap_or_default()
 }
