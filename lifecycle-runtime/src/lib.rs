@@ -350,6 +350,8 @@
 //! | `--lifecycle-probe livez\|readyz\|startupz` | asks the running instance, exits 0 on 200 else 1; under `probe_protocol = "grpc"`, asks gRPC health's `Check` of the service named after the endpoint, prints the status and exits 0 on `SERVING` else 1 |
 //! | `--lifecycle-manifest` | prints the Kubernetes pod template derived from this binary and exits 0; its probes are `grpc:` probes (`service: livez\|readyz\|startupz`) under `probe_protocol = "grpc"`, and its pod metadata carries the `prometheus.io/*` annotations unless metrics are off |
 //! | `--lifecycle-manifest job` | prints a Kubernetes JobSpec instead (a Job's `spec`, or a CronJob's `jobTemplate.spec`) and exits 0: the same container, without probes, in a pod template with `restartPolicy: Never`; `backoffLimit: 6`; a `podFailurePolicy` from the exit codes: 2 (invalid configuration) fails the Job at once, a pod with the `DisruptionTarget` condition is replaced without counting, any other failure counts against `backoffLimit`. Another value than `job` exits 2 |
+//! | `--lifecycle-check-manifest PATH\|-` | reads Kubernetes YAML from PATH (`-`: stdin), one document or many, and checks every container that runs this binary (named like it) against its checks, hooks and the configuration the container's own `env` gives, never the environment it runs in; one line per finding, `error\|warning KIND/NAME container C: …; the binary needs …; fix: …`, then a summary; exits 0 without error, 1 with one at least, 2 when the input cannot be read or no container runs this binary |
+//! | `--lifecycle-container NAME` | with `--lifecycle-check-manifest`: checks the container named NAME instead of the one named like the binary; alone it exits 2 |
 //!
 //! # Cargo features
 //!

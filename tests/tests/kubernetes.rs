@@ -188,8 +188,9 @@ fn the_manifest_is_a_pod_template_derived_from_the_configuration() {
     for probe in [startup, live, ready] {
         assert_eq!(probe.success_threshold, Some(1));
     }
-    // Drain on Kubernetes 5 s + shutdown 25 s + 5 s.
-    assert_eq!(spec.termination_grace_period_seconds, Some(35));
+    // The shutdown timeout (25 s, from the signal: the 5 s of drain on
+    // Kubernetes within it) + 5 s.
+    assert_eq!(spec.termination_grace_period_seconds, Some(30));
 
     // Change the configuration, and the manifest follows.
     let spec = manifest(
@@ -200,7 +201,8 @@ fn the_manifest_is_a_pod_template_derived_from_the_configuration() {
             ("LIFECYCLE_DRAIN_DELAY_MS", "10000"),
         ],
     );
-    assert_eq!(spec.termination_grace_period_seconds, Some(55));
+    // 40 s, the 10 s of drain within it, + 5 s.
+    assert_eq!(spec.termination_grace_period_seconds, Some(45));
     assert_eq!(
         http_probe(&container(&spec, "testbed").liveness_probe).2,
         9200
@@ -243,7 +245,7 @@ fn the_job_manifest_is_a_job_spec_of_the_same_container_without_probes() {
             spec.termination_grace_period_seconds,
             pod_spec.termination_grace_period_seconds
         );
-        assert_eq!(spec.termination_grace_period_seconds, Some(35));
+        assert_eq!(spec.termination_grace_period_seconds, Some(30));
         assert_eq!(spec.containers.len(), 1);
         let testbed = container(&spec, "testbed");
         assert_eq!(testbed.liveness_probe, None, "{protocol}");

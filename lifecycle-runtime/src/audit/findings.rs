@@ -746,7 +746,9 @@ impl Container<'_> {
         }
         let text = |key: &str| annotations.get(key).and_then(Value::as_str);
         let port = self.probe_port().to_string();
-        if let Some(given) = text("prometheus.io/port").filter(|given| *given != port) {
+        // Port 0 is no port to scrape: the probes' error says so already.
+        let scraped = text("prometheus.io/port").filter(|_| self.probe_port() != 0);
+        if let Some(given) = scraped.filter(|given| *given != port) {
             findings.push(warning(
                 format!("annotation prometheus.io/port \"{given}\" is not the probe server's port"),
                 format!("prometheus.io/port \"{port}\", where /metrics is served"),

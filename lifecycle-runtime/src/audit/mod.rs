@@ -184,7 +184,7 @@ pub(crate) fn run(config: &ServiceConfig, check: &CheckManifest) -> Exit {
     let _ = writeln!(
         stdout,
         "{}",
-        render::summary(&audit.findings, audit.containers, &container)
+        render::summary(&audit.findings, audit.containers, &binary_name())
     );
     let _ = stdout.flush();
     Exit::quiet(if audit.errors() > 0 { exit::FAILURE } else { 0 })

@@ -90,6 +90,18 @@ spec:
         readinessProbe: { httpGet: { path: /readyz, port: 8081 }, timeoutSeconds: 4, periodSeconds: 5 }
 ";
 
+/// [`GOOD`] for this build: without the `metrics` feature the binary
+/// serves no metrics, and the scrape annotations go.
+fn good() -> String {
+    const ANNOTATIONS: &str = "    metadata:\n      annotations: { prometheus.io/scrape: 'true', prometheus.io/port: '8081', prometheus.io/path: /metrics }\n";
+    assert!(GOOD.contains(ANNOTATIONS));
+    if cfg!(feature = "metrics") {
+        GOOD.to_owned()
+    } else {
+        GOOD.replace(ANNOTATIONS, "")
+    }
+}
+
 /// The lines of the audit of `yaml`, the summary last.
 fn lines(yaml: &str) -> Vec<String> {
     lines_with(config(), yaml)
@@ -105,8 +117,9 @@ fn lines_with(config: ServiceConfig, yaml: &str) -> Vec<String> {
 
 /// The lines of [`GOOD`] with `from` replaced by `to`.
 fn drift(from: &str, to: &str) -> Vec<String> {
-    assert!(GOOD.contains(from), "{from}");
-    lines(&GOOD.replacen(from, to, 1))
+    let good = good();
+    assert!(good.contains(from), "{from}");
+    lines(&good.replacen(from, to, 1))
 }
 
 /// The lines of [`GOOD`] with its container's `env` replaced by `env`.
@@ -123,7 +136,7 @@ const ONE_WARNING: &str = "checked 1 container running svc: 0 errors, 1 warning"
 
 #[test]
 fn a_manifest_that_fits_the_binary_has_no_finding() {
-    assert_eq!(lines(GOOD), [CLEAN]);
+    assert_eq!(lines(&good()), [CLEAN]);
 }
 
 #[test]
@@ -167,10 +180,11 @@ fn a_probe_of_another_port_or_an_undeclared_name_is_an_error() {
         ]
     );
     // The port follows the container's env.
-    // Three probes on another port, and the scrape annotation.
+    // Three probes on another port, and the scrape annotation (with
+    // metrics), and the summary.
     assert_eq!(
         with_env("[{ name: LIFECYCLE_PROBE_ADDR, value: '[::]:9000' }]").len(),
-        5,
+        if cfg!(feature = "metrics") { 5 } else { 4 },
     );
 }
 
@@ -297,7 +311,7 @@ fn a_startup_budget_below_start_up_is_an_error() {
         ]
     );
     // Without a startup probe, liveness's 3 × 10 s holds just enough.
-    let without = GOOD.replace(
+    let without = good().replace(
         "        startupProbe: { httpGet: { path: /startupz, port: probes }, periodSeconds: 2, failureThreshold: 17 }\n",
         "",
     );
@@ -349,7 +363,7 @@ fn a_pre_stop_sleep_counts_in_the_grace_and_doubles_the_drain_delay() {
         ]
     );
     // The drain delay at 0: the sleep alone, within the grace.
-    let alone = GOOD.replace(
+    let alone = good().replace(
         "ports: [{ name: probes, containerPort: 8081 }]",
         "ports: [{ name: probes, containerPort: 8081 }]\n        lifecycle: { preStop: { sleep: { seconds: 5 } } }",
     ).replace(
@@ -357,7 +371,7 @@ fn a_pre_stop_sleep_counts_in_the_grace_and_doubles_the_drain_delay() {
         "env: [{ name: LIFECYCLE_DRAIN_DELAY_MS, value: '0' }]",
     );
     assert_eq!(lines(&alone), [CLEAN]);
-    let exec = GOOD.replace(
+    let exec = good().replace(
         "ports: [{ name: probes, containerPort: 8081 }]",
         "ports: [{ name: probes, containerPort: 8081 }]\n        lifecycle: { preStop: { exec: { command: [sleep, '5'] } } }",
     );
@@ -544,7 +558,7 @@ fn a_job_must_fail_at_once_on_exit_2() {
 
 #[test]
 fn a_preflight_init_container_is_this_binary_s_and_its_env_is_read() {
-    let yaml = GOOD.replace(
+    let yaml = good().replace(
         "      containers:\n",
         "      initContainers:\n      - name: preflight\n        args: [--lifecycle-preflight]\n        env: [{ name: LIFECYCLE_METRICS, value: sometimes }]\n      - name: migrate\n        command: [/migrate]\n      containers:\n",
     );
@@ -561,7 +575,7 @@ fn a_preflight_init_container_is_this_binary_s_and_its_env_is_read() {
 fn other_containers_and_documents_are_left_alone() {
     let yaml = format!(
         "kind: Service\nmetadata: {{ name: web }}\n---\n{}",
-        GOOD.replace(
+        good().replace(
             "      containers:\n",
             "      containers:\n      - name: proxy\n        livenessProbe: { httpGet: { path: /readyz, port: 1 } }\n",
         )
@@ -651,7 +665,7 @@ fn a_stop_signal_that_does_not_stop_the_binary_is_an_error() {
             ]
         );
         // The container's own stop signal.
-        let quit = GOOD
+        let quit = good()
             .replace(
                 "ports: [{ name: probes, containerPort: 8081 }]",
                 "ports: [{ name: probes, containerPort: 8081 }]\n        lifecycle: { stopSignal: SIGUSR1 }",
