@@ -709,7 +709,9 @@ impl Kubelet {
     /// budget or the process exits by itself.
     /// [`KubeletSession::delete_pod`] terminates it for good;
     /// [`KubeletSession::with_service`] reaches the process running now.
-    /// The session's end kills what still runs.
+    /// The session's end kills what still runs. The error is the first
+    /// start's, as [`ServiceBuilder::spawn`] returns it; a later start that
+    /// fails is an [`EventKind::Exited`] and another back-off.
     ///
     /// An `exec` `preStop` hook cannot run inside a container here: its
     /// command runs on the host, in the service's environment (the
@@ -1429,8 +1431,9 @@ fn restarted(
     shared: &Shared,
 ) {
     let decisions = pod.start_container();
+    // Each worker's ticker keeps its beat: the new container is probed at
+    // its next tick, as `worker.go` finds a new container ID.
     for lane in lanes.iter_mut() {
-        lane.next_tick = at;
         lane.warned = false;
     }
     let at = at.saturating_duration_since(started);
