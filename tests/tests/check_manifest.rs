@@ -1,7 +1,8 @@
 //! `--lifecycle-check-manifest` run by the real binary (testbed) over the
 //! corpus in `tests/manifests/`: each `NAME.expected` lists the exact
-//! lines and the exit code of the audit of `NAME.yaml`
-//! (`NAME@CASE.expected`: another run of `NAME.yaml`). Then the manifests
+//! lines and the exit code of the audit of `NAME.yaml` by testbed, or by
+//! the fixture its `bin:` line names (`NAME@CASE.expected`: another run of
+//! `NAME.yaml`). Then the manifests
 //! `--lifecycle-manifest` prints, fed back: no finding at all; and
 //! validated by PyPI's `kubernetes-validate --strict` for every Kubernetes
 //! version from 1.33 to the newest it knows.
@@ -87,14 +88,25 @@ fn run(bin: &str, args: &[&str], dir: &Path, stdin: &str, env: &[(&str, &str)]) 
     }
 }
 
+/// The fixture binaries a corpus case may name.
+fn fixture(name: &str) -> &'static str {
+    match name {
+        "testbed" => TESTBED,
+        "stop-signal" => env!("CARGO_BIN_EXE_stop-signal"),
+        "background-interval" => env!("CARGO_BIN_EXE_background-interval"),
+        other => panic!("no fixture {other} for the corpus"),
+    }
+}
+
 /// The audit of `args` by testbed, from the corpus directory.
 fn audit(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Ran {
     run(TESTBED, args, Path::new(CORPUS), stdin, env)
 }
 
-/// One `.expected` file: the extra arguments, the exit code, the exact
-/// stdout lines, and the start of a stderr line.
+/// One `.expected` file: the binary, the extra arguments, the exit code,
+/// the exact stdout lines, and the start of a stderr line.
 struct Expected {
+    bin: &'static str,
     args: Vec<String>,
     code: i32,
     stdout: Vec<String>,
@@ -103,6 +115,7 @@ struct Expected {
 
 fn expected(text: &str) -> Expected {
     let mut expected = Expected {
+        bin: TESTBED,
         args: Vec::new(),
         code: -1,
         stdout: Vec::new(),
@@ -112,7 +125,9 @@ fn expected(text: &str) -> Expected {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        if let Some(args) = line.strip_prefix("args: ") {
+        if let Some(bin) = line.strip_prefix("bin: ") {
+            expected.bin = fixture(bin);
+        } else if let Some(args) = line.strip_prefix("args: ") {
             expected.args = args.split_whitespace().map(str::to_owned).collect();
         } else if let Some(code) = line.strip_prefix("exit: ") {
             expected.code = code.parse().unwrap();
@@ -161,7 +176,7 @@ fn every_manifest_of_the_corpus_gets_exactly_its_findings_and_exit_code() {
         let expected = expected(&std::fs::read_to_string(path).unwrap());
         let mut args = vec!["--lifecycle-check-manifest", yaml.as_str()];
         args.extend(expected.args.iter().map(String::as_str));
-        let ran = audit(&args, "", &[]);
+        let ran = run(expected.bin, &args, Path::new(CORPUS), "", &[]);
         let stderr_ok = match &expected.stderr {
             Some(start) => ran
                 .stderr
