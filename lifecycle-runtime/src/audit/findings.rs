@@ -369,25 +369,28 @@ impl Container<'_> {
             }
             target
         } else if let Some(grpc) = probe.get("grpc") {
-            if !cfg!(feature = "grpc") {
+            if cfg!(feature = "grpc") {
+                self.port(key, "grpc", grpc.get("port"), true, findings);
+                let service = grpc.get("service").and_then(Value::as_str).unwrap_or("");
+                let target = grpc_target(service).and_then(|(e, only)| self.known(e, only));
+                if target.is_none() {
+                    findings.push(error(
+                        format!(
+                            "{key} gRPC service \"{service}\" does not exist on the probe server"
+                        ),
+                        format!("service {expected}, or one of its checks: {expected}/NAME"),
+                        format!("set {key}.grpc.service to {expected}"),
+                    ));
+                }
+                target
+            } else {
                 findings.push(error(
                     format!("{key} is a gRPC probe, but the binary has no gRPC health"),
                     "an httpGet probe (it was built without lifecycle-runtime's cargo feature grpc)".to_owned(),
                     format!("replace {key}.grpc with httpGet path {} port {}", expected.path(), self.probe_port()),
                 ));
-                return;
+                None
             }
-            self.port(key, "grpc", grpc.get("port"), true, findings);
-            let service = grpc.get("service").and_then(Value::as_str).unwrap_or("");
-            let target = grpc_target(service).and_then(|(e, only)| self.known(e, only));
-            if target.is_none() {
-                findings.push(error(
-                    format!("{key} gRPC service \"{service}\" does not exist on the probe server"),
-                    format!("service {expected}, or one of its checks: {expected}/NAME"),
-                    format!("set {key}.grpc.service to {expected}"),
-                ));
-            }
-            target
         } else if let Some(exec) = probe.get("exec") {
             let words = command_line(exec);
             let value = words.iter().enumerate().find_map(|(i, word)| {
@@ -579,17 +582,14 @@ impl Container<'_> {
     /// The startup probe's budget (or, without one, the liveness probe's)
     /// against the preflight checks and `on_startup` hooks.
     fn startup_budget(&self, findings: &mut Vec<Finding>) {
-        let (key, prefix) = if let Some(startup) = self.container.get("startupProbe") {
-            (("startupProbe", startup), String::new())
-        } else if let Some(liveness) = self.container.get("livenessProbe") {
-            (
-                ("livenessProbe", liveness),
-                "no startupProbe, and ".to_owned(),
-            )
-        } else {
-            return;
+        let (key, probe, prefix) = match (
+            self.container.get("startupProbe"),
+            self.container.get("livenessProbe"),
+        ) {
+            (Some(startup), _) => ("startupProbe", startup, ""),
+            (None, Some(liveness)) => ("livenessProbe", liveness, "no startupProbe, and "),
+            (None, None) => return,
         };
-        let (key, probe) = key;
         let delay = seconds(probe, "initialDelaySeconds", DEFAULT_INITIAL_DELAY_SECONDS);
         let failures = seconds(probe, "failureThreshold", DEFAULT_FAILURE_THRESHOLD);
         let period = seconds(probe, "periodSeconds", DEFAULT_PERIOD_SECONDS);

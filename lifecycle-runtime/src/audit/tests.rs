@@ -684,3 +684,18 @@ fn a_stop_signal_that_does_not_stop_the_binary_is_an_error() {
         assert_eq!(lines(&quit.replace("SIGUSR1", "SIGQUIT")), [CLEAN]);
     }
 }
+
+#[cfg(not(feature = "grpc"))]
+#[test]
+fn a_grpc_probe_of_a_binary_without_grpc_is_an_error() {
+    assert_eq!(
+        drift(
+            "livenessProbe: { httpGet: { path: /livez, port: 8081 } }",
+            "livenessProbe: { grpc: { port: 8081, service: livez } }"
+        ),
+        [
+            "error Deployment/web container svc: livenessProbe is a gRPC probe, but the binary has no gRPC health; the binary needs an httpGet probe (it was built without lifecycle-runtime's cargo feature grpc); fix: replace livenessProbe.grpc with httpGet path /livez port 8081",
+            ONE_ERROR,
+        ]
+    );
+}
