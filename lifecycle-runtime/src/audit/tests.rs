@@ -699,3 +699,40 @@ fn a_grpc_probe_of_a_binary_without_grpc_is_an_error() {
         ]
     );
 }
+
+#[test]
+fn exec_probes_are_read_by_their_lifecycle_probe_flag() {
+    let liveness = "livenessProbe: { httpGet: { path: /livez, port: 8081 } }";
+    assert_eq!(
+        drift(
+            liveness,
+            "livenessProbe: { exec: { command: [/svc, --lifecycle-probe, healthz] } }"
+        ),
+        [
+            "error Deployment/web container svc: livenessProbe runs --lifecycle-probe \"healthz\", which does not exist; the binary needs --lifecycle-probe livez, readyz or startupz; fix: run --lifecycle-probe livez",
+            ONE_ERROR,
+        ]
+    );
+    assert_eq!(
+        drift(
+            liveness,
+            "livenessProbe: { exec: { command: [cat, /tmp/healthy] } }"
+        ),
+        [
+            "warning Deployment/web container svc: livenessProbe runs an exec command without --lifecycle-probe, which cannot be checked; the binary needs a probe of /livez; fix: probe /livez with httpGet, or run --lifecycle-probe livez",
+            ONE_WARNING,
+        ]
+    );
+    // A tcpSocket probe: only its named port is checked.
+    assert_eq!(
+        drift(liveness, "livenessProbe: { tcpSocket: { port: probes } }"),
+        [CLEAN]
+    );
+    let http_pre_stop = good().replace(
+        "ports: [{ name: probes, containerPort: 8081 }]",
+        "ports: [{ name: probes, containerPort: 8081 }]\n        lifecycle: { preStop: { httpGet: { path: /drain, port: 8080 } } }",
+    );
+    assert!(lines(&http_pre_stop)[0].starts_with(
+        "warning Deployment/web container svc: lifecycle.preStop runs an httpGet hook, whose duration cannot be checked;"
+    ));
+}
