@@ -48,10 +48,13 @@ where
     // an init stays behind here and the service goes on as its child,
     // with every signal still blocked.
     let mut pid1 = crate::pid1::start(&config);
-    // Then, before logging and configuration: from here on SIGTERM and
-    // SIGINT are recorded, never the default action. Only now are signals
-    // let through, so that one forwarded by PID 1 meanwhile is recorded too.
-    let handlers = crate::signals::install();
+    // Then, before logging and configuration: from here on SIGTERM, SIGINT
+    // and the configured stop signal are recorded, never the default
+    // action (a bad stop signal is SIGTERM here, and exits 2 below). Only
+    // now are signals let through, so that one forwarded by PID 1
+    // meanwhile is recorded too.
+    let stop_signal = config::stop_signal_wanted(&config, &config::process_env);
+    let handlers = crate::signals::install(stop_signal);
     pid1.unblock();
     #[cfg(feature = "metrics")]
     let _ = MAIN_STARTED.set(std::time::Instant::now());
@@ -73,8 +76,17 @@ where
     Fut: Future<Output = Result<(), String>>,
 {
     let env = config::process_env;
+    // The mode before any configuration: the audit of a manifest takes
+    // each container's configuration from the manifest, and must not fail
+    // on a `LIFECYCLE_*` value of the CI job that runs it.
+    let mode = flags::mode(std::env::args_os());
+    let audit = matches!(mode, Ok(Mode::CheckManifest(_)));
     // Logging first, so that every later failure is logged.
-    let log_format = config::log_format(&env);
+    let log_format = if audit {
+        Ok(config::LogFormat::default())
+    } else {
+        config::log_format(&env)
+    };
     if config.tracing {
         crate::logging::install(log_format.clone().unwrap_or_default());
     }
@@ -88,7 +100,7 @@ where
                 exit::FAILURE,
                 format!(
                     "cannot install the handlers of {}: {error}",
-                    signals::WATCHED
+                    signals::watched(config::stop_signal_wanted(config, &env))
                 ),
             )
         }
@@ -96,19 +108,23 @@ where
     if let Err(error) = log_format {
         return Exit::failure(exit::BAD_CONFIG, error.to_string());
     }
-    let settings = match Settings::resolve(config, &env) {
-        Ok(settings) => settings,
-        Err(error) => return Exit::failure(exit::BAD_CONFIG, error.to_string()),
+    let mode = match mode {
+        Ok(mode) => mode,
+        Err(error) => return Exit::failure(exit::BAD_CONFIG, error),
     };
     let duplicates = registry::duplicate_names();
     if !duplicates.is_empty() {
         return Exit::failure(exit::BAD_CONFIG, duplicates.join("; "));
     }
-    let mode = match flags::mode(std::env::args_os()) {
-        Ok(mode) => mode,
-        Err(error) => return Exit::failure(exit::BAD_CONFIG, error),
-    };
     crate::panics::install(config.panic);
+    if let Mode::CheckManifest(check) = mode {
+        serve_nothing(handlers);
+        return crate::audit::run(config, &check);
+    }
+    let settings = match Settings::resolve(config, &env) {
+        Ok(settings) => settings,
+        Err(error) => return Exit::failure(exit::BAD_CONFIG, error.to_string()),
+    };
     match mode {
         Mode::Serve => serve(
             config,
@@ -129,16 +145,17 @@ where
             serve_nothing(handlers);
             crate::manifest::print(&settings, manifest)
         }
+        Mode::CheckManifest(_) => unreachable!("the audit has returned above"),
     }
 }
 
-/// For the modes that serve nothing: a signal ends the process as the
-/// default action would have.
+/// For the modes that serve nothing: a signal does what its default
+/// action would have (it ends the process, or for SIGWINCH nothing).
 fn serve_nothing(handlers: Handlers) {
+    let watched = signals::watched(handlers.stop_signal());
     if let Err(error) = signals::default_action(handlers) {
         tracing::warn!(
-            "cannot watch {} ({error}): they {}",
-            signals::WATCHED,
+            "cannot watch {watched} ({error}): they {}",
             signals::UNWATCHED
         );
     }
@@ -161,7 +178,7 @@ where
             exit::FAILURE,
             format!(
                 "cannot start the thread that watches {}: {error}",
-                signals::WATCHED
+                signals::watched(settings.stop_signal)
             ),
         );
     }
@@ -235,6 +252,15 @@ where
         settings.shutdown_timeout.as_millis(),
         settings.stall_threshold.as_millis(),
     );
+    if !matches!(
+        settings.stop_signal,
+        config::StopSignal::Sigterm | config::StopSignal::Sigint
+    ) {
+        tracing::info!(
+            "stop signal {}: it starts the graceful stop, as SIGTERM and SIGINT do",
+            settings.stop_signal
+        );
+    }
     if let Some(warning) = shutdown::budget_warning(
         settings.drain_delay,
         settings.connection_drain,
