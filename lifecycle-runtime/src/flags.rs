@@ -165,9 +165,11 @@ pub(crate) fn mode(args: impl IntoIterator<Item = OsString>) -> Result<Mode, Str
                             "invalid flag {CONTAINER} {name:?}: give {CONTAINER} once"
                         ))
                     }
-                    _ => return Err(format!(
+                    _ => {
+                        return Err(format!(
                         "invalid flag {arg}: {CONTAINER} takes the name of the container to check"
-                    )),
+                    ))
+                    }
                 }
             }
             PROBE => {
