@@ -218,6 +218,23 @@ fn stdin_is_read_with_a_dash() {
 }
 
 #[test]
+fn deeply_nested_input_is_unreadable_not_a_crash() {
+    // 2 MB of block sequences, a million levels deep: a recursive reader
+    // overflows its stack on a tenth of it.
+    let yaml = format!("{}x\n", "- ".repeat(1_000_000));
+    let ran = audit(&["--lifecycle-check-manifest", "-"], &yaml, &[]);
+    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains(
+            "--lifecycle-check-manifest: cannot read stdin as YAML: nesting deeper than 128 levels at line 1 column 257"
+        ),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stdout.is_empty());
+}
+
+#[test]
 fn the_audit_s_own_environment_does_not_count() {
     // Each of these alone makes testbed exit 2 at start-up.
     let bad = [

@@ -12,6 +12,7 @@
 pub(crate) mod findings;
 pub(crate) mod read;
 mod render;
+mod yaml;
 
 #[cfg(test)]
 mod tests;

@@ -4,53 +4,7 @@
 
 use serde_json::Value;
 
-/// YAML as JSON values, one per document: YAML 1.2, which takes JSON as it
-/// is; aliases expanded, each a copy. How `--lifecycle-check-manifest`
-/// reads the user's manifests, and how the generator's tests read the one
-/// it writes. yaml-rust2 is the runtime's YAML reader, chosen with both
-/// uses in mind: pure Rust, and a third of the build time of the libyaml
-/// translation the alternatives bring.
-pub(crate) fn read_yaml(text: &str) -> Result<Vec<Value>, String> {
-    let documents =
-        yaml_rust2::YamlLoader::load_from_str(text).map_err(|error| error.to_string())?;
-    documents.iter().map(json_of).collect()
-}
-
-fn json_of(node: &yaml_rust2::Yaml) -> Result<Value, String> {
-    use yaml_rust2::Yaml;
-    Ok(match node {
-        Yaml::Null => Value::Null,
-        Yaml::Boolean(value) => Value::Bool(*value),
-        Yaml::Integer(value) => Value::from(*value),
-        Yaml::Real(text) => node
-            .as_f64()
-            .and_then(serde_json::Number::from_f64)
-            .map(Value::Number)
-            .ok_or_else(|| format!("the number {text} has no JSON form"))?,
-        Yaml::String(text) => Value::String(text.clone()),
-        Yaml::Array(items) => Value::Array(items.iter().map(json_of).collect::<Result<_, _>>()?),
-        Yaml::Hash(fields) => Value::Object(
-            fields
-                .iter()
-                .map(|(key, value)| Ok((json_key(key)?, json_of(value)?)))
-                .collect::<Result<_, String>>()?,
-        ),
-        Yaml::Alias(_) | Yaml::BadValue => return Err(format!("an unreadable node: {node:?}")),
-    })
-}
-
-/// A map's key as JSON's string: a scalar as written (`8080: x` is the key
-/// `"8080"`, as Kubernetes reads it).
-fn json_key(key: &yaml_rust2::Yaml) -> Result<String, String> {
-    use yaml_rust2::Yaml;
-    match key {
-        Yaml::String(text) | Yaml::Real(text) => Ok(text.clone()),
-        Yaml::Integer(value) => Ok(value.to_string()),
-        Yaml::Boolean(value) => Ok(value.to_string()),
-        Yaml::Null => Ok("null".to_owned()),
-        _ => Err(format!("a map's key is not a scalar: {key:?}")),
-    }
-}
+pub(crate) use super::yaml::read_yaml;
 
 /// One pod template of the manifests, with what names it in a finding.
 #[derive(Debug)]
