@@ -26,6 +26,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+pub(crate) use manifest::probe_defaults;
 pub use manifest::{Manifest, PreStop, ProbeKind, ProbeSpec};
 pub use report::{EventKind, Kill, KubeletEvent, KubeletReport, ProbeRecord};
 

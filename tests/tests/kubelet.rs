@@ -305,7 +305,7 @@ fn a_liveness_fault_restarts_the_container_after_its_failure_threshold() {
 /// A short startup budget: 5 probes, 2 s apart (200 ms at a scale of 0.1).
 const SHORT_STARTUP: &str = "\
 spec:
-  terminationGracePeriodSeconds: 35
+  terminationGracePeriodSeconds: 30
   containers:
   - name: testbed
     startupProbe:

@@ -8,15 +8,35 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 use crate::error::{Error, ErrorKind};
 use crate::service::{Scratch, Service, ServiceBuilder, LOG_TAIL};
+use raw::{pod_specs, RawContainer, RawDocument, RawHandler, RawProbe, RawSpec};
+
+mod raw;
 
 /// The address the manifest is rendered for. Its port is never used: the
 /// simulation probes the running service where it listens.
 const MANIFEST_PROBE_ADDR: &str = "0.0.0.0:8081";
+
+/// What the API server writes into a probe field left out or set to 0
+/// (`SetDefaults_Probe` in `pkg/apis/core/v1/defaults.go`);
+/// `initialDelaySeconds` stays 0.
+pub(crate) mod probe_defaults {
+    /// `periodSeconds`.
+    pub(crate) const PERIOD_SECONDS: u32 = 10;
+    /// `timeoutSeconds`.
+    pub(crate) const TIMEOUT_SECONDS: u32 = 1;
+    /// `successThreshold`.
+    pub(crate) const SUCCESS_THRESHOLD: u32 = 1;
+    /// `failureThreshold`.
+    pub(crate) const FAILURE_THRESHOLD: u32 = 3;
+}
+
+/// A pod's `terminationGracePeriodSeconds` when left out
+/// (`DefaultTerminationGracePeriodSeconds`); 0 stays 0.
+const DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS: u64 = 30;
 
 /// One of the kubelet's three probes of a container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -383,130 +403,6 @@ fn read_all(mut stream: impl Read + Send + 'static) -> std::thread::JoinHandle<S
     })
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawDocument {
-    spec: Option<RawSpec>,
-    /// A PodTemplate's.
-    template: Option<RawTemplate>,
-    /// A List's.
-    items: Option<Vec<RawDocument>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawSpec {
-    containers: Option<Vec<RawContainer>>,
-    template: Option<RawTemplate>,
-    /// A CronJob's.
-    job_template: Option<RawTemplate>,
-    termination_grace_period_seconds: Option<i64>,
-}
-
-#[derive(Deserialize)]
-struct RawTemplate {
-    spec: Option<Box<RawSpec>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawContainer {
-    name: Option<String>,
-    startup_probe: Option<RawProbe>,
-    liveness_probe: Option<RawProbe>,
-    readiness_probe: Option<RawProbe>,
-    lifecycle: Option<RawLifecycle>,
-    env: Option<Vec<RawEnv>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawLifecycle {
-    pre_stop: Option<RawHandler>,
-    stop_signal: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawHandler {
-    exec: Option<RawExec>,
-    sleep: Option<RawSleep>,
-    http_get: Option<IgnoredAny>,
-    tcp_socket: Option<IgnoredAny>,
-}
-
-#[derive(Deserialize)]
-struct RawExec {
-    command: Option<Vec<String>>,
-}
-
-#[derive(Deserialize)]
-struct RawSleep {
-    seconds: Option<i64>,
-}
-
-#[derive(Deserialize)]
-struct RawEnv {
-    name: String,
-    value: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawProbe {
-    http_get: Option<RawHttpGet>,
-    grpc: Option<RawGrpc>,
-    exec: Option<IgnoredAny>,
-    tcp_socket: Option<IgnoredAny>,
-    initial_delay_seconds: Option<i64>,
-    period_seconds: Option<i64>,
-    timeout_seconds: Option<i64>,
-    success_threshold: Option<i64>,
-    failure_threshold: Option<i64>,
-    termination_grace_period_seconds: Option<i64>,
-}
-
-#[derive(Deserialize)]
-struct RawGrpc {
-    service: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct RawHttpGet {
-    path: Option<String>,
-    scheme: Option<String>,
-}
-
-/// The pod specs of a document: its own, its template's (a workload, a
-/// PodTemplate), its job template's (a CronJob), or its items' (a List).
-fn pod_specs(document: RawDocument, found: &mut Vec<(RawSpec, Vec<RawContainer>)>) {
-    if let Some(spec) = document.spec.and_then(pod_spec) {
-        found.push(spec);
-    }
-    if let Some(spec) = document
-        .template
-        .and_then(|t| t.spec)
-        .and_then(|s| pod_spec(*s))
-    {
-        found.push(spec);
-    }
-    for item in document.items.into_iter().flatten() {
-        pod_specs(item, found);
-    }
-}
-
-/// The pod spec of a spec: itself, or its (job) template's.
-fn pod_spec(mut spec: RawSpec) -> Option<(RawSpec, Vec<RawContainer>)> {
-    match spec.containers.take() {
-        Some(containers) => Some((spec, containers)),
-        None => spec
-            .template
-            .or(spec.job_template)
-            .and_then(|t| t.spec)
-            .and_then(|s| pod_spec(*s)),
-    }
-}
-
 /// Reads the first container (of the first pod spec), or the first one
 /// named `wanted`.
 fn parse(yaml: &str, wanted: Option<&str>) -> Result<Manifest, String> {
@@ -566,7 +462,7 @@ fn manifest(spec: &RawSpec, container: RawContainer) -> Result<Manifest, String>
         }
     }
     let grace = match spec.termination_grace_period_seconds {
-        None => 30,
+        None => DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS,
         Some(seconds) => u64::try_from(seconds).map_err(|_| {
             format!("terminationGracePeriodSeconds: must be at least 0, not {seconds}")
         })?,
@@ -681,8 +577,9 @@ fn probe_spec(kind: ProbeKind, raw: RawProbe) -> Result<ProbeSpec, String> {
             (path, None)
         }
     };
-    let success_threshold = field(raw.success_threshold, "successThreshold", 1)?;
-    if kind != ProbeKind::Readiness && success_threshold != 1 {
+    use probe_defaults::{FAILURE_THRESHOLD, PERIOD_SECONDS, SUCCESS_THRESHOLD, TIMEOUT_SECONDS};
+    let success_threshold = field(raw.success_threshold, "successThreshold", SUCCESS_THRESHOLD)?;
+    if kind != ProbeKind::Readiness && success_threshold != SUCCESS_THRESHOLD {
         return Err(format!(
             "successThreshold: must be 1 for a {kind} probe, not {success_threshold}"
         ));
@@ -711,353 +608,16 @@ fn probe_spec(kind: ProbeKind, raw: RawProbe) -> Result<ProbeSpec, String> {
         path,
         grpc_service,
         initial_delay: Duration::from_secs(initial_delay.into()),
-        period: Duration::from_secs(field(raw.period_seconds, "periodSeconds", 10)?.into()),
-        timeout: Duration::from_secs(field(raw.timeout_seconds, "timeoutSeconds", 1)?.into()),
+        period: Duration::from_secs(
+            field(raw.period_seconds, "periodSeconds", PERIOD_SECONDS)?.into(),
+        ),
+        timeout: Duration::from_secs(
+            field(raw.timeout_seconds, "timeoutSeconds", TIMEOUT_SECONDS)?.into(),
+        ),
         success_threshold,
-        failure_threshold: field(raw.failure_threshold, "failureThreshold", 3)?,
+        failure_threshold: field(raw.failure_threshold, "failureThreshold", FAILURE_THRESHOLD)?,
     })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// What `testbed --lifecycle-manifest` prints, header comments included.
-    const GENERATED: &str = "\
-# Generated by `testbed --lifecycle-manifest` from its configuration and checks:
-# shutdown timeout 25000 ms (from the signal, the drain delay of 5000 ms on Kubernetes included) + 5 s to exit
-# = terminationGracePeriodSeconds;
-# the startup probe allows 160000 ms of preflight checks and on_startup hooks.
-metadata:
-  annotations:
-    prometheus.io/path: /metrics
-    prometheus.io/port: '8081'
-    prometheus.io/scrape: 'true'
-  labels:
-    app.kubernetes.io/name: testbed
-spec:
-  containers:
-  - livenessProbe:
-      failureThreshold: 3
-      httpGet:
-        path: /livez
-        port: 8081
-      periodSeconds: 10
-      successThreshold: 1
-      timeoutSeconds: 1
-    name: testbed
-    ports:
-    - containerPort: 8081
-      name: probes
-      protocol: TCP
-    readinessProbe:
-      failureThreshold: 2
-      httpGet:
-        path: /readyz
-        port: 8081
-      periodSeconds: 5
-      successThreshold: 1
-      timeoutSeconds: 4
-    startupProbe:
-      failureThreshold: 82
-      httpGet:
-        path: /startupz
-        port: 8081
-      periodSeconds: 2
-      successThreshold: 1
-      timeoutSeconds: 1
-    terminationMessagePolicy: FallbackToLogsOnError
-  terminationGracePeriodSeconds: 30
-";
-
-    fn spec(path: &str, period: u64, timeout: u64, failures: u32) -> ProbeSpec {
-        ProbeSpec {
-            path: path.to_owned(),
-            grpc_service: None,
-            initial_delay: Duration::ZERO,
-            period: Duration::from_secs(period),
-            timeout: Duration::from_secs(timeout),
-            success_threshold: 1,
-            failure_threshold: failures,
-            termination_grace_period: None,
-        }
-    }
-
-    fn error(yaml: &str) -> String {
-        Manifest::parse(yaml).unwrap_err().to_string()
-    }
-
-    #[test]
-    fn the_generated_pod_template_is_read_whole() {
-        let manifest = Manifest::parse(GENERATED).unwrap();
-        assert_eq!(manifest.container(), "testbed");
-        assert_eq!(
-            manifest.probe(ProbeKind::Startup),
-            Some(&spec("/startupz", 2, 1, 82))
-        );
-        assert_eq!(
-            manifest.probe(ProbeKind::Liveness),
-            Some(&spec("/livez", 10, 1, 3))
-        );
-        assert_eq!(
-            manifest.probe(ProbeKind::Readiness),
-            Some(&spec("/readyz", 5, 4, 2))
-        );
-        assert_eq!(manifest.termination_grace_period(), Duration::from_secs(30));
-    }
-
-    #[test]
-    fn absent_fields_take_kubernetes_defaults() {
-        let manifest = Manifest::parse(
-            "spec:\n  containers:\n  - name: app\n    livenessProbe:\n      httpGet: {port: 8081}\n",
-        )
-        .unwrap();
-        assert_eq!(
-            manifest.probe(ProbeKind::Liveness),
-            Some(&spec("/", 10, 1, 3))
-        );
-        assert_eq!(manifest.probe(ProbeKind::Startup), None);
-        assert_eq!(manifest.probe(ProbeKind::Readiness), None);
-        assert_eq!(manifest.termination_grace_period(), Duration::from_secs(30));
-    }
-
-    #[test]
-    fn zero_means_the_default_as_in_the_api_server() {
-        let manifest = Manifest::parse(
-            "spec:\n  containers:\n  - readinessProbe:\n      httpGet: {path: ready}\n      \
-             initialDelaySeconds: 7\n      periodSeconds: 0\n      timeoutSeconds: 0\n      \
-             successThreshold: 3\n      failureThreshold: 0\n",
-        )
-        .unwrap();
-        let readiness = manifest.probe(ProbeKind::Readiness).unwrap();
-        assert_eq!(readiness.path, "/ready");
-        assert_eq!(readiness.initial_delay, Duration::from_secs(7));
-        assert_eq!(readiness.period, Duration::from_secs(10));
-        assert_eq!(readiness.timeout, Duration::from_secs(1));
-        assert_eq!(readiness.success_threshold, 3);
-        assert_eq!(readiness.failure_threshold, 3);
-        assert_eq!(manifest.container(), "");
-    }
-
-    #[test]
-    fn a_deployment_is_read_through_its_template_past_other_documents() {
-        let manifest = Manifest::parse(
-            "# a comment\napiVersion: v1\nkind: ConfigMap\ndata: {a: b}\n---\n\
-             apiVersion: apps/v1\nkind: Deployment\nspec:\n  replicas: 2\n  template:\n    spec:\n      \
-             terminationGracePeriodSeconds: 35\n      initContainers:\n      - name: preflight\n      \
-             containers:\n      - name: app\n        startupProbe:\n          httpGet: {path: /startupz, port: 8081}\n          \
-             periodSeconds: 2\n          failureThreshold: 9\n---\nkind: Service\nspec: {ports: []}\n",
-        )
-        .unwrap();
-        assert_eq!(manifest.container(), "app");
-        assert_eq!(
-            manifest.probe(ProbeKind::Startup),
-            Some(&spec("/startupz", 2, 1, 9))
-        );
-        assert_eq!(manifest.termination_grace_period(), Duration::from_secs(35));
-    }
-
-    #[test]
-    fn probes_the_kit_cannot_send_are_clear_errors() {
-        let grpc =
-            "spec:\n  containers:\n  - name: app\n    livenessProbe:\n      grpc: {port: 8081}\n";
-        if cfg!(feature = "grpc") {
-            let manifest = Manifest::parse(grpc).unwrap();
-            let spec = manifest.probe(ProbeKind::Liveness).unwrap();
-            assert_eq!(spec.grpc_service.as_deref(), Some(""));
-        } else {
-            let grpc = error(grpc);
-            assert!(
-                grpc.contains("livenessProbe") && grpc.contains("need the `grpc` feature"),
-                "{grpc}"
-            );
-        }
-        let exec = error("spec:\n  containers:\n  - readinessProbe:\n      exec: {command: [x]}\n");
-        assert!(exec.contains("exec probes are not supported"), "{exec}");
-        let tcp = error("spec:\n  containers:\n  - startupProbe:\n      tcpSocket: {port: 1}\n");
-        assert!(tcp.contains("tcpSocket probes are not supported"), "{tcp}");
-        let https =
-            error("spec:\n  containers:\n  - startupProbe:\n      httpGet: {scheme: HTTPS}\n");
-        assert!(https.contains("plain HTTP only"), "{https}");
-        let none = error("spec:\n  containers:\n  - startupProbe:\n      periodSeconds: 1\n");
-        assert!(none.contains("no handler"), "{none}");
-    }
-
-    #[test]
-    fn what_kubernetes_rejects_is_rejected() {
-        let liveness = error("spec:\n  containers:\n  - livenessProbe:\n      httpGet: {}\n      successThreshold: 2\n");
-        assert!(
-            liveness.contains("successThreshold: must be 1 for a liveness probe"),
-            "{liveness}"
-        );
-        let startup = error("spec:\n  containers:\n  - startupProbe:\n      httpGet: {}\n      successThreshold: 2\n");
-        assert!(
-            startup.contains("must be 1 for a startup probe"),
-            "{startup}"
-        );
-        let negative = error(
-            "spec:\n  containers:\n  - startupProbe:\n      httpGet: {}\n      periodSeconds: -1\n",
-        );
-        assert!(
-            negative.contains("periodSeconds: must be between 0"),
-            "{negative}"
-        );
-        let delay = error("spec:\n  containers:\n  - startupProbe:\n      httpGet: {}\n      initialDelaySeconds: -5\n");
-        assert!(
-            delay.contains("initialDelaySeconds: must be at least 0"),
-            "{delay}"
-        );
-        let grace =
-            error("spec:\n  terminationGracePeriodSeconds: -1\n  containers: [{name: a}]\n");
-        assert!(grace.contains("terminationGracePeriodSeconds"), "{grace}");
-    }
-
-    /// Helm-style output: a List holding a Deployment, then a CronJob and
-    /// a PodTemplate, each with containers of their own.
-    const DEPLOYED: &str = "\
-# Source: chart/templates/list.yaml
-apiVersion: v1
-kind: List
-items:
-- apiVersion: apps/v1
-  kind: Deployment
-  spec:
-    template:
-      spec:
-        terminationGracePeriodSeconds: 12
-        containers:
-        - name: sidecar
-        - name: api
-          env:
-          - {name: LIFECYCLE_DRAIN_DELAY_MS, value: '300'}
-          - name: FROM_SECRET
-            valueFrom: {secretKeyRef: {name: s, key: k}}
-          lifecycle:
-            preStop:
-              sleep: {seconds: 3}
-            stopSignal: SIGQUIT
-          livenessProbe:
-            httpGet: {path: /livez, port: probes}
-            terminationGracePeriodSeconds: 4
----
-apiVersion: batch/v1
-kind: CronJob
-spec:
-  jobTemplate:
-    spec:
-      template:
-        spec:
-          containers:
-          - name: nightly
-            lifecycle:
-              preStop:
-                exec: {command: [sh, -c, 'echo bye']}
-            startupProbe:
-              httpGet: {path: /startupz}
----
-apiVersion: v1
-kind: PodTemplate
-template:
-  spec:
-    containers:
-    - name: templated
-      readinessProbe:
-        httpGet: {path: /readyz}
-";
-
-    #[test]
-    fn the_deployed_manifest_is_read_for_the_named_container() {
-        let api = Manifest::parse_container(DEPLOYED, "api").unwrap();
-        assert_eq!(api.container(), "api");
-        assert_eq!(api.termination_grace_period(), Duration::from_secs(12));
-        assert_eq!(
-            api.pre_stop(),
-            Some(&PreStop::Sleep(Duration::from_secs(3)))
-        );
-        assert_eq!(api.stop_signal(), Some("SIGQUIT"));
-        assert_eq!(
-            api.env(),
-            [("LIFECYCLE_DRAIN_DELAY_MS".to_owned(), "300".to_owned())]
-        );
-        let liveness = api.probe(ProbeKind::Liveness).unwrap();
-        assert_eq!(
-            liveness.termination_grace_period,
-            Some(Duration::from_secs(4))
-        );
-
-        let nightly = Manifest::parse_container(DEPLOYED, "nightly").unwrap();
-        assert_eq!(
-            nightly.pre_stop(),
-            Some(&PreStop::Exec(vec![
-                "sh".into(),
-                "-c".into(),
-                "echo bye".into()
-            ]))
-        );
-        assert_eq!(nightly.stop_signal(), None);
-        assert_eq!(nightly.termination_grace_period(), Duration::from_secs(30));
-        let templated = Manifest::parse_container(DEPLOYED, "templated").unwrap();
-        assert!(templated.probe(ProbeKind::Readiness).is_some());
-
-        let missing = Manifest::parse_container(DEPLOYED, "web")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            missing.contains(
-                r#"no container named "web"; the containers are: "sidecar", "api", "nightly", "templated""#
-            ),
-            "{missing}"
-        );
-
-        let file = std::env::temp_dir().join(format!("kit-manifest-{}.yaml", std::process::id()));
-        std::fs::write(&file, DEPLOYED).unwrap();
-        let from_file = Manifest::from_file(&file, "api");
-        std::fs::remove_file(&file).unwrap();
-        assert_eq!(from_file.unwrap(), api);
-        let unreadable = Manifest::from_file(&file, "api").unwrap_err().to_string();
-        assert!(
-            unreadable.contains("cannot read the manifest"),
-            "{unreadable}"
-        );
-    }
-
-    #[test]
-    fn lifecycle_fields_kubernetes_rejects_are_rejected() {
-        let container = |body: &str| {
-            Manifest::parse_container(&format!("spec:\n  containers:\n  - name: a\n{body}"), "a")
-                .unwrap_err()
-                .to_string()
-        };
-        let readiness = container(
-            "    readinessProbe:\n      httpGet: {}\n      terminationGracePeriodSeconds: 3\n",
-        );
-        assert!(
-            readiness.contains("must not be set for readiness probes"),
-            "{readiness}"
-        );
-        let zero = container(
-            "    livenessProbe:\n      httpGet: {}\n      terminationGracePeriodSeconds: 0\n",
-        );
-        assert!(zero.contains("must be greater than 0"), "{zero}");
-        let signal = container("    lifecycle: {stopSignal: SIGFOO}\n");
-        assert!(
-            signal.contains("\"SIGFOO\" is not a signal name"),
-            "{signal}"
-        );
-        let http = container("    lifecycle: {preStop: {httpGet: {path: /}}}\n");
-        assert!(
-            http.contains("httpGet hooks are not supported by the kit's kubelet"),
-            "{http}"
-        );
-        let empty = container("    lifecycle: {preStop: {exec: {command: []}}}\n");
-        assert!(empty.contains("exec.command: required"), "{empty}");
-    }
-
-    #[test]
-    fn a_document_without_a_pod_spec_is_an_error() {
-        assert!(error("kind: Service\nspec: {ports: []}\n").contains("no pod spec"));
-        assert!(error("spec:\n  containers: []\n").contains("no container"));
-        assert!(error("spec: [1, 2]\n").contains("not a Kubernetes manifest"));
-        assert!(error("").contains("no pod spec"));
-    }
-}
+mod tests;
