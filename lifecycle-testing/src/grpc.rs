@@ -78,6 +78,7 @@ impl From<GrpcAnswer> for ProbeAnswer {
             elapsed: answer.elapsed,
             redirects: Vec::new(),
             warning: None,
+            answered: answer.status.is_some() || answer.code.is_some(),
         }
     }
 }

@@ -22,7 +22,8 @@ pub const MAX_BODY: usize = 10 * 1024;
 pub const USER_AGENT: &str = "kube-probe/1.33";
 
 /// The kubelet's default probe timeout (`timeoutSeconds: 1`).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+pub const DEFAULT_TIMEOUT: Duration =
+    Duration::from_secs(crate::kubelet::probe_defaults::TIMEOUT_SECONDS as u64);
 
 /// The most requests one probe sends, the first included: Go's client,
 /// which the kubelet's prober uses, stops at the tenth redirect ("stopped
@@ -86,6 +87,11 @@ pub struct ProbeAnswer {
     /// follow (a redirect to another host), which counts as a success,
     /// with a `ProbeWarning` event.
     pub warning: Option<String>,
+    /// Whether the service answered, whatever the verdict: a status line
+    /// (a redirect's too: one to an unusable `Location`, or the tenth),
+    /// a gRPC status or code, or a time-out (it said nothing in time).
+    /// Not a refused or reset connection, nor one closed unanswered.
+    pub(crate) answered: bool,
 }
 
 impl ProbeAnswer {
@@ -161,6 +167,7 @@ pub fn http_probe(addr: SocketAddr, path: &str, timeout: Duration) -> ProbeAnswe
         elapsed: Duration::ZERO,
         redirects: Vec::new(),
         warning: None,
+        answered: false,
     };
     let mut target = (addr, path.to_owned());
     for sent in 1.. {
@@ -180,10 +187,12 @@ pub fn http_probe(addr: SocketAddr, path: &str, timeout: Duration) -> ProbeAnswe
         let got = match got {
             Ok(got) => got,
             Err(error) => {
+                answer.answered = timed_out(&error);
                 answer.error = Some(describe(&error, timeout));
                 break;
             }
         };
+        answer.answered = true;
         let body = String::from_utf8_lossy(&got.body).into_owned();
         let redirect = match (got.status, got.location) {
             (301 | 302 | 303 | 307 | 308, Some(location)) => Some(location),
@@ -297,12 +306,18 @@ fn follow(probed: SocketAddr, from: &(SocketAddr, String), location: &str) -> Re
     Redirect::SameHost((SocketAddr::new(probed.ip(), port), path))
 }
 
+fn timed_out(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
 fn describe(error: &io::Error, timeout: Duration) -> String {
-    match error.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-            format!("timed out after {} ms", timeout.as_millis())
-        }
-        _ => error.to_string(),
+    if timed_out(error) {
+        format!("timed out after {} ms", timeout.as_millis())
+    } else {
+        error.to_string()
     }
 }
 
@@ -541,6 +556,33 @@ mod tests {
             .to_string()
             .contains("warning: Probe terminated redirects"));
         assert_eq!(paths.try_iter().count(), 1, "not followed");
+    }
+
+    #[test]
+    fn a_failed_redirect_is_the_services_answer_and_a_refused_connection_is_none() {
+        let (addr, _paths) = redirects();
+        for path in [
+            "/hop/10".to_owned(),
+            format!("/to?https://127.0.0.1:{}/tls", addr.port()),
+            "/to?http://127.0.0.1:port/".to_owned(),
+        ] {
+            let answer = http_probe(addr, &path, DEFAULT_TIMEOUT);
+            assert!(!answer.passed(), "{answer}");
+            assert!(answer.answered, "a status line came back: {answer}");
+        }
+        assert!(http_probe(addr, "/ok", DEFAULT_TIMEOUT).answered);
+
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let timed_out = http_probe(
+            silent.local_addr().unwrap(),
+            "/readyz",
+            Duration::from_millis(200),
+        );
+        assert!(timed_out.answered, "accepted, then silent: {timed_out}");
+        let closed = silent.local_addr().unwrap();
+        drop(silent);
+        let refused = http_probe(closed, "/readyz", DEFAULT_TIMEOUT);
+        assert!(!refused.answered, "{refused}");
     }
 
     #[test]

@@ -395,18 +395,6 @@ impl ServiceBuilder {
     }
 }
 
-/// Whether the service answered the probe: a status, or a time-out (it
-/// accepted the connection and said nothing in time); not a refused or
-/// reset connection.
-fn answered(answer: &ProbeAnswer) -> bool {
-    answer.status.is_some()
-        || answer.grpc_status.is_some()
-        || answer
-            .error
-            .as_deref()
-            .is_some_and(|error| error.starts_with("timed out"))
-}
-
 /// Where a client on this host reaches a server bound to `bound`.
 fn reachable(bound: SocketAddr) -> SocketAddr {
     let ip = match bound.ip() {
@@ -608,7 +596,7 @@ impl Service {
             let why = self.explain(endpoint, "should fail but passed");
             panic!("{}", self.error(ErrorKind::UnexpectedAnswer, why));
         }
-        if !answered(&answer) {
+        if !answer.answered {
             let why = format!(
                 "{endpoint} should fail with the service's answer, but {answer}\n(nothing \
                  answered: use assert_failing_or_unreachable if the service is meant to be gone)"
@@ -668,7 +656,7 @@ impl Service {
         let until = Instant::now() + deadline;
         loop {
             let answer = self.probe(endpoint);
-            if answer.passed() == passing && (passing || answered(&answer)) {
+            if answer.passed() == passing && (passing || answer.answered) {
                 return Ok(answer);
             }
             let state = if passing { "pass" } else { "fail" };
