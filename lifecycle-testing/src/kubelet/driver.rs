@@ -252,7 +252,7 @@ impl Run {
 
     /// Starts the next container once its back-off has passed.
     fn start_due_container(&mut self, now: Instant) {
-        if !self.next_start.is_some_and(|at| at <= now) {
+        if self.next_start.is_none_or(|at| at > now) {
             return;
         }
         self.next_start = None;

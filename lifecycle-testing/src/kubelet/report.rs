@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::prober::Decision;
 #[cfg(doc)]
-use super::Kubelet;
+use super::{Kubelet, KubeletSession};
 use super::{ProbeKind, ProbeSpec, BACK_OFF_INITIAL, BACK_OFF_MAX};
 use crate::probe::ProbeAnswer;
 use crate::service::Exit;
