@@ -584,7 +584,9 @@ impl Service {
 
     /// Panics, with the verbose answer and the last log lines, unless
     /// `endpoint` fails now with an answer of the service's: a failing
-    /// status, or a time-out. A refused or reset connection does not pass:
+    /// status, a redirect the probe could not follow to its end (the tenth,
+    /// or to an unusable `Location`), or a time-out. A refused or reset
+    /// connection does not pass:
     /// nothing listens, and "not ready" from a service that is not running
     /// proves nothing. When no answer is what you expect (a stopped
     /// service), say so with
