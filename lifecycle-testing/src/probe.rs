@@ -88,9 +88,10 @@ pub struct ProbeAnswer {
     /// with a `ProbeWarning` event.
     pub warning: Option<String>,
     /// Whether the service answered, whatever the verdict: a status line
-    /// (a redirect's too: one to an unusable `Location`, or the tenth),
-    /// a gRPC status or code, or a time-out (it said nothing in time).
-    /// Not a refused or reset connection, nor one closed unanswered.
+    /// (a redirect's too: one to an unusable `Location`, or the tenth) or
+    /// a time-out (it said nothing in time), not a refused or reset
+    /// connection nor one closed unanswered; for a gRPC probe, a status or
+    /// an error code of the server's.
     pub(crate) answered: bool,
 }
 
