@@ -13,7 +13,7 @@ use hyper_util::rt::TokioIo;
 
 use crate::config::{ProbeProtocol, Settings};
 use crate::exit::Exit;
-use crate::manifest::probe_timeout_seconds;
+use crate::manifest::{endpoint_checks, probe_timeout_seconds};
 use crate::probe::Endpoint;
 
 /// How long the exec probe waits at the least.
@@ -30,7 +30,9 @@ struct Answer {
 /// endpoint's checks may take longer: the same `timeoutSeconds` the
 /// manifest gives the kubelet.
 pub(crate) fn run(settings: &Settings, endpoint: Endpoint) -> Exit {
-    let timeout = MIN_TIMEOUT.max(Duration::from_secs(probe_timeout_seconds(endpoint)));
+    let timeout = MIN_TIMEOUT.max(Duration::from_secs(probe_timeout_seconds(endpoint_checks(
+        endpoint,
+    ))));
     let target = reachable(settings.probe_addr);
     let answer = within(target, timeout, async move {
         match settings.probe_protocol {

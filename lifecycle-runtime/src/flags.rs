@@ -69,6 +69,23 @@ fn usage() -> String {
     )
 }
 
+/// Whether the arguments (the program name first) ask for the audit,
+/// rightly or not: `--lifecycle-check-manifest` or `--lifecycle-container`
+/// before any `--`. A flag error of such a run is the CI job's, and
+/// writes no termination message.
+pub(crate) fn asks_for_audit(args: impl IntoIterator<Item = OsString>) -> bool {
+    args.into_iter()
+        .skip(1)
+        .take_while(|arg| arg != "--")
+        .any(|arg| {
+            let arg = arg.to_string_lossy();
+            [CHECK_MANIFEST, CONTAINER].iter().any(|flag| {
+                arg.strip_prefix(flag)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('='))
+            })
+        })
+}
+
 /// Reads the mode from the arguments (the program name first, as from
 /// `std::env::args_os()`). Only the five flags are lifecycle's; every
 /// other argument (another `--lifecycle-…` included, and everything after
@@ -305,6 +322,25 @@ mod tests {
             input,
             container: container.map(str::to_owned),
         }))
+    }
+
+    #[test]
+    fn a_run_asks_for_the_audit_by_either_of_its_flags_before_a_double_dash() {
+        let asks = |args: &[&str]| {
+            asks_for_audit(
+                std::iter::once("svc")
+                    .chain(args.iter().copied())
+                    .map(OsString::from),
+            )
+        };
+        assert!(asks(&["--lifecycle-check-manifest"]));
+        assert!(asks(&["--lifecycle-check-manifest=x.yaml"]));
+        assert!(asks(&["--port", "1", "--lifecycle-container", "web"]));
+        assert!(asks(&["--lifecycle-container=web"]));
+        assert!(!asks(&[]));
+        assert!(!asks(&["--lifecycle-manifest"]));
+        assert!(!asks(&["--lifecycle-containers"]));
+        assert!(!asks(&["--", "--lifecycle-check-manifest"]));
     }
 
     #[test]

@@ -81,6 +81,9 @@ where
     // on a `LIFECYCLE_*` value of the CI job that runs it.
     let mode = flags::mode(std::env::args_os());
     let audit = matches!(mode, Ok(Mode::CheckManifest(_)));
+    // An audit's failure is the CI job's, not a container's: said on
+    // stderr, with no termination message.
+    let audit_asked = audit || flags::asks_for_audit(std::env::args_os());
     // Logging first, so that every later failure is logged.
     let log_format = if audit {
         Ok(config::LogFormat::default())
@@ -110,10 +113,14 @@ where
     }
     let mode = match mode {
         Ok(mode) => mode,
+        Err(error) if audit_asked => return crate::audit::unusable(&error),
         Err(error) => return Exit::failure(exit::BAD_CONFIG, error),
     };
     let duplicates = registry::duplicate_names();
     if !duplicates.is_empty() {
+        if audit_asked {
+            return crate::audit::unusable(&duplicates.join("; "));
+        }
         return Exit::failure(exit::BAD_CONFIG, duplicates.join("; "));
     }
     crate::panics::install(config.panic);

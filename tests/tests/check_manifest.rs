@@ -277,14 +277,35 @@ fn the_audit_s_own_environment_does_not_count() {
 
 #[test]
 fn the_container_flag_needs_the_check_flag() {
-    let alone = audit(&["--lifecycle-container", "web"], "", &[]);
+    // A flag error of the audit is the CI job's: on stderr, never a
+    // termination message.
+    let scratch = Scratch::new("flags");
+    let termination_log = scratch.0.join("termination-log");
+    let log = termination_log.to_str().unwrap();
+    let alone = audit(
+        &["--lifecycle-container", "web"],
+        "",
+        &[("LIFECYCLE_TERMINATION_LOG", log)],
+    );
+    assert!(
+        !termination_log.exists(),
+        "a termination message was written"
+    );
     assert_eq!(alone.code, Some(2));
     assert!(
         alone.stderr.contains("invalid flag --lifecycle-container \"web\": it names the container that --lifecycle-check-manifest checks, and goes with that flag only"),
         "{}",
         alone.stderr
     );
-    let missing = audit(&["--lifecycle-check-manifest"], "", &[]);
+    let missing = audit(
+        &["--lifecycle-check-manifest"],
+        "",
+        &[("LIFECYCLE_TERMINATION_LOG", log)],
+    );
+    assert!(
+        !termination_log.exists(),
+        "a termination message was written"
+    );
     assert_eq!(missing.code, Some(2));
     assert!(
         missing.stderr.contains(

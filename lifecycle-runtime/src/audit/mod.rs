@@ -26,6 +26,7 @@ use crate::config::ServiceConfig;
 use crate::exit::{self, Exit};
 use crate::flags::{CheckManifest, Input};
 use crate::manifest::{binary_name, startup_time_needed};
+use crate::probe::Endpoint;
 use crate::registry::{self, CheckKind, CheckRegistration, HookKind};
 use findings::{Finding, Severity};
 use render::Located;
@@ -39,7 +40,7 @@ pub(crate) struct Binary {
 }
 
 impl Binary {
-    fn registered() -> Binary {
+    pub(crate) fn registered() -> Binary {
         Binary {
             checks: [
                 CheckKind::Liveness,
@@ -52,6 +53,17 @@ impl Binary {
             .collect(),
             startup_hooks: registry::hooks_budget(HookKind::OnStartup).0,
         }
+    }
+
+    /// The checks a probe of `endpoint` runs.
+    pub(crate) fn endpoint_checks(
+        &self,
+        endpoint: Endpoint,
+    ) -> impl Iterator<Item = &'static CheckRegistration> + '_ {
+        self.checks
+            .iter()
+            .copied()
+            .filter(move |check| endpoint.check_kinds().contains(&check.kind))
     }
 
     fn preflight(&self) -> impl Iterator<Item = &'static CheckRegistration> + '_ {
@@ -117,35 +129,38 @@ pub(crate) fn audit(
                     finding,
                 }));
         };
-        let mut preflight = Vec::new();
-        for init in read::containers(workload.pod_spec, "initContainers") {
-            if findings::runs_preflight(init) {
-                preflight.push(init);
-            }
-        }
+        let services: Vec<&Value> = read::containers(workload.pod_spec, "containers")
+            .filter(|candidate| read::container_name(candidate) == container)
+            .collect();
+        // Init containers are this binary's preflight only in a pod where
+        // it runs: another lifecycle service's (Helm output with two of
+        // them) is that service's to audit.
+        let preflight: Vec<&Value> = if services.is_empty() {
+            Vec::new()
+        } else {
+            read::containers(workload.pod_spec, "initContainers")
+                .filter(|init| findings::runs_preflight(init))
+                .collect()
+        };
         for init in &preflight {
             found(
                 read::container_name(init),
                 findings::preflight_container(config, init),
             );
         }
-        let mut services = 0;
-        let mut seen = Vec::new();
-        for candidate in read::containers(workload.pod_spec, "containers") {
-            let name = read::container_name(candidate);
-            if name != container {
-                seen.push(format!("{name} in {}/{}", workload.kind, workload.name));
-                continue;
-            }
-            services += 1;
+        for candidate in &services {
             found(
-                name,
+                container,
                 findings::service_container(config, binary, &workload, candidate),
             );
         }
-        audit.containers += services + preflight.len();
-        audit.services += services;
+        let seen = read::containers(workload.pod_spec, "containers")
+            .map(read::container_name)
+            .filter(|name| *name != container)
+            .map(|name| format!("{name} in {}/{}", workload.kind, workload.name));
         audit.seen.extend(seen);
+        audit.containers += services.len() + preflight.len();
+        audit.services += services.len();
     }
     audit
 }
@@ -211,7 +226,11 @@ fn read_input(input: &Input) -> Result<(String, String), String> {
 
 /// Exit 2, saying why: not a finding about a container, but an audit that
 /// could not be made. Not a failure of a service: no termination message.
-fn unusable(reason: &str) -> Exit {
-    let _ = writeln!(std::io::stderr(), "--lifecycle-check-manifest: {reason}");
+pub(crate) fn unusable(reason: &str) -> Exit {
+    let _ = writeln!(
+        std::io::stderr(),
+        "--lifecycle-check-manifest: {}",
+        render::one_line(reason)
+    );
     Exit::quiet(exit::BAD_CONFIG)
 }

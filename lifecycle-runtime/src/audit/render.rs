@@ -12,7 +12,8 @@ pub(crate) struct Located {
     pub(crate) finding: Finding,
 }
 
-/// The line of one finding.
+/// The line of one finding: one line, whatever the manifest's text in it
+/// holds (see [`one_line`]).
 pub(crate) fn line(located: &Located) -> String {
     let Located {
         kind,
@@ -20,10 +21,26 @@ pub(crate) fn line(located: &Located) -> String {
         container,
         finding,
     } = located;
-    format!(
+    one_line(&format!(
         "{} {kind}/{name} container {container}: {}; the binary needs {}; fix: {}",
         finding.severity, finding.what, finding.needs, finding.fix
-    )
+    ))
+}
+
+/// `text` with its control characters and line separators escaped as
+/// Rust writes them (`\n`, `\u{1b}`): a name, path or annotation of the
+/// manifest that holds a line break must not split a finding in two, nor
+/// an escape sequence repaint the CI log.
+pub(crate) fn one_line(text: &str) -> String {
+    let mut line = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+            line.extend(c.escape_default());
+        } else {
+            line.push(c);
+        }
+    }
+    line
 }
 
 fn count(n: usize, what: &str) -> String {

@@ -260,7 +260,7 @@ mod tests {
             let previous = format!("*a{}", level - 1);
             yaml.push_str(&format!(
                 "a{level}: &a{level} [{}]\n",
-                vec![previous.as_str(); 10].join(", ")
+                [previous.as_str(); 10].join(", ")
             ));
         }
         let error = read_yaml(&yaml).unwrap_err();

@@ -319,7 +319,7 @@ fn a_startup_budget_below_start_up_is_an_error() {
     assert_eq!(
         lines(&without.replace("path: /livez, port: 8081 }", "path: /livez, port: 8081 }, periodSeconds: 5")),
         [
-            "error Deployment/web container svc: no startupProbe, and livenessProbe allows 15000 ms for start-up (initialDelaySeconds 0 + failureThreshold 3 × periodSeconds 5); the binary needs 30000 ms (preflight checks 10000 ms + on_startup hooks 20000 ms); fix: set livenessProbe.failureThreshold to 6",
+            "error Deployment/web container svc: no startupProbe, and livenessProbe allows 15000 ms for start-up (initialDelaySeconds 0 + failureThreshold 3 × periodSeconds 5); the binary needs 30000 ms (preflight checks 10000 ms + on_startup hooks 20000 ms); fix: add a startupProbe (httpGet path /startupz port 8081, periodSeconds 2, failureThreshold 17), as --lifecycle-manifest prints it",
             ONE_ERROR,
         ]
     );
@@ -330,7 +330,7 @@ fn a_grace_period_below_the_stop_is_an_error() {
     assert_eq!(
         drift("terminationGracePeriodSeconds: 30", "terminationGracePeriodSeconds: 20"),
         [
-            "error Deployment/web container svc: terminationGracePeriodSeconds 20 is shorter than the stop takes (preStop sleep 0 s + shutdown timeout 25000 ms); the binary needs 25000 ms, counted from the preStop hook; fix: set terminationGracePeriodSeconds to 30",
+            "error Deployment/web container svc: terminationGracePeriodSeconds 20 is shorter than the stop takes (preStop sleep 0 s + shutdown timeout 25000 ms); the binary needs 25000 ms, counted from the signal; fix: set terminationGracePeriodSeconds to 30",
             ONE_ERROR,
         ]
     );
@@ -342,7 +342,7 @@ fn a_grace_period_below_the_stop_is_an_error() {
     // The shutdown timeout is the container's.
     assert_eq!(
         with_env("[{ name: LIFECYCLE_SHUTDOWN_TIMEOUT_MS, value: '40000' }]")[0],
-        "error Deployment/web container svc: terminationGracePeriodSeconds 30 is shorter than the stop takes (preStop sleep 0 s + shutdown timeout 40000 ms); the binary needs 40000 ms, counted from the preStop hook; fix: set terminationGracePeriodSeconds to 45"
+        "error Deployment/web container svc: terminationGracePeriodSeconds 30 is shorter than the stop takes (preStop sleep 0 s + shutdown timeout 40000 ms); the binary needs 40000 ms, counted from the signal; fix: set terminationGracePeriodSeconds to 45"
     );
 }
 
@@ -389,7 +389,7 @@ fn a_probe_grace_period_below_the_shutdown_timeout_is_an_error() {
     assert_eq!(
         drift("path: /livez, port: 8081 }", "path: /livez, port: 8081 }, terminationGracePeriodSeconds: 10"),
         [
-            "error Deployment/web container svc: livenessProbe terminationGracePeriodSeconds 10 is shorter than the shutdown timeout (25000 ms); the binary needs 25 s to stop after a failed livenessProbe; fix: set livenessProbe.terminationGracePeriodSeconds to 25, or remove it",
+            "error Deployment/web container svc: livenessProbe terminationGracePeriodSeconds 10 is shorter than the stop takes (preStop sleep 0 s + shutdown timeout 25000 ms); the binary needs 25000 ms, counted from the signal, after a failed livenessProbe; fix: set livenessProbe.terminationGracePeriodSeconds to 30, or remove it",
             ONE_ERROR,
         ]
     );
@@ -590,149 +590,6 @@ fn other_containers_and_documents_are_left_alone() {
     );
 }
 
-#[test]
-fn the_generated_manifests_pass_with_nothing_to_say() {
-    use crate::flags::Manifest;
-    let binary = Binary::registered();
-    let protocols = ["http", "grpc"];
-    let protocols = &protocols[..if cfg!(feature = "grpc") { 2 } else { 1 }];
-    let signals: &[&str] = if cfg!(unix) {
-        &["SIGTERM", "SIGQUIT"]
-    } else {
-        &["SIGTERM"]
-    };
-    for (protocol, signal) in protocols
-        .iter()
-        .flat_map(|protocol| signals.iter().map(move |signal| (*protocol, *signal)))
-    {
-        let env = [
-            ("LIFECYCLE_PROBE_PROTOCOL", protocol),
-            ("LIFECYCLE_STOP_SIGNAL", signal),
-        ];
-        let lookup = |name: &str| {
-            env.iter()
-                .find(|(key, _)| *key == name)
-                .map(|(_, value)| std::ffi::OsString::from(value))
-        };
-        let settings = crate::config::Settings::resolve(&config(), &lookup).unwrap();
-        for manifest in [Manifest::Pod, Manifest::Job] {
-            let yaml = crate::manifest::render("svc", &settings, manifest).unwrap();
-            let mut documents = read::read_yaml(&yaml).unwrap();
-            // With the env it was generated with.
-            let container = match manifest {
-                Manifest::Pod => "/spec/containers/0",
-                Manifest::Job => "/template/spec/containers/0",
-            };
-            documents[0].pointer_mut(container).unwrap()["env"] = serde_json::json!(env
-                .iter()
-                .map(|(name, value)| serde_json::json!({ "name": name, "value": value }))
-                .collect::<Vec<_>>());
-            let audit = audit(&config(), &binary, &documents, "svc");
-            assert_eq!(audit.services, 1, "{yaml}");
-            let lines: Vec<String> = audit.findings.iter().map(render::line).collect();
-            assert!(
-                lines.is_empty(),
-                "{protocol} {signal} {manifest:?}: {lines:#?}\n{yaml}"
-            );
-        }
-    }
-}
-
-#[test]
-fn a_stop_signal_that_does_not_stop_the_binary_is_an_error() {
-    let signal = |signal: &str| {
-        drift(
-            "ports: [{ name: probes, containerPort: 8081 }]",
-            &format!("ports: [{{ name: probes, containerPort: 8081 }}]\n        lifecycle: {{ stopSignal: {signal} }}"),
-        )
-    };
-    assert_eq!(signal("SIGTERM"), [CLEAN]);
-    assert_eq!(signal("SIGINT"), [CLEAN]);
-    assert_eq!(
-        signal("SIGKILL"),
-        [
-            "error Deployment/web container svc: lifecycle.stopSignal SIGKILL does not stop this binary gracefully; the binary needs SIGTERM or SIGINT; fix: remove lifecycle.stopSignal",
-            ONE_ERROR,
-        ]
-    );
-    #[cfg(unix)]
-    {
-        assert_eq!(
-            signal("SIGQUIT"),
-            [
-                "error Deployment/web container svc: lifecycle.stopSignal SIGQUIT does not stop this binary gracefully; the binary needs SIGTERM or SIGINT; fix: remove lifecycle.stopSignal, or set LIFECYCLE_STOP_SIGNAL to SIGQUIT in the container's env",
-                ONE_ERROR,
-            ]
-        );
-        // The container's own stop signal.
-        let quit = good()
-            .replace(
-                "ports: [{ name: probes, containerPort: 8081 }]",
-                "ports: [{ name: probes, containerPort: 8081 }]\n        lifecycle: { stopSignal: SIGUSR1 }",
-            )
-            .replace(
-                "env: [{ name: RUST_LOG, valueFrom: { configMapKeyRef: { name: logs, key: level } } }]",
-                "env: [{ name: LIFECYCLE_STOP_SIGNAL, value: QUIT }]",
-            );
-        assert_eq!(
-            lines(&quit),
-            [
-                "error Deployment/web container svc: lifecycle.stopSignal SIGUSR1 does not stop this binary gracefully; the binary needs SIGTERM, SIGINT or its stop signal SIGQUIT; fix: set lifecycle.stopSignal to SIGQUIT, or remove it",
-                ONE_ERROR,
-            ]
-        );
-        assert_eq!(lines(&quit.replace("SIGUSR1", "SIGQUIT")), [CLEAN]);
-    }
-}
-
-#[cfg(not(feature = "grpc"))]
-#[test]
-fn a_grpc_probe_of_a_binary_without_grpc_is_an_error() {
-    assert_eq!(
-        drift(
-            "livenessProbe: { httpGet: { path: /livez, port: 8081 } }",
-            "livenessProbe: { grpc: { port: 8081, service: livez } }"
-        ),
-        [
-            "error Deployment/web container svc: livenessProbe is a gRPC probe, but the binary has no gRPC health; the binary needs an httpGet probe (it was built without lifecycle-runtime's cargo feature grpc); fix: replace livenessProbe.grpc with httpGet path /livez port 8081",
-            ONE_ERROR,
-        ]
-    );
-}
-
-#[test]
-fn exec_probes_are_read_by_their_lifecycle_probe_flag() {
-    let liveness = "livenessProbe: { httpGet: { path: /livez, port: 8081 } }";
-    assert_eq!(
-        drift(
-            liveness,
-            "livenessProbe: { exec: { command: [/svc, --lifecycle-probe, healthz] } }"
-        ),
-        [
-            "error Deployment/web container svc: livenessProbe runs --lifecycle-probe \"healthz\", which does not exist; the binary needs --lifecycle-probe livez, readyz or startupz; fix: run --lifecycle-probe livez",
-            ONE_ERROR,
-        ]
-    );
-    assert_eq!(
-        drift(
-            liveness,
-            "livenessProbe: { exec: { command: [cat, /tmp/healthy] } }"
-        ),
-        [
-            "warning Deployment/web container svc: livenessProbe runs an exec command without --lifecycle-probe, which cannot be checked; the binary needs a probe of /livez; fix: probe /livez with httpGet, or run --lifecycle-probe livez",
-            ONE_WARNING,
-        ]
-    );
-    // A tcpSocket probe: only its named port is checked.
-    assert_eq!(
-        drift(liveness, "livenessProbe: { tcpSocket: { port: probes } }"),
-        [CLEAN]
-    );
-    let http_pre_stop = good().replace(
-        "ports: [{ name: probes, containerPort: 8081 }]",
-        "ports: [{ name: probes, containerPort: 8081 }]\n        lifecycle: { preStop: { httpGet: { path: /drain, port: 8080 } } }",
-    );
-    assert!(lines(&http_pre_stop)[0].starts_with(
-        "warning Deployment/web container svc: lifecycle.preStop runs an httpGet hook, whose duration cannot be checked;"
-    ));
-}
+mod generated;
+mod pod;
+mod probes;

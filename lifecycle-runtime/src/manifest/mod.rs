@@ -1,0 +1,342 @@
+//! `--lifecycle-manifest`: the Kubernetes side of this binary's own
+//! configuration, so that the probes, their timeouts and the grace period
+//! are derived, not guessed. `--lifecycle-manifest job`: the same container
+//! in a JobSpec, whose `podFailurePolicy` is derived from the exit-code
+//! table.
+
+use serde_json::json;
+
+use crate::audit::Binary;
+use crate::config::{ProbeProtocol, Settings, StopSignal};
+use crate::exit::{self, Exit};
+use crate::flags::Manifest;
+use crate::probe::Endpoint;
+use crate::shutdown::budget_warning;
+
+/// Where the probe server serves the metrics.
+const METRICS_PATH: &str = "/metrics";
+/// A Job's `backoffLimit`: Kubernetes' own default, written out so that
+/// the rules of the `podFailurePolicy` read with the count they feed.
+const BACKOFF_LIMIT: u32 = 6;
+
+mod emit;
+#[cfg(test)]
+mod tests;
+mod timing;
+
+use emit::to_yaml;
+pub(crate) use timing::*;
+
+/// The binary's file name, which names its container in the manifest.
+pub(crate) fn binary_name() -> String {
+    std::env::args_os()
+        .next()
+        .and_then(|path| name_of(std::path::Path::new(&path), std::env::consts::EXE_SUFFIX))
+        .unwrap_or_else(|| "service".to_owned())
+}
+
+/// The file name of `path` less the executable suffix of the system
+/// (`.exe` on Windows): the container of `svc.exe` is `svc`. A dot
+/// elsewhere stays (`svc.v2`).
+fn name_of(path: &std::path::Path, exe_suffix: &str) -> Option<String> {
+    let name = path.file_name()?.to_string_lossy().into_owned();
+    let stem = name.len().checked_sub(exe_suffix.len()).filter(|stem| {
+        *stem > 0 && !exe_suffix.is_empty() && name[*stem..].eq_ignore_ascii_case(exe_suffix)
+    });
+    Some(match stem {
+        Some(stem) => name[..stem].to_owned(),
+        None => name,
+    })
+}
+
+/// The key of a probe's handler in the manifest.
+fn handler_key(protocol: ProbeProtocol) -> &'static str {
+    match protocol {
+        ProbeProtocol::Http => "httpGet",
+        ProbeProtocol::Grpc => "grpc",
+    }
+}
+
+/// What a probe of `endpoint` asks: `GET /livez` and the like, or gRPC
+/// health's `Check` of the service named after the endpoint. Never the
+/// empty service name: that is `/healthz`, readiness included, and
+/// liveness must not fail while the instance drains.
+fn handler(protocol: ProbeProtocol, endpoint: Endpoint, port: u16) -> serde_json::Value {
+    match protocol {
+        ProbeProtocol::Http => json!({ "path": endpoint.path(), "port": port }),
+        ProbeProtocol::Grpc => json!({ "port": port, "service": endpoint.name() }),
+    }
+}
+
+/// The pod's metadata: its name label and, with metrics on, the
+/// annotations by which Prometheus' conventional Kubernetes scrape
+/// configuration finds the endpoint. Annotation values are strings (the
+/// API server refuses a number or a bool there), the port too. With
+/// metrics off, no annotation at all: a stale `prometheus.io/scrape`
+/// would have Prometheus scrape a 404.
+fn pod_metadata(container_name: &str, settings: &Settings, port: u16) -> serde_json::Value {
+    let mut metadata = json!({
+        "labels": { "app.kubernetes.io/name": container_name },
+    });
+    if settings.metrics {
+        metadata["annotations"] = json!({
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": port.to_string(),
+            "prometheus.io/path": METRICS_PATH,
+        });
+    }
+    metadata
+}
+
+/// The Job's `podFailurePolicy`, from the exit-code table. The Job
+/// controller takes the first rule that matches a failed pod; a pod that
+/// matches none counts against `backoffLimit`, as without a policy.
+///
+/// 1. Exit 2, invalid configuration (a bad `LIFECYCLE_*` value or flag,
+///    duplicate check names), fails the Job at once: the next pod gets the
+///    same image and the same configuration, so a retry can only fail the
+///    same way. First, since a configuration that is wrong stays wrong
+///    whatever else happened to the pod. Restricted to this container, so
+///    that a sidecar's 2 means what the sidecar means by it.
+/// 2. A pod the cluster disrupted (preemption, eviction, a drained node:
+///    condition `DisruptionTarget`) is replaced without counting: the
+///    service did not fail. `status` is required by the API's type.
+///
+/// Every other failure counts: a panic (101), exit 1 (a failed hook or
+/// check, `main`'s `Err`, the deadline), a second signal (130, 143), and
+/// the kubelet's SIGKILL (137). No explicit `Count` rule: it would say
+/// what no rule already says.
+fn pod_failure_policy(container_name: &str) -> serde_json::Value {
+    json!({
+        "rules": [
+            {
+                "action": "FailJob",
+                "onExitCodes": {
+                    "containerName": container_name,
+                    "operator": "In",
+                    "values": [exit::BAD_CONFIG],
+                },
+            },
+            {
+                "action": "Ignore",
+                "onPodConditions": [{ "type": "DisruptionTarget", "status": "True" }],
+            },
+        ],
+    })
+}
+
+/// `--lifecycle-manifest [job]`: prints the pod template, or the JobSpec,
+/// for this binary.
+pub(crate) fn print(settings: &Settings, manifest: Manifest) -> Exit {
+    match render(&binary_name(), settings, manifest) {
+        // A manifest that did not reach stdout (closed, full) is a failure
+        // the caller must see, not a panic and not a silent success.
+        Ok(yaml) => match std::io::Write::write_all(&mut std::io::stdout().lock(), yaml.as_bytes())
+            .and_then(|()| std::io::Write::flush(&mut std::io::stdout().lock()))
+        {
+            Ok(()) => Exit::success(),
+            Err(error) => Exit::failure(
+                exit::FAILURE,
+                format!("cannot write the manifest to stdout: {error}"),
+            ),
+        },
+        Err(error) => Exit::failure(exit::BAD_CONFIG, error),
+    }
+}
+
+/// The probes of the pod template, by their keys, for `binary`'s checks:
+/// each probe's timeout covers its on-demand checks, its period the
+/// background checks' intervals, and the startup probe's budget the
+/// preflight checks and `on_startup` hooks.
+pub(crate) fn probes(
+    binary: &Binary,
+    settings: &Settings,
+) -> [(&'static str, serde_json::Value); 3] {
+    let port = settings.probe_addr.port();
+    let probe = |endpoint: Endpoint, base_period: u64, failures: Option<u64>| {
+        let period = probe_period_seconds(base_period, binary.endpoint_checks(endpoint));
+        // The startup probe must let preflight checks and every
+        // on_startup hook run to their timeouts before the kubelet gives
+        // up, at whatever period.
+        let failures =
+            failures.unwrap_or_else(|| startup_failure_threshold(binary.startup_needed(), period));
+        let mut probe = json!({
+            "timeoutSeconds": probe_timeout_seconds(binary.endpoint_checks(endpoint)),
+            "periodSeconds": period,
+            "failureThreshold": failures,
+            "successThreshold": DEFAULT_SUCCESS_THRESHOLD,
+        });
+        probe[handler_key(settings.probe_protocol)] =
+            handler(settings.probe_protocol, endpoint, port);
+        probe
+    };
+    [
+        (
+            "startupProbe",
+            probe(Endpoint::Startupz, STARTUP_PERIOD_SECONDS, None),
+        ),
+        (
+            "livenessProbe",
+            probe(
+                Endpoint::Livez,
+                LIVENESS_PERIOD_SECONDS,
+                Some(LIVENESS_FAILURE_THRESHOLD),
+            ),
+        ),
+        (
+            "readinessProbe",
+            probe(
+                Endpoint::Readyz,
+                READINESS_PERIOD_SECONDS,
+                Some(READINESS_FAILURE_THRESHOLD),
+            ),
+        ),
+    ]
+}
+
+/// A PodTemplateSpec (pod metadata and a spec with one container), or a
+/// JobSpec around one, in YAML, with a header comment, for this binary's
+/// registered checks and hooks.
+pub(crate) fn render(
+    container_name: &str,
+    settings: &Settings,
+    manifest: Manifest,
+) -> Result<String, String> {
+    render_for(&Binary::registered(), container_name, settings, manifest)
+}
+
+/// [`render`] for `binary`'s checks and hooks.
+pub(crate) fn render_for(
+    binary: &Binary,
+    container_name: &str,
+    settings: &Settings,
+    manifest: Manifest,
+) -> Result<String, String> {
+    let port = settings.probe_addr.port();
+    if settings.probe_addr.ip().is_loopback() {
+        return Err(format!(
+            "the probe address {} is a loopback address, which the kubelet (probing the pod's IP) cannot reach: bind 0.0.0.0 or [::] with LIFECYCLE_PROBE_ADDR or #[service_main(probe_addr)]",
+            settings.probe_addr
+        ));
+    }
+    if port == 0 {
+        return Err(format!(
+            "the probe address {} has port 0, which the kubelet cannot probe: set LIFECYCLE_PROBE_ADDR or #[service_main(probe_addr)] to a fixed port",
+            settings.probe_addr
+        ));
+    }
+    let mut container = json!({
+        "name": container_name,
+        // Kept in a Job too: the probe server still serves `/metrics` and
+        // the exec probe there.
+        "ports": [{ "name": "probes", "containerPort": port, "protocol": "TCP" }],
+        // `kubectl describe pod` shows the termination message, or the
+        // log's tail when a crash left none.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    });
+    let mut spec = json!({
+        "terminationGracePeriodSeconds": grace_seconds(settings),
+    });
+    match manifest {
+        Manifest::Pod => {
+            for (key, probe) in probes(binary, settings) {
+                container[key] = probe;
+            }
+        }
+        // A Job's pod has no probes. Liveness restarts a container, which
+        // `restartPolicy: Never` does not do, and a failed one would turn a
+        // run into exit 137; readiness only matters behind a Service. The
+        // startup probe goes too: all it does in a pod template is hold the
+        // other two off, and as a deadline of its own it only duplicates
+        // the framework's (preflight checks and on_startup hooks are
+        // bounded by their timeouts and exit 1 with the reason), ending in
+        // a SIGKILL with no termination message instead. A bound on the
+        // whole run is the Job's `activeDeadlineSeconds`, the user's call.
+        //
+        // With `restartPolicy: Never` a failed container fails its pod,
+        // which the Job controller replaces or not by the
+        // `podFailurePolicy` (which Kubernetes refuses with any other
+        // restart policy).
+        Manifest::Job => spec["restartPolicy"] = json!("Never"),
+    }
+    // Another stop signal than SIGTERM is asked of the kubelet, which
+    // takes `lifecycle.stopSignal` only with the ContainerStopSignals
+    // feature gate (alpha in 1.33) and only in a pod that names its OS.
+    let stop_signal = settings.stop_signal;
+    if stop_signal != StopSignal::Sigterm {
+        container["lifecycle"] = json!({ "stopSignal": stop_signal.as_str() });
+        spec["os"] = json!({ "name": "linux" });
+    }
+    spec["containers"] = json!([container]);
+    // The same pod metadata in a Job: the probe server serves `/metrics`
+    // there as well, and a long run is worth scraping while it lasts
+    // (Prometheus' conventional configuration drops finished pods). With
+    // metrics off, no annotation, as in the pod template.
+    let template = json!({
+        "metadata": pod_metadata(container_name, settings, port),
+        "spec": spec,
+    });
+    let document = match manifest {
+        Manifest::Pod => template,
+        Manifest::Job => json!({
+            "backoffLimit": BACKOFF_LIMIT,
+            "podFailurePolicy": pod_failure_policy(container_name),
+            "template": template,
+        }),
+    };
+    Ok(header(binary, container_name, settings, manifest) + &to_yaml(&document))
+}
+
+/// The comment lines above the YAML: the budget warning, if any, the
+/// stop signal's feature gate, and how the figures were derived.
+fn header(
+    binary: &Binary,
+    container_name: &str,
+    settings: &Settings,
+    manifest: Manifest,
+) -> String {
+    let stop_signal = settings.stop_signal;
+    // The budget as it will be in the cluster, with its drain delay.
+    let warning = match budget_warning(
+        settings.cluster_drain_delay,
+        settings.connection_drain,
+        settings.shutdown_timeout,
+    ) {
+        Some(warning) => {
+            tracing::warn!("{warning}");
+            format!("# WARNING: {warning}\n")
+        }
+        None => String::new(),
+    };
+    let grace_line = format!(
+        "# shutdown timeout {} ms (from the signal, the drain delay of {} ms on Kubernetes included) + {} s to exit\n\
+         # = terminationGracePeriodSeconds",
+        settings.shutdown_timeout.as_millis(),
+        settings.cluster_drain_delay.as_millis(),
+        GRACE_SLACK.as_secs(),
+    );
+    let stop_line = if stop_signal == StopSignal::Sigterm {
+        String::new()
+    } else {
+        format!(
+            "# lifecycle.stopSignal {stop_signal} needs Kubernetes' ContainerStopSignals feature gate (alpha in 1.33),\n\
+             # and spec.os.name linux with it.\n"
+        )
+    };
+    match manifest {
+        Manifest::Pod => format!(
+            "{warning}{stop_line}# Generated by `{container_name} --lifecycle-manifest` from its configuration and checks:\n\
+             {grace_line};\n\
+             # the startup probe allows {} ms of preflight checks and on_startup hooks.\n",
+            binary.startup_needed().as_millis(),
+        ),
+        Manifest::Job => format!(
+            "{warning}{stop_line}# Generated by `{container_name} --lifecycle-manifest job` from its configuration and exit codes:\n\
+             # a JobSpec, for a Job's spec or a CronJob's jobTemplate.spec;\n\
+             {grace_line};\n\
+             # exit {} (invalid configuration) fails the Job at once, a pod disrupted by the cluster is replaced\n\
+             # without counting, any other failure counts against backoffLimit.\n",
+            exit::BAD_CONFIG,
+        ),
+    }
+}
