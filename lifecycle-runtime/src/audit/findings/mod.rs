@@ -25,7 +25,7 @@
 //! | error | `terminationGracePeriodSeconds G is shorter than the stop takes` | below the preStop sleep + the shutdown timeout |
 //! | error | `P terminationGracePeriodSeconds G is shorter than the stop takes` | a liveness or startup probe's own grace period below the preStop sleep + the shutdown timeout |
 //! | error | `lifecycle.stopSignal S does not stop this binary gracefully` | a stop signal other than SIGTERM, SIGINT and the binary's own |
-//! | error | `lifecycle.stopSignal S with no spec.os.name` (or `with spec.os.name OS`) | a stop signal in a pod not named linux, which the API refuses |
+//! | error | `lifecycle.stopSignal S with no spec.os.name` (or `with spec.os.name OS`) | a stop signal in a pod without `spec.os.name`, or other than SIGTERM and SIGKILL on Windows, which the API refuses |
 //! | error | `invalid configuration: VARIABLE="VALUE": expected …` | a `LIFECYCLE_*` value the binary rejects at start-up (exit 2), as start-up says it |
 //! | error | `the Job does not fail on exit 2` | no `podFailurePolicy`, or its first rule matching exit 2 is not `FailJob` (`FailIndex`) |
 //! | error | `restartPolicy OnFailure with a podFailurePolicy` | the API refuses the pair |

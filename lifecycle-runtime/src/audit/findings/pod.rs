@@ -186,9 +186,14 @@ impl Container<'_> {
             return;
         };
         // The API server takes a stop signal only in a pod that names its
-        // OS, and SIGTERM and SIGKILL only on Windows.
+        // OS, and on Windows only SIGTERM and SIGKILL.
         let os = pod_spec.pointer("/os/name").and_then(Value::as_str);
-        if os != Some("linux") {
+        let refused = match os {
+            None => true,
+            Some("linux") => false,
+            Some(_) => !matches!(given, "SIGTERM" | "SIGKILL"),
+        };
+        if refused {
             let named = os.map_or_else(
                 || "no spec.os.name".to_owned(),
                 |os| format!("spec.os.name {os}"),

@@ -57,18 +57,20 @@ fn a_stop_signal_that_does_not_stop_the_binary_is_an_error() {
 
 #[test]
 fn a_stop_signal_needs_the_pod_s_os_named_linux() {
-    for os in [None, Some("windows")] {
+    // Windows takes SIGTERM (and SIGKILL) only.
+    for (signal, os) in [("SIGTERM", None), ("SIGINT", Some("windows"))] {
         let named = os.map_or("no spec.os.name".to_owned(), |os| {
             format!("spec.os.name {os}")
         });
         assert_eq!(
-            lines(&stopping("SIGTERM", os)),
+            lines(&stopping(signal, os)),
             [
-                format!("error Deployment/web container svc: lifecycle.stopSignal SIGTERM with {named}, which the API server refuses; the binary needs spec.os.name linux, which the API server asks of a pod with a stop signal; fix: set the pod's spec.os.name to linux"),
+                format!("error Deployment/web container svc: lifecycle.stopSignal {signal} with {named}, which the API server refuses; the binary needs spec.os.name linux, which the API server asks of a pod with a stop signal; fix: set the pod's spec.os.name to linux"),
                 ONE_ERROR.to_owned(),
             ]
         );
     }
+    assert_eq!(lines(&stopping("SIGTERM", Some("windows"))), [CLEAN]);
 }
 
 /// [`GOOD`] with a preStop sleep of `seconds`, the drain delay at 0.
