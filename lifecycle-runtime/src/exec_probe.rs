@@ -30,9 +30,9 @@ struct Answer {
 /// endpoint's checks may take longer: the same `timeoutSeconds` the
 /// manifest gives the kubelet.
 pub(crate) fn run(settings: &Settings, endpoint: Endpoint) -> Exit {
-    let timeout = MIN_TIMEOUT.max(Duration::from_secs(probe_timeout_seconds(endpoint_checks(
-        endpoint,
-    ))));
+    let timeout = MIN_TIMEOUT.max(Duration::from_secs(probe_timeout_seconds(
+        &endpoint_checks(endpoint),
+    )));
     let target = reachable(settings.probe_addr);
     let answer = within(target, timeout, async move {
         match settings.probe_protocol {

@@ -41,46 +41,44 @@ pub(crate) struct Binary {
 
 impl Binary {
     pub(crate) fn registered() -> Binary {
+        let mut checks = Vec::new();
+        for kind in [
+            CheckKind::Liveness,
+            CheckKind::Readiness,
+            CheckKind::Startup,
+            CheckKind::Preflight,
+        ] {
+            checks.extend(registry::checks(kind));
+        }
         Binary {
-            checks: [
-                CheckKind::Liveness,
-                CheckKind::Readiness,
-                CheckKind::Startup,
-                CheckKind::Preflight,
-            ]
-            .into_iter()
-            .flat_map(registry::checks)
-            .collect(),
+            checks,
             startup_hooks: registry::hooks_budget(HookKind::OnStartup).0,
         }
     }
 
     /// The checks a probe of `endpoint` runs.
-    pub(crate) fn endpoint_checks(
-        &self,
-        endpoint: Endpoint,
-    ) -> impl Iterator<Item = &'static CheckRegistration> + '_ {
-        self.checks
-            .iter()
-            .copied()
-            .filter(move |check| endpoint.check_kinds().contains(&check.kind))
+    pub(crate) fn endpoint_checks(&self, endpoint: Endpoint) -> Vec<&'static CheckRegistration> {
+        self.of_kinds(endpoint.check_kinds())
     }
 
-    fn preflight(&self) -> impl Iterator<Item = &'static CheckRegistration> + '_ {
-        self.checks
-            .iter()
-            .copied()
-            .filter(|check| check.kind == CheckKind::Preflight)
+    fn of_kinds(&self, kinds: &[CheckKind]) -> Vec<&'static CheckRegistration> {
+        let mut checks = self.checks.clone();
+        checks.retain(|check| kinds.contains(&check.kind));
+        checks
+    }
+
+    fn preflight(&self) -> Vec<&'static CheckRegistration> {
+        self.of_kinds(&[CheckKind::Preflight])
     }
 
     /// The preflight checks' part of start-up.
     pub(crate) fn preflight_needed(&self) -> Duration {
-        startup_time_needed(self.preflight(), Duration::ZERO)
+        startup_time_needed(&self.preflight(), Duration::ZERO)
     }
 
     /// What start-up may take, as the generator's startup probe allows.
     pub(crate) fn startup_needed(&self) -> Duration {
-        startup_time_needed(self.preflight(), self.startup_hooks)
+        startup_time_needed(&self.preflight(), self.startup_hooks)
     }
 }
 
@@ -130,6 +128,7 @@ pub(crate) fn audit(
                 }));
         };
         let services: Vec<&Value> = read::containers(workload.pod_spec, "containers")
+            .iter()
             .filter(|candidate| read::container_name(candidate) == container)
             .collect();
         // Init containers are this binary's preflight only in a pod where
@@ -139,6 +138,7 @@ pub(crate) fn audit(
             Vec::new()
         } else {
             read::containers(workload.pod_spec, "initContainers")
+                .iter()
                 .filter(|init| findings::runs_preflight(init))
                 .collect()
         };
@@ -155,6 +155,7 @@ pub(crate) fn audit(
             );
         }
         let seen = read::containers(workload.pod_spec, "containers")
+            .iter()
             .map(read::container_name)
             .filter(|name| *name != container)
             .map(|name| format!("{name} in {}/{}", workload.kind, workload.name));

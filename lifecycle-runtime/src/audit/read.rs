@@ -67,12 +67,7 @@ fn collect<'a>(document: &'a Value, found: &mut Vec<Workload<'a>>) {
         "Pod" => workload(Some(document), None),
         "PodTemplate" => workload(document.get("template"), None),
         list if list == "List" || list.ends_with("List") => {
-            for item in document
-                .get("items")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
+            for item in items(document, "items") {
                 collect(item, found);
             }
             None
@@ -104,13 +99,19 @@ fn kindless(document: &Value) -> Option<Workload<'_>> {
     })
 }
 
+/// The items of the list `key` of `object`: none when it is left out or
+/// is no list. A slice rather than an iterator chain: every caller then
+/// iterates the same slice iterator, and no adapter is compiled per call.
+pub(crate) fn items<'a>(object: &'a Value, key: &str) -> &'a [Value] {
+    match object.get(key) {
+        Some(Value::Array(items)) => items,
+        _ => &[],
+    }
+}
+
 /// The containers of `key` (`containers`, `initContainers`) of a PodSpec.
-pub(crate) fn containers<'a>(pod_spec: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
-    pod_spec
-        .get(key)
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
+pub(crate) fn containers<'a>(pod_spec: &'a Value, key: &str) -> &'a [Value] {
+    items(pod_spec, key)
 }
 
 /// A container's `name`.
@@ -124,12 +125,18 @@ pub(crate) fn container_name(container: &Value) -> &str {
 /// A container's `command` and `args`, as strings, up to a `--`: what the
 /// binary's own flags are read from.
 pub(crate) fn command_line(container: &Value) -> Vec<&str> {
-    let words = ["command", "args"]
-        .into_iter()
-        .filter_map(|key| container.get(key).and_then(Value::as_array))
-        .flatten()
-        .filter_map(Value::as_str);
-    words.take_while(|word| *word != "--").collect()
+    let mut words = Vec::new();
+    for word in items(container, "command")
+        .iter()
+        .chain(items(container, "args"))
+    {
+        match word.as_str() {
+            Some("--") => break,
+            Some(word) => words.push(word),
+            None => {}
+        }
+    }
+    words
 }
 
 #[cfg(test)]

@@ -154,14 +154,15 @@ pub(crate) fn probes(
 ) -> [(&'static str, serde_json::Value); 3] {
     let port = settings.probe_addr.port();
     let probe = |endpoint: Endpoint, base_period: u64, failures: Option<u64>| {
-        let period = probe_period_seconds(base_period, binary.endpoint_checks(endpoint));
+        let checks = binary.endpoint_checks(endpoint);
+        let period = probe_period_seconds(base_period, &checks);
         // The startup probe must let preflight checks and every
         // on_startup hook run to their timeouts before the kubelet gives
         // up, at whatever period.
         let failures =
             failures.unwrap_or_else(|| startup_failure_threshold(binary.startup_needed(), period));
         let mut probe = json!({
-            "timeoutSeconds": probe_timeout_seconds(binary.endpoint_checks(endpoint)),
+            "timeoutSeconds": probe_timeout_seconds(&checks),
             "periodSeconds": period,
             "failureThreshold": failures,
             "successThreshold": DEFAULT_SUCCESS_THRESHOLD,

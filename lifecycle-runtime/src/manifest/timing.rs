@@ -44,50 +44,41 @@ pub(crate) fn ceil_seconds(duration: Duration) -> u64 {
 /// largest timeout of the on-demand ones (background checks answer from
 /// memory), plus the promised 50 ms. What the generator's `timeoutSeconds`
 /// is rounded up from, and what the audit holds a manifest's to.
-pub(crate) fn probe_time_needed<'a>(
-    checks: impl IntoIterator<Item = &'a CheckRegistration>,
-) -> Duration {
-    checks
-        .into_iter()
-        .filter(|check| check.interval_ms.is_none())
-        .map(|check| check.timeout())
-        .max()
-        .unwrap_or(Duration::ZERO)
-        .saturating_add(ANSWER_SLACK)
+pub(crate) fn probe_time_needed(checks: &[&CheckRegistration]) -> Duration {
+    let mut largest = Duration::ZERO;
+    for check in checks {
+        if check.interval_ms.is_none() {
+            largest = largest.max(check.timeout());
+        }
+    }
+    largest.saturating_add(ANSWER_SLACK)
 }
 
 /// `timeoutSeconds` for a probe of `checks`: [`probe_time_needed`],
 /// rounded up to a whole second.
-pub(crate) fn probe_timeout_seconds<'a>(
-    checks: impl IntoIterator<Item = &'a CheckRegistration>,
-) -> u64 {
+pub(crate) fn probe_timeout_seconds(checks: &[&CheckRegistration]) -> u64 {
     ceil_seconds(probe_time_needed(checks)).max(1)
 }
 
 /// The registered checks a probe of `endpoint` runs.
-pub(crate) fn endpoint_checks(
-    endpoint: Endpoint,
-) -> impl Iterator<Item = &'static CheckRegistration> {
-    endpoint
-        .check_kinds()
-        .iter()
-        .flat_map(|kind| registry::checks(*kind))
+pub(crate) fn endpoint_checks(endpoint: Endpoint) -> Vec<&'static CheckRegistration> {
+    let mut checks = Vec::new();
+    for kind in endpoint.check_kinds() {
+        checks.extend(registry::checks(*kind));
+    }
+    checks
 }
 
 /// How long start-up may take before the kubelet may give up on it: the
 /// preflight checks (which run together: the largest timeout) and then
 /// every `on_startup` hook to its timeout (`hooks`, from
 /// [`registry::hooks_budget`]).
-pub(crate) fn startup_time_needed<'a>(
-    preflight: impl IntoIterator<Item = &'a CheckRegistration>,
-    hooks: Duration,
-) -> Duration {
-    preflight
-        .into_iter()
-        .map(|check| check.timeout())
-        .max()
-        .unwrap_or(Duration::ZERO)
-        .saturating_add(hooks)
+pub(crate) fn startup_time_needed(preflight: &[&CheckRegistration], hooks: Duration) -> Duration {
+    let mut largest = Duration::ZERO;
+    for check in preflight {
+        largest = largest.max(check.timeout());
+    }
+    largest.saturating_add(hooks)
 }
 
 /// The least `terminationGracePeriodSeconds` the pod needs, before
@@ -112,15 +103,14 @@ pub(crate) fn grace_seconds(settings: &Settings) -> u64 {
 /// background check runs less often, since the probe reads the result of
 /// its last run and a shorter period only reads it again. The generator's
 /// period, and what the audit asks of a manifest's.
-pub(crate) fn probe_period_seconds<'a>(
-    base: u64,
-    checks: impl IntoIterator<Item = &'a CheckRegistration>,
-) -> u64 {
-    checks
-        .into_iter()
-        .filter_map(|check| check.interval_ms)
-        .map(|interval| interval.div_ceil(1000))
-        .fold(base, u64::max)
+pub(crate) fn probe_period_seconds(base: u64, checks: &[&CheckRegistration]) -> u64 {
+    let mut period = base;
+    for check in checks {
+        if let Some(interval) = check.interval_ms {
+            period = period.max(interval.div_ceil(1000));
+        }
+    }
+    period
 }
 
 /// The startup probe's `failureThreshold` at `period` seconds: enough for

@@ -5,7 +5,7 @@ use std::ffi::OsString;
 
 use serde_json::Value;
 
-use super::{error, warning, Finding, KUBERNETES_SERVICE_HOST, PREFIX};
+use super::{error, items, warning, Finding, KUBERNETES_SERVICE_HOST, PREFIX};
 use crate::config::{self, ConfigError, ServiceConfig, Settings};
 use crate::exit;
 
@@ -18,12 +18,7 @@ pub(super) struct Env {
 
 pub(super) fn read_env(container: &Value, findings: &mut Vec<Finding>) -> Env {
     let mut literal = Vec::new();
-    for entry in container
-        .get("env")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for entry in items(container, "env") {
         let Some(name) = entry.get("name").and_then(Value::as_str) else {
             continue;
         };
@@ -49,12 +44,7 @@ pub(super) fn read_env(container: &Value, findings: &mut Vec<Finding>) -> Env {
             Some(other) => literal.push((name.to_owned(), other.to_string())),
         }
     }
-    for source in container
-        .get("envFrom")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for source in items(container, "envFrom") {
         let prefix = source.get("prefix").and_then(Value::as_str).unwrap_or("");
         let may_set = PREFIX.starts_with(prefix) || prefix.starts_with(PREFIX);
         if !may_set {

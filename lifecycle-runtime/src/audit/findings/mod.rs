@@ -51,7 +51,7 @@ mod numbers;
 mod pod;
 mod probes;
 
-use super::read::{command_line, Workload};
+use super::read::{command_line, items, Workload};
 use super::Binary;
 use crate::config::{ServiceConfig, Settings};
 use crate::probe::Endpoint;
@@ -199,13 +199,11 @@ impl Container<'_> {
 
     /// The registered checks a probe of `target` runs.
     fn checks(&self, (endpoint, only): Target<'_>) -> Vec<&'static CheckRegistration> {
-        self.binary
-            .checks
-            .iter()
-            .copied()
-            .filter(|check| endpoint.check_kinds().contains(&check.kind))
-            .filter(|check| only.is_none_or(|name| name == check.name))
-            .collect()
+        let mut checks = self.binary.endpoint_checks(endpoint);
+        if let Some(name) = only {
+            checks.retain(|check| check.name == name);
+        }
+        checks
     }
 
     /// The check names `/ENDPOINT/NAME` takes.

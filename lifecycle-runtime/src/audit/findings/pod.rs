@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::numbers::{not_a_number, probe_number, whole_number};
-use super::{error, millis, present, warning, Container, Finding, METRICS_PATH};
+use super::{error, items, millis, present, warning, Container, Finding, METRICS_PATH};
 use crate::config::{self, ProbeProtocol, StopSignal};
 use crate::exit;
 use crate::manifest::{
@@ -65,7 +65,7 @@ impl Container<'_> {
     fn add_startup_probe(&self) -> String {
         let period = probe_period_seconds(
             STARTUP_PERIOD_SECONDS,
-            self.binary.endpoint_checks(Endpoint::Startupz),
+            &self.binary.endpoint_checks(Endpoint::Startupz),
         );
         let failures = startup_failure_threshold(self.binary.startup_needed(), period);
         let aimed = match self.settings.probe_protocol {
@@ -302,9 +302,7 @@ pub(super) fn job_findings(
         "{{action: FailJob, onExitCodes: {{containerName: {container}, operator: In, values: [{code}]}}}}"
     );
     let policy = present(job, "podFailurePolicy");
-    let rules = policy
-        .and_then(|policy| policy.get("rules"))
-        .and_then(Value::as_array);
+    let rules = policy.map_or(&[][..], |policy| items(policy, "rules"));
     let restart = pod_spec.get("restartPolicy").and_then(Value::as_str);
     if policy.is_some() && restart == Some("OnFailure") {
         findings.push(error(
@@ -313,7 +311,7 @@ pub(super) fn job_findings(
             "set the pod template's restartPolicy to Never".to_owned(),
         ));
     }
-    let first = rules.into_iter().flatten().enumerate().find(|(_, rule)| {
+    let first = rules.iter().find(|rule| {
         let Some(codes) = rule.get("onExitCodes") else {
             return false;
         };
@@ -335,7 +333,7 @@ pub(super) fn job_findings(
     let why = match (policy, first) {
         (None, _) => format!("no podFailurePolicy: exit {code} is retried up to backoffLimit"),
         (Some(_), None) => format!("no podFailurePolicy rule matches exit {code} of container {container}: it is retried up to backoffLimit"),
-        (Some(_), Some((_, rule))) => {
+        (Some(_), Some(rule)) => {
             let action = rule.get("action").and_then(Value::as_str).unwrap_or("");
             if matches!(action, "FailJob" | "FailIndex") {
                 return;

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::numbers::{probe_number, probe_numbers, whole_number};
-use super::{error, millis, present, warning, Container, Finding, Target, PROBE_FLAG};
+use super::{error, items, millis, present, warning, Container, Finding, Target, PROBE_FLAG};
 use crate::config;
 use crate::manifest::{
     ceil_seconds, grace_needed, grace_seconds, probe_period_seconds, probe_time_needed,
@@ -123,12 +123,8 @@ impl Container<'_> {
     ) {
         let number = match port {
             Some(Value::String(name)) => {
-                let declared = self
-                    .container
-                    .get("ports")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
+                let declared = items(self.container, "ports")
+                    .iter()
                     .find(|port| port.get("name").and_then(Value::as_str) == Some(name.as_str()))
                     .and_then(|port| port.get("containerPort"))
                     .and_then(Value::as_u64);
@@ -172,7 +168,7 @@ impl Container<'_> {
 
     fn timeout(&self, key: &str, probe: &Value, target: Target<'_>, findings: &mut Vec<Finding>) {
         let checks = self.checks(target);
-        let needed = probe_time_needed(checks.iter().copied());
+        let needed = probe_time_needed(&checks);
         let Some(given) = probe_number(probe, "timeoutSeconds") else {
             return;
         };
@@ -204,7 +200,7 @@ impl Container<'_> {
             return;
         };
         let checks = self.checks(target);
-        let fix = probe_period_seconds(period, checks.iter().copied());
+        let fix = probe_period_seconds(period, &checks);
         if fix == period {
             return;
         }
@@ -256,10 +252,10 @@ fn exec_probe(
     exec: &Value,
     findings: &mut Vec<Finding>,
 ) -> Option<Target<'static>> {
-    let words: Vec<&str> = super::command_line(exec)
-        .into_iter()
-        .flat_map(str::split_whitespace)
-        .collect();
+    let mut words = Vec::new();
+    for line in super::command_line(exec) {
+        words.extend(line.split_whitespace());
+    }
     let value = words.iter().enumerate().find_map(|(i, word)| {
         if *word == PROBE_FLAG {
             Some(words.get(i + 1).copied().unwrap_or(""))
