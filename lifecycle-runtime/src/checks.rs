@@ -397,38 +397,41 @@ impl Check {
             ended: self.runner_ended.clone(),
             waiters: self.first_result.clone(),
         };
-        app.spawn(contained("a background check runner", async move {
-            let _own = own;
-            let _ended = ended;
-            loop {
-                let result = tokio::select! {
-                    biased;
-                    _ = stop.cancelled() => return,
-                    result = this.run(&handle) => result,
-                };
-                this.note(&result);
-                let up = result.health.is_up();
-                let before = this
-                    .latest
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .replace((result, Instant::now()));
-                // A pass turned failure or back, or the first result (which
-                // ends "not yet run"): a reason that changes from run to run
-                // is no change of status.
-                if before.is_none() {
-                    this.first_result.notify_waiters();
+        app.spawn(crate::call::task(contained(
+            "a background check runner",
+            async move {
+                let _own = own;
+                let _ended = ended;
+                loop {
+                    let result = tokio::select! {
+                        biased;
+                        _ = stop.cancelled() => return,
+                        result = this.run(&handle) => result,
+                    };
+                    this.note(&result);
+                    let up = result.health.is_up();
+                    let before = this
+                        .latest
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .replace((result, Instant::now()));
+                    // A pass turned failure or back, or the first result (which
+                    // ends "not yet run"): a reason that changes from run to run
+                    // is no change of status.
+                    if before.is_none() {
+                        this.first_result.notify_waiters();
+                    }
+                    if before.is_none_or(|(before, _)| before.health.is_up() != up) {
+                        changed();
+                    }
+                    tokio::select! {
+                        biased;
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(interval) => {}
+                    }
                 }
-                if before.is_none_or(|(before, _)| before.health.is_up() != up) {
-                    changed();
-                }
-                tokio::select! {
-                    biased;
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(interval) => {}
-                }
-            }
-        }));
+            },
+        )));
         true
     }
 }

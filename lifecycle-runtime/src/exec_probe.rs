@@ -97,7 +97,7 @@ async fn get(target: SocketAddr, endpoint: Endpoint) -> Result<Answer, String> {
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| e.to_string())?;
-    tokio::spawn(connection);
+    tokio::spawn(crate::call::task(connection));
     let request = hyper::Request::get(endpoint.path())
         .header(hyper::header::HOST, target.to_string())
         .body(Empty::<Bytes>::new())

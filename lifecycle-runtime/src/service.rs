@@ -402,7 +402,7 @@ fn start_heartbeat(runtime: &Runtime, lifecycle: &Arc<Lifecycle>, stall_threshol
     lifecycle.heartbeat().beat();
     let own = OwnTask::start();
     let lifecycle = lifecycle.clone();
-    runtime.spawn(contained("the heartbeat", async move {
+    runtime.spawn(crate::call::task(contained("the heartbeat", async move {
         let _own = own;
         let mut ticks = tokio::time::interval(period);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -410,7 +410,7 @@ fn start_heartbeat(runtime: &Runtime, lifecycle: &Arc<Lifecycle>, stall_threshol
             ticks.tick().await;
             lifecycle.heartbeat().beat();
         }
-    }));
+    })));
 }
 
 /// Preflight checks, then the `on_startup` hooks by ascending order, equal

@@ -60,7 +60,7 @@ pub(crate) async fn check(
             .await
             .map_err(|e| format!("no HTTP/2 connection to the probe server at {addr}: {e}"))?;
     // Ends with the connection: when the answer came, or the caller gave up.
-    tokio::spawn(connection);
+    tokio::spawn(crate::call::task(connection));
     // The origin gives every request its `:scheme` and `:authority`.
     let origin: Uri = format!("http://{addr}")
         .parse()

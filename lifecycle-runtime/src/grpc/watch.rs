@@ -82,7 +82,8 @@ impl Watches {
         }
         polls.retain(|_, poll| poll.strong_count() > 0);
         let (sender, status) = watch::channel(None);
-        let task = tokio::spawn(run_poll(evaluator, name.clone(), sender)).abort_handle();
+        let task = tokio::spawn(crate::call::task(run_poll(evaluator, name.clone(), sender)))
+            .abort_handle();
         let poll = Arc::new(Poll { status, task });
         polls.insert(name, Arc::downgrade(&poll));
         poll

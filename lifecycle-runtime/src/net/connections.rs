@@ -144,10 +144,10 @@ impl Connections {
             return false;
         }
         self.ended.fetch_add(1, Ordering::SeqCst);
-        tokio::spawn(async move {
+        tokio::spawn(crate::call::task(async move {
             let _ = tokio::time::timeout(DISCARD_FOR, connection.discard_until_eof()).await;
             connection.table.forget(connection.id);
-        });
+        }));
         true
     }
 }

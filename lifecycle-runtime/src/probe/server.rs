@@ -122,12 +122,12 @@ impl ProbeServer {
                     // cap closed connections not read yet, the kubelet's
                     // probe among them.
                     let graceful = Arc::new(GracefulShutdown::new());
-                    let accepting = tokio::spawn(accept_contained(
+                    let accepting = tokio::spawn(crate::call::task(accept_contained(
                         listener,
                         Arc::new(answer),
                         stopped,
                         graceful.clone(),
-                    ));
+                    )));
                     let _ = accepting.await;
                     // Answers in flight are written, HTTP/2 clients get a
                     // GOAWAY and the end of their streams.
@@ -303,7 +303,7 @@ async fn accept<A, Fut>(
         let _ = stream.set_nodelay(true);
         let connection = serve_connection(&http, stream, peer, answer.clone(), busy, graceful);
         let connections = connections.clone();
-        tokio::spawn(async move {
+        tokio::spawn(crate::call::task(async move {
             let _ = contained("probe server's connection", async {
                 // On the stop, `graceful` ends it; on an eviction, it is
                 // dropped at once.
@@ -314,7 +314,7 @@ async fn accept<A, Fut>(
             })
             .await;
             connections.release(id);
-        });
+        }));
     }
 }
 
