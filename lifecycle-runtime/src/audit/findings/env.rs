@@ -27,12 +27,12 @@ pub(super) fn read_env(container: &Value, findings: &mut Vec<Finding>) -> Env {
             Some(Value::Null) | None if entry.get("valueFrom").is_some() => {
                 if name.starts_with(PREFIX) {
                     findings.push(warning(
-                        format!("env {name} comes from valueFrom, which cannot be checked"),
-                        format!(
+                        format_args!("env {name} comes from valueFrom, which cannot be checked"),
+                        format_args!(
                             "a {name} it accepts, or it exits {} at start-up",
                             exit::BAD_CONFIG
                         ),
-                        format!(
+                        format_args!(
                             "make sure the referenced value is valid, or set {name} with value"
                         ),
                     ));
@@ -58,10 +58,10 @@ pub(super) fn read_env(container: &Value, findings: &mut Vec<Finding>) -> Env {
             })
             .unwrap_or(("source", "unnamed"));
         findings.push(warning(
-            format!("envFrom {reference} \"{name}\" may set {PREFIX}* variables, which cannot be checked"),
-            format!("{PREFIX}* values it accepts, or it exits {} at start-up", exit::BAD_CONFIG),
-            format!("set {PREFIX}* variables in env, or give envFrom a prefix"),
-        ));
+format_args!("envFrom {reference} \"{name}\" may set {PREFIX}* variables, which cannot be checked"),
+format_args!("{PREFIX}* values it accepts, or it exits {} at start-up", exit::BAD_CONFIG),
+format_args!("set {PREFIX}* variables in env, or give envFrom a prefix"),
+));
     }
     Env { literal }
 }
@@ -78,12 +78,12 @@ pub(super) fn resolve(
     let mut rejected: Vec<&'static str> = Vec::new();
     let mut report = |error: ConfigError, rejected: &mut Vec<&'static str>| {
         findings.push(self::error(
-            error.to_string(),
-            format!(
+            format_args!("{error}"),
+            format_args!(
                 "a value it accepts, or it exits {} at start-up",
                 exit::BAD_CONFIG
             ),
-            format!(
+            format_args!(
                 "correct or remove {} in the container's env",
                 error.variable
             ),

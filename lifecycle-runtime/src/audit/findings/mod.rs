@@ -86,21 +86,32 @@ pub(crate) struct Finding {
     pub(crate) fix: String,
 }
 
-fn error(what: String, needs: String, fix: String) -> Finding {
-    Finding {
-        severity: Severity::Error,
-        what,
-        needs,
-        fix,
-    }
+// The parts are taken as `format_args!`, formatted here: one formatting
+// call each in this one function, rather than a `format!` and its
+// `String` (and the unwinding that drops it) at each of the findings.
+fn error(what: fmt::Arguments<'_>, needs: fmt::Arguments<'_>, fix: fmt::Arguments<'_>) -> Finding {
+    finding(Severity::Error, what, needs, fix)
 }
 
-fn warning(what: String, needs: String, fix: String) -> Finding {
+fn warning(
+    what: fmt::Arguments<'_>,
+    needs: fmt::Arguments<'_>,
+    fix: fmt::Arguments<'_>,
+) -> Finding {
+    finding(Severity::Warning, what, needs, fix)
+}
+
+fn finding(
+    severity: Severity,
+    what: fmt::Arguments<'_>,
+    needs: fmt::Arguments<'_>,
+    fix: fmt::Arguments<'_>,
+) -> Finding {
     Finding {
-        severity: Severity::Warning,
-        what,
-        needs,
-        fix,
+        severity,
+        what: fmt::format(what),
+        needs: fmt::format(needs),
+        fix: fmt::format(fix),
     }
 }
 

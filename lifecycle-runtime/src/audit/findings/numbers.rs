@@ -79,10 +79,10 @@ pub(super) fn probe_numbers(key: &str, probe: &Value, findings: &mut Vec<Finding
 /// `field` is its path for the fix.
 pub(super) fn not_a_number(what: &str, written: &str, needs: String, field: &str) -> Finding {
     error(
-        format!(
+        format_args!(
             "{what} {written} is not a whole number of 0 or more, which the API server refuses"
         ),
-        needs,
-        format!("set {field} to a whole number, or remove it"),
+        format_args!("{needs}"),
+        format_args!("set {field} to a whole number, or remove it"),
     )
 }

@@ -48,15 +48,15 @@ impl Container<'_> {
             self.add_startup_probe()
         };
         findings.push(error(
-            format!("{prefix}{key} allows {allowed} ms for start-up (initialDelaySeconds {delay} + failureThreshold {failures} × periodSeconds {period})"),
-            format!(
+format_args!("{prefix}{key} allows {allowed} ms for start-up (initialDelaySeconds {delay} + failureThreshold {failures} × periodSeconds {period})"),
+format_args!(
                 "{} ms (preflight checks {} ms + on_startup hooks {} ms)",
                 millis(needed),
                 millis(self.binary.preflight_needed()),
                 millis(self.binary.startup_hooks),
             ),
-            fix,
-        ));
+format_args!("{fix}"),
+));
     }
 
     /// The fix for a start-up that only the liveness probe bounds: a
@@ -122,14 +122,14 @@ impl Container<'_> {
             return;
         }
         findings.push(error(
-            format!(
+format_args!(
                 "terminationGracePeriodSeconds {given} is shorter than the stop takes (preStop sleep {} s + shutdown timeout {} ms)",
                 pre_stop.as_secs(),
                 millis(self.settings.shutdown_timeout)
             ),
-            self.stop_needs(needed, pre_stop),
-            format!("set terminationGracePeriodSeconds to {fix}"),
-        ));
+format_args!("{}", self.stop_needs(needed, pre_stop)),
+format_args!("set terminationGracePeriodSeconds to {fix}"),
+));
     }
 
     /// The preStop hook against the drain delay, or as something whose
@@ -146,13 +146,13 @@ impl Container<'_> {
         if let Some(sleep) = sleep {
             if !self.settings.drain_delay.is_zero() {
                 findings.push(warning(
-                    format!(
+format_args!(
                         "a preStop sleep and the drain delay both hold the pod in rotation (sleep {sleep} s, drain delay {} ms)",
                         millis(self.settings.drain_delay)
                     ),
-                    "one of them: its drain delay, which fails readiness at once while the sleep does not".to_owned(),
-                    format!("remove lifecycle.preStop and keep the drain delay ({} sets it)", config::DRAIN_DELAY),
-                ));
+format_args!("one of them: its drain delay, which fails readiness at once while the sleep does not"),
+format_args!("remove lifecycle.preStop and keep the drain delay ({} sets it)", config::DRAIN_DELAY),
+));
             }
             return;
         }
@@ -164,13 +164,13 @@ impl Container<'_> {
             return;
         };
         findings.push(warning(
-            format!("lifecycle.preStop runs an {kind} hook, whose duration cannot be checked"),
-            format!(
+format_args!("lifecycle.preStop runs an {kind} hook, whose duration cannot be checked"),
+format_args!(
                 "terminationGracePeriodSeconds to cover the preStop hook + the shutdown timeout ({} ms)",
                 millis(self.settings.shutdown_timeout)
             ),
-            format!("use a preStop sleep, or none (the drain delay, {}, does its job)", config::DRAIN_DELAY),
-        ));
+format_args!("use a preStop sleep, or none (the drain delay, {}, does its job)", config::DRAIN_DELAY),
+));
     }
 
     /// `lifecycle.stopSignal` against the signals that stop this binary:
@@ -199,10 +199,13 @@ impl Container<'_> {
                 |os| format!("spec.os.name {os}"),
             );
             findings.push(error(
-                format!("lifecycle.stopSignal {given} with {named}, which the API server refuses"),
-                "spec.os.name linux, which the API server asks of a pod with a stop signal"
-                    .to_owned(),
-                "set the pod's spec.os.name to linux".to_owned(),
+                format_args!(
+                    "lifecycle.stopSignal {given} with {named}, which the API server refuses"
+                ),
+                format_args!(
+                    "spec.os.name linux, which the API server asks of a pod with a stop signal"
+                ),
+                format_args!("set the pod's spec.os.name to linux"),
             ));
         }
         let own = self.settings.stop_signal;
@@ -230,9 +233,9 @@ impl Container<'_> {
             "remove lifecycle.stopSignal".to_owned()
         };
         findings.push(error(
-            format!("lifecycle.stopSignal {given} does not stop this binary gracefully"),
-            needs,
-            fix,
+            format_args!("lifecycle.stopSignal {given} does not stop this binary gracefully"),
+            format_args!("{needs}"),
+            format_args!("{fix}"),
         ));
     }
 
@@ -254,12 +257,12 @@ impl Container<'_> {
         }
         if !self.settings.metrics {
             findings.push(warning(
-                format!(
+                format_args!(
                     "prometheus.io annotations, but metrics are off ({})",
                     prometheus.join(", ")
                 ),
-                "no scrape: it serves no /metrics with metrics off".to_owned(),
-                format!(
+                format_args!("no scrape: it serves no /metrics with metrics off"),
+                format_args!(
                     "remove the prometheus.io annotations, or turn metrics on ({} on)",
                     config::METRICS
                 ),
@@ -272,18 +275,20 @@ impl Container<'_> {
         let scraped = text("prometheus.io/port").filter(|_| self.probe_port() != 0);
         if let Some(given) = scraped.filter(|given| *given != port) {
             findings.push(warning(
-                format!("annotation prometheus.io/port \"{given}\" is not the probe server's port"),
-                format!("prometheus.io/port \"{port}\", where /metrics is served"),
-                format!("set prometheus.io/port to \"{port}\""),
+                format_args!(
+                    "annotation prometheus.io/port \"{given}\" is not the probe server's port"
+                ),
+                format_args!("prometheus.io/port \"{port}\", where /metrics is served"),
+                format_args!("set prometheus.io/port to \"{port}\""),
             ));
         }
         if let Some(given) = text("prometheus.io/path").filter(|given| *given != METRICS_PATH) {
             findings.push(warning(
-                format!(
+                format_args!(
                     "annotation prometheus.io/path \"{given}\" is not where the metrics are served"
                 ),
-                format!("prometheus.io/path \"{METRICS_PATH}\""),
-                format!("set prometheus.io/path to \"{METRICS_PATH}\""),
+                format_args!("prometheus.io/path \"{METRICS_PATH}\""),
+                format_args!("set prometheus.io/path to \"{METRICS_PATH}\""),
             ));
         }
     }
@@ -306,10 +311,10 @@ pub(super) fn job_findings(
     let restart = pod_spec.get("restartPolicy").and_then(Value::as_str);
     if policy.is_some() && restart == Some("OnFailure") {
         findings.push(error(
-            "restartPolicy OnFailure with a podFailurePolicy, which the API refuses".to_owned(),
-            format!("restartPolicy Never, so that exit {code} fails the pod and the policy fails the Job"),
-            "set the pod template's restartPolicy to Never".to_owned(),
-        ));
+format_args!("restartPolicy OnFailure with a podFailurePolicy, which the API refuses"),
+format_args!("restartPolicy Never, so that exit {code} fails the pod and the policy fails the Job"),
+format_args!("set the pod template's restartPolicy to Never"),
+));
     }
     let first = rules.iter().find(|rule| {
         let Some(codes) = rule.get("onExitCodes") else {
@@ -349,8 +354,8 @@ pub(super) fn job_findings(
         "set the pod template's restartPolicy to Never, and "
     };
     findings.push(error(
-        format!("the Job does not fail on exit {code} (invalid configuration, which a retry cannot heal): {why}"),
-        format!("a podFailurePolicy whose first rule for exit {code} is FailJob"),
-        format!("{never}put the rule {rule} first in podFailurePolicy.rules (--lifecycle-manifest job prints it)"),
-    ));
+format_args!("the Job does not fail on exit {code} (invalid configuration, which a retry cannot heal): {why}"),
+format_args!("a podFailurePolicy whose first rule for exit {code} is FailJob"),
+format_args!("{never}put the rule {rule} first in podFailurePolicy.rules (--lifecycle-manifest job prints it)"),
+));
 }

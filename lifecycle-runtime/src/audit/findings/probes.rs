@@ -57,22 +57,22 @@ impl Container<'_> {
             .is_some_and(|scheme| scheme.eq_ignore_ascii_case("HTTPS"))
         {
             findings.push(error(
-                format!("{key} scheme HTTPS, but the probe server speaks plain HTTP"),
-                "scheme HTTP".to_owned(),
-                format!("remove {key}.httpGet.scheme"),
+                format_args!("{key} scheme HTTPS, but the probe server speaks plain HTTP"),
+                format_args!("scheme HTTP"),
+                format_args!("remove {key}.httpGet.scheme"),
             ));
         }
         let path = http.get("path").and_then(Value::as_str).unwrap_or("/");
         let target = http_target(path).and_then(|(e, only)| self.known(e, only));
         if target.is_none() {
             findings.push(error(
-                format!("{key} path \"{path}\" does not exist on the probe server"),
-                format!(
+                format_args!("{key} path \"{path}\" does not exist on the probe server"),
+                format_args!(
                     "{}, or one of its checks: {}/NAME",
                     expected.path(),
                     expected.path()
                 ),
-                format!("set {key}.httpGet.path to {}", expected.path()),
+                format_args!("set {key}.httpGet.path to {}", expected.path()),
             ));
         }
         target
@@ -87,15 +87,14 @@ impl Container<'_> {
     ) -> Option<Target<'p>> {
         if !cfg!(feature = "grpc") {
             findings.push(error(
-                format!("{key} is a gRPC probe, but the binary has no gRPC health"),
-                "an httpGet probe (it was built without lifecycle-runtime's cargo feature grpc)"
-                    .to_owned(),
-                format!(
+format_args!("{key} is a gRPC probe, but the binary has no gRPC health"),
+format_args!("an httpGet probe (it was built without lifecycle-runtime's cargo feature grpc)"),
+format_args!(
                     "replace {key}.grpc with httpGet path {} port {}",
                     expected.path(),
                     self.probe_port()
                 ),
-            ));
+));
             return None;
         }
         self.port(key, "grpc", grpc.get("port"), true, findings);
@@ -103,9 +102,9 @@ impl Container<'_> {
         let target = grpc_target(service).and_then(|(e, only)| self.known(e, only));
         if target.is_none() {
             findings.push(error(
-                format!("{key} gRPC service \"{service}\" does not exist on the probe server"),
-                format!("service {expected}, or one of its checks: {expected}/NAME"),
-                format!("set {key}.grpc.service to {expected}"),
+                format_args!("{key} gRPC service \"{service}\" does not exist on the probe server"),
+                format_args!("service {expected}, or one of its checks: {expected}/NAME"),
+                format_args!("set {key}.grpc.service to {expected}"),
             ));
         }
         target
@@ -132,10 +131,10 @@ impl Container<'_> {
                     Some(number) => number,
                     None => {
                         findings.push(error(
-                            format!("{key} port \"{name}\" is not declared by the container"),
-                            format!("a port the container declares (the probe server's is {})", self.probe_port()),
-                            format!("add {{name: {name}, containerPort: {}}} to the container's ports, or give {key}.{handler}.port as a number", self.probe_port()),
-                        ));
+format_args!("{key} port \"{name}\" is not declared by the container"),
+format_args!("a port the container declares (the probe server's is {})", self.probe_port()),
+format_args!("add {{name: {name}, containerPort: {}}} to the container's ports, or give {key}.{handler}.port as a number", self.probe_port()),
+));
                         return;
                     }
                 }
@@ -153,15 +152,15 @@ impl Container<'_> {
         if address.ip().is_loopback() || address.port() == 0 {
             let port = if number == 0 { 8081 } else { number };
             findings.push(error(
-                format!("{key} cannot reach the probe server, which listens on {address} with this container's env"),
-                "a probe address the kubelet reaches: not loopback, not port 0".to_owned(),
-                format!("set {} to 0.0.0.0:{port} in the container's env", config::PROBE_ADDR),
-            ));
+format_args!("{key} cannot reach the probe server, which listens on {address} with this container's env"),
+format_args!("a probe address the kubelet reaches: not loopback, not port 0"),
+format_args!("set {} to 0.0.0.0:{port} in the container's env", config::PROBE_ADDR),
+));
         } else if number != u64::from(address.port()) {
             findings.push(error(
-                format!("{key} port {number} is not the probe server's port"),
-                format!("port {} (its probe address is {address})", address.port()),
-                format!("set {key}.{handler}.port to {}", address.port()),
+                format_args!("{key} port {number} is not the probe server's port"),
+                format_args!("port {} (its probe address is {address})", address.port()),
+                format_args!("set {key}.{handler}.port to {}", address.port()),
             ));
         }
     }
@@ -189,9 +188,9 @@ impl Container<'_> {
         };
         let fix = ceil_seconds(needed).max(1);
         findings.push(error(
-            format!("{key} timeoutSeconds {given} is shorter than its checks may take"),
-            format!("{} ms ({why})", millis(needed)),
-            format!("set {key}.timeoutSeconds to {fix}"),
+            format_args!("{key} timeoutSeconds {given} is shorter than its checks may take"),
+            format_args!("{} ms ({why})", millis(needed)),
+            format_args!("set {key}.timeoutSeconds to {fix}"),
         ));
     }
 
@@ -212,10 +211,10 @@ impl Container<'_> {
             return;
         };
         findings.push(warning(
-            format!("{key} periodSeconds {period} is shorter than the interval of background check \"{}\" ({interval} ms): the probe reads a result older than its period", check.name),
-            format!("periodSeconds {fix} or more"),
-            format!("set {key}.periodSeconds to {fix}, or shorten the check's interval_ms"),
-        ));
+format_args!("{key} periodSeconds {period} is shorter than the interval of background check \"{}\" ({interval} ms): the probe reads a result older than its period", check.name),
+format_args!("periodSeconds {fix} or more"),
+format_args!("set {key}.periodSeconds to {fix}, or shorten the check's interval_ms"),
+));
     }
 
     /// A liveness or startup probe's own grace period, which the kubelet
@@ -232,14 +231,14 @@ impl Container<'_> {
         }
         let fix = grace_seconds(self.settings).saturating_add(pre_stop.as_secs());
         findings.push(error(
-            format!(
+format_args!(
                 "{key} terminationGracePeriodSeconds {grace} is shorter than the stop takes (preStop sleep {} s + shutdown timeout {} ms)",
                 pre_stop.as_secs(),
                 millis(self.settings.shutdown_timeout)
             ),
-            format!("{}, after a failed {key}", self.stop_needs(needed, pre_stop)),
-            format!("set {key}.terminationGracePeriodSeconds to {fix}, or remove it"),
-        ));
+format_args!("{}, after a failed {key}", self.stop_needs(needed, pre_stop)),
+format_args!("set {key}.terminationGracePeriodSeconds to {fix}, or remove it"),
+));
     }
 }
 
@@ -265,9 +264,11 @@ fn exec_probe(
     });
     let Some(value) = value else {
         findings.push(warning(
-            format!("{key} runs an exec command without {PROBE_FLAG}, which cannot be checked"),
-            format!("a probe of {}", expected.path()),
-            format!(
+            format_args!(
+                "{key} runs an exec command without {PROBE_FLAG}, which cannot be checked"
+            ),
+            format_args!("a probe of {}", expected.path()),
+            format_args!(
                 "probe {} with httpGet, or run {PROBE_FLAG} {expected}",
                 expected.path()
             ),
@@ -280,9 +281,9 @@ fn exec_probe(
         .map(|endpoint| (endpoint, None));
     if target.is_none() {
         findings.push(error(
-            format!("{key} runs {PROBE_FLAG} \"{value}\", which does not exist"),
-            format!("{PROBE_FLAG} livez, readyz or startupz"),
-            format!("run {PROBE_FLAG} {expected}"),
+            format_args!("{key} runs {PROBE_FLAG} \"{value}\", which does not exist"),
+            format_args!("{PROBE_FLAG} livez, readyz or startupz"),
+            format_args!("run {PROBE_FLAG} {expected}"),
         ));
     }
     target
@@ -306,20 +307,20 @@ fn aimed_elsewhere(key: &str, probe: &Value, target: Target<'_>) -> Option<Findi
     };
     match key {
         "livenessProbe" if readiness => Some(error(
-            format!("livenessProbe is aimed at readiness ({}): a dependency down or a drain restarts the container", asked()),
-            "liveness aimed at livez, which fails only when the process itself is broken".to_owned(),
-            "aim livenessProbe at /livez (gRPC service livez, --lifecycle-probe livez)".to_owned(),
-        )),
+format_args!("livenessProbe is aimed at readiness ({}): a dependency down or a drain restarts the container", asked()),
+format_args!("liveness aimed at livez, which fails only when the process itself is broken"),
+format_args!("aim livenessProbe at /livez (gRPC service livez, --lifecycle-probe livez)"),
+)),
         "startupProbe" if readiness => Some(warning(
-            format!("startupProbe is aimed at readiness ({}): a dependency down at start-up has the container restarted over and over", asked()),
-            "startup aimed at startupz, which passes once start-up is done".to_owned(),
-            "aim startupProbe at /startupz (gRPC service startupz, --lifecycle-probe startupz)".to_owned(),
-        )),
+format_args!("startupProbe is aimed at readiness ({}): a dependency down at start-up has the container restarted over and over", asked()),
+format_args!("startup aimed at startupz, which passes once start-up is done"),
+format_args!("aim startupProbe at /startupz (gRPC service startupz, --lifecycle-probe startupz)"),
+)),
         "readinessProbe" if target.0 == Endpoint::Livez => Some(warning(
-            format!("readinessProbe is aimed at liveness ({}): the pod stays in rotation while a dependency is down or it drains", asked()),
-            "readiness aimed at readyz, which fails while a dependency is down or the instance drains".to_owned(),
-            "aim readinessProbe at /readyz (gRPC service readyz, --lifecycle-probe readyz)".to_owned(),
-        )),
+format_args!("readinessProbe is aimed at liveness ({}): the pod stays in rotation while a dependency is down or it drains", asked()),
+format_args!("readiness aimed at readyz, which fails while a dependency is down or the instance drains"),
+format_args!("aim readinessProbe at /readyz (gRPC service readyz, --lifecycle-probe readyz)"),
+)),
         _ => None,
     }
 }
