@@ -6,8 +6,6 @@
 //! (a few hundred kilobytes of `[[[[` overflow the stack). Here every
 //! limit ends in an error, which the audit reports with exit 2.
 
-use std::collections::HashMap;
-
 use serde_json::{Map, Value};
 use yaml_rust2::parser::{Event, Parser, Tag};
 use yaml_rust2::scanner::TScalarStyle;
@@ -54,8 +52,10 @@ struct Builder {
     /// How many documents there were when the current one started.
     document_start: usize,
     open: Vec<Open>,
-    /// Anchored nodes by their id, with their size (see [`size`]).
-    anchors: HashMap<usize, (Value, usize)>,
+    /// Anchored nodes with their size (see [`size`]), at their id: the
+    /// parser numbers anchors 1, 2, 3… as it meets them, so a vector
+    /// indexed by id holds them without a hash map's code.
+    anchors: Vec<Option<(Value, usize)>>,
     /// What aliases have added so far.
     aliased: usize,
 }
@@ -88,7 +88,7 @@ impl Builder {
                 self.insert(value, anchor)?;
             }
             Event::Alias(id) => {
-                let Some((value, cost)) = self.anchors.get(&id) else {
+                let Some((value, cost)) = self.anchors.get(id).and_then(Option::as_ref) else {
                     return Err(format!("an alias to no anchor (id {id})"));
                 };
                 self.aliased = self.aliased.saturating_add(*cost);
@@ -116,7 +116,10 @@ impl Builder {
     /// a key's value, or a document.
     fn insert(&mut self, value: Value, anchor: usize) -> Result<(), String> {
         if anchor > 0 {
-            self.anchors.insert(anchor, (value.clone(), size(&value)));
+            if self.anchors.len() <= anchor {
+                self.anchors.resize(anchor + 1, None);
+            }
+            self.anchors[anchor] = Some((value.clone(), size(&value)));
         }
         match self.open.last_mut() {
             None => self.documents.push(value),
