@@ -4,7 +4,7 @@
 //! in a JobSpec, whose `podFailurePolicy` is derived from the exit-code
 //! table.
 
-use serde_json::json;
+use serde_json::Value;
 
 use crate::audit::Binary;
 use crate::config::{ProbeProtocol, Settings, StopSignal};
@@ -61,11 +61,28 @@ fn handler_key(protocol: ProbeProtocol) -> &'static str {
 /// health's `Check` of the service named after the endpoint. Never the
 /// empty service name: that is `/healthz`, readiness included, and
 /// liveness must not fail while the instance drains.
-fn handler(protocol: ProbeProtocol, endpoint: Endpoint, port: u16) -> serde_json::Value {
+fn handler(protocol: ProbeProtocol, endpoint: Endpoint, port: u16) -> Value {
     match protocol {
-        ProbeProtocol::Http => json!({ "path": endpoint.path(), "port": port }),
-        ProbeProtocol::Grpc => json!({ "port": port, "service": endpoint.name() }),
+        ProbeProtocol::Http => object(vec![
+            ("path", endpoint.path().into()),
+            ("port", port.into()),
+        ]),
+        ProbeProtocol::Grpc => object(vec![
+            ("port", port.into()),
+            ("service", endpoint.name().into()),
+        ]),
     }
+}
+
+/// A JSON object of `fields` (written out in key order, as every object
+/// here). Not `json!`, whose expansion (a `to_value` and its `unwrap` per
+/// field) each of the generator's objects would compile anew.
+fn object(fields: Vec<(&str, Value)>) -> Value {
+    let mut object = serde_json::Map::new();
+    for (key, value) in fields {
+        object.insert(key.to_owned(), value);
+    }
+    Value::Object(object)
 }
 
 /// The pod's metadata: its name label and, with metrics on, the
@@ -74,18 +91,18 @@ fn handler(protocol: ProbeProtocol, endpoint: Endpoint, port: u16) -> serde_json
 /// API server refuses a number or a bool there), the port too. With
 /// metrics off, no annotation at all: a stale `prometheus.io/scrape`
 /// would have Prometheus scrape a 404.
-fn pod_metadata(container_name: &str, settings: &Settings, port: u16) -> serde_json::Value {
-    let mut metadata = json!({
-        "labels": { "app.kubernetes.io/name": container_name },
-    });
+fn pod_metadata(container_name: &str, settings: &Settings, port: u16) -> Value {
+    let labels = object(vec![("app.kubernetes.io/name", container_name.into())]);
+    let mut metadata = vec![("labels", labels)];
     if settings.metrics {
-        metadata["annotations"] = json!({
-            "prometheus.io/scrape": "true",
-            "prometheus.io/port": port.to_string(),
-            "prometheus.io/path": METRICS_PATH,
-        });
+        let annotations = object(vec![
+            ("prometheus.io/scrape", "true".into()),
+            ("prometheus.io/port", port.to_string().into()),
+            ("prometheus.io/path", METRICS_PATH.into()),
+        ]);
+        metadata.push(("annotations", annotations));
     }
-    metadata
+    object(metadata)
 }
 
 /// The Job's `podFailurePolicy`, from the exit-code table. The Job
@@ -106,23 +123,32 @@ fn pod_metadata(container_name: &str, settings: &Settings, port: u16) -> serde_j
 /// check, `main`'s `Err`, the deadline), a second signal (130, 143), and
 /// the kubelet's SIGKILL (137). No explicit `Count` rule: it would say
 /// what no rule already says.
-fn pod_failure_policy(container_name: &str) -> serde_json::Value {
-    json!({
-        "rules": [
-            {
-                "action": "FailJob",
-                "onExitCodes": {
-                    "containerName": container_name,
-                    "operator": "In",
-                    "values": [exit::BAD_CONFIG],
-                },
-            },
-            {
-                "action": "Ignore",
-                "onPodConditions": [{ "type": "DisruptionTarget", "status": "True" }],
-            },
-        ],
-    })
+fn pod_failure_policy(container_name: &str) -> Value {
+    let fail_on_bad_config = object(vec![
+        ("action", "FailJob".into()),
+        (
+            "onExitCodes",
+            object(vec![
+                ("containerName", container_name.into()),
+                ("operator", "In".into()),
+                ("values", Value::Array(vec![exit::BAD_CONFIG.into()])),
+            ]),
+        ),
+    ]);
+    let ignore_disruption = object(vec![
+        ("action", "Ignore".into()),
+        (
+            "onPodConditions",
+            Value::Array(vec![object(vec![
+                ("type", "DisruptionTarget".into()),
+                ("status", "True".into()),
+            ])]),
+        ),
+    ]);
+    object(vec![(
+        "rules",
+        Value::Array(vec![fail_on_bad_config, ignore_disruption]),
+    )])
 }
 
 /// `--lifecycle-manifest [job]`: prints the pod template, or the JobSpec,
@@ -148,10 +174,7 @@ pub(crate) fn print(settings: &Settings, manifest: Manifest) -> Exit {
 /// each probe's timeout covers its on-demand checks, its period the
 /// background checks' intervals, and the startup probe's budget the
 /// preflight checks and `on_startup` hooks.
-pub(crate) fn probes(
-    binary: &Binary,
-    settings: &Settings,
-) -> [(&'static str, serde_json::Value); 3] {
+pub(crate) fn probes(binary: &Binary, settings: &Settings) -> [(&'static str, Value); 3] {
     let port = settings.probe_addr.port();
     let probe = |endpoint: Endpoint, base_period: u64, failures: Option<u64>| {
         let checks = binary.endpoint_checks(endpoint);
@@ -161,15 +184,16 @@ pub(crate) fn probes(
         // up, at whatever period.
         let failures =
             failures.unwrap_or_else(|| startup_failure_threshold(binary.startup_needed(), period));
-        let mut probe = json!({
-            "timeoutSeconds": probe_timeout_seconds(&checks),
-            "periodSeconds": period,
-            "failureThreshold": failures,
-            "successThreshold": DEFAULT_SUCCESS_THRESHOLD,
-        });
-        probe[handler_key(settings.probe_protocol)] =
-            handler(settings.probe_protocol, endpoint, port);
-        probe
+        object(vec![
+            ("timeoutSeconds", probe_timeout_seconds(&checks).into()),
+            ("periodSeconds", period.into()),
+            ("failureThreshold", failures.into()),
+            ("successThreshold", DEFAULT_SUCCESS_THRESHOLD.into()),
+            (
+                handler_key(settings.probe_protocol),
+                handler(settings.probe_protocol, endpoint, port),
+            ),
+        ])
     };
     [
         (
@@ -226,24 +250,26 @@ pub(crate) fn render_for(
             settings.probe_addr
         ));
     }
-    let mut container = json!({
-        "name": container_name,
+    let probes_port = object(vec![
+        ("name", "probes".into()),
+        ("containerPort", port.into()),
+        ("protocol", "TCP".into()),
+    ]);
+    let mut container = vec![
+        ("name", container_name.into()),
         // Kept in a Job too: the probe server still serves `/metrics` and
         // the exec probe there.
-        "ports": [{ "name": "probes", "containerPort": port, "protocol": "TCP" }],
+        ("ports", Value::Array(vec![probes_port])),
         // `kubectl describe pod` shows the termination message, or the
         // log's tail when a crash left none.
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-    });
-    let mut spec = json!({
-        "terminationGracePeriodSeconds": grace_seconds(settings),
-    });
+        ("terminationMessagePolicy", "FallbackToLogsOnError".into()),
+    ];
+    let mut spec = vec![(
+        "terminationGracePeriodSeconds",
+        grace_seconds(settings).into(),
+    )];
     match manifest {
-        Manifest::Pod => {
-            for (key, probe) in probes(binary, settings) {
-                container[key] = probe;
-            }
-        }
+        Manifest::Pod => container.extend(probes(binary, settings)),
         // A Job's pod has no probes. Liveness restarts a container, which
         // `restartPolicy: Never` does not do, and a failed one would turn a
         // run into exit 137; readiness only matters behind a Service. The
@@ -258,32 +284,35 @@ pub(crate) fn render_for(
         // which the Job controller replaces or not by the
         // `podFailurePolicy` (which Kubernetes refuses with any other
         // restart policy).
-        Manifest::Job => spec["restartPolicy"] = json!("Never"),
+        Manifest::Job => spec.push(("restartPolicy", "Never".into())),
     }
     // Another stop signal than SIGTERM is asked of the kubelet, which
     // takes `lifecycle.stopSignal` only with the ContainerStopSignals
     // feature gate (alpha in 1.33) and only in a pod that names its OS.
     let stop_signal = settings.stop_signal;
     if stop_signal != StopSignal::Sigterm {
-        container["lifecycle"] = json!({ "stopSignal": stop_signal.as_str() });
-        spec["os"] = json!({ "name": "linux" });
+        container.push((
+            "lifecycle",
+            object(vec![("stopSignal", stop_signal.as_str().into())]),
+        ));
+        spec.push(("os", object(vec![("name", "linux".into())])));
     }
-    spec["containers"] = json!([container]);
+    spec.push(("containers", Value::Array(vec![object(container)])));
     // The same pod metadata in a Job: the probe server serves `/metrics`
     // there as well, and a long run is worth scraping while it lasts
     // (Prometheus' conventional configuration drops finished pods). With
     // metrics off, no annotation, as in the pod template.
-    let template = json!({
-        "metadata": pod_metadata(container_name, settings, port),
-        "spec": spec,
-    });
+    let template = object(vec![
+        ("metadata", pod_metadata(container_name, settings, port)),
+        ("spec", object(spec)),
+    ]);
     let document = match manifest {
         Manifest::Pod => template,
-        Manifest::Job => json!({
-            "backoffLimit": BACKOFF_LIMIT,
-            "podFailurePolicy": pod_failure_policy(container_name),
-            "template": template,
-        }),
+        Manifest::Job => object(vec![
+            ("backoffLimit", BACKOFF_LIMIT.into()),
+            ("podFailurePolicy", pod_failure_policy(container_name)),
+            ("template", template),
+        ]),
     };
     Ok(header(binary, container_name, settings, manifest) + &to_yaml(&document))
 }
