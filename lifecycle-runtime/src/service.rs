@@ -75,6 +75,27 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
+    match prepare(config, handlers, pid1_warning) {
+        Ok((settings, handlers)) => serve(
+            config,
+            &settings,
+            handlers,
+            Lifecycle::global().clone(),
+            main,
+        ),
+        Err(exit) => exit,
+    }
+}
+
+/// Everything before serving: logging, the flags, the configuration, and
+/// the modes that serve nothing, whose exit is the `Err`. Not generic
+/// over `main`, so that it is compiled once in this crate rather than in
+/// every service's binary.
+fn prepare(
+    config: &ServiceConfig,
+    handlers: io::Result<Handlers>,
+    pid1_warning: Option<String>,
+) -> Result<(Settings, Handlers), Exit> {
     let env = config::process_env;
     // The mode before any configuration: the audit of a manifest takes
     // each container's configuration from the manifest, and must not fail
@@ -99,47 +120,41 @@ where
     let handlers = match handlers {
         Ok(handlers) => handlers,
         Err(error) => {
-            return Exit::failure(
+            return Err(Exit::failure(
                 exit::FAILURE,
                 format!(
                     "cannot install the handlers of {}: {error}",
                     signals::watched(config::stop_signal_wanted(config, &env))
                 ),
-            )
+            ))
         }
     };
     if let Err(error) = log_format {
-        return Exit::failure(exit::BAD_CONFIG, error.to_string());
+        return Err(Exit::failure(exit::BAD_CONFIG, error.to_string()));
     }
     let mode = match mode {
         Ok(mode) => mode,
-        Err(error) if audit_asked => return crate::audit::unusable(&error),
-        Err(error) => return Exit::failure(exit::BAD_CONFIG, error),
+        Err(error) if audit_asked => return Err(crate::audit::unusable(&error)),
+        Err(error) => return Err(Exit::failure(exit::BAD_CONFIG, error)),
     };
     let duplicates = registry::duplicate_names();
     if !duplicates.is_empty() {
         if audit_asked {
-            return crate::audit::unusable(&duplicates.join("; "));
+            return Err(crate::audit::unusable(&duplicates.join("; ")));
         }
-        return Exit::failure(exit::BAD_CONFIG, duplicates.join("; "));
+        return Err(Exit::failure(exit::BAD_CONFIG, duplicates.join("; ")));
     }
     crate::panics::install(config.panic);
     if let Mode::CheckManifest(check) = mode {
         serve_nothing(handlers);
-        return crate::audit::run(config, &check);
+        return Err(crate::audit::run(config, &check));
     }
     let settings = match Settings::resolve(config, &env) {
         Ok(settings) => settings,
-        Err(error) => return Exit::failure(exit::BAD_CONFIG, error.to_string()),
+        Err(error) => return Err(Exit::failure(exit::BAD_CONFIG, error.to_string())),
     };
-    match mode {
-        Mode::Serve => serve(
-            config,
-            &settings,
-            handlers,
-            Lifecycle::global().clone(),
-            main,
-        ),
+    Err(match mode {
+        Mode::Serve => return Ok((settings, handlers)),
         Mode::Preflight => {
             serve_nothing(handlers);
             preflight_only(config)
@@ -153,7 +168,7 @@ where
             crate::manifest::print(&settings, manifest)
         }
         Mode::CheckManifest(_) => unreachable!("the audit has returned above"),
-    }
+    })
 }
 
 /// For the modes that serve nothing: a signal does what its default
