@@ -582,16 +582,15 @@ impl Settings {
     }
 }
 
+/// What `#[service_main]` without arguments builds: the tests of every
+/// module start from it and change the fields they are about.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::HashMap;
-
-    fn config() -> ServiceConfig {
+impl ServiceConfig {
+    pub(crate) fn defaults() -> ServiceConfig {
         ServiceConfig {
-            probe_addr: Some("127.0.0.1:9000"),
+            probe_addr: None,
             shutdown_timeout_ms: None,
-            drain_delay_ms: Some(100),
+            drain_delay_ms: None,
             connection_drain_ms: None,
             stall_threshold_ms: None,
             max_tasks: None,
@@ -604,6 +603,20 @@ mod tests {
             metrics: true,
             pid1: true,
             stop_signal: StopSignal::Sigterm,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config() -> ServiceConfig {
+        ServiceConfig {
+            probe_addr: Some("127.0.0.1:9000"),
+            drain_delay_ms: Some(100),
+            ..ServiceConfig::defaults()
         }
     }
 

@@ -193,25 +193,12 @@ fn exit_code(status: libc::c_int) -> i32 {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
-    use crate::config::{Flavor, PanicPolicy, ProbeProtocol, ReasonsPolicy, StopSignal};
 
     fn config(pid1: bool) -> ServiceConfig {
         ServiceConfig {
-            probe_addr: None,
-            shutdown_timeout_ms: None,
-            drain_delay_ms: None,
-            connection_drain_ms: None,
-            stall_threshold_ms: None,
-            max_tasks: None,
-            panic: PanicPolicy::Crash,
-            flavor: Flavor::MultiThread,
-            worker_threads: None,
             tracing: false,
-            reasons: ReasonsPolicy::Loopback,
-            probe_protocol: ProbeProtocol::Http,
-            metrics: true,
             pid1,
-            stop_signal: StopSignal::Sigterm,
+            ..ServiceConfig::defaults()
         }
     }
 

@@ -231,9 +231,24 @@ pub fn run(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> (Option<i32>, Vec<String>, String) {
+    run_in(bin, args, env, None, None)
+}
+
+/// [`run`] in the directory `dir` when given, with `stdin` written to the
+/// process when given (else it reads nothing).
+pub fn run_in(
+    bin: impl AsRef<Path>,
+    args: &[&str],
+    env: &[(&str, &str)],
+    dir: Option<&Path>,
+    stdin: Option<&str>,
+) -> (Option<i32>, Vec<String>, String) {
     let bin = bin.as_ref();
     let mut command = Command::new(bin);
     command.args(args);
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
     for (key, _) in std::env::vars() {
         if key.starts_with("LIFECYCLE_")
             || key.starts_with("TESTBED_")
@@ -245,11 +260,22 @@ pub fn run(
     let mut child = command
         .env("RUST_LOG", "info")
         .envs(env.iter().copied())
-        .stdin(Stdio::null())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+    let writer = child.stdin.take().map(|mut input| {
+        let stdin = stdin.unwrap_or_default().to_owned();
+        // A run that does not read stdin closes it: the write may fail.
+        std::thread::spawn(move || {
+            let _ = input.write_all(stdin.as_bytes());
+        })
+    });
     let read_all = |mut stream: Box<dyn Read + Send>| {
         std::thread::spawn(move || {
             let mut text = String::new();
@@ -275,6 +301,9 @@ pub fn run(
         }
         std::thread::sleep(Duration::from_millis(10));
     };
+    if let Some(writer) = writer {
+        let _ = writer.join();
+    }
     // The pipes close with the process: the readers have everything.
     let stdout = stdout.join().unwrap();
     let stderr = stderr.join().unwrap();

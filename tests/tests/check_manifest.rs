@@ -7,18 +7,15 @@
 //! validated by PyPI's `kubernetes-validate --strict` for every Kubernetes
 //! version from 1.33 to the newest it knows.
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use serde_json::{json, Value};
 
+use lifecycle_tests::run_in;
+
 const TESTBED: &str = env!("CARGO_BIN_EXE_testbed");
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/manifests");
-/// The audit reads a file and prints: seconds at most, even on a loaded
-/// machine.
-const RUN_DEADLINE: Duration = Duration::from_secs(30);
 /// The probe address the manifests give testbed (its own, 127.0.0.1:0,
 /// is no address the kubelet reaches).
 const PROBE_ADDR: &str = "0.0.0.0:9100";
@@ -35,56 +32,11 @@ struct Ran {
 /// Runs `bin ARGS` in `dir` with `stdin` and only `env` of lifecycle's
 /// and testbed's variables, to its exit.
 fn run(bin: &str, args: &[&str], dir: &Path, stdin: &str, env: &[(&str, &str)]) -> Ran {
-    let mut command = Command::new(bin);
-    command.args(args).current_dir(dir);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("LIFECYCLE_")
-            || key.starts_with("TESTBED_")
-            || key == "KUBERNETES_SERVICE_HOST"
-        {
-            command.env_remove(key);
-        }
-    }
-    let mut child = command
-        .env("RUST_LOG", "info")
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {bin}: {e}"));
-    let mut input = child.stdin.take().unwrap();
-    let stdin = stdin.to_owned();
-    // A run that does not read stdin closes it: the write may fail.
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(stdin.as_bytes());
-    });
-    let read_all = |mut stream: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stream.read_to_string(&mut text);
-            text
-        })
-    };
-    let stdout = read_all(Box::new(child.stdout.take().unwrap()));
-    let stderr = read_all(Box::new(child.stderr.take().unwrap()));
-    let until = Instant::now() + RUN_DEADLINE;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > until {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{bin} {args:?} still running after {RUN_DEADLINE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let _ = writer.join();
+    let (code, stdout, stderr) = run_in(bin, args, env, Some(dir), Some(stdin));
     Ran {
-        code: status.code(),
-        stdout: stdout.join().unwrap().lines().map(str::to_owned).collect(),
-        stderr: stderr.join().unwrap(),
+        code,
+        stdout,
+        stderr,
     }
 }
 

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::*;
 use crate::audit::read::read_yaml;
-use crate::config::{Flavor, PanicPolicy, ServiceConfig};
+use crate::config::ServiceConfig;
 
 /// The one YAML document in `yaml`, as a tool reading the manifest
 /// gets it.
@@ -123,20 +123,8 @@ fn grpc_probes_ask_the_service_named_after_the_endpoint_with_the_same_timings() 
 fn settings(env: &[(&str, &str)]) -> Result<Settings, crate::config::ConfigError> {
     let config = ServiceConfig {
         probe_addr: Some("0.0.0.0:9100"),
-        shutdown_timeout_ms: None,
-        drain_delay_ms: None,
-        connection_drain_ms: None,
-        stall_threshold_ms: None,
-        max_tasks: None,
-        panic: PanicPolicy::Crash,
-        flavor: Flavor::MultiThread,
-        worker_threads: None,
         tracing: false,
-        reasons: crate::config::ReasonsPolicy::Loopback,
-        probe_protocol: crate::config::ProbeProtocol::Http,
-        metrics: true,
-        pid1: true,
-        stop_signal: crate::config::StopSignal::Sigterm,
+        ..ServiceConfig::defaults()
     };
     let env: Vec<(String, String)> = env
         .iter()

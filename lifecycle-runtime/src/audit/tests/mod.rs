@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use super::*;
-use crate::config::{Flavor, PanicPolicy, ProbeProtocol, ReasonsPolicy};
 use crate::health::Health;
 use crate::registry::{Call, Site};
 
@@ -52,20 +51,9 @@ fn binary() -> Binary {
 fn config() -> ServiceConfig {
     ServiceConfig {
         probe_addr: Some("0.0.0.0:8081"),
-        shutdown_timeout_ms: None,
-        drain_delay_ms: None,
-        connection_drain_ms: None,
-        stall_threshold_ms: None,
-        max_tasks: None,
-        panic: PanicPolicy::Crash,
-        flavor: Flavor::MultiThread,
-        worker_threads: None,
         tracing: false,
-        reasons: ReasonsPolicy::Loopback,
-        probe_protocol: ProbeProtocol::Http,
         metrics: cfg!(feature = "metrics"),
-        pid1: true,
-        stop_signal: crate::config::StopSignal::Sigterm,
+        ..ServiceConfig::defaults()
     }
 }
 
