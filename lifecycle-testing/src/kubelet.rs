@@ -11,6 +11,7 @@
 //! The report's [`KubeletEvent`]s (restarts, endpoint changes) carry the
 //! [`ProbeRecord`]s that decided them.
 
+mod back_off;
 mod driver;
 mod kill;
 mod manifest;
