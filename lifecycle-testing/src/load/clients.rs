@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::{Load, Request};
 use crate::error::{Error, ErrorKind};
+use crate::sync::lock;
 
 /// One request's fate.
 #[derive(Debug, Clone)]
@@ -110,12 +111,6 @@ impl Drop for Running {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// One client's loop.

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::{Service, KILLED_DEADLINE, OUTPUT_DRAIN, POLL};
 use crate::error::{Error, ErrorKind};
+use crate::sync::lock;
 
 /// How a process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,9 +47,9 @@ impl From<std::process::ExitStatus> for Exit {
 
 impl Service {
     pub(crate) fn try_exit(&self) -> Option<Exit> {
-        let mut exit = self.exit.lock().unwrap_or_else(|p| p.into_inner());
+        let mut exit = lock(&self.exit);
         if exit.is_none() {
-            let mut child = self.child.lock().unwrap_or_else(|p| p.into_inner());
+            let mut child = lock(&self.child);
             *exit = child.try_wait().ok().flatten().map(Exit::from);
         }
         *exit
@@ -57,7 +58,7 @@ impl Service {
     /// SIGKILL on Unix, TerminateProcess on Windows (std's
     /// `Child::kill`); nothing if the process has ended.
     pub(crate) fn send_kill(&self) {
-        let _ = self.child.lock().unwrap_or_else(|p| p.into_inner()).kill();
+        let _ = lock(&self.child).kill();
     }
 
     /// Kills the process at once, as the kubelet does at the end of the

@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::sync::lock;
+
 /// Lines of one of the service's output streams, collected as they come.
 #[derive(Clone, Default)]
 pub(crate) struct Lines {
@@ -19,10 +21,7 @@ impl Lines {
         let sink = lines.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                sink.lines
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(line);
+                lock(&sink.lines).push(line);
             }
             sink.ended.store(true, Ordering::SeqCst);
         });
@@ -37,7 +36,7 @@ impl Lines {
     }
 
     pub(super) fn all(&self) -> Vec<String> {
-        self.lines.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        lock(&self.lines).clone()
     }
 
     pub(crate) fn tail(&self, count: usize) -> Vec<String> {
@@ -46,9 +45,7 @@ impl Lines {
     }
 
     pub(super) fn find(&self, needle: &str) -> Option<String> {
-        self.lines
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        lock(&self.lines)
             .iter()
             .find(|l| l.contains(needle))
             .cloned()

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::{Exit, Service, POLL};
 use crate::probe::{http_probe, Endpoint, DEFAULT_TIMEOUT};
+use crate::sync::lock;
 
 /// How to stop a service: a signal, a grace period, perhaps a second
 /// signal. At the end of the grace period the service is killed, as the
@@ -80,11 +81,11 @@ impl Service {
     /// Unix only: Windows has no signals (see [`Stop`]).
     pub fn signal(&self, signal: i32) {
         // Held across the kill: the child cannot be reaped meanwhile.
-        let exit = self.exit.lock().unwrap_or_else(|p| p.into_inner());
+        let exit = lock(&self.exit);
         if exit.is_some() {
             return;
         }
-        let mut child = self.child.lock().unwrap_or_else(|p| p.into_inner());
+        let mut child = lock(&self.child);
         if let Ok(Some(_)) = child.try_wait() {
             // Reaped just now: `try_exit` reads the status it kept.
             return;
