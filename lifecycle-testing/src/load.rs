@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use crate::error::Error;
 #[cfg(doc)]
 use crate::error::ErrorKind;
-use crate::service::{Service, Stop, StopReport, LOG_TAIL};
+use crate::service::{tail, Service, Stop, StopReport, LOG_TAIL};
 use clients::Running;
 use report::Moments;
 pub use report::{FailedRequest, LoadReport, SignalOffset};
@@ -242,7 +242,7 @@ impl Load {
             std::thread::sleep(Duration::from_millis(1));
         }
         let records = running.finish(self.finish_timeout);
-        let log_tail = stopped.log[stopped.log.len().saturating_sub(LOG_TAIL)..].to_vec();
+        let log_tail = tail(&stopped.log, LOG_TAIL);
         let report = LoadReport::new(
             &records,
             Moments {

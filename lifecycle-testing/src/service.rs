@@ -25,7 +25,7 @@ use crate::error::{Error, ErrorKind};
 use crate::probe::{http_probe, Endpoint, ProbeAnswer, VerboseAnswer, DEFAULT_TIMEOUT};
 pub use builder::ServiceBuilder;
 pub use exit::Exit;
-pub(crate) use output::Lines;
+pub(crate) use output::{tail, Lines};
 pub(crate) use scratch::Scratch;
 #[cfg(unix)]
 pub use stop::{Stop, StopReport};

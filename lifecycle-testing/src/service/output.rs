@@ -40,8 +40,7 @@ impl Lines {
     }
 
     pub(crate) fn tail(&self, count: usize) -> Vec<String> {
-        let lines = self.all();
-        lines[lines.len().saturating_sub(count)..].to_vec()
+        tail(&self.all(), count)
     }
 
     pub(super) fn find(&self, needle: &str) -> Option<String> {
@@ -50,4 +49,9 @@ impl Lines {
             .find(|l| l.contains(needle))
             .cloned()
     }
+}
+
+/// The last `count` of `lines`, or all of them if there are fewer.
+pub(crate) fn tail(lines: &[String], count: usize) -> Vec<String> {
+    lines[lines.len().saturating_sub(count)..].to_vec()
 }
