@@ -11,6 +11,7 @@
 //! The report's [`KubeletEvent`]s (restarts, endpoint changes) carry the
 //! [`ProbeRecord`]s that decided them.
 
+mod back_off;
 mod driver;
 mod kill;
 mod manifest;
@@ -35,6 +36,7 @@ use crate::error::{Error, ErrorKind};
 use crate::probe::http_probe;
 use crate::probe::ProbeAnswer;
 use crate::service::{Lines, Service, ServiceBuilder, LOG_TAIL};
+use crate::sync::lock;
 use driver::{drive, Driver};
 
 /// The shortest period a time scale leaves.
@@ -335,10 +337,6 @@ enum Target {
 
 /// The process the kubelet runs now, if one runs.
 type Slot = Arc<Mutex<Option<Service>>>;
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// What the watch has seen so far.
 struct Progress {

@@ -159,6 +159,7 @@ pub mod kubelet;
 pub mod load;
 pub mod probe;
 pub mod service;
+mod sync;
 mod wire;
 
 pub use error::{Error, ErrorKind};

@@ -98,16 +98,17 @@ impl Outgoing<'_> {
     }
 }
 
-/// An answer: its status, its `Location` header, its body.
+/// An HTTP answer as read off the wire, before anyone judges it: its
+/// status, its `Location` header, its body.
 #[derive(Debug)]
-pub(crate) struct Answer {
+pub(crate) struct RawAnswer {
     pub(crate) status: u16,
     pub(crate) location: Option<String>,
     pub(crate) body: Vec<u8>,
 }
 
-/// Sends `GET path` to `addr` (the `Host` header is `host`): [`answer`]
-/// with no body.
+/// Sends `GET path` to `addr` (the `Host` header is `host`): a
+/// [`round_trip`] with no body.
 pub(crate) fn get(
     addr: SocketAddr,
     host: &str,
@@ -115,7 +116,7 @@ pub(crate) fn get(
     timeout: Duration,
     user_agent: &str,
     limit: BodyLimit,
-) -> io::Result<Answer> {
+) -> io::Result<RawAnswer> {
     let headers = [("Host".to_owned(), host.to_owned())];
     let request = Outgoing {
         method: "GET",
@@ -124,7 +125,7 @@ pub(crate) fn get(
         headers: &headers,
         body: &[],
     };
-    answer(addr, &request, timeout, limit)
+    round_trip(addr, &request, timeout, limit)
 }
 
 /// Sends `request` to `addr` and reads the status and the body
@@ -137,16 +138,16 @@ pub(crate) fn exchange(
     timeout: Duration,
     limit: BodyLimit,
 ) -> io::Result<(u16, Vec<u8>)> {
-    answer(addr, request, timeout, limit).map(|answer| (answer.status, answer.body))
+    round_trip(addr, request, timeout, limit).map(|answer| (answer.status, answer.body))
 }
 
 /// [`exchange`], with the `Location` header.
-fn answer(
+fn round_trip(
     addr: SocketAddr,
     request: &Outgoing<'_>,
     timeout: Duration,
     limit: BodyLimit,
-) -> io::Result<Answer> {
+) -> io::Result<RawAnswer> {
     let started = Instant::now();
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_nodelay(true)?;
@@ -155,101 +156,22 @@ fn answer(
     // would send each piece as its own segment (no Nagle), and a server
     // reading once would see half a request.
     stream.write_all(&request.bytes(addr))?;
-    let cap = MAX_HEAD + limit.bytes();
-    let mut received = Vec::new();
-    let mut chunk = [0u8; 8192];
-    // Reads more: the count read, 0 at the end of the connection.
-    let mut read_more = |stream: &mut TcpStream, received: &mut Vec<u8>| -> io::Result<usize> {
-        stream.set_read_timeout(Some(left(timeout, started)?))?;
-        let read = stream.read(&mut chunk)?;
-        received.extend_from_slice(&chunk[..read]);
-        if received.len() > cap {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("answer larger than {cap} bytes"),
-            ));
-        }
-        Ok(read)
+    let mut incoming = Incoming {
+        stream,
+        received: Vec::new(),
+        cap: MAX_HEAD + limit.bytes(),
+        timeout,
+        started,
     };
-    let eof = |what: &str| {
-        io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            format!("connection closed {what}"),
-        )
-    };
-    let head_end = loop {
-        if let Some(end) = find(&received, b"\r\n\r\n") {
-            break end;
-        }
-        if received.len() > MAX_HEAD {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "head too large"));
-        }
-        if read_more(&mut stream, &mut received)? == 0 {
-            return Err(eof(if received.is_empty() {
-                "before an answer"
-            } else {
-                "in the answer's head"
-            }));
-        }
-    };
-    let head = String::from_utf8_lossy(&received[..head_end]).into_owned();
-    let status = head
-        .lines()
-        .next()
-        .filter(|line| line.starts_with("HTTP/"))
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no HTTP status line"))?;
-    let header = |wanted: &str| {
-        head.lines().skip(1).find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.trim()
-                .eq_ignore_ascii_case(wanted)
-                .then(|| value.trim().to_owned())
-        })
-    };
-    let chunked = header("transfer-encoding")
-        .is_some_and(|value| value.to_ascii_lowercase().contains("chunked"));
-    let length = match header("content-length") {
-        Some(value) => Some(
-            value
-                .parse::<usize>()
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "a bad Content-Length"))?,
-        ),
-        None => None,
-    };
-    let body_start = head_end + 4;
+    let head_end = incoming.read_head()?;
+    let head = Head::parse(&String::from_utf8_lossy(&incoming.received[..head_end]))?;
     // The answer to a HEAD has the headers of a GET's, and no body.
-    let no_body = status == 204 || status == 304 || request.method.eq_ignore_ascii_case("HEAD");
+    let no_body =
+        head.status == 204 || head.status == 304 || request.method.eq_ignore_ascii_case("HEAD");
     let mut body = if no_body {
         Vec::new()
-    } else if chunked {
-        loop {
-            let (body, complete) = dechunk(&received[body_start..])?;
-            if complete || limit.satisfied(body.len()) {
-                break body;
-            }
-            if read_more(&mut stream, &mut received)? == 0 {
-                return Err(eof("in a chunked body"));
-            }
-        }
-    } else if let Some(length) = length {
-        while received.len() - body_start < length && !limit.satisfied(received.len() - body_start)
-        {
-            if read_more(&mut stream, &mut received)? == 0 {
-                return Err(eof(&format!(
-                    "after {} of {length} body bytes",
-                    received.len() - body_start
-                )));
-            }
-        }
-        let end = (body_start + length).min(received.len());
-        received[body_start..end].to_vec()
     } else {
-        while !limit.satisfied(received.len() - body_start)
-            && read_more(&mut stream, &mut received)? != 0
-        {}
-        received[body_start..].to_vec()
+        incoming.read_body(head_end + 4, &head, limit)?
     };
     if let BodyLimit::Truncate(n) = limit {
         body.truncate(n);
@@ -259,11 +181,146 @@ fn answer(
             format!("a body larger than {} bytes", limit.bytes()),
         ));
     }
-    Ok(Answer {
-        status,
-        location: header("location"),
+    Ok(RawAnswer {
+        status: head.status,
+        location: head.location,
         body,
     })
+}
+
+/// What the client reads of an answer's head.
+struct Head {
+    status: u16,
+    chunked: bool,
+    /// `Content-Length`.
+    length: Option<usize>,
+    location: Option<String>,
+}
+
+impl Head {
+    /// Reads the status line and the headers the client uses.
+    fn parse(head: &str) -> io::Result<Head> {
+        let status = head
+            .lines()
+            .next()
+            .filter(|line| line.starts_with("HTTP/"))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .and_then(|code| code.parse().ok())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no HTTP status line"))?;
+        let header = |wanted: &str| {
+            head.lines().skip(1).find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.trim()
+                    .eq_ignore_ascii_case(wanted)
+                    .then(|| value.trim().to_owned())
+            })
+        };
+        let chunked = header("transfer-encoding")
+            .is_some_and(|value| value.to_ascii_lowercase().contains("chunked"));
+        let length =
+            match header("content-length") {
+                Some(value) => Some(value.parse::<usize>().map_err(|_| {
+                    io::Error::new(io::ErrorKind::InvalidData, "a bad Content-Length")
+                })?),
+                None => None,
+            };
+        Ok(Head {
+            status,
+            chunked,
+            length,
+            location: header("location"),
+        })
+    }
+}
+
+/// The answer as it arrives: the connection and what came through it so
+/// far, bounded in size and in time.
+struct Incoming {
+    stream: TcpStream,
+    received: Vec<u8>,
+    /// The most the client reads: a head and the body `limit` allows.
+    cap: usize,
+    timeout: Duration,
+    started: Instant,
+}
+
+impl Incoming {
+    /// Reads more: the count read, 0 at the end of the connection.
+    fn read_more(&mut self) -> io::Result<usize> {
+        self.stream
+            .set_read_timeout(Some(left(self.timeout, self.started)?))?;
+        let mut chunk = [0u8; 8192];
+        let read = self.stream.read(&mut chunk)?;
+        self.received.extend_from_slice(&chunk[..read]);
+        if self.received.len() > self.cap {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("answer larger than {} bytes", self.cap),
+            ));
+        }
+        Ok(read)
+    }
+
+    /// Reads up to the end of the head: where it ends (before its blank
+    /// line).
+    fn read_head(&mut self) -> io::Result<usize> {
+        loop {
+            if let Some(end) = find(&self.received, b"\r\n\r\n") {
+                return Ok(end);
+            }
+            if self.received.len() > MAX_HEAD {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "head too large"));
+            }
+            if self.read_more()? == 0 {
+                return Err(eof(if self.received.is_empty() {
+                    "before an answer"
+                } else {
+                    "in the answer's head"
+                }));
+            }
+        }
+    }
+
+    /// Reads the body that starts at `body_start`, as `head` frames it, up
+    /// to what `limit` wants.
+    fn read_body(
+        &mut self,
+        body_start: usize,
+        head: &Head,
+        limit: BodyLimit,
+    ) -> io::Result<Vec<u8>> {
+        if head.chunked {
+            loop {
+                let (body, complete) = dechunk(&self.received[body_start..])?;
+                if complete || limit.satisfied(body.len()) {
+                    return Ok(body);
+                }
+                if self.read_more()? == 0 {
+                    return Err(eof("in a chunked body"));
+                }
+            }
+        }
+        let read = |incoming: &Incoming| incoming.received.len() - body_start;
+        if let Some(length) = head.length {
+            while read(self) < length && !limit.satisfied(read(self)) {
+                if self.read_more()? == 0 {
+                    return Err(eof(&format!("after {} of {length} body bytes", read(self))));
+                }
+            }
+            let end = (body_start + length).min(self.received.len());
+            return Ok(self.received[body_start..end].to_vec());
+        }
+        while !limit.satisfied(read(self)) && self.read_more()? != 0 {}
+        Ok(self.received[body_start..].to_vec())
+    }
+}
+
+/// The connection closed too early: `what` says where in the answer.
+fn eof(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("connection closed {what}"),
+    )
 }
 
 /// Decodes a chunked body: what it holds so far, and whether it is whole.

@@ -7,8 +7,9 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::back_off::BackOff;
 use super::kill::begin_kill;
-use super::prober::{BackOff, Decision, Pod};
+use super::prober::{Decision, Pod};
 use super::{
     lock, EventKind, Kill, KubeletReport, Manifest, Message, ProbeKind, ProbeRecord, ProbeSpec,
     Shared, Target, BACK_OFF_INITIAL, BACK_OFF_MAX,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 use crate::error::{Error, ErrorKind};
-use crate::service::{Scratch, Service, ServiceBuilder, LOG_TAIL};
+use crate::service::{tail, Scratch, Service, ServiceBuilder, LOG_TAIL};
 use raw::{pod_specs, RawContainer, RawDocument, RawHandler, RawProbe, RawSpec};
 
 mod raw;
@@ -278,7 +278,7 @@ impl Manifest {
         let stdout = stdout.join().unwrap_or_default();
         let stderr = stderr.join().unwrap_or_default();
         let log: Vec<String> = stderr.lines().map(str::to_owned).collect();
-        let log_tail = log[log.len().saturating_sub(LOG_TAIL)..].to_vec();
+        let log_tail = tail(&log, LOG_TAIL);
         match status {
             None => Err(Error::with_log(
                 ErrorKind::TimedOut,
