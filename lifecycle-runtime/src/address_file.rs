@@ -108,11 +108,13 @@ fn write_in_place(path: &Path, bytes: &[u8], first: bool) -> io::Result<()> {
     let mut file = special_file::open_for_writing(path, false, !first)?;
     match Kind::of(file.metadata()?.file_type()) {
         Kind::Regular if first => file.set_len(0)?,
-        Kind::Regular | Kind::Fifo | Kind::CharDevice => {}
+        Kind::Regular => {}
+        #[cfg(unix)]
+        Kind::Fifo | Kind::CharDevice => {}
         other => {
             return Err(io::Error::other(format!(
                 "it is {}, not a regular file, a FIFO or a character device",
-                other.name()
+                other.as_str()
             )))
         }
     }

@@ -456,7 +456,10 @@ pub struct ReadmeDoctests;
 /// }
 /// ```
 pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
-    Lifecycle::global().serving_ends().clone().cancelled_owned()
+    Lifecycle::global()
+        .shutdown_token()
+        .clone()
+        .cancelled_owned()
 }
 
 /// Yields `stream`'s items until [`shutdown_signal`] completes, then
@@ -510,7 +513,7 @@ where
 /// }
 /// ```
 pub fn shutdown_token() -> CancellationToken {
-    Lifecycle::global().serving_ends().child_token()
+    Lifecycle::global().shutdown_token().child_token()
 }
 
 /// Spawns a tracked task on the application runtime: shutdown waits for
