@@ -1,6 +1,6 @@
 //! The address file (`LIFECYCLE_PROBE_ADDR_FILE`): where tools that start
 //! the service on port 0 find its addresses without parsing logs. The
-//! first line is the probe server's `IP:PORT`, as it always was; then one
+//! first line is the probe server's `IP:PORT`; then one
 //! line `app IP:PORT` for each listener the application bound through
 //! [`net::TcpListener`](crate::net::TcpListener), written as each binds.
 
