@@ -6,7 +6,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::time::Duration;
 
-use super::{LogFormat, ProbeProtocol, ReasonsPolicy, ServiceConfig};
+use super::{LogFormat, ProbeProtocol, ReasonsPolicy};
 
 pub(crate) const PROBE_ADDR: &str = "LIFECYCLE_PROBE_ADDR";
 pub(crate) const PROBE_ADDR_FILE: &str = "LIFECYCLE_PROBE_ADDR_FILE";
@@ -221,6 +221,6 @@ pub(super) fn pid1(env: Env<'_>, from_attribute: bool) -> Result<bool, ConfigErr
 /// A bad value is `false`: no fork, and the service, run as usual, exits 2
 /// when `Settings::resolve` reports the same value through the same parse.
 #[cfg(any(target_os = "linux", test))]
-pub(crate) fn pid1_wanted(config: &ServiceConfig, env: Env<'_>) -> bool {
+pub(crate) fn pid1_wanted(config: &super::ServiceConfig, env: Env<'_>) -> bool {
     pid1(env, config.pid1).unwrap_or(false)
 }

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-#[cfg(any(target_os = "linux", test))]
+#[cfg(target_os = "linux")]
 pub(crate) use self::env::pid1_wanted;
 pub(crate) use self::env::{
     log_format, process_env, ConfigError, Env, DRAIN_DELAY, METRICS, PROBE_ADDR, PROBE_ADDR_FILE,
