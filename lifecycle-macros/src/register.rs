@@ -24,7 +24,8 @@ pub(crate) enum Kind {
 const RESERVED_NAMES: &[&str] = &["lifecycle", "runtime", "tasks"];
 
 impl Kind {
-    fn attribute(self) -> &'static str {
+    /// The attribute's name: `liveness`, `on_startup`, ...
+    fn as_str(self) -> &'static str {
         match self {
             Kind::Liveness => "liveness",
             Kind::Readiness => "readiness",
@@ -74,7 +75,7 @@ pub(crate) fn expand(kind: Kind, args: TokenStream, item: TokenStream) -> TokenS
                 item_span(&item),
                 format!(
                     "#[{}] can only be applied to a free `fn` or `async fn` with no parameters",
-                    kind.attribute()
+                    kind.as_str()
                 ),
             );
             return with_errors(item, errors);
@@ -108,7 +109,7 @@ fn item_span(item: &TokenStream) -> Span {
 }
 
 fn parse_config(kind: Kind, args: TokenStream, errors: &mut Errors) -> Option<Config> {
-    let parsed = match parse_args(kind.attribute(), args, kind.valid_args(), errors) {
+    let parsed = match parse_args(kind.as_str(), args, kind.valid_args(), errors) {
         Ok(parsed) => parsed,
         Err(e) => {
             errors.push(e);
@@ -206,63 +207,7 @@ fn registration(kind: Kind, config: &Config, function: &ItemFn, name: &str) -> T
         None => quote!(::core::option::Option::None),
     };
     let timeout_ms = option(config.timeout_ms);
-    let (output_ty, output_span) = match &function.sig.output {
-        ReturnType::Default => (quote!(()), function.sig.ident.span()),
-        ReturnType::Type(_, ty) => (quote!(#ty), ty.span()),
-    };
-    let (with_boxed_causes, with_causes, from_return, convert_fn, result_ty) = if kind.is_hook() {
-        (
-            quote!(HookOutcomeWithBoxedCauses),
-            quote!(HookOutcomeWithCauses),
-            quote!(HookOutcomeFromReturn),
-            "lifecycle_into_hook_outcome",
-            quote!(#private::HookOutcome),
-        )
-    } else {
-        (
-            quote!(HealthWithBoxedCauses),
-            quote!(HealthWithCauses),
-            quote!(HealthFromReturn),
-            "lifecycle_into_health",
-            quote!(#krate::Health),
-        )
-    };
-    // The runtime picks the conversion (an error's causes kept when it is
-    // a `std::error::Error`) by method resolution on the concrete type. It
-    // is spanned on the return type, so an unsupported type is reported
-    // there, with the conversion trait's `on_unimplemented` message.
-    let convert_fn = syn::Ident::new(convert_fn, output_span);
-    let convert = |value: TokenStream| {
-        quote_spanned! {output_span=>
-            {
-                #[allow(unused_imports)]
-                use #private::{#with_boxed_causes as _, #with_causes as _, #from_return as _};
-                let __lifecycle_returned: #output_ty = #value;
-                (&&&#private::Returned::new(__lifecycle_returned)).#convert_fn()
-            }
-        }
-    };
-    let call = if function.sig.asyncness.is_some() {
-        let convert = convert(quote!(#ident().await));
-        quote! {
-            #private::Call::Async({
-                fn __lifecycle_call() -> #private::BoxFuture<#result_ty> {
-                    ::std::boxed::Box::pin(async { #convert })
-                }
-                __lifecycle_call
-            })
-        }
-    } else {
-        let convert = convert(quote!(#ident()));
-        quote! {
-            #private::Call::Blocking({
-                fn __lifecycle_call() -> #result_ty {
-                    #convert
-                }
-                __lifecycle_call
-            })
-        }
-    };
+    let call = call(kind, function, &krate, &private);
     let site = quote_spanned! {ident.span()=>
         #private::Site {
             module: ::core::module_path!(),
@@ -311,5 +256,69 @@ fn registration(kind: Kind, config: &Config, function: &ItemFn, name: &str) -> T
         const _: () = {
             #private::inventory::submit! { #value }
         };
+    }
+}
+
+/// The registration's `Call`: the user's function, called as it is
+/// (`Async` or `Blocking`), its return value converted to what the runtime
+/// takes.
+fn call(kind: Kind, function: &ItemFn, krate: &TokenStream, private: &TokenStream) -> TokenStream {
+    let ident = &function.sig.ident;
+    let (output_ty, output_span) = match &function.sig.output {
+        ReturnType::Default => (quote!(()), function.sig.ident.span()),
+        ReturnType::Type(_, ty) => (quote!(#ty), ty.span()),
+    };
+    let (with_boxed_causes, with_causes, from_return, convert_fn, result_ty) = if kind.is_hook() {
+        (
+            quote!(HookOutcomeWithBoxedCauses),
+            quote!(HookOutcomeWithCauses),
+            quote!(HookOutcomeFromReturn),
+            "lifecycle_into_hook_outcome",
+            quote!(#private::HookOutcome),
+        )
+    } else {
+        (
+            quote!(HealthWithBoxedCauses),
+            quote!(HealthWithCauses),
+            quote!(HealthFromReturn),
+            "lifecycle_into_health",
+            quote!(#krate::Health),
+        )
+    };
+    // The runtime picks the conversion (an error's causes kept when it is
+    // a `std::error::Error`) by method resolution on the concrete type. It
+    // is spanned on the return type, so an unsupported type is reported
+    // there, with the conversion trait's `on_unimplemented` message.
+    let convert_fn = syn::Ident::new(convert_fn, output_span);
+    let convert = |value: TokenStream| {
+        quote_spanned! {output_span=>
+            {
+                #[allow(unused_imports)]
+                use #private::{#with_boxed_causes as _, #with_causes as _, #from_return as _};
+                let __lifecycle_returned: #output_ty = #value;
+                (&&&#private::Returned::new(__lifecycle_returned)).#convert_fn()
+            }
+        }
+    };
+    if function.sig.asyncness.is_some() {
+        let convert = convert(quote!(#ident().await));
+        quote! {
+            #private::Call::Async({
+                fn __lifecycle_call() -> #private::BoxFuture<#result_ty> {
+                    ::std::boxed::Box::pin(async { #convert })
+                }
+                __lifecycle_call
+            })
+        }
+    } else {
+        let convert = convert(quote!(#ident()));
+        quote! {
+            #private::Call::Blocking({
+                fn __lifecycle_call() -> #result_ty {
+                    #convert
+                }
+                __lifecycle_call
+            })
+        }
     }
 }

@@ -49,11 +49,12 @@ struct Config {
     tracing: Option<bool>,
     /// The `tracing` argument, for the error when it needs a feature.
     tracing_span: Option<Span>,
-    /// `reasons = "show"`: every peer reads the checks' reasons.
-    show_reasons: bool,
-    /// `probe_protocol = "grpc"`: the literal, for the error when the
-    /// runtime lacks its `grpc` feature.
-    grpc_probes: Option<syn::LitStr>,
+    /// `reasons`: `"loopback"` or `"show"` (every peer reads the checks'
+    /// reasons).
+    reasons: Option<String>,
+    /// `probe_protocol`: the literal, `"http"` or `"grpc"`; the latter for
+    /// the error when the runtime lacks its `grpc` feature.
+    probe_protocol: Option<syn::LitStr>,
     metrics: Option<bool>,
     pid1: Option<bool>,
     /// `stop_signal`: the signal's full name (`"SIGQUIT"`) and its literal,
@@ -130,16 +131,12 @@ fn parse_config(args: TokenStream, errors: &mut Errors) -> Option<Config> {
                 }
             }
             "reasons" => {
-                if let Some(policy) = arg.one_of(errors, "reasons policy", &["loopback", "show"]) {
-                    config.show_reasons = policy == "show";
-                }
+                config.reasons = arg.one_of(errors, "reasons policy", &["loopback", "show"]);
             }
             "probe_protocol" => {
                 let protocols = ["http", "grpc"];
-                if let Some(protocol) = arg.one_of(errors, "probe protocol", &protocols) {
-                    if protocol == "grpc" {
-                        config.grpc_probes = arg.string(errors, "probe_protocol = \"grpc\"");
-                    }
+                if arg.one_of(errors, "probe protocol", &protocols).is_some() {
+                    config.probe_protocol = arg.string(errors, "probe_protocol = \"grpc\"");
                 }
             }
             "flavor" => {
@@ -207,6 +204,15 @@ fn check_signature(function: &ItemFn, errors: &mut Errors) {
     signature::validate(&function.sig, &subject, errors);
 }
 
+impl Config {
+    /// `probe_protocol = "grpc"`: its literal.
+    fn grpc_probes(&self) -> Option<&syn::LitStr> {
+        self.probe_protocol
+            .as_ref()
+            .filter(|protocol| protocol.value() == "grpc")
+    }
+}
+
 fn generate(config: Config, function: ItemFn) -> TokenStream {
     let krate = runtime_path(config.krate.clone());
     let private = quote!(#krate::__private);
@@ -221,6 +227,71 @@ fn generate(config: Config, function: ItemFn) -> TokenStream {
     let mut inner_sig = sig.clone();
     inner_sig.ident = inner_ident.clone();
 
+    let requirements = requirements(&config, &private);
+    let service_config = service_config(&config, &private);
+    // The conversion is spanned on the return type, so an unsupported type
+    // is reported there, with the trait's `on_unimplemented` message.
+    let (output_ty, output_span) = match &sig.output {
+        ReturnType::Default => (quote!(()), sig.ident.span()),
+        ReturnType::Type(_, ty) => (quote!(#ty), ty.span()),
+    };
+    let convert = quote_spanned! {output_span=>
+        <#output_ty as #private::MainOutcome>::into_main_outcome
+    };
+    quote! {
+        #(#attrs)*
+        #vis fn #outer_ident() {
+            #requirements
+            #inner_sig #block
+            let __lifecycle_config = #service_config;
+            #private::run_service(__lifecycle_config, || async {
+                #convert(#inner_ident().await)
+            })
+        }
+    }
+}
+
+/// What the arguments need of the runtime's features and of the target,
+/// checked where only the generated code can see them: each a compile
+/// error spanned on the argument that needs it.
+fn requirements(config: &Config, private: &TokenStream) -> TokenStream {
+    // The default subscriber sits behind a cargo feature of the runtime:
+    // without it, this names the feature at compile time.
+    let require_subscriber = config.tracing.unwrap_or(true).then(|| {
+        let span = config.tracing_span.unwrap_or_else(Span::call_site);
+        quote_spanned!(span=> #private::require_default_subscriber!();)
+    });
+    // gRPC probes need the runtime's `grpc` feature, which only the runtime
+    // can see: it names the feature at compile time. Every token of the
+    // call is spanned on the literal, so the error points at `"grpc"`.
+    let require_grpc = config
+        .grpc_probes()
+        .map(|lit| respan(quote!(#private::require_grpc_feature!(#lit);), lit.span()));
+    // Windows has no signals: a Windows pod allows only SIGTERM (and
+    // SIGKILL), and the console's events stop the service. The macro runs
+    // on the host, so the target is asked by `cfg`, in the generated code.
+    let unix_only = config
+        .stop_signal
+        .as_ref()
+        .filter(|(name, _)| *name != "SIGTERM")
+        .map(|(name, lit)| {
+            let message = format!(
+                "`stop_signal = \"{name}\"` is unix only: Windows pods allow only SIGTERM and SIGKILL, and Windows stops a service with its console events; leave `stop_signal` out of Windows builds"
+            );
+            respan(
+                quote!(#[cfg(windows)] ::core::compile_error!(#message);),
+                lit.span(),
+            )
+        });
+    quote! {
+        #require_subscriber
+        #require_grpc
+        #unix_only
+    }
+}
+
+/// The runtime's `ServiceConfig` the arguments describe.
+fn service_config(config: &Config, private: &TokenStream) -> TokenStream {
     let some_u64 = |value: Option<u64>| match value {
         Some(n) => quote!(::core::option::Option::Some(#n)),
         None => quote!(::core::option::Option::None),
@@ -245,23 +316,16 @@ fn generate(config: Config, function: ItemFn) -> TokenStream {
     } else {
         quote!(#private::Flavor::MultiThread)
     };
-    let reasons = if config.show_reasons {
+    let reasons = if config.reasons.as_deref() == Some("show") {
         quote!(#private::ReasonsPolicy::Show)
     } else {
         quote!(#private::ReasonsPolicy::Loopback)
     };
-    let probe_protocol = if config.grpc_probes.is_some() {
+    let probe_protocol = if config.grpc_probes().is_some() {
         quote!(#private::ProbeProtocol::Grpc)
     } else {
         quote!(#private::ProbeProtocol::Http)
     };
-    // gRPC probes need the runtime's `grpc` feature, which only the runtime
-    // can see: it names the feature at compile time. Every token of the
-    // call is spanned on the literal, so the error points at `"grpc"`.
-    let require_grpc = config
-        .grpc_probes
-        .as_ref()
-        .map(|lit| respan(quote!(#private::require_grpc_feature!(#lit);), lit.span()));
     let stop_signal = {
         let name = config
             .stop_signal
@@ -270,68 +334,27 @@ fn generate(config: Config, function: ItemFn) -> TokenStream {
         let variant = stop_signal_variant(name);
         quote!(#private::StopSignal::#variant)
     };
-    // Windows has no signals: a Windows pod allows only SIGTERM (and
-    // SIGKILL), and the console's events stop the service. The macro runs
-    // on the host, so the target is asked by `cfg`, in the generated code.
-    let unix_only = config
-        .stop_signal
-        .as_ref()
-        .filter(|(name, _)| *name != "SIGTERM")
-        .map(|(name, lit)| {
-            let message = format!(
-                "`stop_signal = \"{name}\"` is unix only: Windows pods allow only SIGTERM and SIGKILL, and Windows stops a service with its console events; leave `stop_signal` out of Windows builds"
-            );
-            respan(
-                quote!(#[cfg(windows)] ::core::compile_error!(#message);),
-                lit.span(),
-            )
-        });
     let metrics = config.metrics.unwrap_or(true);
     // On by default: it only acts when the process is PID 1.
     let pid1 = config.pid1.unwrap_or(true);
     let tracing = config.tracing.unwrap_or(true);
-    // The default subscriber sits behind a cargo feature of the runtime:
-    // without it, this names the feature at compile time.
-    let require_subscriber = tracing.then(|| {
-        let span = config.tracing_span.unwrap_or_else(Span::call_site);
-        quote_spanned!(span=> #private::require_default_subscriber!();)
-    });
-    // The conversion is spanned on the return type, so an unsupported type
-    // is reported there, with the trait's `on_unimplemented` message.
-    let (output_ty, output_span) = match &sig.output {
-        ReturnType::Default => (quote!(()), sig.ident.span()),
-        ReturnType::Type(_, ty) => (quote!(#ty), ty.span()),
-    };
-    let convert = quote_spanned! {output_span=>
-        <#output_ty as #private::MainOutcome>::into_main_outcome
-    };
     quote! {
-        #(#attrs)*
-        #vis fn #outer_ident() {
-            #require_subscriber
-            #require_grpc
-            #unix_only
-            #inner_sig #block
-            let __lifecycle_config = #private::ServiceConfig {
-                probe_addr: #probe_addr,
-                shutdown_timeout_ms: #shutdown_timeout_ms,
-                drain_delay_ms: #drain_delay_ms,
-                connection_drain_ms: #connection_drain_ms,
-                stall_threshold_ms: #stall_threshold_ms,
-                max_tasks: #max_tasks,
-                panic: #panic,
-                flavor: #flavor,
-                worker_threads: #worker_threads,
-                tracing: #tracing,
-                reasons: #reasons,
-                probe_protocol: #probe_protocol,
-                metrics: #metrics,
-                pid1: #pid1,
-                stop_signal: #stop_signal,
-            };
-            #private::run_service(__lifecycle_config, || async {
-                #convert(#inner_ident().await)
-            })
+        #private::ServiceConfig {
+            probe_addr: #probe_addr,
+            shutdown_timeout_ms: #shutdown_timeout_ms,
+            drain_delay_ms: #drain_delay_ms,
+            connection_drain_ms: #connection_drain_ms,
+            stall_threshold_ms: #stall_threshold_ms,
+            max_tasks: #max_tasks,
+            panic: #panic,
+            flavor: #flavor,
+            worker_threads: #worker_threads,
+            tracing: #tracing,
+            reasons: #reasons,
+            probe_protocol: #probe_protocol,
+            metrics: #metrics,
+            pid1: #pid1,
+            stop_signal: #stop_signal,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The address file (`LIFECYCLE_PROBE_ADDR_FILE`): where tools that start
 //! the service on port 0 find its addresses without parsing logs. The
-//! first line is the probe server's `IP:PORT`, as it always was; then one
+//! first line is the probe server's `IP:PORT`; then one
 //! line `app IP:PORT` for each listener the application bound through
 //! [`net::TcpListener`](crate::net::TcpListener), written as each binds.
 
@@ -108,11 +108,13 @@ fn write_in_place(path: &Path, bytes: &[u8], first: bool) -> io::Result<()> {
     let mut file = special_file::open_for_writing(path, false, !first)?;
     match Kind::of(file.metadata()?.file_type()) {
         Kind::Regular if first => file.set_len(0)?,
-        Kind::Regular | Kind::Fifo | Kind::CharDevice => {}
+        Kind::Regular => {}
+        #[cfg(unix)]
+        Kind::Fifo | Kind::CharDevice => {}
         other => {
             return Err(io::Error::other(format!(
                 "it is {}, not a regular file, a FIFO or a character device",
-                other.name()
+                other.as_str()
             )))
         }
     }

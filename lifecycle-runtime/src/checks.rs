@@ -203,9 +203,9 @@ impl Check {
             runner_ended: Arc::default(),
             first_result: Arc::default(),
             blocking_since: Arc::new(Mutex::new(None)),
-            changes: ChangeLog::new(registration.kind.label(), registration.name, true),
+            changes: ChangeLog::new(registration.kind.as_str(), registration.name, true),
             #[cfg(feature = "metrics")]
-            series: crate::metrics::CheckSeries::new(registration.kind.label(), registration.name),
+            series: crate::metrics::CheckSeries::new(registration.kind.as_str(), registration.name),
         })
     }
 

@@ -165,11 +165,12 @@ fn write_message(path: &Path, create: bool, message: &str) -> io::Result<()> {
     let mut file = special_file::open_for_writing(path, create, false)?;
     match Kind::of(file.metadata()?.file_type()) {
         Kind::Regular => file.set_len(0)?,
+        #[cfg(unix)]
         Kind::CharDevice => {}
         other => {
             return Err(io::Error::other(format!(
                 "it is {}, not a regular file or a character device",
-                other.name()
+                other.as_str()
             )))
         }
     }

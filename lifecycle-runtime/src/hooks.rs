@@ -21,7 +21,7 @@ async fn run_group(
     let outcomes = join_all(group.iter().map(|hook| async move {
         let _running = lifecycle.enter(format!(
             "{} hook \"{}\" ({})",
-            hook.kind.label(),
+            hook.kind.as_str(),
             hook.name,
             hook.site
         ));
@@ -29,7 +29,7 @@ async fn run_group(
             hook = hook.name,
             order = hook.order,
             "{} hook starting",
-            hook.kind.label()
+            hook.kind.as_str()
         );
         // A plain `fn` cannot be cancelled, and an aborted `async fn` stops
         // only at its next `.await`: one that outlives this call (start-up
@@ -38,13 +38,13 @@ async fn run_group(
         // hooks.
         let outliving = (hook.kind == HookKind::OnStartup).then(|| {
             lifecycle
-                .blocking_startup()
+                .startup_calls()
                 .enter(format!("on_startup hook \"{}\" ({})", hook.name, hook.site))
         });
         let started = std::time::Instant::now();
         let outcome = run_bounded(app, &hook.call, hook.timeout(), outliving).await;
         #[cfg(feature = "metrics")]
-        crate::metrics::hook_ran(hook.kind.label(), hook.name, started.elapsed());
+        crate::metrics::hook_ran(hook.kind.as_str(), hook.name, started.elapsed());
         #[cfg(not(feature = "metrics"))]
         let _ = started;
         (hook, outcome)
@@ -65,7 +65,7 @@ async fn run_group(
             let reason = one_line(&reason, TERMINATION_MESSAGE_MAX);
             Some(format!(
                 "{} hook \"{}\" {reason}",
-                hook.kind.label(),
+                hook.kind.as_str(),
                 hook.name
             ))
         })

@@ -10,10 +10,10 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use once_cell::sync::Lazy;
+use once_cell::sync::{Lazy, OnceCell};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tokio_util::task::task_tracker::TaskTrackerToken;
 use tokio_util::task::TaskTracker;
@@ -116,7 +116,7 @@ pub(crate) struct Lifecycle {
     /// The number of the next `out_of_rotation` guard.
     next_guard: AtomicU64,
     /// The first reason given to `mark_broken`: the root cause.
-    broken: OnceLock<String>,
+    broken: OnceCell<String>,
     /// Preflight checks and `on_startup` hooks all succeeded and the phase
     /// became `Running`.
     started: AtomicBool,
@@ -125,30 +125,31 @@ pub(crate) struct Lifecycle {
     /// A stop was requested: by a signal, because start-up failed, or
     /// because `main` returned. Starts the shutdown deadline.
     stop_requested: CancellationToken,
-    /// The application must stop serving (after the drain delay):
+    /// The application must stop serving (after the drain delay): behind
     /// `shutdown_signal()` and `shutdown_token()`.
-    serving_ends: CancellationToken,
+    shutdown: CancellationToken,
     /// Tasks from `lifecycle_runtime::spawn`, awaited before the hooks.
     tracker: TaskTracker,
     heartbeat: Heartbeat,
     /// What the stop is waiting for right now, for the deadline's message.
-    activities: Mutex<Vec<String>>,
+    running: RunningList,
     /// Preflight checks and `on_startup` hooks still running: plain `fn`s
     /// on the blocking pool, `async fn`s an abort has not reached yet.
-    blocking_startup: BlockingCalls,
+    startup_calls: StartupCalls,
     /// Connections accepted through `net::TcpListener`, until they close.
     connections: Arc<Connections>,
     /// The address file: the probe server's address and the application's.
     addresses: AddressFile,
     /// When the stop was requested: the shutdown deadline counts from here.
-    stop_requested_at: OnceLock<Instant>,
+    stop_requested_at: OnceCell<Instant>,
     /// When `shutdown_signal()` completed: the connection drain counts
     /// from here.
-    serving_ended_at: OnceLock<Instant>,
-    /// Counts the changes of what probes answer from here (the phase, the
-    /// start-up latch, `out_of_rotation` guards, `mark_broken`) and of background
-    /// checks' results: gRPC `Watch` streams wake on it instead of polling.
-    changes: tokio::sync::watch::Sender<u64>,
+    shutdown_signalled_at: OnceCell<Instant>,
+    /// The version of what probes answer from: bumped by every change of
+    /// the phase, the start-up latch, the `out_of_rotation` guards,
+    /// `mark_broken` and background checks' results. gRPC `Watch` streams
+    /// wake on it instead of polling.
+    probe_inputs_version: tokio::sync::watch::Sender<u64>,
 }
 
 /// What the stop waits for while connections accepted through
@@ -163,36 +164,30 @@ impl Lifecycle {
             phase: AtomicU8::new(Phase::Starting.index()),
             out_of_rotation: Mutex::new(Vec::new()),
             next_guard: AtomicU64::new(0),
-            broken: OnceLock::new(),
+            broken: OnceCell::new(),
             started: AtomicBool::new(false),
             startup_passed: AtomicBool::new(false),
             stop_requested: CancellationToken::new(),
-            serving_ends: CancellationToken::new(),
+            shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             heartbeat: Heartbeat::new(),
-            activities: Mutex::new(Vec::new()),
-            blocking_startup: BlockingCalls::default(),
-            changes: tokio::sync::watch::Sender::new(0),
+            running: RunningList::default(),
+            startup_calls: StartupCalls::default(),
+            probe_inputs_version: tokio::sync::watch::Sender::new(0),
             connections: Arc::default(),
             addresses: AddressFile::default(),
-            stop_requested_at: OnceLock::new(),
-            serving_ended_at: OnceLock::new(),
+            stop_requested_at: OnceCell::new(),
+            shutdown_signalled_at: OnceCell::new(),
         }
     }
 
-    /// Something probes answer from changed: wakes every [`changes`]
-    /// receiver.
+    /// Something probes answer from changed: bumps the probe inputs'
+    /// version, which wakes every [`watch_probe_inputs`] receiver.
     ///
-    /// [`changes`]: Lifecycle::changes
-    pub(crate) fn note_change(&self) {
-        self.changes
-            .send_modify(|count| *count = count.wrapping_add(1));
-    }
-
-    /// A receiver woken by each [`note_change`](Lifecycle::note_change).
-    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
-    pub(crate) fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.changes.subscribe()
+    /// [`watch_probe_inputs`]: Lifecycle::watch_probe_inputs
+    pub(crate) fn note_probe_input_change(&self) {
+        self.probe_inputs_version
+            .send_modify(|version| *version = version.wrapping_add(1));
     }
 
     /// The process-wide instance that `#[service_main]` runs and the
@@ -235,7 +230,7 @@ impl Lifecycle {
     pub(crate) fn finish_startup(&self) -> Result<(), Refused> {
         let from = self.advance(Phase::Running)?;
         self.started.store(true, Ordering::SeqCst);
-        self.note_change();
+        self.note_probe_input_change();
         tracing::debug!("phase {from} → {}", Phase::Running);
         Ok(())
     }
@@ -254,7 +249,7 @@ impl Lifecycle {
         let moved = self.advance(Phase::Draining);
         let _ = self.stop_requested_at.set(Instant::now());
         self.stop_requested.cancel();
-        self.note_change();
+        self.note_probe_input_change();
         // Logged after the change, which never waits on a log line.
         if let Ok(from) = moved {
             tracing::debug!("phase {from} → {}", Phase::Draining);
@@ -268,16 +263,16 @@ impl Lifecycle {
 
     /// A token cancelled when a stop is requested, for tasks that outlive
     /// a borrow (cancelling it stops only its holder).
-    pub(crate) fn stop_watch(&self) -> CancellationToken {
+    pub(crate) fn stop_requested_token(&self) -> CancellationToken {
         self.stop_requested.child_token()
     }
 
     /// The drain is over: `shutdown_signal()` completes. Requests the stop
     /// too, when nothing had.
-    pub(crate) fn end_serving(&self) {
+    pub(crate) fn signal_shutdown(&self) {
         self.request_stop();
-        let _ = self.serving_ended_at.set(Instant::now());
-        self.serving_ends.cancel();
+        let _ = self.shutdown_signalled_at.set(Instant::now());
+        self.shutdown.cancel();
     }
 
     /// When the stop was requested, if it was.
@@ -286,19 +281,20 @@ impl Lifecycle {
     }
 
     /// When `shutdown_signal()` completed, if it did.
-    pub(crate) fn serving_ended_at(&self) -> Option<Instant> {
-        self.serving_ended_at.get().copied()
+    pub(crate) fn shutdown_signalled_at(&self) -> Option<Instant> {
+        self.shutdown_signalled_at.get().copied()
     }
 
-    /// Cancelled when the application must stop serving.
-    pub(crate) fn serving_ends(&self) -> &CancellationToken {
-        &self.serving_ends
+    /// Cancelled when the application must stop serving: when
+    /// `shutdown_signal()` completes.
+    pub(crate) fn shutdown_token(&self) -> &CancellationToken {
+        &self.shutdown
     }
 
     /// `Draining → Stopping`: the `on_shutdown` hooks run.
     pub(crate) fn begin_stopping(&self) -> Result<(), Refused> {
         let from = self.advance(Phase::Stopping)?;
-        self.note_change();
+        self.note_probe_input_change();
         tracing::debug!("phase {from} → {}", Phase::Stopping);
         Ok(())
     }
@@ -314,7 +310,7 @@ impl Lifecycle {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push((guard, reason));
-        self.note_change();
+        self.note_probe_input_change();
         guard
     }
 
@@ -323,7 +319,7 @@ impl Lifecycle {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|(held, _)| *held != guard);
-        self.note_change();
+        self.note_probe_input_change();
     }
 
     /// Why the instance is out of rotation by hand, the reasons of the
@@ -342,7 +338,7 @@ impl Lifecycle {
     /// Keeps the first reason: it is the root cause.
     pub(crate) fn mark_broken(&self, reason: String) {
         let _ = self.broken.set(reason);
-        self.note_change();
+        self.note_probe_input_change();
     }
 
     pub(crate) fn broken(&self) -> Option<&str> {
@@ -358,7 +354,7 @@ impl Lifecycle {
     pub(crate) fn latch_startup_passed(&self) {
         // Every passing /startupz latches: only the first is a change.
         if !self.startup_passed.swap(true, Ordering::SeqCst) {
-            self.note_change();
+            self.note_probe_input_change();
         }
     }
 
@@ -381,35 +377,27 @@ impl Lifecycle {
     }
 
     /// Preflight checks and `on_startup` hooks that have not ended yet.
-    pub(crate) fn blocking_startup(&self) -> &BlockingCalls {
-        &self.blocking_startup
+    pub(crate) fn startup_calls(&self) -> &StartupCalls {
+        &self.startup_calls
     }
 
     // What the stop is waiting for.
 
     /// Records `what` as running until the guard is dropped.
-    pub(crate) fn enter(&self, what: String) -> Activity<'_> {
-        self.activities
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(what.clone());
-        Activity {
-            lifecycle: self,
-            what,
-        }
+    pub(crate) fn enter(&self, what: String) -> Running {
+        self.running.enter(what)
     }
 
     /// What is still running, for the message of a missed deadline.
     pub(crate) fn still_running(&self) -> String {
         let mut running: Vec<String> = self
-            .activities
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
+            .running
+            .entries()
+            .into_iter()
             .map(|what| match what.as_str() {
                 // Counted now, not when the wait began.
                 OPEN_CONNECTIONS => format!("{what} ({} open)", self.connections.open()),
-                _ => what.clone(),
+                _ => what,
             })
             .collect();
         let tasks = self.tracker.len();
@@ -424,79 +412,88 @@ impl Lifecycle {
     }
 }
 
-/// Removes its entry from the running list when dropped.
-pub(crate) struct Activity<'a> {
-    lifecycle: &'a Lifecycle,
-    what: String,
+/// What is running now, in the order it started: each entry stays until
+/// the [`Running`] guard that [`enter`](RunningList::enter) returned is
+/// dropped.
+#[derive(Default)]
+pub(crate) struct RunningList {
+    entries: Arc<Mutex<Vec<String>>>,
 }
 
-impl Drop for Activity<'_> {
-    fn drop(&mut self) {
-        let mut running = self
-            .lifecycle
-            .activities
+impl RunningList {
+    /// Records `what` as running until the guard is dropped.
+    pub(crate) fn enter(&self, what: String) -> Running {
+        self.enter_tracked(what, None)
+    }
+
+    /// As [`enter`](RunningList::enter); the guard also holds `tracked`.
+    fn enter_tracked(&self, what: String, tracked: Option<TaskTrackerToken>) -> Running {
+        self.entries
             .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(index) = running.iter().position(|r| *r == self.what) {
-            running.remove(index);
+            .unwrap_or_else(|p| p.into_inner())
+            .push(what.clone());
+        Running {
+            entries: self.entries.clone(),
+            what,
+            _tracked: tracked,
+        }
+    }
+
+    /// What is running now, in the order it started.
+    pub(crate) fn entries(&self) -> Vec<String> {
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// One entry of a [`RunningList`]; removes it when dropped. It owns what
+/// it needs, so that it can move into a call on another thread.
+pub(crate) struct Running {
+    entries: Arc<Mutex<Vec<String>>>,
+    what: String,
+    /// Keeps a [`TaskTracker`] waiting until the guard is dropped.
+    _tracked: Option<TaskTrackerToken>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(index) = entries.iter().position(|r| *r == self.what) {
+            entries.remove(index);
         }
     }
 }
 
-/// Start-up calls that may outlive start-up: plain `fn`s on the blocking
-/// pool, which nothing can cancel, and `async fn`s, which an abort stops
-/// only at their next `.await`. A start-up abandoned on SIGTERM, or whose
-/// hook timed out, leaves them running, and the `on_shutdown` hooks must
-/// wait for them (they may release what such a call is still acquiring).
+/// Start-up calls that may outlive start-up: preflight checks and
+/// `on_startup` hooks, plain `fn`s on the blocking pool, which nothing can
+/// cancel, and `async fn`s, which an abort stops only at their next
+/// `.await`. A start-up abandoned on SIGTERM, or whose hook timed out,
+/// leaves them running, and the `on_shutdown` hooks must wait for them
+/// (they may release what such a call is still acquiring).
 #[derive(Default)]
-pub(crate) struct BlockingCalls {
+pub(crate) struct StartupCalls {
     tracker: TaskTracker,
-    running: Arc<Mutex<Vec<String>>>,
+    running: RunningList,
 }
 
-impl BlockingCalls {
+impl StartupCalls {
     /// Records `what` as running until the guard, moved into the call, is
     /// dropped: when the function has really returned.
-    pub(crate) fn enter(&self, what: String) -> BlockingCall {
-        self.running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(what.clone());
-        BlockingCall {
-            _token: self.tracker.token(),
-            running: self.running.clone(),
-            what,
-        }
+    pub(crate) fn enter(&self, what: String) -> Running {
+        self.running.enter_tracked(what, Some(self.tracker.token()))
     }
 
     /// What is still running, in the order it started.
     pub(crate) fn running(&self) -> Vec<String> {
-        self.running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.running.entries()
     }
 
     /// Until every recorded call has returned.
     pub(crate) async fn returned(&self) {
         self.tracker.close();
         self.tracker.wait().await;
-    }
-}
-
-/// One blocking call in [`BlockingCalls`]; removes itself when dropped.
-pub(crate) struct BlockingCall {
-    _token: TaskTrackerToken,
-    running: Arc<Mutex<Vec<String>>>,
-    what: String,
-}
-
-impl Drop for BlockingCall {
-    fn drop(&mut self) {
-        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(index) = running.iter().position(|r| *r == self.what) {
-            running.remove(index);
-        }
     }
 }
 
@@ -528,6 +525,15 @@ impl Heartbeat {
     }
 }
 
+#[cfg(feature = "grpc")]
+impl Lifecycle {
+    /// A receiver woken by each
+    /// [`note_probe_input_change`](Lifecycle::note_probe_input_change).
+    pub(crate) fn watch_probe_inputs(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.probe_inputs_version.subscribe()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -549,7 +555,7 @@ mod tests {
         let lifecycle = Lifecycle::new();
         lifecycle.request_stop();
         assert_eq!(lifecycle.phase(), Phase::Draining);
-        assert!(lifecycle.stop_watch().is_cancelled());
+        assert!(lifecycle.stop_requested_token().is_cancelled());
         assert_eq!(
             lifecycle.finish_startup(),
             Err(Refused {
@@ -573,11 +579,11 @@ mod tests {
         lifecycle.finish_startup().unwrap();
         assert!(lifecycle.started());
         assert_eq!(lifecycle.phase(), Phase::Running);
-        assert!(!lifecycle.serving_ends().is_cancelled());
-        lifecycle.end_serving();
+        assert!(!lifecycle.shutdown_token().is_cancelled());
+        lifecycle.signal_shutdown();
         assert_eq!(lifecycle.phase(), Phase::Draining);
-        assert!(lifecycle.stop_watch().is_cancelled());
-        assert!(lifecycle.serving_ends().is_cancelled());
+        assert!(lifecycle.stop_requested_token().is_cancelled());
+        assert!(lifecycle.shutdown_token().is_cancelled());
         lifecycle.begin_stopping().unwrap();
         assert_eq!(lifecycle.phase(), Phase::Stopping);
     }
@@ -592,7 +598,7 @@ mod tests {
     }
 
     #[test]
-    fn activities_name_what_the_stop_waits_for() {
+    fn the_running_list_names_what_the_stop_waits_for() {
         let lifecycle = Lifecycle::new();
         let hook = lifecycle.enter("on_shutdown hook \"flush\"".into());
         assert_eq!(lifecycle.still_running(), "on_shutdown hook \"flush\"");
@@ -601,8 +607,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn blocking_calls_are_awaited_until_each_has_returned() {
-        let calls = BlockingCalls::default();
+    async fn startup_calls_are_awaited_until_each_has_returned() {
+        let calls = StartupCalls::default();
         let call = calls.enter("on_startup hook \"load\"".into());
         assert_eq!(calls.running(), ["on_startup hook \"load\""]);
         let returned = std::thread::spawn(move || {

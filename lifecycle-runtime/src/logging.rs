@@ -250,9 +250,10 @@ fn report_dropped(dropped: u64) {
 }
 
 /// One log line as the subscriber writes it, queued whole when dropped.
-#[cfg_attr(not(feature = "tracing-subscriber"), allow(dead_code))]
+#[cfg(feature = "tracing-subscriber")]
 pub(crate) struct LineWriter(Vec<u8>);
 
+#[cfg(feature = "tracing-subscriber")]
 impl Write for LineWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.0.extend_from_slice(buf);
@@ -264,6 +265,7 @@ impl Write for LineWriter {
     }
 }
 
+#[cfg(feature = "tracing-subscriber")]
 impl Drop for LineWriter {
     fn drop(&mut self) {
         if !self.0.is_empty() {

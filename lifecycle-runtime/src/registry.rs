@@ -51,7 +51,7 @@ pub enum CheckKind {
 }
 
 impl CheckKind {
-    pub(crate) fn label(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             CheckKind::Liveness => "liveness",
             CheckKind::Readiness => "readiness",
@@ -80,7 +80,7 @@ pub enum HookKind {
 }
 
 impl HookKind {
-    pub(crate) fn label(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             HookKind::OnStartup => "on_startup",
             HookKind::OnShutdown => "on_shutdown",
@@ -195,10 +195,10 @@ pub(crate) fn hook_groups(kind: HookKind) -> Vec<(i32, Vec<&'static HookRegistra
 pub(crate) fn duplicate_names() -> Vec<String> {
     let checks = inventory::iter::<CheckRegistration>
         .into_iter()
-        .map(|c| (c.kind.label(), "check", c.name, c.site));
+        .map(|c| (c.kind.as_str(), "check", c.name, c.site));
     let hooks = inventory::iter::<HookRegistration>
         .into_iter()
-        .map(|h| (h.kind.label(), "hook", h.name, h.site));
+        .map(|h| (h.kind.as_str(), "hook", h.name, h.site));
     let entries: Vec<_> = checks.chain(hooks).collect();
     let mut problems = Vec::new();
     for (i, (kind, what, name, site)) in entries.iter().enumerate() {

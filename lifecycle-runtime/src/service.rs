@@ -441,7 +441,7 @@ async fn start_up(lifecycle: &Lifecycle, app: &Handle) -> Result<(), String> {
     // on_startup hooks.
     let results = join_all(checks.iter().map(|(check, site)| {
         let outliving = lifecycle
-            .blocking_startup()
+            .startup_calls()
             .enter(format!("preflight check \"{}\" ({site})", check.name()));
         check.run_outliving(app, outliving)
     }))

@@ -84,7 +84,7 @@ where
         }
     }
     // The state change first: a log line never delays it.
-    lifecycle.end_serving();
+    lifecycle.signal_shutdown();
     tracing::info!("drain over: shutdown_signal() completed; waiting for main to return");
     None
 }
@@ -127,8 +127,10 @@ pub(crate) async fn stop<F>(
 where
     F: Future<Output = MainEnded>,
 {
-    lifecycle.end_serving();
-    let serving_ended = lifecycle.serving_ended_at().unwrap_or_else(Instant::now);
+    lifecycle.signal_shutdown();
+    let serving_ended = lifecycle
+        .shutdown_signalled_at()
+        .unwrap_or_else(Instant::now);
     let main_ended = Cell::new(None);
     let waited = async {
         // First `main`: until it returns it may spawn tasks and accept
@@ -207,7 +209,7 @@ fn hooks_latest_start(
 /// or an `async fn` that the abort reaches only at its next `.await`): the
 /// `on_shutdown` hooks may release what they are still acquiring.
 async fn wait_for_blocking_startup_calls(lifecycle: &Lifecycle) {
-    let running = lifecycle.blocking_startup().running();
+    let running = lifecycle.startup_calls().running();
     if running.is_empty() {
         return;
     }
@@ -216,7 +218,7 @@ async fn wait_for_blocking_startup_calls(lifecycle: &Lifecycle) {
         "waiting for {names} to return before the on_shutdown hooks: a plain fn cannot be cancelled, an aborted async fn stops only at its next .await"
     );
     let _running = lifecycle.enter(names);
-    lifecycle.blocking_startup().returned().await;
+    lifecycle.startup_calls().returned().await;
 }
 
 /// Waits for every task from `lifecycle_runtime::spawn`.

@@ -37,13 +37,12 @@ pub(crate) fn open_for_writing(path: &Path, create: bool, append: bool) -> io::R
 }
 
 /// What an opened path is, as far as writing to it goes.
-#[cfg_attr(not(unix), allow(dead_code))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
     Regular,
-    /// Never on Windows.
+    #[cfg(unix)]
     Fifo,
-    /// Never on Windows.
+    #[cfg(unix)]
     CharDevice,
     /// Anything else, named for an error that says why it was not written.
     Other(&'static str),
@@ -77,10 +76,12 @@ impl Kind {
     }
 
     /// The kind as an error names it.
-    pub(crate) fn name(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Kind::Regular => "a regular file",
+            #[cfg(unix)]
             Kind::Fifo => "a FIFO",
+            #[cfg(unix)]
             Kind::CharDevice => "a character device",
             Kind::Other(name) => name,
         }

@@ -30,12 +30,20 @@ fn header(table: &str) -> &str {
     table.lines().next().unwrap_or_default()
 }
 
-/// The crate-level docs of `lib.rs`, as Markdown.
+/// The crate-level docs, as Markdown: the `//!` lines of `lib.rs` and
+/// the `docs/*.md` files it includes, in order.
 fn guide() -> String {
     read("src/lib.rs")
         .lines()
-        .filter_map(|line| line.strip_prefix("//!"))
-        .map(|line| line.strip_prefix(' ').unwrap_or(line))
+        .filter_map(|line| {
+            if let Some(doc) = line.strip_prefix("//!") {
+                return Some(doc.strip_prefix(' ').unwrap_or(doc).to_owned());
+            }
+            let included = line
+                .strip_prefix("#![doc = include_str!(\"../")?
+                .strip_suffix("\")]")?;
+            Some(read(included))
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }

@@ -41,7 +41,7 @@ pub(crate) fn install(evaluator: Arc<Evaluator>) {
 /// completes, so that tonic's graceful stop does not wait on them.
 pub fn health_service() -> Result<HealthServer<HealthService>, NotRunning> {
     let evaluator = INSTALLED.get().ok_or(NotRunning(()))?.clone();
-    let streams_end = evaluator.lifecycle().serving_ends().clone();
+    let streams_end = evaluator.lifecycle().shutdown_token().clone();
     Ok(server(HealthService {
         evaluator,
         streams_end,

@@ -133,7 +133,7 @@ async fn run_poll(
         sender.send_replace(Some(ServingStatus::ServiceUnknown));
         return;
     }
-    let mut changes = evaluator.lifecycle().changes();
+    let mut changes = evaluator.lifecycle().watch_probe_inputs();
     // A second from one run's start to the next, not from its end: a change
     // shows within a second plus the check's own time.
     let mut ticks = tokio::time::interval(POLL_PERIOD);

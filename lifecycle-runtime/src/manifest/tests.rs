@@ -316,7 +316,8 @@ fn the_grace_period_of_the_largest_values_stays_in_range() {
     .unwrap();
     // A day (the drain delay is within it) and the 5 s of slack.
     assert_eq!(grace_seconds(&largest), 86_400 + 5);
-    // What was taken before the bound, and printed as 36893488147419109 s.
+    // Beyond the bound: a bad value, never a grace period of
+    // 36893488147419109 s.
     assert!(settings(&[("LIFECYCLE_SHUTDOWN_TIMEOUT_MS", "18446744073709551615")]).is_err());
     let absurd = Settings {
         shutdown_timeout: Duration::MAX,

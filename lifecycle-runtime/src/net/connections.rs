@@ -87,12 +87,6 @@ impl Connections {
         self.open.load(Ordering::SeqCst)
     }
 
-    /// Connections the connection drain has ended, in all.
-    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
-    pub(crate) fn ended(&self) -> u64 {
-        self.ended.load(Ordering::SeqCst)
-    }
-
     /// Completes when no connection is open.
     pub(crate) async fn closed(&self) {
         loop {
@@ -149,6 +143,14 @@ impl Connections {
             connection.table.forget(connection.id);
         }));
         true
+    }
+}
+
+#[cfg(any(feature = "metrics", test))]
+impl Connections {
+    /// Connections the connection drain has ended, in all.
+    pub(crate) fn ended(&self) -> u64 {
+        self.ended.load(Ordering::SeqCst)
     }
 }
 

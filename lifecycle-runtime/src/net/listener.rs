@@ -99,10 +99,12 @@ impl TcpListener {
     fn track(&self, io: tokio::net::TcpStream) -> TcpStream {
         TcpStream::new(self.connections.track(io))
     }
+}
 
+#[cfg(feature = "axum")]
+impl TcpListener {
     /// Accepts the next connection, handling errors as axum's `serve`
     /// does.
-    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
     pub(super) async fn accept_retrying(&self) -> (TcpStream, SocketAddr) {
         loop {
             match self.accept().await {

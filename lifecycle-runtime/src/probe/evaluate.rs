@@ -108,9 +108,11 @@ impl Evaluator {
     pub(crate) fn start_background_checks(&self) {
         for check in &self.checks {
             let lifecycle = self.lifecycle.clone();
-            check.start_background(&self.app, self.lifecycle.stop_watch(), move || {
-                lifecycle.note_change()
-            });
+            check.start_background(
+                &self.app,
+                self.lifecycle.stop_requested_token(),
+                move || lifecycle.note_probe_input_change(),
+            );
         }
     }
 
@@ -184,7 +186,7 @@ impl Evaluator {
                 let series = self
                     .builtin_series
                     .iter()
-                    .find(|series| series.is(kind.label(), &builtin.name));
+                    .find(|series| series.is(kind.as_str(), &builtin.name));
                 if let Some(series) = series {
                     series.result(builtin.health.is_up());
                 }

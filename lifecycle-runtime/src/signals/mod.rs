@@ -54,19 +54,21 @@ pub(crate) fn watched(_stop_signal: StopSignal) -> String {
 
 /// The Windows console control events, as `wincon.h` numbers them (and
 /// tokio's handler receives them). Used on Windows, tested everywhere.
-#[cfg_attr(not(windows), allow(dead_code))]
+#[cfg(any(windows, test))]
 pub(crate) mod console {
     pub(crate) const CTRL_C_EVENT: u32 = 0;
     pub(crate) const CTRL_BREAK_EVENT: u32 = 1;
     pub(crate) const CTRL_CLOSE_EVENT: u32 = 2;
     /// No stop: named for the tests that say so.
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[cfg(test)]
     pub(crate) const CTRL_LOGOFF_EVENT: u32 = 5;
     pub(crate) const CTRL_SHUTDOWN_EVENT: u32 = 6;
 }
 
 /// An event that asks the service to stop: the first starts the graceful
 /// stop, a second during it exits at once with [`StopEvent::exit_code`].
+///
+/// The console's events exist on Windows, and in the tests everywhere.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum StopEvent {
     /// Unix: SIGTERM (what the kubelet sends unless told otherwise), SIGINT
@@ -74,21 +76,25 @@ pub(crate) enum StopEvent {
     #[cfg(unix)]
     Signal(StopSignal),
     /// Windows: Ctrl-C in the console.
+    #[cfg(any(windows, test))]
     CtrlC,
     /// Windows: Ctrl-Break in the console.
+    #[cfg(any(windows, test))]
     CtrlBreak,
     /// Windows: the console window is being closed.
+    #[cfg(any(windows, test))]
     CtrlClose,
     /// Windows: the system is shutting down; what a Windows container
     /// receives when it is stopped.
+    #[cfg(any(windows, test))]
     CtrlShutdown,
 }
 
+#[cfg(any(windows, test))]
 impl StopEvent {
     /// A Windows console control event, or `None` for one that is not a
     /// stop: logoff (a service outlives its user's session) or an unknown
     /// number.
-    #[cfg_attr(not(windows), allow(dead_code))]
     pub(crate) fn from_console_event(event: u32) -> Option<StopEvent> {
         match event {
             console::CTRL_C_EVENT => Some(StopEvent::CtrlC),
@@ -98,15 +104,21 @@ impl StopEvent {
             _ => None,
         }
     }
+}
 
+impl StopEvent {
     /// The event as the log names it.
-    pub(crate) fn name(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             #[cfg(unix)]
             StopEvent::Signal(signal) => signal.as_str(),
+            #[cfg(any(windows, test))]
             StopEvent::CtrlC => "Ctrl-C",
+            #[cfg(any(windows, test))]
             StopEvent::CtrlBreak => "Ctrl-Break",
+            #[cfg(any(windows, test))]
             StopEvent::CtrlClose => "the console's close event",
+            #[cfg(any(windows, test))]
             StopEvent::CtrlShutdown => "CTRL_SHUTDOWN_EVENT",
         }
     }
@@ -118,12 +130,16 @@ impl StopEvent {
     /// (130, as SIGINT), the others ask the service to terminate (143, as
     /// SIGTERM).
     pub(crate) fn exit_code(self) -> i32 {
+        #[cfg(any(windows, test))]
         const SIGINT: i32 = 2;
+        #[cfg(any(windows, test))]
         const SIGTERM: i32 = 15;
         match self {
             #[cfg(unix)]
             StopEvent::Signal(signal) => 128 + signal.number(),
+            #[cfg(any(windows, test))]
             StopEvent::CtrlC => 128 + SIGINT,
+            #[cfg(any(windows, test))]
             StopEvent::CtrlBreak | StopEvent::CtrlClose | StopEvent::CtrlShutdown => 128 + SIGTERM,
         }
     }
@@ -148,7 +164,7 @@ pub(crate) fn start(
                 let cause = tokio::select! {
                     event = signals.next() => {
                         lifecycle.request_stop();
-                        tracing::info!("{} received: leaving rotation and shutting down", event.name());
+                        tracing::info!("{} received: leaving rotation and shutting down", event.as_str());
                         Some(event)
                     }
                     _ = lifecycle.stop_requested() => None,
@@ -162,16 +178,16 @@ pub(crate) fn start(
                             if signalled {
                                 terminate(
                                     event.exit_code(),
-                                    &format!("{} received again during shutdown: exiting at once", event.name()),
+                                    &format!("{} received again during shutdown: exiting at once", event.as_str()),
                                 );
                             }
                             // The first stop event of a stop that began otherwise.
                             signalled = true;
-                            tracing::info!("{} received: already shutting down", event.name());
+                            tracing::info!("{} received: already shutting down", event.as_str());
                         }
                         _ = &mut deadline => {
                             let since = match cause {
-                                Some(event) => format!("of {}", event.name()),
+                                Some(event) => format!("of {}", event.as_str()),
                                 None => "of the stop".to_owned(),
                             };
                             terminate(
@@ -253,16 +269,18 @@ mod tests {
     fn each_stop_event_is_named_as_the_log_says_it() {
         #[cfg(unix)]
         for signal in StopSignal::ALL {
-            assert_eq!(StopEvent::Signal(signal).name(), signal.as_str());
+            assert_eq!(StopEvent::Signal(signal).as_str(), signal.as_str());
         }
         assert_eq!(
-            StopEvent::from_console_event(CTRL_C_EVENT).unwrap().name(),
+            StopEvent::from_console_event(CTRL_C_EVENT)
+                .unwrap()
+                .as_str(),
             "Ctrl-C"
         );
         assert_eq!(
             StopEvent::from_console_event(CTRL_SHUTDOWN_EVENT)
                 .unwrap()
-                .name(),
+                .as_str(),
             "CTRL_SHUTDOWN_EVENT"
         );
     }

@@ -122,6 +122,8 @@ pub(crate) const UNWATCHED: &str = "are ignored until this run ends";
 pub(crate) fn default_action(event: StopEvent) {
     let signo = match event {
         StopEvent::Signal(signal) => signal.number(),
+        // The console's events, which exist here only in the tests.
+        #[cfg(test)]
         _ => libc::SIGTERM,
     };
     // Returns only when the default action is to ignore the signal (it
