@@ -394,6 +394,7 @@ mod checks;
 mod config;
 mod exec_probe;
 mod exit;
+mod failures;
 mod flags;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
