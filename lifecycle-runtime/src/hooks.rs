@@ -17,7 +17,7 @@ async fn run_group(
     app: &Handle,
     group: &[&'static HookRegistration],
 ) -> Failures {
-    let ended = join_all(group.iter().map(|hook| async move {
+    let runs = join_all(group.iter().map(|hook| async move {
         let _running = lifecycle.enter(format!(
             "{} hook \"{}\" ({})",
             hook.kind.label(),
@@ -49,8 +49,7 @@ async fn run_group(
         (hook, ended)
     }))
     .await;
-    ended
-        .into_iter()
+    runs.into_iter()
         .filter_map(|(hook, ended)| {
             let failure = match ended {
                 Ok(Ok(())) => return None,

@@ -197,7 +197,13 @@ where
         Err(failure) => return failure.into(),
     };
     let app = runtime.handle().clone();
-    let failures = runtime.block_on(live(&lifecycle, &app, &probes.evaluator, settings, main));
+    let failures = runtime.block_on(start_up_run_and_stop(
+        &lifecycle,
+        &app,
+        &probes.evaluator,
+        settings,
+        main,
+    ));
     probes.stop();
     // Tasks still running are abandoned: the process is about to exit.
     runtime.shutdown_timeout(EXIT_TIMEOUT);
@@ -226,7 +232,7 @@ fn start_serving(
     let runtime = build_runtime(config)?;
     start_heartbeat(&runtime, lifecycle, settings.stall_threshold);
     let probes = Probes::start(settings, lifecycle, runtime.handle())?;
-    log_the_plan(settings);
+    log_settings(settings);
     Ok((runtime, probes))
 }
 
@@ -308,8 +314,8 @@ impl Probes {
     }
 }
 
-/// The stop's figures, and what in them cannot hold.
-fn log_the_plan(settings: &Settings) {
+/// The settings the stop follows, with a warning for what cannot hold.
+fn log_settings(settings: &Settings) {
     tracing::info!(
         "drain delay {} ms ({}); shutdown timeout {} ms; stall threshold {} ms",
         settings.drain_delay.as_millis(),
@@ -347,7 +353,7 @@ fn log_the_plan(settings: &Settings) {
 
 /// Start-up, the body of `main` and the stop, on the application runtime:
 /// returns what failed.
-async fn live<F, Fut>(
+async fn start_up_run_and_stop<F, Fut>(
     lifecycle: &Arc<Lifecycle>,
     app: &Handle,
     evaluator: &Evaluator,
