@@ -3,12 +3,13 @@
 //! panic turned into that call's failure.
 
 use std::cell::Cell;
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
 use std::time::Duration;
 
+use once_cell::sync::Lazy;
 use tokio::runtime::Handle;
 use tokio_util::task::AbortOnDropHandle;
 
@@ -29,24 +30,23 @@ pub(crate) fn task<T>(future: impl Future<Output = T> + Send + 'static) -> Task 
     })
 }
 
-/// How a bounded call ended.
-pub(crate) enum Outcome<T> {
-    Finished(T),
+/// Why a bounded call has no value: it did not return in time, or at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CallFailure {
     TimedOut(Duration),
     Panicked(String),
     /// The application runtime is shutting down and dropped the task.
     Cancelled,
 }
 
-impl<T> Outcome<T> {
-    /// The failure reason of anything but `Finished`.
-    pub(crate) fn failure(&self) -> Option<String> {
+/// The reason a check's or hook's failure gives.
+impl fmt::Display for CallFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Outcome::Finished(_) => None,
-            Outcome::TimedOut(after) => Some(format!("timed out after {} ms", after.as_millis())),
-            Outcome::Panicked(message) => Some(format!("panicked: {message}")),
-            Outcome::Cancelled => {
-                Some("cancelled: the application runtime is shutting down".into())
+            CallFailure::TimedOut(after) => write!(f, "timed out after {} ms", after.as_millis()),
+            CallFailure::Panicked(message) => write!(f, "panicked: {message}"),
+            CallFailure::Cancelled => {
+                f.write_str("cancelled: the application runtime is shutting down")
             }
         }
     }
@@ -68,7 +68,7 @@ pub(crate) async fn run_bounded<T: Send + 'static>(
     call: &Call<T>,
     timeout: Duration,
     on_return: impl Send + 'static,
-) -> Outcome<T> {
+) -> Result<T, CallFailure> {
     // A panic is caught in the task, its payload disposed of there: a run
     // that panics after its time-out, when nobody waits for it any more,
     // is contained all the same.
@@ -96,12 +96,12 @@ pub(crate) async fn run_bounded<T: Send + 'static>(
     tokio::select! {
         biased;
         joined = task => match joined {
-            Ok(Ok(value)) => Outcome::Finished(value),
-            Ok(Err(message)) => Outcome::Panicked(message),
-            Err(error) if error.is_panic() => Outcome::Panicked(payload_message(error.into_panic())),
-            Err(_) => Outcome::Cancelled,
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(message)) => Err(CallFailure::Panicked(message)),
+            Err(error) if error.is_panic() => Err(CallFailure::Panicked(payload_message(error.into_panic()))),
+            Err(_) => Err(CallFailure::Cancelled),
         },
-        () = sleep(timeout) => Outcome::TimedOut(timeout),
+        () = sleep(timeout) => Err(CallFailure::TimedOut(timeout)),
     }
 }
 
@@ -151,21 +151,19 @@ pub(crate) async fn sleep(duration: Duration) {
 
 /// lifecycle's clock (see [`sleep`]), started on first use.
 fn clock() -> Option<&'static Handle> {
-    static CLOCK: OnceLock<Option<Handle>> = OnceLock::new();
-    CLOCK
-        .get_or_init(|| {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .build()
-                .ok()?;
-            let handle = runtime.handle().clone();
-            std::thread::Builder::new()
-                .name("lifecycle-clock".into())
-                .spawn(move || runtime.block_on(std::future::pending::<()>()))
-                .ok()?;
-            Some(handle)
-        })
-        .as_ref()
+    static CLOCK: Lazy<Option<Handle>> = Lazy::new(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .ok()?;
+        let handle = runtime.handle().clone();
+        std::thread::Builder::new()
+            .name("lifecycle-clock".into())
+            .spawn(move || runtime.block_on(std::future::pending::<()>()))
+            .ok()?;
+        Some(handle)
+    });
+    CLOCK.as_ref()
 }
 
 /// Tasks of lifecycle's own alive on the application runtime (heartbeat,
@@ -217,7 +215,7 @@ mod tests {
             .unwrap();
         let handle = app.handle().clone();
         let started = Instant::now();
-        let outcome = app.block_on(run_bounded(
+        let ended = app.block_on(run_bounded(
             &handle,
             &Call::Async(blocks_its_worker),
             Duration::from_millis(100),
@@ -225,9 +223,9 @@ mod tests {
         ));
         let took = started.elapsed();
         assert!(
-            matches!(outcome, Outcome::TimedOut(_)),
+            matches!(ended, Err(CallFailure::TimedOut(_))),
             "{:?}",
-            outcome.failure()
+            ended.err()
         );
         assert!(
             took < Duration::from_millis(1000),

@@ -13,7 +13,7 @@ use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::call::{run_bounded, Outcome, OwnTask};
+use crate::call::{run_bounded, OwnTask};
 use crate::health::Health;
 use crate::panics::contained;
 use crate::probe::bounds::{one_line, MAX_VALUE};
@@ -274,8 +274,8 @@ impl Check {
         self.series
             .ran(crate::metrics::RunResult::of(&outcome), started.elapsed());
         let health = match outcome {
-            Outcome::Finished(health) => health,
-            other => Health::down(other.failure().unwrap_or_default()),
+            Ok(health) => health,
+            Err(failure) => Health::down(failure.to_string()),
         };
         CheckResult {
             name: self.name().to_owned(),

@@ -2,6 +2,7 @@
 //! in the log and where `kubectl describe pod` shows it.
 
 use std::cell::Cell;
+use std::fmt;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,13 +11,43 @@ use crate::config::TERMINATION_LOG;
 use crate::probe::bounds::one_line;
 use crate::special_file::{self, Kind};
 
-/// `main` returned `Err`, start-up or shutdown failed, or the deadline passed.
-pub(crate) const FAILURE: i32 = 1;
-/// A bad configuration value or duplicate check names.
-pub(crate) const BAD_CONFIG: i32 = 2;
+/// The exit codes, as the crate docs' table gives them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Code {
+    /// `main` returned `Ok`, or the stop finished in time with every hook
+    /// succeeding.
+    Success,
+    /// `main` returned `Err`, start-up or shutdown failed, or the deadline
+    /// passed.
+    Failure,
+    /// A bad configuration value or flag, or duplicate check names.
+    BadConfig,
+    /// A panic under `panic = "crash"`, or of the body of `main`.
+    Panic,
+    /// Ended by the signal of this number (a second stop signal during
+    /// shutdown): 128 + the number, as a shell reports it.
+    Signal(i32),
+}
 
-/// A panic under `panic = "crash"`.
-pub(crate) const PANIC: i32 = 101;
+impl Code {
+    /// The number the process exits with.
+    pub(crate) fn as_i32(self) -> i32 {
+        match self {
+            Code::Success => 0,
+            Code::Failure => 1,
+            Code::BadConfig => 2,
+            Code::Panic => 101,
+            Code::Signal(number) => 128 + number,
+        }
+    }
+}
+
+/// The number, as messages and manifests name an exit code.
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.as_i32())
+    }
+}
 
 /// Kubernetes reads at most 4096 bytes of a termination message.
 pub(crate) const TERMINATION_MESSAGE_MAX: usize = 4096;
@@ -26,21 +57,21 @@ const KUBERNETES_TERMINATION_LOG: &str = "/dev/termination-log";
 /// service's, the reason that becomes the termination message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Exit {
-    code: i32,
+    code: Code,
     reason: Option<String>,
 }
 
 impl Exit {
     pub(crate) fn success() -> Exit {
         Exit {
-            code: 0,
+            code: Code::Success,
             reason: None,
         }
     }
 
     /// A failure of the service: logged last and written as the
     /// termination message.
-    pub(crate) fn failure(code: i32, reason: impl Into<String>) -> Exit {
+    pub(crate) fn failure(code: Code, reason: impl Into<String>) -> Exit {
         Exit {
             code,
             reason: Some(reason.into()),
@@ -49,7 +80,7 @@ impl Exit {
 
     /// A code without a termination message, for a run that is not the
     /// container's main process (the exec probe).
-    pub(crate) fn quiet(code: i32) -> Exit {
+    pub(crate) fn quiet(code: Code) -> Exit {
         Exit { code, reason: None }
     }
 
@@ -71,9 +102,9 @@ impl Exit {
 /// a longer one would never fit the log queue (and be lost, with the very
 /// reason of the exit), and a newline in the reason would end the line
 /// early, the last line logged then being whatever the reason says.
-pub(crate) fn terminate(code: i32, reason: &str) -> ! {
+pub(crate) fn terminate(code: Code, reason: &str) -> ! {
     claim_exit();
-    if code != 0 {
+    if code != Code::Success {
         write_termination_message(reason);
     }
     crate::logging::only_this_thread_from_now();
@@ -84,10 +115,10 @@ pub(crate) fn terminate(code: i32, reason: &str) -> ! {
 
 /// Exits with `code`, after giving the queued log lines the moment they
 /// need when stderr takes them (none when it is stalled).
-fn exit_now(code: i32) -> ! {
+fn exit_now(code: Code) -> ! {
     claim_exit();
     crate::logging::drain_before_exit();
-    std::process::exit(code)
+    std::process::exit(code.as_i32())
 }
 
 /// A thread has begun ending the process.
@@ -101,9 +132,9 @@ thread_local! {
 /// One exit per process: the first thread to end it goes on; any other
 /// that tries meanwhile (a second signal while the main thread exits with
 /// the stop's code, the deadline, a panic elsewhere) waits for the process
-/// to be gone. Without this both went on, and the process could exit 0
-/// with a 143's reason as its termination message. The thread that claimed
-/// goes on if it comes again (a panic on its way out).
+/// to be gone: two going on could exit 0 with a 143's reason as the
+/// termination message. The thread that claimed goes on if it comes again
+/// (a panic on its way out).
 fn claim_exit() {
     if ENDING_HERE.try_with(Cell::get).unwrap_or(false) {
         return;

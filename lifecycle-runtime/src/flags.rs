@@ -2,11 +2,22 @@
 //! `main` runs. Every other argument is left to the application.
 
 use std::ffi::OsString;
+use std::fmt;
 use std::path::PathBuf;
 
 use crate::probe::Endpoint;
 
-/// What this run of the binary is for.
+/// What the command line asks for, read once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Flags {
+    /// The audit of manifests, asked for rightly or not: its failure is
+    /// the CI job's, said on stderr, with no termination message.
+    Audit(Result<CheckManifest, FlagError>),
+    /// Any other run: the service, or a mode that serves nothing.
+    Run(Result<Mode, FlagError>),
+}
+
+/// What a run that is no audit is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Mode {
     /// The service itself.
@@ -17,9 +28,6 @@ pub(crate) enum Mode {
     Probe(Endpoint),
     /// `--lifecycle-manifest [job]`: print the Kubernetes snippet.
     Manifest(Manifest),
-    /// `--lifecycle-check-manifest PATH|-`: audit the user's manifests
-    /// against this binary.
-    CheckManifest(CheckManifest),
 }
 
 /// What `--lifecycle-check-manifest` reads, and which container it audits.
@@ -69,14 +77,92 @@ fn usage() -> String {
     )
 }
 
-/// Whether the arguments (the program name first) ask for the audit,
-/// rightly or not: `--lifecycle-check-manifest` or `--lifecycle-container`
-/// before any `--`. A flag error of such a run is the CI job's, and
-/// writes no termination message.
-pub(crate) fn asks_for_audit(args: impl IntoIterator<Item = OsString>) -> bool {
-    args.into_iter()
+/// A `--lifecycle-*` flag given wrongly, as the error names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FlagError {
+    /// `--lifecycle-preflight=…`, as given.
+    PreflightValue(String),
+    /// `--lifecycle-manifest` with a value other than `job`, named as
+    /// given: `--lifecycle-manifest=jobs` or `--lifecycle-manifest "jobs"`.
+    ManifestValue(String),
+    /// `--lifecycle-check-manifest=`, as given.
+    EmptyManifestPath(String),
+    /// `--lifecycle-check-manifest` with no value.
+    NoManifestPath,
+    /// `--lifecycle-container` with no name, as given.
+    NoContainer(String),
+    /// `--lifecycle-container NAME` a second time.
+    ContainerTwice(String),
+    /// `--lifecycle-container NAME` without `--lifecycle-check-manifest`.
+    ContainerWithoutAudit(String),
+    /// `--lifecycle-probe` with no endpoint or an unknown one.
+    ProbeEndpoint(String),
+    /// More than one of the flags that say what the run is for.
+    SeveralModes,
+}
+
+impl fmt::Display for FlagError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FlagError::PreflightValue(given) => {
+                write!(f, "invalid flag {given}: {PREFLIGHT} takes no value")
+            }
+            FlagError::ManifestValue(given) => write!(
+                f,
+                "invalid flag {given}: {MANIFEST} takes no value (a pod template) or {JOB} (a JobSpec)"
+            ),
+            FlagError::EmptyManifestPath(given) => write!(
+                f,
+                "invalid flag {given}: {CHECK_MANIFEST} takes the manifest's path, or {STDIN} for stdin"
+            ),
+            FlagError::NoManifestPath => write!(
+                f,
+                "invalid flag {CHECK_MANIFEST}: it takes the manifest's path, or {STDIN} for stdin (a path that starts with a dash as {CHECK_MANIFEST}=PATH)"
+            ),
+            FlagError::NoContainer(given) => write!(
+                f,
+                "invalid flag {given}: {CONTAINER} takes the name of the container to check"
+            ),
+            FlagError::ContainerTwice(name) => {
+                write!(f, "invalid flag {CONTAINER} {name:?}: give {CONTAINER} once")
+            }
+            FlagError::ContainerWithoutAudit(name) => write!(
+                f,
+                "invalid flag {CONTAINER} {name:?}: it names the container that {CHECK_MANIFEST} checks, and goes with that flag only"
+            ),
+            FlagError::ProbeEndpoint(value) => write!(
+                f,
+                "invalid flag {PROBE} {value:?}: expected one of {}",
+                probe_choices(", ")
+            ),
+            FlagError::SeveralModes => {
+                write!(f, "give one lifecycle flag at a time: {}", usage())
+            }
+        }
+    }
+}
+
+/// Reads the arguments (the program name first, as from
+/// `std::env::args_os()`). Only the five flags are lifecycle's; every
+/// other argument (another `--lifecycle-…` included, and everything after
+/// a `--`) is the application's, and left alone.
+pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Flags {
+    let args: Vec<OsString> = args.into_iter().collect();
+    match read(&args) {
+        Ok(Picked::Audit(check)) => Flags::Audit(Ok(check)),
+        Ok(Picked::Mode(mode)) => Flags::Run(Ok(mode)),
+        Err(error) if asks_for_audit(&args) => Flags::Audit(Err(error)),
+        Err(error) => Flags::Run(Err(error)),
+    }
+}
+
+/// Whether the arguments ask for the audit, rightly or not:
+/// `--lifecycle-check-manifest` or `--lifecycle-container` before any
+/// `--`.
+fn asks_for_audit(args: &[OsString]) -> bool {
+    args.iter()
         .skip(1)
-        .take_while(|arg| arg != "--")
+        .take_while(|arg| *arg != "--")
         .any(|arg| {
             let arg = arg.to_string_lossy();
             [CHECK_MANIFEST, CONTAINER].iter().any(|flag| {
@@ -86,15 +172,28 @@ pub(crate) fn asks_for_audit(args: impl IntoIterator<Item = OsString>) -> bool {
         })
 }
 
-/// Reads the mode from the arguments (the program name first, as from
-/// `std::env::args_os()`). Only the five flags are lifecycle's; every
-/// other argument (another `--lifecycle-…` included, and everything after
-/// a `--`) is the application's, and left alone.
-pub(crate) fn mode(args: impl IntoIterator<Item = OsString>) -> Result<Mode, String> {
-    let mut modes = Vec::new();
+/// What the arguments read well pick.
+enum Picked {
+    Mode(Mode),
+    Audit(CheckManifest),
+}
+
+/// The arguments after the program name, each flag's value taken with it.
+type Args<'a> = std::iter::Peekable<std::iter::Cloned<std::slice::Iter<'a, OsString>>>;
+
+/// What one flag asks for: a run of its own, or the container the audit
+/// checks.
+enum Asked {
+    Mode(Mode),
+    Audit(Input),
+    Container(String),
+}
+
+fn read(args: &[OsString]) -> Result<Picked, FlagError> {
+    let mut picked = Vec::new();
     let mut container = None;
-    let mut args = args.into_iter().skip(1).peekable();
-    while let Some(arg) = args.next() {
+    let mut rest: Args<'_> = args.get(1..).unwrap_or_default().iter().cloned().peekable();
+    while let Some(arg) = rest.next() {
         let Some(arg) = arg.to_str() else { continue };
         if arg == "--" {
             break;
@@ -103,169 +202,169 @@ pub(crate) fn mode(args: impl IntoIterator<Item = OsString>) -> Result<Mode, Str
             Some((flag, value)) => (flag, Some(value.to_owned())),
             None => (arg, None),
         };
-        let mode = match flag {
+        let asked = match flag {
             PREFLIGHT if inline_value.is_some() => {
-                return Err(format!("invalid flag {arg}: {flag} takes no value"))
+                return Err(FlagError::PreflightValue(arg.to_owned()))
             }
-            PREFLIGHT => Mode::Preflight,
-            // The value is optional: `--lifecycle-manifest=job`, or the
-            // next argument unless it is another flag (or `--`). Anything
-            // else there is an error, not an argument left to the
-            // application: the application does not run in this mode, and
-            // a typo (`jobs`) must not print a pod template instead.
-            MANIFEST => {
-                // Named as it was given: `--lifecycle-manifest=jobs` or
-                // `--lifecycle-manifest "jobs"`.
-                let inline = inline_value.is_some();
-                let value = inline_value.or_else(|| {
-                    args.next_if(|next| next.to_str().is_none_or(|next| !next.starts_with('-')))
-                        .map(|next| next.to_string_lossy().into_owned())
-                });
-                match value.as_deref() {
-                    None => Mode::Manifest(Manifest::Pod),
-                    Some(JOB) => Mode::Manifest(Manifest::Job),
-                    Some(value) => {
-                        let given = if inline {
-                            arg.to_owned()
-                        } else {
-                            format!("{MANIFEST} {value:?}")
-                        };
-                        return Err(format!(
-                            "invalid flag {given}: {MANIFEST} takes no value (a pod template) or {JOB} (a JobSpec)"
-                        ));
-                    }
-                }
-            }
-            // The value is required: the path (`=PATH` may start with a
-            // dash), or `-` for stdin. A flag in its place is a forgotten
-            // path, not a file named `--lifecycle-container`.
-            CHECK_MANIFEST => {
-                let value = match inline_value {
-                    Some(value) => Some(OsString::from(value)),
-                    None => args.next_if(|next| {
-                        next == STDIN || next.to_str().is_none_or(|next| !next.starts_with('-'))
-                    }),
-                };
-                match value {
-                    Some(value) if value.is_empty() => {
-                        return Err(format!(
-                            "invalid flag {arg}: {CHECK_MANIFEST} takes the manifest's path, or {STDIN} for stdin"
-                        ))
-                    }
-                    Some(value) => Mode::CheckManifest(CheckManifest {
-                        input: if value == STDIN {
-                            Input::Stdin
-                        } else {
-                            Input::Path(PathBuf::from(value))
-                        },
-                        container: None,
-                    }),
-                    None => {
-                        return Err(format!(
-                            "invalid flag {CHECK_MANIFEST}: it takes the manifest's path, or {STDIN} for stdin (a path that starts with a dash as {CHECK_MANIFEST}=PATH)"
-                        ))
-                    }
-                }
-            }
-            CONTAINER => {
-                let value = inline_value.or_else(|| {
-                    args.next_if(|next| next.to_str().is_some_and(|next| !next.starts_with('-')))
-                        .and_then(|next| next.into_string().ok())
-                });
-                match value {
-                    Some(name) if !name.is_empty() && container.is_none() => {
-                        container = Some(name);
-                        continue;
-                    }
-                    Some(name) if !name.is_empty() => {
-                        return Err(format!(
-                            "invalid flag {CONTAINER} {name:?}: give {CONTAINER} once"
-                        ))
-                    }
-                    _ => {
-                        return Err(format!(
-                        "invalid flag {arg}: {CONTAINER} takes the name of the container to check"
-                    ))
-                    }
-                }
-            }
-            PROBE => {
-                let value = inline_value
-                    .or_else(|| args.next().and_then(|v| v.into_string().ok()))
-                    .unwrap_or_default();
-                match Endpoint::PROBED.into_iter().find(|e| e.name() == value) {
-                    Some(endpoint) => Mode::Probe(endpoint),
-                    None => {
-                        return Err(format!(
-                            "invalid flag {PROBE} {value:?}: expected one of {}",
-                            probe_choices(", ")
-                        ))
-                    }
-                }
-            }
+            PREFLIGHT => Asked::Mode(Mode::Preflight),
+            MANIFEST => Asked::Mode(Mode::Manifest(manifest(arg, inline_value, &mut rest)?)),
+            CHECK_MANIFEST => Asked::Audit(check_manifest(arg, inline_value, &mut rest)?),
+            CONTAINER => Asked::Container(container_name(arg, inline_value, &mut rest)?),
+            PROBE => Asked::Mode(Mode::Probe(probe(inline_value, &mut rest)?)),
             _ => continue,
         };
-        modes.push(mode);
+        match asked {
+            Asked::Container(name) if container.is_some() => {
+                return Err(FlagError::ContainerTwice(name))
+            }
+            Asked::Container(name) => container = Some(name),
+            Asked::Mode(mode) => picked.push(Picked::Mode(mode)),
+            Asked::Audit(input) => picked.push(Picked::Audit(CheckManifest {
+                input,
+                container: None,
+            })),
+        }
     }
-    let mode = match modes.len() {
-        0 => Mode::Serve,
-        1 => modes.remove(0),
-        _ => return Err(format!("give one lifecycle flag at a time: {}", usage())),
+    let picked = match picked.len() {
+        0 => Picked::Mode(Mode::Serve),
+        1 => picked.remove(0),
+        _ => return Err(FlagError::SeveralModes),
     };
-    match (mode, container) {
-        (Mode::CheckManifest(check), container) => Ok(Mode::CheckManifest(CheckManifest {
-            container,
-            ..check
-        })),
-        (mode, None) => Ok(mode),
-        (_, Some(name)) => Err(format!(
-            "invalid flag {CONTAINER} {name:?}: it names the container that {CHECK_MANIFEST} checks, and goes with that flag only"
-        )),
+    match (picked, container) {
+        (Picked::Audit(check), container) => {
+            Ok(Picked::Audit(CheckManifest { container, ..check }))
+        }
+        (picked, None) => Ok(picked),
+        (_, Some(name)) => Err(FlagError::ContainerWithoutAudit(name)),
     }
+}
+
+/// `--lifecycle-manifest`'s value is optional: `--lifecycle-manifest=job`,
+/// or the next argument unless it is another flag (or `--`). Anything else
+/// there is an error, not an argument left to the application: the
+/// application does not run in this mode, and a typo (`jobs`) must not
+/// print a pod template instead.
+fn manifest(
+    arg: &str,
+    inline_value: Option<String>,
+    rest: &mut Args<'_>,
+) -> Result<Manifest, FlagError> {
+    let inline = inline_value.is_some();
+    let value = inline_value.or_else(|| {
+        rest.next_if(|next| next.to_str().is_none_or(|next| !next.starts_with('-')))
+            .map(|next| next.to_string_lossy().into_owned())
+    });
+    match value.as_deref() {
+        None => Ok(Manifest::Pod),
+        Some(JOB) => Ok(Manifest::Job),
+        Some(_) if inline => Err(FlagError::ManifestValue(arg.to_owned())),
+        Some(value) => Err(FlagError::ManifestValue(format!("{MANIFEST} {value:?}"))),
+    }
+}
+
+/// `--lifecycle-check-manifest`'s value is required: the path (`=PATH` may
+/// start with a dash), or `-` for stdin. A flag in its place is a
+/// forgotten path, not a file named `--lifecycle-container`.
+fn check_manifest(
+    arg: &str,
+    inline_value: Option<String>,
+    rest: &mut Args<'_>,
+) -> Result<Input, FlagError> {
+    let value = match inline_value {
+        Some(value) => Some(OsString::from(value)),
+        None => rest.next_if(|next| {
+            next == STDIN || next.to_str().is_none_or(|next| !next.starts_with('-'))
+        }),
+    };
+    match value {
+        Some(value) if value.is_empty() => Err(FlagError::EmptyManifestPath(arg.to_owned())),
+        Some(value) if value == STDIN => Ok(Input::Stdin),
+        Some(value) => Ok(Input::Path(PathBuf::from(value))),
+        None => Err(FlagError::NoManifestPath),
+    }
+}
+
+/// `--lifecycle-container NAME`: a name that is no flag.
+fn container_name(
+    arg: &str,
+    inline_value: Option<String>,
+    rest: &mut Args<'_>,
+) -> Result<String, FlagError> {
+    let value = inline_value.or_else(|| {
+        rest.next_if(|next| next.to_str().is_some_and(|next| !next.starts_with('-')))
+            .and_then(|next| next.into_string().ok())
+    });
+    match value {
+        Some(name) if !name.is_empty() => Ok(name),
+        _ => Err(FlagError::NoContainer(arg.to_owned())),
+    }
+}
+
+/// `--lifecycle-probe ENDPOINT`: whatever follows is the endpoint.
+fn probe(inline_value: Option<String>, rest: &mut Args<'_>) -> Result<Endpoint, FlagError> {
+    let value = inline_value
+        .or_else(|| rest.next().and_then(|v| v.into_string().ok()))
+        .unwrap_or_default();
+    Endpoint::PROBED
+        .into_iter()
+        .find(|e| e.name() == value)
+        .ok_or(FlagError::ProbeEndpoint(value))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse(args: &[&str]) -> Result<Mode, String> {
-        mode(
+    fn parse(args: &[&str]) -> Flags {
+        super::parse(
             std::iter::once("service")
                 .chain(args.iter().copied())
                 .map(OsString::from),
         )
     }
 
+    fn run(mode: Mode) -> Flags {
+        Flags::Run(Ok(mode))
+    }
+
+    /// The error's text, for a run whose flags are wrong.
+    fn error(args: &[&str]) -> String {
+        match parse(args) {
+            Flags::Run(Err(error)) | Flags::Audit(Err(error)) => error.to_string(),
+            flags => panic!("{args:?} read as {flags:?}"),
+        }
+    }
+
     #[test]
     fn flags_pick_the_mode_and_leave_other_arguments_alone() {
-        assert_eq!(parse(&["--port", "9000", "-v"]), Ok(Mode::Serve));
+        assert_eq!(parse(&["--port", "9000", "-v"]), run(Mode::Serve));
         assert_eq!(
             parse(&["--lifecycle-preflight", "--port", "1"]),
-            Ok(Mode::Preflight)
+            run(Mode::Preflight)
         );
         assert_eq!(
             parse(&["--lifecycle-probe", "readyz"]),
-            Ok(Mode::Probe(Endpoint::Readyz))
+            run(Mode::Probe(Endpoint::Readyz))
         );
         assert_eq!(
             parse(&["--lifecycle-probe=livez"]),
-            Ok(Mode::Probe(Endpoint::Livez))
+            run(Mode::Probe(Endpoint::Livez))
         );
         assert_eq!(
             parse(&["--lifecycle-manifest"]),
-            Ok(Mode::Manifest(Manifest::Pod))
+            run(Mode::Manifest(Manifest::Pod))
         );
-        assert_eq!(parse(&["--", "--lifecycle-manifest"]), Ok(Mode::Serve));
+        assert_eq!(parse(&["--", "--lifecycle-manifest"]), run(Mode::Serve));
         assert_eq!(
             parse(&["--lifecycle-v2", "--message=--lifecycle-preflight"]),
-            Ok(Mode::Serve)
+            run(Mode::Serve)
         );
     }
 
     #[test]
     fn the_manifest_flag_takes_job_as_its_optional_value() {
-        let pod = Ok(Mode::Manifest(Manifest::Pod));
-        let job = Ok(Mode::Manifest(Manifest::Job));
+        let pod = run(Mode::Manifest(Manifest::Pod));
+        let job = run(Mode::Manifest(Manifest::Job));
         assert_eq!(parse(&["--lifecycle-manifest", "job"]), job);
         assert_eq!(parse(&["--lifecycle-manifest=job"]), job);
         assert_eq!(parse(&["--port", "1", "--lifecycle-manifest", "job"]), job);
@@ -275,7 +374,7 @@ mod tests {
         assert_eq!(parse(&["--lifecycle-manifest", "-v"]), pod);
         // `job` elsewhere is the application's.
         assert_eq!(parse(&["job", "--lifecycle-manifest"]), pod);
-        assert!(parse(&["--lifecycle-manifest", "job", "--lifecycle-preflight"]).is_err());
+        error(&["--lifecycle-manifest", "job", "--lifecycle-preflight"]);
     }
 
     #[test]
@@ -299,7 +398,7 @@ mod tests {
             ),
             (&["--lifecycle-manifest="][..], "--lifecycle-manifest="),
         ] {
-            let error = parse(args).unwrap_err();
+            let error = error(args);
             assert_eq!(
                 error,
                 format!("invalid flag {named}: --lifecycle-manifest takes no value (a pod template) or job (a JobSpec)"),
@@ -310,15 +409,13 @@ mod tests {
 
     #[test]
     fn bad_flags_are_errors_naming_the_flag() {
-        assert!(parse(&["--lifecycle-probe", "healthz"])
-            .unwrap_err()
-            .contains("--lifecycle-probe \"healthz\""));
-        assert!(parse(&["--lifecycle-probe"]).is_err());
-        assert!(parse(&["--lifecycle-preflight", "--lifecycle-manifest"]).is_err());
+        assert!(error(&["--lifecycle-probe", "healthz"]).contains("--lifecycle-probe \"healthz\""));
+        error(&["--lifecycle-probe"]);
+        error(&["--lifecycle-preflight", "--lifecycle-manifest"]);
     }
 
-    fn check(input: Input, container: Option<&str>) -> Result<Mode, String> {
-        Ok(Mode::CheckManifest(CheckManifest {
+    fn check(input: Input, container: Option<&str>) -> Flags {
+        Flags::Audit(Ok(CheckManifest {
             input,
             container: container.map(str::to_owned),
         }))
@@ -327,11 +424,11 @@ mod tests {
     #[test]
     fn a_run_asks_for_the_audit_by_either_of_its_flags_before_a_double_dash() {
         let asks = |args: &[&str]| {
-            asks_for_audit(
-                std::iter::once("svc")
-                    .chain(args.iter().copied())
-                    .map(OsString::from),
-            )
+            let args: Vec<OsString> = std::iter::once("svc")
+                .chain(args.iter().copied())
+                .map(OsString::from)
+                .collect();
+            asks_for_audit(&args)
         };
         assert!(asks(&["--lifecycle-check-manifest"]));
         assert!(asks(&["--lifecycle-check-manifest=x.yaml"]));
@@ -341,6 +438,15 @@ mod tests {
         assert!(!asks(&["--lifecycle-manifest"]));
         assert!(!asks(&["--lifecycle-containers"]));
         assert!(!asks(&["--", "--lifecycle-check-manifest"]));
+        // A run that asks for the audit wrongly is still the audit's.
+        assert!(matches!(
+            parse(&["--lifecycle-container", "web"]),
+            Flags::Audit(Err(FlagError::ContainerWithoutAudit(_)))
+        ));
+        assert!(matches!(
+            parse(&["--lifecycle-probe"]),
+            Flags::Run(Err(FlagError::ProbeEndpoint(_)))
+        ));
     }
 
     #[test]
@@ -387,37 +493,36 @@ mod tests {
             &["--lifecycle-check-manifest", "--lifecycle-container", "web"][..],
             &["--lifecycle-check-manifest="][..],
         ] {
-            let error = parse(args).unwrap_err();
+            let error = error(args);
             assert!(
                 error.starts_with("invalid flag --lifecycle-check-manifest")
                     && error.contains("path, or - for stdin"),
                 "{args:?}: {error}"
             );
         }
-        let alone = parse(&["--lifecycle-container", "web"]).unwrap_err();
+        let alone = error(&["--lifecycle-container", "web"]);
         assert_eq!(
             alone,
             "invalid flag --lifecycle-container \"web\": it names the container that --lifecycle-check-manifest checks, and goes with that flag only"
         );
-        assert!(parse(&["--lifecycle-manifest", "--lifecycle-container", "web"]).is_err());
+        error(&["--lifecycle-manifest", "--lifecycle-container", "web"]);
         for args in [
             &["--lifecycle-check-manifest", "-", "--lifecycle-container"][..],
             &["--lifecycle-check-manifest", "-", "--lifecycle-container="][..],
         ] {
-            let error = parse(args).unwrap_err();
+            let error = error(args);
             assert!(
                 error.starts_with("invalid flag --lifecycle-container"),
                 "{args:?}: {error}"
             );
         }
-        let twice = parse(&[
+        let twice = error(&[
             "--lifecycle-check-manifest",
             "-",
             "--lifecycle-container=a",
             "--lifecycle-container=b",
-        ])
-        .unwrap_err();
+        ]);
         assert!(twice.contains("give --lifecycle-container once"), "{twice}");
-        assert!(parse(&["--lifecycle-check-manifest", "-", "--lifecycle-manifest"]).is_err());
+        error(&["--lifecycle-check-manifest", "-", "--lifecycle-manifest"]);
     }
 }

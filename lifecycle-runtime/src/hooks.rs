@@ -5,20 +5,19 @@
 use futures_util::future::join_all;
 use tokio::runtime::Handle;
 
-use crate::call::{run_bounded, Outcome};
-use crate::exit::TERMINATION_MESSAGE_MAX;
+use crate::call::run_bounded;
+use crate::failures::{Failure, Failures, HookFailure};
 use crate::lifecycle::Lifecycle;
-use crate::probe::bounds::one_line;
 use crate::registry::{self, HookKind, HookRegistration};
 
 /// Runs one group of hooks (same `order`) concurrently; returns one
-/// message per hook that failed, timed out or panicked.
+/// failure per hook that failed, timed out or panicked.
 async fn run_group(
     lifecycle: &Lifecycle,
     app: &Handle,
     group: &[&'static HookRegistration],
-) -> Vec<String> {
-    let outcomes = join_all(group.iter().map(|hook| async move {
+) -> Failures {
+    let runs = join_all(group.iter().map(|hook| async move {
         let _running = lifecycle.enter(format!(
             "{} hook \"{}\" ({})",
             hook.kind.as_str(),
@@ -42,44 +41,38 @@ async fn run_group(
                 .enter(format!("on_startup hook \"{}\" ({})", hook.name, hook.site))
         });
         let started = std::time::Instant::now();
-        let outcome = run_bounded(app, &hook.call, hook.timeout(), outliving).await;
+        let ended = run_bounded(app, &hook.call, hook.timeout(), outliving).await;
         #[cfg(feature = "metrics")]
         crate::metrics::hook_ran(hook.kind.as_str(), hook.name, started.elapsed());
         #[cfg(not(feature = "metrics"))]
         let _ = started;
-        (hook, outcome)
+        (hook, ended)
     }))
     .await;
-    outcomes
-        .into_iter()
-        .filter_map(|(hook, outcome)| {
-            let reason = match outcome {
-                Outcome::Finished(Ok(())) => return None,
-                Outcome::Finished(Err(error)) => format!("failed: {error}"),
-                other => other.failure().unwrap_or_default(),
+    runs.into_iter()
+        .filter_map(|(hook, ended)| {
+            let failure = match ended {
+                Ok(Ok(())) => return None,
+                Ok(Err(error)) => HookFailure::Failed(error),
+                Err(failure) => HookFailure::Call(failure),
             };
-            // The user's words, as a check's reason in the log: on one
-            // line (a newline would forge log lines and end the exit's
-            // line early), and no longer than a termination message (a
-            // megabyte would not fit the log queue, and be lost).
-            let reason = one_line(&reason, TERMINATION_MESSAGE_MAX);
-            Some(format!(
-                "{} hook \"{}\" {reason}",
-                hook.kind.as_str(),
-                hook.name
-            ))
+            Some(Failure::Hook {
+                kind: hook.kind,
+                name: hook.name,
+                failure,
+            })
         })
         .collect()
 }
 
 /// Start-up: the `on_startup` hooks group by group; the first group with
 /// a failure stops start-up, and its failures are the error.
-pub(crate) async fn run_startup_hooks(lifecycle: &Lifecycle, app: &Handle) -> Result<(), String> {
+pub(crate) async fn run_startup_hooks(lifecycle: &Lifecycle, app: &Handle) -> Result<(), Failures> {
     for (order, group) in registry::hook_groups(HookKind::OnStartup) {
         tracing::debug!(order, hooks = group.len(), "running on_startup hooks");
         let failures = run_group(lifecycle, app, &group).await;
         if !failures.is_empty() {
-            return Err(failures.join("; "));
+            return Err(failures);
         }
     }
     Ok(())
@@ -87,8 +80,8 @@ pub(crate) async fn run_startup_hooks(lifecycle: &Lifecycle, app: &Handle) -> Re
 
 /// The stop: every `on_shutdown` hook group by group; a failure is logged
 /// and the later hooks still run. Returns the failures.
-pub(crate) async fn run_shutdown_hooks(lifecycle: &Lifecycle, app: &Handle) -> Vec<String> {
-    let mut failures = Vec::new();
+pub(crate) async fn run_shutdown_hooks(lifecycle: &Lifecycle, app: &Handle) -> Failures {
+    let mut failures = Failures::default();
     for (order, group) in registry::hook_groups(HookKind::OnShutdown) {
         tracing::info!(order, hooks = group.len(), "running on_shutdown hooks");
         for failure in run_group(lifecycle, app, &group).await {

@@ -92,6 +92,7 @@ mod checks;
 mod config;
 mod exec_probe;
 mod exit;
+mod failures;
 mod flags;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]

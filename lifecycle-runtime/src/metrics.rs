@@ -53,7 +53,7 @@ use tokio::runtime::Handle;
 
 use hyper::StatusCode;
 
-use crate::call::Outcome;
+use crate::call::CallFailure;
 use crate::health::Health;
 use crate::lifecycle::{Lifecycle, Phase};
 use crate::probe::http::{self, Answer};
@@ -238,12 +238,12 @@ pub(crate) enum RunResult {
 impl RunResult {
     /// How a check's call ended; a cancelled call (the runtime shutting
     /// down) is a failure.
-    pub(crate) fn of(outcome: &Outcome<Health>) -> RunResult {
+    pub(crate) fn of(outcome: &Result<Health, CallFailure>) -> RunResult {
         match outcome {
-            Outcome::Finished(health) if health.is_up() => RunResult::Ok,
-            Outcome::Finished(_) | Outcome::Cancelled => RunResult::Failed,
-            Outcome::TimedOut(_) => RunResult::Timeout,
-            Outcome::Panicked(_) => RunResult::Panic,
+            Ok(health) if health.is_up() => RunResult::Ok,
+            Ok(_) | Err(CallFailure::Cancelled) => RunResult::Failed,
+            Err(CallFailure::TimedOut(_)) => RunResult::Timeout,
+            Err(CallFailure::Panicked(_)) => RunResult::Panic,
         }
     }
 

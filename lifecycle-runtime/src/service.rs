@@ -13,14 +13,15 @@ use tokio::runtime::{Handle, Runtime};
 use crate::call::OwnTask;
 use crate::checks::Check;
 use crate::config::{self, Flavor, ServiceConfig, Settings};
-use crate::exit::{self, Exit};
-use crate::flags::{self, Mode};
+use crate::exit::Exit;
+use crate::failures::{Failure, Failures};
+use crate::flags::{self, CheckManifest, FlagError, Flags, Mode};
 use crate::hooks;
 use crate::lifecycle::Lifecycle;
 use crate::panics::contained;
 use crate::probe::{self, Evaluator, ProbeServer, Responder};
 use crate::registry::{self, CheckKind};
-use crate::shutdown::{self, MainEnded};
+use crate::shutdown;
 use crate::signals::{self, Handlers};
 
 /// How long the application runtime's shutdown waits for its blocking
@@ -33,7 +34,8 @@ pub(crate) const EXIT_TIMEOUT: Duration = Duration::from_millis(50);
 /// When `main` started: `lifecycle_startup_duration_seconds` counts from
 /// here.
 #[cfg(feature = "metrics")]
-static MAIN_STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+static MAIN_STARTED: once_cell::sync::OnceCell<std::time::Instant> =
+    once_cell::sync::OnceCell::new();
 
 /// Runs a service: what `#[service_main]` expands to. Never returns: the
 /// process exits with the code the crate docs' exit-code table gives.
@@ -97,19 +99,14 @@ fn prepare(
     pid1_warning: Option<String>,
 ) -> Result<(Settings, Handlers), Exit> {
     let env = config::process_env;
-    // The mode before any configuration: the audit of a manifest takes
+    // The flags before any configuration: the audit of a manifest takes
     // each container's configuration from the manifest, and must not fail
     // on a `LIFECYCLE_*` value of the CI job that runs it.
-    let mode = flags::mode(std::env::args_os());
-    let audit = matches!(mode, Ok(Mode::CheckManifest(_)));
-    // An audit's failure is the CI job's, not a container's: said on
-    // stderr, with no termination message.
-    let audit_asked = audit || flags::asks_for_audit(std::env::args_os());
+    let flags = flags::parse(std::env::args_os());
     // Logging first, so that every later failure is logged.
-    let log_format = if audit {
-        Ok(config::LogFormat::default())
-    } else {
-        config::log_format(&env)
+    let log_format = match flags {
+        Flags::Audit(Ok(_)) => Ok(config::LogFormat::default()),
+        _ => config::log_format(&env),
     };
     if config.tracing {
         crate::logging::install(log_format.clone().unwrap_or_default());
@@ -117,42 +114,21 @@ fn prepare(
     if let Some(warning) = pid1_warning {
         tracing::warn!("{warning}");
     }
-    let handlers = match handlers {
-        Ok(handlers) => handlers,
-        Err(error) => {
-            return Err(Exit::failure(
-                exit::FAILURE,
-                format!(
-                    "cannot install the handlers of {}: {error}",
-                    signals::watched(config::stop_signal_wanted(config, &env))
-                ),
-            ))
-        }
-    };
-    if let Err(error) = log_format {
-        return Err(Exit::failure(exit::BAD_CONFIG, error.to_string()));
-    }
-    let mode = match mode {
-        Ok(mode) => mode,
-        Err(error) if audit_asked => return Err(crate::audit::unusable(&error)),
-        Err(error) => return Err(Exit::failure(exit::BAD_CONFIG, error)),
+    let handlers = handlers.map_err(|error| Failure::SignalHandlers {
+        watched: signals::watched(config::stop_signal_wanted(config, &env)),
+        error,
+    })?;
+    log_format.map_err(Failure::Config)?;
+    let mode = match flags {
+        Flags::Audit(check) => return Err(audit(config, handlers, check)),
+        Flags::Run(mode) => mode.map_err(Failure::Flags)?,
     };
     let duplicates = registry::duplicate_names();
     if !duplicates.is_empty() {
-        if audit_asked {
-            return Err(crate::audit::unusable(&duplicates.join("; ")));
-        }
-        return Err(Exit::failure(exit::BAD_CONFIG, duplicates.join("; ")));
+        return Err(Failure::DuplicateNames(duplicates).into());
     }
     crate::panics::install(config.panic);
-    if let Mode::CheckManifest(check) = mode {
-        serve_nothing(handlers);
-        return Err(crate::audit::run(config, &check));
-    }
-    let settings = match Settings::resolve(config, &env) {
-        Ok(settings) => settings,
-        Err(error) => return Err(Exit::failure(exit::BAD_CONFIG, error.to_string())),
-    };
+    let settings = Settings::resolve(config, &env).map_err(Failure::Config)?;
     Err(match mode {
         Mode::Serve => return Ok((settings, handlers)),
         Mode::Preflight => {
@@ -167,8 +143,27 @@ fn prepare(
             serve_nothing(handlers);
             crate::manifest::print(&settings, manifest)
         }
-        Mode::CheckManifest(_) => unreachable!("the audit has returned above"),
     })
+}
+
+/// `--lifecycle-check-manifest`. Its failure is the CI job's, not a
+/// container's: said on stderr, with no termination message.
+fn audit(
+    config: &ServiceConfig,
+    handlers: Handlers,
+    check: Result<CheckManifest, FlagError>,
+) -> Exit {
+    let check = match check {
+        Ok(check) => check,
+        Err(error) => return crate::audit::unusable(&error.to_string()),
+    };
+    let duplicates = registry::duplicate_names();
+    if !duplicates.is_empty() {
+        return crate::audit::unusable(&duplicates.join("; "));
+    }
+    crate::panics::install(config.panic);
+    serve_nothing(handlers);
+    crate::audit::run(config, &check)
 }
 
 /// For the modes that serve nothing: a signal does what its default
@@ -183,6 +178,9 @@ fn serve_nothing(handlers: Handlers) {
     }
 }
 
+/// The service: the signal thread, the application runtime and the probe
+/// server, then start-up, `main` and the stop on that runtime; the exit
+/// follows from what failed.
 fn serve<F, Fut>(
     config: &ServiceConfig,
     settings: &Settings,
@@ -194,79 +192,130 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
-    // A signal received since the handlers were installed is acted on now.
-    if let Err(error) = signals::start(handlers, lifecycle.clone(), settings.shutdown_timeout) {
-        return Exit::failure(
-            exit::FAILURE,
-            format!(
-                "cannot start the thread that watches {}: {error}",
-                signals::watched(settings.stop_signal)
-            ),
-        );
-    }
-    let runtime = match build_runtime(config) {
-        Ok(runtime) => runtime,
-        Err(exit) => return exit,
+    let (runtime, probes) = match start_serving(config, settings, handlers, &lifecycle) {
+        Ok(started) => started,
+        Err(failure) => return failure.into(),
     };
-    start_heartbeat(&runtime, &lifecycle, settings.stall_threshold);
-    let evaluator = Arc::new(Evaluator::new(
-        lifecycle.clone(),
-        runtime.handle().clone(),
-        settings.stall_threshold,
-        settings.max_tasks,
-        registry::probe_checks(),
+    let app = runtime.handle().clone();
+    let failures = runtime.block_on(start_up_run_and_stop(
+        &lifecycle,
+        &app,
+        &probes.evaluator,
+        settings,
+        main,
     ));
-    // Started once start-up has finished (below).
-    let background_checks = evaluator.clone();
+    probes.stop();
+    // Tasks still running are abandoned: the process is about to exit.
+    runtime.shutdown_timeout(EXIT_TIMEOUT);
+    if failures.is_empty() {
+        tracing::info!("stopped cleanly; exiting with code 0");
+    }
+    failures.exit()
+}
+
+/// Everything that serving needs before start-up: the signal thread (a
+/// signal received since the handlers were installed is acted on now), the
+/// application runtime with its heartbeat, and the probe server. Not
+/// generic over `main`, as [`prepare`].
+fn start_serving(
+    config: &ServiceConfig,
+    settings: &Settings,
+    handlers: Handlers,
+    lifecycle: &Arc<Lifecycle>,
+) -> Result<(Runtime, Probes), Failure> {
+    signals::start(handlers, lifecycle.clone(), settings.shutdown_timeout).map_err(|error| {
+        Failure::SignalThread {
+            watched: signals::watched(settings.stop_signal),
+            error,
+        }
+    })?;
+    let runtime = build_runtime(config)?;
+    start_heartbeat(&runtime, lifecycle, settings.stall_threshold);
+    let probes = Probes::start(settings, lifecycle, runtime.handle())?;
+    log_settings(settings);
+    Ok((runtime, probes))
+}
+
+/// The probe server, and what stops with it.
+struct Probes {
+    server: ProbeServer,
+    /// What the probes evaluate: its background checks start once
+    /// start-up has finished.
+    evaluator: Arc<Evaluator>,
+    /// Ended before the probe server stops, so that it stops gracefully.
     #[cfg(feature = "grpc")]
-    crate::grpc::install(evaluator.clone());
-    // Ended before the probe server stops, so that it stops gracefully.
-    #[cfg(feature = "grpc")]
-    let watch_streams_end = tokio_util::sync::CancellationToken::new();
-    let responder = Responder::new(
-        evaluator,
-        settings.reasons,
+    watch_streams_end: tokio_util::sync::CancellationToken,
+}
+
+impl Probes {
+    /// Binds the probe server, serving at once, and publishes its address.
+    fn start(
+        settings: &Settings,
+        lifecycle: &Arc<Lifecycle>,
+        app: &Handle,
+    ) -> Result<Probes, Failure> {
+        let evaluator = Arc::new(Evaluator::new(
+            lifecycle.clone(),
+            app.clone(),
+            settings.stall_threshold,
+            settings.max_tasks,
+            registry::probe_checks(),
+        ));
         #[cfg(feature = "grpc")]
-        watch_streams_end.clone(),
-        #[cfg(feature = "metrics")]
-        settings.metrics,
-    );
-    #[cfg(feature = "metrics")]
-    {
-        crate::metrics::set_recording(settings.metrics);
-        if settings.metrics {
-            crate::metrics::observe(lifecycle.clone(), runtime.handle().clone());
-        }
-    }
-    let answer = move |request| responder.answer(request);
-    let probes = match ProbeServer::start(settings.probe_addr, answer) {
-        Ok(probes) => probes,
-        Err(error) => {
-            return Exit::failure(
-                exit::FAILURE,
-                format!(
-                    "cannot bind the probe server to {} (set LIFECYCLE_PROBE_ADDR to another address): {error}",
-                    settings.probe_addr
-                ),
-            )
-        }
-    };
-    tracing::info!("probe server listening on http://{}", probes.local_addr);
-    // The listener is bound and listening: connections queue from now.
-    let published = lifecycle
-        .addresses()
-        .probe_listening(settings.probe_addr_file.as_deref(), probes.local_addr);
-    // Only writing a file can fail.
-    if let (Err(error), Some(path)) = (published, &settings.probe_addr_file) {
-        return Exit::failure(
-            exit::BAD_CONFIG,
-            format!(
-                "invalid configuration: {}={:?}: cannot write the probe address there: {error}",
-                config::PROBE_ADDR_FILE,
-                path.display()
-            ),
+        crate::grpc::install(evaluator.clone());
+        #[cfg(feature = "grpc")]
+        let watch_streams_end = tokio_util::sync::CancellationToken::new();
+        let responder = Responder::new(
+            evaluator.clone(),
+            settings.reasons,
+            #[cfg(feature = "grpc")]
+            watch_streams_end.clone(),
+            #[cfg(feature = "metrics")]
+            settings.metrics,
         );
+        #[cfg(feature = "metrics")]
+        {
+            crate::metrics::set_recording(settings.metrics);
+            if settings.metrics {
+                crate::metrics::observe(lifecycle.clone(), app.clone());
+            }
+        }
+        let answer = move |request| responder.answer(request);
+        let server = ProbeServer::start(settings.probe_addr, answer).map_err(|error| {
+            Failure::ProbeBind {
+                addr: settings.probe_addr,
+                error,
+            }
+        })?;
+        tracing::info!("probe server listening on http://{}", server.local_addr);
+        // The listener is bound and listening: connections queue from now.
+        let published = lifecycle
+            .addresses()
+            .probe_listening(settings.probe_addr_file.as_deref(), server.local_addr);
+        // Only writing a file can fail.
+        if let (Err(error), Some(path)) = (published, &settings.probe_addr_file) {
+            return Err(Failure::ProbeAddrFile {
+                path: path.clone(),
+                error,
+            });
+        }
+        Ok(Probes {
+            server,
+            evaluator,
+            #[cfg(feature = "grpc")]
+            watch_streams_end,
+        })
     }
+
+    fn stop(self) {
+        #[cfg(feature = "grpc")]
+        self.watch_streams_end.cancel();
+        self.server.stop();
+    }
+}
+
+/// The settings the stop follows, with a warning for what cannot hold.
+fn log_settings(settings: &Settings) {
     tracing::info!(
         "drain delay {} ms ({}); shutdown timeout {} ms; stall threshold {} ms",
         settings.drain_delay.as_millis(),
@@ -300,101 +349,106 @@ where
             tracing::warn!("{warning}");
         }
     }
+}
 
-    let app = runtime.handle().clone();
-    let drain_delay = settings.drain_delay;
+/// Start-up, the body of `main` and the stop, on the application runtime:
+/// returns what failed.
+async fn start_up_run_and_stop<F, Fut>(
+    lifecycle: &Arc<Lifecycle>,
+    app: &Handle,
+    evaluator: &Evaluator,
+    settings: &Settings,
+    main: F,
+) -> Failures
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let mut failures = Failures::default();
+    let started = start_up_unless_stopped(lifecycle, app, evaluator).await;
+    let body = shutdown::main_body(lifecycle, main());
+    tokio::pin!(body);
+    let mut main_running = false;
+    match started {
+        Ok(true) => {
+            #[cfg(feature = "metrics")]
+            if let Some(began) = MAIN_STARTED.get() {
+                crate::metrics::started(began.elapsed());
+            }
+            tracing::info!("start-up finished; running");
+            match shutdown::serve(lifecycle, body.as_mut(), settings.drain_delay).await {
+                Some(ended) => main_ended(ended, &mut failures),
+                None => main_running = true,
+            }
+        }
+        Ok(false) => tracing::info!("start-up abandoned: stopping before main runs"),
+        Err(failed) => {
+            // Out of rotation for good; what start-up acquired, the
+            // shutdown hooks may release.
+            lifecycle.request_stop();
+            tracing::error!("{failed}");
+            failures.extend(failed);
+        }
+    }
+    let main = main_running.then_some(body.as_mut());
     let plan = shutdown::Plan {
         shutdown_timeout: settings.shutdown_timeout,
         connection_drain: settings.connection_drain,
     };
-    let (failures, panicked) = runtime.block_on(async {
-        let mut failures = Vec::new();
-        let mut panicked = false;
-        let mut main_ended = |ended: MainEnded, failures: &mut Vec<String>| match ended {
-            MainEnded::Ok => {}
-            MainEnded::Err(error) => {
-                let error = format!("main returned an error: {error}");
-                tracing::error!("{error}");
-                failures.push(error);
-            }
-            MainEnded::Panicked(message) => {
-                failures.push(format!("main panicked: {message}"));
-                panicked = true;
-            }
-        };
-        // A signal during start-up abandons it: what is running is
-        // cancelled (dropped, which aborts it) and main never runs.
-        let started = tokio::select! {
-            biased;
-            _ = lifecycle.stop_requested() => Ok(false),
-            result = start_up(&lifecycle, &app) => result.map(|()| true),
-        };
-        // A signal may also come between the end of start-up and this:
-        // the phase machine refuses `Running` once it is `Draining`.
-        let started = started.map(|done| {
-            if done {
-                // Now that the on_startup hooks have made what they check,
-                // with a first run at once; before `Running`, so that a
-                // probe that sees it finds the first run under way. (A stop
-                // requested meanwhile ends them at once.)
-                background_checks.start_background_checks();
-            }
-            done && lifecycle.finish_startup().is_ok()
-        });
-        let body = shutdown::main_body(&lifecycle, main());
-        tokio::pin!(body);
-        let mut main_running = false;
-        match started {
-            Ok(true) => {
-                #[cfg(feature = "metrics")]
-                if let Some(began) = MAIN_STARTED.get() {
-                    crate::metrics::started(began.elapsed());
-                }
-                tracing::info!("start-up finished; running");
-                match shutdown::serve(&lifecycle, body.as_mut(), drain_delay).await {
-                    Some(ended) => main_ended(ended, &mut failures),
-                    None => main_running = true,
-                }
-            }
-            Ok(false) => tracing::info!("start-up abandoned: stopping before main runs"),
-            Err(error) => {
-                // Out of rotation for good; what start-up acquired, the
-                // shutdown hooks may release.
-                lifecycle.request_stop();
-                tracing::error!("{error}");
-                failures.push(error);
-            }
-        }
-        let main = main_running.then_some(body.as_mut());
-        let stopped = shutdown::stop(&lifecycle, &app, main, &plan).await;
-        if let Some(ended) = stopped.main {
-            main_ended(ended, &mut failures);
-        }
-        failures.extend(stopped.hook_failures);
-        if let Some(running) = stopped.still_running {
-            let failure = format!(
-                "the on_shutdown hooks ran at their latest start and are done; still running: {running}"
-            );
-            tracing::error!("{failure}");
-            failures.push(failure);
-        }
-        (failures, panicked)
-    });
-
-    #[cfg(feature = "grpc")]
-    watch_streams_end.cancel();
-    probes.stop();
-    // Tasks still running are abandoned: the process is about to exit.
-    runtime.shutdown_timeout(EXIT_TIMEOUT);
-    if failures.is_empty() {
-        tracing::info!("stopped cleanly; exiting with code 0");
-        return Exit::success();
+    let stopped = shutdown::stop(lifecycle, app, main, &plan).await;
+    if let Some(ended) = stopped.main {
+        main_ended(ended, &mut failures);
     }
-    let code = if panicked { exit::PANIC } else { exit::FAILURE };
-    Exit::failure(code, failures.join("; "))
+    failures.extend(stopped.hook_failures);
+    if let Some(running) = stopped.still_running {
+        let failure = Failure::StillRunning(running);
+        tracing::error!("{failure}");
+        failures.push(failure);
+    }
+    failures
 }
 
-fn build_runtime(config: &ServiceConfig) -> Result<Runtime, Exit> {
+/// How `main` ended, among the failures. A panic is not logged here: the
+/// panic hook has logged it with its location.
+fn main_ended(ended: Result<(), Failure>, failures: &mut Failures) {
+    if let Err(failure) = ended {
+        if matches!(failure, Failure::MainReturned(_)) {
+            tracing::error!("{failure}");
+        }
+        failures.push(failure);
+    }
+}
+
+/// Start-up, then phase `Running`: `Ok(true)` once running, `Ok(false)`
+/// when a stop request came first. A signal during start-up abandons it:
+/// what is running is cancelled (dropped, which aborts it) and main never
+/// runs.
+async fn start_up_unless_stopped(
+    lifecycle: &Lifecycle,
+    app: &Handle,
+    evaluator: &Evaluator,
+) -> Result<bool, Failures> {
+    let done = tokio::select! {
+        biased;
+        _ = lifecycle.stop_requested() => false,
+        result = start_up(lifecycle, app) => {
+            result?;
+            true
+        }
+    };
+    if done {
+        // Now that the on_startup hooks have made what they check, with a
+        // first run at once; before `Running`, so that a probe that sees
+        // it finds the first run under way. (A stop requested meanwhile
+        // ends them at once.)
+        evaluator.start_background_checks();
+    }
+    // A signal may also come between the end of start-up and this: the
+    // phase machine refuses `Running` once it is `Draining`.
+    Ok(done && lifecycle.finish_startup().is_ok())
+}
+
+fn build_runtime(config: &ServiceConfig) -> Result<Runtime, Failure> {
     let mut builder = match config.flavor {
         Flavor::MultiThread => tokio::runtime::Builder::new_multi_thread(),
         Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
@@ -402,12 +456,7 @@ fn build_runtime(config: &ServiceConfig) -> Result<Runtime, Exit> {
     if let Some(threads) = config.worker_threads {
         builder.worker_threads(threads as usize);
     }
-    builder.enable_all().build().map_err(|error| {
-        Exit::failure(
-            exit::FAILURE,
-            format!("cannot build the application runtime: {error}"),
-        )
-    })
+    builder.enable_all().build().map_err(Failure::Runtime)
 }
 
 /// A task on the application runtime that records each tick: when every
@@ -430,7 +479,7 @@ fn start_heartbeat(runtime: &Runtime, lifecycle: &Arc<Lifecycle>, stall_threshol
 
 /// Preflight checks, then the `on_startup` hooks by ascending order, equal
 /// orders together. The first failing stage stops start-up.
-async fn start_up(lifecycle: &Lifecycle, app: &Handle) -> Result<(), String> {
+async fn start_up(lifecycle: &Lifecycle, app: &Handle) -> Result<(), Failures> {
     let checks: Vec<_> = registry::checks(CheckKind::Preflight)
         .into_iter()
         .map(|registration| (Check::new(registration), registration.site))
@@ -446,19 +495,16 @@ async fn start_up(lifecycle: &Lifecycle, app: &Handle) -> Result<(), String> {
         check.run_outliving(app, outliving)
     }))
     .await;
-    let failures: Vec<String> = results
-        .iter()
+    let failures: Failures = results
+        .into_iter()
         .filter(|r| !r.health.is_up())
-        .map(|r| {
-            format!(
-                "preflight check \"{}\" failed: {}",
-                r.name,
-                r.health.reason().unwrap_or("no reason given")
-            )
+        .map(|r| Failure::Preflight {
+            reason: r.health.reason().unwrap_or("no reason given").to_owned(),
+            name: r.name,
         })
         .collect();
     if !failures.is_empty() {
-        return Err(failures.join("; "));
+        return Err(failures);
     }
     hooks::run_startup_hooks(lifecycle, app).await
 }
@@ -468,7 +514,7 @@ async fn start_up(lifecycle: &Lifecycle, app: &Handle) -> Result<(), String> {
 fn preflight_only(config: &ServiceConfig) -> Exit {
     let runtime = match build_runtime(config) {
         Ok(runtime) => runtime,
-        Err(exit) => return exit,
+        Err(failure) => return failure.into(),
     };
     let results = runtime.block_on(crate::run_checks(CheckKind::Preflight));
     // A closed stdout loses the lines, never the verdict (`println!`
@@ -487,8 +533,5 @@ fn preflight_only(config: &ServiceConfig) -> Exit {
     if failed.is_empty() {
         return Exit::success();
     }
-    Exit::failure(
-        exit::FAILURE,
-        format!("preflight failed: {}", failed.join("; ")),
-    )
+    Failure::PreflightChecks(failed).into()
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt;
 use tokio::runtime::Handle;
 
+use crate::failures::{Failure, Failures};
 use crate::hooks;
 use crate::lifecycle::{Lifecycle, OPEN_CONNECTIONS};
 use crate::panics::payload_message;
@@ -29,26 +30,18 @@ const _: () = assert!(
         < EXIT_MARGIN.as_millis()
 );
 
-/// How the body of `main` ended.
-pub(crate) enum MainEnded {
-    Ok,
-    Err(String),
-    /// Under `panic = "log"` (under `"crash"` the process is gone already):
-    /// caught, so that the hooks still run and the exit code is 101.
-    Panicked(String),
-}
-
 /// The body of `main`, recorded as running until it returns, with a
-/// panic caught.
-pub(crate) async fn main_body<Fut>(lifecycle: &Lifecycle, body: Fut) -> MainEnded
+/// panic caught: under `panic = "log"` (under `"crash"` the process is
+/// gone already), so that the hooks still run and the exit code is 101.
+pub(crate) async fn main_body<Fut>(lifecycle: &Lifecycle, body: Fut) -> Result<(), Failure>
 where
     Fut: Future<Output = Result<(), String>>,
 {
     let _running = lifecycle.enter("the body of main".into());
     match AssertUnwindSafe(body).catch_unwind().await {
-        Ok(Ok(())) => MainEnded::Ok,
-        Ok(Err(error)) => MainEnded::Err(error),
-        Err(payload) => MainEnded::Panicked(payload_message(payload)),
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(Failure::MainReturned(error)),
+        Err(payload) => Err(Failure::MainPanicked(payload_message(payload))),
     }
 }
 
@@ -61,9 +54,9 @@ pub(crate) async fn serve<F>(
     lifecycle: &Lifecycle,
     mut body: Pin<&mut F>,
     drain_delay: Duration,
-) -> Option<MainEnded>
+) -> Option<Result<(), Failure>>
 where
-    F: Future<Output = MainEnded>,
+    F: Future<Output = Result<(), Failure>>,
 {
     tokio::select! {
         ended = body.as_mut() => {
@@ -98,9 +91,9 @@ pub(crate) struct Plan {
 /// How the stop went.
 pub(crate) struct Stopped {
     /// How `main` ended, when it ended during the stop.
-    pub(crate) main: Option<MainEnded>,
-    /// One message per `on_shutdown` hook that failed.
-    pub(crate) hook_failures: Vec<String>,
+    pub(crate) main: Option<Result<(), Failure>>,
+    /// The `on_shutdown` hooks that failed.
+    pub(crate) hook_failures: Failures,
     /// What the hooks could wait for no longer (`main`, tracked tasks,
     /// connections…), when something was still running after them.
     pub(crate) still_running: Option<String>,
@@ -125,7 +118,7 @@ pub(crate) async fn stop<F>(
     plan: &Plan,
 ) -> Stopped
 where
-    F: Future<Output = MainEnded>,
+    F: Future<Output = Result<(), Failure>>,
 {
     lifecycle.signal_shutdown();
     let serving_ended = lifecycle
@@ -138,7 +131,7 @@ where
         if let Some(main) = main {
             main_ended.set(Some(main.await));
         }
-        wait_for_blocking_startup_calls(lifecycle).await;
+        wait_for_outliving_startup_calls(lifecycle).await;
         wait_for_tracked_tasks(lifecycle).await;
         wait_for_connections(lifecycle).await;
     };
@@ -208,7 +201,7 @@ fn hooks_latest_start(
 /// or failed start-up left running (a plain `fn`, which nothing cancels,
 /// or an `async fn` that the abort reaches only at its next `.await`): the
 /// `on_shutdown` hooks may release what they are still acquiring.
-async fn wait_for_blocking_startup_calls(lifecycle: &Lifecycle) {
+async fn wait_for_outliving_startup_calls(lifecycle: &Lifecycle) {
     let running = lifecycle.startup_calls().running();
     if running.is_empty() {
         return;

@@ -204,7 +204,11 @@ pub(crate) fn run(config: &ServiceConfig, check: &CheckManifest) -> Exit {
         render::summary(&audit.findings, audit.containers, &binary_name())
     );
     let _ = stdout.flush();
-    Exit::quiet(if audit.errors() > 0 { exit::FAILURE } else { 0 })
+    Exit::quiet(if audit.errors() > 0 {
+        exit::Code::Failure
+    } else {
+        exit::Code::Success
+    })
 }
 
 /// The input's name for messages, and its text.
@@ -233,5 +237,5 @@ pub(crate) fn unusable(reason: &str) -> Exit {
         "--lifecycle-check-manifest: {}",
         render::one_line(reason)
     );
-    Exit::quiet(exit::BAD_CONFIG)
+    Exit::quiet(exit::Code::BadConfig)
 }

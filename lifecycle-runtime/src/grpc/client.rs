@@ -4,7 +4,9 @@
 //! generated [`HealthClient`] does the gRPC framing; hyper's HTTP/2
 //! client is the transport, so the runtime needs no transport of tonic's.
 
+use std::fmt;
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -14,6 +16,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tonic::body::Body;
+use tonic::codegen::http::uri::InvalidUri;
 use tonic::codegen::http::{Request, Response, Uri};
 
 use super::proto::health_check_response::ServingStatus;
@@ -39,48 +42,84 @@ impl tonic::codegen::Service<Request<Body>> for Connection {
     }
 }
 
+/// Why the health server at an address gave no serving status.
+#[derive(Debug)]
+pub(crate) enum CheckError {
+    /// No connection.
+    Connect(SocketAddr, io::Error),
+    /// A connection, but no HTTP/2 on it.
+    Handshake(SocketAddr, hyper::Error),
+    /// The address makes no URI.
+    Origin(SocketAddr, InvalidUri),
+    /// A gRPC error status (`NOT_FOUND` for an unknown service).
+    Status(SocketAddr, tonic::Status),
+    /// A serving status the health proto does not have.
+    UnknownServingStatus(SocketAddr, i32),
+}
+
+impl fmt::Display for CheckError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CheckError::Connect(addr, error) => {
+                write!(f, "cannot connect to the probe server at {addr}: {error}")
+            }
+            CheckError::Handshake(addr, error) => {
+                write!(
+                    f,
+                    "no HTTP/2 connection to the probe server at {addr}: {error}"
+                )
+            }
+            CheckError::Origin(addr, error) => write!(f, "{addr}: {error}"),
+            CheckError::Status(addr, status) => write!(
+                f,
+                "the probe server at {addr} answered gRPC status {:?}: {}",
+                status.code(),
+                status.message()
+            ),
+            CheckError::UnknownServingStatus(addr, status) => write!(
+                f,
+                "the probe server at {addr} answered an unknown serving status {status}"
+            ),
+        }
+    }
+}
+
 /// Asks the health server at `addr` for `service`'s status with
 /// `grpc.health.v1.Health/Check`, telling the server the caller's
 /// `deadline` (`grpc-timeout`) so it can answer within it; bounding the
 /// wait is the caller's. `Ok` with the status the server answered, or why
-/// there was none: no connection, a gRPC error status (`NOT_FOUND` for an
-/// unknown service), an answer that is no gRPC.
+/// there was none.
 pub(crate) async fn check(
     addr: SocketAddr,
     service: &str,
     deadline: Duration,
-) -> Result<ServingStatus, String> {
+) -> Result<ServingStatus, CheckError> {
     let stream = tokio::net::TcpStream::connect(addr)
         .await
-        .map_err(|e| format!("cannot connect to the probe server at {addr}: {e}"))?;
+        .map_err(|e| CheckError::Connect(addr, e))?;
     // Small answers, one at a time: Nagle's delay would only slow them.
     let _ = stream.set_nodelay(true);
     let (sender, connection) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
             .await
-            .map_err(|e| format!("no HTTP/2 connection to the probe server at {addr}: {e}"))?;
+            .map_err(|e| CheckError::Handshake(addr, e))?;
     // Ends with the connection: when the answer came, or the caller gave up.
     tokio::spawn(crate::call::task(connection));
     // The origin gives every request its `:scheme` and `:authority`.
     let origin: Uri = format!("http://{addr}")
         .parse()
-        .map_err(|e| format!("{addr}: {e}"))?;
+        .map_err(|e| CheckError::Origin(addr, e))?;
     let mut client = HealthClient::with_origin(Connection(sender), origin);
     let mut request = tonic::Request::new(HealthCheckRequest {
         service: service.to_owned(),
     });
     request.set_timeout(deadline);
-    let answer = client.check(request).await.map_err(|status| {
-        format!(
-            "the probe server at {addr} answered gRPC status {:?}: {}",
-            status.code(),
-            status.message()
-        )
-    })?;
+    let answer = client
+        .check(request)
+        .await
+        .map_err(|status| CheckError::Status(addr, status))?;
     let status = answer.into_inner().status;
-    ServingStatus::try_from(status).map_err(|_| {
-        format!("the probe server at {addr} answered an unknown serving status {status}")
-    })
+    ServingStatus::try_from(status).map_err(|_| CheckError::UnknownServingStatus(addr, status))
 }
 
 #[cfg(all(test, feature = "grpc"))]
@@ -171,19 +210,22 @@ mod tests {
     async fn check_reads_the_serving_status() {
         let addr = serve(fixed()).await;
         assert_eq!(
-            check(addr, "livez", DEADLINE).await,
-            Ok(ServingStatus::Serving)
+            check(addr, "livez", DEADLINE).await.unwrap(),
+            ServingStatus::Serving
         );
         assert_eq!(
-            check(addr, "readyz", DEADLINE).await,
-            Ok(ServingStatus::NotServing)
+            check(addr, "readyz", DEADLINE).await.unwrap(),
+            ServingStatus::NotServing
         );
     }
 
     #[tokio::test]
     async fn an_unknown_service_is_an_error_naming_the_status() {
         let addr = serve(fixed()).await;
-        let error = check(addr, "startupz", DEADLINE).await.unwrap_err();
+        let error = check(addr, "startupz", DEADLINE)
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(
             error.contains("gRPC status NotFound")
                 && error.contains("unknown service \"startupz\""),
@@ -196,7 +238,10 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         drop(listener);
-        let error = check(addr, "livez", DEADLINE).await.unwrap_err();
+        let error = check(addr, "livez", DEADLINE)
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(
             error.contains(&format!("cannot connect to the probe server at {addr}")),
             "{error}"

@@ -131,7 +131,10 @@ fn pod_failure_policy(container_name: &str) -> Value {
             object(vec![
                 ("containerName", container_name.into()),
                 ("operator", "In".into()),
-                ("values", Value::Array(vec![exit::BAD_CONFIG.into()])),
+                (
+                    "values",
+                    Value::Array(vec![exit::Code::BadConfig.as_i32().into()]),
+                ),
             ]),
         ),
     ]);
@@ -162,11 +165,11 @@ pub(crate) fn print(settings: &Settings, manifest: Manifest) -> Exit {
         {
             Ok(()) => Exit::success(),
             Err(error) => Exit::failure(
-                exit::FAILURE,
+                exit::Code::Failure,
                 format!("cannot write the manifest to stdout: {error}"),
             ),
         },
-        Err(error) => Exit::failure(exit::BAD_CONFIG, error),
+        Err(error) => Exit::failure(exit::Code::BadConfig, error),
     }
 }
 
@@ -366,7 +369,7 @@ fn header(
              {grace_line};\n\
              # exit {} (invalid configuration) fails the Job at once, a pod disrupted by the cluster is replaced\n\
              # without counting, any other failure counts against backoffLimit.\n",
-            exit::BAD_CONFIG,
+            exit::Code::BadConfig,
         ),
     }
 }

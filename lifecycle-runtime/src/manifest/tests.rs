@@ -261,10 +261,16 @@ fn the_job_s_failure_policy_follows_the_exit_code_table() {
     assert_eq!(job["template"]["spec"]["containers"][0]["name"], "svc");
     assert_eq!(
         job["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"],
-        json!([exit::BAD_CONFIG])
+        json!([exit::Code::BadConfig.as_i32()])
     );
     // None of the other codes of the table fails the Job.
-    for code in [exit::FAILURE, exit::PANIC, 130, 143, 137] {
+    for code in [
+        exit::Code::Failure.as_i32(),
+        exit::Code::Panic.as_i32(),
+        130,
+        143,
+        137,
+    ] {
         let values = &job["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"];
         assert!(!values.as_array().unwrap().contains(&json!(code)), "{code}");
     }

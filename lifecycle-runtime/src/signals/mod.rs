@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::StopSignal;
-use crate::exit::{self, terminate};
+use crate::exit::{terminate, Code};
 use crate::lifecycle::Lifecycle;
 
 #[cfg(unix)]
@@ -129,18 +129,20 @@ impl StopEvent {
     /// Linux, 158 on macOS). Windows follows Linux: Ctrl-C is an interrupt
     /// (130, as SIGINT), the others ask the service to terminate (143, as
     /// SIGTERM).
-    pub(crate) fn exit_code(self) -> i32 {
+    pub(crate) fn exit_code(self) -> Code {
         #[cfg(any(windows, test))]
         const SIGINT: i32 = 2;
         #[cfg(any(windows, test))]
         const SIGTERM: i32 = 15;
         match self {
             #[cfg(unix)]
-            StopEvent::Signal(signal) => 128 + signal.number(),
+            StopEvent::Signal(signal) => Code::Signal(signal.number()),
             #[cfg(any(windows, test))]
-            StopEvent::CtrlC => 128 + SIGINT,
+            StopEvent::CtrlC => Code::Signal(SIGINT),
             #[cfg(any(windows, test))]
-            StopEvent::CtrlBreak | StopEvent::CtrlClose | StopEvent::CtrlShutdown => 128 + SIGTERM,
+            StopEvent::CtrlBreak | StopEvent::CtrlClose | StopEvent::CtrlShutdown => {
+                Code::Signal(SIGTERM)
+            }
         }
     }
 }
@@ -191,7 +193,7 @@ pub(crate) fn start(
                                 None => "of the stop".to_owned(),
                             };
                             terminate(
-                                exit::FAILURE,
+                                Code::Failure,
                                 &format!(
                                     "shutdown did not finish within {} ms {since}; still running: {}",
                                     shutdown_timeout.as_millis(),
@@ -241,13 +243,14 @@ mod tests {
 
     #[test]
     fn windows_console_events_stop_as_linux_signals_do() {
-        let stop = |event| StopEvent::from_console_event(event).map(StopEvent::exit_code);
+        let stop =
+            |event| StopEvent::from_console_event(event).map(|stop| stop.exit_code().as_i32());
         // Ctrl-C is an interrupt, as SIGINT is.
         assert_eq!(stop(CTRL_C_EVENT), Some(130));
         #[cfg(unix)]
         assert_eq!(
             stop(CTRL_C_EVENT),
-            Some(StopEvent::Signal(StopSignal::Sigint).exit_code())
+            Some(StopEvent::Signal(StopSignal::Sigint).exit_code().as_i32())
         );
         // Ctrl-Break, the console's close and the system's shutdown (a
         // Windows container's stop) ask to terminate, as SIGTERM does.
@@ -256,7 +259,7 @@ mod tests {
             #[cfg(unix)]
             assert_eq!(
                 stop(event),
-                Some(StopEvent::Signal(StopSignal::Sigterm).exit_code())
+                Some(StopEvent::Signal(StopSignal::Sigterm).exit_code().as_i32())
             );
         }
         // Logoff is no stop, nor is a number Windows may add later.
@@ -288,7 +291,7 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn unix_signals_exit_with_128_plus_their_number() {
-        let exit = |signal| StopEvent::Signal(signal).exit_code();
+        let exit = |signal| StopEvent::Signal(signal).exit_code().as_i32();
         assert_eq!(exit(StopSignal::Sigterm), 128 + libc::SIGTERM);
         assert_eq!(exit(StopSignal::Sigint), 128 + libc::SIGINT);
         assert_eq!(exit(StopSignal::Sigquit), 131);

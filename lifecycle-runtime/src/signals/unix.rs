@@ -129,6 +129,6 @@ pub(crate) fn default_action(event: StopEvent) {
     // Returns only when the default action is to ignore the signal (it
     // ends the process otherwise), or when `signo` is unknown to it.
     if signal_hook::low_level::emulate_default_handler(signo).is_err() {
-        std::process::exit(event.exit_code())
+        std::process::exit(event.exit_code().as_i32())
     }
 }

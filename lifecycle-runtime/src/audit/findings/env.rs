@@ -30,7 +30,7 @@ pub(super) fn read_env(container: &Value, findings: &mut Vec<Finding>) -> Env {
                         format_args!("env {name} comes from valueFrom, which cannot be checked"),
                         format_args!(
                             "a {name} it accepts, or it exits {} at start-up",
-                            exit::BAD_CONFIG
+                            exit::Code::BadConfig
                         ),
                         format_args!(
                             "make sure the referenced value is valid, or set {name} with value"
@@ -59,7 +59,7 @@ pub(super) fn read_env(container: &Value, findings: &mut Vec<Finding>) -> Env {
             .unwrap_or(("source", "unnamed"));
         findings.push(warning(
 format_args!("envFrom {reference} \"{name}\" may set {PREFIX}* variables, which cannot be checked"),
-format_args!("{PREFIX}* values it accepts, or it exits {} at start-up", exit::BAD_CONFIG),
+format_args!("{PREFIX}* values it accepts, or it exits {} at start-up", exit::Code::BadConfig),
 format_args!("set {PREFIX}* variables in env, or give envFrom a prefix"),
 ));
     }
@@ -81,7 +81,7 @@ pub(super) fn resolve(
             format_args!("{error}"),
             format_args!(
                 "a value it accepts, or it exits {} at start-up",
-                exit::BAD_CONFIG
+                exit::Code::BadConfig
             ),
             format_args!(
                 "correct or remove {} in the container's env",

@@ -302,7 +302,7 @@ pub(super) fn job_findings(
     container: &str,
     findings: &mut Vec<Finding>,
 ) {
-    let code = exit::BAD_CONFIG;
+    let code = exit::Code::BadConfig.as_i32();
     let rule = format!(
         "{{action: FailJob, onExitCodes: {{containerName: {container}, operator: In, values: [{code}]}}}}"
     );

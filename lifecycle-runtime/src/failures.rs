@@ -1,0 +1,264 @@
+//! What failed: before serving, in start-up, in the body of `main` and in
+//! the stop, each failure naming what failed and how. The exit code and
+//! the termination message of a run are derived from its failures here,
+//! and nowhere else.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::call::CallFailure;
+use crate::config::{ConfigError, PROBE_ADDR_FILE};
+use crate::exit::{Code, Exit, TERMINATION_MESSAGE_MAX};
+use crate::flags::FlagError;
+use crate::probe::bounds::one_line;
+use crate::registry::HookKind;
+
+/// One failure of the service's, as its termination message words it.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The handlers of the stop signals could not be installed; `watched`
+    /// names the signals.
+    SignalHandlers { watched: String, error: io::Error },
+    /// The thread that watches the stop signals could not start.
+    SignalThread { watched: String, error: io::Error },
+    /// A `LIFECYCLE_*` variable with a value it does not accept.
+    Config(ConfigError),
+    /// A `--lifecycle-*` flag given wrongly.
+    Flags(FlagError),
+    /// Checks or hooks of one kind sharing a name: one message per clash.
+    DuplicateNames(Vec<String>),
+    /// The application runtime could not be built.
+    Runtime(io::Error),
+    /// The probe server could not bind its address.
+    ProbeBind { addr: SocketAddr, error: io::Error },
+    /// The probe address could not be written to `LIFECYCLE_PROBE_ADDR_FILE`.
+    ProbeAddrFile { path: PathBuf, error: io::Error },
+    /// A preflight check that did not pass, with its reason.
+    Preflight { name: String, reason: String },
+    /// A hook that did not succeed.
+    Hook {
+        kind: HookKind,
+        name: &'static str,
+        failure: HookFailure,
+    },
+    /// The body of `main` returned `Err` (formatted with `Debug`).
+    MainReturned(String),
+    /// The body of `main` panicked (under `panic = "log"`: under `"crash"`
+    /// the process is gone already).
+    MainPanicked(String),
+    /// What the `on_shutdown` hooks, started at their latest, could wait
+    /// for no longer.
+    StillRunning(String),
+    /// `--lifecycle-preflight`: the lines of the checks that failed.
+    PreflightChecks(Vec<String>),
+}
+
+/// How a hook failed.
+#[derive(Debug)]
+pub(crate) enum HookFailure {
+    /// It returned `Err` with this reason.
+    Failed(String),
+    /// It did not return: it timed out, panicked or was cancelled.
+    Call(CallFailure),
+}
+
+impl fmt::Display for HookFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HookFailure::Failed(error) => write!(f, "failed: {error}"),
+            HookFailure::Call(failure) => failure.fmt(f),
+        }
+    }
+}
+
+impl Failure {
+    /// The exit code this failure alone ends the process with.
+    fn code(&self) -> Code {
+        match self {
+            Failure::Config(_)
+            | Failure::Flags(_)
+            | Failure::DuplicateNames(_)
+            | Failure::ProbeAddrFile { .. } => Code::BadConfig,
+            Failure::MainPanicked(_) => Code::Panic,
+            Failure::SignalHandlers { .. }
+            | Failure::SignalThread { .. }
+            | Failure::Runtime(_)
+            | Failure::ProbeBind { .. }
+            | Failure::Preflight { .. }
+            | Failure::Hook { .. }
+            | Failure::MainReturned(_)
+            | Failure::StillRunning(_)
+            | Failure::PreflightChecks(_) => Code::Failure,
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::SignalHandlers { watched, error } => {
+                write!(f, "cannot install the handlers of {watched}: {error}")
+            }
+            Failure::SignalThread { watched, error } => {
+                write!(f, "cannot start the thread that watches {watched}: {error}")
+            }
+            Failure::Config(error) => error.fmt(f),
+            Failure::Flags(error) => error.fmt(f),
+            Failure::DuplicateNames(clashes) => f.write_str(&clashes.join("; ")),
+            Failure::Runtime(error) => write!(f, "cannot build the application runtime: {error}"),
+            Failure::ProbeBind { addr, error } => write!(
+                f,
+                "cannot bind the probe server to {addr} (set LIFECYCLE_PROBE_ADDR to another address): {error}"
+            ),
+            Failure::ProbeAddrFile { path, error } => write!(
+                f,
+                "invalid configuration: {PROBE_ADDR_FILE}={:?}: cannot write the probe address there: {error}",
+                path.display()
+            ),
+            Failure::Preflight { name, reason } => {
+                write!(f, "preflight check \"{name}\" failed: {reason}")
+            }
+            // The user's words, as a check's reason in the log: on one line
+            // (a newline would forge log lines and end the exit's line
+            // early), and no longer than a termination message (a megabyte
+            // would not fit the log queue, and be lost).
+            Failure::Hook {
+                kind,
+                name,
+                failure,
+            } => write!(
+                f,
+                "{} hook \"{name}\" {}",
+                kind.as_str(),
+                one_line(&failure.to_string(), TERMINATION_MESSAGE_MAX)
+            ),
+            Failure::MainReturned(error) => write!(f, "main returned an error: {error}"),
+            Failure::MainPanicked(message) => write!(f, "main panicked: {message}"),
+            Failure::StillRunning(running) => write!(
+                f,
+                "the on_shutdown hooks ran at their latest start and are done; still running: {running}"
+            ),
+            Failure::PreflightChecks(lines) => write!(f, "preflight failed: {}", lines.join("; ")),
+        }
+    }
+}
+
+/// The failures of one run, in the order they happened.
+#[derive(Debug, Default)]
+pub(crate) struct Failures(Vec<Failure>);
+
+impl Failures {
+    pub(crate) fn push(&mut self, failure: Failure) {
+        self.0.push(failure);
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The exit code: a panic of `main`'s is 101 whatever else failed; the
+    /// failures before serving (a bad configuration among them) come alone.
+    fn code(&self) -> Code {
+        if self.0.iter().any(|failure| failure.code() == Code::Panic) {
+            return Code::Panic;
+        }
+        self.0.first().map_or(Code::Success, Failure::code)
+    }
+
+    /// How the process ends: 0 with no failure; otherwise their code, and
+    /// every failure in the termination message.
+    pub(crate) fn exit(self) -> Exit {
+        match self.code() {
+            Code::Success => Exit::success(),
+            code => Exit::failure(code, self.to_string()),
+        }
+    }
+}
+
+impl FromIterator<Failure> for Failures {
+    fn from_iter<I: IntoIterator<Item = Failure>>(failures: I) -> Self {
+        Failures(failures.into_iter().collect())
+    }
+}
+
+impl Extend<Failure> for Failures {
+    fn extend<I: IntoIterator<Item = Failure>>(&mut self, failures: I) {
+        self.0.extend(failures);
+    }
+}
+
+impl IntoIterator for Failures {
+    type Item = Failure;
+    type IntoIter = std::vec::IntoIter<Failure>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+/// Each failure's text, joined with `"; "`: the termination message.
+impl fmt::Display for Failures {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, failure) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{failure}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A failure that ends the run alone.
+impl From<Failure> for Exit {
+    fn from(failure: Failure) -> Exit {
+        Failures(vec![failure]).exit()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn hook(failure: HookFailure) -> Failure {
+        Failure::Hook {
+            kind: HookKind::OnShutdown,
+            name: "flush",
+            failure,
+        }
+    }
+
+    #[test]
+    fn the_exit_says_every_failure_and_a_panic_of_main_is_its_code() {
+        let failures: Failures = [
+            hook(HookFailure::Failed("disk\nfull".into())),
+            hook(HookFailure::Call(CallFailure::TimedOut(
+                Duration::from_millis(20),
+            ))),
+            Failure::MainPanicked("boom".into()),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(
+            failures.exit(),
+            Exit::failure(
+                Code::Panic,
+                "on_shutdown hook \"flush\" failed: disk\\nfull; on_shutdown hook \"flush\" timed out after 20 ms; main panicked: boom"
+            )
+        );
+        let returned: Failures = [Failure::MainReturned("Oops".into())].into_iter().collect();
+        assert_eq!(
+            returned.exit(),
+            Exit::failure(Code::Failure, "main returned an error: Oops")
+        );
+        assert_eq!(Failures::default().exit(), Exit::success());
+        assert_eq!(
+            Exit::from(Failure::DuplicateNames(vec!["a".into(), "b".into()])),
+            Exit::failure(Code::BadConfig, "a; b")
+        );
+    }
+}
