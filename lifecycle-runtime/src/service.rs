@@ -238,7 +238,7 @@ where
             crate::metrics::observe(lifecycle.clone(), runtime.handle().clone());
         }
     }
-    let answer = move |request| responder.answer(request);
+    let answer = move |request, protocol| responder.answer(request, protocol);
     let probes = match ProbeServer::start(settings.probe_addr, answer) {
         Ok(probes) => probes,
         Err(error) => {

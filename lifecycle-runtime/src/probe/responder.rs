@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ReasonsPolicy;
 use crate::probe::http::{self, Answer};
+use crate::probe::server::Protocol;
 use crate::probe::Evaluator;
 
 /// Answers probe requests from one evaluator.
@@ -49,20 +50,27 @@ impl Responder {
         }
     }
 
-    /// The answer to `request`.
-    pub(crate) fn answer(&self, request: Request<Incoming>) -> BoxFuture<'static, Answer> {
-        #[cfg(feature = "grpc")]
-        if crate::grpc::is_grpc(&request) {
-            use tonic::codegen::Service;
-            // Always ready, and infallible: errors are gRPC statuses.
-            let mut grpc = self.grpc.clone();
-            return async move {
-                match grpc.call(request).await {
-                    Ok(answer) => answer,
-                    Err(never) => match never {},
+    /// The answer to `request`, which speaks `protocol`.
+    pub(crate) fn answer(
+        &self,
+        request: Request<Incoming>,
+        protocol: Protocol,
+    ) -> BoxFuture<'static, Answer> {
+        match protocol {
+            Protocol::Http => {}
+            #[cfg(feature = "grpc")]
+            Protocol::Grpc => {
+                use tonic::codegen::Service;
+                // Always ready, and infallible: errors are gRPC statuses.
+                let mut grpc = self.grpc.clone();
+                return async move {
+                    match grpc.call(request).await {
+                        Ok(answer) => answer,
+                        Err(never) => match never {},
+                    }
                 }
+                .boxed();
             }
-            .boxed();
         }
         let this = self.clone();
         async move {
