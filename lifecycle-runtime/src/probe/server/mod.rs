@@ -84,7 +84,7 @@ impl ProbeServer {
                     // connections ran, so sockets would pile up past the
                     // cap, and evictions at the cap would close connections
                     // not read yet, the kubelet's probe among them.
-                    let serving = tokio::spawn(crate::call::task(serve(
+                    let serving = tokio::spawn(crate::call::task(serve_until_stopped(
                         listener,
                         Arc::new(answer),
                         stopped,
@@ -113,7 +113,7 @@ impl ProbeServer {
 /// Accepts until `stop`, started again should the accept loop ever panic,
 /// then lets the connections it admitted end gracefully, for
 /// [`STOP_GRACE`] at most.
-async fn serve<A, Fut>(listener: TcpListener, answer: Arc<A>, stop: CancellationToken)
+async fn serve_until_stopped<A, Fut>(listener: TcpListener, answer: Arc<A>, stop: CancellationToken)
 where
     A: Fn(Request<Incoming>, Protocol) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Answer> + Send + 'static,
