@@ -12,9 +12,8 @@ use hyper::Request;
 #[cfg(feature = "grpc")]
 use tokio_util::sync::CancellationToken;
 
-use crate::config::ReasonsPolicy;
+use crate::config::{ProbeProtocol, ReasonsPolicy};
 use crate::probe::http::{self, Answer};
-use crate::probe::server::Protocol;
 use crate::probe::Evaluator;
 
 /// Answers probe requests from one evaluator.
@@ -54,24 +53,24 @@ impl Responder {
     pub(crate) fn answer(
         &self,
         request: Request<Incoming>,
-        protocol: Protocol,
+        protocol: ProbeProtocol,
     ) -> BoxFuture<'static, Answer> {
-        match protocol {
-            Protocol::Http => {}
-            #[cfg(feature = "grpc")]
-            Protocol::Grpc => {
-                use tonic::codegen::Service;
-                // Always ready, and infallible: errors are gRPC statuses.
-                let mut grpc = self.grpc.clone();
-                return async move {
-                    match grpc.call(request).await {
-                        Ok(answer) => answer,
-                        Err(never) => match never {},
-                    }
+        #[cfg(feature = "grpc")]
+        if protocol == ProbeProtocol::Grpc {
+            use tonic::codegen::Service;
+            // Always ready, and infallible: errors are gRPC statuses.
+            let mut grpc = self.grpc.clone();
+            return async move {
+                match grpc.call(request).await {
+                    Ok(answer) => answer,
+                    Err(never) => match never {},
                 }
-                .boxed();
             }
+            .boxed();
         }
+        // Without the `grpc` feature, the server tells every request HTTP.
+        #[cfg(not(feature = "grpc"))]
+        debug_assert_eq!(protocol, ProbeProtocol::Http);
         let this = self.clone();
         async move {
             #[cfg(feature = "metrics")]

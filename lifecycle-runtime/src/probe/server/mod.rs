@@ -31,7 +31,8 @@ use tokio_util::sync::CancellationToken;
 use self::connections::Connections;
 #[cfg(feature = "fuzzing")]
 pub(crate) use self::serve::HttpSettings;
-pub(crate) use self::serve::{http_settings, serve_connection, Protocol};
+pub(crate) use self::serve::{http_settings, serve_connection};
+use crate::config::ProbeProtocol;
 use crate::panics::contained;
 use crate::probe::http::Answer;
 
@@ -52,12 +53,12 @@ pub(crate) struct ProbeServer {
 impl ProbeServer {
     /// Binds `addr` now (so a bad address fails start-up at once) and
     /// serves on a new thread, answering each request with `answer`, which
-    /// is told the request's [`Protocol`]; each request carries its
+    /// is told the [`ProbeProtocol`] it speaks; each request carries its
     /// connection's [`Peer`](crate::probe::reasons::Peer) in its
     /// extensions.
     pub(crate) fn start<A, Fut>(addr: SocketAddr, answer: A) -> io::Result<ProbeServer>
     where
-        A: Fn(Request<Incoming>, Protocol) -> Fut + Send + Sync + 'static,
+        A: Fn(Request<Incoming>, ProbeProtocol) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Answer> + Send + 'static,
     {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -115,7 +116,7 @@ impl ProbeServer {
 /// [`STOP_GRACE`] at most.
 async fn serve_until_stopped<A, Fut>(listener: TcpListener, answer: Arc<A>, stop: CancellationToken)
 where
-    A: Fn(Request<Incoming>, Protocol) -> Fut + Send + Sync + 'static,
+    A: Fn(Request<Incoming>, ProbeProtocol) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Answer> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
@@ -144,7 +145,7 @@ async fn accept_loop<A, Fut>(
     stop: &CancellationToken,
     graceful: &GracefulShutdown,
 ) where
-    A: Fn(Request<Incoming>, Protocol) -> Fut + Send + Sync + 'static,
+    A: Fn(Request<Incoming>, ProbeProtocol) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Answer> + Send + 'static,
 {
     let http = http_settings();
@@ -213,7 +214,7 @@ mod tests {
             eprintln!("uncontained: {description}");
             UNCONTAINED.fetch_add(1, Ordering::SeqCst);
         });
-        let answer = |request: Request<Incoming>, _: Protocol| async move {
+        let answer = |request: Request<Incoming>, _: ProbeProtocol| async move {
             if request.uri().path() == "/explode" {
                 panic!("the probe server's own code exploded");
             }

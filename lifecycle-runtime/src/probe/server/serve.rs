@@ -26,6 +26,7 @@ use super::connections::Busy;
 #[cfg(feature = "grpc")]
 use super::guards::PrefaceDeadline;
 use super::guards::{WriteStall, HEADER_READ_TIMEOUT};
+use crate::config::ProbeProtocol;
 use crate::panics::contained;
 use crate::probe::http::{plain, Answer};
 use crate::probe::reasons::Peer;
@@ -48,37 +49,22 @@ const PING_TIMEOUT: Duration = Duration::from_secs(5);
 #[cfg(feature = "grpc")]
 const H2_WINDOW: u32 = 64 * 1024;
 
-/// What a request speaks, told once by the server and handed to the
-/// answer with the request: an HTTP probe, over HTTP/1 or HTTP/2, or with
-/// the `grpc` feature a gRPC call (HTTP/2 with a gRPC content type).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Protocol {
-    Http,
-    #[cfg(feature = "grpc")]
-    Grpc,
+/// The protocol `request` speaks, told once by the server and handed to
+/// the answer with the request: gRPC for HTTP/2 with a gRPC content type,
+/// an HTTP probe for everything else, over either version.
+#[cfg(feature = "grpc")]
+fn protocol_of<B>(request: &Request<B>) -> ProbeProtocol {
+    if crate::grpc::is_grpc(request) {
+        ProbeProtocol::Grpc
+    } else {
+        ProbeProtocol::Http
+    }
 }
 
-impl Protocol {
-    /// The protocol of `request`.
-    fn of<B>(request: &Request<B>) -> Protocol {
-        #[cfg(feature = "grpc")]
-        if crate::grpc::is_grpc(request) {
-            return Protocol::Grpc;
-        }
-        #[cfg(not(feature = "grpc"))]
-        let _ = request;
-        Protocol::Http
-    }
-
-    /// The answer to a request whose answer panicked: a gRPC client reads
-    /// a failure from a gRPC status, not a 500.
-    fn internal_error(self) -> Answer {
-        match self {
-            Protocol::Http => plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"),
-            #[cfg(feature = "grpc")]
-            Protocol::Grpc => tonic::Status::internal("internal error").into_http(),
-        }
-    }
+/// Without the `grpc` feature, every request is an HTTP probe.
+#[cfg(not(feature = "grpc"))]
+fn protocol_of<B>(_: &Request<B>) -> ProbeProtocol {
+    ProbeProtocol::Http
 }
 
 /// The HTTP settings of every probe connection: HTTP/1 only, or with the
@@ -137,12 +123,12 @@ pub(crate) fn http_settings() -> HttpSettings {
 
 /// Serves one connection from `peer` as the probe server serves each: with
 /// `http`'s settings, each request carrying the [`Peer`] and answered by
-/// `answer` with its [`Protocol`], `busy` counting the requests being
-/// answered, a panicking answer turned into an internal error, its writes
-/// failing once they have stalled for
-/// [`WRITE_STALL_TIMEOUT`](super::guards::WRITE_STALL_TIMEOUT), ended
-/// gracefully through `graceful`. Ends when the connection does, with the
-/// error that ended it if one did.
+/// `answer` with the [`ProbeProtocol`] it speaks, `busy` counting the
+/// requests being answered, a panicking answer turned into an internal
+/// error (a 500, or a gRPC status), its writes failing once they have
+/// stalled for [`WRITE_STALL_TIMEOUT`](super::guards::WRITE_STALL_TIMEOUT),
+/// ended gracefully through `graceful`. Ends when the connection does,
+/// with the error that ended it if one did.
 // hyper's HTTP/1 error is boxed here; the `grpc` feature's is already.
 #[cfg_attr(feature = "grpc", allow(clippy::useless_conversion))]
 pub(crate) fn serve_connection<S, A, Fut>(
@@ -155,7 +141,7 @@ pub(crate) fn serve_connection<S, A, Fut>(
 ) -> impl Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>> + Send + 'static
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    A: Fn(Request<Incoming>, Protocol) -> Fut + Send + Sync + 'static,
+    A: Fn(Request<Incoming>, ProbeProtocol) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Answer> + Send + 'static,
 {
     #[cfg(feature = "grpc")]
@@ -165,10 +151,18 @@ where
         service_fn(move |mut request: Request<Incoming>| {
             request.extensions_mut().insert(Peer(peer));
             let busy = Busy::enter(&busy);
-            let protocol = Protocol::of(&request);
+            let protocol = protocol_of(&request);
             let answer = contained("probe server's answer", answer(request, protocol));
             async move {
-                let response = answer.await.unwrap_or_else(|()| protocol.internal_error());
+                let response = answer.await.unwrap_or_else(|()| {
+                    // A gRPC client reads a failure from a gRPC status, not
+                    // a 500.
+                    #[cfg(feature = "grpc")]
+                    if protocol == ProbeProtocol::Grpc {
+                        return tonic::Status::internal("internal error").into_http();
+                    }
+                    plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
+                });
                 drop(busy);
                 Ok::<_, Infallible>(response)
             }
@@ -195,7 +189,8 @@ mod tests {
     /// every request `200 ok`, on a task of its own. The connection is
     /// ended gracefully once the `GracefulShutdown` returned is dropped.
     fn serve_ok(server: tokio::io::DuplexStream) -> (Served, GracefulShutdown) {
-        let answer = |_: Request<Incoming>, _: Protocol| async { plain(StatusCode::OK, "ok\n") };
+        let answer =
+            |_: Request<Incoming>, _: ProbeProtocol| async { plain(StatusCode::OK, "ok\n") };
         let graceful = GracefulShutdown::new();
         let served = tokio::spawn(serve_connection(
             &http_settings(),
