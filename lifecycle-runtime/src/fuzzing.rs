@@ -18,7 +18,7 @@ use hyper::Request;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::config::ReasonsPolicy;
+use crate::config::{ProbeProtocol, ReasonsPolicy};
 use crate::lifecycle::Lifecycle;
 use crate::probe::{server, Evaluator, Responder};
 use crate::registry;
@@ -124,7 +124,9 @@ impl ProbeHarness {
         // Stands for the application runtime's heartbeat task.
         self.lifecycle.heartbeat().beat();
         let responder = self.responder.clone();
-        let answer = move |request: Request<Incoming>| responder.answer(request);
+        let answer = move |request: Request<Incoming>, protocol: ProbeProtocol| {
+            responder.answer(request, protocol)
+        };
         let busy = Arc::new(AtomicUsize::new(0));
         let result = server::serve_connection(
             &self.http,
@@ -132,7 +134,7 @@ impl ProbeHarness {
             peer,
             Arc::new(answer),
             busy.clone(),
-            &self.graceful,
+            self.graceful.watcher(),
         )
         .await;
         // HTTP/2 answers each stream in a task of its own (hyper spawns

@@ -280,7 +280,7 @@ impl Probes {
                 crate::metrics::observe(lifecycle.clone(), app.clone());
             }
         }
-        let answer = move |request| responder.answer(request);
+        let answer = move |request, protocol| responder.answer(request, protocol);
         let server = ProbeServer::start(settings.probe_addr, answer).map_err(|error| {
             Failure::ProbeBind {
                 addr: settings.probe_addr,

@@ -19,7 +19,7 @@ use crate::lifecycle::Lifecycle;
 
 /// How long accepting pauses after an error that is not the connection's
 /// own (out of file descriptors, say), as axum's `serve` and hyper did.
-const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// A TCP listener whose every accepted connection lifecycle counts until
 /// it closes, upgraded ones (WebSockets) included: the graceful stop waits
@@ -143,7 +143,7 @@ impl fmt::Debug for TcpListener {
 
 /// An error of the connection being accepted (the peer gave up before
 /// the accept), not of the listener: the next one may well succeed.
-fn is_connection_error(error: &io::Error) -> bool {
+pub(crate) fn is_connection_error(error: &io::Error) -> bool {
     matches!(
         error.kind(),
         io::ErrorKind::ConnectionRefused

@@ -12,7 +12,7 @@ use hyper::Request;
 #[cfg(feature = "grpc")]
 use tokio_util::sync::CancellationToken;
 
-use crate::config::ReasonsPolicy;
+use crate::config::{ProbeProtocol, ReasonsPolicy};
 use crate::probe::http::{self, Answer};
 use crate::probe::Evaluator;
 
@@ -49,10 +49,14 @@ impl Responder {
         }
     }
 
-    /// The answer to `request`.
-    pub(crate) fn answer(&self, request: Request<Incoming>) -> BoxFuture<'static, Answer> {
+    /// The answer to `request`, which speaks `protocol`.
+    pub(crate) fn answer(
+        &self,
+        request: Request<Incoming>,
+        protocol: ProbeProtocol,
+    ) -> BoxFuture<'static, Answer> {
         #[cfg(feature = "grpc")]
-        if crate::grpc::is_grpc(&request) {
+        if protocol == ProbeProtocol::Grpc {
             use tonic::codegen::Service;
             // Always ready, and infallible: errors are gRPC statuses.
             let mut grpc = self.grpc.clone();
@@ -64,6 +68,9 @@ impl Responder {
             }
             .boxed();
         }
+        // Without the `grpc` feature, the server tells every request HTTP.
+        #[cfg(not(feature = "grpc"))]
+        debug_assert_eq!(protocol, ProbeProtocol::Http);
         let this = self.clone();
         async move {
             #[cfg(feature = "metrics")]
