@@ -5,8 +5,13 @@
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::{lock, EventKind, Kill, Manifest, Message, PreStop, Slot, Target};
+use super::event::EventKind;
+use super::manifest::{signal_number, Manifest, PreStop};
+use super::message::Message;
+use super::pod::{Slot, Target};
+use super::report::Kill;
 use crate::service::{Exit, ServiceBuilder};
+use crate::sync::lock;
 
 /// The least time a container gets from its stop signal to SIGKILL,
 /// whatever the `preStop` hook left of the grace period
@@ -116,7 +121,7 @@ fn signal_and_wait(slot: &Slot, signal: &str, stop_window: Duration) -> Stopped 
     let signalled = Instant::now();
     #[cfg(unix)]
     if let Some(service) = &*lock(slot) {
-        let number = super::manifest::signal_number(signal).unwrap_or(libc::SIGTERM);
+        let number = signal_number(signal).unwrap_or(libc::SIGTERM);
         service.signal(number);
     }
     #[cfg(not(unix))]
