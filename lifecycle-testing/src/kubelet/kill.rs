@@ -6,7 +6,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use super::event::EventKind;
-use super::manifest::{signal_number, Manifest, PreStop};
+use super::manifest::{Manifest, PreStop};
 use super::message::Message;
 use super::pod::{Slot, Target};
 use super::report::Kill;
@@ -121,7 +121,7 @@ fn signal_and_wait(slot: &Slot, signal: &str, stop_window: Duration) -> Stopped 
     let signalled = Instant::now();
     #[cfg(unix)]
     if let Some(service) = &*lock(slot) {
-        let number = signal_number(signal).unwrap_or(libc::SIGTERM);
+        let number = super::manifest::signal_number(signal).unwrap_or(libc::SIGTERM);
         service.signal(number);
     }
     #[cfg(not(unix))]
