@@ -53,9 +53,9 @@ pub struct Service {
 }
 
 impl Service {
-    /// Spawns `command` (`program`'s, its variables set), its streams
-    /// piped, and waits until its probe server wrote its address to
-    /// `addr_file`, up to `start_deadline`.
+    /// Starts `command`, which runs `program`, with its streams piped, and
+    /// waits until its probe server has written its address to
+    /// `addr_file`, within `start_deadline`.
     pub(super) fn spawn(
         program: PathBuf,
         mut command: Command,
