@@ -13,40 +13,39 @@
 
 mod back_off;
 mod driver;
+mod event;
 mod kill;
 mod manifest;
+mod message;
+mod pod;
 mod prober;
 mod report;
+mod session;
 #[cfg(test)]
 mod tests;
 
-use std::fmt;
+#[cfg(test)]
 use std::net::SocketAddr;
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub use event::EventKind;
 pub(crate) use manifest::probe_defaults;
 pub use manifest::{Manifest, PreStop, ProbeKind, ProbeSpec};
-pub use report::{EventKind, Kill, KubeletEvent, KubeletReport, ProbeRecord};
+pub use report::{Kill, KubeletEvent, KubeletReport, ProbeRecord};
+pub use session::KubeletSession;
 
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
 #[cfg(doc)]
 use crate::probe::http_probe;
-use crate::probe::ProbeAnswer;
-use crate::service::{Lines, Service, ServiceBuilder, LOG_TAIL};
-use crate::sync::lock;
+use crate::service::{Lines, Service, ServiceBuilder};
 use driver::{drive, Driver};
+use pod::Target;
+use session::Shared;
 
 /// The shortest period a time scale leaves.
 const MIN_PERIOD: Duration = Duration::from_millis(1);
-/// The restart back-off's first delay (`backOffPeriod` in
-/// `pkg/kubelet/kubelet.go`), before the time scale.
-const BACK_OFF_INITIAL: Duration = Duration::from_secs(10);
-/// The restart back-off's cap (`MaxContainerBackOff` in
-/// `pkg/kubelet/kubelet.go`), before the time scale.
-const BACK_OFF_MAX: Duration = Duration::from_secs(300);
 
 /// Plays the kubelet against a service, on the schedule of its
 /// [`Manifest`] (the one the binary derives, or the one you deploy), and
@@ -277,13 +276,10 @@ impl Kubelet {
     fn begin(&self, target: Target, log: Option<Lines>, duration: Duration) -> KubeletSession {
         let schedule = self.schedule();
         let started = Instant::now();
-        let shared = Arc::new(Shared {
-            progress: Mutex::new(Progress {
-                report: KubeletReport::new(schedule.clone(), self.time_scale),
-                finished: None,
-            }),
-            changed: Condvar::new(),
-        });
+        let shared = Arc::new(Shared::new(KubeletReport::new(
+            schedule.clone(),
+            self.time_scale,
+        )));
         let slot = match &target {
             Target::Owned { slot, .. } => Some(slot.clone()),
             Target::Borrowed { .. } => None,
@@ -311,221 +307,6 @@ impl Kubelet {
                 })
                 .expect("a thread for the kubelet")
         };
-        KubeletSession {
-            shared,
-            commands: sender,
-            thread: Some(thread),
-            started,
-            log,
-            slot,
-        }
-    }
-}
-
-/// Who runs the process.
-enum Target {
-    /// The test's service: probed, never touched.
-    Borrowed { addr: SocketAddr, spawned: Instant },
-    /// The kubelet's own: killed and started again from the builder.
-    Owned {
-        builder: ServiceBuilder,
-        slot: Slot,
-        /// The first container's start and probe address.
-        first: (Instant, SocketAddr),
-    },
-}
-
-/// The process the kubelet runs now, if one runs.
-type Slot = Arc<Mutex<Option<Service>>>;
-
-/// What the watch has seen so far.
-struct Progress {
-    report: KubeletReport,
-    /// When the watch ended, from its start.
-    finished: Option<Duration>,
-}
-
-struct Shared {
-    progress: Mutex<Progress>,
-    changed: Condvar,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Progress> {
-        lock(&self.progress)
-    }
-
-    fn update(&self, change: impl FnOnce(&mut Progress)) {
-        change(&mut self.lock());
-        self.changed.notify_all();
-    }
-}
-
-enum Message {
-    Answer {
-        kind: ProbeKind,
-        container: u32,
-        at: Instant,
-        answer: ProbeAnswer,
-    },
-    /// The test deleted the pod.
-    Delete,
-    /// A kill ended: the process has exited.
-    Killed {
-        at: Instant,
-        kill: Kill,
-    },
-    /// A new process was started (its probe address), or could not be.
-    Spawned {
-        at: Instant,
-        addr: Result<SocketAddr, String>,
-    },
-    Stop,
-}
-
-/// The kubelet running in the background against a service, from
-/// [`Kubelet::start`] or [`Kubelet::run`]: look at its
-/// [`report`](Self::report) so far, [`wait_until`](Self::wait_until) it
-/// shows something, [`delete_pod`](Self::delete_pod), then
-/// [`stop`](Self::stop) it or let it [`finish`](Self::finish). Dropping it
-/// stops it.
-pub struct KubeletSession {
-    shared: Arc<Shared>,
-    commands: mpsc::Sender<Message>,
-    thread: Option<JoinHandle<()>>,
-    started: Instant,
-    log: Option<Lines>,
-    slot: Option<Slot>,
-}
-
-impl fmt::Debug for KubeletSession {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KubeletSession")
-            .field("elapsed", &self.elapsed())
-            .finish_non_exhaustive()
-    }
-}
-
-impl KubeletSession {
-    /// The time since the session started: the clock of the report's
-    /// times.
-    pub fn elapsed(&self) -> Duration {
-        self.started.elapsed()
-    }
-
-    fn snapshot(&self, progress: &Progress) -> KubeletReport {
-        let mut report = progress.report.clone();
-        report.watched = progress.finished.unwrap_or_else(|| self.elapsed());
-        report.log_tail = match (&self.log, &self.slot) {
-            (Some(log), _) => log.tail(LOG_TAIL),
-            (None, Some(slot)) => lock(slot)
-                .as_ref()
-                .map(|service| service.log_lines().tail(LOG_TAIL))
-                .unwrap_or_default(),
-            (None, None) => Vec::new(),
-        };
-        report
-    }
-
-    /// What the kubelet would have done so far.
-    pub fn report(&self) -> KubeletReport {
-        self.snapshot(&self.shared.lock())
-    }
-
-    /// Deletes the pod, as `kubectl delete pod` does with its default
-    /// grace period: the liveness and startup probes stop (their workers
-    /// record a success), readiness goes on being probed until the
-    /// container exits, the pod leaves the endpoints (a terminating
-    /// endpoint is not ready), and the container is killed with the pod's
-    /// `terminationGracePeriodSeconds`, never restarted. With
-    /// [`Kubelet::start`] the process is the test's: stop it yourself.
-    pub fn delete_pod(&self) {
-        let _ = self.commands.send(Message::Delete);
-    }
-
-    /// Runs `act` on the process the kubelet runs now (with
-    /// [`Kubelet::run`]; after an exit of its own, until the next start,
-    /// the exited one), to drive it or read its log; `None` between a kill
-    /// and the next start, or for a session of [`Kubelet::start`].
-    /// The kubelet waits meanwhile to look at it: keep `act` short.
-    pub fn with_service<R>(&self, act: impl FnOnce(&mut Service) -> R) -> Option<R> {
-        let slot = self.slot.as_ref()?;
-        let mut service = lock(slot);
-        service.as_mut().map(act)
-    }
-
-    /// Waits until `condition` holds of the report so far (checked at
-    /// every answer and event), up to `deadline`, and returns that report.
-    /// When the deadline passes or the session ends first, the error
-    /// ([`ErrorKind::TimedOut`]) names `what` was awaited and shows the
-    /// timeline. See [`Kubelet::start`].
-    pub fn wait_until(
-        &self,
-        what: &str,
-        deadline: Duration,
-        mut condition: impl FnMut(&KubeletReport) -> bool,
-    ) -> Result<KubeletReport, Error> {
-        let until = Instant::now() + deadline;
-        let mut progress = self.shared.lock();
-        loop {
-            let report = self.snapshot(&progress);
-            if condition(&report) {
-                return Ok(report);
-            }
-            let now = Instant::now();
-            let why = if progress.finished.is_some() {
-                "the watch ended"
-            } else if now >= until {
-                "the deadline passed"
-            } else {
-                progress = self
-                    .shared
-                    .changed
-                    .wait_timeout(progress, until - now)
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0;
-                continue;
-            };
-            let log_tail = report.log_tail.clone();
-            return Err(Error::with_log(
-                ErrorKind::TimedOut,
-                format!(
-                    "{why} ({} ms) before {what}\n{report}",
-                    deadline.as_millis()
-                ),
-                log_tail,
-            ));
-        }
-    }
-
-    fn end(&mut self) {
-        let _ = self.commands.send(Message::Stop);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-
-    /// Stops the session now and reports.
-    pub fn stop(mut self) -> KubeletReport {
-        self.end();
-        self.report()
-    }
-
-    /// Waits until the session's duration has passed and reports.
-    pub fn finish(mut self) -> KubeletReport {
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-        self.report()
-    }
-}
-
-impl Drop for KubeletSession {
-    fn drop(&mut self) {
-        self.end();
-        // What the kubelet ran ends with the session.
-        if let Some(slot) = &self.slot {
-            drop(lock(slot).take());
-        }
+        KubeletSession::new(shared, sender, thread, started, log, slot)
     }
 }

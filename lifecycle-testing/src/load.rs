@@ -12,6 +12,7 @@
 
 mod clients;
 mod report;
+mod request;
 #[cfg(test)]
 mod tests;
 
@@ -26,6 +27,7 @@ use crate::service::{tail, Service, Stop, StopReport, LOG_TAIL};
 use clients::Running;
 use report::Moments;
 pub use report::{FailedRequest, LoadReport, SignalOffset};
+use request::Request;
 
 /// How long [`Load::across_stop`] waits, past its warm-up, for a first
 /// answer before it stops the service anyway.
@@ -33,8 +35,6 @@ const FIRST_ANSWER_DEADLINE: Duration = Duration::from_secs(10);
 /// How long the load goes on after the exit, at most, to see one request
 /// meet the closed port.
 const AFTER_EXIT: Duration = Duration::from_secs(1);
-
-type Request = dyn Fn() -> Result<(), Error> + Send + Sync;
 
 /// A steady load of requests from a few client threads, kept running
 /// across a stop of the service: the proof that a graceful stop loses
@@ -222,7 +222,7 @@ impl Load {
     /// waits for the requests in flight ([`finish_timeout`](Self::finish_timeout))
     /// and reports.
     pub fn across_stop(&self, service: &mut Service, stop: Stop) -> (LoadReport, StopReport) {
-        let running = Running::start(self);
+        let running = Running::start(&self.request, self.clients, self.rate);
         let started = Instant::now();
         let warmup = self.warmup;
         while started.elapsed() < warmup

@@ -3,6 +3,13 @@
 
 use std::time::Duration;
 
+/// The restart back-off's first delay (`backOffPeriod` in
+/// `pkg/kubelet/kubelet.go`), before the time scale.
+pub(super) const BACK_OFF_INITIAL: Duration = Duration::from_secs(10);
+/// The restart back-off's cap (`MaxContainerBackOff` in
+/// `pkg/kubelet/kubelet.go`), before the time scale.
+pub(super) const BACK_OFF_MAX: Duration = Duration::from_secs(300);
+
 /// The kubelet's restart back-off of a container
 /// (`k8s.io/client-go/util/flowcontrol/backoff.go`, as
 /// `pkg/kubelet/kuberuntime/kuberuntime_manager.go`'s `doBackOff` uses

@@ -7,14 +7,17 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::back_off::BackOff;
+use super::back_off::{BackOff, BACK_OFF_INITIAL, BACK_OFF_MAX};
+use super::event::EventKind;
 use super::kill::begin_kill;
+use super::manifest::{Manifest, ProbeKind, ProbeSpec};
+use super::message::Message;
+use super::pod::Target;
 use super::prober::{Decision, Pod};
-use super::{
-    lock, EventKind, Kill, KubeletReport, Manifest, Message, ProbeKind, ProbeRecord, ProbeSpec,
-    Shared, Target, BACK_OFF_INITIAL, BACK_OFF_MAX,
-};
+use super::report::{Kill, KubeletReport, ProbeRecord};
+use super::session::Shared;
 use crate::probe::{http_probe, ProbeAnswer};
+use crate::sync::lock;
 
 /// How often the kubelet looks whether a container it runs has exited.
 const EXIT_POLL: Duration = Duration::from_millis(10);

@@ -5,8 +5,13 @@
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::{lock, EventKind, Kill, Manifest, Message, PreStop, Slot, Target};
+use super::event::EventKind;
+use super::manifest::{Manifest, PreStop};
+use super::message::Message;
+use super::pod::{Slot, Target};
+use super::report::Kill;
 use crate::service::{Exit, ServiceBuilder};
+use crate::sync::lock;
 
 /// The least time a container gets from its stop signal to SIGKILL,
 /// whatever the `preStop` hook left of the grace period

@@ -11,7 +11,8 @@
 
 use std::collections::VecDeque;
 
-use super::{EventKind, ProbeKind};
+use super::event::EventKind;
+use super::manifest::ProbeKind;
 
 /// One probe's worker: its thresholds, the result it publishes, and the
 /// current run of equal results with their answers.

@@ -5,81 +5,15 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::back_off::{BACK_OFF_INITIAL, BACK_OFF_MAX};
+use super::event::EventKind;
+use super::manifest::{ProbeKind, ProbeSpec};
 use super::prober::Decision;
-#[cfg(doc)]
-use super::{Kubelet, KubeletSession};
-use super::{ProbeKind, ProbeSpec, BACK_OFF_INITIAL, BACK_OFF_MAX};
 use crate::probe::ProbeAnswer;
 use crate::service::Exit;
 
 /// How much of an answer's body a report shows.
 const BODY_SHOWN: usize = 400;
-
-/// Something the kubelet would have done.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum EventKind {
-    /// The container started: its startup probe passed (at once when it
-    /// has none). Liveness and readiness probes begin.
-    Started,
-    /// The startup probe failed `failureThreshold` times in a row: the
-    /// container would be killed and restarted.
-    StartupBudgetExceeded,
-    /// The liveness probe failed `failureThreshold` times in a row: the
-    /// container would be killed and restarted.
-    LivenessRestart,
-    /// The pod became ready: it joined the Service's endpoints.
-    JoinedEndpoints,
-    /// The pod stopped being ready (readiness failed, its container
-    /// exited, or the pod was deleted): it left the endpoints.
-    LeftEndpoints,
-    /// The pod was deleted ([`KubeletSession::delete_pod`]): liveness and
-    /// startup stop, readiness goes on, the container is killed.
-    PodDeleted,
-    /// A kill ended: the container's process exited, after its `preStop`
-    /// hook, the stop signal and perhaps SIGKILL (the [`Kill`] in
-    /// [`KubeletReport::kills`]).
-    Killed,
-    /// The container's process exited by itself.
-    Exited,
-    /// The restart waits for its back-off (`CrashLoopBackOff`).
-    BackOff,
-    /// A new container started, after a kill or an exit.
-    Restarted,
-    /// An HTTP probe passed with a warning: a redirect it did not follow
-    /// ([`ProbeAnswer::warning`]).
-    ProbeWarning,
-}
-
-impl EventKind {
-    /// Whether the container would be killed and restarted.
-    pub fn restarts(self) -> bool {
-        matches!(
-            self,
-            EventKind::StartupBudgetExceeded | EventKind::LivenessRestart
-        )
-    }
-}
-
-impl fmt::Display for EventKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            EventKind::Started => "started",
-            EventKind::StartupBudgetExceeded => {
-                "start-up over its budget: the container would be restarted"
-            }
-            EventKind::LivenessRestart => "liveness failed: the container would be restarted",
-            EventKind::JoinedEndpoints => "joined the endpoints",
-            EventKind::LeftEndpoints => "left the endpoints",
-            EventKind::PodDeleted => "the pod was deleted",
-            EventKind::Killed => "the container was killed",
-            EventKind::Exited => "the container exited by itself",
-            EventKind::BackOff => "back-off restarting the container",
-            EventKind::Restarted => "the container was restarted",
-            EventKind::ProbeWarning => "probe warning",
-        })
-    }
-}
 
 /// One probe the kubelet sent, and its answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,8 +155,8 @@ pub struct KubeletReport {
     pub restarts: Vec<Duration>,
     /// When the pod joined (`true`) or left (`false`) the endpoints.
     pub endpoint_changes: Vec<(Duration, bool)>,
-    /// Every kill, in order (with [`Kubelet::run`], which runs the
-    /// process).
+    /// Every kill, in order (with [`Kubelet::run`](crate::Kubelet::run),
+    /// which runs the process).
     pub kills: Vec<Kill>,
     /// The back-off before each restart, in order (scaled): the first is
     /// 0, then 10 s, doubling up to 5 min.
@@ -354,7 +288,7 @@ impl KubeletReport {
     }
 
     /// Panics unless the kubelet killed the container (with
-    /// [`Kubelet::run`]); returns the last kill.
+    /// [`Kubelet::run`](crate::Kubelet::run)); returns the last kill.
     #[track_caller]
     pub fn assert_killed(&self) -> &Kill {
         match self.kills.last() {

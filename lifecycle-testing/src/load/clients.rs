@@ -6,18 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{Load, Request};
+use super::request::{Record, Request};
 use crate::error::{Error, ErrorKind};
 use crate::sync::lock;
-
-/// One request's fate.
-#[derive(Debug, Clone)]
-pub(super) struct Record {
-    pub(super) sent: Instant,
-    pub(super) took: Duration,
-    /// `None`: still running when the load was given up.
-    pub(super) outcome: Option<Result<(), Error>>,
-}
 
 #[derive(Default)]
 struct Shared {
@@ -35,24 +26,23 @@ pub(super) struct Running {
 }
 
 impl Running {
-    pub(super) fn start(load: &Load) -> Running {
+    /// Starts `clients` threads sending `request`, together `rate`
+    /// requests per second, or back to back.
+    pub(super) fn start(request: &Arc<Request>, clients: usize, rate: Option<u32>) -> Running {
         let shared = Arc::new(Shared {
-            in_flight: (0..load.clients).map(|_| Mutex::new(None)).collect(),
+            in_flight: (0..clients).map(|_| Mutex::new(None)).collect(),
             ..Shared::default()
         });
         let began = Instant::now();
-        let threads = (0..load.clients)
+        let threads = (0..clients)
             .map(|client| {
                 let shared = shared.clone();
-                let request = load.request.clone();
+                let request = request.clone();
                 // Client `client` takes every `clients`-th turn.
-                let turns = load.rate.map(|rate| {
+                let turns = rate.map(|rate| {
                     let spacing = Duration::from_secs_f64(1.0 / f64::from(rate));
                     let first = began + spacing * u32::try_from(client).unwrap_or(u32::MAX);
-                    (
-                        first,
-                        spacing * u32::try_from(load.clients).unwrap_or(u32::MAX),
-                    )
+                    (first, spacing * u32::try_from(clients).unwrap_or(u32::MAX))
                 });
                 std::thread::Builder::new()
                     .name(format!("load-client-{client}"))

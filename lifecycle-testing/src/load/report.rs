@@ -4,9 +4,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use super::clients::Record;
-#[cfg(doc)]
-use super::Load;
+use super::request::Record;
 use crate::error::{Error, ErrorKind};
 
 /// A moment relative to the signal.
@@ -82,7 +80,8 @@ pub(super) struct Moments {
     pub(super) signalled: Instant,
     /// The process's exit.
     pub(super) exited: Instant,
-    /// The end of the routing window ([`Load::routed_for`]), if one is set.
+    /// The end of the routing window
+    /// ([`Load::routed_for`](crate::Load::routed_for)), if one is set.
     pub(super) routed_until: Option<Instant>,
 }
 
@@ -107,7 +106,7 @@ impl Moments {
     }
 }
 
-/// What became of the requests of a [`Load`] across a stop.
+/// What became of the requests of a [`Load`](crate::Load) across a stop.
 ///
 /// The counts `answered + failed + refused + reset + unfinished` make
 /// `sent`, the requests sent after the exit included.
@@ -125,7 +124,7 @@ pub struct LoadReport {
     /// Reset: the connection broke under the request.
     pub reset: u64,
     /// Still running when the load was given up
-    /// ([`Load::finish_timeout`] after the exit).
+    /// ([`Load::finish_timeout`](crate::Load::finish_timeout) after the exit).
     pub unfinished: u64,
     /// Sent before the signal.
     pub sent_before_signal: u64,
@@ -133,12 +132,14 @@ pub struct LoadReport {
     pub answered_after_signal: u64,
     /// Sent after the signal, before the exit.
     pub sent_after_signal: u64,
-    /// Sent after the routing window ([`Load::routed_for`]), before the
-    /// exit: not judged (but for a reset while the service still answered).
+    /// Sent after the routing window
+    /// ([`Load::routed_for`](crate::Load::routed_for)), before the exit:
+    /// not judged (but for a reset while the service still answered).
     pub unrouted: u64,
     /// Sent after the exit: they should all be refused. Not judged, unless
-    /// sent within the routing window ([`Load::routed_for`]): a load
-    /// balancer still sent them to the pod.
+    /// sent within the routing window
+    /// ([`Load::routed_for`](crate::Load::routed_for)): a load balancer
+    /// still sent them to the pod.
     pub after_exit: u64,
     /// Of those sent after the exit, how many were answered: more than 0
     /// means the closure does not talk to the service.
@@ -157,8 +158,9 @@ pub struct LoadReport {
     /// From the signal to the exit.
     pub signal_to_exit: Duration,
     /// The requests whose loss counts: those sent before the exit, or,
-    /// when [`Load::routed_for`] set a routing window, those sent within it
-    /// and those reset after it while the service still answered.
+    /// when [`Load::routed_for`](crate::Load::routed_for) set a routing
+    /// window, those sent within it and those reset after it while the
+    /// service still answered.
     pub judged: u64,
     lost: u64,
     routed_for: Option<Duration>,
@@ -295,8 +297,9 @@ impl LoadReport {
     }
 
     /// The requests lost: among those judged (sent before the exit, or
-    /// within the routing window when [`Load::routed_for`] set one), the
-    /// ones reset, failed or unfinished, and the ones refused while the
+    /// within the routing window when
+    /// [`Load::routed_for`](crate::Load::routed_for) set one), the ones
+    /// reset, failed or unfinished, and the ones refused while the
     /// service should have been listening: before the signal, and within
     /// the routing window (the load balancer still sent them there).
     /// Without a routing window a refusal after the signal is not lost: the

@@ -1,7 +1,7 @@
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::clients::Record;
+use super::request::Record;
 use super::*;
 use crate::error::ErrorKind;
 
@@ -257,7 +257,7 @@ fn a_rate_spaces_the_requests_and_the_load_stops_when_told() {
     })
     .clients(2)
     .rate(100);
-    let running = Running::start(&load);
+    let running = Running::start(&load.request, load.clients, load.rate);
     std::thread::sleep(Duration::from_millis(300));
     let records = running.finish(Duration::from_secs(5));
     let sent = count.load(Ordering::SeqCst);
@@ -276,7 +276,7 @@ fn a_request_that_hangs_is_left_behind_as_unfinished() {
         Ok::<_, io::Error>(())
     })
     .clients(1);
-    let running = Running::start(&load);
+    let running = Running::start(&load.request, load.clients, load.rate);
     std::thread::sleep(Duration::from_millis(20));
     let started = Instant::now();
     let records = running.finish(Duration::from_millis(50));

@@ -1,18 +1,30 @@
 //! Setting up a service to start: its program, arguments and environment.
 
 use std::ffi::{OsStr, OsString};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::{reachable, Lines, Scratch, Service};
+use super::process::Service;
+use super::scratch::Scratch;
 use crate::error::{Error, ErrorKind};
 
 /// How long a service may take to bind its probe port, by default: a debug
 /// build on a loaded machine.
 const DEFAULT_START_DEADLINE: Duration = Duration::from_secs(30);
+
+impl Service {
+    /// Sets up `program` (usually `env!("CARGO_BIN_EXE_<name>")`) to start.
+    pub fn builder(program: impl AsRef<Path>) -> ServiceBuilder {
+        ServiceBuilder::new(program.as_ref())
+    }
+
+    /// Starts `program` with no arguments or variables of its own and
+    /// waits until `/startupz` passes.
+    pub fn start(program: impl AsRef<Path>) -> Result<Service, Error> {
+        Service::builder(program).start()
+    }
+}
 
 /// Sets up a service to start: its program, arguments and environment.
 #[derive(Debug, Clone)]
@@ -26,7 +38,7 @@ pub struct ServiceBuilder {
 impl ServiceBuilder {
     /// `program`, with no arguments or variables of its own and the
     /// default start deadline.
-    pub(super) fn new(program: &Path) -> ServiceBuilder {
+    fn new(program: &Path) -> ServiceBuilder {
         ServiceBuilder {
             program: program.to_owned(),
             args: Vec::new(),
@@ -157,47 +169,14 @@ impl ServiceBuilder {
             .find(|(key, _)| key == "LIFECYCLE_TERMINATION_LOG")
             .and_then(|(_, value)| value.clone().map(PathBuf::from))
             .unwrap_or(termination_log);
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Spawn,
-                    format!("cannot start {}: {e}", self.program.display()),
-                )
-            })?;
-        let spawned = Instant::now();
-        let stdin = child.stdin.take();
-        let stdout = Lines::collect(child.stdout.take().expect("piped stdout"));
-        let stderr = Lines::collect(child.stderr.take().expect("piped stderr"));
-        let mut service = Service {
-            program: self.program,
-            spawned,
-            pid: child.id(),
-            child: Mutex::new(child),
-            stdin,
-            stdout,
-            stderr,
-            probe_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            addr_file: addr_file.clone(),
-            start_deadline: self.start_deadline,
+        Service::spawn(
+            self.program,
+            command,
+            addr_file,
             termination_log,
-            exit: Mutex::new(None),
-            _scratch: scratch,
-        };
-        let probe_addr = service.poll_until(
-            "its probe server listened",
-            "did not bind its probe port",
-            || {
-                let text = std::fs::read_to_string(&addr_file).ok()?;
-                // The first line; the application's addresses follow it.
-                text.lines().next()?.parse::<SocketAddr>().ok()
-            },
-        )?;
-        service.probe_addr = reachable(probe_addr);
-        Ok(service)
+            self.start_deadline,
+            scratch,
+        )
     }
 
     /// Starts the service and waits until `/startupz` passes.

@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 
 use crate::sync::lock;
 
+/// How many log lines a failure shows.
+pub(crate) const LOG_TAIL: usize = 20;
+
 /// Lines of one of the service's output streams, collected as they come.
 #[derive(Clone, Default)]
 pub(crate) struct Lines {

@@ -5,9 +5,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Exit, Service, POLL};
+use super::exit::Exit;
+use super::process::{Service, POLL};
 use crate::probe::{http_probe, Endpoint, DEFAULT_TIMEOUT};
-use crate::sync::lock;
 
 /// How to stop a service: a signal, a grace period, perhaps a second
 /// signal. At the end of the grace period the service is killed, as the
@@ -75,27 +75,6 @@ pub struct StopReport {
 }
 
 impl Service {
-    /// Sends `signal` (`libc::SIGTERM`, …) to the process, unless it has
-    /// already ended.
-    ///
-    /// Unix only: Windows has no signals (see [`Stop`]).
-    pub fn signal(&self, signal: i32) {
-        // Held across the kill: the child cannot be reaped meanwhile.
-        let exit = lock(&self.exit);
-        if exit.is_some() {
-            return;
-        }
-        let mut child = lock(&self.child);
-        if let Ok(Some(_)) = child.try_wait() {
-            // Reaped just now: `try_exit` reads the status it kept.
-            return;
-        }
-        let pid = libc::pid_t::try_from(self.pid).expect("a pid fits pid_t");
-        // SAFETY: kill(2) has no memory effects; the child is not reaped
-        // (checked above, under the lock), so the pid is still ours.
-        unsafe { libc::kill(pid, signal) };
-    }
-
     /// Stops the service as `stop` says, as the kubelet does: the signal
     /// (SIGTERM), then SIGKILL once the grace period has passed;
     /// `Stop::grace(Duration::from_secs(30))` is the kubelet's default
@@ -105,7 +84,7 @@ impl Service {
     ///
     /// Unix only (see [`Stop`]); on Windows, [`kill`](Self::kill).
     pub fn stop(&mut self, stop: Stop) -> StopReport {
-        let addr = self.probe_addr;
+        let addr = self.probe_addr();
         let signalled = Instant::now();
         let done = Arc::new(AtomicBool::new(false));
         // Watches for the moment readiness fails, as an endpoints
