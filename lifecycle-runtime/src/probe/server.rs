@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 use crate::panics::contained;
 use crate::probe::http::{plain, Answer};
 use crate::probe::reasons::Peer;
+use crate::stop_budget::STOP_GRACE;
 
 /// A probe's request line and headers fit well inside this; anything larger
 /// is not a probe.
@@ -57,12 +58,6 @@ const LISTEN_BACKLOG: u32 = 1024;
 /// header read timeout cannot see it, since the server has stopped reading
 /// too.
 const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long a stopping server lets its connections finish what they are
-/// answering (and gRPC `Watch` streams send their end) before it drops
-/// them: the process is about to exit. With the application runtime's
-/// own shutdown after it (`service::EXIT_TIMEOUT`), within the 250 ms that
-/// the `on_shutdown` hooks' latest start keeps before the deadline.
-pub(crate) const STOP_GRACE: Duration = Duration::from_millis(150);
 /// HTTP/2 (gRPC) streams open at once on one connection: a gRPC client
 /// needs one per call in flight, and a flood of streams is refused beyond.
 #[cfg(feature = "grpc")]
