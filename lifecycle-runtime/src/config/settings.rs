@@ -39,6 +39,7 @@ pub(crate) struct Settings {
     /// SIGINT; SIGTERM unless configured.
     pub(crate) stop_signal: StopSignal,
 }
+
 const DEFAULT_PROBE_ADDR: &str = "0.0.0.0:8081";
 const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 25_000;
 const DEFAULT_STALL_THRESHOLD_MS: u64 = 10_000;
@@ -48,6 +49,7 @@ const DEFAULT_CONNECTION_DRAIN_MS: u64 = 5_000;
 /// On Kubernetes, endpoints are removed from load balancers asynchronously
 /// after the pod is marked terminating; keep serving a while.
 const KUBERNETES_DRAIN_DELAY_MS: u64 = 5_000;
+
 impl Settings {
     pub(crate) fn resolve(config: &ServiceConfig, env: Env<'_>) -> Result<Settings, ConfigError> {
         const ADDR_EXPECTED: &str =
