@@ -87,6 +87,7 @@
 
 mod address_file;
 mod audit;
+mod binary;
 mod call;
 mod checks;
 mod config;
@@ -117,6 +118,7 @@ mod service;
 mod shutdown;
 mod signals;
 mod special_file;
+mod stop_budget;
 
 pub use checks::CheckResult;
 pub use health::Health;

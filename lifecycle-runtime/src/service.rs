@@ -23,13 +23,7 @@ use crate::probe::{self, Evaluator, ProbeServer, Responder};
 use crate::registry::{self, CheckKind};
 use crate::shutdown;
 use crate::signals::{self, Handlers};
-
-/// How long the application runtime's shutdown waits for its blocking
-/// threads at the exit. With the probe server's stop
-/// ([`probe::server::STOP_GRACE`]), within the 250 ms that the
-/// `on_shutdown` hooks' latest start keeps before the deadline, so that the
-/// deadline never overtakes an exit already decided.
-pub(crate) const EXIT_TIMEOUT: Duration = Duration::from_millis(50);
+use crate::stop_budget::{self, EXIT_TIMEOUT};
 
 /// When `main` started: `lifecycle_startup_duration_seconds` counts from
 /// here.
@@ -332,7 +326,7 @@ fn log_settings(settings: &Settings) {
             settings.stop_signal
         );
     }
-    if let Some(warning) = shutdown::budget_warning(
+    if let Some(warning) = stop_budget::budget_warning(
         settings.drain_delay,
         settings.connection_drain,
         settings.shutdown_timeout,
@@ -341,7 +335,7 @@ fn log_settings(settings: &Settings) {
     }
     if cfg!(windows) {
         let hooks = registry::hooks_budget(registry::HookKind::OnShutdown);
-        if let Some(warning) = shutdown::windows_stop_window_warning(
+        if let Some(warning) = stop_budget::windows_stop_window_warning(
             settings.drain_delay,
             settings.connection_drain,
             hooks,

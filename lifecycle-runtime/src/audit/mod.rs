@@ -18,69 +18,16 @@ mod yaml;
 mod tests;
 
 use std::io::{Read, Write};
-use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::binary::Binary;
 use crate::config::ServiceConfig;
 use crate::exit::{self, Exit};
 use crate::flags::{CheckManifest, Input};
-use crate::manifest::{binary_name, startup_time_needed};
-use crate::probe::Endpoint;
-use crate::registry::{self, CheckKind, CheckRegistration, HookKind};
+use crate::manifest::binary_name;
 use findings::{Finding, Severity};
 use render::Located;
-
-/// What this binary registered, that a manifest is held to.
-pub(crate) struct Binary {
-    /// Every registered check, of every kind.
-    pub(crate) checks: Vec<&'static CheckRegistration>,
-    /// How long the `on_startup` hooks may take in all.
-    pub(crate) startup_hooks: Duration,
-}
-
-impl Binary {
-    pub(crate) fn registered() -> Binary {
-        let mut checks = Vec::new();
-        for kind in [
-            CheckKind::Liveness,
-            CheckKind::Readiness,
-            CheckKind::Startup,
-            CheckKind::Preflight,
-        ] {
-            checks.extend(registry::checks(kind));
-        }
-        Binary {
-            checks,
-            startup_hooks: registry::hooks_budget(HookKind::OnStartup).0,
-        }
-    }
-
-    /// The checks a probe of `endpoint` runs.
-    pub(crate) fn endpoint_checks(&self, endpoint: Endpoint) -> Vec<&'static CheckRegistration> {
-        self.of_kinds(endpoint.check_kinds())
-    }
-
-    fn of_kinds(&self, kinds: &[CheckKind]) -> Vec<&'static CheckRegistration> {
-        let mut checks = self.checks.clone();
-        checks.retain(|check| kinds.contains(&check.kind));
-        checks
-    }
-
-    fn preflight(&self) -> Vec<&'static CheckRegistration> {
-        self.of_kinds(&[CheckKind::Preflight])
-    }
-
-    /// The preflight checks' part of start-up.
-    pub(crate) fn preflight_needed(&self) -> Duration {
-        startup_time_needed(&self.preflight(), Duration::ZERO)
-    }
-
-    /// What start-up may take, as the generator's startup probe allows.
-    pub(crate) fn startup_needed(&self) -> Duration {
-        startup_time_needed(&self.preflight(), self.startup_hooks)
-    }
-}
 
 /// What the audit of some manifests found.
 pub(crate) struct Audit {

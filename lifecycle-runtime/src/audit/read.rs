@@ -109,6 +109,13 @@ pub(crate) fn items<'a>(object: &'a Value, key: &str) -> &'a [Value] {
     }
 }
 
+/// `key` of `object`, unless it is left out or null: Helm's `toYaml`
+/// prints `startupProbe: null` for a value left empty, and the API server
+/// takes that as no startup probe.
+pub(crate) fn present<'a>(object: &'a Value, key: &str) -> Option<&'a Value> {
+    object.get(key).filter(|value| !value.is_null())
+}
+
 /// The containers of `key` (`containers`, `initContainers`) of a PodSpec.
 pub(crate) fn containers<'a>(pod_spec: &'a Value, key: &str) -> &'a [Value] {
     items(pod_spec, key)

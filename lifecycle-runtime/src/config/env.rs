@@ -6,7 +6,8 @@ use std::ffi::OsString;
 use std::fmt;
 use std::time::Duration;
 
-use super::{LogFormat, ProbeProtocol, ReasonsPolicy};
+use super::service_config::{ProbeProtocol, ReasonsPolicy, ServiceConfig};
+use super::stop_signal::StopSignal;
 
 pub(crate) const PROBE_ADDR: &str = "LIFECYCLE_PROBE_ADDR";
 pub(crate) const PROBE_ADDR_FILE: &str = "LIFECYCLE_PROBE_ADDR_FILE";
@@ -105,6 +106,14 @@ pub(super) fn millis(
         None => from_attribute.unwrap_or(default),
     };
     Ok(Duration::from_millis(ms))
+}
+
+/// `LIFECYCLE_LOG_FORMAT`: how the default log subscriber writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 pub(crate) fn log_format(env: Env<'_>) -> Result<LogFormat, ConfigError> {
@@ -217,10 +226,47 @@ pub(super) fn pid1(env: Env<'_>, from_attribute: bool) -> Result<bool, ConfigErr
 }
 
 /// Whether the PID-1 init is wanted, read before anything else runs (it
-/// must fork before any thread exists, long before [`Settings::resolve`]).
+/// must fork before any thread exists, long before `Settings::resolve`).
 /// A bad value is `false`: no fork, and the service, run as usual, exits 2
 /// when `Settings::resolve` reports the same value through the same parse.
 #[cfg(any(target_os = "linux", test))]
-pub(crate) fn pid1_wanted(config: &super::ServiceConfig, env: Env<'_>) -> bool {
+pub(crate) fn pid1_wanted(config: &ServiceConfig, env: Env<'_>) -> bool {
     pid1(env, config.pid1).unwrap_or(false)
+}
+
+/// `LIFECYCLE_STOP_SIGNAL`: a [`StopSignal`] by name, upper case as in the
+/// argument, blanks around it ignored as in every variable.
+///
+/// Windows has no signals: a Windows container is stopped with the
+/// console's events, and a Windows pod allows no stop signal but SIGTERM
+/// and SIGKILL. There SIGTERM is taken (it changes nothing) and any other
+/// name is a bad value.
+pub(super) fn stop_signal(
+    env: Env<'_>,
+    from_attribute: StopSignal,
+) -> Result<StopSignal, ConfigError> {
+    #[cfg(windows)]
+    const EXPECTED: &str = "SIGTERM or nothing: Windows stops a service with its console events, and Windows pods allow only SIGTERM and SIGKILL";
+    #[cfg(not(windows))]
+    const EXPECTED: &str = StopSignal::EXPECTED;
+    let Some(value) = var(env, STOP_SIGNAL, EXPECTED)? else {
+        return Ok(from_attribute);
+    };
+    match StopSignal::parse(value.trim()) {
+        Some(signal) if cfg!(not(windows)) || signal == StopSignal::Sigterm => Ok(signal),
+        _ => Err(ConfigError {
+            variable: STOP_SIGNAL,
+            value,
+            expected: EXPECTED,
+        }),
+    }
+}
+
+/// The stop signal to install a handler for, read before anything else
+/// runs (the handlers come before `Settings::resolve`). A bad value is
+/// SIGTERM: nothing but the usual handlers, and the service, run as usual,
+/// exits 2 when `Settings::resolve` reports the same value through the
+/// same parse.
+pub(crate) fn stop_signal_wanted(config: &ServiceConfig, env: Env<'_>) -> StopSignal {
+    stop_signal(env, config.stop_signal).unwrap_or_default()
 }

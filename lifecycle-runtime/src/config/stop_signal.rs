@@ -1,9 +1,6 @@
-//! The stop signal: its names, its numbers, and `LIFECYCLE_STOP_SIGNAL`.
+//! The stop signal: its names and its numbers.
 
 use std::fmt;
-
-use super::env::{var, ConfigError, Env, STOP_SIGNAL};
-use super::ServiceConfig;
 
 /// `#[service_main(stop_signal = "…")]`, env `LIFECYCLE_STOP_SIGNAL`: the
 /// signal that starts the graceful stop as SIGTERM does (SIGTERM and SIGINT
@@ -95,40 +92,4 @@ impl fmt::Display for StopSignal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
-}
-/// `LIFECYCLE_STOP_SIGNAL`: a [`StopSignal`] by name, upper case as in the
-/// argument, blanks around it ignored as in every variable.
-///
-/// Windows has no signals: a Windows container is stopped with the
-/// console's events, and a Windows pod allows no stop signal but SIGTERM
-/// and SIGKILL. There SIGTERM is taken (it changes nothing) and any other
-/// name is a bad value.
-pub(super) fn stop_signal(
-    env: Env<'_>,
-    from_attribute: StopSignal,
-) -> Result<StopSignal, ConfigError> {
-    #[cfg(windows)]
-    const EXPECTED: &str = "SIGTERM or nothing: Windows stops a service with its console events, and Windows pods allow only SIGTERM and SIGKILL";
-    #[cfg(not(windows))]
-    const EXPECTED: &str = StopSignal::EXPECTED;
-    let Some(value) = var(env, STOP_SIGNAL, EXPECTED)? else {
-        return Ok(from_attribute);
-    };
-    match StopSignal::parse(value.trim()) {
-        Some(signal) if cfg!(not(windows)) || signal == StopSignal::Sigterm => Ok(signal),
-        _ => Err(ConfigError {
-            variable: STOP_SIGNAL,
-            value,
-            expected: EXPECTED,
-        }),
-    }
-}
-
-/// The stop signal to install a handler for, read before anything else
-/// runs (the handlers come before [`Settings::resolve`]). A bad value is
-/// SIGTERM: nothing but the usual handlers, and the service, run as usual,
-/// exits 2 when `Settings::resolve` reports the same value through the
-/// same parse.
-pub(crate) fn stop_signal_wanted(config: &ServiceConfig, env: Env<'_>) -> StopSignal {
-    stop_signal(env, config.stop_signal).unwrap_or_default()
 }

@@ -1,5 +1,7 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use super::env::*;
 use super::*;

@@ -6,12 +6,12 @@
 
 use serde_json::Value;
 
-use crate::audit::Binary;
+use crate::binary::Binary;
 use crate::config::{ProbeProtocol, Settings, StopSignal};
 use crate::exit::{self, Exit};
 use crate::flags::Manifest;
 use crate::probe::Endpoint;
-use crate::shutdown::budget_warning;
+use crate::stop_budget::budget_warning;
 
 /// Where the probe server serves the metrics.
 const METRICS_PATH: &str = "/metrics";

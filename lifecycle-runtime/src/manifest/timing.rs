@@ -69,18 +69,6 @@ pub(crate) fn endpoint_checks(endpoint: Endpoint) -> Vec<&'static CheckRegistrat
     checks
 }
 
-/// How long start-up may take before the kubelet may give up on it: the
-/// preflight checks (which run together: the largest timeout) and then
-/// every `on_startup` hook to its timeout (`hooks`, from
-/// [`registry::hooks_budget`]).
-pub(crate) fn startup_time_needed(preflight: &[&CheckRegistration], hooks: Duration) -> Duration {
-    let mut largest = Duration::ZERO;
-    for check in preflight {
-        largest = largest.max(check.timeout());
-    }
-    largest.saturating_add(hooks)
-}
-
 /// The least `terminationGracePeriodSeconds` the pod needs, before
 /// rounding: the kubelet counts the grace period from the start of the
 /// preStop hook (`pre_stop` long), and sends the signal after it; the
@@ -114,7 +102,8 @@ pub(crate) fn probe_period_seconds(base: u64, checks: &[&CheckRegistration]) -> 
 }
 
 /// The startup probe's `failureThreshold` at `period` seconds: enough for
-/// `budget` (see [`startup_time_needed`]) and one period more, 3 at least.
+/// `budget` (see [`Binary::startup_needed`](crate::binary::Binary::startup_needed))
+/// and one period more, 3 at least.
 pub(crate) fn startup_failure_threshold(budget: Duration, period: u64) -> u64 {
     (ceil_seconds(budget) / period.max(1) + 2).max(3)
 }

@@ -8,7 +8,7 @@ use std::os::unix::net::UnixStream as StdUnixStream;
 
 use tokio::net::UnixStream;
 
-use super::StopEvent;
+use super::event::StopEvent;
 use crate::config::StopSignal;
 
 /// The handlers' read ends: one byte on `term` for each SIGTERM, on `int`

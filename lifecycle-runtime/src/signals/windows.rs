@@ -16,7 +16,7 @@ use std::io;
 
 use tokio::signal::windows::{CtrlBreak, CtrlC, CtrlClose, CtrlShutdown};
 
-use super::{console, StopEvent};
+use super::event::{console, StopEvent};
 use crate::config::StopSignal;
 
 /// The listeners, registered first thing: an event from then on is

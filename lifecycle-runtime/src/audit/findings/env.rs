@@ -5,9 +5,16 @@ use std::ffi::OsString;
 
 use serde_json::Value;
 
-use super::{error, items, warning, Finding, KUBERNETES_SERVICE_HOST, PREFIX};
+use super::finding::{error, warning, Finding};
+use crate::audit::read::items;
 use crate::config::{self, ConfigError, ServiceConfig, Settings};
 use crate::exit;
+
+/// Taken as set: the container runs on Kubernetes, whose defaults (the
+/// drain delay's) apply.
+const KUBERNETES_SERVICE_HOST: &str = "KUBERNETES_SERVICE_HOST";
+/// The variables the binary reads all begin so.
+const PREFIX: &str = "LIFECYCLE_";
 
 /// The `LIFECYCLE_*` configuration of a container's `env`, and the
 /// warnings for what cannot be known from the manifest.

@@ -41,88 +41,25 @@
 //! | warning | `lifecycle.preStop runs an exec or httpGet hook, whose duration cannot be checked` | the grace period is checked without it |
 //! | warning | `P runs an exec command without --lifecycle-probe, which cannot be checked` | an exec probe of something else |
 
-use std::fmt;
-use std::time::Duration;
-
 use serde_json::Value;
 
+mod container;
 mod env;
+mod finding;
 mod numbers;
 mod pod;
 mod probes;
 
-use super::read::{command_line, items, Workload};
-use super::Binary;
-use crate::config::{ServiceConfig, Settings};
+use super::read::{command_line, container_name, present, Workload};
+use crate::binary::Binary;
+use crate::config::ServiceConfig;
 use crate::probe::Endpoint;
-use crate::registry::CheckRegistration;
+use container::Container;
 use env::{read_env, resolve};
+pub(crate) use finding::{Finding, Severity};
 use pod::job_findings;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Severity {
-    Error,
-    Warning,
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-        })
-    }
-}
-
-/// One finding about one container.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Finding {
-    pub(crate) severity: Severity,
-    /// What is wrong, starting with its stable words.
-    pub(crate) what: String,
-    /// What the binary needs instead.
-    pub(crate) needs: String,
-    /// How to fix it.
-    pub(crate) fix: String,
-}
-
-// The parts are taken as `format_args!`, formatted here: one formatting
-// call each in this one function, rather than a `format!` and its
-// `String` (and the unwinding that drops it) at each of the findings.
-fn error(what: fmt::Arguments<'_>, needs: fmt::Arguments<'_>, fix: fmt::Arguments<'_>) -> Finding {
-    finding(Severity::Error, what, needs, fix)
-}
-
-fn warning(
-    what: fmt::Arguments<'_>,
-    needs: fmt::Arguments<'_>,
-    fix: fmt::Arguments<'_>,
-) -> Finding {
-    finding(Severity::Warning, what, needs, fix)
-}
-
-fn finding(
-    severity: Severity,
-    what: fmt::Arguments<'_>,
-    needs: fmt::Arguments<'_>,
-    fix: fmt::Arguments<'_>,
-) -> Finding {
-    Finding {
-        severity,
-        what: fmt::format(what),
-        needs: fmt::format(needs),
-        fix: fmt::format(fix),
-    }
-}
-
-/// Taken as set: the container runs on Kubernetes, whose defaults (the
-/// drain delay's) apply.
-const KUBERNETES_SERVICE_HOST: &str = "KUBERNETES_SERVICE_HOST";
-/// The variables the binary reads all begin so.
-const PREFIX: &str = "LIFECYCLE_";
 const PREFLIGHT_FLAG: &str = "--lifecycle-preflight";
-const PROBE_FLAG: &str = "--lifecycle-probe";
-const METRICS_PATH: &str = "/metrics";
 
 /// The probes, in the order they are reported, with the endpoint each is for.
 const PROBES: [(&str, Endpoint); 3] = [
@@ -130,17 +67,6 @@ const PROBES: [(&str, Endpoint); 3] = [
     ("livenessProbe", Endpoint::Livez),
     ("readinessProbe", Endpoint::Readyz),
 ];
-
-/// `key` of `object`, unless it is left out or null: Helm's `toYaml`
-/// prints `startupProbe: null` for a value left empty, and the API server
-/// takes that as no startup probe.
-fn present<'a>(object: &'a Value, key: &str) -> Option<&'a Value> {
-    object.get(key).filter(|value| !value.is_null())
-}
-
-fn millis(duration: Duration) -> u128 {
-    duration.as_millis()
-}
 
 /// Whether an init container is this binary's preflight.
 pub(crate) fn runs_preflight(container: &Value) -> bool {
@@ -186,53 +112,9 @@ pub(crate) fn service_container(
         job_findings(
             job,
             workload.pod_spec,
-            super::read::container_name(container),
+            container_name(container),
             &mut findings,
         );
     }
     findings
-}
-
-/// A probe's target on the probe server: the endpoint and, for
-/// `/ENDPOINT/NAME`, the one check.
-type Target<'a> = (Endpoint, Option<&'a str>);
-
-struct Container<'a> {
-    binary: &'a Binary,
-    settings: &'a Settings,
-    container: &'a Value,
-}
-
-impl Container<'_> {
-    fn probe_port(&self) -> u16 {
-        self.settings.probe_addr.port()
-    }
-
-    /// The registered checks a probe of `target` runs.
-    fn checks(&self, (endpoint, only): Target<'_>) -> Vec<&'static CheckRegistration> {
-        let mut checks = self.binary.endpoint_checks(endpoint);
-        if let Some(name) = only {
-            checks.retain(|check| check.name == name);
-        }
-        checks
-    }
-
-    /// The check names `/ENDPOINT/NAME` takes.
-    fn check_names(&self, endpoint: Endpoint) -> Vec<&'static str> {
-        let mut names = endpoint.builtin_check_names(self.settings.max_tasks.is_some());
-        names.extend(self.checks((endpoint, None)).iter().map(|check| check.name));
-        names
-    }
-
-    /// `endpoint` and `only` when they name something the server answers.
-    fn known<'t>(&self, endpoint: Endpoint, only: Option<&'t str>) -> Option<Target<'t>> {
-        match only {
-            None => Some((endpoint, None)),
-            Some(name) if endpoint.has_single_check_paths() && !name.is_empty() => self
-                .check_names(endpoint)
-                .contains(&name)
-                .then_some((endpoint, Some(name))),
-            Some(_) => None,
-        }
-    }
 }

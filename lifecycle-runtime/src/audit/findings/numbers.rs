@@ -7,7 +7,8 @@
 
 use serde_json::Value;
 
-use super::{error, present, Finding};
+use super::finding::{error, Finding};
+use crate::audit::read::present;
 use crate::manifest::{
     DEFAULT_FAILURE_THRESHOLD, DEFAULT_PERIOD_SECONDS, DEFAULT_SUCCESS_THRESHOLD,
     DEFAULT_TIMEOUT_SECONDS,

@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::container::Container;
+use super::finding::{error, warning, Finding};
 use super::numbers::{not_a_number, probe_number, whole_number};
-use super::{error, items, millis, present, warning, Container, Finding, METRICS_PATH};
+use crate::audit::read::{items, present};
 use crate::config::{self, ProbeProtocol, StopSignal};
 use crate::exit;
 use crate::manifest::{
@@ -15,6 +17,9 @@ use crate::manifest::{
     DEFAULT_GRACE_SECONDS, STARTUP_PERIOD_SECONDS,
 };
 use crate::probe::Endpoint;
+
+/// Where the probe server serves the metrics.
+const METRICS_PATH: &str = "/metrics";
 
 impl Container<'_> {
     /// The startup probe's budget (or, without one, the liveness probe's)
@@ -37,11 +42,11 @@ impl Container<'_> {
             .saturating_add(u128::from(failures).saturating_mul(u128::from(period)))
             .saturating_mul(1000);
         let needed = self.binary.startup_needed();
-        if allowed >= millis(needed) {
+        if allowed >= needed.as_millis() {
             return;
         }
         let fix = if key == "startupProbe" {
-            let rest = millis(needed).saturating_sub(u128::from(delay) * 1000);
+            let rest = needed.as_millis().saturating_sub(u128::from(delay) * 1000);
             let fix = rest.div_ceil(u128::from(period.max(1)) * 1000).max(1);
             format!("set {key}.failureThreshold to {fix}")
         } else {
@@ -51,9 +56,9 @@ impl Container<'_> {
 format_args!("{prefix}{key} allows {allowed} ms for start-up (initialDelaySeconds {delay} + failureThreshold {failures} × periodSeconds {period})"),
 format_args!(
                 "{} ms (preflight checks {} ms + on_startup hooks {} ms)",
-                millis(needed),
-                millis(self.binary.preflight_needed()),
-                millis(self.binary.startup_hooks),
+                needed.as_millis(),
+                self.binary.preflight_needed().as_millis(),
+                self.binary.startup_hooks.as_millis(),
             ),
 format_args!("{fix}"),
 ));
@@ -95,7 +100,7 @@ format_args!("{fix}"),
         } else {
             "the preStop hook"
         };
-        format!("{} ms, counted from {from}", millis(needed))
+        format!("{} ms, counted from {from}", needed.as_millis())
     }
 
     /// `terminationGracePeriodSeconds` against the preStop hook and the
@@ -118,14 +123,14 @@ format_args!("{fix}"),
                 return;
             }
         };
-        if u128::from(given) * 1000 >= millis(needed) {
+        if u128::from(given) * 1000 >= needed.as_millis() {
             return;
         }
         findings.push(error(
 format_args!(
                 "terminationGracePeriodSeconds {given} is shorter than the stop takes (preStop sleep {} s + shutdown timeout {} ms)",
                 pre_stop.as_secs(),
-                millis(self.settings.shutdown_timeout)
+                self.settings.shutdown_timeout.as_millis()
             ),
 format_args!("{}", self.stop_needs(needed, pre_stop)),
 format_args!("set terminationGracePeriodSeconds to {fix}"),
@@ -148,7 +153,7 @@ format_args!("set terminationGracePeriodSeconds to {fix}"),
                 findings.push(warning(
 format_args!(
                         "a preStop sleep and the drain delay both hold the pod in rotation (sleep {sleep} s, drain delay {} ms)",
-                        millis(self.settings.drain_delay)
+                        self.settings.drain_delay.as_millis()
                     ),
 format_args!("one of them: its drain delay, which fails readiness at once while the sleep does not"),
 format_args!("remove lifecycle.preStop and keep the drain delay ({} sets it)", config::DRAIN_DELAY),
@@ -167,7 +172,7 @@ format_args!("remove lifecycle.preStop and keep the drain delay ({} sets it)", c
 format_args!("lifecycle.preStop runs an {kind} hook, whose duration cannot be checked"),
 format_args!(
                 "terminationGracePeriodSeconds to cover the preStop hook + the shutdown timeout ({} ms)",
-                millis(self.settings.shutdown_timeout)
+                self.settings.shutdown_timeout.as_millis()
             ),
 format_args!("use a preStop sleep, or none (the drain delay, {}, does its job)", config::DRAIN_DELAY),
 ));

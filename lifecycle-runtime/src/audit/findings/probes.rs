@@ -3,13 +3,17 @@
 
 use serde_json::Value;
 
+use super::container::{Container, Target};
+use super::finding::{error, warning, Finding};
 use super::numbers::{probe_number, probe_numbers, whole_number};
-use super::{error, items, millis, present, warning, Container, Finding, Target, PROBE_FLAG};
+use crate::audit::read::{command_line, items, present};
 use crate::config;
 use crate::manifest::{
     ceil_seconds, grace_needed, grace_seconds, probe_period_seconds, probe_time_needed,
 };
 use crate::probe::Endpoint;
+
+const PROBE_FLAG: &str = "--lifecycle-probe";
 
 impl Container<'_> {
     /// Everything about one probe (`key`, for `expected`).
@@ -171,7 +175,7 @@ format_args!("set {} to 0.0.0.0:{port} in the container's env", config::PROBE_AD
         let Some(given) = probe_number(probe, "timeoutSeconds") else {
             return;
         };
-        if u128::from(given) * 1000 >= millis(needed) {
+        if u128::from(given) * 1000 >= needed.as_millis() {
             return;
         }
         let largest = checks
@@ -182,14 +186,14 @@ format_args!("set {} to 0.0.0.0:{port} in the container's env", config::PROBE_AD
             Some(check) => format!(
                 "check \"{}\" {} ms + 50 ms",
                 check.name,
-                millis(check.timeout())
+                check.timeout().as_millis()
             ),
             None => "50 ms".to_owned(),
         };
         let fix = ceil_seconds(needed).max(1);
         findings.push(error(
             format_args!("{key} timeoutSeconds {given} is shorter than its checks may take"),
-            format_args!("{} ms ({why})", millis(needed)),
+            format_args!("{} ms ({why})", needed.as_millis()),
             format_args!("set {key}.timeoutSeconds to {fix}"),
         ));
     }
@@ -226,7 +230,7 @@ format_args!("set {key}.periodSeconds to {fix}, or shorten the check's interval_
         };
         let pre_stop = self.pre_stop_sleep();
         let needed = grace_needed(pre_stop, self.settings.shutdown_timeout);
-        if u128::from(grace) * 1000 >= millis(needed) {
+        if u128::from(grace) * 1000 >= needed.as_millis() {
             return;
         }
         let fix = grace_seconds(self.settings).saturating_add(pre_stop.as_secs());
@@ -234,7 +238,7 @@ format_args!("set {key}.periodSeconds to {fix}, or shorten the check's interval_
 format_args!(
                 "{key} terminationGracePeriodSeconds {grace} is shorter than the stop takes (preStop sleep {} s + shutdown timeout {} ms)",
                 pre_stop.as_secs(),
-                millis(self.settings.shutdown_timeout)
+                self.settings.shutdown_timeout.as_millis()
             ),
 format_args!("{}, after a failed {key}", self.stop_needs(needed, pre_stop)),
 format_args!("set {key}.terminationGracePeriodSeconds to {fix}, or remove it"),
@@ -252,7 +256,7 @@ fn exec_probe(
     findings: &mut Vec<Finding>,
 ) -> Option<Target<'static>> {
     let mut words = Vec::new();
-    for line in super::command_line(exec) {
+    for line in command_line(exec) {
         words.extend(line.split_whitespace());
     }
     let value = words.iter().enumerate().find_map(|(i, word)| {

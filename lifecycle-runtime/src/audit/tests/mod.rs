@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::health::Health;
-use crate::registry::{Call, Site};
+use crate::registry::{Call, CheckKind, CheckRegistration, Site};
 
 const SITE: Site = Site {
     module: "tests",

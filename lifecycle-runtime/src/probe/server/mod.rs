@@ -35,13 +35,7 @@ pub(crate) use self::serve::{http_settings, serve_connection};
 use crate::config::ProbeProtocol;
 use crate::panics::contained;
 use crate::probe::http::Answer;
-
-/// How long a stopping server lets its connections finish what they are
-/// answering (and gRPC `Watch` streams send their end) before it drops
-/// them: the process is about to exit. With the application runtime's
-/// own shutdown after it (`service::EXIT_TIMEOUT`), within the 250 ms that
-/// the `on_shutdown` hooks' latest start keeps before the deadline.
-pub(crate) const STOP_GRACE: Duration = Duration::from_millis(150);
+use crate::stop_budget::STOP_GRACE;
 
 /// A running probe server.
 pub(crate) struct ProbeServer {
