@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::call::{run_bounded, Outcome, OwnTask};
 use crate::health::Health;
 use crate::panics::contained;
-use crate::probe::bounds::{one_line, MAX_VALUE};
+use crate::text::{one_line, MAX_VALUE};
 use crate::registry::{Call, CheckRegistration};
 
 /// How long past its interval and timeout a background result is trusted.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::TERMINATION_LOG;
-use crate::probe::bounds::one_line;
+use crate::text::one_line;
 use crate::special_file::{self, Kind};
 
 /// `main` returned `Err`, start-up or shutdown failed, or the deadline passed.

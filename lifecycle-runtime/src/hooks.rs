@@ -8,7 +8,7 @@ use tokio::runtime::Handle;
 use crate::call::{run_bounded, Outcome};
 use crate::exit::TERMINATION_MESSAGE_MAX;
 use crate::lifecycle::Lifecycle;
-use crate::probe::bounds::one_line;
+use crate::text::one_line;
 use crate::registry::{self, HookKind, HookRegistration};
 
 /// Runs one group of hooks (same `order`) concurrently; returns one

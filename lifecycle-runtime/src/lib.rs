@@ -418,6 +418,7 @@ mod service;
 mod shutdown;
 mod signals;
 mod special_file;
+mod text;
 
 pub use checks::CheckResult;
 pub use health::Health;
