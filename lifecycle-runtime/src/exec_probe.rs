@@ -128,7 +128,7 @@ async fn check(
     timeout: Duration,
 ) -> Result<Answer, String> {
     use crate::grpc::proto::health_check_response::ServingStatus;
-    let status = crate::grpc::client::check(target, endpoint.name(), timeout).await?;
+    let status = crate::grpc::client::check(target, endpoint.as_str(), timeout).await?;
     Ok(Answer {
         passed: status == ServingStatus::Serving,
         text: status.as_str_name().to_owned(),

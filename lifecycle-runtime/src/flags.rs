@@ -59,7 +59,7 @@ const CONTAINER: &str = "--lifecycle-container";
 const STDIN: &str = "-";
 /// `livez|readyz|startupz`.
 fn probe_choices(separator: &str) -> String {
-    Endpoint::PROBED.map(Endpoint::name).join(separator)
+    Endpoint::PROBED.map(Endpoint::as_str).join(separator)
 }
 
 fn usage() -> String {
@@ -193,7 +193,7 @@ pub(crate) fn mode(args: impl IntoIterator<Item = OsString>) -> Result<Mode, Str
                 let value = inline_value
                     .or_else(|| args.next().and_then(|v| v.into_string().ok()))
                     .unwrap_or_default();
-                match Endpoint::PROBED.into_iter().find(|e| e.name() == value) {
+                match Endpoint::parse_probed(&value) {
                     Some(endpoint) => Mode::Probe(endpoint),
                     None => {
                         return Err(format!(

@@ -45,6 +45,7 @@
 //!   that its graceful stop is not held up by them.
 //! - `List` (gRFC A90) gives every name above with its status.
 
+mod names;
 mod service;
 mod watch;
 

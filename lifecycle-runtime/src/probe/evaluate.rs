@@ -1,7 +1,10 @@
 //! Which checks a probe runs and what they say: the endpoint table (the
 //! README's "Probe endpoints"), as a function of the lifecycle state and
-//! the registered checks. No socket here: the HTTP (and later gRPC) front ends ask this.
+//! the registered checks. No socket here: the HTTP and gRPC front ends ask
+//! this.
 
+#[cfg(feature = "metrics")]
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,12 +12,16 @@ use futures_util::future::join_all;
 use tokio::runtime::Handle;
 
 use crate::call::OwnTask;
-use crate::checks::{ChangeLog, Check, CheckResult};
+use crate::checks::{Check, CheckResult, TransitionLog};
 use crate::health::Health;
 use crate::lifecycle::{Lifecycle, Phase};
-use crate::probe::endpoint::Endpoint;
+#[cfg(feature = "metrics")]
+use crate::metrics::CheckSeries;
+#[cfg(any(feature = "grpc", feature = "metrics"))]
+use crate::probe::endpoint::Target;
+use crate::probe::endpoint::{BuiltinCheck, Endpoint};
 use crate::probe::report::{Entry, Evaluation};
-use crate::registry::CheckRegistration;
+use crate::registry::{CheckKind, CheckRegistration};
 
 /// Evaluates probes for one service.
 pub(crate) struct Evaluator {
@@ -24,40 +31,47 @@ pub(crate) struct Evaluator {
     max_tasks: Option<u64>,
     /// Liveness, readiness and startup checks, each kind by name.
     checks: Vec<Arc<Check>>,
-    /// Each change of a built-in check's result, logged once.
-    changes: BuiltinChanges,
-    /// The series of the built-in checks of each kind.
+    /// Each built-in check of each kind it counts as.
+    builtins: Vec<BuiltinRecord>,
+}
+
+/// What is kept of one built-in check, as one kind of check, from probe
+/// to probe: `lifecycle` once per kind (its reasons differ), `runtime` and
+/// `tasks` once.
+struct BuiltinRecord {
+    check: BuiltinCheck,
+    kind: CheckKind,
+    /// Each change of its result, logged once.
+    log: TransitionLog,
     #[cfg(feature = "metrics")]
-    builtin_series: Vec<crate::metrics::CheckSeries>,
+    series: CheckSeries,
 }
 
-/// The [`ChangeLog`]s of the built-in checks: `lifecycle` once per kind
-/// (its reasons differ), `runtime` and `tasks`.
-struct BuiltinChanges {
-    live: ChangeLog,
-    ready: ChangeLog,
-    startup: ChangeLog,
-    runtime: ChangeLog,
-    tasks: ChangeLog,
-}
-
-impl BuiltinChanges {
-    fn new() -> BuiltinChanges {
-        // The lifecycle's own state is logged where it changes (a signal,
-        // the end of start-up, mark_broken): its changes here are
-        // information.
-        BuiltinChanges {
-            live: ChangeLog::new("liveness", "lifecycle", false),
-            ready: ChangeLog::new("readiness", "lifecycle", false),
-            startup: ChangeLog::new("startup", "lifecycle", false),
-            runtime: ChangeLog::new("liveness", "runtime", true),
-            tasks: ChangeLog::new("liveness", "tasks", true),
+impl BuiltinRecord {
+    /// One per built-in check and kind it counts as.
+    fn all() -> Vec<BuiltinRecord> {
+        let mut records = Vec::new();
+        for check in BuiltinCheck::ALL {
+            for &kind in check.kinds() {
+                // The lifecycle's own state is logged where it changes (a
+                // signal, the end of start-up, mark_broken): its changes
+                // here are information.
+                let warn = check != BuiltinCheck::Lifecycle;
+                records.push(BuiltinRecord {
+                    check,
+                    kind,
+                    log: TransitionLog::new(kind.label(), check.as_str(), warn),
+                    #[cfg(feature = "metrics")]
+                    series: CheckSeries::new(kind.label(), check.as_str()),
+                });
+            }
         }
+        records
     }
 }
 
 /// Logs `health` in `log` and hands it on.
-fn noted(log: &ChangeLog, health: Health, steady: Option<&str>) -> Health {
+fn noted(log: &TransitionLog, health: Health, steady: Option<&str>) -> Health {
     log.note(&health, steady);
     health
 }
@@ -88,19 +102,25 @@ impl Evaluator {
             stall_threshold,
             max_tasks,
             checks: checks.into_iter().map(Check::new).collect(),
-            changes: BuiltinChanges::new(),
-            #[cfg(feature = "metrics")]
-            builtin_series: [
-                ("liveness", "lifecycle"),
-                ("liveness", "runtime"),
-                ("liveness", "tasks"),
-                ("readiness", "lifecycle"),
-                ("startup", "lifecycle"),
-            ]
-            .into_iter()
-            .map(|(kind, name)| crate::metrics::CheckSeries::new(kind, name))
-            .collect(),
+            builtins: BuiltinRecord::all(),
         }
+    }
+
+    /// The record of built-in `check` as a check of `kind`.
+    fn builtin(&self, check: BuiltinCheck, kind: CheckKind) -> &BuiltinRecord {
+        match self
+            .builtins
+            .iter()
+            .find(|record| record.check == check && record.kind == kind)
+        {
+            Some(record) => record,
+            None => unreachable!("one record per built-in check and kind"),
+        }
+    }
+
+    /// The transition log of built-in `check` as a check of `kind`.
+    fn log(&self, check: BuiltinCheck, kind: CheckKind) -> &TransitionLog {
+        &self.builtin(check, kind).log
     }
 
     /// Starts the background runners of the checks with `interval_ms`;
@@ -119,7 +139,11 @@ impl Evaluator {
             Some(reason) => Health::down(format!("marked broken: {reason}")),
             None => Health::up(),
         };
-        noted(&self.changes.live, health, None)
+        noted(
+            self.log(BuiltinCheck::Lifecycle, CheckKind::Liveness),
+            health,
+            None,
+        )
     }
 
     /// Readiness follows the phase, then the `out_of_rotation` guards
@@ -135,10 +159,18 @@ impl Evaluator {
             Phase::Draining | Phase::Stopping => {
                 let health = Health::down(shutting_down(self.lifecycle.connections().open()));
                 // Logged once per stop, not at each count of connections.
-                return noted(&self.changes.ready, health, Some("shutting down"));
+                return noted(
+                    self.log(BuiltinCheck::Lifecycle, CheckKind::Readiness),
+                    health,
+                    Some("shutting down"),
+                );
             }
         };
-        noted(&self.changes.ready, health, None)
+        noted(
+            self.log(BuiltinCheck::Lifecycle, CheckKind::Readiness),
+            health,
+            None,
+        )
     }
 
     fn lifecycle_startup(&self) -> Health {
@@ -152,13 +184,16 @@ impl Evaluator {
                 _ => Health::down("start-up abandoned: shutting down"),
             }
         };
-        noted(&self.changes.startup, health, None)
+        noted(
+            self.log(BuiltinCheck::Lifecycle, CheckKind::Startup),
+            health,
+            None,
+        )
     }
 
-    /// The built-in checks of an endpoint: computed from memory, never
-    /// waiting on the application.
-    fn builtins(&self, endpoint: Endpoint) -> Vec<CheckResult> {
-        let lifecycle = match endpoint {
+    /// The `lifecycle` check of an endpoint.
+    fn lifecycle_health(&self, endpoint: Endpoint) -> Health {
+        match endpoint {
             Endpoint::Livez => self.lifecycle_liveness(),
             Endpoint::Readyz => self.lifecycle_readiness(),
             Endpoint::Startupz => self.lifecycle_startup(),
@@ -170,27 +205,33 @@ impl Evaluator {
                     live
                 }
             }
-        };
-        let mut builtins = vec![CheckResult::builtin("lifecycle", lifecycle)];
-        if matches!(endpoint, Endpoint::Livez | Endpoint::Healthz) {
-            builtins.push(CheckResult::builtin("runtime", self.runtime_health()));
-            if let Some(max) = self.max_tasks {
-                builtins.push(CheckResult::builtin("tasks", self.tasks_health(max)));
-            }
         }
+    }
+
+    /// The built-in checks of an endpoint: computed from memory, never
+    /// waiting on the application.
+    fn builtins(&self, endpoint: Endpoint) -> Vec<CheckResult> {
+        let healths: Vec<(BuiltinCheck, Health)> = endpoint
+            .builtin_checks(self.max_tasks.is_some())
+            .filter_map(|check| {
+                let health = match check {
+                    BuiltinCheck::Lifecycle => self.lifecycle_health(endpoint),
+                    BuiltinCheck::Runtime => self.runtime_health(),
+                    BuiltinCheck::Tasks => self.tasks_health(self.max_tasks?),
+                };
+                Some((check, health))
+            })
+            .collect();
         #[cfg(feature = "metrics")]
         if let Some(kind) = endpoint.check_kind() {
-            for builtin in &builtins {
-                let series = self
-                    .builtin_series
-                    .iter()
-                    .find(|series| series.is(kind.label(), &builtin.name));
-                if let Some(series) = series {
-                    series.result(builtin.health.is_up());
-                }
+            for (check, health) in &healths {
+                self.builtin(*check, kind).series.result(health.is_up());
             }
         }
-        builtins
+        healths
+            .into_iter()
+            .map(|(check, health)| CheckResult::without_run(check.as_str(), health))
+            .collect()
     }
 
     /// The names of an endpoint's built-in checks.
@@ -205,7 +246,11 @@ impl Evaluator {
         } else {
             Health::up()
         };
-        noted(&self.changes.runtime, health, Some("stalled"))
+        noted(
+            self.log(BuiltinCheck::Runtime, CheckKind::Liveness),
+            health,
+            Some("stalled"),
+        )
     }
 
     fn tasks_health(&self, max: u64) -> Health {
@@ -217,43 +262,11 @@ impl Evaluator {
             Health::up()
         };
         let health = health.with_detail("alive", alive).with_detail("max", max);
-        noted(&self.changes.tasks, health, Some("too many tasks"))
-    }
-
-    /// The lifecycle it answers from.
-    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
-    pub(crate) fn lifecycle(&self) -> &Arc<Lifecycle> {
-        &self.lifecycle
-    }
-
-    /// Whether `endpoint` (or its check `only`) fails on its built-in
-    /// checks alone, which are read from memory: a gRPC answer need not
-    /// wait for the registered checks then.
-    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
-    pub(crate) fn fails_on_builtins(&self, endpoint: Endpoint, only: Option<&str>) -> bool {
-        self.builtins(endpoint)
-            .iter()
-            .any(|b| !b.health.is_up() && only.is_none_or(|name| name == b.name))
-    }
-
-    /// The names of `endpoint`'s checks, built-in ones first: what
-    /// `/ENDPOINT/NAME` may name.
-    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
-    pub(crate) fn check_names(&self, endpoint: Endpoint) -> Vec<String> {
-        let builtins = self.builtin_names(endpoint).into_iter().map(str::to_owned);
-        let registered = self
-            .registered(endpoint)
-            .into_iter()
-            .map(|c| c.name().to_owned());
-        builtins.chain(registered).collect()
-    }
-
-    /// Whether `endpoint` has a check named `name`: `/ENDPOINT/NAME`
-    /// answers for it.
-    #[cfg_attr(not(any(feature = "grpc", feature = "metrics")), allow(dead_code))]
-    pub(crate) fn has_check(&self, endpoint: Endpoint, name: &str) -> bool {
-        self.builtin_names(endpoint).contains(&name)
-            || self.registered(endpoint).iter().any(|c| c.name() == name)
+        noted(
+            self.log(BuiltinCheck::Tasks, CheckKind::Liveness),
+            health,
+            Some("too many tasks"),
+        )
     }
 
     fn registered(&self, endpoint: Endpoint) -> Vec<&Arc<Check>> {
@@ -319,7 +332,7 @@ impl Evaluator {
             } else if latched {
                 Entry::Ran(CheckResult {
                     critical: check.registration.critical,
-                    ..CheckResult::builtin(check.name(), Health::up())
+                    ..CheckResult::without_run(check.name(), Health::up())
                 })
             } else {
                 match results.next() {
@@ -340,6 +353,63 @@ impl Evaluator {
             self.lifecycle.latch_startup_passed();
         }
         Some(evaluation)
+    }
+}
+
+#[cfg(feature = "grpc")]
+impl Evaluator {
+    /// The lifecycle it answers from.
+    pub(crate) fn lifecycle(&self) -> &Arc<Lifecycle> {
+        &self.lifecycle
+    }
+
+    /// Whether `endpoint` (or its check `only`) fails on its built-in
+    /// checks alone, which are read from memory: a gRPC answer need not
+    /// wait for the registered checks then.
+    pub(crate) fn fails_on_builtins(&self, endpoint: Endpoint, only: Option<&str>) -> bool {
+        self.builtins(endpoint)
+            .iter()
+            .any(|b| !b.health.is_up() && only.is_none_or(|name| name == b.name))
+    }
+
+    /// The names of `endpoint`'s checks, built-in ones first: what
+    /// `/ENDPOINT/NAME` may name.
+    pub(crate) fn check_names(&self, endpoint: Endpoint) -> Vec<String> {
+        let builtins = self.builtin_names(endpoint).into_iter().map(str::to_owned);
+        let registered = self
+            .registered(endpoint)
+            .into_iter()
+            .map(|c| c.name().to_owned());
+        builtins.chain(registered).collect()
+    }
+}
+
+#[cfg(any(feature = "grpc", feature = "metrics"))]
+impl Evaluator {
+    /// Whether `target` names something this evaluator answers for: an
+    /// endpoint, or one of its checks (`/ENDPOINT/NAME`).
+    pub(crate) fn knows(&self, (endpoint, check): Target<'_>) -> bool {
+        check.is_none_or(|name| {
+            self.builtin_names(endpoint).contains(&name)
+                || self.registered(endpoint).iter().any(|c| c.name() == name)
+        })
+    }
+}
+
+#[cfg(feature = "metrics")]
+impl Evaluator {
+    /// The `endpoint` label of a probe of `target`: `livez`, `healthz`,
+    /// `livez/NAME` and the like for what this evaluator answers for,
+    /// `other` for anything else. A closed set: no value grows with what
+    /// clients send.
+    pub(crate) fn endpoint_label(&self, target: Option<Target<'_>>) -> Cow<'static, str> {
+        match target {
+            Some((endpoint, None)) => Cow::Borrowed(endpoint.as_str()),
+            Some((endpoint, Some(check))) if self.knows((endpoint, Some(check))) => {
+                Cow::Owned(format!("{endpoint}/{check}"))
+            }
+            _ => Cow::Borrowed("other"),
+        }
     }
 }
 

@@ -68,7 +68,7 @@ impl Responder {
         async move {
             #[cfg(feature = "metrics")]
             if request.uri().path() == "/metrics" && this.metrics {
-                let answer = crate::metrics::answer(&request).await;
+                let answer = http::metrics(&request).await;
                 crate::metrics::probe_answered(
                     "http",
                     "metrics".into(),
@@ -77,10 +77,7 @@ impl Responder {
                 return answer;
             }
             #[cfg(feature = "metrics")]
-            let endpoint = crate::metrics::endpoint_label(
-                &this.evaluator,
-                request.uri().path().trim_start_matches('/'),
-            );
+            let endpoint = http::endpoint_label(&this.evaluator, request.uri().path());
             let answer = http::answer(&this.evaluator, this.reasons, request).await;
             #[cfg(feature = "metrics")]
             crate::metrics::probe_answered(

@@ -193,9 +193,7 @@ pub(crate) fn service_container(
     findings
 }
 
-/// A probe's target on the probe server: the endpoint and, for
-/// `/ENDPOINT/NAME`, the one check.
-type Target<'a> = (Endpoint, Option<&'a str>);
+use crate::probe::endpoint::Target;
 
 struct Container<'a> {
     binary: &'a Binary,
