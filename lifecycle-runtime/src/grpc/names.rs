@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use crate::grpc::proto::health_check_response::ServingStatus;
 use crate::grpc::proto::HealthCheckResponse;
 use crate::probe::endpoint::{self, Endpoint, Target};
-use crate::probe::Evaluator;
+use crate::probe::evaluate::Evaluator;
 
 /// The endpoint (and the one check) service `name` addresses; `None` for
 /// a name that is none of these.

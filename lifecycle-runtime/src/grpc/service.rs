@@ -20,7 +20,7 @@ use crate::grpc::proto::{
 };
 use crate::grpc::names::{self, response, status};
 use crate::grpc::watch::Watches;
-use crate::probe::Evaluator;
+use crate::probe::evaluate::Evaluator;
 
 /// The evaluator of the service `#[service_main]` runs, for
 /// [`health_service`].

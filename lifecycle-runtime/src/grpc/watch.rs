@@ -16,7 +16,7 @@ use tonic::Status;
 use crate::grpc::proto::health_check_response::ServingStatus;
 use crate::grpc::proto::HealthCheckResponse;
 use crate::grpc::names::{known, response, status, target};
-use crate::probe::Evaluator;
+use crate::probe::evaluate::Evaluator;
 
 /// How often a watched name's on-demand checks run (and a stall of the
 /// application runtime is looked for).

@@ -234,11 +234,6 @@ impl Evaluator {
             .collect()
     }
 
-    /// The names of an endpoint's built-in checks.
-    fn builtin_names(&self, endpoint: Endpoint) -> Vec<&'static str> {
-        endpoint.builtin_check_names(self.max_tasks.is_some())
-    }
-
     fn runtime_health(&self) -> Health {
         let silent = self.lifecycle.heartbeat().silence();
         let health = if silent > self.stall_threshold {
@@ -386,6 +381,11 @@ impl Evaluator {
 
 #[cfg(any(feature = "grpc", feature = "metrics"))]
 impl Evaluator {
+    /// The names of an endpoint's built-in checks.
+    fn builtin_names(&self, endpoint: Endpoint) -> Vec<&'static str> {
+        endpoint.builtin_check_names(self.max_tasks.is_some())
+    }
+
     /// Whether `target` names something this evaluator answers for: an
     /// endpoint, or one of its checks (`/ENDPOINT/NAME`).
     pub(crate) fn knows(&self, (endpoint, check): Target<'_>) -> bool {

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ReasonsPolicy;
 use crate::probe::http::{self, Answer};
-use crate::probe::Evaluator;
+use crate::probe::evaluate::Evaluator;
 
 /// Answers probe requests from one evaluator.
 #[derive(Clone)]

@@ -9,8 +9,7 @@ use crate::config;
 use crate::manifest::{
     ceil_seconds, grace_needed, grace_seconds, probe_period_seconds, probe_time_needed,
 };
-use crate::probe::endpoint::{self, path_of, service_of};
-use crate::probe::Endpoint;
+use crate::probe::endpoint::{self, path_of, service_of, Endpoint};
 use crate::registry::CheckKind;
 
 impl Container<'_> {
