@@ -18,8 +18,8 @@ use crate::health::Health;
 #[cfg(feature = "metrics")]
 use crate::metrics::{CheckSeries, RunResult};
 use crate::panics::contained;
-use crate::text::{one_line, MAX_VALUE};
 use crate::registry::{BoxFuture, Call, CheckRegistration};
+use crate::text::{one_line, MAX_VALUE};
 
 /// How long past its interval and timeout a background result is trusted.
 const STALE_SLACK: Duration = Duration::from_secs(1);
@@ -227,7 +227,8 @@ impl Check {
 
     /// Logs `result` if it changed the check's result.
     fn note(&self, result: &CheckResult) {
-        self.transitions.note(&result.health, steady(&result.health));
+        self.transitions
+            .note(&result.health, steady(&result.health));
     }
 
     pub(crate) fn name(&self) -> &'static str {

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::TERMINATION_LOG;
-use crate::text::one_line;
 use crate::special_file::{self, Kind};
+use crate::text::one_line;
 
 /// `main` returned `Err`, start-up or shutdown failed, or the deadline passed.
 pub(crate) const FAILURE: i32 = 1;

@@ -8,8 +8,8 @@ use tokio::runtime::Handle;
 use crate::call::{run_bounded, Outcome};
 use crate::exit::TERMINATION_MESSAGE_MAX;
 use crate::lifecycle::Lifecycle;
-use crate::text::one_line;
 use crate::registry::{self, HookKind, HookRegistration};
+use crate::text::one_line;
 
 /// Runs one group of hooks (same `order`) concurrently; returns one
 /// message per hook that failed, timed out or panicked.

@@ -683,10 +683,10 @@ pub mod __private {
         HookOutcomeFromReturn, HookOutcomeWithBoxedCauses, HookOutcomeWithCauses, IntoHealth,
         IntoHookOutcome, MainOutcome, Returned,
     };
+    pub use crate::probe::endpoint::BUILTIN_CHECK_NAMES;
     pub use crate::registry::{
         BoxFuture, Call, CheckKind, CheckRegistration, HookKind, HookRegistration, Site,
     };
-    pub use crate::probe::endpoint::BUILTIN_CHECK_NAMES;
     pub use crate::require_default_subscriber;
     pub use crate::require_grpc_feature;
     pub use crate::service::run_service;

@@ -330,7 +330,12 @@ impl CheckSeries {
             return;
         }
         self.duration
-            .get_or_init(|| METRICS.series.check_duration.get_or_create_owned(&self.labels()))
+            .get_or_init(|| {
+                METRICS
+                    .series
+                    .check_duration
+                    .get_or_create_owned(&self.labels())
+            })
             .observe(took.as_secs_f64());
         self.result(result == RunResult::Ok);
         self.runs[result as usize]

@@ -13,12 +13,12 @@ use once_cell::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 use tonic::{Response, Status};
 
+use crate::grpc::names::{self, response, status};
 use crate::grpc::proto::health_check_response::ServingStatus;
 use crate::grpc::proto::health_server::{Health, HealthServer};
 use crate::grpc::proto::{
     HealthCheckRequest, HealthCheckResponse, HealthListRequest, HealthListResponse,
 };
-use crate::grpc::names::{self, response, status};
 use crate::grpc::watch::Watches;
 use crate::probe::evaluate::Evaluator;
 

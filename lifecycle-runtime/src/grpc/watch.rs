@@ -13,9 +13,9 @@ use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
+use crate::grpc::names::{known, response, status, target};
 use crate::grpc::proto::health_check_response::ServingStatus;
 use crate::grpc::proto::HealthCheckResponse;
-use crate::grpc::names::{known, response, status, target};
 use crate::probe::evaluate::Evaluator;
 
 /// How often a watched name's on-demand checks run (and a stall of the

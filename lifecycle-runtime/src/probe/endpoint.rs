@@ -241,8 +241,14 @@ mod tests {
     fn paths_and_service_names_map_to_targets() {
         assert_eq!(parse_path("livez"), Some((Endpoint::Livez, None)));
         assert_eq!(parse_path("healthz"), Some((Endpoint::Healthz, None)));
-        assert_eq!(parse_path("readyz/db"), Some((Endpoint::Readyz, Some("db"))));
-        assert_eq!(parse_path("livez/a/b"), Some((Endpoint::Livez, Some("a/b"))));
+        assert_eq!(
+            parse_path("readyz/db"),
+            Some((Endpoint::Readyz, Some("db")))
+        );
+        assert_eq!(
+            parse_path("livez/a/b"),
+            Some((Endpoint::Livez, Some("a/b")))
+        );
         for unknown in ["", "readyz/", "/readyz", "healthz/db", "metrics", "READYZ"] {
             assert_eq!(parse_path(unknown), None, "{unknown:?}");
         }

@@ -11,79 +11,24 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use tokio::runtime::Handle;
 
-use crate::call::OwnTask;
-use crate::checks::{Check, CheckResult, TransitionLog};
+use crate::checks::{Check, CheckResult};
 use crate::health::Health;
-use crate::lifecycle::{Lifecycle, Phase};
-#[cfg(feature = "metrics")]
-use crate::metrics::CheckSeries;
+use crate::lifecycle::Lifecycle;
+use crate::probe::builtins::Builtins;
+use crate::probe::endpoint::Endpoint;
 #[cfg(any(feature = "grpc", feature = "metrics"))]
 use crate::probe::endpoint::Target;
-use crate::probe::endpoint::{BuiltinCheck, Endpoint};
 use crate::probe::report::{Entry, Evaluation};
-use crate::registry::{CheckKind, CheckRegistration};
+use crate::registry::CheckRegistration;
 
 /// Evaluates probes for one service.
 pub(crate) struct Evaluator {
     lifecycle: Arc<Lifecycle>,
     app: Handle,
-    stall_threshold: Duration,
-    max_tasks: Option<u64>,
     /// Liveness, readiness and startup checks, each kind by name.
     checks: Vec<Arc<Check>>,
-    /// Each built-in check of each kind it counts as.
-    builtins: Vec<BuiltinRecord>,
-}
-
-/// What is kept of one built-in check, as one kind of check, from probe
-/// to probe: `lifecycle` once per kind (its reasons differ), `runtime` and
-/// `tasks` once.
-struct BuiltinRecord {
-    check: BuiltinCheck,
-    kind: CheckKind,
-    /// Each change of its result, logged once.
-    log: TransitionLog,
-    #[cfg(feature = "metrics")]
-    series: CheckSeries,
-}
-
-impl BuiltinRecord {
-    /// One per built-in check and kind it counts as.
-    fn all() -> Vec<BuiltinRecord> {
-        let mut records = Vec::new();
-        for check in BuiltinCheck::ALL {
-            for &kind in check.kinds() {
-                // The lifecycle's own state is logged where it changes (a
-                // signal, the end of start-up, mark_broken): its changes
-                // here are information.
-                let warn = check != BuiltinCheck::Lifecycle;
-                records.push(BuiltinRecord {
-                    check,
-                    kind,
-                    log: TransitionLog::new(kind.label(), check.as_str(), warn),
-                    #[cfg(feature = "metrics")]
-                    series: CheckSeries::new(kind.label(), check.as_str()),
-                });
-            }
-        }
-        records
-    }
-}
-
-/// Logs `health` in `log` and hands it on.
-fn noted(log: &TransitionLog, health: Health, steady: Option<&str>) -> Health {
-    log.note(&health, steady);
-    health
-}
-
-/// The `lifecycle` check's reason during a stop, naming the connections
-/// still open: what a stop that takes long is waiting for.
-fn shutting_down(open_connections: usize) -> String {
-    match open_connections {
-        0 => "shutting down".to_owned(),
-        1 => "shutting down (1 connection open)".to_owned(),
-        n => format!("shutting down ({n} connections open)"),
-    }
+    /// The built-in checks.
+    builtins: Builtins,
 }
 
 impl Evaluator {
@@ -97,30 +42,11 @@ impl Evaluator {
         checks: impl IntoIterator<Item = &'static CheckRegistration>,
     ) -> Evaluator {
         Evaluator {
+            builtins: Builtins::new(lifecycle.clone(), app.clone(), stall_threshold, max_tasks),
             lifecycle,
             app,
-            stall_threshold,
-            max_tasks,
             checks: checks.into_iter().map(Check::new).collect(),
-            builtins: BuiltinRecord::all(),
         }
-    }
-
-    /// The record of built-in `check` as a check of `kind`.
-    fn builtin(&self, check: BuiltinCheck, kind: CheckKind) -> &BuiltinRecord {
-        match self
-            .builtins
-            .iter()
-            .find(|record| record.check == check && record.kind == kind)
-        {
-            Some(record) => record,
-            None => unreachable!("one record per built-in check and kind"),
-        }
-    }
-
-    /// The transition log of built-in `check` as a check of `kind`.
-    fn log(&self, check: BuiltinCheck, kind: CheckKind) -> &TransitionLog {
-        &self.builtin(check, kind).log
     }
 
     /// Starts the background runners of the checks with `interval_ms`;
@@ -132,136 +58,6 @@ impl Evaluator {
                 lifecycle.note_change()
             });
         }
-    }
-
-    fn lifecycle_liveness(&self) -> Health {
-        let health = match self.lifecycle.broken() {
-            Some(reason) => Health::down(format!("marked broken: {reason}")),
-            None => Health::up(),
-        };
-        noted(
-            self.log(BuiltinCheck::Lifecycle, CheckKind::Liveness),
-            health,
-            None,
-        )
-    }
-
-    /// Readiness follows the phase, then the `out_of_rotation` guards
-    /// while `Running`: every stop moves the phase to `Draining` the moment
-    /// it is requested.
-    fn lifecycle_readiness(&self) -> Health {
-        let health = match self.lifecycle.phase() {
-            Phase::Running => match self.lifecycle.out_of_rotation_reasons() {
-                Some(reasons) => Health::down(format!("out of rotation: {reasons}")),
-                None => Health::up(),
-            },
-            Phase::Starting => Health::down("start-up has not finished"),
-            Phase::Draining | Phase::Stopping => {
-                let health = Health::down(shutting_down(self.lifecycle.connections().open()));
-                // Logged once per stop, not at each count of connections.
-                return noted(
-                    self.log(BuiltinCheck::Lifecycle, CheckKind::Readiness),
-                    health,
-                    Some("shutting down"),
-                );
-            }
-        };
-        noted(
-            self.log(BuiltinCheck::Lifecycle, CheckKind::Readiness),
-            health,
-            None,
-        )
-    }
-
-    fn lifecycle_startup(&self) -> Health {
-        let health = if self.lifecycle.started() {
-            Health::up()
-        } else {
-            match self.lifecycle.phase() {
-                Phase::Starting => {
-                    Health::down("preflight checks and on_startup hooks have not finished")
-                }
-                _ => Health::down("start-up abandoned: shutting down"),
-            }
-        };
-        noted(
-            self.log(BuiltinCheck::Lifecycle, CheckKind::Startup),
-            health,
-            None,
-        )
-    }
-
-    /// The `lifecycle` check of an endpoint.
-    fn lifecycle_health(&self, endpoint: Endpoint) -> Health {
-        match endpoint {
-            Endpoint::Livez => self.lifecycle_liveness(),
-            Endpoint::Readyz => self.lifecycle_readiness(),
-            Endpoint::Startupz => self.lifecycle_startup(),
-            Endpoint::Healthz => {
-                let live = self.lifecycle_liveness();
-                if live.is_up() {
-                    self.lifecycle_readiness()
-                } else {
-                    live
-                }
-            }
-        }
-    }
-
-    /// The built-in checks of an endpoint: computed from memory, never
-    /// waiting on the application.
-    fn builtins(&self, endpoint: Endpoint) -> Vec<CheckResult> {
-        let healths: Vec<(BuiltinCheck, Health)> = endpoint
-            .builtin_checks(self.max_tasks.is_some())
-            .filter_map(|check| {
-                let health = match check {
-                    BuiltinCheck::Lifecycle => self.lifecycle_health(endpoint),
-                    BuiltinCheck::Runtime => self.runtime_health(),
-                    BuiltinCheck::Tasks => self.tasks_health(self.max_tasks?),
-                };
-                Some((check, health))
-            })
-            .collect();
-        #[cfg(feature = "metrics")]
-        if let Some(kind) = endpoint.check_kind() {
-            for (check, health) in &healths {
-                self.builtin(*check, kind).series.result(health.is_up());
-            }
-        }
-        healths
-            .into_iter()
-            .map(|(check, health)| CheckResult::without_run(check.as_str(), health))
-            .collect()
-    }
-
-    fn runtime_health(&self) -> Health {
-        let silent = self.lifecycle.heartbeat().silence();
-        let health = if silent > self.stall_threshold {
-            Health::down(format!("no progress for {} ms", silent.as_millis()))
-        } else {
-            Health::up()
-        };
-        noted(
-            self.log(BuiltinCheck::Runtime, CheckKind::Liveness),
-            health,
-            Some("stalled"),
-        )
-    }
-
-    fn tasks_health(&self, max: u64) -> Health {
-        // The application's tasks: lifecycle's own are left out.
-        let alive = (self.app.metrics().num_alive_tasks() as u64).saturating_sub(OwnTask::alive());
-        let health = if alive > max {
-            Health::down(format!("{alive} tasks alive, more than max_tasks = {max}"))
-        } else {
-            Health::up()
-        };
-        let health = health.with_detail("alive", alive).with_detail("max", max);
-        noted(
-            self.log(BuiltinCheck::Tasks, CheckKind::Liveness),
-            health,
-            Some("too many tasks"),
-        )
     }
 
     fn registered(&self, endpoint: Endpoint) -> Vec<&Arc<Check>> {
@@ -286,7 +82,7 @@ impl Evaluator {
         only: Option<&str>,
         excludes: &[String],
     ) -> Option<Evaluation> {
-        let mut builtins = self.builtins(endpoint);
+        let mut builtins = self.builtins.results(endpoint);
         let mut checks = self.registered(endpoint);
         if let Some(name) = only {
             builtins.retain(|b| b.name == name);
@@ -362,7 +158,8 @@ impl Evaluator {
     /// checks alone, which are read from memory: a gRPC answer need not
     /// wait for the registered checks then.
     pub(crate) fn fails_on_builtins(&self, endpoint: Endpoint, only: Option<&str>) -> bool {
-        self.builtins(endpoint)
+        self.builtins
+            .results(endpoint)
             .iter()
             .any(|b| !b.health.is_up() && only.is_none_or(|name| name == b.name))
     }
@@ -370,7 +167,7 @@ impl Evaluator {
     /// The names of `endpoint`'s checks, built-in ones first: what
     /// `/ENDPOINT/NAME` may name.
     pub(crate) fn check_names(&self, endpoint: Endpoint) -> Vec<String> {
-        let builtins = self.builtin_names(endpoint).into_iter().map(str::to_owned);
+        let builtins = self.builtins.names(endpoint).into_iter().map(str::to_owned);
         let registered = self
             .registered(endpoint)
             .into_iter()
@@ -381,16 +178,11 @@ impl Evaluator {
 
 #[cfg(any(feature = "grpc", feature = "metrics"))]
 impl Evaluator {
-    /// The names of an endpoint's built-in checks.
-    fn builtin_names(&self, endpoint: Endpoint) -> Vec<&'static str> {
-        endpoint.builtin_check_names(self.max_tasks.is_some())
-    }
-
     /// Whether `target` names something this evaluator answers for: an
     /// endpoint, or one of its checks (`/ENDPOINT/NAME`).
     pub(crate) fn knows(&self, (endpoint, check): Target<'_>) -> bool {
         check.is_none_or(|name| {
-            self.builtin_names(endpoint).contains(&name)
+            self.builtins.names(endpoint).contains(&name)
                 || self.registered(endpoint).iter().any(|c| c.name() == name)
         })
     }
@@ -419,6 +211,7 @@ mod tests {
     //! socket.
 
     use super::*;
+    use crate::lifecycle::Phase;
     use crate::probe::reasons::Reasons;
     use crate::registry::{Call, CheckKind, Site};
 

@@ -93,9 +93,7 @@ const REGISTRY_WAIT: Duration = Duration::from_millis(250);
 /// `GET /metrics`: 503 while the application holds the registry longer
 /// than [`REGISTRY_WAIT`].
 #[cfg(feature = "metrics")]
-pub(crate) fn metrics<B>(
-    request: &Request<B>,
-) -> impl std::future::Future<Output = Answer> + Send {
+pub(crate) fn metrics<B>(request: &Request<B>) -> impl std::future::Future<Output = Answer> + Send {
     let refused = refuse_method(request);
     async move {
         if let Some(refused) = refused {

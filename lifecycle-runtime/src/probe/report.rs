@@ -8,8 +8,8 @@ use serde_json::{json, Map, Value};
 
 use crate::checks::CheckResult;
 use crate::probe::bounds;
-use crate::probe::reasons::{Reasons, REASON_WITHHELD, VALUE_WITHHELD};
 use crate::probe::endpoint::Endpoint;
+use crate::probe::reasons::{Reasons, REASON_WITHHELD, VALUE_WITHHELD};
 use crate::text::{cut, one_line, MAX_VALUE};
 
 /// One line of an answer, in the order the checks are listed.

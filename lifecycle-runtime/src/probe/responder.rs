@@ -13,8 +13,8 @@ use hyper::Request;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ReasonsPolicy;
-use crate::probe::http::{self, Answer};
 use crate::probe::evaluate::Evaluator;
+use crate::probe::http::{self, Answer};
 
 /// Answers probe requests from one evaluator.
 #[derive(Clone)]
