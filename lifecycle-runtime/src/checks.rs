@@ -1,8 +1,8 @@
 //! Running a registered check as probes need it: bounded by its timeout,
 //! on demand with concurrent probes sharing one run, or in the background
 //! every `interval_ms` with probes reading the latest result; and logging
-//! each change of a check's result with its reason ([`TransitionLog`]), since
-//! answers to the network withhold reasons.
+//! each change of a check's result with its reason ([`TransitionLog`]),
+//! since answers to the network withhold reasons.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -101,8 +101,8 @@ impl TransitionLog {
     }
 }
 
-/// What stands for a registered check's reason in its [`TransitionLog`]: the
-/// framework's own reasons that carry an age.
+/// What stands for a registered check's reason in its [`TransitionLog`]:
+/// the framework's own reasons that carry an age.
 fn steady(health: &Health) -> Option<&'static str> {
     let reason = health.reason()?;
     [STALE, BLOCKED]

@@ -54,6 +54,7 @@ mod probes;
 use super::read::{command_line, items, Workload};
 use super::Binary;
 use crate::config::{ServiceConfig, Settings};
+use crate::probe::endpoint::Target;
 use crate::probe::Endpoint;
 use crate::registry::CheckRegistration;
 use env::{read_env, resolve};
@@ -192,8 +193,6 @@ pub(crate) fn service_container(
     }
     findings
 }
-
-use crate::probe::endpoint::Target;
 
 struct Container<'a> {
     binary: &'a Binary,
