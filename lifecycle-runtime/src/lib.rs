@@ -410,6 +410,8 @@ mod manifest;
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
 pub mod net;
+#[cfg(feature = "metrics")]
+mod observed;
 mod panics;
 mod pid1;
 mod probe;

@@ -52,8 +52,6 @@ use tokio::runtime::Handle;
 
 use hyper::StatusCode;
 
-use crate::lifecycle::{Lifecycle, Phase};
-
 /// The crate lifecycle's metrics are made with, for the application's own:
 /// register them with [`register`] in this version's types.
 pub use prometheus_client;
@@ -414,12 +412,27 @@ pub(crate) fn started(took: Duration) {
     METRICS.series.startup_duration.set(took.as_secs_f64());
 }
 
-/// Registers the series read at each scrape, from this service's
-/// lifecycle and application runtime. Once per process.
-pub(crate) fn observe(lifecycle: Arc<Lifecycle>, app: Handle) {
+/// What a scrape reads of the service, from memory, as it is at that
+/// moment. The lifecycle answers it (`observed.rs`), so that this module
+/// depends on nothing of the crate's.
+pub(crate) trait Observed: Send + Sync + 'static {
+    /// Each phase's name, in order, and whether it is the current one.
+    fn phases(&self) -> Vec<(&'static str, bool)>;
+    /// Time since the application runtime's heartbeat last ticked.
+    fn silence(&self) -> Duration;
+    /// Log lines lost to a stalled or broken log pipe.
+    fn log_lines_dropped(&self) -> u64;
+    /// The connections accepted through lifecycle's listener that are
+    /// open, and those lifecycle ended at the end of the connection drain.
+    fn connection_counts(&self) -> (usize, u64);
+}
+
+/// Registers the series read at each scrape, from `observed` and the
+/// application runtime `app`. Once per process.
+pub(crate) fn observe<O: Observed>(observed: Arc<O>, app: Handle) {
     static OBSERVED: OnceCell<()> = OnceCell::new();
     if OBSERVED.set(()).is_ok() {
-        registry().register_collector(Box::new(Live { lifecycle, app }));
+        registry().register_collector(Box::new(Live { observed, app }));
     }
 }
 
@@ -427,7 +440,7 @@ pub(crate) fn observe(lifecycle: Arc<Lifecycle>, app: Handle) {
 /// dropped lines, the connections and the application runtime's stable
 /// metrics.
 struct Live {
-    lifecycle: Arc<Lifecycle>,
+    observed: Arc<dyn Observed>,
     app: Handle,
 }
 
@@ -444,7 +457,6 @@ struct PhaseLabels {
 
 impl Collector for Live {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let current = self.lifecycle.phase();
         let gauge = ConstGauge::new(0i64);
         let mut phases = encoder.encode_descriptor(
             "lifecycle_phase",
@@ -452,14 +464,12 @@ impl Collector for Live {
             None,
             gauge.metric_type(),
         )?;
-        for phase in Phase::ALL {
-            let labels = PhaseLabels {
-                phase: phase.as_str(),
-            };
-            ConstGauge::new(i64::from(phase == current)).encode(phases.encode_family(&labels)?)?;
+        for (phase, current) in self.observed.phases() {
+            let labels = PhaseLabels { phase };
+            ConstGauge::new(i64::from(current)).encode(phases.encode_family(&labels)?)?;
         }
 
-        let silence = ConstGauge::new(self.lifecycle.heartbeat().silence().as_secs_f64());
+        let silence = ConstGauge::new(self.observed.silence().as_secs_f64());
         silence.encode(encoder.encode_descriptor(
             "lifecycle_runtime_last_progress_seconds",
             "Time since the application runtime's heartbeat last ticked",
@@ -467,7 +477,7 @@ impl Collector for Live {
             silence.metric_type(),
         )?)?;
 
-        let dropped = ConstCounter::new(crate::logging::log_lines_dropped());
+        let dropped = ConstCounter::new(self.observed.log_lines_dropped());
         dropped.encode(encoder.encode_descriptor(
             "lifecycle_log_lines_dropped",
             "Log lines lost to a stalled or broken log pipe",
@@ -475,15 +485,15 @@ impl Collector for Live {
             dropped.metric_type(),
         )?)?;
 
-        let connections = self.lifecycle.connections();
-        let open = ConstGauge::new(connections.open() as i64);
+        let (open, ended) = self.observed.connection_counts();
+        let open = ConstGauge::new(open as i64);
         open.encode(encoder.encode_descriptor(
             "lifecycle_connections_open",
             "Connections accepted through lifecycle's listener that are open",
             None,
             open.metric_type(),
         )?)?;
-        let ended = ConstCounter::new(connections.ended());
+        let ended = ConstCounter::new(ended);
         ended.encode(encoder.encode_descriptor(
             "lifecycle_connections_ended",
             "Connections lifecycle ended at the end of the connection drain",
@@ -519,6 +529,7 @@ impl Collector for Live {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lifecycle::Lifecycle;
 
     #[test]
     fn register_lends_the_registry_for_one_closure_and_says_so_when_nested() {
