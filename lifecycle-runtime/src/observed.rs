@@ -1,6 +1,6 @@
-//! What a metrics scrape reads of the service: [`metrics::Observed`] for
-//! the lifecycle, which has the phase, the heartbeat and the connections,
-//! with the log's dropped lines beside them.
+//! What a metrics scrape reads of the service: [`Observed`] for the
+//! lifecycle, which has the phase, the heartbeat and the connections, with
+//! the log's dropped lines beside them.
 
 use std::time::Duration;
 
