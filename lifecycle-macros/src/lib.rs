@@ -7,6 +7,7 @@
 use proc_macro::TokenStream;
 
 mod args;
+mod builtin_checks;
 mod register;
 mod service_main;
 mod signature;

@@ -8,6 +8,7 @@ use syn::spanned::Spanned;
 use syn::{ItemFn, LitStr, ReturnType};
 
 use crate::args::{parse_args, runtime_path, Errors};
+use crate::builtin_checks::BUILTIN_CHECK_NAMES;
 use crate::signature::{self, Subject};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -19,9 +20,6 @@ pub(crate) enum Kind {
     OnStartup,
     OnShutdown,
 }
-
-/// Names of the runtime's own checks; a user check may not take them.
-const RESERVED_NAMES: &[&str] = &["lifecycle", "runtime", "tasks"];
 
 impl Kind {
     /// The attribute's name: `liveness`, `on_startup`, ...
@@ -187,7 +185,7 @@ fn registered_name(
                 "check name {name:?} cannot be used in a probe path; use ASCII letters, digits, `-`, `_` or `.`"
             ),
         );
-    } else if RESERVED_NAMES.contains(&name.as_str()) {
+    } else if BUILTIN_CHECK_NAMES.contains(&name.as_str()) {
         errors.push_at(
             span,
             format!(

@@ -1,23 +1,27 @@
 //! Running a registered check as probes need it: bounded by its timeout,
 //! on demand with concurrent probes sharing one run, or in the background
 //! every `interval_ms` with probes reading the latest result; and logging
-//! each change of a check's result with its reason ([`ChangeLog`]), since
-//! answers to the network withhold reasons.
+//! each change of a check's result with its reason ([`TransitionLog`]),
+//! since answers to the network withhold reasons.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::future::{BoxFuture, FutureExt, WeakShared};
+use futures_util::future::{FutureExt, WeakShared};
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+#[cfg(feature = "metrics")]
+use crate::call::CallFailure;
 use crate::call::{run_bounded, OwnTask};
 use crate::health::Health;
+#[cfg(feature = "metrics")]
+use crate::metrics::{CheckSeries, RunResult};
 use crate::panics::contained;
-use crate::probe::bounds::{one_line, MAX_VALUE};
-use crate::registry::{Call, CheckRegistration};
+use crate::registry::{BoxFuture, Call, CheckRegistration};
+use crate::text::{one_line, MAX_VALUE};
 
 /// How long past its interval and timeout a background result is trusted.
 const STALE_SLACK: Duration = Duration::from_secs(1);
@@ -45,7 +49,7 @@ const NOT_STARTED: &str = "not yet run: background checks start when start-up ha
 /// down, a new reason, down to up. Answers to peers outside loopback
 /// withhold reasons (`probe::reasons`); the log always has them, and
 /// operators read them there.
-pub(crate) struct ChangeLog {
+pub(crate) struct TransitionLog {
     /// `readiness check "db"` and the like.
     what: String,
     /// Whether a failure is logged as a warning (else as information:
@@ -56,9 +60,9 @@ pub(crate) struct ChangeLog {
     last: Mutex<Option<String>>,
 }
 
-impl ChangeLog {
-    pub(crate) fn new(kind: &str, name: &str, warn: bool) -> ChangeLog {
-        ChangeLog {
+impl TransitionLog {
+    pub(crate) fn new(kind: &str, name: &str, warn: bool) -> TransitionLog {
+        TransitionLog {
             what: format!("{kind} check \"{name}\""),
             warn,
             last: Mutex::new(None),
@@ -99,8 +103,8 @@ impl ChangeLog {
     }
 }
 
-/// What stands for a registered check's reason in its [`ChangeLog`]: the
-/// framework's own reasons that carry an age.
+/// What stands for a registered check's reason in its [`TransitionLog`]:
+/// the framework's own reasons that carry an age.
 fn steady(health: &Health) -> Option<&'static str> {
     let reason = health.reason()?;
     [STALE, BLOCKED]
@@ -143,14 +147,28 @@ impl CheckResult {
 }
 
 impl CheckResult {
-    /// A built-in check (no registration), computed without I/O.
-    pub(crate) fn builtin(name: &str, health: Health) -> CheckResult {
+    /// A result no run of a check produced: a built-in check's, computed
+    /// from memory, or a registered check's that was not run (stale, still
+    /// blocked, not yet run, latched).
+    pub(crate) fn without_run(name: &str, health: Health) -> CheckResult {
         CheckResult {
             name: name.to_owned(),
             critical: true,
             health,
             duration: Duration::ZERO,
         }
+    }
+}
+
+/// How a check's call ended, for its series; a cancelled call (the
+/// runtime shutting down) is a failure.
+#[cfg(feature = "metrics")]
+fn run_result(ended: &Result<Health, CallFailure>) -> RunResult {
+    match ended {
+        Ok(health) if health.is_up() => RunResult::Ok,
+        Ok(_) | Err(CallFailure::Cancelled) => RunResult::Failed,
+        Err(CallFailure::TimedOut(_)) => RunResult::Timeout,
+        Err(CallFailure::Panicked(_)) => RunResult::Panic,
     }
 }
 
@@ -172,7 +190,7 @@ pub(crate) struct Check {
     /// On demand: the run in flight. Weak, so that a run every prober gave
     /// up on is dropped (and its task aborted) rather than resumed later
     /// with a stale clock.
-    in_flight: Mutex<Option<WeakShared<BoxFuture<'static, CheckResult>>>>,
+    in_flight: Mutex<Option<WeakShared<BoxFuture<CheckResult>>>>,
     /// In the background: the latest result and when it was taken, if a
     /// run has ended.
     latest: Mutex<Option<(CheckResult, Instant)>>,
@@ -188,9 +206,9 @@ pub(crate) struct Check {
     /// beside it (each would hold a blocking-pool thread).
     blocking_since: Arc<Mutex<Option<Instant>>>,
     /// Each change of its result, logged once.
-    changes: ChangeLog,
+    transitions: TransitionLog,
     #[cfg(feature = "metrics")]
-    series: crate::metrics::CheckSeries,
+    series: CheckSeries,
 }
 
 impl Check {
@@ -203,15 +221,16 @@ impl Check {
             runner_ended: Arc::default(),
             first_result: Arc::default(),
             blocking_since: Arc::new(Mutex::new(None)),
-            changes: ChangeLog::new(registration.kind.as_str(), registration.name, true),
+            transitions: TransitionLog::new(registration.kind.as_str(), registration.name, true),
             #[cfg(feature = "metrics")]
-            series: crate::metrics::CheckSeries::new(registration.kind.as_str(), registration.name),
+            series: CheckSeries::new(registration.kind.as_str(), registration.name),
         })
     }
 
     /// Logs `result` if it changed the check's result.
     fn note(&self, result: &CheckResult) {
-        self.changes.note(&result.health, steady(&result.health));
+        self.transitions
+            .note(&result.health, steady(&result.health));
     }
 
     pub(crate) fn name(&self) -> &'static str {
@@ -225,7 +244,7 @@ impl Check {
     fn failed(&self, reason: String) -> CheckResult {
         CheckResult {
             critical: self.registration.critical,
-            ..CheckResult::builtin(self.name(), Health::down(reason))
+            ..CheckResult::without_run(self.name(), Health::down(reason))
         }
     }
 
@@ -263,7 +282,7 @@ impl Check {
                 Some(BlockingMark(self.blocking_since.clone()))
             }
         };
-        let outcome = run_bounded(
+        let ended = run_bounded(
             app,
             &self.registration.call,
             self.registration.timeout(),
@@ -271,9 +290,8 @@ impl Check {
         )
         .await;
         #[cfg(feature = "metrics")]
-        self.series
-            .ran(crate::metrics::RunResult::of(&outcome), started.elapsed());
-        let health = match outcome {
+        self.series.ran(run_result(&ended), started.elapsed());
+        let health = match ended {
             Ok(health) => health,
             Err(failure) => Health::down(failure.to_string()),
         };
@@ -479,7 +497,7 @@ mod tests {
 
     #[test]
     fn each_change_of_a_result_is_logged_once() {
-        let log = ChangeLog::new("readiness", "db", true);
+        let log = TransitionLog::new("readiness", "db", true);
         assert!(
             !log.note(&Health::up(), None),
             "up from the start: no change"
@@ -507,7 +525,7 @@ mod tests {
         assert!(log.note(&blocked, steady(&blocked)), "another cause");
         assert!(steady(&Health::down("refused")).is_none());
         // A first result that fails is a change.
-        assert!(ChangeLog::new("liveness", "x", true).note(&Health::down("no"), None));
+        assert!(TransitionLog::new("liveness", "x", true).note(&Health::down("no"), None));
     }
 
     #[tokio::test]

@@ -179,7 +179,7 @@ async fn check(
     timeout: Duration,
 ) -> Result<Verdict, ProbeError> {
     use crate::grpc::proto::health_check_response::ServingStatus;
-    let status = crate::grpc::client::check(target, endpoint.name(), timeout)
+    let status = crate::grpc::client::check(target, endpoint.as_str(), timeout)
         .await
         .map_err(ProbeError::Grpc)?;
     Ok(Verdict {

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::TERMINATION_LOG;
-use crate::probe::bounds::one_line;
 use crate::special_file::{self, Kind};
+use crate::text::one_line;
 
 /// The exit codes, as the crate docs' table gives them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

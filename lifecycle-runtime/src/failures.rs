@@ -12,8 +12,8 @@ use crate::call::CallFailure;
 use crate::config::{ConfigError, PROBE_ADDR_FILE};
 use crate::exit::{Code, Exit, TERMINATION_MESSAGE_MAX};
 use crate::flags::FlagError;
-use crate::probe::bounds::one_line;
 use crate::registry::HookKind;
+use crate::text::one_line;
 
 /// One failure of the service's, as its termination message words it.
 #[derive(Debug)]

@@ -67,7 +67,7 @@ const CONTAINER: &str = "--lifecycle-container";
 const STDIN: &str = "-";
 /// `livez|readyz|startupz`.
 fn probe_choices(separator: &str) -> String {
-    Endpoint::PROBED.map(Endpoint::name).join(separator)
+    Endpoint::PROBED.map(Endpoint::as_str).join(separator)
 }
 
 fn usage() -> String {
@@ -305,10 +305,7 @@ fn probe(inline_value: Option<String>, rest: &mut Args<'_>) -> Result<Endpoint, 
     let value = inline_value
         .or_else(|| rest.next().and_then(|v| v.into_string().ok()))
         .unwrap_or_default();
-    Endpoint::PROBED
-        .into_iter()
-        .find(|e| e.name() == value)
-        .ok_or(FlagError::ProbeEndpoint(value))
+    Endpoint::parse_probed(&value).ok_or(FlagError::ProbeEndpoint(value))
 }
 
 #[cfg(test)]

@@ -110,6 +110,8 @@ mod manifest;
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
 pub mod net;
+#[cfg(feature = "metrics")]
+mod observed;
 mod panics;
 mod pid1;
 mod probe;
@@ -119,6 +121,7 @@ mod shutdown;
 mod signals;
 mod special_file;
 mod stop_budget;
+mod text;
 
 pub use checks::CheckResult;
 pub use health::Health;
@@ -386,6 +389,7 @@ pub mod __private {
         HookOutcomeFromReturn, HookOutcomeWithBoxedCauses, HookOutcomeWithCauses, IntoHealth,
         IntoHookOutcome, MainOutcome, Returned,
     };
+    pub use crate::probe::endpoint::BUILTIN_CHECK_NAMES;
     pub use crate::registry::{
         BoxFuture, Call, CheckKind, CheckRegistration, HookKind, HookRegistration, Site,
     };

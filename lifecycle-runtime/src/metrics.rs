@@ -36,12 +36,11 @@
 
 use std::borrow::Cow;
 use std::cell::Cell;
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
-use once_cell::sync::Lazy;
+use once_cell::sync::{Lazy, OnceCell};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -52,12 +51,6 @@ use prometheus_client::registry::Registry;
 use tokio::runtime::Handle;
 
 use hyper::StatusCode;
-
-use crate::call::CallFailure;
-use crate::health::Health;
-use crate::lifecycle::{Lifecycle, Phase};
-use crate::probe::http::{self, Answer};
-use crate::probe::{Endpoint, Evaluator};
 
 /// The crate lifecycle's metrics are made with, for the application's own:
 /// register them with [`register`] in this version's types.
@@ -123,13 +116,9 @@ fn registry() -> MutexGuard<'static, Registry> {
 /// for first.
 pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// How long a scrape waits for the registry while an application's
-/// registration has it, before it answers 503.
-const REGISTRY_WAIT: Duration = Duration::from_millis(250);
-
 /// The registry as text.
 #[cfg(test)]
-fn encode() -> String {
+fn encoded() -> String {
     encode_registry(&registry())
 }
 
@@ -144,7 +133,7 @@ fn encode_registry(registry: &Registry) -> String {
 /// The registry as text, if the application lets go of it within `wait`.
 /// Never blocks the thread: the probe server has one, which every probe
 /// shares, and an application may hold the guard for as long as it likes.
-async fn try_encode(wait: Duration) -> Option<String> {
+pub(crate) async fn encode(wait: Duration) -> Option<String> {
     let until = tokio::time::Instant::now() + wait;
     loop {
         // The guard is dropped before any wait.
@@ -157,45 +146,6 @@ async fn try_encode(wait: Duration) -> Option<String> {
             return text;
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
-/// `GET /metrics`: 503 while the application holds the registry longer
-/// than [`REGISTRY_WAIT`].
-pub(crate) fn answer<B>(request: &hyper::Request<B>) -> impl Future<Output = Answer> + Send {
-    let refused = http::refuse_method(request);
-    async move {
-        if let Some(refused) = refused {
-            return refused;
-        }
-        match try_encode(REGISTRY_WAIT).await {
-            Some(text) => http::respond(StatusCode::OK, CONTENT_TYPE, text),
-            None => http::respond(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "text/plain; charset=utf-8",
-                "the metrics registry is held by the application\n".to_owned(),
-            ),
-        }
-    }
-}
-
-/// The `endpoint` label of a probe of `/NAME` over HTTP or of service
-/// `NAME` over gRPC: `livez`, `readyz`, `startupz`, `healthz`, `livez/NAME`
-/// and the like for a check the endpoint has, `other` for anything else.
-/// A closed set: no value grows with what clients send.
-pub(crate) fn endpoint_label(evaluator: &Evaluator, name: &str) -> Cow<'static, str> {
-    let (first, check) = match name.split_once('/') {
-        Some((first, check)) => (first, Some(check)),
-        None => (name, None),
-    };
-    match (Endpoint::from_name(first), check) {
-        (Some(endpoint), None) => Cow::Borrowed(endpoint.name()),
-        (Some(endpoint), Some(check))
-            if endpoint.has_single_check_paths() && evaluator.has_check(endpoint, check) =>
-        {
-            Cow::Owned(format!("{endpoint}/{check}"))
-        }
-        _ => Cow::Borrowed("other"),
     }
 }
 
@@ -236,18 +186,7 @@ pub(crate) enum RunResult {
 }
 
 impl RunResult {
-    /// How a check's call ended; a cancelled call (the runtime shutting
-    /// down) is a failure.
-    pub(crate) fn of(outcome: &Result<Health, CallFailure>) -> RunResult {
-        match outcome {
-            Ok(health) if health.is_up() => RunResult::Ok,
-            Ok(_) | Err(CallFailure::Cancelled) => RunResult::Failed,
-            Err(CallFailure::TimedOut(_)) => RunResult::Timeout,
-            Err(CallFailure::Panicked(_)) => RunResult::Panic,
-        }
-    }
-
-    fn label(self) -> &'static str {
+    fn as_str(self) -> &'static str {
         match self {
             RunResult::Ok => "ok",
             RunResult::Failed => "failed",
@@ -257,9 +196,14 @@ impl RunResult {
     }
 }
 
-/// The series lifecycle records as things happen.
+/// The registry `/metrics` serves, and the series lifecycle records in it.
 struct Metrics {
     registry: Mutex<Registry>,
+    series: Series,
+}
+
+/// The series lifecycle records as things happen.
+struct Series {
     check_up: Family<CheckLabels, Gauge>,
     check_duration: Family<CheckLabels, Histogram, fn() -> Histogram>,
     check_runs: Family<RunLabels, Counter>,
@@ -276,50 +220,60 @@ fn check_duration_histogram() -> Histogram {
     ])
 }
 
-static METRICS: Lazy<Metrics> = Lazy::new(|| {
-    let metrics = Metrics {
-        registry: Mutex::new(Registry::default()),
-        check_up: Family::default(),
-        check_duration: Family::new_with_constructor(check_duration_histogram as fn() -> Histogram),
-        check_runs: Family::default(),
-        probe_requests: Family::default(),
-        hook_duration: Family::default(),
-        startup_duration: Gauge::default(),
-    };
-    {
-        let mut registry = metrics.registry.lock().unwrap_or_else(|p| p.into_inner());
+impl Series {
+    /// The series, registered in `registry`.
+    fn register(registry: &mut Registry) -> Series {
+        let series = Series {
+            check_up: Family::default(),
+            check_duration: Family::new_with_constructor(
+                check_duration_histogram as fn() -> Histogram,
+            ),
+            check_runs: Family::default(),
+            probe_requests: Family::default(),
+            hook_duration: Family::default(),
+            startup_duration: Gauge::default(),
+        };
         registry.register(
             "lifecycle_check_up",
             "The last result of each check that has run: 1 passed, 0 failed",
-            metrics.check_up.clone(),
+            series.check_up.clone(),
         );
         registry.register(
             "lifecycle_check_duration_seconds",
             "How long each run of a check took",
-            metrics.check_duration.clone(),
+            series.check_duration.clone(),
         );
         registry.register(
             "lifecycle_check_runs",
             "Runs of each check, by how they ended: ok, failed, timeout, panic",
-            metrics.check_runs.clone(),
+            series.check_runs.clone(),
         );
         registry.register(
             "lifecycle_probe_requests",
             "Probes answered, by protocol, endpoint and HTTP status or gRPC health status",
-            metrics.probe_requests.clone(),
+            series.probe_requests.clone(),
         );
         registry.register(
             "lifecycle_hook_duration_seconds",
             "How long each on_startup and on_shutdown hook took",
-            metrics.hook_duration.clone(),
+            series.hook_duration.clone(),
         );
         registry.register(
             "lifecycle_startup_duration_seconds",
             "From the start of main to phase running",
-            metrics.startup_duration.clone(),
+            series.startup_duration.clone(),
         );
+        series
     }
-    metrics
+}
+
+static METRICS: Lazy<Metrics> = Lazy::new(|| {
+    let mut registry = Registry::default();
+    let series = Series::register(&mut registry);
+    Metrics {
+        registry: Mutex::new(registry),
+        series,
+    }
 });
 
 /// Whether lifecycle records its series: on unless the service's
@@ -344,10 +298,10 @@ fn recording() -> bool {
 pub(crate) struct CheckSeries {
     kind: &'static str,
     name: &'static str,
-    up: OnceLock<Gauge>,
-    duration: OnceLock<Histogram>,
+    up: OnceCell<Gauge>,
+    duration: OnceCell<Histogram>,
     /// By [`RunResult`], in its order.
-    runs: [OnceLock<Counter>; 4],
+    runs: [OnceCell<Counter>; 4],
 }
 
 impl CheckSeries {
@@ -355,15 +309,10 @@ impl CheckSeries {
         CheckSeries {
             kind,
             name,
-            up: OnceLock::new(),
-            duration: OnceLock::new(),
-            runs: [const { OnceLock::new() }; 4],
+            up: OnceCell::new(),
+            duration: OnceCell::new(),
+            runs: [const { OnceCell::new() }; 4],
         }
-    }
-
-    /// Whether these are the series of check `name` of `kind`.
-    pub(crate) fn is(&self, kind: &str, name: &str) -> bool {
-        self.kind == kind && self.name == name
     }
 
     fn labels(&self) -> CheckLabels {
@@ -379,15 +328,20 @@ impl CheckSeries {
             return;
         }
         self.duration
-            .get_or_init(|| METRICS.check_duration.get_or_create_owned(&self.labels()))
+            .get_or_init(|| {
+                METRICS
+                    .series
+                    .check_duration
+                    .get_or_create_owned(&self.labels())
+            })
             .observe(took.as_secs_f64());
         self.result(result == RunResult::Ok);
         self.runs[result as usize]
             .get_or_init(|| {
-                METRICS.check_runs.get_or_create_owned(&RunLabels {
+                METRICS.series.check_runs.get_or_create_owned(&RunLabels {
                     kind: self.kind,
                     name: Cow::Borrowed(self.name),
-                    result: result.label(),
+                    result: result.as_str(),
                 })
             })
             .inc();
@@ -400,7 +354,7 @@ impl CheckSeries {
             return;
         }
         self.up
-            .get_or_init(|| METRICS.check_up.get_or_create_owned(&self.labels()))
+            .get_or_init(|| METRICS.series.check_up.get_or_create_owned(&self.labels()))
             .set(i64::from(up));
     }
 }
@@ -418,6 +372,7 @@ pub(crate) fn probe_answered(
         return;
     }
     METRICS
+        .series
         .probe_requests
         .get_or_create(&ProbeLabels {
             protocol,
@@ -443,6 +398,7 @@ pub(crate) fn hook_ran(kind: &'static str, name: &'static str, took: Duration) {
         return;
     }
     METRICS
+        .series
         .hook_duration
         .get_or_create(&HookLabels { kind, name })
         .set(took.as_secs_f64());
@@ -453,15 +409,30 @@ pub(crate) fn started(took: Duration) {
     if !recording() {
         return;
     }
-    METRICS.startup_duration.set(took.as_secs_f64());
+    METRICS.series.startup_duration.set(took.as_secs_f64());
 }
 
-/// Registers the series read at each scrape, from this service's
-/// lifecycle and application runtime. Once per process.
-pub(crate) fn observe(lifecycle: Arc<Lifecycle>, app: Handle) {
-    static OBSERVED: OnceLock<()> = OnceLock::new();
+/// What a scrape reads of the service, from memory, as it is at that
+/// moment. The lifecycle answers it (`observed.rs`), so that this module
+/// depends on nothing of the crate's.
+pub(crate) trait Observed: Send + Sync + 'static {
+    /// Each phase's name, in order, and whether it is the current one.
+    fn phases(&self) -> Vec<(&'static str, bool)>;
+    /// Time since the application runtime's heartbeat last ticked.
+    fn silence(&self) -> Duration;
+    /// Log lines lost to a stalled or broken log pipe.
+    fn log_lines_dropped(&self) -> u64;
+    /// The connections accepted through lifecycle's listener that are
+    /// open, and those lifecycle ended at the end of the connection drain.
+    fn connection_counts(&self) -> (usize, u64);
+}
+
+/// Registers the series read at each scrape, from `observed` and the
+/// application runtime `app`. Once per process.
+pub(crate) fn observe<O: Observed>(observed: Arc<O>, app: Handle) {
+    static OBSERVED: OnceCell<()> = OnceCell::new();
     if OBSERVED.set(()).is_ok() {
-        registry().register_collector(Box::new(Live { lifecycle, app }));
+        registry().register_collector(Box::new(Live { observed, app }));
     }
 }
 
@@ -469,7 +440,7 @@ pub(crate) fn observe(lifecycle: Arc<Lifecycle>, app: Handle) {
 /// dropped lines, the connections and the application runtime's stable
 /// metrics.
 struct Live {
-    lifecycle: Arc<Lifecycle>,
+    observed: Arc<dyn Observed>,
     app: Handle,
 }
 
@@ -486,7 +457,6 @@ struct PhaseLabels {
 
 impl Collector for Live {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let current = self.lifecycle.phase();
         let gauge = ConstGauge::new(0i64);
         let mut phases = encoder.encode_descriptor(
             "lifecycle_phase",
@@ -494,14 +464,12 @@ impl Collector for Live {
             None,
             gauge.metric_type(),
         )?;
-        for phase in Phase::ALL {
-            let labels = PhaseLabels {
-                phase: phase.as_str(),
-            };
-            ConstGauge::new(i64::from(phase == current)).encode(phases.encode_family(&labels)?)?;
+        for (phase, current) in self.observed.phases() {
+            let labels = PhaseLabels { phase };
+            ConstGauge::new(i64::from(current)).encode(phases.encode_family(&labels)?)?;
         }
 
-        let silence = ConstGauge::new(self.lifecycle.heartbeat().silence().as_secs_f64());
+        let silence = ConstGauge::new(self.observed.silence().as_secs_f64());
         silence.encode(encoder.encode_descriptor(
             "lifecycle_runtime_last_progress_seconds",
             "Time since the application runtime's heartbeat last ticked",
@@ -509,7 +477,7 @@ impl Collector for Live {
             silence.metric_type(),
         )?)?;
 
-        let dropped = ConstCounter::new(crate::logging::log_lines_dropped());
+        let dropped = ConstCounter::new(self.observed.log_lines_dropped());
         dropped.encode(encoder.encode_descriptor(
             "lifecycle_log_lines_dropped",
             "Log lines lost to a stalled or broken log pipe",
@@ -517,15 +485,15 @@ impl Collector for Live {
             dropped.metric_type(),
         )?)?;
 
-        let connections = self.lifecycle.connections();
-        let open = ConstGauge::new(connections.open() as i64);
+        let (open, ended) = self.observed.connection_counts();
+        let open = ConstGauge::new(open as i64);
         open.encode(encoder.encode_descriptor(
             "lifecycle_connections_open",
             "Connections accepted through lifecycle's listener that are open",
             None,
             open.metric_type(),
         )?)?;
-        let ended = ConstCounter::new(connections.ended());
+        let ended = ConstCounter::new(ended);
         ended.encode(encoder.encode_descriptor(
             "lifecycle_connections_ended",
             "Connections lifecycle ended at the end of the connection drain",
@@ -561,6 +529,7 @@ impl Collector for Live {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lifecycle::Lifecycle;
 
     #[test]
     fn register_lends_the_registry_for_one_closure_and_says_so_when_nested() {
@@ -605,16 +574,16 @@ mod tests {
         probe_answered("http", "recorded_while_off".into(), "200".into());
         hook_ran("on_startup", "recorded_while_off", Duration::from_millis(1));
         set_recording(true);
-        let text = encode();
+        let text = encoded();
         assert!(!text.contains("recorded_while_off"), "{text}");
         // The series made while off were never looked up: once on again,
         // they appear at their first record.
         unseen.result(true);
         assert!(
-            encode()
+            encoded()
                 .contains("lifecycle_check_up{kind=\"liveness\",name=\"recorded_while_off\"} 1"),
             "{}",
-            encode()
+            encoded()
         );
     }
 
@@ -633,7 +602,7 @@ mod tests {
         observe(lifecycle.clone(), Handle::current());
         lifecycle.finish_startup().unwrap();
 
-        let text = encode();
+        let text = encoded();
         for line in [
             "lifecycle_check_up{kind=\"readiness\",name=\"db\"} 1",
             "lifecycle_check_up{kind=\"liveness\",name=\"runtime\"} 1",

@@ -169,3 +169,17 @@ fn the_default_build_compiles_no_regex_and_no_libyaml() {
         "{with_env_filter:?}"
     );
 }
+
+/// The macros' copy of the built-in checks' names: a proc-macro crate
+/// cannot take the runtime's constant.
+mod macros {
+    include!("../../lifecycle-macros/src/builtin_checks.rs");
+}
+
+#[test]
+fn the_macros_refuse_the_names_of_the_runtimes_built_in_checks() {
+    assert_eq!(
+        macros::BUILTIN_CHECK_NAMES,
+        lifecycle_runtime::__private::BUILTIN_CHECK_NAMES
+    );
+}

@@ -45,6 +45,7 @@
 //!   that its graceful stop is not held up by them.
 //! - `List` (gRFC A90) gives every name above with its status.
 
+mod names;
 mod service;
 mod watch;
 
@@ -60,8 +61,6 @@ pub use proto::health_server::HealthServer;
 /// `tonic-prost-build` from the upstream `health.proto` (with `List`,
 /// gRFC A90).
 #[allow(missing_docs, clippy::all, clippy::pedantic, rustdoc::bare_urls)]
-pub mod proto {
-    include!("generated.rs");
-}
+pub mod proto;
 
 pub(crate) mod client;

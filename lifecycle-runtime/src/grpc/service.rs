@@ -1,28 +1,30 @@
-//! `grpc.health.v1.Health` over the probe evaluator: service names to
-//! endpoints, `Check`, `List` and `Watch`.
+//! `grpc.health.v1.Health` over the probe evaluator: `Check`, `List` and
+//! `Watch`.
 
 use std::fmt;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use futures_util::future::join_all;
 use futures_util::Stream;
 use hyper::header::CONTENT_TYPE;
 use hyper::{Request, Version};
+use once_cell::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 use tonic::{Response, Status};
 
+use crate::grpc::names::{self, response, status};
 use crate::grpc::proto::health_check_response::ServingStatus;
 use crate::grpc::proto::health_server::{Health, HealthServer};
 use crate::grpc::proto::{
     HealthCheckRequest, HealthCheckResponse, HealthListRequest, HealthListResponse,
 };
 use crate::grpc::watch::Watches;
-use crate::probe::{Endpoint, Evaluator};
+use crate::probe::evaluate::Evaluator;
 
 /// The evaluator of the service `#[service_main]` runs, for
 /// [`health_service`].
-static INSTALLED: OnceLock<Arc<Evaluator>> = OnceLock::new();
+static INSTALLED: OnceCell<Arc<Evaluator>> = OnceCell::new();
 
 /// Makes `evaluator` the one [`health_service`] answers from.
 pub(crate) fn install(evaluator: Arc<Evaluator>) {
@@ -124,80 +126,6 @@ impl fmt::Debug for HealthService {
     }
 }
 
-/// The endpoint (and the one check) a service name addresses; `None` for
-/// a name that is none of these.
-pub(crate) fn target(name: &str) -> Option<(Endpoint, Option<&str>)> {
-    if name.is_empty() {
-        return Some((Endpoint::Healthz, None));
-    }
-    let (endpoint, only) = match name.split_once('/') {
-        Some((endpoint, only)) => (endpoint, Some(only)),
-        None => (name, None),
-    };
-    let endpoint = Endpoint::from_name(endpoint).filter(|e| Endpoint::PROBED.contains(e))?;
-    if only.is_some_and(str::is_empty) {
-        return None;
-    }
-    Some((endpoint, only))
-}
-
-/// The `endpoint` label of service `name` (`""` is `/healthz`'s).
-#[cfg(feature = "metrics")]
-pub(crate) fn endpoint_label(evaluator: &Evaluator, name: &str) -> std::borrow::Cow<'static, str> {
-    match target(name) {
-        _ if name.is_empty() => std::borrow::Cow::Borrowed("healthz"),
-        None => std::borrow::Cow::Borrowed("other"),
-        Some(_) => crate::metrics::endpoint_label(evaluator, name),
-    }
-}
-
-/// Whether `name` is one of the names the service answers for.
-pub(crate) fn known(evaluator: &Evaluator, name: &str) -> bool {
-    match target(name) {
-        None => false,
-        Some((_, None)) => true,
-        Some((endpoint, Some(check))) => evaluator.has_check(endpoint, check),
-    }
-}
-
-/// The status of service `name` now; `None` when it names nothing.
-pub(crate) async fn status(evaluator: &Evaluator, name: &str) -> Option<ServingStatus> {
-    let (endpoint, only) = target(name)?;
-    // A built-in check failing (the phase, mark_broken) decides at once.
-    if evaluator.fails_on_builtins(endpoint, only) {
-        return Some(ServingStatus::NotServing);
-    }
-    let evaluation = evaluator.evaluate(endpoint, only, &[]).await?;
-    Some(serving(evaluation.passed()))
-}
-
-pub(crate) fn serving(passed: bool) -> ServingStatus {
-    if passed {
-        ServingStatus::Serving
-    } else {
-        ServingStatus::NotServing
-    }
-}
-
-pub(crate) fn response(status: ServingStatus) -> HealthCheckResponse {
-    HealthCheckResponse {
-        status: status as i32,
-    }
-}
-
-/// Every name a client may ask for: `""`, each probed endpoint, and each
-/// of their checks.
-fn names(evaluator: &Evaluator) -> Vec<String> {
-    let mut names = vec![String::new()];
-    for endpoint in Endpoint::PROBED {
-        names.push(endpoint.name().to_owned());
-        for check in evaluator.check_names(endpoint) {
-            names.push(format!("{endpoint}/{check}"));
-        }
-    }
-    names
-}
-
 type WatchStream = Pin<Box<dyn Stream<Item = Result<HealthCheckResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -212,7 +140,7 @@ impl Health for HealthService {
         #[cfg(feature = "metrics")]
         crate::metrics::probe_answered(
             "grpc",
-            endpoint_label(evaluator, name),
+            names::endpoint_label(evaluator, name),
             std::borrow::Cow::Borrowed(status.map_or("NOT_FOUND", |s| s.as_str_name())),
         );
         match status {
@@ -230,7 +158,7 @@ impl Health for HealthService {
     ) -> Result<Response<HealthListResponse>, Status> {
         let evaluator = &self.evaluator;
         // One run per check: concurrent evaluations share it.
-        let statuses = join_all(names(evaluator).into_iter().map(|name| async move {
+        let statuses = join_all(names::all(evaluator).into_iter().map(|name| async move {
             let status = status(evaluator, &name)
                 .await
                 .unwrap_or(ServingStatus::ServiceUnknown);
@@ -268,22 +196,5 @@ mod tests {
             error.to_string().contains("inside a #[service_main]"),
             "{error}"
         );
-    }
-
-    #[test]
-    fn service_names_map_to_the_endpoints() {
-        assert_eq!(target(""), Some((Endpoint::Healthz, None)));
-        assert_eq!(target("livez"), Some((Endpoint::Livez, None)));
-        assert_eq!(target("readyz"), Some((Endpoint::Readyz, None)));
-        assert_eq!(target("startupz"), Some((Endpoint::Startupz, None)));
-        assert_eq!(target("readyz/db"), Some((Endpoint::Readyz, Some("db"))));
-        assert_eq!(
-            target("livez/a/b"),
-            Some((Endpoint::Livez, Some("a/b"))),
-            "a name no check has: evaluate says so"
-        );
-        for unknown in ["healthz", "readyz/", "/readyz", "READYZ", "metrics", " "] {
-            assert_eq!(target(unknown), None, "{unknown:?}");
-        }
     }
 }

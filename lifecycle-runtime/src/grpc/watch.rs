@@ -13,10 +13,10 @@ use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
+use crate::grpc::names::{known, response, status, target};
 use crate::grpc::proto::health_check_response::ServingStatus;
 use crate::grpc::proto::HealthCheckResponse;
-use crate::grpc::service::{known, response, status, target};
-use crate::probe::Evaluator;
+use crate::probe::evaluate::Evaluator;
 
 /// How often a watched name's on-demand checks run (and a stall of the
 /// application runtime is looked for).
@@ -51,7 +51,7 @@ impl Watches {
         end: CancellationToken,
     ) -> impl Stream<Item = Result<HealthCheckResponse, Status>> + Send + 'static {
         #[cfg(feature = "metrics")]
-        let label = crate::grpc::service::endpoint_label(&evaluator, &name);
+        let label = crate::grpc::names::endpoint_label(&evaluator, &name);
         let poll = self.poll(evaluator, name);
         let status = poll.status.clone();
         let watcher = Watcher {

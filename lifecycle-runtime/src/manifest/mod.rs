@@ -69,7 +69,7 @@ fn handler(protocol: ProbeProtocol, endpoint: Endpoint, port: u16) -> Value {
         ]),
         ProbeProtocol::Grpc => object(vec![
             ("port", port.into()),
-            ("service", endpoint.name().into()),
+            ("service", endpoint.as_str().into()),
         ]),
     }
 }

@@ -1,18 +1,23 @@
 //! Which checks a probe runs and what they say: the endpoint table (the
 //! README's "Probe endpoints"), as a function of the lifecycle state and
-//! the registered checks. No socket here: the HTTP (and later gRPC) front ends ask this.
+//! the registered checks. No socket here: the HTTP and gRPC front ends ask
+//! this.
 
+#[cfg(feature = "metrics")]
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
 use tokio::runtime::Handle;
 
-use crate::call::OwnTask;
-use crate::checks::{ChangeLog, Check, CheckResult};
+use crate::checks::{Check, CheckResult};
 use crate::health::Health;
-use crate::lifecycle::{Lifecycle, Phase};
+use crate::lifecycle::Lifecycle;
+use crate::probe::builtins::Builtins;
 use crate::probe::endpoint::Endpoint;
+#[cfg(any(feature = "grpc", feature = "metrics"))]
+use crate::probe::endpoint::Target;
 use crate::probe::report::{Entry, Evaluation};
 use crate::registry::CheckRegistration;
 
@@ -20,56 +25,10 @@ use crate::registry::CheckRegistration;
 pub(crate) struct Evaluator {
     lifecycle: Arc<Lifecycle>,
     app: Handle,
-    stall_threshold: Duration,
-    max_tasks: Option<u64>,
     /// Liveness, readiness and startup checks, each kind by name.
     checks: Vec<Arc<Check>>,
-    /// Each change of a built-in check's result, logged once.
-    changes: BuiltinChanges,
-    /// The series of the built-in checks of each kind.
-    #[cfg(feature = "metrics")]
-    builtin_series: Vec<crate::metrics::CheckSeries>,
-}
-
-/// The [`ChangeLog`]s of the built-in checks: `lifecycle` once per kind
-/// (its reasons differ), `runtime` and `tasks`.
-struct BuiltinChanges {
-    live: ChangeLog,
-    ready: ChangeLog,
-    startup: ChangeLog,
-    runtime: ChangeLog,
-    tasks: ChangeLog,
-}
-
-impl BuiltinChanges {
-    fn new() -> BuiltinChanges {
-        // The lifecycle's own state is logged where it changes (a signal,
-        // the end of start-up, mark_broken): its changes here are
-        // information.
-        BuiltinChanges {
-            live: ChangeLog::new("liveness", "lifecycle", false),
-            ready: ChangeLog::new("readiness", "lifecycle", false),
-            startup: ChangeLog::new("startup", "lifecycle", false),
-            runtime: ChangeLog::new("liveness", "runtime", true),
-            tasks: ChangeLog::new("liveness", "tasks", true),
-        }
-    }
-}
-
-/// Logs `health` in `log` and hands it on.
-fn noted(log: &ChangeLog, health: Health, steady: Option<&str>) -> Health {
-    log.note(&health, steady);
-    health
-}
-
-/// The `lifecycle` check's reason during a stop, naming the connections
-/// still open: what a stop that takes long is waiting for.
-fn shutting_down(open_connections: usize) -> String {
-    match open_connections {
-        0 => "shutting down".to_owned(),
-        1 => "shutting down (1 connection open)".to_owned(),
-        n => format!("shutting down ({n} connections open)"),
-    }
+    /// The built-in checks.
+    builtins: Builtins,
 }
 
 impl Evaluator {
@@ -83,23 +42,10 @@ impl Evaluator {
         checks: impl IntoIterator<Item = &'static CheckRegistration>,
     ) -> Evaluator {
         Evaluator {
+            builtins: Builtins::new(lifecycle.clone(), app.clone(), stall_threshold, max_tasks),
             lifecycle,
             app,
-            stall_threshold,
-            max_tasks,
             checks: checks.into_iter().map(Check::new).collect(),
-            changes: BuiltinChanges::new(),
-            #[cfg(feature = "metrics")]
-            builtin_series: [
-                ("liveness", "lifecycle"),
-                ("liveness", "runtime"),
-                ("liveness", "tasks"),
-                ("readiness", "lifecycle"),
-                ("startup", "lifecycle"),
-            ]
-            .into_iter()
-            .map(|(kind, name)| crate::metrics::CheckSeries::new(kind, name))
-            .collect(),
         }
     }
 
@@ -114,148 +60,6 @@ impl Evaluator {
                 move || lifecycle.note_probe_input_change(),
             );
         }
-    }
-
-    fn lifecycle_liveness(&self) -> Health {
-        let health = match self.lifecycle.broken() {
-            Some(reason) => Health::down(format!("marked broken: {reason}")),
-            None => Health::up(),
-        };
-        noted(&self.changes.live, health, None)
-    }
-
-    /// Readiness follows the phase, then the `out_of_rotation` guards
-    /// while `Running`: every stop moves the phase to `Draining` the moment
-    /// it is requested.
-    fn lifecycle_readiness(&self) -> Health {
-        let health = match self.lifecycle.phase() {
-            Phase::Running => match self.lifecycle.out_of_rotation_reasons() {
-                Some(reasons) => Health::down(format!("out of rotation: {reasons}")),
-                None => Health::up(),
-            },
-            Phase::Starting => Health::down("start-up has not finished"),
-            Phase::Draining | Phase::Stopping => {
-                let health = Health::down(shutting_down(self.lifecycle.connections().open()));
-                // Logged once per stop, not at each count of connections.
-                return noted(&self.changes.ready, health, Some("shutting down"));
-            }
-        };
-        noted(&self.changes.ready, health, None)
-    }
-
-    fn lifecycle_startup(&self) -> Health {
-        let health = if self.lifecycle.started() {
-            Health::up()
-        } else {
-            match self.lifecycle.phase() {
-                Phase::Starting => {
-                    Health::down("preflight checks and on_startup hooks have not finished")
-                }
-                _ => Health::down("start-up abandoned: shutting down"),
-            }
-        };
-        noted(&self.changes.startup, health, None)
-    }
-
-    /// The built-in checks of an endpoint: computed from memory, never
-    /// waiting on the application.
-    fn builtins(&self, endpoint: Endpoint) -> Vec<CheckResult> {
-        let lifecycle = match endpoint {
-            Endpoint::Livez => self.lifecycle_liveness(),
-            Endpoint::Readyz => self.lifecycle_readiness(),
-            Endpoint::Startupz => self.lifecycle_startup(),
-            Endpoint::Healthz => {
-                let live = self.lifecycle_liveness();
-                if live.is_up() {
-                    self.lifecycle_readiness()
-                } else {
-                    live
-                }
-            }
-        };
-        let mut builtins = vec![CheckResult::builtin("lifecycle", lifecycle)];
-        if matches!(endpoint, Endpoint::Livez | Endpoint::Healthz) {
-            builtins.push(CheckResult::builtin("runtime", self.runtime_health()));
-            if let Some(max) = self.max_tasks {
-                builtins.push(CheckResult::builtin("tasks", self.tasks_health(max)));
-            }
-        }
-        #[cfg(feature = "metrics")]
-        if let Some(kind) = endpoint.check_kind() {
-            for builtin in &builtins {
-                let series = self
-                    .builtin_series
-                    .iter()
-                    .find(|series| series.is(kind.as_str(), &builtin.name));
-                if let Some(series) = series {
-                    series.result(builtin.health.is_up());
-                }
-            }
-        }
-        builtins
-    }
-
-    /// The names of an endpoint's built-in checks.
-    fn builtin_names(&self, endpoint: Endpoint) -> Vec<&'static str> {
-        endpoint.builtin_check_names(self.max_tasks.is_some())
-    }
-
-    fn runtime_health(&self) -> Health {
-        let silent = self.lifecycle.heartbeat().silence();
-        let health = if silent > self.stall_threshold {
-            Health::down(format!("no progress for {} ms", silent.as_millis()))
-        } else {
-            Health::up()
-        };
-        noted(&self.changes.runtime, health, Some("stalled"))
-    }
-
-    fn tasks_health(&self, max: u64) -> Health {
-        // The application's tasks: lifecycle's own are left out.
-        let alive = (self.app.metrics().num_alive_tasks() as u64).saturating_sub(OwnTask::alive());
-        let health = if alive > max {
-            Health::down(format!("{alive} tasks alive, more than max_tasks = {max}"))
-        } else {
-            Health::up()
-        };
-        let health = health.with_detail("alive", alive).with_detail("max", max);
-        noted(&self.changes.tasks, health, Some("too many tasks"))
-    }
-
-    /// The lifecycle it answers from.
-    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
-    pub(crate) fn lifecycle(&self) -> &Arc<Lifecycle> {
-        &self.lifecycle
-    }
-
-    /// Whether `endpoint` (or its check `only`) fails on its built-in
-    /// checks alone, which are read from memory: a gRPC answer need not
-    /// wait for the registered checks then.
-    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
-    pub(crate) fn fails_on_builtins(&self, endpoint: Endpoint, only: Option<&str>) -> bool {
-        self.builtins(endpoint)
-            .iter()
-            .any(|b| !b.health.is_up() && only.is_none_or(|name| name == b.name))
-    }
-
-    /// The names of `endpoint`'s checks, built-in ones first: what
-    /// `/ENDPOINT/NAME` may name.
-    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
-    pub(crate) fn check_names(&self, endpoint: Endpoint) -> Vec<String> {
-        let builtins = self.builtin_names(endpoint).into_iter().map(str::to_owned);
-        let registered = self
-            .registered(endpoint)
-            .into_iter()
-            .map(|c| c.name().to_owned());
-        builtins.chain(registered).collect()
-    }
-
-    /// Whether `endpoint` has a check named `name`: `/ENDPOINT/NAME`
-    /// answers for it.
-    #[cfg_attr(not(any(feature = "grpc", feature = "metrics")), allow(dead_code))]
-    pub(crate) fn has_check(&self, endpoint: Endpoint, name: &str) -> bool {
-        self.builtin_names(endpoint).contains(&name)
-            || self.registered(endpoint).iter().any(|c| c.name() == name)
     }
 
     fn registered(&self, endpoint: Endpoint) -> Vec<&Arc<Check>> {
@@ -280,7 +84,7 @@ impl Evaluator {
         only: Option<&str>,
         excludes: &[String],
     ) -> Option<Evaluation> {
-        let mut builtins = self.builtins(endpoint);
+        let mut builtins = self.builtins.results(endpoint);
         let mut checks = self.registered(endpoint);
         if let Some(name) = only {
             builtins.retain(|b| b.name == name);
@@ -321,7 +125,7 @@ impl Evaluator {
             } else if latched {
                 Entry::Ran(CheckResult {
                     critical: check.registration.critical,
-                    ..CheckResult::builtin(check.name(), Health::up())
+                    ..CheckResult::without_run(check.name(), Health::up())
                 })
             } else {
                 match results.next() {
@@ -345,12 +149,71 @@ impl Evaluator {
     }
 }
 
+#[cfg(feature = "grpc")]
+impl Evaluator {
+    /// The lifecycle it answers from.
+    pub(crate) fn lifecycle(&self) -> &Arc<Lifecycle> {
+        &self.lifecycle
+    }
+
+    /// Whether `endpoint` (or its check `only`) fails on its built-in
+    /// checks alone, which are read from memory: a gRPC answer need not
+    /// wait for the registered checks then.
+    pub(crate) fn fails_on_builtins(&self, endpoint: Endpoint, only: Option<&str>) -> bool {
+        self.builtins
+            .results(endpoint)
+            .iter()
+            .any(|b| !b.health.is_up() && only.is_none_or(|name| name == b.name))
+    }
+
+    /// The names of `endpoint`'s checks, built-in ones first: what
+    /// `/ENDPOINT/NAME` may name.
+    pub(crate) fn check_names(&self, endpoint: Endpoint) -> Vec<String> {
+        let builtins = self.builtins.names(endpoint).into_iter().map(str::to_owned);
+        let registered = self
+            .registered(endpoint)
+            .into_iter()
+            .map(|c| c.name().to_owned());
+        builtins.chain(registered).collect()
+    }
+}
+
+#[cfg(any(feature = "grpc", feature = "metrics"))]
+impl Evaluator {
+    /// Whether `target` names something this evaluator answers for: an
+    /// endpoint, or one of its checks (`/ENDPOINT/NAME`).
+    pub(crate) fn knows(&self, (endpoint, check): Target<'_>) -> bool {
+        check.is_none_or(|name| {
+            self.builtins.names(endpoint).contains(&name)
+                || self.registered(endpoint).iter().any(|c| c.name() == name)
+        })
+    }
+}
+
+#[cfg(feature = "metrics")]
+impl Evaluator {
+    /// The `endpoint` label of a probe of `target`: `livez`, `healthz`,
+    /// `livez/NAME` and the like for what this evaluator answers for,
+    /// `other` for anything else. A closed set: no value grows with what
+    /// clients send.
+    pub(crate) fn endpoint_label(&self, target: Option<Target<'_>>) -> Cow<'static, str> {
+        match target {
+            Some((endpoint, None)) => Cow::Borrowed(endpoint.as_str()),
+            Some((endpoint, Some(check))) if self.knows((endpoint, Some(check))) => {
+                Cow::Owned(format!("{endpoint}/{check}"))
+            }
+            _ => Cow::Borrowed("other"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! The endpoint table, row by row, on fresh instances: no process, no
     //! socket.
 
     use super::*;
+    use crate::lifecycle::Phase;
     use crate::probe::reasons::Reasons;
     use crate::registry::{Call, CheckKind, Site};
 

@@ -1,5 +1,11 @@
 //! The probe endpoints over HTTP: routing, query parameters, content
-//! negotiation and the answer's headers.
+//! negotiation and the answer's headers; with the `metrics` feature,
+//! `GET /metrics` too.
+
+#[cfg(feature = "metrics")]
+use std::borrow::Cow;
+#[cfg(feature = "metrics")]
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -7,7 +13,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::config::ReasonsPolicy;
-use crate::probe::endpoint::Endpoint;
+use crate::probe::endpoint::{self, Target};
 use crate::probe::evaluate::Evaluator;
 use crate::probe::reasons::{Peer, Reasons};
 use crate::probe::report;
@@ -39,14 +45,8 @@ pub(crate) async fn answer<B>(
     if let Some(refused) = refuse_method(&request) {
         return refused;
     }
-    let path = request.uri().path();
-    let mut segments = path.strip_prefix('/').unwrap_or(path).splitn(2, '/');
-    let Some(endpoint) = segments.next().and_then(Endpoint::from_name) else {
+    let Some((endpoint, only)) = target(request.uri().path()) else {
         return not_found();
-    };
-    let only = match segments.next() {
-        Some(name) if name.is_empty() || !endpoint.has_single_check_paths() => return not_found(),
-        other => other,
     };
     let query = Query::parse(request.uri().query().unwrap_or(""));
     let wants_json = query.json
@@ -78,6 +78,43 @@ pub(crate) async fn answer<B>(
             report::text(&evaluation, query.verbose, reasons),
         )
     }
+}
+
+/// The target of a request for `path`.
+fn target(path: &str) -> Option<Target<'_>> {
+    endpoint::parse_path(path.strip_prefix('/').unwrap_or(path))
+}
+
+/// How long a scrape waits for the registry while an application's
+/// registration has it, before it answers 503.
+#[cfg(feature = "metrics")]
+const REGISTRY_WAIT: Duration = Duration::from_millis(250);
+
+/// `GET /metrics`: 503 while the application holds the registry longer
+/// than [`REGISTRY_WAIT`].
+#[cfg(feature = "metrics")]
+pub(crate) fn metrics<B>(request: &Request<B>) -> impl std::future::Future<Output = Answer> + Send {
+    let refused = refuse_method(request);
+    async move {
+        if let Some(refused) = refused {
+            return refused;
+        }
+        match crate::metrics::encode(REGISTRY_WAIT).await {
+            Some(text) => respond(StatusCode::OK, crate::metrics::CONTENT_TYPE, text),
+            None => respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain; charset=utf-8",
+                "the metrics registry is held by the application\n".to_owned(),
+            ),
+        }
+    }
+}
+
+/// The `endpoint` label of a probe of `path`, leading slashes aside
+/// ([`Evaluator::endpoint_label`]).
+#[cfg(feature = "metrics")]
+pub(crate) fn endpoint_label(evaluator: &Evaluator, path: &str) -> Cow<'static, str> {
+    evaluator.endpoint_label(endpoint::parse_path(path.trim_start_matches('/')))
 }
 
 /// A 405 for any method but `GET` and `HEAD`.

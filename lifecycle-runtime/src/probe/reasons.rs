@@ -4,9 +4,9 @@
 //! loopback says `reason withheld` (the kubelet reads only the status
 //! code), while `kubectl port-forward` and `kubectl exec … curl`, which
 //! arrive on loopback, still see them; `LIFECYCLE_REASONS=show` shows them
-//! to everyone. The log always has them ([`ChangeLog`]).
+//! to everyone. The log always has them ([`TransitionLog`]).
 //!
-//! [`ChangeLog`]: crate::checks::ChangeLog
+//! [`TransitionLog`]: crate::checks::TransitionLog
 
 use std::net::{IpAddr, SocketAddr};
 

@@ -7,9 +7,10 @@ use std::borrow::Cow;
 use serde_json::{json, Map, Value};
 
 use crate::checks::CheckResult;
-use crate::probe::bounds::{self, MAX_VALUE};
+use crate::probe::bounds;
+use crate::probe::endpoint::Endpoint;
 use crate::probe::reasons::{Reasons, REASON_WITHHELD, VALUE_WITHHELD};
-use crate::probe::Endpoint;
+use crate::text::{cut, one_line, MAX_VALUE};
 
 /// One line of an answer, in the order the checks are listed.
 #[derive(Debug, Clone)]
@@ -54,7 +55,7 @@ impl Evaluation {
 /// control characters escaped, so that it cannot add lines that read as
 /// other checks or a verdict), within [`MAX_VALUE`] bytes.
 fn text_value(value: &str) -> Cow<'_, str> {
-    bounds::one_line(value, MAX_VALUE)
+    one_line(value, MAX_VALUE)
 }
 
 fn detail_text(value: &Value) -> String {
@@ -136,7 +137,7 @@ pub(crate) fn text(evaluation: &Evaluation, verbose: bool, reasons: Reasons) -> 
             "warn: some health checks cannot be excluded: no matches for {}",
             names.join(",")
         );
-        tail.push(bounds::cut(&warning, MAX_VALUE).into_owned());
+        tail.push(cut(&warning, MAX_VALUE).into_owned());
     }
     let verdict = if passed { "passed" } else { "failed" };
     tail.push(format!("{} check {verdict}", evaluation.endpoint));
@@ -158,7 +159,7 @@ pub(crate) fn json(evaluation: &Evaluation, reasons: Reasons) -> String {
                     Reasons::Shown => bounds::json_value(value).into_owned(),
                     Reasons::Withheld => json!(VALUE_WITHHELD),
                 };
-                data.insert(bounds::cut(key, MAX_VALUE).into_owned(), value);
+                data.insert(cut(key, MAX_VALUE).into_owned(), value);
             }
             let millis = result.duration.as_secs_f64() * 1000.0;
             data.insert(
@@ -168,7 +169,7 @@ pub(crate) fn json(evaluation: &Evaluation, reasons: Reasons) -> String {
             data.insert("critical".into(), json!(result.critical));
             if let Some(reason) = result.health.reason() {
                 let reason = match reasons {
-                    Reasons::Shown => bounds::cut(reason, MAX_VALUE),
+                    Reasons::Shown => cut(reason, MAX_VALUE),
                     Reasons::Withheld => REASON_WITHHELD.into(),
                 };
                 data.insert("reason".into(), json!(reason));

@@ -13,8 +13,8 @@ use hyper::Request;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ProbeProtocol, ReasonsPolicy};
+use crate::probe::evaluate::Evaluator;
 use crate::probe::http::{self, Answer};
-use crate::probe::Evaluator;
 
 /// Answers probe requests from one evaluator.
 #[derive(Clone)]
@@ -75,7 +75,7 @@ impl Responder {
         async move {
             #[cfg(feature = "metrics")]
             if request.uri().path() == "/metrics" && this.metrics {
-                let answer = crate::metrics::answer(&request).await;
+                let answer = http::metrics(&request).await;
                 crate::metrics::probe_answered(
                     "http",
                     "metrics".into(),
@@ -84,10 +84,7 @@ impl Responder {
                 return answer;
             }
             #[cfg(feature = "metrics")]
-            let endpoint = crate::metrics::endpoint_label(
-                &this.evaluator,
-                request.uri().path().trim_start_matches('/'),
-            );
+            let endpoint = http::endpoint_label(&this.evaluator, request.uri().path());
             let answer = http::answer(&this.evaluator, this.reasons, request).await;
             #[cfg(feature = "metrics")]
             crate::metrics::probe_answered(

@@ -5,12 +5,9 @@ use serde_json::Value;
 
 use crate::binary::Binary;
 use crate::config::Settings;
+use crate::probe::endpoint::Target;
 use crate::probe::Endpoint;
 use crate::registry::CheckRegistration;
-
-/// A probe's target on the probe server: the endpoint and, for
-/// `/ENDPOINT/NAME`, the one check.
-pub(super) type Target<'a> = (Endpoint, Option<&'a str>);
 
 /// The container that runs this binary, with the settings its `env`
 /// gives: what the probe and pod findings are methods of.

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::container::{Container, Target};
+use super::container::Container;
 use super::finding::{error, warning, Finding};
 use super::numbers::{probe_number, probe_numbers, whole_number};
 use crate::audit::read::{command_line, items, present};
@@ -11,7 +11,8 @@ use crate::config;
 use crate::manifest::{
     ceil_seconds, grace_needed, grace_seconds, probe_period_seconds, probe_time_needed,
 };
-use crate::probe::Endpoint;
+use crate::probe::endpoint::{self, path_of, service_of, Endpoint, Target};
+use crate::registry::CheckKind;
 
 const PROBE_FLAG: &str = "--lifecycle-probe";
 
@@ -103,7 +104,7 @@ format_args!(
         }
         self.port(key, "grpc", grpc.get("port"), true, findings);
         let service = grpc.get("service").and_then(Value::as_str).unwrap_or("");
-        let target = grpc_target(service).and_then(|(e, only)| self.known(e, only));
+        let target = endpoint::parse_service(service).and_then(|(e, only)| self.known(e, only));
         if target.is_none() {
             findings.push(error(
                 format_args!("{key} gRPC service \"{service}\" does not exist on the probe server"),
@@ -279,10 +280,7 @@ fn exec_probe(
         ));
         return None;
     };
-    let target = Endpoint::PROBED
-        .into_iter()
-        .find(|endpoint| endpoint.name() == value)
-        .map(|endpoint| (endpoint, None));
+    let target = Endpoint::parse_probed(value).map(|endpoint| (endpoint, None));
     if target.is_none() {
         findings.push(error(
             format_args!("{key} runs {PROBE_FLAG} \"{value}\", which does not exist"),
@@ -299,14 +297,14 @@ fn exec_probe(
 /// down at start-up, and readiness at liveness keeps it in rotation while
 /// a dependency is down or it drains (warnings).
 fn aimed_elsewhere(key: &str, probe: &Value, target: Target<'_>) -> Option<Finding> {
-    let readiness = matches!(target.0, Endpoint::Readyz | Endpoint::Healthz);
+    let readiness = target.0.check_kinds().contains(&CheckKind::Readiness);
     let asked = || {
         if present(probe, "grpc").is_some() {
-            format!("gRPC service \"{}\"", grpc_service_of(target))
+            format!("gRPC service \"{}\"", service_of(target))
         } else if present(probe, "exec").is_some() {
             format!("{PROBE_FLAG} {}", target.0)
         } else {
-            format!("path {}", http_path_of(target))
+            format!("path {}", path_of(target))
         }
     };
     match key {
@@ -330,38 +328,7 @@ format_args!("aim readinessProbe at /readyz (gRPC service readyz, --lifecycle-pr
 }
 
 /// The target of an `httpGet` path: `/E` or `/E/NAME`, the query aside.
-fn http_target(path: &str) -> Option<(Endpoint, Option<&str>)> {
+fn http_target(path: &str) -> Option<Target<'_>> {
     let path = path.split_once('?').map_or(path, |(path, _)| path);
-    let mut segments = path.strip_prefix('/')?.splitn(2, '/');
-    let endpoint = Endpoint::from_name(segments.next()?)?;
-    Some((endpoint, segments.next()))
-}
-
-/// The target of a gRPC health service name: `""` is `/healthz`; `E` and
-/// `E/NAME` for the probed endpoints.
-fn grpc_target(service: &str) -> Option<(Endpoint, Option<&str>)> {
-    if service.is_empty() {
-        return Some((Endpoint::Healthz, None));
-    }
-    let (endpoint, only) = match service.split_once('/') {
-        Some((endpoint, only)) => (endpoint, Some(only)),
-        None => (service, None),
-    };
-    let endpoint = Endpoint::from_name(endpoint).filter(|e| Endpoint::PROBED.contains(e))?;
-    Some((endpoint, only))
-}
-
-fn http_path_of((endpoint, only): Target<'_>) -> String {
-    match only {
-        Some(name) => format!("{}/{name}", endpoint.path()),
-        None => endpoint.path(),
-    }
-}
-
-fn grpc_service_of((endpoint, only): Target<'_>) -> String {
-    match (endpoint, only) {
-        (Endpoint::Healthz, _) => String::new(),
-        (endpoint, Some(name)) => format!("{endpoint}/{name}"),
-        (endpoint, None) => endpoint.to_string(),
-    }
+    endpoint::parse_path(path.strip_prefix('/')?)
 }

@@ -1,0 +1,88 @@
+//! The service names of `grpc.health.v1.Health` and what they answer,
+//! shared by `Check`, `List` and `Watch`: names to endpoints, whether a
+//! name is known, its status, and the response that carries it.
+
+#[cfg(feature = "metrics")]
+use std::borrow::Cow;
+
+use crate::grpc::proto::health_check_response::ServingStatus;
+use crate::grpc::proto::HealthCheckResponse;
+use crate::probe::endpoint::{self, Endpoint, Target};
+use crate::probe::evaluate::Evaluator;
+
+/// The endpoint (and the one check) service `name` addresses; `None` for
+/// a name that is none of these.
+pub(crate) fn target(name: &str) -> Option<Target<'_>> {
+    endpoint::parse_service(name)
+}
+
+/// The `endpoint` label of service `name` (`""` is `/healthz`'s).
+#[cfg(feature = "metrics")]
+pub(crate) fn endpoint_label(evaluator: &Evaluator, name: &str) -> Cow<'static, str> {
+    evaluator.endpoint_label(target(name))
+}
+
+/// Whether `name` is one of the names the service answers for.
+pub(crate) fn known(evaluator: &Evaluator, name: &str) -> bool {
+    target(name).is_some_and(|target| evaluator.knows(target))
+}
+
+/// The status of service `name` now; `None` when it names nothing.
+pub(crate) async fn status(evaluator: &Evaluator, name: &str) -> Option<ServingStatus> {
+    let (endpoint, only) = target(name)?;
+    // A built-in check failing (the phase, mark_broken) decides at once.
+    if evaluator.fails_on_builtins(endpoint, only) {
+        return Some(ServingStatus::NotServing);
+    }
+    let evaluation = evaluator.evaluate(endpoint, only, &[]).await?;
+    Some(serving(evaluation.passed()))
+}
+
+pub(crate) fn serving(passed: bool) -> ServingStatus {
+    if passed {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    }
+}
+
+pub(crate) fn response(status: ServingStatus) -> HealthCheckResponse {
+    HealthCheckResponse {
+        status: status as i32,
+    }
+}
+
+/// Every name a client may ask for: `""`, each probed endpoint, and each
+/// of their checks.
+pub(crate) fn all(evaluator: &Evaluator) -> Vec<String> {
+    let mut names = vec![String::new()];
+    for endpoint in Endpoint::PROBED {
+        names.push(endpoint.as_str().to_owned());
+        for check in evaluator.check_names(endpoint) {
+            names.push(format!("{endpoint}/{check}"));
+        }
+    }
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_names_map_to_the_endpoints() {
+        assert_eq!(target(""), Some((Endpoint::Healthz, None)));
+        assert_eq!(target("livez"), Some((Endpoint::Livez, None)));
+        assert_eq!(target("readyz"), Some((Endpoint::Readyz, None)));
+        assert_eq!(target("startupz"), Some((Endpoint::Startupz, None)));
+        assert_eq!(target("readyz/db"), Some((Endpoint::Readyz, Some("db"))));
+        assert_eq!(
+            target("livez/a/b"),
+            Some((Endpoint::Livez, Some("a/b"))),
+            "a name no check has: evaluate says so"
+        );
+        for unknown in ["healthz", "readyz/", "/readyz", "READYZ", "metrics", " "] {
+            assert_eq!(target(unknown), None, "{unknown:?}");
+        }
+    }
+}
