@@ -12,9 +12,10 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 
+use crate::binary::Binary;
 use crate::config::{ProbeProtocol, Settings};
 use crate::exit::{Code, Exit};
-use crate::manifest::{endpoint_checks, probe_timeout_seconds};
+use crate::manifest::probe_timeout_seconds;
 use crate::probe::Endpoint;
 
 /// How long the exec probe waits at the least.
@@ -84,7 +85,7 @@ impl fmt::Display for ProbeError {
 /// manifest gives the kubelet.
 pub(crate) fn run(settings: &Settings, endpoint: Endpoint) -> Exit {
     let timeout = MIN_TIMEOUT.max(Duration::from_secs(probe_timeout_seconds(
-        &endpoint_checks(endpoint),
+        &Binary::registered().endpoint_checks(endpoint),
     )));
     let target = reachable(settings.probe_addr);
     let verdict = within(target, timeout, async move {

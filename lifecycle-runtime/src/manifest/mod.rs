@@ -10,11 +10,11 @@ use crate::binary::Binary;
 use crate::config::{ProbeProtocol, Settings, StopSignal};
 use crate::exit::{self, Exit};
 use crate::flags::Manifest;
+use crate::probe::endpoint::METRICS_PATH;
 use crate::probe::Endpoint;
 use crate::stop_budget::budget_warning;
 
 /// Where the probe server serves the metrics.
-const METRICS_PATH: &str = "/metrics";
 /// A Job's `backoffLimit`: Kubernetes' own default, written out so that
 /// the rules of the `podFailurePolicy` read with the count they feed.
 const BACKOFF_LIMIT: u32 = 6;
@@ -173,6 +173,15 @@ pub(crate) fn print(settings: &Settings, manifest: Manifest) -> Exit {
     }
 }
 
+/// The container's probe keys, in the order a pod template lists them,
+/// and the endpoint each probes: what the manifest writes and the audit
+/// reads back.
+pub(crate) const PROBE_KEYS: [(&str, Endpoint); 3] = [
+    ("startupProbe", Endpoint::Startupz),
+    ("livenessProbe", Endpoint::Livez),
+    ("readinessProbe", Endpoint::Readyz),
+];
+
 /// The probes of the pod template, by their keys, for `binary`'s checks:
 /// each probe's timeout covers its on-demand checks, its period the
 /// background checks' intervals, and the startup probe's budget the
@@ -198,28 +207,22 @@ pub(crate) fn probes(binary: &Binary, settings: &Settings) -> [(&'static str, Va
             ),
         ])
     };
-    [
-        (
-            "startupProbe",
-            probe(Endpoint::Startupz, STARTUP_PERIOD_SECONDS, None),
-        ),
-        (
-            "livenessProbe",
-            probe(
-                Endpoint::Livez,
+    PROBE_KEYS.map(|(key, endpoint)| {
+        let value = match endpoint {
+            Endpoint::Startupz => probe(endpoint, STARTUP_PERIOD_SECONDS, None),
+            Endpoint::Livez => probe(
+                endpoint,
                 LIVENESS_PERIOD_SECONDS,
                 Some(LIVENESS_FAILURE_THRESHOLD),
             ),
-        ),
-        (
-            "readinessProbe",
-            probe(
-                Endpoint::Readyz,
+            Endpoint::Readyz | Endpoint::Healthz => probe(
+                endpoint,
                 READINESS_PERIOD_SECONDS,
                 Some(READINESS_FAILURE_THRESHOLD),
             ),
-        ),
-    ]
+        };
+        (key, value)
+    })
 }
 
 /// A PodTemplateSpec (pod metadata and a spec with one container), or a

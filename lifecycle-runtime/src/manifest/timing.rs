@@ -6,8 +6,7 @@
 use std::time::Duration;
 
 use crate::config::Settings;
-use crate::probe::Endpoint;
-use crate::registry::{self, CheckRegistration};
+use crate::registry::CheckRegistration;
 
 /// Kubernetes' defaults for a probe's fields that a manifest leaves out or
 /// sets to 0 (the API server's `SetDefaults_Probe`).
@@ -58,15 +57,6 @@ pub(crate) fn probe_time_needed(checks: &[&CheckRegistration]) -> Duration {
 /// rounded up to a whole second.
 pub(crate) fn probe_timeout_seconds(checks: &[&CheckRegistration]) -> u64 {
     ceil_seconds(probe_time_needed(checks)).max(1)
-}
-
-/// The registered checks a probe of `endpoint` runs.
-pub(crate) fn endpoint_checks(endpoint: Endpoint) -> Vec<&'static CheckRegistration> {
-    let mut checks = Vec::new();
-    for kind in endpoint.check_kinds() {
-        checks.extend(registry::checks(*kind));
-    }
-    checks
 }
 
 /// The least `terminationGracePeriodSeconds` the pod needs, before

@@ -9,6 +9,10 @@ use std::fmt;
 
 use crate::registry::CheckKind;
 
+/// Where the probe server serves the metrics (with the `metrics` feature),
+/// and where the pod annotations point Prometheus.
+pub(crate) const METRICS_PATH: &str = "/metrics";
+
 /// A probe endpoint: `/livez`, `/readyz`, `/startupz` or `/healthz`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Endpoint {

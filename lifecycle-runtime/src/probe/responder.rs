@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use hyper::body::Incoming;
 use hyper::Request;
@@ -13,8 +12,11 @@ use hyper::Request;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ProbeProtocol, ReasonsPolicy};
+#[cfg(feature = "metrics")]
+use crate::probe::endpoint::METRICS_PATH;
 use crate::probe::evaluate::Evaluator;
 use crate::probe::http::{self, Answer};
+use crate::registry::BoxFuture;
 
 /// Answers probe requests from one evaluator.
 #[derive(Clone)]
@@ -54,7 +56,7 @@ impl Responder {
         &self,
         request: Request<Incoming>,
         protocol: ProbeProtocol,
-    ) -> BoxFuture<'static, Answer> {
+    ) -> BoxFuture<Answer> {
         #[cfg(feature = "grpc")]
         if protocol == ProbeProtocol::Grpc {
             use tonic::codegen::Service;
@@ -74,7 +76,7 @@ impl Responder {
         let this = self.clone();
         async move {
             #[cfg(feature = "metrics")]
-            if request.uri().path() == "/metrics" && this.metrics {
+            if request.uri().path() == METRICS_PATH && this.metrics {
                 let answer = http::metrics(&request).await;
                 crate::metrics::probe_answered(
                     "http",

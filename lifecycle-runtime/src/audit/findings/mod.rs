@@ -53,20 +53,13 @@ mod probes;
 use super::read::{command_line, container_name, present, Workload};
 use crate::binary::Binary;
 use crate::config::ServiceConfig;
-use crate::probe::Endpoint;
+use crate::manifest::PROBE_KEYS;
 use container::Container;
 use env::{read_env, resolve};
 pub(crate) use finding::{Finding, Severity};
 use pod::job_findings;
 
 const PREFLIGHT_FLAG: &str = "--lifecycle-preflight";
-
-/// The probes, in the order they are reported, with the endpoint each is for.
-const PROBES: [(&str, Endpoint); 3] = [
-    ("startupProbe", Endpoint::Startupz),
-    ("livenessProbe", Endpoint::Livez),
-    ("readinessProbe", Endpoint::Readyz),
-];
 
 /// Whether an init container is this binary's preflight.
 pub(crate) fn runs_preflight(container: &Value) -> bool {
@@ -99,7 +92,7 @@ pub(crate) fn service_container(
         settings: &settings,
         container,
     };
-    for (key, endpoint) in PROBES {
+    for (key, endpoint) in PROBE_KEYS {
         if let Some(probe) = present(container, key) {
             audit.probe(key, endpoint, probe, &mut findings);
         }

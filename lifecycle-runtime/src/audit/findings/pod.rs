@@ -16,10 +16,8 @@ use crate::manifest::{
     grace_needed, grace_seconds, probe_period_seconds, startup_failure_threshold,
     DEFAULT_GRACE_SECONDS, STARTUP_PERIOD_SECONDS,
 };
+use crate::probe::endpoint::METRICS_PATH;
 use crate::probe::Endpoint;
-
-/// Where the probe server serves the metrics.
-const METRICS_PATH: &str = "/metrics";
 
 impl Container<'_> {
     /// The startup probe's budget (or, without one, the liveness probe's)
