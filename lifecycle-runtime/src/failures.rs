@@ -7,12 +7,14 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::call::CallFailure;
 use crate::config::{ConfigError, PROBE_ADDR_FILE};
-use crate::exit::{Code, Exit, TERMINATION_MESSAGE_MAX};
+use crate::exit::{terminate, Code, Exit, TERMINATION_MESSAGE_MAX};
 use crate::flags::FlagError;
 use crate::registry::HookKind;
+use crate::signals::event::StopEvent;
 use crate::text::one_line;
 
 /// One failure of the service's, as its termination message words it.
@@ -53,6 +55,20 @@ pub(crate) enum Failure {
     StillRunning(String),
     /// `--lifecycle-preflight`: the lines of the checks that failed.
     PreflightChecks(Vec<String>),
+    /// A second stop event during the stop: the exit is at once, with the
+    /// event's code.
+    StopEventAgain(StopEvent),
+    /// The stop did not finish within the shutdown timeout counted from
+    /// `cause` (a stop event, or a stop requested otherwise).
+    Deadline {
+        timeout: Duration,
+        cause: Option<StopEvent>,
+        running: String,
+    },
+    /// `--lifecycle-manifest`: no manifest can be made from the settings.
+    Manifest(String),
+    /// `--lifecycle-manifest`: the manifest did not reach stdout.
+    ManifestStdout(io::Error),
 }
 
 /// How a hook failed.
@@ -90,8 +106,21 @@ impl Failure {
             | Failure::Hook { .. }
             | Failure::MainReturned(_)
             | Failure::StillRunning(_)
-            | Failure::PreflightChecks(_) => Code::Failure,
+            | Failure::PreflightChecks(_)
+            | Failure::Deadline { .. }
+            | Failure::ManifestStdout(_) => Code::Failure,
+            Failure::Manifest(_) => Code::BadConfig,
+            Failure::StopEventAgain(event) => event.exit_code(),
         }
+    }
+}
+
+impl Failure {
+    /// Ends the process now with this failure's code and termination
+    /// message: for the failures no run can wait on (the stop's second
+    /// event, its deadline), decided on the signal thread.
+    pub(crate) fn exit_now(self) -> ! {
+        terminate(self.code(), &self.to_string())
     }
 }
 
@@ -141,6 +170,27 @@ impl fmt::Display for Failure {
                 "the on_shutdown hooks ran at their latest start and are done; still running: {running}"
             ),
             Failure::PreflightChecks(lines) => write!(f, "preflight failed: {}", lines.join("; ")),
+            Failure::StopEventAgain(event) => write!(
+                f,
+                "{} received again during shutdown: exiting at once",
+                event.as_str()
+            ),
+            Failure::Deadline {
+                timeout,
+                cause,
+                running,
+            } => {
+                write!(f, "shutdown did not finish within {} ms ", timeout.as_millis())?;
+                match cause {
+                    Some(event) => write!(f, "of {}", event.as_str())?,
+                    None => f.write_str("of the stop")?,
+                }
+                write!(f, "; still running: {running}")
+            }
+            Failure::Manifest(error) => f.write_str(error),
+            Failure::ManifestStdout(error) => {
+                write!(f, "cannot write the manifest to stdout: {error}")
+            }
         }
     }
 }

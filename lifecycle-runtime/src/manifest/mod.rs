@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::binary::Binary;
 use crate::config::{ProbeProtocol, Settings, StopSignal};
 use crate::exit::{self, Exit};
+use crate::failures::Failure;
 use crate::flags::Manifest;
 use crate::probe::endpoint::METRICS_PATH;
 use crate::probe::Endpoint;
@@ -164,12 +165,9 @@ pub(crate) fn print(settings: &Settings, manifest: Manifest) -> Exit {
             .and_then(|()| std::io::Write::flush(&mut std::io::stdout().lock()))
         {
             Ok(()) => Exit::success(),
-            Err(error) => Exit::failure(
-                exit::Code::Failure,
-                format!("cannot write the manifest to stdout: {error}"),
-            ),
+            Err(error) => Failure::ManifestStdout(error).into(),
         },
-        Err(error) => Exit::failure(exit::Code::BadConfig, error),
+        Err(error) => Failure::Manifest(error).into(),
     }
 }
 

@@ -20,10 +20,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::StopSignal;
-use crate::exit::{terminate, Code};
+use crate::failures::Failure;
 use crate::lifecycle::Lifecycle;
 
-mod event;
+pub(crate) mod event;
 #[cfg(unix)]
 mod unix;
 #[cfg(unix)]
@@ -84,28 +84,19 @@ pub(crate) fn start(
                     tokio::select! {
                         event = signals.next() => {
                             if signalled {
-                                terminate(
-                                    event.exit_code(),
-                                    &format!("{} received again during shutdown: exiting at once", event.as_str()),
-                                );
+                                Failure::StopEventAgain(event).exit_now();
                             }
                             // The first stop event of a stop that began otherwise.
                             signalled = true;
                             tracing::info!("{} received: already shutting down", event.as_str());
                         }
                         _ = &mut deadline => {
-                            let since = match cause {
-                                Some(event) => format!("of {}", event.as_str()),
-                                None => "of the stop".to_owned(),
-                            };
-                            terminate(
-                                Code::Failure,
-                                &format!(
-                                    "shutdown did not finish within {} ms {since}; still running: {}",
-                                    shutdown_timeout.as_millis(),
-                                    lifecycle.still_running()
-                                ),
-                            );
+                            Failure::Deadline {
+                                timeout: shutdown_timeout,
+                                cause,
+                                running: lifecycle.still_running(),
+                            }
+                            .exit_now();
                         }
                     }
                 }
