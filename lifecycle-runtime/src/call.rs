@@ -3,7 +3,6 @@
 //! panic turned into that call's failure.
 
 use std::cell::Cell;
-use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +12,7 @@ use once_cell::sync::Lazy;
 use tokio::runtime::Handle;
 use tokio_util::task::AbortOnDropHandle;
 
+use crate::failures::CallFailure;
 use crate::panics::{catch, catch_async, payload_message};
 use crate::registry::Call;
 
@@ -28,28 +28,6 @@ pub(crate) fn task<T>(future: impl Future<Output = T> + Send + 'static) -> Task 
     Box::pin(async move {
         let _ = future.await;
     })
-}
-
-/// Why a bounded call has no value: it did not return in time, or at all.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum CallFailure {
-    TimedOut(Duration),
-    Panicked(String),
-    /// The application runtime is shutting down and dropped the task.
-    Cancelled,
-}
-
-/// The reason a check's or hook's failure gives.
-impl fmt::Display for CallFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CallFailure::TimedOut(after) => write!(f, "timed out after {} ms", after.as_millis()),
-            CallFailure::Panicked(message) => write!(f, "panicked: {message}"),
-            CallFailure::Cancelled => {
-                f.write_str("cancelled: the application runtime is shutting down")
-            }
-        }
-    }
 }
 
 /// Runs `call` on the application runtime `app` and waits at most `timeout`

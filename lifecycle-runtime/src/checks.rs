@@ -13,9 +13,9 @@ use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-#[cfg(feature = "metrics")]
-use crate::call::CallFailure;
 use crate::call::{run_bounded, OwnTask};
+#[cfg(feature = "metrics")]
+use crate::failures::CallFailure;
 use crate::health::Health;
 #[cfg(feature = "metrics")]
 use crate::metrics::{CheckSeries, RunResult};

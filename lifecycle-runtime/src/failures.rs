@@ -1,7 +1,11 @@
-//! What failed: before serving, in start-up, in the body of `main` and in
-//! the stop, each failure naming what failed and how. The exit code and
-//! the termination message of a run are derived from its failures here,
-//! and nowhere else.
+//! What failed: before serving, in start-up, in the body of `main`, in
+//! the stop, in a call of user code, and a panic that ends the process;
+//! each failure names what failed and how. A failing process's exit code
+//! and termination message are derived from its failures here, and
+//! nowhere else. The modes that judge something other than the service
+//! (`--lifecycle-probe`, `--lifecycle-check-manifest`) are no failure of
+//! the service's: they exit with their verdict, and write no termination
+//! message.
 
 use std::fmt;
 use std::io;
@@ -9,7 +13,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::call::CallFailure;
 use crate::config::{ConfigError, PROBE_ADDR_FILE};
 use crate::exit::{terminate, Code, Exit, TERMINATION_MESSAGE_MAX};
 use crate::flags::FlagError;
@@ -66,9 +69,61 @@ pub(crate) enum Failure {
         running: String,
     },
     /// `--lifecycle-manifest`: no manifest can be made from the settings.
-    Manifest(String),
+    Manifest(ManifestError),
     /// `--lifecycle-manifest`: the manifest did not reach stdout.
     ManifestStdout(io::Error),
+    /// A panic under `panic = "crash"`, anywhere: the process ends at once,
+    /// and the panic's own description (thread, place, message) is the
+    /// termination message.
+    Crash(String),
+}
+
+/// Why a bounded call of user code (`call::run_bounded`) has no value: it
+/// did not return in time, or at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CallFailure {
+    TimedOut(Duration),
+    Panicked(String),
+    /// The application runtime is shutting down and dropped the task.
+    Cancelled,
+}
+
+/// The reason a check's or hook's failure gives.
+impl fmt::Display for CallFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallFailure::TimedOut(after) => write!(f, "timed out after {} ms", after.as_millis()),
+            CallFailure::Panicked(message) => write!(f, "panicked: {message}"),
+            CallFailure::Cancelled => {
+                f.write_str("cancelled: the application runtime is shutting down")
+            }
+        }
+    }
+}
+
+/// Why `--lifecycle-manifest` can make no manifest: the probe address the
+/// settings give is one the kubelet cannot probe.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ManifestError {
+    /// A loopback address: the kubelet probes the pod's IP.
+    LoopbackProbeAddr(SocketAddr),
+    /// Port 0: the port is only known once bound.
+    ProbePortZero(SocketAddr),
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ManifestError::LoopbackProbeAddr(addr) => write!(
+                f,
+                "the probe address {addr} is a loopback address, which the kubelet (probing the pod's IP) cannot reach: bind 0.0.0.0 or [::] with LIFECYCLE_PROBE_ADDR or #[service_main(probe_addr)]"
+            ),
+            ManifestError::ProbePortZero(addr) => write!(
+                f,
+                "the probe address {addr} has port 0, which the kubelet cannot probe: set LIFECYCLE_PROBE_ADDR or #[service_main(probe_addr)] to a fixed port"
+            ),
+        }
+    }
 }
 
 /// How a hook failed.
@@ -97,7 +152,7 @@ impl Failure {
             | Failure::Flags(_)
             | Failure::DuplicateNames(_)
             | Failure::ProbeAddrFile { .. } => Code::BadConfig,
-            Failure::MainPanicked(_) => Code::Panic,
+            Failure::MainPanicked(_) | Failure::Crash(_) => Code::Panic,
             Failure::SignalHandlers { .. }
             | Failure::SignalThread { .. }
             | Failure::Runtime(_)
@@ -187,10 +242,11 @@ impl fmt::Display for Failure {
                 }
                 write!(f, "; still running: {running}")
             }
-            Failure::Manifest(error) => f.write_str(error),
+            Failure::Manifest(error) => error.fmt(f),
             Failure::ManifestStdout(error) => {
                 write!(f, "cannot write the manifest to stdout: {error}")
             }
+            Failure::Crash(description) => f.write_str(description),
         }
     }
 }
@@ -208,8 +264,10 @@ impl Failures {
         self.0.is_empty()
     }
 
-    /// The exit code: a panic of `main`'s is 101 whatever else failed; the
-    /// failures before serving (a bad configuration among them) come alone.
+    /// The exit code: a panic of `main`'s is 101 whatever else failed.
+    /// Otherwise every failure has the same code: a failure before serving
+    /// (a bad configuration among them, 2) ends the run alone, and what
+    /// fails in start-up, in `main` and in the stop is 1.
     fn code(&self) -> Code {
         if self.0.iter().any(|failure| failure.code() == Code::Panic) {
             return Code::Panic;

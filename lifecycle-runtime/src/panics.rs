@@ -13,7 +13,8 @@ use std::task::{Context, Poll};
 use futures_util::FutureExt;
 
 use crate::config::PanicPolicy;
-use crate::exit::{self, terminate, Code};
+use crate::exit;
+use crate::failures::Failure;
 
 thread_local! {
     /// How many contained calls are running on this thread right now.
@@ -157,7 +158,7 @@ fn describe(info: &PanicHookInfo<'_>) -> String {
 /// Replaces the panic hook for the life of the process.
 pub(crate) fn install(policy: PanicPolicy) {
     install_with(move |description| match policy {
-        PanicPolicy::Crash => terminate(Code::Panic, description),
+        PanicPolicy::Crash => Failure::Crash(description.to_owned()).exit_now(),
         PanicPolicy::Log => exit::log_error(description),
     });
 }

@@ -153,7 +153,7 @@ fn audit(
     };
     let duplicates = registry::duplicate_names();
     if !duplicates.is_empty() {
-        return crate::audit::unusable(&duplicates.join("; "));
+        return crate::audit::unusable(&Failure::DuplicateNames(duplicates).to_string());
     }
     crate::panics::install(config.panic);
     serve_nothing(handlers);

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::binary::Binary;
 use crate::config::{ProbeProtocol, Settings, StopSignal};
 use crate::exit::{self, Exit};
-use crate::failures::Failure;
+use crate::failures::{Failure, ManifestError};
 use crate::flags::Manifest;
 use crate::probe::endpoint::METRICS_PATH;
 use crate::probe::Endpoint;
@@ -230,7 +230,7 @@ pub(crate) fn render(
     container_name: &str,
     settings: &Settings,
     manifest: Manifest,
-) -> Result<String, String> {
+) -> Result<String, ManifestError> {
     render_for(&Binary::registered(), container_name, settings, manifest)
 }
 
@@ -240,19 +240,13 @@ pub(crate) fn render_for(
     container_name: &str,
     settings: &Settings,
     manifest: Manifest,
-) -> Result<String, String> {
+) -> Result<String, ManifestError> {
     let port = settings.probe_addr.port();
     if settings.probe_addr.ip().is_loopback() {
-        return Err(format!(
-            "the probe address {} is a loopback address, which the kubelet (probing the pod's IP) cannot reach: bind 0.0.0.0 or [::] with LIFECYCLE_PROBE_ADDR or #[service_main(probe_addr)]",
-            settings.probe_addr
-        ));
+        return Err(ManifestError::LoopbackProbeAddr(settings.probe_addr));
     }
     if port == 0 {
-        return Err(format!(
-            "the probe address {} has port 0, which the kubelet cannot probe: set LIFECYCLE_PROBE_ADDR or #[service_main(probe_addr)] to a fixed port",
-            settings.probe_addr
-        ));
+        return Err(ManifestError::ProbePortZero(settings.probe_addr));
     }
     let probes_port = object(vec![
         ("name", "probes".into()),
