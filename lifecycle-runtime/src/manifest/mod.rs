@@ -171,13 +171,40 @@ pub(crate) fn print(settings: &Settings, manifest: Manifest) -> Exit {
     }
 }
 
-/// The container's probe keys, in the order a pod template lists them,
-/// and the endpoint each probes: what the manifest writes and the audit
+/// A probe of the pod template: what the manifest writes and the audit
 /// reads back.
-pub(crate) const PROBE_KEYS: [(&str, Endpoint); 3] = [
-    ("startupProbe", Endpoint::Startupz),
-    ("livenessProbe", Endpoint::Livez),
-    ("readinessProbe", Endpoint::Readyz),
+pub(crate) struct PodProbe {
+    /// The container's key for it.
+    pub(crate) key: &'static str,
+    /// The endpoint it probes.
+    pub(crate) endpoint: Endpoint,
+    /// Its period, before the background checks' intervals lengthen it.
+    base_period: u64,
+    /// Its failure threshold; the startup probe's follows from the
+    /// start-up budget and the period.
+    failure_threshold: Option<u64>,
+}
+
+/// The pod template's probes, in the order it lists them.
+pub(crate) const POD_PROBES: [PodProbe; 3] = [
+    PodProbe {
+        key: "startupProbe",
+        endpoint: Endpoint::Startupz,
+        base_period: STARTUP_PERIOD_SECONDS,
+        failure_threshold: None,
+    },
+    PodProbe {
+        key: "livenessProbe",
+        endpoint: Endpoint::Livez,
+        base_period: LIVENESS_PERIOD_SECONDS,
+        failure_threshold: Some(LIVENESS_FAILURE_THRESHOLD),
+    },
+    PodProbe {
+        key: "readinessProbe",
+        endpoint: Endpoint::Readyz,
+        base_period: READINESS_PERIOD_SECONDS,
+        failure_threshold: Some(READINESS_FAILURE_THRESHOLD),
+    },
 ];
 
 /// The probes of the pod template, by their keys, for `binary`'s checks:
@@ -205,21 +232,13 @@ pub(crate) fn probes(binary: &Binary, settings: &Settings) -> [(&'static str, Va
             ),
         ])
     };
-    PROBE_KEYS.map(|(key, endpoint)| {
-        let value = match endpoint {
-            Endpoint::Startupz => probe(endpoint, STARTUP_PERIOD_SECONDS, None),
-            Endpoint::Livez => probe(
-                endpoint,
-                LIVENESS_PERIOD_SECONDS,
-                Some(LIVENESS_FAILURE_THRESHOLD),
-            ),
-            Endpoint::Readyz | Endpoint::Healthz => probe(
-                endpoint,
-                READINESS_PERIOD_SECONDS,
-                Some(READINESS_FAILURE_THRESHOLD),
-            ),
-        };
-        (key, value)
+    POD_PROBES.map(|pod_probe| {
+        let value = probe(
+            pod_probe.endpoint,
+            pod_probe.base_period,
+            pod_probe.failure_threshold,
+        );
+        (pod_probe.key, value)
     })
 }
 

@@ -38,19 +38,13 @@ impl Container<'_> {
         names
     }
 
-    /// `endpoint` and `only` when they name something the server answers.
-    pub(super) fn known<'t>(
-        &self,
-        endpoint: Endpoint,
-        only: Option<&'t str>,
-    ) -> Option<Target<'t>> {
-        match only {
-            None => Some((endpoint, None)),
-            Some(name) if endpoint.has_single_check_paths() && !name.is_empty() => self
-                .check_names(endpoint)
-                .contains(&name)
-                .then_some((endpoint, Some(name))),
-            Some(_) => None,
+    /// `target` when it names something the server answers: an endpoint,
+    /// or one of its checks (the parse already refused a check path that
+    /// the endpoint does not take).
+    pub(super) fn known<'t>(&self, target: Target<'t>) -> Option<Target<'t>> {
+        match target {
+            (_, None) => Some(target),
+            (endpoint, Some(name)) => self.check_names(endpoint).contains(&name).then_some(target),
         }
     }
 }

@@ -53,7 +53,7 @@ mod probes;
 use super::read::{command_line, container_name, present, Workload};
 use crate::binary::Binary;
 use crate::config::ServiceConfig;
-use crate::manifest::PROBE_KEYS;
+use crate::manifest::{PodProbe, POD_PROBES};
 use container::Container;
 use env::{read_env, resolve};
 pub(crate) use finding::{Finding, Severity};
@@ -92,7 +92,7 @@ pub(crate) fn service_container(
         settings: &settings,
         container,
     };
-    for (key, endpoint) in PROBE_KEYS {
+    for PodProbe { key, endpoint, .. } in POD_PROBES {
         if let Some(probe) = present(container, key) {
             audit.probe(key, endpoint, probe, &mut findings);
         }

@@ -68,7 +68,7 @@ impl Container<'_> {
             ));
         }
         let path = http.get("path").and_then(Value::as_str).unwrap_or("/");
-        let target = http_target(path).and_then(|(e, only)| self.known(e, only));
+        let target = http_target(path).and_then(|target| self.known(target));
         if target.is_none() {
             findings.push(error(
                 format_args!("{key} path \"{path}\" does not exist on the probe server"),
@@ -104,7 +104,7 @@ format_args!(
         }
         self.port(key, "grpc", grpc.get("port"), true, findings);
         let service = grpc.get("service").and_then(Value::as_str).unwrap_or("");
-        let target = endpoint::parse_service(service).and_then(|(e, only)| self.known(e, only));
+        let target = endpoint::parse_service(service).and_then(|target| self.known(target));
         if target.is_none() {
             findings.push(error(
                 format_args!("{key} gRPC service \"{service}\" does not exist on the probe server"),
