@@ -18,8 +18,9 @@ use hyper::Request;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::config::{ProbeProtocol, ReasonsPolicy};
+use crate::config::ReasonsPolicy;
 use crate::lifecycle::Lifecycle;
+use crate::probe::http::RequestProtocol;
 use crate::probe::{server, Evaluator, Responder};
 use crate::registry;
 
@@ -49,7 +50,7 @@ pub struct State {
 /// on the current tokio runtime, which also runs the registered checks.
 pub struct ProbeHarness {
     lifecycle: Arc<Lifecycle>,
-    responder: Responder,
+    responder: Arc<Responder>,
     http: server::HttpSettings,
     graceful: GracefulShutdown,
 }
@@ -101,7 +102,7 @@ impl ProbeHarness {
         };
         ProbeHarness {
             lifecycle,
-            responder: Responder::new(
+            responder: Arc::new(Responder::new(
                 evaluator,
                 reasons,
                 #[cfg(feature = "grpc")]
@@ -109,7 +110,7 @@ impl ProbeHarness {
                 // `/metrics` is fuzzed too.
                 #[cfg(feature = "metrics")]
                 true,
-            ),
+            )),
             http: server::http_settings(),
             graceful: GracefulShutdown::new(),
         }
@@ -124,7 +125,7 @@ impl ProbeHarness {
         // Stands for the application runtime's heartbeat task.
         self.lifecycle.heartbeat().beat();
         let responder = self.responder.clone();
-        let answer = move |request: Request<Incoming>, protocol: ProbeProtocol| {
+        let answer = move |request: Request<Incoming>, protocol: RequestProtocol| {
             responder.answer(request, protocol)
         };
         let busy = Arc::new(AtomicUsize::new(0));

@@ -684,9 +684,13 @@ impl H2Client {
                 None => break Ok(()),
             }
         };
-        drop(self.requests);
+        // The handle is kept until the connection ends: dropped at once,
+        // the client would close the connection itself as soon as the
+        // stream ended, maybe before the server's GOAWAY arrived. Kept, the
+        // connection ends on the server's GOAWAY (or its close) alone.
         let connection = self.connection.await.unwrap().map_err(|e| e.to_string());
         let closed = Instant::now();
+        drop(self.requests);
         let goaway = goaway(&self.seen.lock().unwrap().received);
         H2End {
             body,

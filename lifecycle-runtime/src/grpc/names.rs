@@ -7,29 +7,23 @@ use std::borrow::Cow;
 
 use crate::grpc::proto::health_check_response::ServingStatus;
 use crate::grpc::proto::HealthCheckResponse;
-use crate::probe::endpoint::{self, Endpoint, Target};
+use crate::probe::endpoint::{parse_service, Endpoint};
 use crate::probe::evaluate::Evaluator;
-
-/// The endpoint (and the one check) service `name` addresses; `None` for
-/// a name that is none of these.
-pub(crate) fn target(name: &str) -> Option<Target<'_>> {
-    endpoint::parse_service(name)
-}
 
 /// The `endpoint` label of service `name` (`""` is `/healthz`'s).
 #[cfg(feature = "metrics")]
 pub(crate) fn endpoint_label(evaluator: &Evaluator, name: &str) -> Cow<'static, str> {
-    evaluator.endpoint_label(target(name))
+    evaluator.endpoint_label(parse_service(name))
 }
 
 /// Whether `name` is one of the names the service answers for.
 pub(crate) fn known(evaluator: &Evaluator, name: &str) -> bool {
-    target(name).is_some_and(|target| evaluator.knows(target))
+    parse_service(name).is_some_and(|target| evaluator.knows(target))
 }
 
 /// The status of service `name` now; `None` when it names nothing.
 pub(crate) async fn status(evaluator: &Evaluator, name: &str) -> Option<ServingStatus> {
-    let (endpoint, only) = target(name)?;
+    let (endpoint, only) = parse_service(name)?;
     // A built-in check failing (the phase, mark_broken) decides at once.
     if evaluator.fails_on_builtins(endpoint, only) {
         return Some(ServingStatus::NotServing);
@@ -71,18 +65,21 @@ mod tests {
 
     #[test]
     fn service_names_map_to_the_endpoints() {
-        assert_eq!(target(""), Some((Endpoint::Healthz, None)));
-        assert_eq!(target("livez"), Some((Endpoint::Livez, None)));
-        assert_eq!(target("readyz"), Some((Endpoint::Readyz, None)));
-        assert_eq!(target("startupz"), Some((Endpoint::Startupz, None)));
-        assert_eq!(target("readyz/db"), Some((Endpoint::Readyz, Some("db"))));
+        assert_eq!(parse_service(""), Some((Endpoint::Healthz, None)));
+        assert_eq!(parse_service("livez"), Some((Endpoint::Livez, None)));
+        assert_eq!(parse_service("readyz"), Some((Endpoint::Readyz, None)));
+        assert_eq!(parse_service("startupz"), Some((Endpoint::Startupz, None)));
         assert_eq!(
-            target("livez/a/b"),
+            parse_service("readyz/db"),
+            Some((Endpoint::Readyz, Some("db")))
+        );
+        assert_eq!(
+            parse_service("livez/a/b"),
             Some((Endpoint::Livez, Some("a/b"))),
             "a name no check has: evaluate says so"
         );
         for unknown in ["healthz", "readyz/", "/readyz", "READYZ", "metrics", " "] {
-            assert_eq!(target(unknown), None, "{unknown:?}");
+            assert_eq!(parse_service(unknown), None, "{unknown:?}");
         }
     }
 }

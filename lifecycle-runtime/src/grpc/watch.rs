@@ -13,9 +13,10 @@ use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
-use crate::grpc::names::{known, response, status, target};
+use crate::grpc::names::{known, response, status};
 use crate::grpc::proto::health_check_response::ServingStatus;
 use crate::grpc::proto::HealthCheckResponse;
+use crate::probe::endpoint::parse_service;
 use crate::probe::evaluate::Evaluator;
 
 /// How often a watched name's on-demand checks run (and a stall of the
@@ -171,7 +172,7 @@ async fn evaluate(
     name: &str,
     changes: &mut watch::Receiver<u64>,
 ) -> (ServingStatus, bool) {
-    let (endpoint, only) = target(name).expect("run_poll checked the name");
+    let (endpoint, only) = parse_service(name).expect("run_poll checked the name");
     let evaluation = status(evaluator, name);
     tokio::pin!(evaluation);
     let mut changed_meanwhile = false;

@@ -181,26 +181,21 @@ impl Builtins {
     /// The built-in checks of an endpoint: computed from memory, never
     /// waiting on the application.
     pub(crate) fn results(&self, endpoint: Endpoint) -> Vec<CheckResult> {
-        let healths: Vec<(BuiltinCheck, Health)> = endpoint
-            .builtin_checks(self.max_tasks.is_some())
+        #[cfg(feature = "metrics")]
+        let kind = endpoint.check_kind();
+        self.checks(endpoint)
             .filter_map(|check| {
                 let health = match check {
                     BuiltinCheck::Lifecycle => self.lifecycle_health(endpoint),
                     BuiltinCheck::Runtime => self.runtime_health(),
                     BuiltinCheck::Tasks => self.tasks_health(self.max_tasks?),
                 };
-                Some((check, health))
+                #[cfg(feature = "metrics")]
+                if let Some(kind) = kind {
+                    self.record(check, kind).series.result(health.is_up());
+                }
+                Some(CheckResult::without_run(check.as_str(), health))
             })
-            .collect();
-        #[cfg(feature = "metrics")]
-        if let Some(kind) = endpoint.check_kind() {
-            for (check, health) in &healths {
-                self.record(*check, kind).series.result(health.is_up());
-            }
-        }
-        healths
-            .into_iter()
-            .map(|(check, health)| CheckResult::without_run(check.as_str(), health))
             .collect()
     }
 
@@ -234,9 +229,9 @@ impl Builtins {
         )
     }
 
-    /// The names of an endpoint's built-in checks.
-    #[cfg(any(feature = "grpc", feature = "metrics"))]
-    pub(crate) fn names(&self, endpoint: Endpoint) -> Vec<&'static str> {
-        endpoint.builtin_check_names(self.max_tasks.is_some())
+    /// This service's built-in checks of `endpoint` (`tasks` only with
+    /// `max_tasks`).
+    pub(crate) fn checks(&self, endpoint: Endpoint) -> impl Iterator<Item = BuiltinCheck> {
+        endpoint.builtin_checks(self.max_tasks.is_some())
     }
 }

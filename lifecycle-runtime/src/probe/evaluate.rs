@@ -62,18 +62,14 @@ impl Evaluator {
         }
     }
 
-    fn registered(&self, endpoint: Endpoint) -> Vec<&Arc<Check>> {
+    fn registered(&self, endpoint: Endpoint) -> impl Iterator<Item = &Arc<Check>> {
         // Kind by kind, in the endpoint's order (liveness before readiness
         // on /healthz).
-        endpoint
-            .check_kinds()
-            .iter()
-            .flat_map(|kind| {
-                self.checks
-                    .iter()
-                    .filter(move |c| c.registration.kind == *kind)
-            })
-            .collect()
+        endpoint.check_kinds().iter().flat_map(|kind| {
+            self.checks
+                .iter()
+                .filter(move |c| c.registration.kind == *kind)
+        })
     }
 
     /// Runs what `endpoint` (or only its check `only`) needs, leaving out
@@ -85,7 +81,7 @@ impl Evaluator {
         excludes: &[String],
     ) -> Option<Evaluation> {
         let mut builtins = self.builtins.results(endpoint);
-        let mut checks = self.registered(endpoint);
+        let mut checks: Vec<_> = self.registered(endpoint).collect();
         if let Some(name) = only {
             builtins.retain(|b| b.name == name);
             checks.retain(|c| c.name() == name);
@@ -169,11 +165,11 @@ impl Evaluator {
     /// The names of `endpoint`'s checks, built-in ones first: what
     /// `/ENDPOINT/NAME` may name.
     pub(crate) fn check_names(&self, endpoint: Endpoint) -> Vec<String> {
-        let builtins = self.builtins.names(endpoint).into_iter().map(str::to_owned);
-        let registered = self
-            .registered(endpoint)
-            .into_iter()
-            .map(|c| c.name().to_owned());
+        let builtins = self
+            .builtins
+            .checks(endpoint)
+            .map(|b| b.as_str().to_owned());
+        let registered = self.registered(endpoint).map(|c| c.name().to_owned());
         builtins.chain(registered).collect()
     }
 }
@@ -184,8 +180,8 @@ impl Evaluator {
     /// endpoint, or one of its checks (`/ENDPOINT/NAME`).
     pub(crate) fn knows(&self, (endpoint, check): Target<'_>) -> bool {
         check.is_none_or(|name| {
-            self.builtins.names(endpoint).contains(&name)
-                || self.registered(endpoint).iter().any(|c| c.name() == name)
+            self.builtins.checks(endpoint).any(|b| b.as_str() == name)
+                || self.registered(endpoint).any(|c| c.name() == name)
         })
     }
 }

@@ -13,10 +13,24 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::config::ReasonsPolicy;
+#[cfg(feature = "metrics")]
+use crate::probe::endpoint::METRICS_PATH;
 use crate::probe::endpoint::{self, Target};
 use crate::probe::evaluate::Evaluator;
 use crate::probe::reasons::{Peer, Reasons};
 use crate::probe::report;
+
+/// What a request to the probe port speaks, told once per request by the
+/// server: an HTTP probe, or with the `grpc` feature a gRPC call (HTTP/2
+/// with a gRPC content type). Not the `probe_protocol` setting, which only
+/// says how the kubelet is told to probe: a gRPC call is answered either
+/// way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RequestProtocol {
+    Http,
+    #[cfg(feature = "grpc")]
+    Grpc,
+}
 
 /// An answer of the probe server.
 pub(crate) type Answer = Response<AnswerBody>;
@@ -35,13 +49,33 @@ fn body(bytes: Bytes) -> AnswerBody {
     return tonic::body::Body::new(Full::new(bytes));
 }
 
-/// Answers one probe request. Its reasons are for the peer that the server
-/// put in the request's extensions, as `reasons` allows.
-pub(crate) async fn answer<B>(
+/// Answers one HTTP request to the probe port, routed once: `GET /metrics`
+/// when `metrics` says it is served, a probe otherwise; with the `metrics`
+/// feature, each answer counted under its endpoint's label.
+pub(crate) async fn route<B>(
     evaluator: &Evaluator,
     reasons: ReasonsPolicy,
+    #[cfg(feature = "metrics")] metrics: bool,
     request: Request<B>,
 ) -> Answer {
+    #[cfg(feature = "metrics")]
+    {
+        let (label, answer) = if metrics && request.uri().path() == METRICS_PATH {
+            ("metrics".into(), self::metrics(&request).await)
+        } else {
+            let label = endpoint_label(evaluator, request.uri().path());
+            (label, answer(evaluator, reasons, request).await)
+        };
+        crate::metrics::probe_answered("http", label, crate::metrics::http_code(answer.status()));
+        answer
+    }
+    #[cfg(not(feature = "metrics"))]
+    answer(evaluator, reasons, request).await
+}
+
+/// Answers one probe request. Its reasons are for the peer that the server
+/// put in the request's extensions, as `reasons` allows.
+async fn answer<B>(evaluator: &Evaluator, reasons: ReasonsPolicy, request: Request<B>) -> Answer {
     if let Some(refused) = refuse_method(&request) {
         return refused;
     }
@@ -93,7 +127,7 @@ const REGISTRY_WAIT: Duration = Duration::from_millis(250);
 /// `GET /metrics`: 503 while the application holds the registry longer
 /// than [`REGISTRY_WAIT`].
 #[cfg(feature = "metrics")]
-pub(crate) fn metrics<B>(request: &Request<B>) -> impl std::future::Future<Output = Answer> + Send {
+fn metrics<B>(request: &Request<B>) -> impl std::future::Future<Output = Answer> + Send {
     let refused = refuse_method(request);
     async move {
         if let Some(refused) = refused {
@@ -113,7 +147,7 @@ pub(crate) fn metrics<B>(request: &Request<B>) -> impl std::future::Future<Outpu
 /// The `endpoint` label of a probe of `path`, leading slashes aside
 /// ([`Evaluator::endpoint_label`]).
 #[cfg(feature = "metrics")]
-pub(crate) fn endpoint_label(evaluator: &Evaluator, path: &str) -> Cow<'static, str> {
+fn endpoint_label(evaluator: &Evaluator, path: &str) -> Cow<'static, str> {
     evaluator.endpoint_label(endpoint::parse_path(path.trim_start_matches('/')))
 }
 

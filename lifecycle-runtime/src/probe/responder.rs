@@ -11,15 +11,13 @@ use hyper::Request;
 #[cfg(feature = "grpc")]
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ProbeProtocol, ReasonsPolicy};
-#[cfg(feature = "metrics")]
-use crate::probe::endpoint::METRICS_PATH;
+use crate::config::ReasonsPolicy;
 use crate::probe::evaluate::Evaluator;
+use crate::probe::http::RequestProtocol;
 use crate::probe::http::{self, Answer};
 use crate::registry::BoxFuture;
 
 /// Answers probe requests from one evaluator.
-#[derive(Clone)]
 pub(crate) struct Responder {
     evaluator: Arc<Evaluator>,
     reasons: ReasonsPolicy,
@@ -55,10 +53,10 @@ impl Responder {
     pub(crate) fn answer(
         &self,
         request: Request<Incoming>,
-        protocol: ProbeProtocol,
+        protocol: RequestProtocol,
     ) -> BoxFuture<Answer> {
         #[cfg(feature = "grpc")]
-        if protocol == ProbeProtocol::Grpc {
+        if protocol == RequestProtocol::Grpc {
             use tonic::codegen::Service;
             // Always ready, and infallible: errors are gRPC statuses.
             let mut grpc = self.grpc.clone();
@@ -70,31 +68,22 @@ impl Responder {
             }
             .boxed();
         }
-        // Without the `grpc` feature, the server tells every request HTTP.
+        // Without the `grpc` feature, every request is an HTTP probe.
         #[cfg(not(feature = "grpc"))]
-        debug_assert_eq!(protocol, ProbeProtocol::Http);
-        let this = self.clone();
+        let RequestProtocol::Http = protocol;
+        let evaluator = self.evaluator.clone();
+        let reasons = self.reasons;
+        #[cfg(feature = "metrics")]
+        let metrics = self.metrics;
         async move {
-            #[cfg(feature = "metrics")]
-            if request.uri().path() == METRICS_PATH && this.metrics {
-                let answer = http::metrics(&request).await;
-                crate::metrics::probe_answered(
-                    "http",
-                    "metrics".into(),
-                    crate::metrics::http_code(answer.status()),
-                );
-                return answer;
-            }
-            #[cfg(feature = "metrics")]
-            let endpoint = http::endpoint_label(&this.evaluator, request.uri().path());
-            let answer = http::answer(&this.evaluator, this.reasons, request).await;
-            #[cfg(feature = "metrics")]
-            crate::metrics::probe_answered(
-                "http",
-                endpoint,
-                crate::metrics::http_code(answer.status()),
-            );
-            answer
+            http::route(
+                &evaluator,
+                reasons,
+                #[cfg(feature = "metrics")]
+                metrics,
+                request,
+            )
+            .await
         }
         .boxed()
     }

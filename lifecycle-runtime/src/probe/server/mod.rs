@@ -32,9 +32,9 @@ use self::connections::Connections;
 #[cfg(feature = "fuzzing")]
 pub(crate) use self::serve::HttpSettings;
 pub(crate) use self::serve::{http_settings, serve_connection};
-use crate::config::ProbeProtocol;
 use crate::panics::contained;
 use crate::probe::http::Answer;
+use crate::probe::http::RequestProtocol;
 use crate::stop_budget::STOP_GRACE;
 
 /// A running probe server.
@@ -47,12 +47,12 @@ pub(crate) struct ProbeServer {
 impl ProbeServer {
     /// Binds `addr` now (so a bad address fails start-up at once) and
     /// serves on a new thread, answering each request with `answer`, which
-    /// is told the [`ProbeProtocol`] it speaks; each request carries its
+    /// is told the [`RequestProtocol`] it speaks; each request carries its
     /// connection's [`Peer`](crate::probe::reasons::Peer) in its
     /// extensions.
     pub(crate) fn start<A, Fut>(addr: SocketAddr, answer: A) -> io::Result<ProbeServer>
     where
-        A: Fn(Request<Incoming>, ProbeProtocol) -> Fut + Send + Sync + 'static,
+        A: Fn(Request<Incoming>, RequestProtocol) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Answer> + Send + 'static,
     {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -110,7 +110,7 @@ impl ProbeServer {
 /// [`STOP_GRACE`] at most.
 async fn serve_until_stopped<A, Fut>(listener: TcpListener, answer: Arc<A>, stop: CancellationToken)
 where
-    A: Fn(Request<Incoming>, ProbeProtocol) -> Fut + Send + Sync + 'static,
+    A: Fn(Request<Incoming>, RequestProtocol) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Answer> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
@@ -139,7 +139,7 @@ async fn accept_loop<A, Fut>(
     stop: &CancellationToken,
     graceful: &GracefulShutdown,
 ) where
-    A: Fn(Request<Incoming>, ProbeProtocol) -> Fut + Send + Sync + 'static,
+    A: Fn(Request<Incoming>, RequestProtocol) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Answer> + Send + 'static,
 {
     let http = http_settings();
@@ -208,7 +208,7 @@ mod tests {
             eprintln!("uncontained: {description}");
             UNCONTAINED.fetch_add(1, Ordering::SeqCst);
         });
-        let answer = |request: Request<Incoming>, _: ProbeProtocol| async move {
+        let answer = |request: Request<Incoming>, _: RequestProtocol| async move {
             if request.uri().path() == "/explode" {
                 panic!("the probe server's own code exploded");
             }

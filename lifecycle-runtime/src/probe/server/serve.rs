@@ -26,8 +26,8 @@ use super::connections::Busy;
 #[cfg(feature = "grpc")]
 use super::guards::PrefaceDeadline;
 use super::guards::{WriteStall, HEADER_READ_TIMEOUT};
-use crate::config::ProbeProtocol;
 use crate::panics::contained;
+use crate::probe::http::RequestProtocol;
 use crate::probe::http::{plain, Answer};
 use crate::probe::reasons::Peer;
 
@@ -53,18 +53,18 @@ const H2_WINDOW: u32 = 64 * 1024;
 /// the answer with the request: gRPC for HTTP/2 with a gRPC content type,
 /// an HTTP probe for everything else, over either version.
 #[cfg(feature = "grpc")]
-fn protocol_of<B>(request: &Request<B>) -> ProbeProtocol {
+fn protocol_of<B>(request: &Request<B>) -> RequestProtocol {
     if crate::grpc::is_grpc(request) {
-        ProbeProtocol::Grpc
+        RequestProtocol::Grpc
     } else {
-        ProbeProtocol::Http
+        RequestProtocol::Http
     }
 }
 
 /// Without the `grpc` feature, every request is an HTTP probe.
 #[cfg(not(feature = "grpc"))]
-fn protocol_of<B>(_: &Request<B>) -> ProbeProtocol {
-    ProbeProtocol::Http
+fn protocol_of<B>(_: &Request<B>) -> RequestProtocol {
+    RequestProtocol::Http
 }
 
 /// The HTTP settings of every probe connection: HTTP/1 only, or with the
@@ -123,7 +123,7 @@ pub(crate) fn http_settings() -> HttpSettings {
 
 /// Serves one connection from `peer` as the probe server serves each: with
 /// `http`'s settings, each request carrying the [`Peer`] and answered by
-/// `answer` with the [`ProbeProtocol`] it speaks, `busy` counting the
+/// `answer` with the [`RequestProtocol`] it speaks, `busy` counting the
 /// requests being answered, a panicking answer turned into an internal
 /// error (a 500, or a gRPC status), its writes failing once they have
 /// stalled for [`WRITE_STALL_TIMEOUT`](super::guards::WRITE_STALL_TIMEOUT),
@@ -141,7 +141,7 @@ pub(crate) fn serve_connection<S, A, Fut>(
 ) -> impl Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>> + Send + 'static
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    A: Fn(Request<Incoming>, ProbeProtocol) -> Fut + Send + Sync + 'static,
+    A: Fn(Request<Incoming>, RequestProtocol) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Answer> + Send + 'static,
 {
     #[cfg(feature = "grpc")]
@@ -158,7 +158,7 @@ where
                     // A gRPC client reads a failure from a gRPC status, not
                     // a 500.
                     #[cfg(feature = "grpc")]
-                    if protocol == ProbeProtocol::Grpc {
+                    if protocol == RequestProtocol::Grpc {
                         return tonic::Status::internal("internal error").into_http();
                     }
                     plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
@@ -190,7 +190,7 @@ mod tests {
     /// ended gracefully once the `GracefulShutdown` returned is dropped.
     fn serve_ok(server: tokio::io::DuplexStream) -> (Served, GracefulShutdown) {
         let answer =
-            |_: Request<Incoming>, _: ProbeProtocol| async { plain(StatusCode::OK, "ok\n") };
+            |_: Request<Incoming>, _: RequestProtocol| async { plain(StatusCode::OK, "ok\n") };
         let graceful = GracefulShutdown::new();
         let served = tokio::spawn(serve_connection(
             &http_settings(),
