@@ -206,7 +206,7 @@ fn check_signature(function: &ItemFn, errors: &mut Errors) {
 
 impl Config {
     /// `probe_protocol = "grpc"`: its literal.
-    fn grpc_probes(&self) -> Option<&syn::LitStr> {
+    fn grpc_protocol(&self) -> Option<&syn::LitStr> {
         self.probe_protocol
             .as_ref()
             .filter(|protocol| protocol.value() == "grpc")
@@ -265,7 +265,7 @@ fn requirements(config: &Config, private: &TokenStream) -> TokenStream {
     // can see: it names the feature at compile time. Every token of the
     // call is spanned on the literal, so the error points at `"grpc"`.
     let require_grpc = config
-        .grpc_probes()
+        .grpc_protocol()
         .map(|lit| respan(quote!(#private::require_grpc_feature!(#lit);), lit.span()));
     // Windows has no signals: a Windows pod allows only SIGTERM (and
     // SIGKILL), and the console's events stop the service. The macro runs
@@ -321,7 +321,7 @@ fn service_config(config: &Config, private: &TokenStream) -> TokenStream {
     } else {
         quote!(#private::ReasonsPolicy::Loopback)
     };
-    let probe_protocol = if config.grpc_probes().is_some() {
+    let probe_protocol = if config.grpc_protocol().is_some() {
         quote!(#private::ProbeProtocol::Grpc)
     } else {
         quote!(#private::ProbeProtocol::Http)

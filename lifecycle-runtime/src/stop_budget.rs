@@ -29,7 +29,7 @@ const _: () = assert!(STOP_GRACE.as_millis() + EXIT_TIMEOUT.as_millis() < EXIT_M
 /// Windows container's stop, by default: the registry's
 /// `WaitToKillServiceTimeout` and `cexecsvc`'s
 /// `ProcessShutdownTimeoutSeconds`, whatever the grace period says.
-pub(crate) const WINDOWS_STOP_WINDOW: Duration = Duration::from_secs(5);
+const WINDOWS_STOP_WINDOW: Duration = Duration::from_secs(5);
 
 /// The start-up check of Windows' own limit: when the drain delay and the
 /// `on_shutdown` hooks' timeouts reach [`WINDOWS_STOP_WINDOW`], Windows

@@ -26,7 +26,7 @@ pub(crate) const STOP_SIGNAL: &str = "LIFECYCLE_STOP_SIGNAL";
 /// The largest millisecond value, as a variable or an argument: a day.
 /// Anything larger is a mistake, and the sums made
 /// of these (deadlines, the manifest's grace period) stay far from overflow.
-pub(crate) const MAX_MILLIS: u64 = 86_400_000;
+const MAX_MILLIS: u64 = 86_400_000;
 /// A bad value in a `LIFECYCLE_*` variable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ConfigError {

@@ -19,7 +19,7 @@ use crate::lifecycle::Lifecycle;
 
 /// How long accepting pauses after an error that is not the connection's
 /// own (out of file descriptors, say), as axum's `serve` and hyper did.
-pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// A TCP listener whose every accepted connection lifecycle counts until
 /// it closes, upgraded ones (WebSockets) included: the graceful stop waits
@@ -106,16 +106,12 @@ impl TcpListener {
     /// Accepts the next connection, handling errors as axum's `serve`
     /// does.
     pub(super) async fn accept_retrying(&self) -> (TcpStream, SocketAddr) {
-        loop {
-            match self.accept().await {
-                Ok(accepted) => return accepted,
-                Err(error) if is_connection_error(&error) => {}
-                Err(error) => {
-                    tracing::error!("accept error: {error}; accepting again in 1 s");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                }
-            }
-        }
+        accept_retrying(
+            || self.accept(),
+            ACCEPT_BACKOFF,
+            |error| tracing::error!("accept error: {error}; accepting again in 1 s"),
+        )
+        .await
     }
 }
 
@@ -141,9 +137,34 @@ impl fmt::Debug for TcpListener {
     }
 }
 
+/// The next connection `accept` returns, as axum's `serve` accepts: an
+/// error of the connection being accepted (its peer gave up first) is
+/// skipped at once, since the next may well succeed; any other (out of
+/// file descriptors, say) goes to `failed`, which logs it, and accepting
+/// pauses for `pause`, so that it neither spins nor floods the log.
+pub(crate) async fn accept_retrying<T, Fut>(
+    mut accept: impl FnMut() -> Fut,
+    pause: Duration,
+    failed: impl Fn(&io::Error),
+) -> T
+where
+    Fut: Future<Output = io::Result<T>>,
+{
+    loop {
+        match accept().await {
+            Ok(accepted) => return accepted,
+            Err(error) if is_connection_error(&error) => {}
+            Err(error) => {
+                failed(&error);
+                tokio::time::sleep(pause).await;
+            }
+        }
+    }
+}
+
 /// An error of the connection being accepted (the peer gave up before
 /// the accept), not of the listener: the next one may well succeed.
-pub(crate) fn is_connection_error(error: &io::Error) -> bool {
+fn is_connection_error(error: &io::Error) -> bool {
     matches!(
         error.kind(),
         io::ErrorKind::ConnectionRefused

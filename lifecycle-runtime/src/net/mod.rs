@@ -22,6 +22,6 @@ mod tonic;
 #[cfg(feature = "axum")]
 pub use self::axum::PeerAddr;
 pub(crate) use connections::Connections;
-pub(crate) use listener::{is_connection_error, ACCEPT_BACKOFF};
+pub(crate) use listener::accept_retrying;
 pub use listener::{Incoming, TcpListener};
 pub use stream::TcpStream;

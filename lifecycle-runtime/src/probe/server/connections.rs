@@ -16,7 +16,7 @@ const MAX_CONNECTIONS: usize = 512;
 /// headers) is closed to make room, or failing that the oldest of all: a
 /// new connection, as the kubelet opens for each probe, always gets in,
 /// and the count of sockets stays bounded.
-pub(super) struct Connections {
+pub(super) struct ConnectionTable {
     open: Mutex<VecDeque<Slot>>,
     next_id: AtomicU64,
 }
@@ -29,9 +29,9 @@ struct Slot {
     close: CancellationToken,
 }
 
-/// A connection let in by [`Connections::admit`].
+/// A connection let in by [`ConnectionTable::admit`].
 pub(super) struct Admitted {
-    /// Its key for [`Connections::release`].
+    /// Its key for [`ConnectionTable::release`].
     pub(super) id: u64,
     /// Counts the requests it is answering, through [`Busy`].
     pub(super) busy: Arc<AtomicUsize>,
@@ -39,9 +39,9 @@ pub(super) struct Admitted {
     pub(super) close: CancellationToken,
 }
 
-impl Connections {
-    pub(super) fn new() -> Connections {
-        Connections {
+impl ConnectionTable {
+    pub(super) fn new() -> ConnectionTable {
+        ConnectionTable {
             open: Mutex::new(VecDeque::new()),
             next_id: AtomicU64::new(0),
         }

@@ -3,10 +3,11 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
-use crate::net::{is_connection_error, ACCEPT_BACKOFF};
+use crate::net::accept_retrying;
 
 /// Connections the kernel completes and queues for the accept loop. std's
 /// `bind` listens with 128, which a flood of connections fills whenever
@@ -41,20 +42,19 @@ pub(super) fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-/// The next connection, as axum's `serve` accepts: an error of the
-/// connection being accepted (its peer gave up first) is skipped at once,
-/// since the next may well succeed; any other (out of file descriptors,
-/// say) is logged and accepting pauses for [`ACCEPT_BACKOFF`], so that it
-/// neither spins the thread nor floods the log.
+/// How long accepting pauses after an error that is not the connection's
+/// own: far shorter than the application's second, since the kubelet's
+/// probes wait in the backlog meanwhile, and a pause near their 1 s
+/// timeout would fail them once descriptors are free again.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// The next connection, accepted as the application's listener accepts
+/// ([`accept_retrying`]), pausing [`ACCEPT_PAUSE`] after a failure.
 pub(super) async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
-    loop {
-        match listener.accept().await {
-            Ok(accepted) => return accepted,
-            Err(error) if is_connection_error(&error) => {}
-            Err(error) => {
-                tracing::warn!("probe server accept failed: {error}");
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-            }
-        }
-    }
+    accept_retrying(
+        || listener.accept(),
+        ACCEPT_PAUSE,
+        |error| tracing::warn!("probe server accept failed: {error}"),
+    )
+    .await
 }

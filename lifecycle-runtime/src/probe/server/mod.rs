@@ -28,7 +28,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use self::connections::Connections;
+use self::connections::ConnectionTable;
 #[cfg(feature = "fuzzing")]
 pub(crate) use self::serve::HttpSettings;
 pub(crate) use self::serve::{http_settings, serve_connection};
@@ -114,7 +114,7 @@ where
     Fut: Future<Output = Answer> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
-    let connections = Arc::new(Connections::new());
+    let connections = Arc::new(ConnectionTable::new());
     while contained(
         "probe server's accept loop",
         accept_loop(&listener, &answer, &connections, &stop, &graceful),
@@ -135,7 +135,7 @@ where
 async fn accept_loop<A, Fut>(
     listener: &TcpListener,
     answer: &Arc<A>,
-    connections: &Arc<Connections>,
+    connections: &Arc<ConnectionTable>,
     stop: &CancellationToken,
     graceful: &GracefulShutdown,
 ) where
