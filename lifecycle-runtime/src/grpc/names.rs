@@ -58,28 +58,3 @@ pub(crate) fn all(evaluator: &Evaluator) -> Vec<String> {
     }
     names
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn service_names_map_to_the_endpoints() {
-        assert_eq!(parse_service(""), Some((Endpoint::Healthz, None)));
-        assert_eq!(parse_service("livez"), Some((Endpoint::Livez, None)));
-        assert_eq!(parse_service("readyz"), Some((Endpoint::Readyz, None)));
-        assert_eq!(parse_service("startupz"), Some((Endpoint::Startupz, None)));
-        assert_eq!(
-            parse_service("readyz/db"),
-            Some((Endpoint::Readyz, Some("db")))
-        );
-        assert_eq!(
-            parse_service("livez/a/b"),
-            Some((Endpoint::Livez, Some("a/b"))),
-            "a name no check has: evaluate says so"
-        );
-        for unknown in ["healthz", "readyz/", "/readyz", "READYZ", "metrics", " "] {
-            assert_eq!(parse_service(unknown), None, "{unknown:?}");
-        }
-    }
-}

@@ -258,7 +258,14 @@ mod tests {
         }
         assert_eq!(parse_service(""), Some((Endpoint::Healthz, None)));
         assert_eq!(parse_service("startupz"), Some((Endpoint::Startupz, None)));
-        assert_eq!(parse_service("healthz"), None);
+        assert_eq!(
+            parse_service("livez/a/b"),
+            Some((Endpoint::Livez, Some("a/b"))),
+            "a name no check has: the evaluator says so"
+        );
+        for unknown in ["healthz", "readyz/", "/readyz", "READYZ", "metrics", " "] {
+            assert_eq!(parse_service(unknown), None, "{unknown:?}");
+        }
         for target in [
             (Endpoint::Healthz, None),
             (Endpoint::Livez, None),
