@@ -8,7 +8,9 @@
 //! sockets than the probe server's cap, and that its open file descriptors
 //! come back to their baseline once the flood is over: every connection was
 //! eventually closed by the server. A last case stops the service while a
-//! burst arrives, so that only the kernel's listen backlog holds it. Each
+//! burst arrives, so that only the kernel's listen backlog holds it; and
+//! one starts the service under a low open-file limit, so that `accept`
+//! fails with EMFILE, and counts the lines its pauses log. Each
 //! prints one line `reliability: floods CASE: …` with its figures, for
 //! RELIABILITY.md (shown with `-- --nocapture`, or when the case fails).
 //!
@@ -35,17 +37,18 @@ const DEADLINE: Duration = Duration::from_secs(10);
 /// The issue's bound on the service's peak resident set.
 const PEAK_RSS_LIMIT_KIB: u64 = 64 * 1024;
 /// The probe server's header read timeout (`HEADER_READ_TIMEOUT` in
-/// lifecycle-runtime/src/probe/server.rs), which also closes keep-alive
+/// lifecycle-runtime/src/probe/server/guards.rs), which also closes keep-alive
 /// connections left idle.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// The probe server's cap on open connections (`MAX_CONNECTIONS` in
-/// server.rs; the README's Hardening promises a cap).
+/// probe/server/connections.rs; the README's Hardening promises a cap).
 const MAX_CONNECTIONS: usize = 512;
 /// How many connections the accept loop may admit in one turn before the
 /// connections it evicted have run and closed their sockets: tokio's
 /// cooperative budget, 128 operations per turn of a task.
 const ADMITTED_PER_TURN: usize = 128;
-/// The probe server's listen backlog (`LISTEN_BACKLOG` in server.rs).
+/// The probe server's listen backlog (`LISTEN_BACKLOG` in
+/// probe/server/listener.rs).
 const LISTEN_BACKLOG: usize = 1024;
 /// The kubelet's period, shortened: a probe every 100 ms.
 const PROBE_EVERY: Duration = Duration::from_millis(100);
@@ -784,4 +787,106 @@ fn a_burst_that_comes_while_the_probe_server_cannot_run_is_queued_and_answered()
     );
     drop(streams);
     flood.finish("paused burst", PAUSED_BURST, prober, DEADLINE);
+}
+
+/// The descriptors the service may open beyond those it holds at rest in
+/// the out-of-descriptors case: a few dozen held connections take them
+/// all.
+const SPARE_FDS: usize = 24;
+/// The pause of the probe server's accept loop after an error that is not
+/// the connection's own (`ACCEPT_PAUSE` in probe/server/listener.rs).
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// The probe server's line for such an error; users grep it.
+const ACCEPT_FAILED: &str = "probe server accept failed";
+
+/// Sets this process's soft limit on open files, which a process it spawns
+/// inherits; returns the previous one.
+fn set_open_file_soft_limit(soft: u64) -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit write to and read from a valid rlimit.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        let previous = limit.rlim_cur;
+        limit.rlim_cur = soft;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+        previous
+    }
+}
+
+/// Out of descriptors, `accept` fails with EMFILE: the probe server logs
+/// it and pauses rather than spinning (at most one line per pause), and
+/// answers probes again once the connections it holds are closed (an idle
+/// one after the header read timeout).
+#[test]
+fn out_of_descriptors_the_accept_loop_pauses_and_then_answers_again() {
+    let _serial = serial();
+    // At rest the testbed holds a few dozen descriptors; measured first,
+    // then a second testbed starts under a limit just above that.
+    let rest = {
+        let service = fixture(TESTBED).start().unwrap();
+        service.wait_passing(Endpoint::Readyz, DEADLINE).unwrap();
+        service.assert_passing(Endpoint::Livez);
+        open_fds(service.pid())
+    };
+    let limit = (rest + SPARE_FDS) as u64;
+    let previous = set_open_file_soft_limit(limit);
+    let started = fixture(TESTBED).start();
+    set_open_file_soft_limit(previous);
+    let service = started.unwrap();
+    service.wait_passing(Endpoint::Readyz, DEADLINE).unwrap();
+    let addr = service.probe_addr();
+
+    // More connections than descriptors are free, none sending a byte:
+    // the kernel queues them all, the server takes what it can and then
+    // meets EMFILE until its header read timeout closes those it took.
+    let flooded = Instant::now();
+    let held: Vec<TcpStream> = (0..2 * SPARE_FDS)
+        .map(|_| TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).unwrap())
+        .collect();
+    service.wait_for_log(ACCEPT_FAILED, DEADLINE).unwrap();
+    wait_until(
+        DEADLINE + HEADER_READ_TIMEOUT,
+        || format!("no probe passed after EMFILE: {:#?}", service.log()),
+        || {
+            http_probe(addr, Endpoint::Livez.path(), DEFAULT_TIMEOUT)
+                .passed()
+                .then_some(())
+        },
+    );
+    let recovered = flooded.elapsed();
+    // The lines logged so far, each of them before `logged`: the server
+    // may still meet EMFILE on the connections it has yet to take.
+    let log = service.log();
+    let logged = flooded.elapsed();
+    drop(held);
+
+    let failures: Vec<&String> = log
+        .iter()
+        .filter(|line| line.contains(ACCEPT_FAILED))
+        .collect();
+    assert!(
+        failures
+            .iter()
+            .all(|line| line.contains("Too many open files")),
+        "{failures:#?}"
+    );
+    eprintln!(
+        "reliability: floods out of descriptors: limit={limit} accept_failures={} \
+         recovered_ms={} logged_ms={}",
+        failures.len(),
+        recovered.as_millis(),
+        logged.as_millis()
+    );
+    // One line per pause at the most: a loop that retried at once (or
+    // every 10 ms) would log ten times as many.
+    let most = (logged.as_millis() / ACCEPT_PAUSE.as_millis()) as usize + 2;
+    assert!(
+        failures.len() <= most,
+        "{} accept failures logged in {logged:?}, at most {most} wanted (one per {ACCEPT_PAUSE:?})",
+        failures.len()
+    );
+    service.wait_passing(Endpoint::Readyz, DEADLINE).unwrap();
 }

@@ -29,7 +29,7 @@ const TESTBED: &str = env!("CARGO_BIN_EXE_testbed");
 const DEADLINE: Duration = Duration::from_secs(10);
 /// The kubelet's period, shortened: a probe on each protocol every 100 ms.
 const PROBE_EVERY: Duration = Duration::from_millis(100);
-/// The probe server's `MAX_STREAMS` (server.rs): streams open at once on
+/// The probe server's `MAX_STREAMS` (probe/server/serve.rs): streams open at once on
 /// one HTTP/2 connection.
 const MAX_STREAMS: usize = 64;
 /// The probe server's header read timeout (`HEADER_READ_TIMEOUT`), which
@@ -956,7 +956,7 @@ fn clients_that_never_read_cannot_starve_the_probes() {
     // Raw: connections that send calls and never read their socket. The
     // answers fill the socket's buffers (its receive buffer made small, as
     // a client on a slow link has), the server's writes stall, and it must
-    // close the connection: `WriteStall` in server.rs, 2 s.
+    // close the connection: `WriteStall` in probe/server/guards.rs, 2 s.
     let unread = [Unread::Calls, Unread::Pings, Unread::FewCalls];
     let connections: Vec<JoinHandle<NeverRead>> = unread
         .iter()
