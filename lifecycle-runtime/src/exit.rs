@@ -27,6 +27,11 @@ pub(crate) enum Code {
     /// Ended by the signal of this number (a second stop signal during
     /// shutdown): 128 + the number, as a shell reports it.
     Signal(i32),
+    /// Ended by a console event in a mode that serves nothing, as
+    /// Windows' default handler ends a process: `STATUS_CONTROL_C_EXIT`,
+    /// which shells and cargo report as an interrupt.
+    #[cfg(windows)]
+    ConsoleInterrupt,
 }
 
 impl Code {
@@ -38,6 +43,9 @@ impl Code {
             Code::BadConfig => 2,
             Code::Panic => 101,
             Code::Signal(number) => 128 + number,
+            // An NTSTATUS: the exit status is its bits, read as an i32.
+            #[cfg(windows)]
+            Code::ConsoleInterrupt => 0xC000_013A_u32 as i32,
         }
     }
 }

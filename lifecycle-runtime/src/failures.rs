@@ -16,7 +16,7 @@ use std::time::Duration;
 use crate::config::{ConfigError, PROBE_ADDR_FILE};
 use crate::exit::{terminate, Code, Exit, TERMINATION_MESSAGE_MAX};
 use crate::flags::FlagError;
-use crate::registry::HookKind;
+use crate::registry::{DuplicateName, HookKind};
 use crate::signals::event::StopEvent;
 use crate::text::one_line;
 
@@ -32,8 +32,8 @@ pub(crate) enum Failure {
     Config(ConfigError),
     /// A `--lifecycle-*` flag given wrongly.
     Flags(FlagError),
-    /// Checks or hooks of one kind sharing a name: one message per clash.
-    DuplicateNames(Vec<String>),
+    /// Checks or hooks of one kind sharing a name.
+    DuplicateNames(Vec<DuplicateName>),
     /// The application runtime could not be built.
     Runtime(io::Error),
     /// The probe server could not bind its address.
@@ -190,7 +190,23 @@ impl fmt::Display for Failure {
             }
             Failure::Config(error) => error.fmt(f),
             Failure::Flags(error) => error.fmt(f),
-            Failure::DuplicateNames(clashes) => f.write_str(&clashes.join("; ")),
+            Failure::DuplicateNames(clashes) => {
+                for (i, clash) in clashes.iter().enumerate() {
+                    let DuplicateName {
+                        kind,
+                        what,
+                        name,
+                        first,
+                        again,
+                    } = clash;
+                    let separator = if i == 0 { "" } else { "; " };
+                    write!(
+                        f,
+                        "{separator}duplicate {kind} {what} name \"{name}\": registered at {first} and at {again}; give one of them `name = \"...\"`"
+                    )?;
+                }
+                Ok(())
+            }
             Failure::Runtime(error) => write!(f, "cannot build the application runtime: {error}"),
             Failure::ProbeBind { addr, error } => write!(
                 f,
@@ -331,6 +347,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::registry::Site;
 
     fn hook(failure: HookFailure) -> Failure {
         Failure::Hook {
@@ -364,9 +381,36 @@ mod tests {
             Exit::failure(Code::Failure, "main returned an error: Oops")
         );
         assert_eq!(Failures::default().exit(), Exit::success());
+        let site = |line| Site {
+            module: "svc",
+            file: "src/main.rs",
+            line,
+        };
+        let clashes = vec![
+            DuplicateName {
+                kind: "readiness",
+                what: "check",
+                name: "db",
+                first: site(3),
+                again: site(9),
+            },
+            DuplicateName {
+                kind: "on_shutdown",
+                what: "hook",
+                name: "flush",
+                first: site(12),
+                again: site(20),
+            },
+        ];
         assert_eq!(
-            Exit::from(Failure::DuplicateNames(vec!["a".into(), "b".into()])),
-            Exit::failure(Code::BadConfig, "a; b")
+            Exit::from(Failure::DuplicateNames(clashes)),
+            Exit::failure(
+                Code::BadConfig,
+                "duplicate readiness check name \"db\": registered at src/main.rs:3 and at src/main.rs:9; \
+                 give one of them `name = \"...\"`; \
+                 duplicate on_shutdown hook name \"flush\": registered at src/main.rs:12 and at src/main.rs:20; \
+                 give one of them `name = \"...\"`"
+            )
         );
     }
 }

@@ -384,7 +384,7 @@ impl Lifecycle {
     // What the stop is waiting for.
 
     /// Records `what` as running until the guard is dropped.
-    pub(crate) fn enter(&self, what: String) -> Running {
+    pub(crate) fn enter(&self, what: String) -> RunningEntry {
         self.running.enter(what)
     }
 
@@ -413,7 +413,7 @@ impl Lifecycle {
 }
 
 /// What is running now, in the order it started: each entry stays until
-/// the [`Running`] guard that [`enter`](RunningList::enter) returned is
+/// the [`RunningEntry`] guard that [`enter`](RunningList::enter) returned is
 /// dropped.
 #[derive(Default)]
 pub(crate) struct RunningList {
@@ -422,17 +422,17 @@ pub(crate) struct RunningList {
 
 impl RunningList {
     /// Records `what` as running until the guard is dropped.
-    pub(crate) fn enter(&self, what: String) -> Running {
+    pub(crate) fn enter(&self, what: String) -> RunningEntry {
         self.enter_tracked(what, None)
     }
 
     /// As [`enter`](RunningList::enter); the guard also holds `tracked`.
-    fn enter_tracked(&self, what: String, tracked: Option<TaskTrackerToken>) -> Running {
+    fn enter_tracked(&self, what: String, tracked: Option<TaskTrackerToken>) -> RunningEntry {
         self.entries
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(what.clone());
-        Running {
+        RunningEntry {
             entries: self.entries.clone(),
             what,
             _tracked: tracked,
@@ -450,14 +450,14 @@ impl RunningList {
 
 /// One entry of a [`RunningList`]; removes it when dropped. It owns what
 /// it needs, so that it can move into a call on another thread.
-pub(crate) struct Running {
+pub(crate) struct RunningEntry {
     entries: Arc<Mutex<Vec<String>>>,
     what: String,
     /// Keeps a [`TaskTracker`] waiting until the guard is dropped.
     _tracked: Option<TaskTrackerToken>,
 }
 
-impl Drop for Running {
+impl Drop for RunningEntry {
     fn drop(&mut self) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(index) = entries.iter().position(|r| *r == self.what) {
@@ -481,7 +481,7 @@ pub(crate) struct StartupCalls {
 impl StartupCalls {
     /// Records `what` as running until the guard, moved into the call, is
     /// dropped: when the function has really returned.
-    pub(crate) fn enter(&self, what: String) -> Running {
+    pub(crate) fn enter(&self, what: String) -> RunningEntry {
         self.running.enter_tracked(what, Some(self.tracker.token()))
     }
 

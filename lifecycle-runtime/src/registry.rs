@@ -190,9 +190,22 @@ pub(crate) fn hook_groups(kind: HookKind) -> Vec<(i32, Vec<&'static HookRegistra
     groups
 }
 
+/// Two registrations of one kind sharing a name.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DuplicateName {
+    /// The kind, as the attribute names it (`readiness`, `on_shutdown`…).
+    pub(crate) kind: &'static str,
+    /// `check` or `hook`.
+    pub(crate) what: &'static str,
+    pub(crate) name: &'static str,
+    /// Where the name was registered first, and again.
+    pub(crate) first: Site,
+    pub(crate) again: Site,
+}
+
 /// Names must be unique per kind: probes address checks by name. Returns
-/// one message per clash, naming both places.
-pub(crate) fn duplicate_names() -> Vec<String> {
+/// each clash, naming both places.
+pub(crate) fn duplicate_names() -> Vec<DuplicateName> {
     let checks = inventory::iter::<CheckRegistration>
         .into_iter()
         .map(|c| (c.kind.as_str(), "check", c.name, c.site));
@@ -200,18 +213,22 @@ pub(crate) fn duplicate_names() -> Vec<String> {
         .into_iter()
         .map(|h| (h.kind.as_str(), "hook", h.name, h.site));
     let entries: Vec<_> = checks.chain(hooks).collect();
-    let mut problems = Vec::new();
-    for (i, (kind, what, name, site)) in entries.iter().enumerate() {
-        if let Some((_, _, _, first)) = entries[..i]
+    let mut clashes = Vec::new();
+    for (i, &(kind, what, name, again)) in entries.iter().enumerate() {
+        if let Some(&(_, _, _, first)) = entries[..i]
             .iter()
-            .find(|(k, w, n, _)| k == kind && w == what && n == name)
+            .find(|(k, w, n, _)| *k == kind && *w == what && *n == name)
         {
-            problems.push(format!(
-                "duplicate {kind} {what} name \"{name}\": registered at {first} and at {site}; give one of them `name = \"...\"`"
-            ));
+            clashes.push(DuplicateName {
+                kind,
+                what,
+                name,
+                first,
+                again,
+            });
         }
     }
-    problems
+    clashes
 }
 
 /// The longest the hooks of one kind can take in all: the largest timeout

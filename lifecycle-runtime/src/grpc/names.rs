@@ -7,7 +7,7 @@ use std::borrow::Cow;
 
 use crate::grpc::proto::health_check_response::ServingStatus;
 use crate::grpc::proto::HealthCheckResponse;
-use crate::probe::endpoint::{parse_service, Endpoint};
+use crate::probe::endpoint::{parse_service, service_of, Endpoint};
 use crate::probe::evaluate::Evaluator;
 
 /// The `endpoint` label of service `name` (`""` is `/healthz`'s).
@@ -49,11 +49,11 @@ pub(crate) fn response(status: ServingStatus) -> HealthCheckResponse {
 /// Every name a client may ask for: `""`, each probed endpoint, and each
 /// of their checks.
 pub(crate) fn all(evaluator: &Evaluator) -> Vec<String> {
-    let mut names = vec![String::new()];
+    let mut names = vec![service_of((Endpoint::Healthz, None))];
     for endpoint in Endpoint::PROBED {
-        names.push(endpoint.as_str().to_owned());
+        names.push(service_of((endpoint, None)));
         for check in evaluator.check_names(endpoint) {
-            names.push(format!("{endpoint}/{check}"));
+            names.push(service_of((endpoint, Some(&check))));
         }
     }
     names

@@ -10,6 +10,7 @@ use tokio::net::UnixStream;
 
 use super::event::StopEvent;
 use crate::config::StopSignal;
+use crate::exit::Exit;
 
 /// The handlers' read ends: one byte on `term` for each SIGTERM, on `int`
 /// for each SIGINT, on `other` for each of the configured stop signal when
@@ -129,6 +130,6 @@ pub(crate) fn default_action(event: StopEvent) {
     // Returns only when the default action is to ignore the signal (it
     // ends the process otherwise), or when `signo` is unknown to it.
     if signal_hook::low_level::emulate_default_handler(signo).is_err() {
-        std::process::exit(event.exit_code().as_i32())
+        Exit::quiet(event.exit_code()).exit()
     }
 }

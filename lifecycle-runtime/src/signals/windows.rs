@@ -18,6 +18,7 @@ use tokio::signal::windows::{CtrlBreak, CtrlC, CtrlClose, CtrlShutdown};
 
 use super::event::{console, StopEvent};
 use crate::config::StopSignal;
+use crate::exit::{Code, Exit};
 
 /// The listeners, registered first thing: an event from then on is
 /// recorded, never Windows' default action.
@@ -79,13 +80,11 @@ impl Received {
     }
 }
 
-/// Ends the process as Windows' default handler would have: with
-/// `STATUS_CONTROL_C_EXIT`, which shells and cargo report as an interrupt.
-/// (Every stop event ends it: this never returns, unlike the unix side's
-/// for a signal ignored by default.)
+/// Ends the process as Windows' default handler would have
+/// ([`Code::ConsoleInterrupt`]). Every stop event ends it: this never
+/// returns, unlike the unix side's for a signal ignored by default.
 pub(crate) fn default_action(_event: StopEvent) {
-    const STATUS_CONTROL_C_EXIT: u32 = 0xC000_013A;
-    std::process::exit(STATUS_CONTROL_C_EXIT as i32)
+    Exit::quiet(Code::ConsoleInterrupt).exit()
 }
 
 /// What the stop events do while no thread watches them: the listeners
