@@ -24,8 +24,9 @@ pub(crate) enum Code {
     BadConfig,
     /// A panic under `panic = "crash"`, or of the body of `main`.
     Panic,
-    /// Ended by the signal of this number (a second stop signal during
-    /// shutdown): 128 + the number, as a shell reports it.
+    /// Ended by a stop event (a second one during shutdown, or one whose
+    /// default action could not be emulated): 128 + the number of the
+    /// signal it stands for, as a shell reports it.
     Signal(i32),
     /// Ended by a console event in a mode that serves nothing, as
     /// Windows' default handler ends a process: `STATUS_CONTROL_C_EXIT`,

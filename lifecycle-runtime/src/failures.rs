@@ -173,7 +173,8 @@ impl Failure {
 impl Failure {
     /// Ends the process now with this failure's code and termination
     /// message: for the failures no run can wait on (the stop's second
-    /// event, its deadline), decided on the signal thread.
+    /// event and its deadline, decided on the signal thread; a panic under
+    /// `panic = "crash"`, on the thread that panicked).
     pub(crate) fn exit_now(self) -> ! {
         terminate(self.code(), &self.to_string())
     }

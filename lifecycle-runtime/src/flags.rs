@@ -58,8 +58,8 @@ pub(crate) enum Manifest {
 /// The argument `--lifecycle-manifest` takes.
 const JOB: &str = "job";
 
-const PREFLIGHT: &str = "--lifecycle-preflight";
-const PROBE: &str = "--lifecycle-probe";
+pub(crate) const PREFLIGHT: &str = "--lifecycle-preflight";
+pub(crate) const PROBE: &str = "--lifecycle-probe";
 const MANIFEST: &str = "--lifecycle-manifest";
 const CHECK_MANIFEST: &str = "--lifecycle-check-manifest";
 const CONTAINER: &str = "--lifecycle-container";

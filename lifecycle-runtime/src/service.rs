@@ -117,11 +117,7 @@ fn prepare(
         Flags::Audit(check) => return Err(audit(config, handlers, check)),
         Flags::Run(mode) => mode.map_err(Failure::Flags)?,
     };
-    let duplicates = registry::duplicate_names();
-    if !duplicates.is_empty() {
-        return Err(Failure::DuplicateNames(duplicates).into());
-    }
-    crate::panics::install(config.panic);
+    registrations_usable(config)?;
     let settings = Settings::resolve(config, &env).map_err(Failure::Config)?;
     Err(match mode {
         Mode::Serve => return Ok((settings, handlers)),
@@ -140,6 +136,17 @@ fn prepare(
     })
 }
 
+/// What every mode that runs or reads the registrations needs first:
+/// names unique per kind, then the panic policy installed.
+fn registrations_usable(config: &ServiceConfig) -> Result<(), Failure> {
+    let duplicates = registry::duplicate_names();
+    if !duplicates.is_empty() {
+        return Err(Failure::DuplicateNames(duplicates));
+    }
+    crate::panics::install(config.panic);
+    Ok(())
+}
+
 /// `--lifecycle-check-manifest`. Its failure is the CI job's, not a
 /// container's: said on stderr, with no termination message.
 fn audit(
@@ -151,11 +158,9 @@ fn audit(
         Ok(check) => check,
         Err(error) => return crate::audit::unusable(&error.to_string()),
     };
-    let duplicates = registry::duplicate_names();
-    if !duplicates.is_empty() {
-        return crate::audit::unusable(&Failure::DuplicateNames(duplicates).to_string());
+    if let Err(failure) = registrations_usable(config) {
+        return crate::audit::unusable(&failure.to_string());
     }
-    crate::panics::install(config.panic);
     serve_nothing(handlers);
     crate::audit::run(config, &check)
 }

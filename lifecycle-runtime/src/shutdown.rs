@@ -112,7 +112,7 @@ where
     F: Future<Output = Result<(), Failure>>,
 {
     lifecycle.signal_shutdown();
-    let serving_ended = lifecycle
+    let shutdown_signalled = lifecycle
         .shutdown_signalled_at()
         .unwrap_or_else(Instant::now);
     let main_ended = Cell::new(None);
@@ -126,7 +126,7 @@ where
         wait_for_tracked_tasks(lifecycle).await;
         wait_for_connections(lifecycle).await;
     };
-    let ended = end_connections_after(lifecycle, serving_ended + plan.connection_drain);
+    let ended = end_connections_after(lifecycle, shutdown_signalled + plan.connection_drain);
     // The connection drain ends connections while `main` (or whatever
     // else) is still waited for: what makes a server's graceful wait
     // complete.
@@ -142,7 +142,7 @@ where
     };
     tokio::pin!(waited);
 
-    let latest_start = hooks_latest_start(lifecycle, serving_ended, plan.shutdown_timeout);
+    let latest_start = hooks_latest_start(lifecycle, shutdown_signalled, plan.shutdown_timeout);
     let mut done = tokio::select! {
         () = &mut waited => true,
         () = crate::call::sleep(latest_start.saturating_duration_since(Instant::now())) => false,
@@ -178,14 +178,14 @@ where
 /// though never before `shutdown_signal()`.
 fn hooks_latest_start(
     lifecycle: &Lifecycle,
-    serving_ended: Instant,
+    shutdown_signalled: Instant,
     shutdown_timeout: Duration,
 ) -> Instant {
     let (budget, _) = registry::hooks_budget(HookKind::OnShutdown);
-    let deadline = lifecycle.stop_requested_at().unwrap_or(serving_ended) + shutdown_timeout;
+    let deadline = lifecycle.stop_requested_at().unwrap_or(shutdown_signalled) + shutdown_timeout;
     deadline
         .checked_sub(budget.saturating_add(EXIT_MARGIN))
-        .map_or(serving_ended, |latest| latest.max(serving_ended))
+        .map_or(shutdown_signalled, |latest| latest.max(shutdown_signalled))
 }
 
 /// Waits for the preflight checks and `on_startup` hooks that an abandoned

@@ -74,8 +74,10 @@ pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the testbed may take to acknowledge a command.
 const ACK_DEADLINE: Duration = Duration::from_secs(10);
 
-/// How long [`run`] waits for the process to exit.
-pub const RUN_DEADLINE: Duration = Duration::from_secs(15);
+/// How long [`run`] waits for the process to exit: seconds at most for
+/// any fixture, even on a loaded machine (an audit of a large manifest
+/// among them).
+pub const RUN_DEADLINE: Duration = Duration::from_secs(30);
 
 /// The kit's builder for `bin` with the fixtures' environment: logs at
 /// `info` whatever `RUST_LOG` the tests run with (a later `.env("RUST_LOG",

@@ -302,6 +302,8 @@ fn probes_are_counted_by_protocol_closed_endpoint_and_code() {
     assert_eq!(service.get("/livez/event_loop").status, Some(200));
     assert_eq!(service.get("/readyz/nope?x=1").status, Some(404));
     assert_eq!(service.get("/anything/at/all").status, Some(404));
+    // Not a probe path: counted as what it was answered for.
+    assert_eq!(service.get("//livez").status, Some(404));
     let text = scrape(&service).0;
     assert_eq!(
         served(&text, &requests("http", "livez/event_loop", "200")),
@@ -309,7 +311,7 @@ fn probes_are_counted_by_protocol_closed_endpoint_and_code() {
     );
     assert_eq!(
         served(&text, &requests("http", "other", "404")),
-        Some(2.0),
+        Some(3.0),
         "{text}"
     );
 

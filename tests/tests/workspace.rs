@@ -177,7 +177,7 @@ mod macros {
 }
 
 #[test]
-fn the_macros_refuse_the_names_of_the_runtimes_built_in_checks() {
+fn the_macros_copy_of_the_built_in_check_names_is_the_runtimes() {
     assert_eq!(
         macros::BUILTIN_CHECK_NAMES,
         lifecycle_runtime::__private::BUILTIN_CHECK_NAMES

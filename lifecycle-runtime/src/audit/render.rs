@@ -3,6 +3,7 @@
 //! …; fix: …`, and a last line that sums them up.
 
 use super::findings::{Finding, Severity};
+use crate::text;
 
 /// A finding, with the workload and the container it is about.
 pub(crate) struct Located {
@@ -27,20 +28,12 @@ pub(crate) fn line(located: &Located) -> String {
     ))
 }
 
-/// `text` with its control characters and line separators escaped as
-/// Rust writes them (`\n`, `\u{1b}`): a name, path or annotation of the
-/// manifest that holds a line break must not split a finding in two, nor
-/// an escape sequence repaint the CI log.
+/// `text` on one line, whole: a name, path or annotation of the manifest
+/// that holds a line break must not split a finding in two, nor an escape
+/// sequence repaint the CI log. Unbounded: a finding is the user's to read
+/// in full.
 pub(crate) fn one_line(text: &str) -> String {
-    let mut line = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
-            line.extend(c.escape_default());
-        } else {
-            line.push(c);
-        }
-    }
-    line
+    text::one_line(text, usize::MAX).into_owned()
 }
 
 fn count(n: usize, what: &str) -> String {

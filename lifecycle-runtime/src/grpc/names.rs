@@ -32,7 +32,7 @@ pub(crate) async fn status(evaluator: &Evaluator, name: &str) -> Option<ServingS
     Some(serving(evaluation.passed()))
 }
 
-pub(crate) fn serving(passed: bool) -> ServingStatus {
+fn serving(passed: bool) -> ServingStatus {
     if passed {
         ServingStatus::Serving
     } else {

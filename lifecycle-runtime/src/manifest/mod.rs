@@ -15,7 +15,6 @@ use crate::probe::endpoint::METRICS_PATH;
 use crate::probe::Endpoint;
 use crate::stop_budget::budget_warning;
 
-/// Where the probe server serves the metrics.
 /// A Job's `backoffLimit`: Kubernetes' own default, written out so that
 /// the rules of the `podFailurePolicy` read with the count they feed.
 const BACKOFF_LIMIT: u32 = 6;

@@ -114,7 +114,7 @@ impl fmt::Display for Endpoint {
 }
 
 /// A check lifecycle answers itself, from memory: a user's check may not
-/// take its name (`#[lifecycle::check]` refuses it).
+/// take its name (the check attributes refuse it at compile time).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum BuiltinCheck {
     /// The lifecycle's own state: on every endpoint.

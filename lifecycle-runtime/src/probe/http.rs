@@ -3,8 +3,6 @@
 //! `GET /metrics` too.
 
 #[cfg(feature = "metrics")]
-use std::borrow::Cow;
-#[cfg(feature = "metrics")]
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -63,7 +61,7 @@ pub(crate) async fn route<B>(
         let (label, answer) = if metrics && request.uri().path() == METRICS_PATH {
             ("metrics".into(), self::metrics(&request).await)
         } else {
-            let label = endpoint_label(evaluator, request.uri().path());
+            let label = evaluator.endpoint_label(target(request.uri().path()));
             (label, answer(evaluator, reasons, request).await)
         };
         crate::metrics::probe_answered("http", label, crate::metrics::http_code(answer.status()));
@@ -114,7 +112,8 @@ async fn answer<B>(evaluator: &Evaluator, reasons: ReasonsPolicy, request: Reque
     }
 }
 
-/// The target of a request for `path`.
+/// The target of a request for `path`: what it is answered for, and the
+/// `endpoint` label it is counted under.
 fn target(path: &str) -> Option<Target<'_>> {
     endpoint::parse_path(path.strip_prefix('/').unwrap_or(path))
 }
@@ -144,15 +143,8 @@ fn metrics<B>(request: &Request<B>) -> impl std::future::Future<Output = Answer>
     }
 }
 
-/// The `endpoint` label of a probe of `path`, leading slashes aside
-/// ([`Evaluator::endpoint_label`]).
-#[cfg(feature = "metrics")]
-fn endpoint_label(evaluator: &Evaluator, path: &str) -> Cow<'static, str> {
-    evaluator.endpoint_label(endpoint::parse_path(path.trim_start_matches('/')))
-}
-
 /// A 405 for any method but `GET` and `HEAD`.
-pub(crate) fn refuse_method<B>(request: &Request<B>) -> Option<Answer> {
+fn refuse_method<B>(request: &Request<B>) -> Option<Answer> {
     let method = request.method();
     if method == Method::GET || method == Method::HEAD {
         return None;
@@ -187,7 +179,7 @@ impl Query {
     }
 }
 
-pub(crate) fn respond(status: StatusCode, content_type: &'static str, body: String) -> Answer {
+fn respond(status: StatusCode, content_type: &'static str, body: String) -> Answer {
     let mut response = Response::new(self::body(Bytes::from(body)));
     *response.status_mut() = status;
     let headers = response.headers_mut();

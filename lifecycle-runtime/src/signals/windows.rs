@@ -81,8 +81,10 @@ impl Received {
 }
 
 /// Ends the process as Windows' default handler would have
-/// ([`Code::ConsoleInterrupt`]). Every stop event ends it: this never
-/// returns, unlike the unix side's for a signal ignored by default.
+/// ([`Code::ConsoleInterrupt`]), through `exit.rs` as every exit: the
+/// queued log lines get their bounded moment first. Every stop event ends
+/// it: this never returns, unlike the unix side's for a signal ignored by
+/// default.
 pub(crate) fn default_action(_event: StopEvent) {
     Exit::quiet(Code::ConsoleInterrupt).exit()
 }

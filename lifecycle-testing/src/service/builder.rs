@@ -107,12 +107,7 @@ impl ServiceBuilder {
         for (key, value) in defaults {
             command.env(key, value);
         }
-        for (key, value) in &self.env {
-            match value {
-                Some(value) => command.env(key, value),
-                None => command.env_remove(key),
-            };
-        }
+        self.apply_env(&mut command);
         command
     }
 
@@ -125,6 +120,12 @@ impl ServiceBuilder {
                 None => command.env_remove(key),
             };
         }
+    }
+
+    /// The path the test set `key` to last, if it set one.
+    fn path_set(&self, key: &str) -> Option<PathBuf> {
+        let (_, value) = self.env.iter().rev().find(|(k, _)| k == key)?;
+        value.clone().map(PathBuf::from)
     }
 
     /// The program to run.
@@ -156,18 +157,10 @@ impl ServiceBuilder {
         command.args(&self.args);
         // The service may have been told to write elsewhere.
         let addr_file = self
-            .env
-            .iter()
-            .rev()
-            .find(|(key, _)| key == "LIFECYCLE_PROBE_ADDR_FILE")
-            .and_then(|(_, value)| value.clone().map(PathBuf::from))
+            .path_set("LIFECYCLE_PROBE_ADDR_FILE")
             .unwrap_or(addr_file);
         let termination_log = self
-            .env
-            .iter()
-            .rev()
-            .find(|(key, _)| key == "LIFECYCLE_TERMINATION_LOG")
-            .and_then(|(_, value)| value.clone().map(PathBuf::from))
+            .path_set("LIFECYCLE_TERMINATION_LOG")
             .unwrap_or(termination_log);
         Service::spawn(
             self.program,

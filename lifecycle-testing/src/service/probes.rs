@@ -73,11 +73,7 @@ impl Service {
     /// [`assert_failing_or_unreachable`](Self::assert_failing_or_unreachable).
     #[track_caller]
     pub fn assert_failing(&self, endpoint: Endpoint) -> ProbeAnswer {
-        let answer = self.probe(endpoint);
-        if answer.passed() {
-            let why = self.explain(endpoint, "should fail but passed");
-            panic!("{}", self.error(ErrorKind::UnexpectedAnswer, why));
-        }
+        let answer = self.assert_failing_or_unreachable(endpoint);
         if !answer.answered {
             let why = format!(
                 "{endpoint} should fail with the service's answer, but {answer}\n(nothing \

@@ -65,10 +65,10 @@ pub(super) fn read_env(container: &Value, findings: &mut Vec<Finding>) -> Env {
             })
             .unwrap_or(("source", "unnamed"));
         findings.push(warning(
-format_args!("envFrom {reference} \"{name}\" may set {PREFIX}* variables, which cannot be checked"),
-format_args!("{PREFIX}* values it accepts, or it exits {} at start-up", exit::Code::BadConfig),
-format_args!("set {PREFIX}* variables in env, or give envFrom a prefix"),
-));
+            format_args!("envFrom {reference} \"{name}\" may set {PREFIX}* variables, which cannot be checked"),
+            format_args!("{PREFIX}* values it accepts, or it exits {} at start-up", exit::Code::BadConfig),
+            format_args!("set {PREFIX}* variables in env, or give envFrom a prefix"),
+        ));
     }
     Env { literal }
 }

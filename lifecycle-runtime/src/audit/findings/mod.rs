@@ -53,17 +53,16 @@ mod probes;
 use super::read::{command_line, container_name, present, Workload};
 use crate::binary::Binary;
 use crate::config::ServiceConfig;
+use crate::flags;
 use crate::manifest::{PodProbe, POD_PROBES};
 use container::Container;
 use env::{read_env, resolve};
 pub(crate) use finding::{Finding, Severity};
 use pod::job_findings;
 
-const PREFLIGHT_FLAG: &str = "--lifecycle-preflight";
-
 /// Whether an init container is this binary's preflight.
 pub(crate) fn runs_preflight(container: &Value) -> bool {
-    command_line(container).contains(&PREFLIGHT_FLAG)
+    command_line(container).contains(&flags::PREFLIGHT)
 }
 
 /// An init container running `--lifecycle-preflight`: its env, read as

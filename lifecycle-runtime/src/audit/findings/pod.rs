@@ -51,15 +51,15 @@ impl Container<'_> {
             self.add_startup_probe()
         };
         findings.push(error(
-format_args!("{prefix}{key} allows {allowed} ms for start-up (initialDelaySeconds {delay} + failureThreshold {failures} × periodSeconds {period})"),
-format_args!(
+            format_args!("{prefix}{key} allows {allowed} ms for start-up (initialDelaySeconds {delay} + failureThreshold {failures} × periodSeconds {period})"),
+            format_args!(
                 "{} ms (preflight checks {} ms + on_startup hooks {} ms)",
                 needed.as_millis(),
                 self.binary.preflight_needed().as_millis(),
                 self.binary.startup_hooks.as_millis(),
             ),
-format_args!("{fix}"),
-));
+            format_args!("{fix}"),
+        ));
     }
 
     /// The fix for a start-up that only the liveness probe bounds: a
@@ -125,14 +125,14 @@ format_args!("{fix}"),
             return;
         }
         findings.push(error(
-format_args!(
+            format_args!(
                 "terminationGracePeriodSeconds {given} is shorter than the stop takes (preStop sleep {} s + shutdown timeout {} ms)",
                 pre_stop.as_secs(),
                 self.settings.shutdown_timeout.as_millis()
             ),
-format_args!("{}", self.stop_needs(needed, pre_stop)),
-format_args!("set terminationGracePeriodSeconds to {fix}"),
-));
+            format_args!("{}", self.stop_needs(needed, pre_stop)),
+            format_args!("set terminationGracePeriodSeconds to {fix}"),
+        ));
     }
 
     /// The preStop hook against the drain delay, or as something whose
@@ -149,13 +149,13 @@ format_args!("set terminationGracePeriodSeconds to {fix}"),
         if let Some(sleep) = sleep {
             if !self.settings.drain_delay.is_zero() {
                 findings.push(warning(
-format_args!(
+                    format_args!(
                         "a preStop sleep and the drain delay both hold the pod in rotation (sleep {sleep} s, drain delay {} ms)",
                         self.settings.drain_delay.as_millis()
                     ),
-format_args!("one of them: its drain delay, which fails readiness at once while the sleep does not"),
-format_args!("remove lifecycle.preStop and keep the drain delay ({} sets it)", config::DRAIN_DELAY),
-));
+                    format_args!("one of them: its drain delay, which fails readiness at once while the sleep does not"),
+                    format_args!("remove lifecycle.preStop and keep the drain delay ({} sets it)", config::DRAIN_DELAY),
+                ));
             }
             return;
         }
@@ -167,13 +167,13 @@ format_args!("remove lifecycle.preStop and keep the drain delay ({} sets it)", c
             return;
         };
         findings.push(warning(
-format_args!("lifecycle.preStop runs an {kind} hook, whose duration cannot be checked"),
-format_args!(
+            format_args!("lifecycle.preStop runs an {kind} hook, whose duration cannot be checked"),
+            format_args!(
                 "terminationGracePeriodSeconds to cover the preStop hook + the shutdown timeout ({} ms)",
                 self.settings.shutdown_timeout.as_millis()
             ),
-format_args!("use a preStop sleep, or none (the drain delay, {}, does its job)", config::DRAIN_DELAY),
-));
+            format_args!("use a preStop sleep, or none (the drain delay, {}, does its job)", config::DRAIN_DELAY),
+        ));
     }
 
     /// `lifecycle.stopSignal` against the signals that stop this binary:
@@ -314,10 +314,10 @@ pub(super) fn job_findings(
     let restart = pod_spec.get("restartPolicy").and_then(Value::as_str);
     if policy.is_some() && restart == Some("OnFailure") {
         findings.push(error(
-format_args!("restartPolicy OnFailure with a podFailurePolicy, which the API refuses"),
-format_args!("restartPolicy Never, so that exit {code} fails the pod and the policy fails the Job"),
-format_args!("set the pod template's restartPolicy to Never"),
-));
+            format_args!("restartPolicy OnFailure with a podFailurePolicy, which the API refuses"),
+            format_args!("restartPolicy Never, so that exit {code} fails the pod and the policy fails the Job"),
+            format_args!("set the pod template's restartPolicy to Never"),
+        ));
     }
     let first = rules.iter().find(|rule| {
         let Some(codes) = rule.get("onExitCodes") else {
@@ -357,8 +357,8 @@ format_args!("set the pod template's restartPolicy to Never"),
         "set the pod template's restartPolicy to Never, and "
     };
     findings.push(error(
-format_args!("the Job does not fail on exit {code} (invalid configuration, which a retry cannot heal): {why}"),
-format_args!("a podFailurePolicy whose first rule for exit {code} is FailJob"),
-format_args!("{never}put the rule {rule} first in podFailurePolicy.rules (--lifecycle-manifest job prints it)"),
-));
+        format_args!("the Job does not fail on exit {code} (invalid configuration, which a retry cannot heal): {why}"),
+        format_args!("a podFailurePolicy whose first rule for exit {code} is FailJob"),
+        format_args!("{never}put the rule {rule} first in podFailurePolicy.rules (--lifecycle-manifest job prints it)"),
+    ));
 }

@@ -8,13 +8,12 @@ use super::finding::{error, warning, Finding};
 use super::numbers::{probe_number, probe_numbers, whole_number};
 use crate::audit::read::{command_line, items, present};
 use crate::config;
+use crate::flags::PROBE as PROBE_FLAG;
 use crate::manifest::{
     ceil_seconds, grace_needed, grace_seconds, probe_period_seconds, probe_time_needed,
 };
 use crate::probe::endpoint::{self, path_of, service_of, Endpoint, Target};
 use crate::registry::CheckKind;
-
-const PROBE_FLAG: &str = "--lifecycle-probe";
 
 impl Container<'_> {
     /// Everything about one probe (`key`, for `expected`).
@@ -92,14 +91,14 @@ impl Container<'_> {
     ) -> Option<Target<'p>> {
         if !cfg!(feature = "grpc") {
             findings.push(error(
-format_args!("{key} is a gRPC probe, but the binary has no gRPC health"),
-format_args!("an httpGet probe (it was built without lifecycle-runtime's cargo feature grpc)"),
-format_args!(
+                format_args!("{key} is a gRPC probe, but the binary has no gRPC health"),
+                format_args!("an httpGet probe (it was built without lifecycle-runtime's cargo feature grpc)"),
+                format_args!(
                     "replace {key}.grpc with httpGet path {} port {}",
                     expected.path(),
                     self.probe_port()
                 ),
-));
+            ));
             return None;
         }
         self.port(key, "grpc", grpc.get("port"), true, findings);
@@ -136,10 +135,10 @@ format_args!(
                     Some(number) => number,
                     None => {
                         findings.push(error(
-format_args!("{key} port \"{name}\" is not declared by the container"),
-format_args!("a port the container declares (the probe server's is {})", self.probe_port()),
-format_args!("add {{name: {name}, containerPort: {}}} to the container's ports, or give {key}.{handler}.port as a number", self.probe_port()),
-));
+                            format_args!("{key} port \"{name}\" is not declared by the container"),
+                            format_args!("a port the container declares (the probe server's is {})", self.probe_port()),
+                            format_args!("add {{name: {name}, containerPort: {}}} to the container's ports, or give {key}.{handler}.port as a number", self.probe_port()),
+                        ));
                         return;
                     }
                 }
@@ -157,10 +156,10 @@ format_args!("add {{name: {name}, containerPort: {}}} to the container's ports, 
         if address.ip().is_loopback() || address.port() == 0 {
             let port = if number == 0 { 8081 } else { number };
             findings.push(error(
-format_args!("{key} cannot reach the probe server, which listens on {address} with this container's env"),
-format_args!("a probe address the kubelet reaches: not loopback, not port 0"),
-format_args!("set {} to 0.0.0.0:{port} in the container's env", config::PROBE_ADDR),
-));
+                format_args!("{key} cannot reach the probe server, which listens on {address} with this container's env"),
+                format_args!("a probe address the kubelet reaches: not loopback, not port 0"),
+                format_args!("set {} to 0.0.0.0:{port} in the container's env", config::PROBE_ADDR),
+            ));
         } else if number != u64::from(address.port()) {
             findings.push(error(
                 format_args!("{key} port {number} is not the probe server's port"),
@@ -216,10 +215,10 @@ format_args!("set {} to 0.0.0.0:{port} in the container's env", config::PROBE_AD
             return;
         };
         findings.push(warning(
-format_args!("{key} periodSeconds {period} is shorter than the interval of background check \"{}\" ({interval} ms): the probe reads a result older than its period", check.name),
-format_args!("periodSeconds {fix} or more"),
-format_args!("set {key}.periodSeconds to {fix}, or shorten the check's interval_ms"),
-));
+            format_args!("{key} periodSeconds {period} is shorter than the interval of background check \"{}\" ({interval} ms): the probe reads a result older than its period", check.name),
+            format_args!("periodSeconds {fix} or more"),
+            format_args!("set {key}.periodSeconds to {fix}, or shorten the check's interval_ms"),
+        ));
     }
 
     /// A liveness or startup probe's own grace period, which the kubelet
@@ -236,14 +235,14 @@ format_args!("set {key}.periodSeconds to {fix}, or shorten the check's interval_
         }
         let fix = grace_seconds(self.settings).saturating_add(pre_stop.as_secs());
         findings.push(error(
-format_args!(
+            format_args!(
                 "{key} terminationGracePeriodSeconds {grace} is shorter than the stop takes (preStop sleep {} s + shutdown timeout {} ms)",
                 pre_stop.as_secs(),
                 self.settings.shutdown_timeout.as_millis()
             ),
-format_args!("{}, after a failed {key}", self.stop_needs(needed, pre_stop)),
-format_args!("set {key}.terminationGracePeriodSeconds to {fix}, or remove it"),
-));
+            format_args!("{}, after a failed {key}", self.stop_needs(needed, pre_stop)),
+            format_args!("set {key}.terminationGracePeriodSeconds to {fix}, or remove it"),
+        ));
     }
 }
 
@@ -309,20 +308,20 @@ fn aimed_elsewhere(key: &str, probe: &Value, target: Target<'_>) -> Option<Findi
     };
     match key {
         "livenessProbe" if readiness => Some(error(
-format_args!("livenessProbe is aimed at readiness ({}): a dependency down or a drain restarts the container", asked()),
-format_args!("liveness aimed at livez, which fails only when the process itself is broken"),
-format_args!("aim livenessProbe at /livez (gRPC service livez, --lifecycle-probe livez)"),
-)),
+            format_args!("livenessProbe is aimed at readiness ({}): a dependency down or a drain restarts the container", asked()),
+            format_args!("liveness aimed at livez, which fails only when the process itself is broken"),
+            format_args!("aim livenessProbe at /livez (gRPC service livez, --lifecycle-probe livez)"),
+        )),
         "startupProbe" if readiness => Some(warning(
-format_args!("startupProbe is aimed at readiness ({}): a dependency down at start-up has the container restarted over and over", asked()),
-format_args!("startup aimed at startupz, which passes once start-up is done"),
-format_args!("aim startupProbe at /startupz (gRPC service startupz, --lifecycle-probe startupz)"),
-)),
+            format_args!("startupProbe is aimed at readiness ({}): a dependency down at start-up has the container restarted over and over", asked()),
+            format_args!("startup aimed at startupz, which passes once start-up is done"),
+            format_args!("aim startupProbe at /startupz (gRPC service startupz, --lifecycle-probe startupz)"),
+        )),
         "readinessProbe" if target.0 == Endpoint::Livez => Some(warning(
-format_args!("readinessProbe is aimed at liveness ({}): the pod stays in rotation while a dependency is down or it drains", asked()),
-format_args!("readiness aimed at readyz, which fails while a dependency is down or the instance drains"),
-format_args!("aim readinessProbe at /readyz (gRPC service readyz, --lifecycle-probe readyz)"),
-)),
+            format_args!("readinessProbe is aimed at liveness ({}): the pod stays in rotation while a dependency is down or it drains", asked()),
+            format_args!("readiness aimed at readyz, which fails while a dependency is down or the instance drains"),
+            format_args!("aim readinessProbe at /readyz (gRPC service readyz, --lifecycle-probe readyz)"),
+        )),
         _ => None,
     }
 }

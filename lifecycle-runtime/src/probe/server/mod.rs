@@ -125,6 +125,9 @@ where
         // A panic that recurs at once must not spin this thread.
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // Closed now, not after the grace: a probe that connects during the
+    // stop is refused at once rather than left in the backlog.
+    drop(listener);
     // Answers in flight are written, HTTP/2 clients get a GOAWAY and the
     // end of their streams.
     let _ = tokio::time::timeout(STOP_GRACE, graceful.shutdown()).await;
