@@ -85,6 +85,22 @@ fn parse() -> Result<Options, String> {
     })
 }
 
+/// The commit measured, and whether the tree differed from it: figures
+/// name the code they came from.
+fn commit(root: &std::path::Path) -> String {
+    let root = root.to_string_lossy();
+    let head = first_line("git", &["-C", &root, "rev-parse", "--short", "HEAD"]);
+    let changed = first_line(
+        "git",
+        &["-C", &root, "status", "--porcelain", "--untracked-files=no"],
+    );
+    if changed.is_empty() {
+        format!("commit {head}")
+    } else {
+        format!("commit {head} with uncommitted changes")
+    }
+}
+
 fn first_line(program: &str, args: &[&str]) -> String {
     Command::new(program)
         .args(args)
@@ -145,6 +161,7 @@ fn main() -> ExitCode {
     let machine = machine();
     let started = Instant::now();
     let started_at = first_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
+    let commit = commit(&bench.root);
     type Measure = fn(&Bench) -> Result<Vec<Figure>, String>;
     let steps: [(&str, Measure); 10] = [
         ("throughput and CPU", figures::throughput),
@@ -182,6 +199,7 @@ fn main() -> ExitCode {
         machine,
         rounds: bench.rounds,
         started: started_at,
+        commit,
         minutes: started.elapsed().as_secs_f64() / 60.0,
     };
     let text = report::markdown(&context, &figures, &findings);

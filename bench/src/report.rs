@@ -173,6 +173,8 @@ pub struct Context {
     pub machine: Vec<(String, String)>,
     pub rounds: usize,
     pub started: String,
+    /// `commit abc1234`, and whether the tree had uncommitted changes.
+    pub commit: String,
     pub minutes: f64,
 }
 
@@ -182,12 +184,13 @@ pub fn markdown(context: &Context, figures: &[Figure], findings: &str) -> String
     let _ = writeln!(
         out,
         "Figures of the probe path against what users would pick instead, and against the machine's floor, \
-         all measured in one run of `{}` (started {}, {:.1} minutes). Each figure is the median of {} \
+         all measured in one run of `{}` (started {}, {}, {:.1} minutes). Each figure is the median of {} \
          round(s), with the smallest and largest round in brackets; within a round every contender ran \
          side by side on the same machine. Goals are judged on medians. Regenerate with the command \
          above; nothing here is edited by hand but the section *What the profiles showed*.\n",
         context.command,
         context.started,
+        context.commit,
         context.minutes,
         context.rounds
     );
