@@ -106,12 +106,7 @@ impl TcpListener {
     /// Accepts the next connection, handling errors as axum's `serve`
     /// does.
     pub(super) async fn accept_retrying(&self) -> (TcpStream, SocketAddr) {
-        accept_retrying(
-            || self.accept(),
-            ACCEPT_BACKOFF,
-            |error| tracing::error!("accept error: {error}; accepting again in 1 s"),
-        )
-        .await
+        accept_retrying(|| self.accept(), ACCEPT_BACKOFF, accept_failed).await
     }
 }
 
@@ -162,6 +157,12 @@ where
     }
 }
 
+/// The application listener's line for an accept error that pauses it
+/// for [`ACCEPT_BACKOFF`].
+fn accept_failed(error: &io::Error) {
+    tracing::error!("accept error: {error}; accepting again in 1 s");
+}
+
 /// An error of the connection being accepted (the peer gave up before
 /// the accept), not of the listener: the next one may well succeed.
 fn is_connection_error(error: &io::Error) -> bool {
@@ -201,7 +202,7 @@ impl Stream for Incoming {
                 }
                 Err(error) if is_connection_error(&error) => {}
                 Err(error) => {
-                    tracing::error!("accept error: {error}; accepting again in 1 s");
+                    accept_failed(&error);
                     self.backoff = Some(Box::pin(tokio::time::sleep(ACCEPT_BACKOFF)));
                 }
             }
